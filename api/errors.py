@@ -1,0 +1,57 @@
+"""Every error is JSON ``{"detail": "<a sentence a person understands>"}``, never a bare 500 page."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from video_converter.jobs import InvalidRequest, JobNotFound, OutputNotReady
+
+log = logging.getLogger(__name__)
+
+
+def sentence(errors: list[dict]) -> str:
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        msg = str(err.get("msg", "is invalid"))
+        parts.append(f"{where}: {msg}" if where else msg)
+    return ("Invalid request: " + "; ".join(parts) + ".") if parts else "Invalid request."
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(InvalidRequest)
+    async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(JobNotFound)
+    async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
+        return JSONResponse({"detail": "No such job (or format) here; check the link."}, status_code=404)
+
+    @app.exception_handler(OutputNotReady)
+    async def not_ready(_: Request, exc: OutputNotReady) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": sentence(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "Nothing here: check the address."
+        elif exc.status_code == 405:
+            detail = "This address does not accept that method."
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"detail": "Something went wrong on our side. Please try again in a moment."}, status_code=500
+        )

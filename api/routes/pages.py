@@ -1,0 +1,29 @@
+"""The browser UI: server-rendered shells; the data comes from the JSON API."""
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from api.deps import ConverterDep
+from video_converter.model import is_job_id
+from video_converter.presets import PRESETS
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, converter: ConverterDep) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "index.html",
+        {"formats": [p.public() for p in PRESETS.values()], "max_bytes": converter.settings.max_upload_bytes},
+    )
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str) -> HTMLResponse:
+    status = 200 if is_job_id(job_id) else 404
+    return templates.TemplateResponse(request, "job.html", {"job_id": job_id}, status_code=status)

@@ -1,0 +1,15 @@
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ConverterDep
+
+router = APIRouter(prefix="/api/uploads", tags=["uploads"])
+
+
+@router.post("", status_code=201)
+async def create_upload(converter: ConverterDep) -> dict[str, Any]:
+    """An upload ticket: POST the file straight to ``url`` with ``fields``, then create the job with
+    ``upload_id``. On AWS the bytes go to S3 and never pass through this service."""
+    return await run_in_threadpool(converter.upload_ticket)

@@ -1,0 +1,48 @@
+"""One settings class for every entry point (API, local workers, Lambda), read from the environment."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    backend: Literal["local", "aws"] = "local"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default_factory=_default_workers, ge=0)
+
+    # Local mode
+    data_dir: Path = Path("data")
+    secret_key: str = ""  # signs local download URLs; generated and kept in DATA_DIR when empty
+    visibility_timeout: int = Field(default=120, ge=5)  # seconds a local message stays hidden per heartbeat
+
+    # AWS mode (boto3 reads AWS_REGION, AWS_ENDPOINT_URL and credentials itself)
+    upload_bucket: str = ""
+    converted_bucket: str = ""
+    queue_url: str = ""
+
+    # Limits
+    max_upload_bytes: int = Field(default=4 * 1024**3, gt=0)
+    max_attempts: int = Field(default=3, ge=1)  # same as the SQS maxReceiveCount
+    ffmpeg_timeout: int = Field(default=3600, gt=0)  # seconds one conversion may take
+    download_url_ttl: int = Field(default=3600, gt=0)
+    upload_url_ttl: int = Field(default=3600, gt=0)
+    # A "processing" output whose record has not changed for this long is treated as abandoned.
+    stale_after: int = Field(default=1200, gt=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

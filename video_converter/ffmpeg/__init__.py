@@ -1,0 +1,16 @@
+"""FFmpeg: finding the binaries, building and running argument lists, parsing what they print."""
+
+from .errors import ConversionCancelled, ConversionTimeout, FFmpegError, FFmpegNotFound, InvalidMedia
+from .locate import ffmpeg_path, ffprobe_path
+from .runner import FFmpeg
+
+__all__ = [
+    "ConversionCancelled",
+    "ConversionTimeout",
+    "FFmpeg",
+    "FFmpegError",
+    "FFmpegNotFound",
+    "InvalidMedia",
+    "ffmpeg_path",
+    "ffprobe_path",
+]

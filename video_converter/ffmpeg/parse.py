@@ -1,0 +1,103 @@
+"""Pure functions over what FFmpeg prints; tested on captured output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..model import SourceInfo
+
+
+def _float(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and number not in (float("inf"), float("-inf")) else None
+
+
+def _rate(value: object) -> float | None:
+    if not isinstance(value, str) or "/" not in value:
+        return _float(value)
+    num, _, den = value.partition("/")
+    n, d = _float(num), _float(den)
+    return round(n / d, 3) if n is not None and d else None
+
+
+def _rotation(stream: dict) -> int:
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            return int(_float(side["rotation"]) or 0)
+    return int(_float((stream.get("tags") or {}).get("rotate")) or 0)
+
+
+def parse_probe(text: str) -> SourceInfo:
+    """Turn ``ffprobe -print_format json -show_format -show_streams`` output into SourceInfo.
+
+    Cover art in audio files (``attached_pic``) does not count as video. Width and height are the
+    displayed ones: a phone video recorded in portrait reports portrait dimensions.
+    """
+    data = json.loads(text or "{}")
+    streams = data.get("streams") or []
+    fmt = data.get("format") or {}
+    video = next(
+        (s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")),
+        None,
+    )
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+
+    width = height = None
+    if video is not None:
+        width, height = video.get("width"), video.get("height")
+        if width and height and abs(_rotation(video)) % 180 == 90:
+            width, height = height, width
+
+    duration = _float(fmt.get("duration"))
+    if duration is None:
+        durations = [_float(s.get("duration")) for s in (video, audio) if s]
+        duration = max((d for d in durations if d is not None), default=None)
+
+    return SourceInfo(
+        duration=round(duration, 3) if duration is not None else None,
+        width=width or None,
+        height=height or None,
+        video_codec=video.get("codec_name") if video else None,
+        audio_codec=audio.get("codec_name") if audio else None,
+        frame_rate=_rate(video.get("avg_frame_rate")) if video else None,
+        format_name=fmt.get("format_name"),
+    )
+
+
+@dataclass
+class ProgressTracker:
+    """Reads ``-progress`` key=value lines; reports a percentage each time a block ends."""
+
+    duration: float | None
+    _out_time: float = 0.0
+
+    def feed(self, line: str) -> float | None:
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            return None
+        if key in ("out_time_us", "out_time_ms"):  # both are microseconds (a historic FFmpeg quirk)
+            micros = _float(value)
+            if micros is not None and micros >= 0:
+                self._out_time = micros / 1_000_000
+        elif key == "progress":
+            if value == "end":
+                return 100.0
+            return self.percent()
+        return None
+
+    def percent(self) -> float:
+        if not self.duration or self.duration <= 0:
+            return 0.0
+        return round(min(99.0, max(0.0, 100.0 * self._out_time / self.duration)), 1)
+
+
+def tail(lines: Iterable[str], count: int = 8, width: int = 600) -> str:
+    """The last meaningful lines FFmpeg printed, joined, for error messages."""
+    kept = [line.strip() for line in lines if line.strip()]
+    text = " | ".join(kept[-count:])
+    return text[-width:]

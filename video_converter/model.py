@@ -1,0 +1,109 @@
+"""The job and output status model, stored as small JSON records beside the outputs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """A random UUID4: 122 random bits, unguessable, and easy to validate."""
+    return str(uuid.uuid4())
+
+
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_JOB_ID.match(value))
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PARTIAL = "partial"  # finished, some outputs failed
+
+
+class OutputStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (OutputStatus.COMPLETED, OutputStatus.FAILED)
+
+
+class SourceInfo(BaseModel):
+    """What ffprobe saw in the uploaded file (display size, after rotation)."""
+
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    frame_rate: float | None = None
+    format_name: str | None = None
+
+    @property
+    def has_video(self) -> bool:
+        return self.video_codec is not None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
+
+
+class JobRecord(BaseModel):
+    """Written once when the job is created; never changed afterwards (so writers never race)."""
+
+    job_id: str
+    filename: str  # as the user named it, for display only
+    stem: str  # safe stem used in output names
+    formats: list[str]
+    source_key: str  # key of the original in the upload store
+    source_size: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OutputRecord(BaseModel):
+    """One per (job, format); only the worker holding that format's message writes it."""
+
+    format: str
+    status: OutputStatus = OutputStatus.QUEUED
+    progress: float = 0.0
+    error: str | None = None
+    key: str | None = None  # key of the result in the converted store, once completed
+    size_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    attempts: int = 0
+    source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+def job_status(outputs: Iterable[OutputStatus]) -> JobStatus:
+    """Derive the job's status from its outputs, so there is no job-level record to keep in sync."""
+    states = list(outputs)
+    if not states or all(s is OutputStatus.QUEUED for s in states):
+        return JobStatus.QUEUED
+    if not all(s.finished for s in states):
+        return JobStatus.PROCESSING
+    if all(s is OutputStatus.COMPLETED for s in states):
+        return JobStatus.COMPLETED
+    if all(s is OutputStatus.FAILED for s in states):
+        return JobStatus.FAILED
+    return JobStatus.PARTIAL

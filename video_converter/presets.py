@@ -1,0 +1,205 @@
+"""Output formats. The ids are part of the public API; each preset knows its FFmpeg arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from .model import SourceInfo
+
+
+class Kind(StrEnum):
+    VIDEO = "video"
+    AUDIO = "audio"
+    IMAGE = "image"
+
+
+class UnsuitableSource(ValueError):
+    """The source cannot give this format (an mp3 from a silent video, a video from an audio file)."""
+
+
+GIF_MAX_WIDTH = 480
+GIF_MAX_SECONDS = 10
+GIF_FPS = 12
+WEBM_MAX_HEIGHT = 720
+THUMBNAIL_MAX_WIDTH = 1280
+
+
+def _even_height_cap(max_height: int) -> str:
+    # Height capped (never upscaled) and even; width follows the aspect ratio, rounded to even (-2).
+    return f"scale=w=-2:h='min({max_height},trunc(ih/2)*2)':flags=bicubic"
+
+
+def _h264_args(max_height: int, maxrate_kbps: int) -> Callable[[SourceInfo], list[str]]:
+    def build(source: SourceInfo) -> list[str]:
+        args = [
+            "-map", "0:v:0",
+            "-vf", f"{_even_height_cap(max_height)},format=yuv420p",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+            "-maxrate", f"{maxrate_kbps}k", "-bufsize", f"{maxrate_kbps * 2}k",
+            "-profile:v", "high", "-pix_fmt", "yuv420p",
+        ]  # fmt: skip
+        if source.has_audio:
+            args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2"]
+        else:
+            args += ["-an"]
+        return [*args, "-sn", "-dn", "-movflags", "+faststart", "-f", "mp4"]
+
+    return build
+
+
+def _webm_args(source: SourceInfo) -> list[str]:
+    args = [
+        "-map", "0:v:0",
+        "-vf", f"{_even_height_cap(WEBM_MAX_HEIGHT)},format=yuv420p",
+        "-c:v", "libvpx-vp9", "-crf", "33", "-b:v", "0",
+        "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p",
+    ]  # fmt: skip
+    if source.has_audio:
+        args += ["-map", "0:a:0", "-c:a", "libopus", "-b:a", "96k", "-ac", "2"]
+    else:
+        args += ["-an"]
+    return [*args, "-sn", "-dn", "-f", "webm"]
+
+
+def _mp3_args(source: SourceInfo) -> list[str]:
+    return ["-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "libmp3lame", "-q:a", "2", "-f", "mp3"]
+
+
+def _gif_args(source: SourceInfo) -> list[str]:
+    graph = (
+        f"[0:v:0]fps={GIF_FPS},scale=w='min({GIF_MAX_WIDTH},iw)':h=-2:flags=lanczos,split[a][b];"
+        "[a]palettegen=max_colors=128:stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5"
+    )
+    return ["-t", str(GIF_MAX_SECONDS), "-filter_complex", graph, "-an", "-loop", "0", "-f", "gif"]
+
+
+def thumbnail_time(source: SourceInfo) -> float:
+    """A poster frame a little into the video, past fade-ins, never past its end."""
+    if not source.duration:
+        return 0.0
+    return round(min(source.duration * 0.1, 5.0), 3)
+
+
+def _thumbnail_args(source: SourceInfo) -> list[str]:
+    vf = f"thumbnail=n=12,scale=w='min({THUMBNAIL_MAX_WIDTH},iw)':h=-2"
+    return ["-map", "0:v:0", "-vf", vf, "-frames:v", "1", "-q:v", "3", "-an", "-f", "image2", "-update", "1"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    label: str
+    extension: str
+    media_type: str
+    kind: Kind
+    description: str
+    output_args: Callable[[SourceInfo], list[str]]
+    needs_video: bool = True
+    needs_audio: bool = False
+    max_height: int | None = None
+    max_width: int | None = None
+    max_seconds: float | None = None
+
+    def check_source(self, source: SourceInfo) -> None:
+        if self.needs_video and not source.has_video:
+            raise UnsuitableSource(f"The source has no video stream, so it cannot be converted to {self.label}.")
+        if self.needs_audio and not source.has_audio:
+            raise UnsuitableSource(f"The source has no audio track, so there is nothing to put in an {self.label}.")
+
+    def input_args(self, source: SourceInfo) -> list[str]:
+        """Options placed before ``-i`` (fast seek for the poster frame)."""
+        if self.id == "thumbnail":
+            return ["-ss", str(thumbnail_time(source))]
+        return []
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "extension": self.extension,
+            "media_type": self.media_type,
+            "kind": self.kind.value,
+            "description": self.description,
+            "max_height": self.max_height,
+            "max_width": self.max_width,
+        }
+
+
+def _mp4(height: int, maxrate_kbps: int) -> Preset:
+    return Preset(
+        id=f"{height}p",
+        label=f"MP4 {height}p",
+        extension="mp4",
+        media_type="video/mp4",
+        kind=Kind.VIDEO,
+        description=f"H.264 + AAC, up to {height} px high; plays everywhere.",
+        output_args=_h264_args(height, maxrate_kbps),
+        max_height=height,
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    p.id: p
+    for p in (
+        _mp4(1080, 8000),
+        _mp4(720, 5000),
+        _mp4(480, 2500),
+        _mp4(360, 1200),
+        Preset(
+            id="webm",
+            label="WebM",
+            extension="webm",
+            media_type="video/webm",
+            kind=Kind.VIDEO,
+            description=f"VP9 + Opus, up to {WEBM_MAX_HEIGHT} px high; small files for the web.",
+            output_args=_webm_args,
+            max_height=WEBM_MAX_HEIGHT,
+        ),
+        Preset(
+            id="mp3",
+            label="MP3",
+            extension="mp3",
+            media_type="audio/mpeg",
+            kind=Kind.AUDIO,
+            description="The audio track only (VBR, about 190 kbit/s).",
+            output_args=_mp3_args,
+            needs_video=False,
+            needs_audio=True,
+        ),
+        Preset(
+            id="gif",
+            label="GIF",
+            extension="gif",
+            media_type="image/gif",
+            kind=Kind.IMAGE,
+            description=f"A looping preview: the first {GIF_MAX_SECONDS} s, up to {GIF_MAX_WIDTH} px wide.",
+            output_args=_gif_args,
+            max_width=GIF_MAX_WIDTH,
+            max_seconds=GIF_MAX_SECONDS,
+        ),
+        Preset(
+            id="thumbnail",
+            label="Thumbnail",
+            extension="jpg",
+            media_type="image/jpeg",
+            kind=Kind.IMAGE,
+            description="A JPEG poster frame.",
+            output_args=_thumbnail_args,
+            max_width=THUMBNAIL_MAX_WIDTH,
+        ),
+    )
+}
+
+
+def get_preset(format_id: str) -> Preset:
+    try:
+        return PRESETS[format_id]
+    except KeyError:
+        raise KeyError(format_id) from None
+
+
+def ffmpeg_output_args(preset: Preset, source: SourceInfo, output: Path) -> list[str]:
+    return [*preset.output_args(source), str(output)]

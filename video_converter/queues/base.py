@@ -1,0 +1,41 @@
+"""The queue interface, shaped after SQS: receive hides a message, ack deletes it, and a message that
+is not acked comes back after its visibility timeout with a higher receive count."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    body: dict[str, str]
+    receive_count: int
+    handle: str  # receipt handle: valid for this delivery only
+
+
+def encode_body(body: dict[str, str]) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def decode_body(text: str) -> dict[str, str]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("A message body must be a JSON object")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+@runtime_checkable
+class Queue(Protocol):
+    def send(self, body: dict[str, str]) -> None: ...
+
+    def receive(self, wait_seconds: float = 0.0) -> Message | None:
+        """The next visible message, hidden for the visibility timeout; None if none came in time."""
+
+    def ack(self, message: Message) -> None:
+        """Done with it: delete the message."""
+
+    def set_visibility(self, message: Message, seconds: int) -> None:
+        """Keep a message hidden longer (heartbeat), or make it visible again sooner (0 = now)."""

@@ -1,0 +1,68 @@
+"""An in-memory queue with the same visibility semantics, for unit tests."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .base import Message
+
+
+@dataclass
+class _Entry:
+    body: dict[str, str]
+    visible_at: float = 0.0
+    receive_count: int = 0
+    receipt: str | None = None
+    dead: bool = False
+    sent_at: float = field(default_factory=time.time)
+
+
+class MemoryQueue:
+    def __init__(self, *, visibility_timeout: int = 120, max_receives: int = 4) -> None:
+        self.visibility_timeout = visibility_timeout
+        self.max_receives = max_receives
+        self.entries: dict[str, _Entry] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def send(self, body: dict[str, str]) -> None:
+        with self._lock:
+            self.entries[str(next(self._ids))] = _Entry(body=dict(body))
+
+    def receive(self, wait_seconds: float = 0.0) -> Message | None:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            with self._lock:
+                now = time.time()
+                for msg_id, entry in self.entries.items():
+                    if entry.dead or entry.visible_at > now:
+                        continue
+                    if entry.receive_count >= self.max_receives:
+                        entry.dead = True
+                        continue
+                    entry.receive_count += 1
+                    entry.receipt = uuid.uuid4().hex
+                    entry.visible_at = now + self.visibility_timeout
+                    return Message(msg_id, dict(entry.body), entry.receive_count, entry.receipt)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def ack(self, message: Message) -> None:
+        with self._lock:
+            entry = self.entries.get(message.id)
+            if entry is not None and entry.receipt == message.handle:
+                del self.entries[message.id]
+
+    def set_visibility(self, message: Message, seconds: int) -> None:
+        with self._lock:
+            entry = self.entries.get(message.id)
+            if entry is not None and entry.receipt == message.handle and not entry.dead:
+                entry.visible_at = time.time() + seconds
+
+    def pending(self) -> list[dict[str, str]]:
+        return [e.body for e in self.entries.values() if not e.dead]

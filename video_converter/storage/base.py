@@ -1,0 +1,57 @@
+"""The storage interface: what the core needs from a bucket or a directory, and nothing more."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+CHUNK = 1024 * 1024
+
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+def validate_key(key: str) -> str:
+    """Keys are built by the core, but a bug or a crafted id must never reach outside the store."""
+    if not _KEY.match(key) or any(part in ("", ".", "..") for part in key.split("/")) or len(key) > 512:
+        raise ValueError(f"Invalid object key: {key!r}")
+    return key
+
+
+@runtime_checkable
+class Storage(Protocol):
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
+        """Store a stream chunk by chunk; return the number of bytes written."""
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None: ...
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """For small records (status JSON); never for videos."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a small object; raise ObjectNotFound."""
+
+    def local_path(self, key: str, workdir: Path) -> AbstractContextManager[Path]:
+        """A readable local path for the object: the file itself on disk, a download in ``workdir`` on S3."""
+
+    def size(self, key: str) -> int | None:
+        """Object size in bytes, or None if it does not exist."""
+
+    def delete(self, key: str) -> None: ...
+
+    def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
+        """A time-limited URL that serves the object as an attachment named ``filename``."""
+
+    def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
+        """Where a browser POSTs a multipart form (``fields`` first, then ``file``) to store ``key``."""
+
+
+def iter_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk

@@ -1,0 +1,61 @@
+"""An in-memory store for tests, shipped beside the real ones (like httpx's MockTransport)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote
+
+from .base import ObjectNotFound, iter_chunks, validate_key
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.content_types: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        with self._lock:
+            self.objects[validate_key(key)] = bytes(data)
+            self.content_types[key] = content_type
+
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
+        data = b"".join(iter_chunks(stream))
+        self.put_bytes(key, data, content_type)
+        return len(data)
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+        self.put_bytes(key, path.read_bytes(), content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.objects[validate_key(key)]
+        except KeyError:
+            raise ObjectNotFound(key) from None
+
+    @contextlib.contextmanager
+    def local_path(self, key: str, workdir: Path) -> Iterator[Path]:
+        path = workdir / "source"
+        path.write_bytes(self.get_bytes(key))
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def size(self, key: str) -> int | None:
+        data = self.objects.get(validate_key(key))
+        return None if data is None else len(data)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self.objects.pop(validate_key(key), None)
+
+    def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
+        return f"memory://{quote(validate_key(key))}?filename={quote(filename)}&expires_in={expires_in}"
+
+    def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
+        return f"memory://{quote(validate_key(key))}", {"max_bytes": str(max_bytes)}
