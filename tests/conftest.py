@@ -1,0 +1,75 @@
+"""Shared fixtures: settings in a temp dir, tiny clips made by FFmpeg's lavfi, and a prober."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from video_converter.config import Settings
+from video_converter.ffmpeg import ffmpeg_path, ffprobe_path
+
+ClipFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", workers=0, secret_key="test-secret", _env_file=None)
+
+
+def make_clip_file(
+    path: Path,
+    *,
+    seconds: float = 2.0,
+    size: str = "320x240",
+    rate: int = 25,
+    video: bool = True,
+    audio: bool = True,
+    extra: tuple[str, ...] = (),
+) -> Path:
+    """A real clip from FFmpeg's test sources: test pattern video and/or a sine tone."""
+    argv = [ffmpeg_path(), "-hide_banner", "-v", "error", "-y"]
+    if video:
+        argv += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if audio:
+        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+    if video:
+        argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    if audio:
+        argv += ["-c:a", "aac" if path.suffix != ".mp3" else "libmp3lame"]
+    argv += [*extra, str(path)]
+    subprocess.run(argv, check=True, timeout=120)
+    return path
+
+
+@pytest.fixture
+def make_clip(tmp_path: Path) -> ClipFactory:
+    counter = iter(range(10_000))
+
+    def factory(name: str | None = None, **kwargs: Any) -> Path:
+        clips = tmp_path / "clips"
+        clips.mkdir(exist_ok=True)
+        return make_clip_file(clips / (name or f"clip{next(counter)}.mp4"), **kwargs)
+
+    return factory
+
+
+def probe_file(path: Path) -> dict[str, Any]:
+    """ffprobe's view of a produced file (streams + format), for asserting on outputs."""
+    done = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def probe() -> Callable[[Path], dict[str, Any]]:
+    return probe_file
