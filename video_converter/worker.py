@@ -17,7 +17,7 @@ from pathlib import Path
 from . import keys
 from .config import Settings
 from .ffmpeg import ConversionCancelled, FFmpeg, FFmpegError, InvalidMedia
-from .jobs import JobNotFound, JobStore
+from .jobs import Converter, JobNotFound, JobStore
 from .model import OutputRecord, OutputStatus
 from .presets import PRESETS, UnsuitableSource
 from .queues import Message, Queue
@@ -228,3 +228,27 @@ class Worker:
                 self.queue.set_visibility(message, self.heartbeat)
             except Exception:
                 log.exception("heartbeat failed for %s", message.id)
+
+
+def start_workers(converter: Converter, settings: Settings, stop: threading.Event) -> list[threading.Thread]:
+    """``settings.workers`` worker threads; local mode keeps its scratch files inside DATA_DIR."""
+    workdir = None
+    if settings.backend == "local":
+        workdir = Path(settings.data_dir) / "tmp"
+        shutil.rmtree(workdir, ignore_errors=True)  # leftovers of a process that was killed
+        workdir.mkdir(parents=True, exist_ok=True)
+    stores = Stores(converter.uploads, converter.converted)
+    threads = []
+    for n in range(settings.workers):
+        worker = Worker(converter.queue, stores, settings, stop, workdir=workdir)
+        thread = threading.Thread(target=worker.run, name=f"worker-{n + 1}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def stop_workers(threads: list[threading.Thread], stop: threading.Event) -> None:
+    """Running conversions are cancelled and their messages handed back, so a restart finishes them."""
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)

@@ -1,0 +1,65 @@
+"""Serve the app with uvicorn in the foreground, with the workers beside it (what ``make run`` starts)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+
+from api.main import create_app
+from video_converter.backends import build_converter
+from video_converter.config import Settings
+from video_converter.worker import start_workers, stop_workers
+
+log = logging.getLogger("video_converter")
+
+
+class GracefulServer(uvicorn.Server):
+    """Lets the workers hand their messages back before the process exits.
+
+    uvicorn re-raises SIGINT/SIGTERM once it has shut down, which would kill the process before the
+    worker threads cancel FFmpeg and return their messages to the queue; this server exits normally.
+    """
+
+    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
+        super().__init__(config)
+        self.stop = stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stop.set()
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def serve(settings: Settings) -> None:
+    converter = build_converter(settings)
+    app = create_app(settings, converter)
+    stop = threading.Event()
+    threads = start_workers(converter, settings, stop)
+    plural = "" if settings.workers == 1 else "s"
+    log.info(
+        "serving on http://%s:%d (%s backend, %d worker%s)",
+        settings.host, settings.port, settings.backend, settings.workers, plural,
+    )  # fmt: skip
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, proxy_headers=True, log_config=None)
+    try:
+        GracefulServer(config, stop).run()  # returns on Ctrl-C or SIGTERM
+    finally:
+        stop_workers(threads, stop)
+        log.info("stopped")

@@ -1,0 +1,169 @@
+"""Through HTTP with real FFmpeg: upload, convert, probe what comes out, download it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.e2e.conftest import wait_for_job
+
+pytestmark = pytest.mark.e2e
+
+
+def submit(client: TestClient, path: Path, formats: list[str], filename: str | None = None) -> dict[str, Any]:
+    with path.open("rb") as fh:
+        response = client.post(
+            "/api/jobs",
+            files={"file": (filename or path.name, fh, "application/octet-stream")},
+            data={"formats": formats},
+        )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def download(client: TestClient, job_id: str, format_id: str, tmp_path: Path) -> tuple[Path, str]:
+    redirect = client.get(f"/api/jobs/{job_id}/outputs/{format_id}", follow_redirects=False)
+    assert redirect.status_code == 307, redirect.text
+    response = client.get(redirect.headers["location"])
+    assert response.status_code == 200
+    target = tmp_path / f"download_{format_id}"
+    target.write_bytes(response.content)
+    return target, response.headers["content-disposition"]
+
+
+def streams(info: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [s for s in info["streams"] if s["codec_type"] == kind]
+
+
+def test_ten_second_clip_to_720p_480p_mp3_and_thumbnail(client, make_clip, probe, tmp_path):
+    clip = make_clip("holiday.mov", seconds=10, size="1280x720")
+    job = submit(client, clip, ["720p", "480p", "mp3", "thumbnail"], filename="Summer holiday.mov")
+    assert job["status"] in ("queued", "processing")  # the workers may already have started
+    assert [o["format"] for o in job["outputs"]] == ["720p", "480p", "mp3", "thumbnail"]
+
+    done = wait_for_job(client, job["job_id"])
+    assert done["status"] == "completed", done
+    assert done["source"]["duration"] == pytest.approx(10, abs=0.1)
+    assert (done["source"]["width"], done["source"]["height"]) == (1280, 720)
+    by_format = {o["format"]: o for o in done["outputs"]}
+    assert all(o["progress"] == 100 and o["download_url"] and o["error"] is None for o in by_format.values())
+
+    for fmt, (width, height) in {"720p": (1280, 720), "480p": (854, 480)}.items():
+        path, disposition = download(client, job["job_id"], fmt, tmp_path)
+        assert f'filename="Summer_holiday_{fmt}.mp4"' in disposition
+        info = probe(path)
+        (video,) = streams(info, "video")
+        (audio,) = streams(info, "audio")
+        assert (video["codec_name"], video["pix_fmt"]) == ("h264", "yuv420p")
+        assert (video["width"], video["height"]) == (width, height)
+        assert audio["codec_name"] == "aac"
+        assert float(info["format"]["duration"]) == pytest.approx(10, abs=0.2)
+        assert (by_format[fmt]["width"], by_format[fmt]["height"]) == (width, height)
+        assert by_format[fmt]["size_bytes"] == path.stat().st_size
+        # +faststart: the index (moov) comes before the media data (mdat).
+        head = path.read_bytes()[:4096]
+        assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+
+    mp3, disposition = download(client, job["job_id"], "mp3", tmp_path)
+    assert 'filename="Summer_holiday_mp3.mp3"' in disposition
+    info = probe(mp3)
+    assert [s["codec_name"] for s in info["streams"]] == ["mp3"]
+    assert float(info["format"]["duration"]) == pytest.approx(10, abs=0.2)
+
+    jpg, disposition = download(client, job["job_id"], "thumbnail", tmp_path)
+    assert 'filename="Summer_holiday_thumbnail.jpg"' in disposition
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"
+    (image,) = streams(probe(jpg), "video")
+    assert (image["codec_name"], image["width"], image["height"]) == ("mjpeg", 1280, 720)
+
+
+def test_webm_gif_and_capped_renditions(client, make_clip, probe, tmp_path):
+    clip = make_clip(seconds=12, size="640x360")
+    job = submit(client, clip, ["webm", "gif", "1080p", "360p"])
+    done = wait_for_job(client, job["job_id"], timeout=180)
+    assert done["status"] == "completed", done
+
+    webm = probe(download(client, job["job_id"], "webm", tmp_path)[0])
+    assert [s["codec_name"] for s in webm["streams"]] == ["vp9", "opus"]
+    assert (webm["streams"][0]["width"], webm["streams"][0]["height"]) == (640, 360)
+
+    gif = probe(download(client, job["job_id"], "gif", tmp_path)[0])
+    (frames,) = streams(gif, "video")
+    assert frames["codec_name"] == "gif"
+    assert frames["width"] <= 480
+    assert float(gif["format"]["duration"]) <= 10.1  # a preview, not the whole 12 s
+
+    big = probe(download(client, job["job_id"], "1080p", tmp_path)[0])  # never upscaled
+    assert (streams(big, "video")[0]["width"], streams(big, "video")[0]["height"]) == (640, 360)
+    small = probe(download(client, job["job_id"], "360p", tmp_path)[0])
+    assert streams(small, "video")[0]["height"] == 360
+
+
+def test_odd_and_portrait_sources_keep_aspect_with_even_sizes(client, make_clip, probe, tmp_path):
+    odd = submit(client, make_clip(seconds=1, size="321x241"), ["360p"])
+    portrait = submit(client, make_clip(seconds=1, size="360x640"), ["480p", "360p"])
+    for job in (odd, portrait):
+        assert wait_for_job(client, job["job_id"])["status"] == "completed"
+
+    (video,) = streams(probe(download(client, odd["job_id"], "360p", tmp_path)[0]), "video")
+    assert video["height"] == 240 and video["width"] % 2 == 0  # capped at the source, never upscaled
+    assert video["width"] / video["height"] == pytest.approx(321 / 241, rel=0.02)
+
+    for fmt, height in (("480p", 480), ("360p", 360)):
+        (video,) = streams(probe(download(client, portrait["job_id"], fmt, tmp_path)[0]), "video")
+        assert video["height"] == height and video["width"] % 2 == 0
+        assert video["width"] / video["height"] == pytest.approx(360 / 640, rel=0.02)
+
+
+def test_silent_video_gives_silent_mp4_and_mp3_fails_with_reason(client, make_clip, probe, tmp_path):
+    job = submit(client, make_clip(seconds=2, audio=False), ["480p", "mp3"])
+    done = wait_for_job(client, job["job_id"])
+    assert done["status"] == "partial"
+    outputs = {o["format"]: o for o in done["outputs"]}
+    assert outputs["480p"]["status"] == "completed"
+    assert outputs["mp3"]["status"] == "failed"
+    assert "no audio" in outputs["mp3"]["error"]
+    assert outputs["mp3"]["download_url"] is None
+    info = probe(download(client, job["job_id"], "480p", tmp_path)[0])
+    assert [s["codec_type"] for s in info["streams"]] == ["video"]
+    not_ready = client.get(f"/api/jobs/{job['job_id']}/outputs/mp3", follow_redirects=False)
+    assert not_ready.status_code == 409 and "no audio" in not_ready.json()["detail"]
+
+
+def test_audio_only_source_gives_mp3_and_video_formats_fail(client, make_clip, probe, tmp_path):
+    job = submit(client, make_clip("song.mp3", seconds=2, video=False), ["mp3", "720p", "thumbnail"])
+    done = wait_for_job(client, job["job_id"])
+    assert done["status"] == "partial"
+    outputs = {o["format"]: o for o in done["outputs"]}
+    assert outputs["mp3"]["status"] == "completed"
+    for fmt in ("720p", "thumbnail"):
+        assert outputs[fmt]["status"] == "failed"
+        assert "no video" in outputs[fmt]["error"]
+    assert done["source"]["video_codec"] is None and done["source"]["audio_codec"] == "mp3"
+
+
+def test_a_file_that_is_not_a_video_fails_every_output_with_a_sentence(client, tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("these are my meeting notes, not a video\n" * 100)
+    job = submit(client, fake, ["720p", "gif"])
+    done = wait_for_job(client, job["job_id"])
+    assert done["status"] == "failed"
+    for output in done["outputs"]:
+        assert output["status"] == "failed"
+        assert output["error"].startswith("This file is not a video or audio file")
+        assert output["attempts"] == 1  # a broken input is not retried
+
+
+def test_user_file_names_never_become_paths(client, make_clip, settings, tmp_path):
+    job = submit(client, make_clip(seconds=1), ["thumbnail"], filename="../../etc/passwd.mp4")
+    done = wait_for_job(client, job["job_id"])
+    assert done["filename"] == "../../etc/passwd.mp4"  # shown as given, used nowhere as a path
+    (output,) = done["outputs"]
+    assert output["filename"] == "passwd_thumbnail.jpg"
+    data_dir = Path(settings.data_dir).resolve()
+    produced = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert all(p.resolve().is_relative_to(data_dir) for p in produced)
+    assert not (data_dir.parent / "etc").exists()
