@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from video_converter.jobs import InvalidRequest, JobNotFound, OutputNotReady
+from video_converter.jobs import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OutputNotReady)
     async def not_ready(_: Request, exc: OutputNotReady) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(QueueUnavailable)
+    async def unavailable(_: Request, exc: QueueUnavailable) -> JSONResponse:
+        log.exception("queue unavailable")
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -39,6 +39,10 @@ class OutputNotReady(RuntimeError):
     pass
 
 
+class QueueUnavailable(RuntimeError):
+    pass
+
+
 class InvalidRequest(ValueError):
     """Bad input; the message is a sentence for the person who sent it."""
 
@@ -162,8 +166,17 @@ class Converter:
         for format_id in formats:
             self.jobs.save_output(record.job_id, OutputRecord(format=format_id))
         self.jobs.save_job(record)
-        for format_id in formats:
-            self.queue.send({"job_id": record.job_id, "format": format_id})
+        for n, format_id in enumerate(formats):
+            try:
+                self.queue.send({"job_id": record.job_id, "format": format_id})
+            except Exception as exc:
+                # Never leave an output "queued" with no message behind it.
+                for unsent in formats[n:]:
+                    self.jobs.save_output(
+                        record.job_id,
+                        OutputRecord(format=unsent, status=OutputStatus.FAILED, error="It could not be queued."),
+                    )
+                raise QueueUnavailable("The conversion queue is unavailable; please try again shortly.") from exc
         log.info("job %s created: %s -> %s", record.job_id, filename, ",".join(formats))
         return self.job_view(record.job_id)
 
