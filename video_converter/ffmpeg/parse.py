@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -96,8 +97,11 @@ class ProgressTracker:
         return round(min(99.0, max(0.0, 100.0 * self._out_time / self.duration)), 1)
 
 
+_POINTER = re.compile(r" @ 0x[0-9a-f]+")
+
+
 def tail(lines: Iterable[str], count: int = 8, width: int = 600) -> str:
-    """The last meaningful lines FFmpeg printed, joined, for error messages."""
-    kept = [line.strip() for line in lines if line.strip()]
+    """The last meaningful lines FFmpeg printed, joined, for error messages (minus memory addresses)."""
+    kept = [_POINTER.sub("", line.strip()) for line in lines if line.strip()]
     text = " | ".join(kept[-count:])
     return text[-width:]

@@ -54,6 +54,13 @@ PROBE_TIMEOUT = 60.0
 ProgressCallback = Callable[[float], None]
 
 
+def _redact(text: str, *paths: Path) -> str:
+    """Error messages reach users: name files by role, never by their path on the server."""
+    for path, name in zip(paths, ("input", "output", "output"), strict=False):
+        text = text.replace(str(path), name)
+    return text
+
+
 class FFmpeg:
     def __init__(self, ffmpeg: str | None = None, ffprobe: str | None = None) -> None:
         self._ffmpeg = ffmpeg
@@ -83,7 +90,7 @@ class FFmpeg:
             raise InvalidMedia(
                 "This file is not a video or audio file that FFmpeg can read",
                 returncode=done.returncode,
-                stderr_tail=tail(done.stderr.splitlines(), count=3),
+                stderr_tail=_redact(tail(done.stderr.splitlines(), count=3), path),
             )
         info = parse_probe(done.stdout)
         if not info.has_video and not info.has_audio:
@@ -154,9 +161,13 @@ class FFmpeg:
                 thread.join(timeout=5)
         if "cancelled" in stop_reason:
             raise ConversionCancelled("The worker stopped before the conversion finished")
+        outputs = [Path(arg) for arg in output_args[-1:]]
         if "timeout" in stop_reason:
             raise ConversionTimeout(
-                f"The conversion took longer than the {timeout:.0f} s limit", stderr_tail=tail(stderr_lines)
+                f"The conversion took longer than the {timeout:.0f} s limit",
+                stderr_tail=_redact(tail(stderr_lines), source, *outputs),
             )
         if returncode != 0:
-            raise FFmpegError("FFmpeg failed", returncode=returncode, stderr_tail=tail(stderr_lines))
+            raise FFmpegError(
+                "FFmpeg failed", returncode=returncode, stderr_tail=_redact(tail(stderr_lines), source, *outputs)
+            )

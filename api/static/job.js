@@ -1,0 +1,338 @@
+// The job page: poll the job document and keep one card per output format in step with it.
+import { api, el, FINISHED, formatBytes, formatDuration, formatTime, JOB_ID, rememberJob, STATUS_TEXT } from "./common.js";
+
+const root = document.getElementById("job");
+const jobId = root.dataset.jobId;
+const statusBadge = document.getElementById("job-status");
+const filenameEl = document.getElementById("job-filename");
+const createdEl = document.getElementById("job-created");
+const errorBox = document.getElementById("job-error");
+const networkBox = document.getElementById("job-network");
+const sourceSection = document.getElementById("source");
+const sourceFacts = document.getElementById("source-facts");
+const outputsSection = document.getElementById("outputs-section");
+const outputsEl = document.getElementById("outputs");
+const announcer = document.getElementById("announcer");
+
+const POLL_VISIBLE_MS = 1000;
+const POLL_HIDDEN_MS = 5000;
+const MAX_RETRY_MS = 15000;
+// Signed download links expire (one hour by default); after this long, links go through the API's redirect.
+const LINK_FRESH_MS = 30 * 60 * 1000;
+
+const CODECS = {
+  h264: "H.264",
+  hevc: "HEVC (H.265)",
+  vp8: "VP8",
+  vp9: "VP9",
+  av1: "AV1",
+  mpeg4: "MPEG-4 Part 2",
+  mpeg2video: "MPEG-2",
+  prores: "ProRes",
+  aac: "AAC",
+  mp3: "MP3",
+  opus: "Opus",
+  vorbis: "Vorbis",
+  flac: "FLAC",
+  ac3: "AC-3",
+  eac3: "E-AC-3",
+  alac: "ALAC",
+};
+
+const cards = new Map(); // format id -> {node, parts, status}
+let timer = null;
+let failures = 0;
+let finished = false;
+let lastStatus = null;
+let fetchedAt = 0;
+
+function announce(message) {
+  // Replace rather than append so screen readers read only the news.
+  announcer.textContent = "";
+  window.setTimeout(() => {
+    announcer.textContent = message;
+  }, 50);
+}
+
+function setBadge(node, status) {
+  node.dataset.status = status;
+  node.textContent = STATUS_TEXT[status] || status;
+}
+
+function showMissing(message) {
+  finished = true;
+  window.clearTimeout(timer);
+  setBadge(statusBadge, "missing");
+  filenameEl.textContent = "No such job";
+  document.title = "No such job · Video converter";
+  errorBox.replaceChildren(
+    message || "There is no conversion job at this address. The link may be mistyped, or the job has expired. ",
+    el("a", { href: "/", text: "Start a new conversion" }),
+    ".",
+  );
+  errorBox.hidden = false;
+  networkBox.hidden = true;
+  sourceSection.hidden = true;
+  outputsSection.hidden = true;
+}
+
+function codec(name) {
+  if (!name) return "";
+  return CODECS[name] || name.toUpperCase();
+}
+
+// ffprobe names demuxers, some of which cover several related containers.
+const CONTAINERS = {
+  "mov,mp4,m4a,3gp,3g2,mj2": "MP4 / MOV",
+  "matroska,webm": "Matroska / WebM",
+  mpegts: "MPEG-TS",
+  mpeg: "MPEG-PS",
+  avi: "AVI",
+  flv: "FLV",
+  asf: "ASF / WMV",
+  ogg: "Ogg",
+  wav: "WAV",
+  mp3: "MP3",
+  flac: "FLAC",
+  gif: "GIF",
+};
+
+function container(name) {
+  return CONTAINERS[name] || name.split(",")[0].toUpperCase();
+}
+
+function renderSource(source) {
+  if (!source) return;
+  const facts = [];
+  if (source.duration) facts.push(["Duration", formatDuration(source.duration)]);
+  if (source.width && source.height) facts.push(["Resolution", `${source.width} × ${source.height}`]);
+  if (source.frame_rate) facts.push(["Frame rate", `${Math.round(source.frame_rate * 100) / 100} fps`]);
+  facts.push(["Video", source.video_codec ? codec(source.video_codec) : "None"]);
+  facts.push(["Audio", source.audio_codec ? codec(source.audio_codec) : "None"]);
+  if (source.format_name) facts.push(["Container", container(source.format_name)]);
+  sourceFacts.replaceChildren(
+    ...facts.map(([term, value]) => el("div", { class: "fact" }, el("dt", { text: term }), el("dd", { text: value }))),
+  );
+  sourceSection.hidden = false;
+}
+
+function downloadHref(out) {
+  return `/api/jobs/${encodeURIComponent(jobId)}/outputs/${encodeURIComponent(out.format)}`;
+}
+
+function createCard(out) {
+  const progressId = `progress-${out.format}`;
+  const parts = {
+    badge: el("span", { class: "badge" }),
+    progress: el("progress", { id: progressId, max: "100", value: "0", "aria-label": `${out.label} conversion progress` }),
+    percent: el("span", { class: "card__percent", "aria-hidden": "true" }),
+    note: el("p", { class: "card__note", hidden: true }),
+    preview: el("div", { class: "card__preview", hidden: true }),
+    foot: el("div", { class: "card__foot", hidden: true }),
+  };
+  parts.progressRow = el("div", { class: "card__progress" }, parts.progress, parts.percent);
+  const node = el(
+    "article",
+    {
+      class: "card",
+      dataset: { format: out.format, kind: out.kind, status: out.status, testid: "output-card" },
+      "aria-labelledby": `title-${out.format}`,
+    },
+    el(
+      "header",
+      { class: "card__head" },
+      el("h3", { id: `title-${out.format}`, class: "card__title", text: out.label }),
+      parts.badge,
+    ),
+    parts.progressRow,
+    parts.note,
+    parts.preview,
+    parts.foot,
+  );
+  outputsEl.append(node);
+  const card = { node, parts, status: null, done: false };
+  cards.set(out.format, card);
+  return card;
+}
+
+function previewFor(out) {
+  const fallback = (media) => {
+    // An expired or failed link: try once more through the API, which redirects to a fresh one.
+    media.addEventListener(
+      "error",
+      () => {
+        const stable = downloadHref(out);
+        if (!media.src.endsWith(stable)) media.src = stable;
+      },
+      { once: true },
+    );
+    return media;
+  };
+  const size = out.width && out.height ? { width: String(out.width), height: String(out.height) } : {};
+  if (out.kind === "video") {
+    return fallback(
+      el("video", {
+        class: "preview",
+        controls: true,
+        preload: "metadata",
+        playsinline: true,
+        src: out.download_url,
+        "aria-label": `Preview of ${out.filename}`,
+        ...size,
+      }),
+    );
+  }
+  if (out.kind === "audio") {
+    return fallback(
+      el("audio", { class: "preview", controls: true, preload: "metadata", src: out.download_url, "aria-label": `Preview of ${out.filename}` }),
+    );
+  }
+  return fallback(el("img", { class: "preview", src: out.download_url, alt: `${out.label} of ${out.filename}`, decoding: "async", ...size }));
+}
+
+function completedFoot(out) {
+  const meta = [];
+  if (out.width && out.height) meta.push(`${out.width} × ${out.height}`);
+  if (out.duration && out.kind !== "image") meta.push(formatDuration(out.duration));
+  const link = el(
+    "a",
+    {
+      class: "download button button--primary",
+      href: out.download_url,
+      download: out.filename,
+      "aria-label": `Download ${out.filename}${out.size_bytes ? `, ${formatBytes(out.size_bytes)}` : ""}`,
+    },
+    el("span", { "aria-hidden": "true", class: "download__icon" }, "↓"),
+    " Download",
+    out.size_bytes ? el("span", { class: "download__size" }, formatBytes(out.size_bytes)) : null,
+  );
+  link.addEventListener("click", () => {
+    if (Date.now() - fetchedAt > LINK_FRESH_MS) link.href = downloadHref(out);
+  });
+  return [
+    el(
+      "div",
+      { class: "card__file" },
+      el("span", { class: "card__filename", text: out.filename }),
+      meta.length ? el("span", { class: "muted small", text: meta.join(" · ") }) : null,
+    ),
+    link,
+  ];
+}
+
+function updateCard(out, initial) {
+  const card = cards.get(out.format) || createCard(out);
+  const { node, parts } = card;
+  const changed = card.status !== out.status;
+  if (changed && !initial && card.status !== null) {
+    const extra = out.status === "failed" && out.error ? ` ${out.error}` : "";
+    announce(`${out.label}: ${(STATUS_TEXT[out.status] || out.status).toLowerCase()}.${extra}`);
+  }
+  card.status = out.status;
+  node.dataset.status = out.status;
+  setBadge(parts.badge, out.status);
+
+  if (out.status === "completed") {
+    if (!card.done && out.download_url) {
+      card.done = true;
+      parts.progressRow.hidden = true;
+      parts.note.hidden = true;
+      parts.preview.replaceChildren(previewFor(out));
+      parts.preview.hidden = false;
+      parts.foot.replaceChildren(...completedFoot(out));
+      parts.foot.hidden = false;
+    }
+    return;
+  }
+  parts.preview.hidden = true;
+  parts.foot.hidden = true;
+  if (out.status === "failed") {
+    parts.progressRow.hidden = true;
+    parts.note.className = "card__note msg msg--error";
+    parts.note.textContent = out.error || "The conversion failed.";
+    parts.note.hidden = false;
+    return;
+  }
+  parts.progressRow.hidden = false;
+  const percent = Math.max(0, Math.min(100, Math.floor(Number(out.progress) || 0)));
+  if (out.status === "processing" && percent === 0) {
+    parts.progress.removeAttribute("value"); // indeterminate while FFmpeg starts up
+    parts.percent.textContent = "Starting…";
+  } else {
+    parts.progress.value = percent;
+    parts.progress.textContent = `${percent}%`;
+    parts.percent.textContent = out.status === "queued" ? "Waiting for a worker" : `${percent}%`;
+  }
+  // A queued output with an error is waiting for another attempt.
+  if (out.status === "queued" && out.error) {
+    parts.note.className = "card__note small muted";
+    parts.note.textContent = `Retrying soon. ${out.error}`;
+    parts.note.hidden = false;
+  } else parts.note.hidden = true;
+}
+
+function render(job) {
+  const initial = lastStatus === null;
+  filenameEl.textContent = job.filename;
+  createdEl.textContent = job.created_at ? `Started ${formatTime(job.created_at)}` : "";
+  setBadge(statusBadge, job.status);
+  const done = job.outputs.filter((out) => out.status === "completed").length;
+  statusBadge.title = `${done} of ${job.outputs.length} ready`;
+  document.title = `${STATUS_TEXT[job.status] || job.status}: ${job.filename} · Video converter`;
+  renderSource(job.source);
+  outputsSection.hidden = false;
+  for (const out of job.outputs) updateCard(out, initial);
+  if (lastStatus !== job.status) {
+    if (job.status === "completed") announce(`All ${job.outputs.length} conversions are ready to download.`);
+    else if (job.status === "partial") announce(`Finished: ${done} of ${job.outputs.length} conversions are ready; some failed.`);
+    else if (job.status === "failed") announce("The conversion failed.");
+    else if (initial) announce(`Job ${(STATUS_TEXT[job.status] || job.status).toLowerCase()}.`);
+  }
+  lastStatus = job.status;
+}
+
+function schedule(delay) {
+  window.clearTimeout(timer);
+  timer = window.setTimeout(poll, delay);
+}
+
+async function poll() {
+  if (finished) return;
+  window.clearTimeout(timer);
+  try {
+    const job = await api(`/api/jobs/${encodeURIComponent(jobId)}`);
+    fetchedAt = Date.now();
+    if (failures) {
+      failures = 0;
+      networkBox.hidden = true;
+    }
+    if (lastStatus === null) rememberJob({ id: job.job_id, filename: job.filename, created: job.created_at });
+    render(job);
+    if (FINISHED.has(job.status)) {
+      finished = true;
+      return;
+    }
+    schedule(document.hidden ? POLL_HIDDEN_MS : POLL_VISIBLE_MS);
+  } catch (error) {
+    if (error.status === 404) {
+      showMissing();
+      return;
+    }
+    failures += 1;
+    const delay = Math.min(MAX_RETRY_MS, 1000 * 2 ** failures);
+    networkBox.replaceChildren(
+      `${error.message} Retrying in ${Math.round(delay / 1000)} s… `,
+      el("button", { type: "button", class: "button button--small", onclick: () => poll(), text: "Retry now" }),
+    );
+    networkBox.hidden = false;
+    if (lastStatus === null) setBadge(statusBadge, "unknown");
+    schedule(delay);
+  }
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && !finished && !failures) poll(); // catch up at once when the tab comes back
+});
+
+if (JOB_ID.test(jobId)) poll();
+else showMissing();

@@ -1,0 +1,283 @@
+"""The web UI in headless Chromium against the real served process: upload, live progress, previews,
+downloads, failure messages and the recent-jobs list.
+
+Screenshots of the pages go to $UI_SCREENSHOT_DIR (default: the system temp dir) as ui-*.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.server import Server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MAX_UPLOAD_BYTES = 3_000_000  # small, so the "too large" check needs only a small file
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+JOB_URL = re.compile(r"/jobs/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (CI installs it)"),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def screenshot_dir() -> Path:
+    path = Path(os.environ.get("UI_SCREENSHOT_DIR") or tempfile.gettempdir())
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("browser") / "data"
+    served = Server(
+        data, workers=2, SECRET_KEY="x", BACKEND="local", MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES), LOG_LEVEL="WARNING"
+    ).start()
+    yield served
+    assert served.proc is not None
+    if served.proc.poll() is None:
+        assert served.stop(timeout=15) == 0, served.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser profile (own localStorage) per test; uncaught page errors fail the test."""
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def choose_formats(page: Any, wanted: set[str]) -> None:
+    for box in page.locator("input[name=formats]").all():
+        box.set_checked(box.get_attribute("value") in wanted)
+
+
+def wait_until_finished(page: Any, timeout: float = 90_000) -> dict[str, str]:
+    """Wait for the job page to show every output card finished; returns {format: status}."""
+    page.wait_for_function(
+        """() => {
+            const cards = [...document.querySelectorAll("article[data-format]")];
+            return cards.length > 0 && cards.every((c) => ["completed", "failed"].includes(c.dataset.status))
+                && ["completed", "failed", "partial"].includes(document.querySelector("#job-status").dataset.status);
+        }""",
+        timeout=timeout,
+    )
+    return page.eval_on_selector_all(
+        "article[data-format]", "cards => Object.fromEntries(cards.map(c => [c.dataset.format, c.dataset.status]))"
+    )
+
+
+def shoot(page: Any, name: str) -> None:
+    page.screenshot(path=str(screenshot_dir() / f"ui-{name}.png"), full_page=True)
+
+
+def test_upload_convert_preview_and_download(
+    server: Server, page: Any, make_clip: Callable[..., Path], probe: Callable[[Path], dict[str, Any]], tmp_path: Path
+) -> None:
+    clip = make_clip("beach day.mp4", seconds=3, size="320x240")
+    assert clip.stat().st_size < MAX_UPLOAD_BYTES
+    page.goto(server.url + "/")
+    shoot(page, "upload-desktop")
+
+    submit = page.locator("#submit")
+    sync_api.expect(submit).to_be_disabled()  # no file yet
+    sync_api.expect(page.locator("input[name=formats][value='720p']")).to_be_checked()  # a default
+    page.set_input_files("#file", clip)
+    sync_api.expect(page.locator("#file-summary")).to_contain_text("beach day.mp4")
+    choose_formats(page, set())
+    sync_api.expect(submit).to_be_disabled()
+    sync_api.expect(page.locator("#submit-hint")).to_have_text("Pick at least one format.")
+    choose_formats(page, {"480p", "mp3", "thumbnail"})
+    sync_api.expect(submit).to_be_enabled()
+
+    # Hold the job creation back, to see the upload's progress bar at 100 % before the page moves on.
+    held: list[Any] = []
+    page.route("**/api/jobs", lambda route: held.append(route) if route.request.method == "POST" else route.fallback())
+    submit.click()
+    progress = page.locator("#upload-progress")
+    sync_api.expect(progress).to_be_visible()
+    sync_api.expect(progress).to_have_accessible_name(re.compile("Uploading beach day.mp4"))
+    sync_api.expect(progress).to_have_js_property("value", 100)
+    sync_api.expect(page.locator("#upload-progress-text")).to_contain_text("Upload complete")
+    for _ in range(100):  # the job request follows the upload; give the route handler a moment to see it
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[-1]
+
+    sync_api.expect(page.locator("#job-filename")).to_have_text("beach day.mp4")
+    cards = page.locator("article[data-format]")
+    sync_api.expect(cards).to_have_count(3)
+    sync_api.expect(page.locator("article[data-format] progress").first).to_have_accessible_name(re.compile("progress"))
+
+    statuses = wait_until_finished(page)
+    assert statuses == {"480p": "completed", "mp3": "completed", "thumbnail": "completed"}, page.content()
+    sync_api.expect(page.locator("#job-status")).to_have_attribute("data-status", "completed")
+    sync_api.expect(page.locator("#source")).to_contain_text("320 \u00d7 240")
+    sync_api.expect(page.locator("#source")).to_contain_text("H.264")
+
+    video_card = page.locator("article[data-format='480p']")
+    video = video_card.locator("video")
+    sync_api.expect(video).to_have_count(1)
+    assert video.get_attribute("src"), "the video preview has no src"
+    assert video.get_attribute("controls") is not None
+    sync_api.expect(video_card).to_contain_text("320 \u00d7 240")
+    sync_api.expect(page.locator("article[data-format='mp3'] audio")).to_have_count(1)
+    image = page.locator("article[data-format='thumbnail'] img")
+    sync_api.expect(image).to_have_count(1)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=15_000)
+    assert image.evaluate("img => img.naturalWidth") == 320
+
+    shoot(page, "job-desktop")
+    page.set_viewport_size(PHONE)
+    shoot(page, "job-phone")
+    page.set_viewport_size(DESKTOP)
+
+    link = video_card.locator("a.download")
+    sync_api.expect(link).to_contain_text("Download")
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename == "beach_day_480p.mp4"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    streams = {s["codec_type"]: s for s in probe(saved)["streams"]}
+    assert streams["video"]["codec_name"] == "h264"
+    assert streams["video"]["height"] == 240  # the source is 240 high and is never upscaled
+    assert streams["audio"]["codec_name"] == "aac"
+
+    # The API agrees with what the page showed.
+    assert httpx.get(f"{server.url}/api/jobs/{job_id}").json()["status"] == "completed"
+
+
+def test_client_checks_failed_outputs_and_recent_jobs(server: Server, page: Any, tmp_path: Path) -> None:
+    page.goto(server.url + "/")
+    sync_api.expect(page.locator("#recent")).to_be_hidden()  # a fresh browser has no history
+
+    # Drag and drop: a dropped file is taken like a picked one.
+    transfer = page.evaluate_handle(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["not really a video"], "dropped.mov", { type: "video/quicktime" }));
+            return data;
+        }"""
+    )
+    for event in ("dragenter", "dragover", "drop"):
+        page.dispatch_event("#dropzone", event, {"dataTransfer": transfer})
+    sync_api.expect(page.locator("#file-summary")).to_contain_text("dropped.mov")
+    assert page.evaluate("document.querySelector('#file').files[0].name") == "dropped.mov"
+    sync_api.expect(page.locator("#submit")).to_be_enabled()
+
+    too_big = tmp_path / "huge.mp4"
+    too_big.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+    page.set_input_files("#file", too_big)
+    sync_api.expect(page.locator("#form-error")).to_contain_text("larger than the")
+    sync_api.expect(page.locator("#submit")).to_be_disabled()
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("These are meeting notes, not a video.\n" * 50)
+    page.set_input_files("#file", notes)
+    sync_api.expect(page.locator("#form-error")).to_be_hidden()
+    sync_api.expect(page.locator("#form-warning")).to_contain_text("does not look like a video or audio file")
+    page.set_viewport_size(PHONE)
+    shoot(page, "upload-phone")
+    page.set_viewport_size(DESKTOP)
+
+    # Renamed to .mp4 the browser cannot tell; the server's probe will.
+    fake = tmp_path / "notes.mp4"
+    fake.write_bytes(notes.read_bytes())
+    page.set_input_files("#file", fake)
+    choose_formats(page, {"360p", "mp3"})
+
+    # A refused job creation is reported in the server's words, and the form stays usable.
+    refusal = "The conversion queue is unavailable right now; please try again in a minute."
+    page.route("**/api/jobs", lambda route: route.fulfill(status=503, json={"detail": refusal}))
+    page.locator("#submit").click()
+    sync_api.expect(page.locator("#form-error")).to_have_text(refusal)
+    sync_api.expect(page.locator("#submit")).to_be_enabled()
+    sync_api.expect(page.locator("#upload-status")).to_be_hidden()
+    page.unroute("**/api/jobs")
+
+    page.locator("#submit").click()
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[-1]
+
+    assert wait_until_finished(page, timeout=60_000) == {"360p": "failed", "mp3": "failed"}
+    sync_api.expect(page.locator("#job-status")).to_have_attribute("data-status", "failed")
+    for fmt in ("360p", "mp3"):
+        card = page.locator(f"article[data-format='{fmt}']")
+        note = card.locator(".card__note")
+        sync_api.expect(note).to_be_visible()
+        assert len(note.inner_text().strip()) > 10, "the failed card shows no error sentence"
+        sync_api.expect(card.locator("a.download")).to_have_count(0)
+    shoot(page, "job-failed-desktop")
+
+    page.goto(server.url + "/")
+    row = page.locator(f"#recent-list li[data-job-id='{job_id}']")
+    sync_api.expect(row).to_have_count(1)
+    sync_api.expect(row.locator("a")).to_have_text("notes.mp4")
+    sync_api.expect(row.locator("a")).to_have_attribute("href", f"/jobs/{job_id}")
+    row.scroll_into_view_if_needed()
+    sync_api.expect(row.locator(".badge")).to_have_attribute("data-status", "failed")
+    shoot(page, "upload-recent-desktop")
+
+    page.locator("#recent-clear").click()
+    sync_api.expect(page.locator("#recent")).to_be_hidden()
+    page.reload()
+    sync_api.expect(page.locator("#recent-list li")).to_have_count(0)
+
+
+def test_unknown_job_pages_say_so_and_network_errors_are_retried(server: Server, page: Any) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    page.route("**/api/jobs/*", lambda route: route.abort())
+    page.goto(f"{server.url}/jobs/{unknown}")
+    network = page.locator("#job-network")
+    sync_api.expect(network).to_contain_text("Could not reach the server")
+    sync_api.expect(page.locator("#job-status")).to_have_attribute("data-status", "unknown")
+    page.unroute("**/api/jobs/*")
+    network.get_by_role("button", name="Retry now").click()
+    sync_api.expect(page.locator("#job-status")).to_have_attribute("data-status", "missing")
+    sync_api.expect(network).to_be_hidden()
+
+    for job_id, status in (("not-a-job", 404), (unknown, 200)):
+        response = page.goto(f"{server.url}/jobs/{job_id}")
+        assert response is not None and response.status == status
+        sync_api.expect(page.locator("#job-status")).to_have_attribute("data-status", "missing")
+        sync_api.expect(page.locator("#job-error")).to_contain_text("no conversion job at this address")
