@@ -126,6 +126,8 @@ class Converter:
 
     def store_upload(self, upload_id: str, stream: BinaryIO) -> int:
         """Stream an original into the upload store under its id; refuse empty or oversized files."""
+        if self._job_exists(upload_id):
+            raise InvalidRequest("This upload link was already used for a job; ask for a new one.")
         key = keys.source_key(upload_id)
         limit = self.settings.max_upload_bytes
         try:
@@ -138,6 +140,9 @@ class Converter:
             raise InvalidRequest("The uploaded file is empty.")
         return size
 
+    def _job_exists(self, job_id: str) -> bool:
+        return self.converted.size(keys.job_key(job_id)) is not None
+
     def create_job(self, upload_id: str, filename: str, formats: list[str]) -> dict[str, Any]:
         """Create a job from an original already in the upload store, and queue one message per format."""
         formats = validate_formats(formats)
@@ -149,11 +154,7 @@ class Converter:
             raise InvalidRequest("Nothing was uploaded for this upload id (or the upload expired).")
         if size == 0:
             raise InvalidRequest("The uploaded file is empty.")
-        try:
-            self.jobs.job(upload_id)
-        except JobNotFound:
-            pass
-        else:
+        if self._job_exists(upload_id):
             raise InvalidRequest("A job already exists for this upload.")
         record = JobRecord(
             job_id=upload_id,

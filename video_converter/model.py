@@ -20,11 +20,11 @@ def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
-_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def is_job_id(value: str) -> bool:
-    return bool(_JOB_ID.match(value))
+    return bool(_JOB_ID.fullmatch(value))
 
 
 class JobStatus(StrEnum):

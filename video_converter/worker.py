@@ -85,8 +85,8 @@ def convert_output(
     record = jobs.output(job_id, format_id)
     if record.status is OutputStatus.COMPLETED and record.key and stores.converted.size(record.key) is not None:
         return record  # a redelivery of finished work
-    if record.status is OutputStatus.FAILED and record.attempts >= attempt:
-        return record  # already given up on this one
+    if record.status is OutputStatus.FAILED:
+        return record  # failure is final: a late redelivery must not overwrite the reason
     if attempt > settings.max_attempts:
         return _fail(jobs, job_id, record, f"Gave up after {attempt - 1} interrupted attempts.")
 

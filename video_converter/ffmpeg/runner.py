@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -52,6 +55,11 @@ SAFE_INPUT_OPTIONS = ["-protocol_whitelist", "file", "-format_whitelist", ALLOWE
 PROBE_TIMEOUT = 60.0
 
 ProgressCallback = Callable[[float], None]
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _redact(text: str, *paths: Path) -> str:
@@ -122,20 +130,21 @@ class FFmpeg:
             text=True,
             errors="replace",
             bufsize=1,
+            start_new_session=True,  # its own process group: a kill reaches wrapper scripts' children too
         )
         stop_reason: list[str] = []
+        finished = threading.Event()
 
         def watchdog() -> None:
             deadline = time.monotonic() + timeout
-            while proc.poll() is None:
+            while not finished.wait(0.2):
                 if cancel is not None and cancel.is_set():
                     stop_reason.append("cancelled")
                 elif time.monotonic() > deadline:
                     stop_reason.append("timeout")
                 if stop_reason:
-                    proc.kill()
+                    _kill_group(proc)
                     return
-                time.sleep(0.2)
 
         def read_stderr() -> None:
             assert proc.stderr is not None
@@ -154,8 +163,9 @@ class FFmpeg:
                     on_progress(percent)
             returncode = proc.wait()
         finally:
+            finished.set()
             if proc.poll() is None:
-                proc.kill()
+                _kill_group(proc)
                 proc.wait()
             for thread in threads:
                 thread.join(timeout=5)

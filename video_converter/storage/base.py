@@ -10,7 +10,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 CHUNK = 1024 * 1024
 
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
 
 class ObjectNotFound(KeyError):
@@ -19,7 +19,7 @@ class ObjectNotFound(KeyError):
 
 def validate_key(key: str) -> str:
     """Keys are built by the core, but a bug or a crafted id must never reach outside the store."""
-    if not _KEY.match(key) or any(part in ("", ".", "..") for part in key.split("/")) or len(key) > 512:
+    if not _KEY.fullmatch(key) or any(part in ("", ".", "..") for part in key.split("/")) or len(key) > 512:
         raise ValueError(f"Invalid object key: {key!r}")
     return key
 

@@ -1,0 +1,362 @@
+"""API error paths and local-mode file routes, through FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from video_converter import keys
+from video_converter.backends import build_converter
+from video_converter.config import Settings
+from video_converter.jobs import Converter, JobStore
+from video_converter.model import OutputRecord, OutputStatus
+from video_converter.queues import MemoryQueue, SqliteQueue
+from video_converter.storage import LocalStorage, MemoryStorage
+
+FORMAT_IDS = ["1080p", "720p", "480p", "360p", "webm", "mp3", "gif", "thumbnail"]
+
+
+@pytest.fixture
+def memory_app(settings: Settings) -> Iterator[tuple[TestClient, Converter]]:
+    converter = Converter(MemoryStorage(), MemoryStorage(), MemoryQueue(), settings)
+    with TestClient(create_app(settings, converter), raise_server_exceptions=False) as client:
+        yield client, converter
+
+
+@pytest.fixture
+def client(memory_app: tuple[TestClient, Converter]) -> TestClient:
+    return memory_app[0]
+
+
+def local_app(settings: Settings) -> tuple[TestClient, Converter]:
+    converter = build_converter(settings)
+    return TestClient(create_app(settings, converter), raise_server_exceptions=False), converter
+
+
+@pytest.fixture
+def local(settings: Settings) -> Iterator[tuple[TestClient, Converter]]:
+    client, converter = local_app(settings)
+    with client:
+        yield client, converter
+
+
+def assert_sentence(response, status: int) -> str:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail[:1].isupper() and detail.rstrip().endswith((".", ")"))
+    return detail
+
+
+def post_job(client: TestClient, formats: list[str] | None = None, data: bytes = b"data", name: str = "a.mp4"):  # type: ignore[no-untyped-def]
+    form = {"formats": formats} if formats is not None else {}
+    return client.post("/api/jobs", data=form, files={"file": (name, data, "video/mp4")})
+
+
+# --- basics -----------------------------------------------------------------------------------------
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_formats(client: TestClient) -> None:
+    formats = client.get("/api/formats").json()
+    assert [f["id"] for f in formats] == FORMAT_IDS
+    assert {f["kind"] for f in formats} == {"video", "audio", "image"}
+
+
+def test_index_page(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "720p" in response.text
+
+
+def test_job_page(client: TestClient) -> None:
+    assert client.get(f"/jobs/{uuid.uuid4()}").status_code == 200
+    for bad in ["nope", str(uuid.uuid1()), "..."]:
+        response = client.get(f"/jobs/{bad}")
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+    assert client.get("/jobs/..%2F..%2Fetc").status_code == 404
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    assert assert_sentence(client.get("/api/nothing"), 404) == "Nothing here: check the address."
+    assert assert_sentence(client.delete("/api/formats"), 405) == "This address does not accept that method."
+
+
+# --- POST /api/jobs ----------------------------------------------------------------------------------
+
+
+def test_create_job_multipart(memory_app: tuple[TestClient, Converter]) -> None:
+    client, converter = memory_app
+    response = post_job(client, ["720p,mp3", "gif"])
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert [o["format"] for o in job["outputs"]] == ["720p", "mp3", "gif"]
+    assert len(converter.queue.pending()) == 3  # type: ignore[attr-defined]
+    assert client.get(f"/api/jobs/{job['job_id']}").json() == job
+
+
+def test_create_job_without_file(client: TestClient) -> None:
+    response = client.post("/api/jobs", data={"formats": "720p"}, files={"other": ("a.mp4", b"x")})
+    assert assert_sentence(response, 422) == "Attach the video as a file field named 'file'."
+
+
+def test_create_job_without_formats(client: TestClient) -> None:
+    assert assert_sentence(post_job(client), 422).startswith("Choose at least one format: 1080p")
+
+
+def test_create_job_unknown_format(client: TestClient) -> None:
+    assert "'avi'" in assert_sentence(post_job(client, ["avi"]), 422)
+
+
+def test_create_job_empty_file(memory_app: tuple[TestClient, Converter]) -> None:
+    client, converter = memory_app
+    assert assert_sentence(post_job(client, ["720p"], data=b""), 422) == "The uploaded file is empty."
+    assert converter.uploads.objects == {}  # type: ignore[attr-defined]
+
+
+def test_create_job_too_large(settings: Settings) -> None:
+    settings = settings.model_copy(update={"max_upload_bytes": 1000})
+    converter = Converter(MemoryStorage(), MemoryStorage(), MemoryQueue(), settings)
+    client = TestClient(create_app(settings, converter), raise_server_exceptions=False)
+    detail = assert_sentence(post_job(client, ["720p"], data=b"x" * 5000), 422)
+    assert detail == "The file is larger than the 1000 bytes limit."
+    assert converter.uploads.objects == {}  # type: ignore[attr-defined]
+
+
+def test_create_job_wrong_content_type(client: TestClient) -> None:
+    detail = assert_sentence(client.post("/api/jobs", content=b"x", headers={"content-type": "text/plain"}), 422)
+    assert "multipart/form-data" in detail
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"upload_id": str(uuid.uuid4())},
+        {"upload_id": str(uuid.uuid4()), "filename": "a.mp4", "formats": "720p"},
+        {"upload_id": 5, "filename": ["x"], "formats": [1]},
+    ],
+)
+def test_create_job_json_missing_fields(client: TestClient, body: dict) -> None:
+    detail = assert_sentence(client.post("/api/jobs", json=body), 422)
+    assert detail.startswith("Invalid request: ")
+
+
+def test_create_job_json_missing_fields_names_them(client: TestClient) -> None:
+    detail = assert_sentence(client.post("/api/jobs", json={"filename": "a.mp4"}), 422)
+    assert "upload_id" in detail and "formats" in detail and "filename" not in detail
+
+
+def test_create_job_malformed_json(client: TestClient) -> None:
+    response = client.post("/api/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert assert_sentence(response, 422).startswith("Invalid request")
+
+
+def test_create_job_json_unknown_upload(client: TestClient) -> None:
+    body = {"upload_id": str(uuid.uuid4()), "filename": "a.mp4", "formats": ["720p"]}
+    assert "Nothing was uploaded" in assert_sentence(client.post("/api/jobs", json=body), 422)
+    body["upload_id"] = "../../etc/passwd"
+    assert assert_sentence(client.post("/api/jobs", json=body), 422) == "Unknown upload id."
+
+
+# --- GET jobs and outputs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "nope", "...", str(uuid.uuid4()).upper()])
+def test_unknown_job(client: TestClient, job_id: str) -> None:
+    assert assert_sentence(client.get(f"/api/jobs/{job_id}"), 404).startswith("No such job")
+    assert assert_sentence(client.get(f"/api/jobs/{job_id}/outputs/720p"), 404).startswith("No such job")
+
+
+def test_job_id_with_trailing_newline_is_refused(client: TestClient) -> None:
+    job_id = f"{uuid.uuid4()}\n"
+    in_url = job_id.replace("\n", "%0A")
+    assert client.get(f"/api/jobs/{in_url}").status_code == 404
+    assert client.get(f"/api/jobs/{in_url}/outputs/720p").status_code == 404
+    assert client.get(f"/jobs/{in_url}").status_code == 404
+    body = {"upload_id": job_id, "filename": "a.mp4", "formats": ["720p"]}
+    assert assert_sentence(client.post("/api/jobs", json=body), 422) == "Unknown upload id."
+
+
+def test_output_not_ready_is_409(client: TestClient) -> None:
+    job = post_job(client, ["720p", "mp3"]).json()
+    detail = assert_sentence(client.get(f"/api/jobs/{job['job_id']}/outputs/720p", follow_redirects=False), 409)
+    assert detail == "The 720p output is not ready yet (queued)."
+    assert assert_sentence(client.get(f"/api/jobs/{job['job_id']}/outputs/gif"), 404)
+
+
+def test_unexpected_error_is_a_json_500(memory_app: tuple[TestClient, Converter]) -> None:
+    client, converter = memory_app
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    converter.upload_ticket = broken  # type: ignore[method-assign]
+    detail = assert_sentence(client.post("/api/uploads"), 500)
+    assert "disk on fire" not in detail
+
+
+# --- local mode: signed downloads and uploads ---------------------------------------------------------
+
+
+def complete_output(converter: Converter, client: TestClient, data: bytes = b"MP4DATA") -> tuple[str, str]:
+    job = post_job(client, ["720p"], name="Holiday Clip.mov").json()
+    job_id = job["job_id"]
+    key = keys.output_key(job_id, "Holiday_Clip", "720p", "mp4")
+    converter.converted.put_bytes(key, data)
+    JobStore(converter.converted).save_output(
+        job_id, OutputRecord(format="720p", status=OutputStatus.COMPLETED, key=key, size_bytes=len(data))
+    )
+    return job_id, key
+
+
+def split(url: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(url)
+    return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+
+def test_local_download_flow(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    job_id, _ = complete_output(converter, client)
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "completed"
+    url = job["outputs"][0]["download_url"]
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.content == b"MP4DATA"
+    assert response.headers["content-disposition"] == 'attachment; filename="Holiday_Clip_720p.mp4"'
+    assert response.headers["content-type"] == "video/mp4"
+
+    redirect = client.get(f"/api/jobs/{job_id}/outputs/720p", follow_redirects=False)
+    assert redirect.status_code == 307
+    assert client.get(redirect.headers["location"]).content == b"MP4DATA"
+
+
+def test_local_download_refuses_tampering(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    job_id, _ = complete_output(converter, client)
+    path, q = split(client.get(f"/api/jobs/{job_id}").json()["outputs"][0]["download_url"])
+    bad_sig = q["signature"][:-2] + ("00" if q["signature"][-2:] != "00" else "11")
+    for query in (
+        {**q, "signature": bad_sig},
+        {**q, "filename": "evil.exe"},
+        {**q, "expires": str(int(q["expires"]) + 10)},
+    ):
+        assert assert_sentence(client.get(f"{path}?{urlencode(query)}"), 403).startswith("This link has expired")
+    other = path.replace("720p", "1080p")
+    assert assert_sentence(client.get(f"{other}?{urlencode(q)}"), 403)
+    # the same signed path in the other store is not the same URL
+    assert assert_sentence(client.get(f"{path.replace('converted', 'uploads')}?{urlencode(q)}"), 403)
+    missing = {k: v for k, v in q.items() if k != "signature"}
+    assert assert_sentence(client.get(f"{path}?{urlencode(missing)}"), 422)
+
+
+def test_local_download_expired(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    _, key = complete_output(converter, client)
+    url = converter.converted.download_url(key, "x.mp4", "video/mp4", -10)
+    assert assert_sentence(client.get(url), 403)
+
+
+def test_local_download_of_deleted_file(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    _, key = complete_output(converter, client)
+    url = converter.converted.download_url(key, "x.mp4", "video/mp4", 60)
+    converter.converted.delete(key)
+    assert assert_sentence(client.get(url), 404) == "This file no longer exists."
+
+
+def test_local_download_traversal(local: tuple[TestClient, Converter], settings: Settings) -> None:
+    client, _ = local
+    (Path(settings.data_dir) / "secret.txt").write_text("s")
+    for key in ("..%2Fsecret.txt", "a/..%2F..%2Fsecret.txt", "%2Fetc%2Fpasswd"):
+        response = client.get(f"/files/converted/{key}?filename=x&expires=9999999999&signature=abc")
+        assert response.status_code in (403, 404), (key, response.status_code)
+        assert response.content != b"s"
+
+
+def test_files_route_is_absent_with_memory_stores(client: TestClient) -> None:
+    response = client.get("/files/converted/a/b?filename=x&expires=9999999999&signature=abc")
+    assert assert_sentence(response, 404)
+
+
+def test_local_upload_ticket_flow(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    ticket = client.post("/api/uploads")
+    assert ticket.status_code == 201
+    t = ticket.json()
+    assert t["url"].startswith(f"/files/uploads/{t['upload_id']}/source?")
+    uploaded = client.post(t["url"], data=t["fields"], files={"file": ("clip.mov", b"original bytes")})
+    assert uploaded.status_code == 204, uploaded.text
+    assert converter.uploads.get_bytes(keys.source_key(t["upload_id"])) == b"original bytes"
+
+    body = {"upload_id": t["upload_id"], "filename": "clip.mov", "formats": ["720p", "mp3", "720p"]}
+    created = client.post("/api/jobs", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["job_id"] == t["upload_id"]
+    assert isinstance(converter.queue, SqliteQueue)
+    assert converter.queue.counts() == {"visible": 2, "in_flight": 0, "dead": 0}
+    again = client.post("/api/jobs", json=body)
+    assert "already exists" in assert_sentence(again, 422)
+
+
+def test_local_upload_refuses_tampered_ticket(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    t = client.post("/api/uploads").json()
+    path, q = split(t["url"])
+    for query in ({**q, "max_bytes": str(int(q["max_bytes"]) * 2)}, {**q, "signature": "0" * 64}):
+        response = client.post(f"{path}?{urlencode(query)}", files={"file": ("a", b"x")})
+        assert assert_sentence(response, 403)
+    other = path.replace(t["upload_id"], str(uuid.uuid4()))
+    assert assert_sentence(client.post(f"{other}?{urlencode(q)}", files={"file": ("a", b"x")}), 403)
+    assert converter.uploads.size(keys.source_key(t["upload_id"])) is None
+
+
+def test_local_upload_expired_ticket(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    upload_id = str(uuid.uuid4())
+    url, _ = converter.uploads.upload_form(keys.source_key(upload_id), 1000, -5)
+    assert assert_sentence(client.post(url, files={"file": ("a", b"x")}), 403)
+
+
+def test_local_upload_without_file_field(local: tuple[TestClient, Converter]) -> None:
+    client, _ = local
+    t = client.post("/api/uploads").json()
+    response = client.post(t["url"], data={"file": "not a file"}, files={"other": ("a", b"x")})
+    assert assert_sentence(response, 422) == "Attach the video as a file field named 'file'."
+
+
+def test_local_upload_over_limit(settings: Settings) -> None:
+    client, converter = local_app(settings.model_copy(update={"max_upload_bytes": 1000}))
+    with client:
+        t = client.post("/api/uploads").json()
+        assert t["max_bytes"] == 1000
+        response = client.post(t["url"], files={"file": ("big.mov", b"x" * 5000)})
+        assert assert_sentence(response, 422) == "The file is larger than the 1000 bytes limit."
+        assert converter.uploads.size(keys.source_key(t["upload_id"])) is None
+        upload_dir = Path(settings.data_dir) / "uploads"
+        assert not any(p.is_file() for p in upload_dir.rglob("*"))  # no partial file left behind
+
+
+def test_local_upload_empty(local: tuple[TestClient, Converter]) -> None:
+    client, converter = local
+    t = client.post("/api/uploads").json()
+    response = client.post(t["url"], files={"file": ("empty.mov", b"")})
+    assert assert_sentence(response, 422) == "The uploaded file is empty."
+    assert converter.uploads.size(keys.source_key(t["upload_id"])) is None
+
+
+def test_local_stores_are_local(local: tuple[TestClient, Converter]) -> None:
+    _, converter = local
+    assert isinstance(converter.uploads, LocalStorage) and isinstance(converter.converted, LocalStorage)

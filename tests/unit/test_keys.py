@@ -1,0 +1,82 @@
+"""Safe stems and the key layout."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from video_converter import keys
+from video_converter.storage import validate_key
+
+SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+NASTY = [
+    "../../etc/passwd",
+    "C:\\x\\evil.mp4",
+    "Café déjà vu.mov",
+    "",
+    ".",
+    "...",
+    "....mp4",
+    ".hidden",
+    "a" * 300 + ".mp4",
+    "b" * 79 + ".c" + "d" * 50,
+    "quote\"d'name.mp4",
+    "new\nline\r.mp4",
+    "semi;colon; rm -rf /.mp4",
+    "日本語.mp4",
+    "-leading-dash.mp4",
+    "  spaced  out  .mp4",
+    "null\x00byte.mp4",
+    "%2e%2e%2fetc.mp4",
+    "emoji 🎬 clip.mkv",
+    "/abs/path/",
+]
+
+
+@pytest.mark.parametrize("name", NASTY)
+def test_safe_stem_is_always_safe(name: str) -> None:
+    stem = keys.safe_stem(name)
+    assert SAFE.match(stem), stem
+    assert not stem.startswith((".", "-", "_"))
+    assert not stem.endswith((".", "-", "_"))
+    assert 1 <= len(stem) <= keys.MAX_STEM == 80
+    validate_key(keys.output_key("a", stem, "720p", "mp4"))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\x\\evil.mp4", "evil"),
+        ("Café déjà vu.mov", "Cafe_deja_vu"),
+        ("", "video"),
+        ("...", "video"),
+        ("日本語.mp4", "video"),
+        (".hidden", "hidden"),
+        ("holiday.final.mp4", "holiday.final"),
+        ("my clip (1).mp4", "my_clip_1"),
+        ('x"y;\nz.mp4', "x_y_z"),
+        ("plain", "plain"),
+    ],
+)
+def test_safe_stem_values(name: str, expected: str) -> None:
+    assert keys.safe_stem(name) == expected
+
+
+def test_safe_stem_truncates_long_names() -> None:
+    assert keys.safe_stem("a" * 300 + ".mp4") == "a" * 80
+    # truncation never leaves a trailing separator
+    assert keys.safe_stem("a" * 79 + "_" + "b" * 10 + ".mp4") == "a" * 79
+
+
+def test_key_layout() -> None:
+    job = "0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11"
+    assert keys.source_key(job) == f"{job}/source"
+    assert keys.job_key(job) == f"{job}/job.json"
+    assert keys.status_key(job, "720p") == f"{job}/status/720p.json"
+    assert keys.output_filename("clip", "720p", "mp4") == "clip_720p.mp4"
+    assert keys.output_key(job, "clip", "thumbnail", "jpg") == f"{job}/clip_thumbnail.jpg"
+    for key in (keys.source_key(job), keys.job_key(job), keys.status_key(job, "mp3")):
+        assert validate_key(key) == key

@@ -1,0 +1,226 @@
+"""parse_probe, ProgressTracker and tail on output captured from the real FFmpeg 7 (tests/unit/data)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from video_converter.ffmpeg.parse import ProgressTracker, parse_probe, tail
+
+DATA = Path(__file__).parent / "data"
+
+
+def captured(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+# --- parse_probe on captured ffprobe JSON -------------------------------------------------------
+
+
+def test_normal_mp4_with_audio() -> None:
+    info = parse_probe(captured("probe_mp4_av.json"))
+    assert info.duration == 2.0
+    assert (info.width, info.height) == (320, 240)
+    assert info.video_codec == "h264"
+    assert info.audio_codec == "aac"
+    assert info.frame_rate == 25.0
+    assert info.format_name == "mov,mp4,m4a,3gp,3g2,mj2"
+    assert info.has_video and info.has_audio
+
+
+def test_video_only_mp4_has_no_audio() -> None:
+    info = parse_probe(captured("probe_mp4_video_only.json"))
+    assert info.has_video
+    assert not info.has_audio
+    assert info.audio_codec is None
+    assert (info.width, info.height) == (320, 240)
+    assert info.duration == 2.0
+
+
+def test_mp3_cover_art_is_not_video() -> None:
+    text = captured("probe_mp3_cover_art.json")
+    # The capture really contains an attached_pic video stream: the test is about ignoring it.
+    streams = json.loads(text)["streams"]
+    assert any(s["codec_type"] == "video" and s["disposition"]["attached_pic"] == 1 for s in streams)
+
+    info = parse_probe(text)
+    assert not info.has_video
+    assert info.video_codec is None
+    assert info.width is None and info.height is None
+    assert info.frame_rate is None
+    assert info.audio_codec == "mp3"
+    assert info.duration == pytest.approx(2.038, abs=0.001)
+    assert info.format_name == "mp3"
+
+
+def test_rotated_phone_clip_reports_display_dimensions() -> None:
+    text = captured("probe_mp4_rotated90.json")
+    video = json.loads(text)["streams"][0]
+    # What FFmpeg 7 writes: coded size stays landscape, rotation lives in side_data_list (no rotate tag).
+    assert (video["width"], video["height"]) == (320, 240)
+    assert video["side_data_list"][0]["rotation"] == 90
+    assert "rotate" not in (video.get("tags") or {})
+
+    info = parse_probe(text)
+    assert (info.width, info.height) == (240, 320)
+
+
+def _with_video(**changes: object) -> str:
+    data = json.loads(captured("probe_mp4_av.json"))
+    video = data["streams"][0]
+    assert video["codec_type"] == "video"
+    video.pop("side_data_list", None)
+    for key, value in changes.items():
+        if value is None:
+            video.pop(key, None)
+        else:
+            video[key] = value
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("side_data", "tags", "expected"),
+    [
+        ([{"side_data_type": "Display Matrix", "rotation": -90}], None, (240, 320)),
+        ([{"side_data_type": "Display Matrix", "rotation": 270}], None, (240, 320)),
+        ([{"side_data_type": "Display Matrix", "rotation": 180}], None, (320, 240)),
+        ([{"side_data_type": "Display Matrix", "rotation": 0}], None, (320, 240)),
+        (None, {"rotate": "90"}, (240, 320)),  # what FFmpeg < 5 printed
+        (None, {"rotate": "180"}, (320, 240)),
+        (None, {"rotate": "garbage"}, (320, 240)),
+    ],
+)
+def test_rotation_variants(side_data: list | None, tags: dict | None, expected: tuple[int, int]) -> None:
+    info = parse_probe(_with_video(side_data_list=side_data, tags=tags))
+    assert (info.width, info.height) == expected
+
+
+def test_duration_falls_back_to_streams_when_format_has_none() -> None:
+    data = json.loads(captured("probe_mp4_av.json"))
+    data["format"]["duration"] = "N/A"
+    data["streams"][0]["duration"] = "3.5"
+    data["streams"][1]["duration"] = "4.25"
+    assert parse_probe(json.dumps(data)).duration == 4.25
+
+
+def test_unknown_duration_is_none() -> None:
+    data = json.loads(captured("probe_mp4_av.json"))
+    data["format"].pop("duration")
+    for stream in data["streams"]:
+        stream.pop("duration", None)
+    assert parse_probe(json.dumps(data)).duration is None
+
+
+def test_zero_size_and_bad_frame_rate_become_none() -> None:
+    info = parse_probe(_with_video(width=0, height=0, avg_frame_rate="0/0"))
+    assert info.width is None and info.height is None
+    assert info.frame_rate is None
+    assert info.has_video
+
+
+def test_ntsc_frame_rate_is_rounded() -> None:
+    assert parse_probe(_with_video(avg_frame_rate="30000/1001")).frame_rate == 29.97
+
+
+@pytest.mark.parametrize("text", ["", "{}", '{"streams": [], "format": {}}'])
+def test_empty_probe_output_is_no_media(text: str) -> None:
+    info = parse_probe(text)
+    assert not info.has_video and not info.has_audio
+    assert info.duration is None and info.width is None
+
+
+@pytest.mark.parametrize("text", ["not json", "{", "Invalid data found when processing input"])
+def test_garbage_probe_output_raises_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_probe(text)
+
+
+def test_nan_and_infinite_durations_are_ignored() -> None:
+    data = json.loads(captured("probe_mp4_av.json"))
+    data["format"]["duration"] = "nan"
+    data["streams"][0]["duration"] = "inf"
+    data["streams"][1]["duration"] = "1.5"
+    assert parse_probe(json.dumps(data)).duration == 1.5
+
+
+# --- ProgressTracker on captured -progress pipe:1 output ----------------------------------------
+
+
+def feed_all(tracker: ProgressTracker, text: str) -> list[float]:
+    return [p for line in text.splitlines() if (p := tracker.feed(line)) is not None]
+
+
+def test_progress_on_captured_output() -> None:
+    text = captured("progress.txt")
+    assert "out_time_ms=N/A" in text  # the capture includes FFmpeg's N/A blocks
+    reports = feed_all(ProgressTracker(duration=4.0), text)
+    # one report per block (every "progress=" line)
+    assert len(reports) == text.count("progress=")
+    assert reports[-1] == 100.0
+    assert all(a <= b for a, b in itertools.pairwise(reports))
+    assert reports[0] == 0.0
+    intermediate = [p for p in reports if 0 < p < 100]
+    assert intermediate, reports
+    # out_time 0.28 s of 4 s: 7 %, so the value is read as microseconds (not milliseconds)
+    assert 7.0 in reports
+    assert max(intermediate) <= 99.0
+
+
+def test_progress_unknown_duration_reports_zero_until_end() -> None:
+    reports = feed_all(ProgressTracker(duration=None), captured("progress.txt"))
+    assert reports[:-1] == [0.0] * (len(reports) - 1)
+    assert reports[-1] == 100.0
+    assert feed_all(ProgressTracker(duration=0), "out_time_us=5000000\nprogress=continue\n") == [0.0]
+
+
+def test_out_time_ms_is_microseconds() -> None:
+    tracker = ProgressTracker(duration=10.0)
+    assert tracker.feed("out_time_ms=2500000") is None
+    assert tracker.feed("progress=continue") == 25.0
+
+
+def test_progress_capped_at_99_until_end() -> None:
+    tracker = ProgressTracker(duration=1.0)
+    tracker.feed("out_time_us=5000000")  # past the (estimated) duration
+    assert tracker.feed("progress=continue") == 99.0
+    assert tracker.feed("progress=end") == 100.0
+
+
+def test_progress_ignores_na_negative_and_junk_lines() -> None:
+    tracker = ProgressTracker(duration=10.0)
+    tracker.feed("out_time_us=1000000")
+    for line in ["out_time_us=N/A", "out_time_ms=-5000", "no equals sign", "", "bitrate=  1.4kbits/s"]:
+        assert tracker.feed(line) is None
+    assert tracker.feed("progress=continue") == 10.0
+
+
+def test_progress_line_endings_are_tolerated() -> None:
+    tracker = ProgressTracker(duration=2.0)
+    tracker.feed("out_time_us=1000000\r\n")
+    assert tracker.feed("progress=continue\n") == 50.0
+
+
+# --- tail ---------------------------------------------------------------------------------------
+
+
+def test_tail_keeps_last_meaningful_lines() -> None:
+    lines = [f"line {i}\n" for i in range(20)] + ["   \n", "\n"]
+    assert tail(lines, count=3) == "line 17 | line 18 | line 19"
+
+
+def test_tail_default_count_is_8() -> None:
+    assert tail([str(i) for i in range(10)]).split(" | ") == [str(i) for i in range(2, 10)]
+
+
+def test_tail_caps_width_keeping_the_end() -> None:
+    text = tail(["x" * 1000, "the real error"], width=50)
+    assert len(text) == 50
+    assert text.endswith("the real error")
+
+
+def test_tail_of_nothing_is_empty() -> None:
+    assert tail([]) == ""
+    assert tail(["", "  ", "\n"]) == ""

@@ -1,0 +1,171 @@
+"""Preset argument lists: what each public format asks FFmpeg for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from video_converter.model import SourceInfo
+from video_converter.presets import (
+    GIF_MAX_SECONDS,
+    GIF_MAX_WIDTH,
+    PRESETS,
+    UnsuitableSource,
+    ffmpeg_output_args,
+    get_preset,
+    thumbnail_time,
+)
+
+AV = SourceInfo(duration=30.0, width=1920, height=1080, video_codec="h264", audio_codec="aac")
+SILENT = SourceInfo(duration=30.0, width=1920, height=1080, video_codec="h264")
+AUDIO_ONLY = SourceInfo(duration=30.0, audio_codec="mp3")
+MP4_HEIGHTS = {"1080p": 1080, "720p": 720, "480p": 480, "360p": 360}
+
+
+def value_after(args: list[str], option: str) -> str:
+    return args[args.index(option) + 1]
+
+
+def test_public_format_ids_are_exactly_the_api_contract() -> None:
+    assert list(PRESETS) == ["1080p", "720p", "480p", "360p", "webm", "mp3", "gif", "thumbnail"]
+
+
+def test_public_view_shape() -> None:
+    for preset in PRESETS.values():
+        view = preset.public()
+        assert set(view) == {"id", "label", "extension", "media_type", "kind", "description", "max_height", "max_width"}
+        assert view["id"] == preset.id
+        assert isinstance(view["kind"], str)
+
+
+def test_get_preset() -> None:
+    assert get_preset("720p").extension == "mp4"
+    with pytest.raises(KeyError):
+        get_preset("avi")
+
+
+@pytest.mark.parametrize(("format_id", "height"), MP4_HEIGHTS.items())
+def test_mp4_presets(format_id: str, height: int) -> None:
+    preset = PRESETS[format_id]
+    assert (preset.extension, preset.media_type, preset.max_height) == ("mp4", "video/mp4", height)
+    args = preset.output_args(AV)
+    assert value_after(args, "-c:v") == "libx264"
+    assert value_after(args, "-pix_fmt") == "yuv420p"
+    assert value_after(args, "-movflags") == "+faststart"
+    assert value_after(args, "-f") == "mp4"
+    vf = value_after(args, "-vf")
+    # height capped at the preset (never upscaled: min with the source height), width even via -2
+    assert f"h='min({height},trunc(ih/2)*2)'" in vf
+    assert "w=-2" in vf
+    assert vf.endswith("format=yuv420p")
+    assert "0:v:0" in args
+
+
+@pytest.mark.parametrize("format_id", MP4_HEIGHTS)
+def test_mp4_audio_mapping_follows_the_source(format_id: str) -> None:
+    with_audio = PRESETS[format_id].output_args(AV)
+    assert "0:a:0" in with_audio
+    assert value_after(with_audio, "-c:a") == "aac"
+    assert "-an" not in with_audio
+
+    silent = PRESETS[format_id].output_args(SILENT)
+    assert "-an" in silent
+    assert "0:a:0" not in silent
+    assert "-c:a" not in silent
+
+
+def test_mp4_maxrate_decreases_with_height() -> None:
+    rates = [int(value_after(PRESETS[f].output_args(AV), "-maxrate").rstrip("k")) for f in MP4_HEIGHTS]
+    assert rates == sorted(rates, reverse=True)
+    for f in MP4_HEIGHTS:
+        args = PRESETS[f].output_args(AV)
+        assert int(value_after(args, "-bufsize").rstrip("k")) == 2 * int(value_after(args, "-maxrate").rstrip("k"))
+
+
+def test_webm_preset() -> None:
+    args = PRESETS["webm"].output_args(AV)
+    assert value_after(args, "-c:v") == "libvpx-vp9"
+    assert value_after(args, "-c:a") == "libopus"
+    assert value_after(args, "-f") == "webm"
+    assert "h='min(720," in value_after(args, "-vf")
+    silent = PRESETS["webm"].output_args(SILENT)
+    assert "-an" in silent and "libopus" not in silent
+
+
+def test_mp3_preset() -> None:
+    args = PRESETS["mp3"].output_args(AV)
+    assert value_after(args, "-c:a") == "libmp3lame"
+    assert "-vn" in args
+    assert value_after(args, "-map") == "0:a:0"
+    assert value_after(args, "-f") == "mp3"
+
+
+def test_mp3_from_silent_source_is_refused_with_a_sentence() -> None:
+    with pytest.raises(UnsuitableSource, match=r"^The source has no audio track, .*MP3\.$"):
+        PRESETS["mp3"].check_source(SILENT)
+    PRESETS["mp3"].check_source(AV)
+    PRESETS["mp3"].check_source(AUDIO_ONLY)  # audio-only is fine for mp3
+
+
+@pytest.mark.parametrize("format_id", ["1080p", "720p", "480p", "360p", "webm", "gif", "thumbnail"])
+def test_visual_formats_refuse_audio_only_source(format_id: str) -> None:
+    preset = PRESETS[format_id]
+    with pytest.raises(UnsuitableSource, match=r"^The source has no video stream, .*\.$") as info:
+        preset.check_source(AUDIO_ONLY)
+    assert preset.label in str(info.value)
+    preset.check_source(SILENT)  # a silent video is fine
+
+
+def test_gif_limits() -> None:
+    preset = PRESETS["gif"]
+    assert (preset.max_seconds, preset.max_width) == (GIF_MAX_SECONDS, GIF_MAX_WIDTH) == (10, 480)
+    args = preset.output_args(AV)
+    assert value_after(args, "-t") == "10"
+    graph = value_after(args, "-filter_complex")
+    assert "scale=w='min(480,iw)':h=-2" in graph
+    assert "palettegen" in graph and "paletteuse" in graph
+    assert "-an" in args
+    assert value_after(args, "-f") == "gif"
+
+
+def test_thumbnail_args() -> None:
+    args = PRESETS["thumbnail"].output_args(AV)
+    assert value_after(args, "-frames:v") == "1"
+    assert value_after(args, "-f") == "image2"
+    assert PRESETS["thumbnail"].extension == "jpg"
+
+
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [(None, 0.0), (0.0, 0.0), (1.0, 0.1), (10.0, 1.0), (49.0, 4.9), (50.0, 5.0), (3600.0, 5.0), (0.333, 0.033)],
+)
+def test_thumbnail_time(duration: float | None, expected: float) -> None:
+    t = thumbnail_time(SourceInfo(duration=duration, video_codec="h264"))
+    assert t == expected
+    if duration:
+        assert 0 <= t <= min(duration * 0.1, 5.0)
+        assert t < duration
+
+
+def test_only_thumbnail_seeks_before_input() -> None:
+    assert PRESETS["thumbnail"].input_args(AV) == ["-ss", "3.0"]
+    assert PRESETS["thumbnail"].input_args(SourceInfo(video_codec="h264")) == ["-ss", "0.0"]
+    for format_id in PRESETS:
+        if format_id != "thumbnail":
+            assert PRESETS[format_id].input_args(AV) == []
+
+
+def test_ffmpeg_output_args_ends_with_output_path(tmp_path: Path) -> None:
+    out = tmp_path / "x.mp4"
+    args = ffmpeg_output_args(PRESETS["720p"], AV, out)
+    assert args[-1] == str(out)
+    assert args[:-1] == PRESETS["720p"].output_args(AV)
+
+
+@pytest.mark.parametrize("format_id", list(PRESETS))
+def test_every_preset_sets_output_format_explicitly(format_id: str) -> None:
+    # -f makes FFmpeg ignore the (user-derived) output extension
+    args = PRESETS[format_id].output_args(AV)
+    assert "-f" in args
+    assert all(isinstance(a, str) for a in args)

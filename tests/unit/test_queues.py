@@ -1,0 +1,251 @@
+"""Queue semantics (SQS-like): SqliteQueue, and the shared contract also over MemoryQueue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from video_converter.queues import MemoryQueue, Message, Queue, SqliteQueue
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def factory(visibility_timeout: int = 60, max_receives: int = 4) -> Queue:
+        if request.param == "sqlite":
+            return SqliteQueue(tmp_path / "q.sqlite3", visibility_timeout=visibility_timeout, max_receives=max_receives)
+        return MemoryQueue(visibility_timeout=visibility_timeout, max_receives=max_receives)
+
+    return factory
+
+
+def must_receive(queue: Queue) -> Message:
+    message = queue.receive()
+    assert message is not None
+    return message
+
+
+def test_protocol(make_queue) -> None:  # type: ignore[no-untyped-def]
+    assert isinstance(make_queue(), Queue)
+
+
+def test_fifo(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue()
+    for i in range(5):
+        q.send({"n": str(i)})
+    assert [must_receive(q).body["n"] for _ in range(5)] == ["0", "1", "2", "3", "4"]
+    assert q.receive() is None
+
+
+def test_body_round_trip_and_first_delivery(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue()
+    q.send({"job_id": "abc", "format": "720p"})
+    m = must_receive(q)
+    assert m.body == {"job_id": "abc", "format": "720p"}
+    assert m.receive_count == 1
+    assert m.handle
+
+
+def test_receive_hides_until_visibility_timeout(make_queue, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    q = make_queue(visibility_timeout=30)
+    q.send({"n": "1"})
+    first = must_receive(q)
+    assert q.receive() is None
+    clock[0] += 29
+    assert q.receive() is None
+    clock[0] += 2
+    again = must_receive(q)
+    assert again.id == first.id
+    assert again.receive_count == 2
+    assert again.handle != first.handle
+
+
+def test_ack_deletes(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue()
+    q.send({"n": "1"})
+    m = must_receive(q)
+    q.ack(m)
+    q.set_visibility(m, 0)  # no resurrection through a later call
+    assert q.receive() is None
+
+
+def test_stale_receipt_does_not_ack_redelivery(make_queue, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    q = make_queue(visibility_timeout=10)
+    q.send({"n": "1"})
+    old = must_receive(q)
+    clock[0] += 11
+    new = must_receive(q)
+    q.ack(old)  # the first worker wakes up late and acks
+    q.set_visibility(old, 0)  # ... or tries to release it
+    assert q.receive() is None  # still hidden for the second worker
+    clock[0] += 11
+    third = must_receive(q)
+    assert third.id == new.id and third.receive_count == 3
+    q.ack(third)
+    clock[0] += 11
+    assert q.receive() is None
+
+
+def test_set_visibility_zero_makes_it_visible_now(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue(visibility_timeout=60)
+    q.send({"n": "1"})
+    m = must_receive(q)
+    assert q.receive() is None
+    q.set_visibility(m, 0)
+    again = must_receive(q)
+    assert again.receive_count == 2
+
+
+def test_set_visibility_extends(make_queue, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    q = make_queue(visibility_timeout=10)
+    q.send({"n": "1"})
+    m = must_receive(q)
+    clock[0] += 8
+    q.set_visibility(m, 10)  # heartbeat
+    clock[0] += 8
+    assert q.receive() is None  # 16 s after receive, still hidden
+    clock[0] += 3
+    assert must_receive(q).receive_count == 2
+
+
+def test_dead_letter_after_max_receives(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue(max_receives=3)
+    q.send({"n": "poison"})
+    counts = []
+    for _ in range(3):
+        m = must_receive(q)
+        assert m.body["n"] == "poison"
+        counts.append(m.receive_count)
+        q.set_visibility(m, 0)
+    assert counts == [1, 2, 3]
+    assert q.receive() is None  # the poison message is never delivered again
+    q.send({"n": "ok"})
+    nxt = must_receive(q)
+    assert nxt.body["n"] == "ok"
+    q.ack(nxt)
+    assert q.receive() is None
+    if isinstance(q, SqliteQueue):
+        assert q.counts() == {"visible": 0, "in_flight": 0, "dead": 1}
+    else:
+        assert q.pending() == []
+
+
+def test_wait_wakes_up_when_a_message_arrives(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue()
+    if isinstance(q, SqliteQueue):
+        q.poll_interval = 30.0  # only the notification can wake it in time
+    got: list[Message | None] = []
+    started = time.monotonic()
+    t = threading.Thread(target=lambda: got.append(q.receive(wait_seconds=10)))
+    t.start()
+    time.sleep(0.3)
+    q.send({"n": "1"})
+    t.join(timeout=10)
+    elapsed = time.monotonic() - started
+    assert got and got[0] is not None and got[0].body == {"n": "1"}
+    assert elapsed < 2.0
+
+
+def test_wait_times_out(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue()
+    started = time.monotonic()
+    assert q.receive(wait_seconds=0.3) is None
+    assert 0.25 <= time.monotonic() - started < 2.0
+
+
+def test_concurrent_receivers_never_share_a_message(make_queue) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue(visibility_timeout=600)
+    for i in range(200):
+        q.send({"n": str(i)})
+    seen: list[str] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while (m := q.receive()) is not None:
+                with lock:
+                    seen.append(m.body["n"])
+                q.ack(m)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    counts = Counter(seen)
+    assert len(seen) == 200 and set(counts.values()) == {1}
+
+
+# --- SqliteQueue only -----------------------------------------------------------------------------
+
+
+def test_sqlite_survives_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    path = tmp_path / "q.sqlite3"
+    q1 = SqliteQueue(path, visibility_timeout=30)
+    q1.send({"n": "in-flight"})
+    q1.send({"n": "pending"})
+    taken = must_receive(q1)
+    assert taken.body["n"] == "in-flight"
+    del q1  # the process dies without acking
+
+    q2 = SqliteQueue(path, visibility_timeout=30)
+    assert q2.counts() == {"visible": 1, "in_flight": 1, "dead": 0}
+    assert must_receive(q2).body["n"] == "pending"
+    clock[0] += 31
+    back = must_receive(q2)
+    assert back.body["n"] == "in-flight" and back.receive_count == 2
+    q2.ack(must_receive(q2))  # "pending" (its visibility ran out too)
+    assert q2.counts()["in_flight"] == 1
+    q2.ack(taken)  # the dead worker's receipt is void after the restart too
+    assert q2.counts()["in_flight"] == 1
+
+
+def test_sqlite_counts(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "q.sqlite3", max_receives=1)
+    assert q.counts() == {"visible": 0, "in_flight": 0, "dead": 0}
+    q.send({"n": "1"})
+    q.send({"n": "2"})
+    assert q.counts() == {"visible": 2, "in_flight": 0, "dead": 0}
+    m = must_receive(q)
+    assert q.counts() == {"visible": 1, "in_flight": 1, "dead": 0}
+    q.set_visibility(m, 0)
+    assert q.counts() == {"visible": 2, "in_flight": 0, "dead": 0}
+    assert must_receive(q).body["n"] == "2"  # ordered by visibility time: 1 became visible later
+    assert q.receive() is None  # message 1 had its one delivery: dead-lettered now
+    assert q.counts() == {"visible": 0, "in_flight": 1, "dead": 1}
+
+
+def test_sqlite_set_visibility_on_dead_message_does_not_revive_it(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "q.sqlite3", max_receives=1)
+    q.send({"n": "1"})
+    m = must_receive(q)
+    q.set_visibility(m, 0)
+    assert q.receive() is None  # now dead
+    q.set_visibility(m, 0)
+    assert q.receive() is None
+    assert q.counts()["dead"] == 1
+
+
+def test_sqlite_two_instances_on_one_file_share_messages(tmp_path: Path) -> None:
+    a = SqliteQueue(tmp_path / "q.sqlite3")
+    b = SqliteQueue(tmp_path / "q.sqlite3")
+    a.send({"n": "1"})
+    m = must_receive(b)
+    assert a.receive() is None
+    a.ack(m)
+    assert b.counts() == {"visible": 0, "in_flight": 0, "dead": 0}

@@ -1,0 +1,198 @@
+"""FFmpeg.probe / FFmpeg.convert: errors, timeout, cancel, progress, and the safe-input whitelist."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from video_converter.ffmpeg import (
+    ConversionCancelled,
+    ConversionTimeout,
+    FFmpeg,
+    FFmpegError,
+    InvalidMedia,
+    ffmpeg_path,
+    ffprobe_path,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def real() -> FFmpeg:
+    return FFmpeg(ffmpeg=ffmpeg_path(), ffprobe=ffprobe_path())
+
+
+def test_probe_real_clip(make_clip) -> None:  # type: ignore[no-untyped-def]
+    info = real().probe(make_clip(seconds=1, size="160x120"))
+    assert (info.width, info.height) == (160, 120)
+    assert info.video_codec == "h264" and info.audio_codec == "aac"
+    assert info.duration == pytest.approx(1.0, abs=0.1)
+
+
+def test_probe_text_file_is_invalid_media(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 50)
+    with pytest.raises(InvalidMedia) as info:
+        real().probe(path)
+    assert info.value.returncode not in (None, 0)
+    assert str(info.value).startswith("This file is not a video or audio file that FFmpeg can read")
+
+
+def test_probe_missing_file_is_invalid_media(tmp_path: Path) -> None:
+    with pytest.raises(InvalidMedia):
+        real().probe(tmp_path / "nope.mp4")
+
+
+def test_probe_file_without_streams_is_invalid_media(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    ffprobe = fake_binary('echo \'{"streams": [], "format": {"format_name": "mp4"}}\'')
+    with pytest.raises(InvalidMedia, match="no video or audio stream"):
+        FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe).probe(Path("whatever"))
+
+
+def test_probe_timeout_is_invalid_media(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    ffprobe = fake_binary("exec sleep 30")
+    started = time.monotonic()
+    with pytest.raises(InvalidMedia, match="longer than"):
+        FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe).probe(Path("x"), timeout=0.3)
+    assert time.monotonic() - started < 5
+
+
+# --- the safe-input whitelist (security) ---------------------------------------------------------
+
+
+@pytest.fixture
+def segment(tmp_path: Path, make_clip) -> Path:  # type: ignore[no-untyped-def]
+    return make_clip("seg.ts", seconds=1, size="64x64", audio=False, extra=("-f", "mpegts"))
+
+
+def hls_playlist(tmp_path: Path, segment: Path) -> Path:
+    playlist = tmp_path / "upload.m3u8"
+    playlist.write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        f"#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n"
+    )
+    return playlist
+
+
+def ffconcat(tmp_path: Path, segment: Path) -> Path:
+    script = tmp_path / "upload.ffconcat"
+    script.write_text(f"ffconcat version 1.0\nfile '{segment}'\n")
+    return script
+
+
+@pytest.mark.parametrize("make_input", [hls_playlist, ffconcat], ids=["hls", "ffconcat"])
+def test_playlists_that_reference_other_files_are_refused(tmp_path: Path, segment: Path, make_input) -> None:  # type: ignore[no-untyped-def]
+    crafted = make_input(tmp_path, segment)
+    ffmpeg = real()
+    with pytest.raises(InvalidMedia) as info:
+        ffmpeg.probe(crafted)
+    assert "not on whitelist" in info.value.stderr_tail  # refused by the whitelist, not by accident
+    out = tmp_path / "out.mp4"
+    with pytest.raises(FFmpegError) as failed:
+        ffmpeg.convert(crafted, ["-c:v", "libx264", "-f", "mp4", str(out)], timeout=30)
+    assert "not on whitelist" in failed.value.stderr_tail
+    assert not out.exists() or out.stat().st_size == 0
+    renamed = crafted.rename(crafted.with_name("holiday.mov"))  # whatever the upload is called
+    with pytest.raises(InvalidMedia):
+        ffmpeg.probe(renamed)
+
+
+def test_whitelist_still_admits_ordinary_containers(tmp_path: Path, make_clip) -> None:  # type: ignore[no-untyped-def]
+    for name, kwargs in [
+        ("a.mkv", {}),
+        ("b.webm", {"extra": ("-c:v", "libvpx-vp9", "-c:a", "libopus")}),
+        ("c.mp3", {"video": False}),
+    ]:
+        clip = make_clip(name, seconds=0.5, size="64x64", **kwargs)
+        assert real().probe(clip).duration
+
+
+# --- convert --------------------------------------------------------------------------------------
+
+
+def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:  # type: ignore[no-untyped-def]
+    clip = make_clip(seconds=1, size="160x120")
+    out = tmp_path / "out.mp3"
+    seen: list[float] = []
+    real().convert(clip, ["-vn", "-c:a", "libmp3lame", "-f", "mp3", str(out)], duration=1.0, on_progress=seen.append)
+    assert out.stat().st_size > 0
+    assert seen and seen[-1] == 100.0
+
+
+def test_convert_failure_carries_exit_code_and_stderr_tail(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    ffmpeg = fake_binary('echo "noise" >&2; echo "Unknown encoder \'x265-nope\'" >&2; exit 3')
+    with pytest.raises(FFmpegError) as info:
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=10)
+    assert type(info.value) is FFmpegError
+    assert info.value.returncode == 3
+    assert info.value.stderr_tail == "noise | Unknown encoder 'x265-nope'"
+    assert str(info.value) == "FFmpeg failed (exit code 3): noise | Unknown encoder 'x265-nope'"
+
+
+def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    argv_file = tmp_path / "argv"
+    ffmpeg = fake_binary(f'for a in "$@"; do echo "$a"; done > {argv_file}')
+    FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
+        Path("/in/put.mp4"), ["-f", "mp4", "/out.mp4"], input_args=["-ss", "1.5"], timeout=10
+    )
+    argv = argv_file.read_text().splitlines()
+    i = argv.index("-i")
+    assert argv[i + 1] == "/in/put.mp4"
+    assert argv[argv.index("-protocol_whitelist") + 1] == "file"
+    assert argv.index("-protocol_whitelist") < i and argv.index("-format_whitelist") < i
+    assert "hls" not in argv[argv.index("-format_whitelist") + 1].split(",")
+    assert "concat" not in argv[argv.index("-format_whitelist") + 1].split(",")
+    assert argv.index("-ss") < i
+    assert argv[-3:] == ["-f", "mp4", "/out.mp4"]
+    assert "-nostdin" in argv and argv[argv.index("-progress") + 1] == "pipe:1"
+
+
+def test_convert_timeout_kills_and_raises(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    ffmpeg = fake_binary('echo "started" >&2; exec sleep 30')
+    started = time.monotonic()
+    with pytest.raises(ConversionTimeout) as info:
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=1)
+    assert time.monotonic() - started < 5
+    assert "1 s limit" in str(info.value)
+    assert info.value.stderr_tail == "started"
+
+
+def test_convert_cancel_stops_quickly(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    ffmpeg = fake_binary("exec sleep 30")
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(ConversionCancelled):
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=60, cancel=cancel)
+    assert time.monotonic() - started < 3
+
+
+def test_convert_already_cancelled(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(ConversionCancelled):
+        FFmpeg(ffmpeg=fake_binary("exec sleep 30"), ffprobe="/bin/false").convert(
+            Path("in"), ["out"], timeout=60, cancel=cancel
+        )
+
+
+def test_convert_feeds_progress_lines(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    ffmpeg = fake_binary(f"cat {DATA / 'progress.txt'}")
+    seen: list[float] = []
+    FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
+        Path("in"), ["out"], duration=4.0, timeout=10, on_progress=seen.append
+    )
+    assert seen[-1] == 100.0
+    assert any(0 < p < 100 for p in seen)
+    assert seen == sorted(seen)
+
+
+def test_convert_timeout_also_stops_a_wrapper_scripts_children(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    wrapper = fake_binary("sleep 2.5")  # no exec: the real work happens in a child of the script
+    started = time.monotonic()
+    with pytest.raises(ConversionTimeout):
+        FFmpeg(ffmpeg=wrapper, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=0.3)
+    assert time.monotonic() - started < 1.5

@@ -1,0 +1,234 @@
+"""LocalStorage (atomic, streamed, confined to its root, signed URLs) and the MemoryStorage contract."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from video_converter.signing import Signer
+from video_converter.storage import LocalStorage, MemoryStorage, ObjectNotFound, Storage, validate_key
+from video_converter.storage.base import CHUNK
+
+
+class CountingStream(io.RawIOBase):
+    """Yields ``total`` bytes in reads of at most the requested size; optionally raises after N reads."""
+
+    def __init__(self, total: int, fail_after_reads: int | None = None) -> None:
+        self.total, self.sent, self.reads = total, 0, 0
+        self.fail_after_reads = fail_after_reads
+
+    def read(self, size: int = -1) -> bytes:
+        if self.fail_after_reads is not None and self.reads >= self.fail_after_reads:
+            raise ConnectionResetError("client went away")
+        self.reads += 1
+        n = self.total - self.sent if size < 0 else min(size, self.total - self.sent)
+        self.sent += n
+        return bytes([self.reads % 256]) * n
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "local":
+        return LocalStorage(tmp_path / "store", signer=Signer("k"), url_prefix="/files/converted")
+    return MemoryStorage()
+
+
+def local(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "store", signer=Signer("k"), url_prefix="/files/converted/")
+
+
+# --- contract, both implementations ------------------------------------------------------------
+
+
+def test_implements_protocol(store: Storage) -> None:
+    assert isinstance(store, Storage)
+
+
+def test_bytes_round_trip_and_overwrite(store: Storage) -> None:
+    store.put_bytes("job/status/720p.json", b'{"a": 1}', "application/json")
+    assert store.get_bytes("job/status/720p.json") == b'{"a": 1}'
+    assert store.size("job/status/720p.json") == 8
+    store.put_bytes("job/status/720p.json", b"{}")
+    assert store.get_bytes("job/status/720p.json") == b"{}"
+
+
+def test_missing_object(store: Storage, tmp_path: Path) -> None:
+    with pytest.raises(ObjectNotFound):
+        store.get_bytes("nope/x")
+    assert store.size("nope/x") is None
+    store.delete("nope/x")  # deleting nothing is fine
+    with pytest.raises(ObjectNotFound), store.local_path("nope/x", tmp_path):
+        pass
+
+
+def test_put_stream_streams_in_chunks_and_returns_size(store: Storage) -> None:
+    stream = CountingStream(5 * 1024 * 1024 + 17)
+    assert store.put_stream("big/source", stream) == 5 * 1024 * 1024 + 17
+    assert store.size("big/source") == 5 * 1024 * 1024 + 17
+    assert stream.reads >= 6  # read chunk by chunk, never in one go
+    data = store.get_bytes("big/source")
+    assert data[:1] == b"\x01" and data[CHUNK : CHUNK + 1] == b"\x02"
+
+
+def test_put_empty_stream(store: Storage) -> None:
+    assert store.put_stream("e/source", io.BytesIO(b"")) == 0
+    assert store.size("e/source") == 0
+
+
+def test_put_file_and_local_path(store: Storage, tmp_path: Path) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(b"hello" * 1000)
+    store.put_file("j/out.mp4", src, "video/mp4")
+    work = tmp_path / "work"
+    work.mkdir()
+    with store.local_path("j/out.mp4", work) as path:
+        assert path.read_bytes() == b"hello" * 1000
+
+
+def test_delete(store: Storage) -> None:
+    store.put_bytes("j/x", b"1")
+    store.delete("j/x")
+    assert store.size("j/x") is None
+
+
+BAD_KEYS = ["../x", "/abs", "a/../../b", "a//b", "a/./b", "", ".", "..", "a/", ".hidden", "a\\b", "a b", "x" * 513]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_bad_keys_raise_value_error(store: Storage, key: str) -> None:
+    for op in (
+        lambda: store.put_bytes(key, b"x"),
+        lambda: store.get_bytes(key),
+        lambda: store.size(key),
+        lambda: store.delete(key),
+        lambda: store.put_stream(key, io.BytesIO(b"x")),
+    ):
+        with pytest.raises(ValueError):
+            op()
+
+
+@pytest.mark.parametrize("key", ["abc", "a/b/c.json", "0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11/clip_720p.mp4", "A-z_.9"])
+def test_good_keys(key: str) -> None:
+    assert validate_key(key) == key
+
+
+def test_key_with_trailing_newline_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        validate_key("abc\n")
+
+
+# --- LocalStorage specifics ----------------------------------------------------------------------
+
+
+def test_local_atomic_write_leaves_nothing_when_stream_fails(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    stream = CountingStream(3 * CHUNK, fail_after_reads=1)
+    with pytest.raises(ConnectionResetError):
+        s.put_stream("job/source", stream)
+    assert stream.reads == 1  # the first chunk was written before the failure
+    assert s.size("job/source") is None
+    assert not (s.root / "job" / "source").exists()
+    assert list((s.root / "job").iterdir()) == []  # no .part leftovers
+
+
+def test_local_failed_overwrite_keeps_old_version(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    s.put_bytes("job/source", b"old")
+    with pytest.raises(ConnectionResetError):
+        s.put_stream("job/source", CountingStream(3 * CHUNK, fail_after_reads=2))
+    assert s.get_bytes("job/source") == b"old"
+    assert [p.name for p in (s.root / "job").iterdir()] == ["source"]
+
+
+def test_local_writes_leave_no_temp_files(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    s.put_bytes("j/a.json", b"{}")
+    s.put_stream("j/b", io.BytesIO(b"x" * 10))
+    src = tmp_path / "f"
+    src.write_bytes(b"y")
+    s.put_file("j/c", src)
+    assert sorted(p.name for p in (s.root / "j").iterdir()) == ["a.json", "b", "c"]
+
+
+def test_local_path_is_the_file_itself_and_inside_root(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    s.put_bytes("j/x", b"1")
+    with s.local_path("j/x", tmp_path) as path:
+        assert path == s.root / "j" / "x"
+    assert s.path("a/b").is_relative_to(s.root)
+
+
+def test_local_symlink_escape_is_refused(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    (s.root / "link").symlink_to(outside)
+    with pytest.raises(ValueError):
+        s.get_bytes("link/secret")
+
+
+def _query(url: str) -> tuple[str, dict[str, str]]:
+    split = urlsplit(url)
+    return split.path, {k: v[0] for k, v in parse_qs(split.query).items()}
+
+
+def test_local_download_url_is_signed(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    url = s.download_url("j/clip_720p.mp4", "clip_720p.mp4", "video/mp4", 60)
+    path, q = _query(url)
+    assert path == "/files/converted/j/clip_720p.mp4"
+    assert q["filename"] == "clip_720p.mp4"
+    assert s.verify("j/clip_720p.mp4", q["expires"], q["signature"], filename="clip_720p.mp4")
+    assert not s.verify("j/clip_720p.mp4", q["expires"], q["signature"], filename="other.mp4")
+    assert not s.verify("j/other.mp4", q["expires"], q["signature"], filename="clip_720p.mp4")
+    assert not s.verify("../j/clip_720p.mp4", q["expires"], q["signature"], filename="clip_720p.mp4")
+    assert not s.verify("j/clip_720p.mp4", q["expires"], q["signature"])
+
+
+def test_local_download_url_expires(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    _, q = _query(s.download_url("j/x", "x.mp4", "video/mp4", -5))
+    assert not s.verify("j/x", q["expires"], q["signature"], filename="x.mp4")
+
+
+def test_local_upload_form_signs_max_bytes(tmp_path: Path) -> None:
+    s = local(tmp_path)
+    url, fields = s.upload_form("u/source", 1000, 60)
+    path, q = _query(url)
+    assert fields == {}
+    assert path == "/files/converted/u/source"
+    assert q["max_bytes"] == "1000"
+    assert s.verify("u/source", q["expires"], q["signature"], max_bytes="1000")
+    assert not s.verify("u/source", q["expires"], q["signature"], max_bytes="999999")
+
+
+def test_local_without_signer_cannot_hand_out_urls(tmp_path: Path) -> None:
+    s = LocalStorage(tmp_path / "s")
+    with pytest.raises(RuntimeError):
+        s.download_url("a/b", "b", "video/mp4", 60)
+    with pytest.raises(RuntimeError):
+        s.upload_form("a/b", 1, 60)
+    assert not s.verify("a/b", "9999999999", "x")
+
+
+def test_other_store_with_same_secret_but_other_prefix_rejects(tmp_path: Path) -> None:
+    signer = Signer("k")
+    converted = LocalStorage(tmp_path / "c", signer=signer, url_prefix="/files/converted")
+    uploads = LocalStorage(tmp_path / "u", signer=signer, url_prefix="/files/uploads")
+    _, q = _query(converted.download_url("j/x", "x", "video/mp4", 60))
+    assert not uploads.verify("j/x", q["expires"], q["signature"], filename="x")
+
+
+def test_memory_urls_name_the_key() -> None:
+    s = MemoryStorage()
+    assert s.download_url("j/x.mp4", "x 1.mp4", "video/mp4", 60).startswith("memory://j/x.mp4?filename=x%201.mp4")
+    url, fields = s.upload_form("u/source", 10, 60)
+    assert url == "memory://u/source" and fields == {"max_bytes": "10"}
+
+
+StoreFactory = Callable[[], Storage]
