@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import keys
 from .config import Settings
-from .ffmpeg import ConversionCancelled, FFmpeg, FFmpegError, InvalidMedia
+from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpeg, FFmpegError, InvalidMedia
 from .jobs import Converter, JobNotFound, JobStore
 from .model import OutputRecord, OutputStatus
 from .presets import PRESETS, UnsuitableSource
@@ -61,11 +61,14 @@ def convert_output(
     stores: Stores,
     settings: Settings,
     ffmpeg: FFmpeg | None = None,
-    timeout: float | None = None,
+    deadline: float | None = None,
     cancel: threading.Event | None = None,
     workdir: Path | None = None,
 ) -> OutputRecord | None:
     """Convert one output and record the result. Returns the final record, or None if the job is gone.
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds FFmpeg together with ``FFMPEG_TIMEOUT``, so time
+    spent downloading the original counts against an invocation's limit.
 
     Raises RetryLater when the attempt failed for a reason that may pass and attempts are left, and
     ConversionCancelled when ``cancel`` was set (the worker is stopping; the output goes back to queued).
@@ -109,7 +112,7 @@ def convert_output(
                 [*preset.output_args(source), str(out_path)],
                 input_args=preset.input_args(source),
                 duration=duration,
-                timeout=timeout or settings.ffmpeg_timeout,
+                timeout=_time_left(settings, deadline),
                 on_progress=_progress_writer(jobs, job_id, record),
                 cancel=cancel,
             )
@@ -126,7 +129,9 @@ def convert_output(
         record.status, record.progress = OutputStatus.QUEUED, 0.0
         jobs.save_output(job_id, record)
         raise
-    except (UnsuitableSource, InvalidMedia) as exc:
+    except (UnsuitableSource, InvalidMedia, ConversionTimeout) as exc:
+        # The same input would fail the same way again: no retry (a timeout needs a longer limit,
+        # e.g. the container worker, not another attempt with the same one).
         return _fail(jobs, job_id, record, str(exc))
     except ObjectNotFound:
         return _fail(jobs, job_id, record, "The uploaded original is missing (it may have expired).")
@@ -140,6 +145,12 @@ def convert_output(
         raise RetryLater(reason) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _time_left(settings: Settings, deadline: float | None) -> float:
+    if deadline is None:
+        return float(settings.ffmpeg_timeout)
+    return max(1.0, min(float(settings.ffmpeg_timeout), deadline - time.monotonic()))
 
 
 def _fail(jobs: JobStore, job_id: str, record: OutputRecord, reason: str) -> OutputRecord:
@@ -181,8 +192,13 @@ class Worker:
                 log.exception("receiving from the queue failed; retrying shortly")
                 self.stop.wait(2.0)
                 continue
-            if message is not None:
+            if message is None:
+                continue
+            try:
                 self.handle(message)
+            except Exception:  # an ack or visibility call failed: the message comes back by itself
+                log.exception("handling message %s failed", message.id)
+                self.stop.wait(2.0)
 
     def handle(self, message: Message) -> None:
         job_id, format_id = message.body.get("job_id"), message.body.get("format")

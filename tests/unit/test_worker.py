@@ -406,3 +406,23 @@ def test_a_late_redelivery_keeps_the_recorded_failure_reason(env: Env, clip: Pat
     assert failed is not None and failed.status is OutputStatus.FAILED and "exit code 1" in (failed.error or "")
     again = env.convert(job_id, "360p", env.settings.max_attempts + 1, ffmpeg=failing)
     assert again is not None and again.error == failed.error
+
+
+def test_ffmpeg_time_is_bounded_by_the_deadline_and_the_setting(settings: Settings) -> None:
+    from video_converter.worker import _time_left
+
+    capped = settings.model_copy(update={"ffmpeg_timeout": 120})
+    assert _time_left(capped, None) == 120
+    assert _time_left(capped, time.monotonic() + 900) == 120  # plenty of time: the setting wins
+    assert _time_left(capped, time.monotonic() + 60) == pytest.approx(60, abs=1)  # download ate the rest
+    assert _time_left(capped, time.monotonic() - 5) == 1.0  # never zero or negative
+
+
+def test_a_conversion_over_the_time_limit_fails_at_once_without_retry(
+    env: Env, clip: Path, fake_binary: Callable[[str], str]
+) -> None:
+    slow = FFmpeg(ffmpeg=fake_binary("sleep 30"), ffprobe=ffprobe_path())
+    job_id = env.job(clip, ["360p"])
+    record = env.convert(job_id, "360p", 1, ffmpeg=slow, deadline=time.monotonic() + 1)
+    assert record is not None and record.status is OutputStatus.FAILED
+    assert "longer than the 1 s limit" in (record.error or "")
