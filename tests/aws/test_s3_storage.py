@@ -1,0 +1,191 @@
+"""S3Storage against moto (in-process): the Storage protocol, streamed uploads and presigned URLs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from video_converter.jobs import Converter, InvalidRequest
+from video_converter.queues import MemoryQueue
+from video_converter.storage import ObjectNotFound, Storage
+from video_converter.storage.s3 import PART_SIZE, S3Storage, content_disposition
+
+pytestmark = pytest.mark.aws
+
+
+class NonSeekable:
+    """An HTTP-upload-like stream: read() only, and it remembers the largest read asked of it."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf = io.BytesIO(data)
+        self.largest_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.largest_read = max(self.largest_read, size if size >= 0 else 1 << 62)
+        return self._buf.read(size)
+
+
+@pytest.fixture
+def store(aws) -> S3Storage:  # type: ignore[no-untyped-def]
+    return S3Storage(aws.upload_bucket)
+
+
+def test_implements_the_protocol(store: S3Storage):
+    assert isinstance(store, Storage)
+
+
+def test_client_is_lazy_and_configured(aws):  # type: ignore[no-untyped-def]
+    store = S3Storage(aws.converted_bucket)
+    assert store._client is None
+    config = store.client.meta.config
+    assert config.signature_version == "s3v4"
+    assert config.retries["mode"] == "standard"
+    assert store.client is store.client  # made once
+
+
+def test_put_stream_is_multipart_streamed_and_counted(store: S3Storage, aws):  # type: ignore[no-untyped-def]
+    data = os.urandom(2 * PART_SIZE + 123_457)  # three parts
+    stream = NonSeekable(data)
+    size = store.put_stream("job/source", stream, "video/mp4")  # type: ignore[arg-type]
+    assert size == len(data)
+    assert stream.largest_read <= PART_SIZE  # read part by part, never whole
+    head = aws.s3.head_object(Bucket=aws.upload_bucket, Key="job/source")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart upload of three parts
+    assert head["ContentType"] == "video/mp4"
+    assert hashlib.sha256(store.get_bytes("job/source")).digest() == hashlib.sha256(data).digest()
+
+
+def test_put_stream_small_and_empty(store: S3Storage):
+    assert store.put_stream("a/small", io.BytesIO(b"hello")) == 5
+    assert store.get_bytes("a/small") == b"hello"
+    assert store.put_stream("a/empty", io.BytesIO(b"")) == 0
+    assert store.size("a/empty") == 0
+
+
+def test_put_file_with_content_type(store: S3Storage, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"\x00video" * 1000)
+    store.put_file("job/out_480p.mp4", path, "video/mp4")
+    head = aws.s3.head_object(Bucket=aws.upload_bucket, Key="job/out_480p.mp4")
+    assert head["ContentType"] == "video/mp4"
+    assert store.get_bytes("job/out_480p.mp4") == path.read_bytes()
+
+
+def test_bytes_size_delete_and_missing(store: S3Storage, aws):  # type: ignore[no-untyped-def]
+    store.put_bytes("job/status/720p.json", b'{"a": 1}', "application/json")
+    assert store.get_bytes("job/status/720p.json") == b'{"a": 1}'
+    assert aws.s3.head_object(Bucket=aws.upload_bucket, Key="job/status/720p.json")["ContentType"] == (
+        "application/json"
+    )
+    assert store.size("job/status/720p.json") == 8
+    with pytest.raises(ObjectNotFound):
+        store.get_bytes("job/missing.json")
+    assert store.size("job/missing.json") is None
+    store.delete("job/status/720p.json")
+    assert store.size("job/status/720p.json") is None
+    store.delete("job/status/720p.json")  # deleting twice is fine
+
+
+def test_other_errors_are_not_taken_for_missing(aws):  # type: ignore[no-untyped-def]
+    store = S3Storage("no-such-bucket-here")
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        store.get_bytes("job/x")
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "a//b", "a/./b", "", "a/../b", "bad key"])
+def test_keys_are_validated(store: S3Storage, key: str):
+    with pytest.raises(ValueError, match="Invalid object key"):
+        store.put_bytes(key, b"x")
+    with pytest.raises(ValueError, match="Invalid object key"):
+        store.download_url(key, "x.mp4", "video/mp4", 60)
+
+
+def test_local_path_downloads_into_workdir_and_cleans_up(store: S3Storage, tmp_path: Path):
+    store.put_bytes("job/source", b"original bytes")
+    with store.local_path("job/source", tmp_path) as path:
+        assert path == tmp_path / "source"
+        assert path.read_bytes() == b"original bytes"
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_local_path_missing_raises_and_leaves_nothing(store: S3Storage, tmp_path: Path):
+    with pytest.raises(ObjectNotFound), store.local_path("job/source", tmp_path):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_url_serves_an_attachment(store: S3Storage):
+    store.put_bytes("job/my_clip_480p.mp4", b"mp4 bytes", "application/octet-stream")
+    url = store.download_url("job/my_clip_480p.mp4", "my_clip_480p.mp4", "video/mp4", 300)
+    query = parse_qs(urlsplit(url).query)
+    disposition = query["response-content-disposition"][0]
+    assert disposition.startswith('attachment; filename="my_clip_480p.mp4"')
+    assert "filename*=UTF-8''my_clip_480p.mp4" in disposition
+    assert query["response-content-type"] == ["video/mp4"]
+    assert query["X-Amz-Expires"] == ["300"]
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+
+    response = requests.get(url, timeout=10)  # moto answers in-process
+    assert response.status_code == 200
+    assert response.content == b"mp4 bytes"
+    assert response.headers["Content-Type"] == "video/mp4"
+    assert 'filename="my_clip_480p.mp4"' in response.headers["Content-Disposition"]
+
+
+def test_content_disposition_keeps_unicode_in_filename_star():
+    value = content_disposition('vidéo "1"_480p.mp4')
+    assert value == "attachment; filename=\"vid_o _1__480p.mp4\"; filename*=UTF-8''vid%C3%A9o%20%221%22_480p.mp4"
+
+
+def test_upload_form_is_a_presigned_post_for_the_exact_key(store: S3Storage, aws):  # type: ignore[no-untyped-def]
+    url, fields = store.upload_form("job/source", 1000, 600)
+    assert fields["key"] == "job/source"
+    assert {"policy", "x-amz-signature", "x-amz-credential", "x-amz-algorithm", "x-amz-date"} <= set(fields)
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    conditions = policy["conditions"]
+    assert ["content-length-range", 1, 1000] in conditions
+    assert {"key": "job/source"} in conditions  # exact key, no starts-with
+    assert {"bucket": aws.upload_bucket} in conditions
+
+    # Like the browser: the fields first, then the file.
+    response = requests.post(url, data=fields, files={"file": ("clip.mp4", b"x" * 500, "video/mp4")}, timeout=10)
+    assert response.status_code in (201, 204)
+    assert store.size("job/source") == 500
+
+
+def test_too_large_upload_is_refused(store: S3Storage):
+    url, fields = store.upload_form("job/source", 100, 600)
+    response = requests.post(url, data=fields, files={"file": ("clip.mp4", b"x" * 101)}, timeout=10)
+    if response.status_code in (201, 204):
+        # moto does not enforce content-length-range (S3 answers 400 EntityTooLarge): the policy carries it.
+        policy = json.loads(base64.b64decode(fields["policy"]))
+        assert ["content-length-range", 1, 100] in policy["conditions"]
+    else:
+        assert response.status_code == 400
+        assert store.size("job/source") is None
+
+
+def test_converter_refuses_an_oversized_stream_and_deletes_it(aws, aws_settings):  # type: ignore[no-untyped-def]
+    uploads = S3Storage(aws.upload_bucket)
+    settings = aws_settings.model_copy(update={"max_upload_bytes": PART_SIZE + 10})
+    converter = Converter(uploads, S3Storage(aws.converted_bucket), MemoryQueue(), settings)
+    stream = NonSeekable(os.urandom(2 * PART_SIZE))
+    with pytest.raises(InvalidRequest, match="larger than"):
+        converter.store_upload("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17", stream)  # type: ignore[arg-type]
+    assert uploads.size("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17/source") is None
+    assert aws.s3.list_multipart_uploads(Bucket=aws.upload_bucket).get("Uploads", []) == []  # aborted
+
+
+def test_store_needs_a_bucket():
+    with pytest.raises(ValueError, match="bucket"):
+        S3Storage("")

@@ -1,0 +1,135 @@
+"""SqsQueue against moto (in-process), and the reading of SQS Lambda events."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from video_converter.queues import Message, Queue
+from video_converter.queues.sqs import SqsQueue, message_from_record, messages_from_sqs_event
+
+pytestmark = pytest.mark.aws
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+JOB_ID = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"
+
+
+@pytest.fixture
+def queue(aws) -> SqsQueue:  # type: ignore[no-untyped-def]
+    return SqsQueue(aws.queue_url)
+
+
+def test_implements_the_protocol(queue: SqsQueue):
+    assert isinstance(queue, Queue)
+    assert queue._client is None  # created on first use
+
+
+def test_send_receive_ack(queue: SqsQueue, aws):  # type: ignore[no-untyped-def]
+    queue.send({"job_id": JOB_ID, "format": "720p"})
+    raw = aws.sqs.receive_message(QueueUrl=aws.queue_url, VisibilityTimeout=0)["Messages"][0]
+    assert json.loads(raw["Body"]) == {"job_id": JOB_ID, "format": "720p"}
+
+    message = queue.receive(wait_seconds=0)
+    assert message is not None
+    assert message.body == {"job_id": JOB_ID, "format": "720p"}
+    assert message.receive_count == 2  # the peek above was the first receive
+    assert message.handle and message.id == raw["MessageId"]
+    assert queue.receive(wait_seconds=0) is None  # hidden while in flight
+    queue.ack(message)
+    attrs = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_redelivery_after_set_visibility_zero_counts_up(queue: SqsQueue):
+    queue.send({"job_id": JOB_ID, "format": "mp3"})
+    first = queue.receive(0)
+    assert first is not None and first.receive_count == 1
+    queue.set_visibility(first, 0)
+    second = queue.receive(0)
+    assert second is not None
+    assert second.id == first.id and second.handle != first.handle
+    assert second.receive_count == 2
+    queue.set_visibility(second, 300)  # heartbeat: stays hidden
+    assert queue.receive(0) is None
+    queue.ack(second)
+
+
+def test_stale_receipt_handles_are_ignored(queue: SqsQueue):
+    queue.send({"job_id": JOB_ID, "format": "gif"})
+    message = queue.receive(0)
+    assert message is not None
+    queue.ack(message)
+    queue.set_visibility(message, 0)  # no longer in flight: not an error
+    queue.ack(message)  # acking twice: not an error
+    queue.set_visibility(Message("x", {}, 1, "not-a-receipt-handle"), 10)
+
+
+def test_other_errors_are_raised(aws):  # type: ignore[no-untyped-def]
+    missing = SqsQueue(aws.queue_url.rsplit("/", 1)[0] + "/no-such-queue")
+    with pytest.raises(Exception, match=r"(?i)queue"):
+        missing.send({"job_id": JOB_ID, "format": "720p"})
+
+
+def test_long_poll_returns_none_when_empty(queue: SqsQueue):
+    started = time.monotonic()
+    assert queue.receive(wait_seconds=0) is None
+    assert queue.receive(wait_seconds=1) is None
+    assert time.monotonic() - started < 5
+
+
+def test_wait_is_capped_and_returns_as_soon_as_a_message_is_there(aws):  # type: ignore[no-untyped-def]
+    queue = SqsQueue(aws.queue_url, wait_cap=50)
+    assert queue.wait_cap == 20
+    queue.send({"job_id": JOB_ID, "format": "720p"})
+    started = time.monotonic()
+    assert queue.receive(wait_seconds=120) is not None
+    assert time.monotonic() - started < 5
+
+
+def test_malformed_body_becomes_an_empty_body(queue: SqsQueue, aws):  # type: ignore[no-untyped-def]
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody="not json at all")
+    message = queue.receive(0)
+    assert message is not None
+    assert message.body == {}  # the worker drops (acks) a message without job_id/format
+
+
+def test_messages_from_sqs_event_batch():
+    event = json.loads((EVENTS_DIR / "convert_batch.json").read_text())
+    pairs = messages_from_sqs_event(event)
+    assert [message_id for message_id, _ in pairs] == [r["messageId"] for r in event["Records"]]
+    assert [m.body for _, m in pairs] == [
+        {"job_id": JOB_ID, "format": "thumbnail"},
+        {"job_id": JOB_ID, "format": "mp3"},
+    ]
+    assert all(m.receive_count == 1 for _, m in pairs)
+    assert [m.handle for _, m in pairs] == [r["receiptHandle"] for r in event["Records"]]
+    assert all(message_id == m.id for message_id, m in pairs)
+
+
+def test_messages_from_sqs_event_last_attempt_and_malformed():
+    (_, last), *_ = messages_from_sqs_event(json.loads((EVENTS_DIR / "convert_last_attempt.json").read_text()))
+    assert last.receive_count == 3 and last.body["format"] == "720p"
+    (_, bad), *_ = messages_from_sqs_event(json.loads((EVENTS_DIR / "malformed_body.json").read_text()))
+    assert bad.body == {}
+    assert messages_from_sqs_event({}) == []
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", "null", "", '"text"', "{"])
+def test_message_from_record_never_raises_on_a_body(body: str):
+    message = message_from_record({"messageId": "m1", "body": body, "receiptHandle": "h", "attributes": {}})
+    assert message == Message("m1", {}, 1, "h")
+
+
+def test_every_sample_event_is_a_well_formed_sqs_event():
+    files = sorted(EVENTS_DIR.glob("*.json"))
+    assert {f.stem for f in files} >= {"convert_720p", "convert_batch", "convert_last_attempt", "malformed_body"}
+    for path in files:
+        for record in json.loads(path.read_text())["Records"]:
+            assert record["eventSource"] == "aws:sqs"
+            assert record["eventSourceARN"].endswith(":video-converter-ConvertQueue")
+            assert record["attributes"]["ApproximateReceiveCount"].isdigit()
+            assert {"messageId", "receiptHandle", "body", "md5OfBody", "awsRegion"} <= set(record)

@@ -1,0 +1,136 @@
+"""The Queue interface on Amazon SQS (boto3, imported lazily), plus the reading of SQS Lambda events.
+
+SQS already has the semantics the core expects: a received message is hidden for the queue's
+visibility timeout, comes back with a higher ApproximateReceiveCount when it is not deleted, and moves
+to the dead-letter queue after the redrive policy's maxReceiveCount.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any
+
+from .base import Message, decode_body, encode_body
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT = 20  # SQS long polling waits 20 s at most
+MAX_VISIBILITY = 12 * 60 * 60  # SQS refuses a visibility timeout over 12 hours
+
+# What SQS answers when a receipt handle is stale: the message was deleted, or received again since.
+_STALE_HANDLE = ("ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue")
+
+
+def _client_config() -> Any:
+    from botocore.config import Config
+
+    # read_timeout above the longest long poll (20 s), so a poll never times out on the client side.
+    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60)
+
+
+def make_sqs_client() -> Any:
+    import boto3
+
+    return boto3.session.Session().client("sqs", config=_client_config())
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _stale_handle(exc: Exception) -> bool:
+    code = _error_code(exc)
+    return bool(code) and code.rsplit(".", 1)[-1] in _STALE_HANDLE
+
+
+def decode_sqs_body(text: str | None) -> dict[str, str]:
+    """A message body as a dict; a body that is not a JSON object becomes ``{}`` (dropped by the caller),
+    so a malformed message is never retried until it reaches the dead-letter queue."""
+    try:
+        return decode_body(text or "")
+    except (ValueError, TypeError):
+        log.warning("message body is not a JSON object: %.200r", text)
+        return {}
+
+
+def message_from_record(record: dict[str, Any]) -> Message:
+    """A Message from one record of an SQS Lambda event."""
+    attributes = record.get("attributes") or {}
+    return Message(
+        id=str(record.get("messageId", "")),
+        body=decode_sqs_body(record.get("body")),
+        receive_count=int(attributes.get("ApproximateReceiveCount", 1) or 1),
+        handle=str(record.get("receiptHandle", "")),
+    )
+
+
+def messages_from_sqs_event(event: dict[str, Any]) -> list[tuple[str, Message]]:
+    """(messageId, Message) for each record of an SQS Lambda event, in order."""
+    return [(str(record.get("messageId", "")), message_from_record(record)) for record in event.get("Records") or []]
+
+
+class SqsQueue:
+    def __init__(self, queue_url: str, client: Any = None, wait_cap: int = MAX_WAIT) -> None:
+        if not queue_url:
+            raise ValueError("SqsQueue needs a queue URL.")
+        self.queue_url = queue_url
+        self.wait_cap = max(0, min(int(wait_cap), MAX_WAIT))
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqsQueue({self.queue_url!r})"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_sqs_client()
+        return self._client
+
+    def send(self, body: dict[str, str]) -> None:
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode_body(body))
+
+    def receive(self, wait_seconds: float = 0.0) -> Message | None:
+        wait = max(0, min(math.ceil(wait_seconds), self.wait_cap))
+        response = self.client.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=1,
+            WaitTimeSeconds=wait,
+            AttributeNames=["ApproximateReceiveCount"],  # accepted by every boto3 (newer: MessageSystemAttributeNames)
+        )
+        messages = response.get("Messages") or []
+        if not messages:
+            return None
+        raw = messages[0]
+        attributes = raw.get("Attributes") or {}
+        return Message(
+            id=raw["MessageId"],
+            body=decode_sqs_body(raw.get("Body")),
+            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+            handle=raw["ReceiptHandle"],
+        )
+
+    def ack(self, message: Message) -> None:
+        try:
+            self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message.handle)
+        except Exception as exc:
+            if not _stale_handle(exc):
+                raise
+            log.warning("message %s was not deleted, its receipt handle is stale: %s", message.id, exc)
+
+    def set_visibility(self, message: Message, seconds: int) -> None:
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=message.handle,
+                VisibilityTimeout=max(0, min(int(seconds), MAX_VISIBILITY)),
+            )
+        except Exception as exc:
+            if not _stale_handle(exc):
+                raise
+            log.info("visibility of message %s not changed, its receipt handle is stale: %s", message.id, exc)

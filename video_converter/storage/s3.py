@@ -1,0 +1,186 @@
+"""Objects in one S3 bucket (boto3): streamed multipart uploads, downloads to a workdir, presigned URLs.
+
+boto3 is imported lazily, when the first client is made, so the core never needs it in local mode.
+The client honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, AWS_REGION and the usual credential chain
+by itself (boto3 does that natively).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+from .base import ObjectNotFound, validate_key
+
+# Parts of 8 MiB, at most 4 in flight: a non-seekable stream (an HTTP upload) is buffered one part per
+# thread, so one put_stream holds about 32 MiB at most, whatever the file size (4 GiB = 512 parts).
+PART_SIZE = 8 * 1024 * 1024
+MAX_CONCURRENCY = 4
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+def _client_config() -> Any:
+    from botocore.config import Config
+
+    return Config(
+        signature_version="s3v4",
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=60,
+    )
+
+
+def make_s3_client() -> Any:
+    import boto3
+
+    # A session per client: boto3's default session is not thread-safe to create clients from.
+    return boto3.session.Session().client("s3", config=_client_config())
+
+
+def _is_not_found(exc: Exception) -> bool:
+    """A missing key (not a missing bucket: GET says NoSuchBucket; a HEAD answer has no body to tell)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", "")) in _NOT_FOUND
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII ``filename`` fallback and the exact name in RFC 5987 ``filename*``."""
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class _CountingReader:
+    """Counts the bytes read through it. It has no ``seek``, so s3transfer reads it once, in order."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        self.count += len(chunk)
+        return chunk
+
+
+class S3Storage:
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        if not bucket:
+            raise ValueError("S3Storage needs a bucket name.")
+        self.bucket = bucket
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.bucket!r})"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_s3_client()
+        return self._client
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(
+            multipart_threshold=PART_SIZE,
+            multipart_chunksize=PART_SIZE,
+            max_concurrency=MAX_CONCURRENCY,
+        )
+
+    @staticmethod
+    def _extra(content_type: str | None) -> dict[str, str] | None:
+        return {"ContentType": content_type} if content_type else None
+
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
+        reader = _CountingReader(stream)
+        self.client.upload_fileobj(
+            reader,  # type: ignore[arg-type]
+            self.bucket,
+            validate_key(key),
+            ExtraArgs=self._extra(content_type),
+            Config=self._transfer_config(),
+        )
+        return reader.count
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+        self.client.upload_file(
+            str(path),
+            self.bucket,
+            validate_key(key),
+            ExtraArgs=self._extra(content_type),
+            Config=self._transfer_config(),
+        )
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key), "Body": bytes(data)}
+        if content_type:
+            params["ContentType"] = content_type
+        self.client.put_object(**params)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
+        except Exception as exc:
+            if _is_not_found(exc):
+                raise ObjectNotFound(key) from None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            return body.read()
+
+    @contextlib.contextmanager
+    def local_path(self, key: str, workdir: Path) -> Iterator[Path]:
+        path = Path(workdir) / "source"
+        try:
+            self.client.download_file(self.bucket, validate_key(key), str(path), Config=self._transfer_config())
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            if _is_not_found(exc):
+                raise ObjectNotFound(key) from None
+            raise
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def size(self, key: str) -> int | None:
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=validate_key(key))
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return int(response["ContentLength"])
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
+
+    def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": validate_key(key),
+                "ResponseContentDisposition": content_disposition(filename),
+                "ResponseContentType": media_type,
+            },
+            ExpiresIn=expires_in,
+        )
+
+    def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
+        # boto3 adds the {"bucket": ...} and exact {"key": ...} conditions itself (the key has no ${filename}).
+        post = self.client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=validate_key(key),
+            Fields=None,
+            Conditions=[["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_in,
+        )
+        return post["url"], {str(k): str(v) for k, v in post["fields"].items()}
