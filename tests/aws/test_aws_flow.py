@@ -1,0 +1,232 @@
+"""The whole AWS-mode flow over real HTTP to a moto server: API -> presigned POST to S3 -> job -> SQS ->
+the Lambda handler (in-process, fed the messages SQS delivered) -> job view -> presigned download."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+import requests
+from fastapi.testclient import TestClient
+from moto.server import ThreadedMotoServer
+
+from api.main import create_app
+from video_converter.aws import AwsConfigError
+from video_converter.backends import build_converter
+from video_converter.config import Settings
+from video_converter.storage.s3 import S3Storage
+from video_converter.worker import start_workers, stop_workers
+
+pytestmark = pytest.mark.aws
+
+
+@pytest.fixture
+def moto_server(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # boto3 (the app's, the handler's, ours) goes here
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def resources(moto_server: str, create_aws_resources):  # type: ignore[no-untyped-def]
+    return create_aws_resources(boto3.client("s3"), boto3.client("sqs"))
+
+
+@pytest.fixture
+def client(resources, tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        backend="aws",
+        upload_bucket=resources.upload_bucket,
+        converted_bucket=resources.converted_bucket,
+        queue_url=resources.queue_url,
+        data_dir=tmp_path / "data",
+        workers=0,
+        max_upload_bytes=50 * 1024 * 1024,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    app = create_app(settings)
+    assert isinstance(app.state.converter.uploads, S3Storage)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def handler_env(resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("BACKEND", "aws")
+    monkeypatch.setenv("UPLOAD_BUCKET", resources.upload_bucket)
+    monkeypatch.setenv("CONVERTED_BUCKET", resources.converted_bucket)
+    monkeypatch.setenv("QUEUE_URL", resources.queue_url)
+    monkeypatch.setenv("MAX_ATTEMPTS", "3")
+    lambda_tmp = tmp_path / "lambda-tmp"
+    lambda_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(lambda_tmp))
+
+
+def receive_all(resources, expected: int, timeout: float = 10.0) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(messages) < expected and time.monotonic() < deadline:
+        response = resources.sqs.receive_message(
+            QueueUrl=resources.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+        )
+        messages += response.get("Messages", [])
+    assert len(messages) == expected, messages
+    return messages
+
+
+def test_browser_upload_flow(
+    client: TestClient,
+    resources,
+    handler_env,
+    convert_app,
+    make_sqs_event,
+    lambda_context,
+    make_clip,
+    probe,
+    moto_server,
+    tmp_path,
+):  # type: ignore[no-untyped-def]
+    clip = make_clip("holiday clip.mp4", seconds=2.0, size="320x240")
+
+    # 1. A ticket: a presigned POST straight to the upload bucket.
+    response = client.post("/api/uploads")
+    assert response.status_code == 201, response.text
+    ticket = response.json()
+    assert ticket["url"].startswith(moto_server)
+    assert ticket["fields"]["key"] == f"{ticket['upload_id']}/source"
+
+    # 2. The browser POSTs the file to S3 (real HTTP to moto): the fields first, then the file.
+    with clip.open("rb") as fh:
+        upload = requests.post(
+            ticket["url"], data=ticket["fields"], files={"file": (clip.name, fh, "video/mp4")}, timeout=30
+        )
+    assert upload.status_code in (201, 204), upload.text
+    head = resources.s3.head_object(Bucket=resources.upload_bucket, Key=f"{ticket['upload_id']}/source")
+    assert head["ContentLength"] == clip.stat().st_size
+
+    # 3. The job: one SQS message per format.
+    response = client.post(
+        "/api/jobs", json={"upload_id": ticket["upload_id"], "filename": clip.name, "formats": ["480p", "thumbnail"]}
+    )
+    assert response.status_code == 201, response.text
+    job = response.json()
+    job_id = job["job_id"]
+    assert job_id == ticket["upload_id"]
+    assert job["status"] == "queued"
+
+    messages = receive_all(resources, expected=2)
+    assert sorted(m["Body"] for m in messages) == sorted(
+        f'{{"format":"{f}","job_id":"{job_id}"}}' for f in ("480p", "thumbnail")
+    )
+    assert all(m["Attributes"]["ApproximateReceiveCount"] == "1" for m in messages)
+
+    # 4. The function gets them as an SQS event.
+    result = convert_app.handler(make_sqs_event(messages, resources.queue_arn), lambda_context())
+    assert result == {"batchItemFailures": []}
+    for message in messages:  # the event source mapping deletes the successes
+        resources.sqs.delete_message(QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    # 5. The API reports it done, with presigned download URLs that work.
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "completed", job
+    assert job["source"]["width"] == 320 and job["source"]["height"] == 240
+    outputs = {o["format"]: o for o in job["outputs"]}
+    expected = {
+        "480p": ("holiday_clip_480p.mp4", "video/mp4", "h264"),
+        "thumbnail": ("holiday_clip_thumbnail.jpg", "image/jpeg", "mjpeg"),
+    }
+    for format_id, (filename, media_type, codec) in expected.items():
+        out = outputs[format_id]
+        assert out["status"] == "completed" and out["filename"] == filename
+        url = out["download_url"]
+        assert url.startswith(f"{moto_server}/{resources.converted_bucket}/{job_id}/")
+        download = httpx.get(url, timeout=30)
+        assert download.status_code == 200
+        assert download.headers["content-type"] == media_type
+        disposition = download.headers["content-disposition"]
+        assert f'filename="{filename}"' in disposition and f"filename*=UTF-8''{filename}" in disposition
+        assert len(download.content) == out["size_bytes"]
+        local = tmp_path / filename
+        local.write_bytes(download.content)
+        stream = next(s for s in probe(local)["streams"] if s["codec_type"] == "video")
+        assert stream["codec_name"] == codec
+    assert outputs["480p"]["height"] == 240  # never upscaled
+
+    # 6. The stable link redirects to a fresh presigned URL.
+    redirect = client.get(f"/api/jobs/{job_id}/outputs/480p", follow_redirects=False)
+    assert redirect.status_code == 307
+    location = redirect.headers["location"]
+    assert location.startswith(f"{moto_server}/{resources.converted_bucket}/{job_id}/holiday_clip_480p.mp4?")
+    query = parse_qs(urlsplit(location).query)
+    assert "X-Amz-Signature" in query and "response-content-disposition" in query
+    assert httpx.get(location, timeout=30).status_code == 200
+
+    # Nothing left in the queue or its dead-letter queue.
+    for url in (resources.queue_url, resources.dlq_url):
+        attrs = resources.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attrs["ApproximateNumberOfMessages"] == "0"
+        assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_multipart_job_streams_into_s3(
+    client: TestClient, resources, handler_env, convert_app, make_sqs_event, lambda_context, make_clip
+):  # type: ignore[no-untyped-def]
+    """The curl path: `curl -F file=@clip.mp4 -F formats=thumbnail .../api/jobs` in AWS mode."""
+    clip = make_clip("curl.mp4", seconds=2.0, size="320x240")
+    with clip.open("rb") as fh:
+        response = client.post("/api/jobs", files={"file": (clip.name, fh, "video/mp4")}, data={"formats": "thumbnail"})
+    assert response.status_code == 201, response.text
+    job_id = response.json()["job_id"]
+    head = resources.s3.head_object(Bucket=resources.upload_bucket, Key=f"{job_id}/source")
+    assert head["ContentLength"] == clip.stat().st_size
+
+    messages = receive_all(resources, expected=1)
+    assert convert_app.handler(make_sqs_event(messages, resources.queue_arn), lambda_context()) == {
+        "batchItemFailures": []
+    }
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "completed", job
+    redirect = client.get(f"/api/jobs/{job_id}/outputs/thumbnail", follow_redirects=False)
+    assert redirect.status_code == 307
+    download = httpx.get(redirect.headers["location"], timeout=30)
+    assert download.status_code == 200 and download.content[:3] == b"\xff\xd8\xff"  # a JPEG
+
+
+def test_missing_settings_are_a_clear_error(aws_env: None, tmp_path: Path):
+    settings = Settings(backend="aws", upload_bucket="uploads", data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(AwsConfigError, match=r"CONVERTED_BUCKET and QUEUE_URL are not set"):
+        build_converter(settings)
+
+
+def test_polling_worker_converts_from_sqs(aws, aws_settings: Settings, make_clip):  # type: ignore[no-untyped-def]
+    """`video-converter worker` with BACKEND=aws: worker threads long-poll SQS instead of Lambda."""
+    settings = aws_settings.model_copy(update={"workers": 1})
+    converter = build_converter(settings)
+    clip = make_clip(seconds=1.0, size="320x240")
+    with clip.open("rb") as fh:
+        job_id = converter.upload_and_create(fh, "worker.mp4", ["thumbnail"])["job_id"]
+    stop = threading.Event()
+    threads = start_workers(converter, settings, stop)
+    try:
+        deadline = time.monotonic() + 60
+        while (job := converter.job_view(job_id))["status"] not in ("completed", "failed", "partial"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+    finally:
+        stop_workers(threads, stop)
+    assert job["status"] == "completed", job
+    attrs = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"

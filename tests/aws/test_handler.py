@@ -1,0 +1,301 @@
+"""functions/convert/app.handler, in-process against moto, with every sample event in events/."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from video_converter import keys
+from video_converter.aws import AwsConfigError
+from video_converter.ffmpeg.locate import ffmpeg_path
+from video_converter.ffmpeg.runner import FFmpeg
+from video_converter.jobs import JobStore
+from video_converter.model import OutputStatus
+from video_converter.presets import PRESETS
+from video_converter.storage.s3 import S3Storage
+
+pytestmark = pytest.mark.aws
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+EVENT_FILES = sorted(EVENTS_DIR.glob("*.json"))
+JOB_ID = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"
+
+# What each format's output must be, probed: (stream type, codec, height or None)
+EXPECTED = {
+    "720p": ("video", "h264", 240),  # a 240-line source is never upscaled
+    "thumbnail": ("video", "mjpeg", None),
+    "mp3": ("audio", "mp3", None),
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+def bodies(event: dict[str, Any]) -> list[dict[str, str] | None]:
+    out: list[dict[str, str] | None] = []
+    for record in event["Records"]:
+        try:
+            out.append(json.loads(record["body"]))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+@pytest.fixture
+def lambda_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The function's /tmp: tempfile (and so the handler) puts its work directories here."""
+    path = tmp_path / "lambda-tmp"
+    path.mkdir()
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setattr("tempfile.tempdir", str(path))
+    return path
+
+
+@pytest.fixture
+def stores(aws) -> tuple[S3Storage, S3Storage]:  # type: ignore[no-untyped-def]
+    return S3Storage(aws.upload_bucket), S3Storage(aws.converted_bucket)
+
+
+@pytest.fixture
+def seeded(stores, seed_script: ModuleType, make_clip, function_env: None, lambda_tmp: Path):  # type: ignore[no-untyped-def]
+    """The fixed job of events/*.json, with a real 2 s 320x240 clip as its original."""
+    clip = make_clip(seconds=2.0, size="320x240")
+    return seed_script.seed(*stores, clip)
+
+
+@pytest.fixture
+def invoke(convert_app: ModuleType, lambda_context) -> Callable[..., dict[str, Any]]:  # type: ignore[no-untyped-def]
+    def run(event: dict[str, Any], remaining_ms: int = 900_000) -> dict[str, Any]:
+        return convert_app.handler(event, lambda_context(remaining_ms))
+
+    return run
+
+
+@pytest.fixture
+def broken_ffmpeg(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    """An ffmpeg that fails the way a crashed encoder does (ffprobe stays the real one)."""
+    script = tmp_path / "bin" / "ffmpeg"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\necho 'simulated encoder crash' >&2\nexit 1\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("FFMPEG_PATH", str(script))
+    ffmpeg_path.cache_clear()
+    yield script
+    ffmpeg_path.cache_clear()
+
+
+def output_objects(aws) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    listing = aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{JOB_ID}/")
+    return [o for o in listing.get("Contents", []) if "/status/" not in o["Key"] and not o["Key"].endswith("job.json")]
+
+
+def test_sample_events_name_the_seeded_job(seed_script: ModuleType):
+    assert seed_script.EVENT_JOB_ID == JOB_ID
+    for path in EVENT_FILES:
+        for body in bodies(json.loads(path.read_text())):
+            if body is not None:
+                assert body["job_id"] == JOB_ID
+                assert body["format"] in seed_script.EVENT_FORMATS
+
+
+@pytest.mark.parametrize("event_file", EVENT_FILES, ids=[p.stem for p in EVENT_FILES])
+def test_every_sample_event(event_file: Path, seeded, invoke, stores, aws, probe, tmp_path, lambda_tmp):  # type: ignore[no-untyped-def]
+    event = json.loads(event_file.read_text())
+    jobs = JobStore(stores[1])
+    before = {f: jobs.output(JOB_ID, f) for f in seeded.formats}
+
+    result = invoke(event)
+
+    assert result == {"batchItemFailures": []}
+    asked = [b["format"] for b in bodies(event) if b is not None]
+    for format_id in seeded.formats:
+        record = jobs.output(JOB_ID, format_id)
+        if format_id not in asked:
+            assert record == before[format_id]  # untouched (all of them for the malformed event)
+            continue
+        assert record.status is OutputStatus.COMPLETED, record.error
+        assert record.key == keys.output_key(JOB_ID, seeded.stem, format_id, PRESETS[format_id].extension)
+        assert record.attempts == int(event["Records"][asked.index(format_id)]["attributes"]["ApproximateReceiveCount"])
+        local = tmp_path / f"downloaded-{format_id}"
+        aws.s3.download_file(aws.converted_bucket, record.key, str(local))
+        kind, codec, height = EXPECTED[format_id]
+        streams = [s for s in probe(local)["streams"] if s["codec_type"] == kind]
+        assert streams and streams[0]["codec_name"] == codec
+        if height is not None:
+            assert streams[0]["height"] == height == record.height
+    assert len(output_objects(aws)) == len(asked)
+    assert list(lambda_tmp.iterdir()) == []  # the work directories are gone
+
+
+def test_malformed_body_is_dropped_without_failure(seeded, invoke, aws, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
+    calls: list[Any] = []
+    monkeypatch.setattr(convert_app, "convert_output", lambda *a, **k: calls.append(a))
+    assert invoke(load("malformed_body.json")) == {"batchItemFailures": []}
+    assert calls == []
+    assert output_objects(aws) == []
+
+
+def test_redelivery_is_a_no_op(seeded, invoke, stores, aws, monkeypatch):  # type: ignore[no-untyped-def]
+    event = load("convert_720p.json")
+    assert invoke(event) == {"batchItemFailures": []}
+    (first,) = output_objects(aws)
+    status_key = keys.status_key(JOB_ID, "720p")
+    status_before = stores[1].get_bytes(status_key)
+
+    def must_not_encode(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a finished output was encoded again")
+
+    monkeypatch.setattr(FFmpeg, "convert", must_not_encode)
+    assert invoke(event) == {"batchItemFailures": []}
+    (second,) = output_objects(aws)
+    assert (second["Key"], second["ETag"], second["LastModified"]) == (
+        first["Key"],
+        first["ETag"],
+        first["LastModified"],
+    )
+    assert stores[1].get_bytes(status_key) == status_before
+    assert JobStore(stores[1]).output(JOB_ID, "720p").status is OutputStatus.COMPLETED
+
+
+def test_transient_failure_is_reported_for_retry(broken_ffmpeg, invoke, stores, aws, lambda_tmp):  # type: ignore[no-untyped-def]
+    event = load("convert_720p.json")
+    result = invoke(event)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    record = JobStore(stores[1]).output(JOB_ID, "720p")
+    assert record.status is OutputStatus.QUEUED
+    assert record.attempts == 1
+    assert record.error is not None
+    assert record.error.startswith("Attempt 1 failed: FFmpeg failed (exit code 1)")
+    assert "simulated encoder crash" in record.error
+    assert output_objects(aws) == []
+    assert list(lambda_tmp.iterdir()) == []
+
+
+def test_last_attempt_failure_is_recorded_not_retried(broken_ffmpeg, invoke, stores, aws):  # type: ignore[no-untyped-def]
+    assert invoke(load("convert_last_attempt.json")) == {"batchItemFailures": []}
+    record = JobStore(stores[1]).output(JOB_ID, "720p")
+    assert record.status is OutputStatus.FAILED
+    assert record.attempts == 3
+    assert record.error is not None and "after 3 attempts" in record.error
+    assert "simulated encoder crash" in record.error
+    assert output_objects(aws) == []
+
+
+def test_a_batch_reports_only_the_failed_record(broken_ffmpeg, invoke, stores):  # type: ignore[no-untyped-def]
+    # thumbnail and mp3 both go through the broken ffmpeg: both fail, both are reported
+    event = load("convert_batch.json")
+    result = invoke(event)
+    assert result["batchItemFailures"] == [{"itemIdentifier": r["messageId"]} for r in event["Records"]]
+
+
+def test_unreadable_source_fails_for_good_on_the_first_attempt(
+    stores, seed_script, function_env, lambda_tmp, invoke, tmp_path, aws
+):  # type: ignore[no-untyped-def]
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(os.urandom(64 * 1024))
+    seed_script.seed(*stores, garbage)
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
+    record = JobStore(stores[1]).output(JOB_ID, "720p")
+    assert record.status is OutputStatus.FAILED
+    assert record.attempts == 1
+    assert "not a video or audio file" in (record.error or "")
+    assert output_objects(aws) == []
+    assert list(lambda_tmp.iterdir()) == []
+
+
+def test_missing_source_fails_for_good(seeded, stores, invoke):  # type: ignore[no-untyped-def]
+    stores[0].delete(keys.source_key(JOB_ID))
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
+    record = JobStore(stores[1]).output(JOB_ID, "720p")
+    assert record.status is OutputStatus.FAILED
+    assert "missing" in (record.error or "")
+
+
+def test_unknown_job_is_dropped(function_env, lambda_tmp, invoke, aws):  # type: ignore[no-untyped-def]
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}  # nothing seeded
+    assert output_objects(aws) == []
+
+
+def test_unexpected_error_is_reported_for_retry(seeded, invoke, convert_app, monkeypatch, lambda_tmp):  # type: ignore[no-untyped-def]
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("S3 is having a bad day")
+
+    monkeypatch.setattr(convert_app, "convert_output", crash)
+    event = load("convert_batch.json")
+    result = invoke(event)
+    assert result["batchItemFailures"] == [{"itemIdentifier": r["messageId"]} for r in event["Records"]]
+    assert list(lambda_tmp.iterdir()) == []
+
+
+def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_sqs_event, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
+    """Lambda leaves a failed message hidden for the whole visibility timeout; the handler shortens it."""
+    monkeypatch.setattr(convert_app, "retry_delay", lambda attempt: 0)
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"job_id": JOB_ID, "format": "720p"}))
+    received = aws.sqs.receive_message(QueueUrl=aws.queue_url, AttributeNames=["All"])["Messages"]
+    result = invoke(make_sqs_event(received, aws.queue_arn))
+    assert result == {"batchItemFailures": [{"itemIdentifier": received[0]["MessageId"]}]}
+    again = aws.sqs.receive_message(QueueUrl=aws.queue_url, AttributeNames=["All"])["Messages"]
+    assert again[0]["MessageId"] == received[0]["MessageId"]
+    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_ffmpeg_gets_the_remaining_time_minus_a_margin(seeded, invoke, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
+    seen: list[float] = []
+    monkeypatch.setattr(
+        convert_app, "convert_output", lambda *a, deadline, **k: seen.append(deadline - time.monotonic())
+    )
+    invoke(load("convert_720p.json"), remaining_ms=100_000)  # 100 s left
+    invoke(load("convert_720p.json"), remaining_ms=5_000)  # 5 s left: still the 10 s floor
+    assert seen[0] == pytest.approx(100 - convert_app.SAFETY_MARGIN, abs=2)
+    assert seen[1] == pytest.approx(convert_app.MIN_TIMEOUT, abs=2)
+
+
+def test_settings_and_stores_are_built_once_per_container(seeded, invoke, convert_app, aws):  # type: ignore[no-untyped-def]
+    assert convert_app._runtime is None
+    invoke(load("malformed_body.json"))
+    runtime = convert_app._runtime
+    assert runtime is not None
+    assert (runtime.stores.uploads.bucket, runtime.stores.converted.bucket) == (
+        aws.upload_bucket,
+        aws.converted_bucket,
+    )
+    assert runtime.settings.backend == "aws" and runtime.settings.max_attempts == 3
+    invoke(load("convert_720p.json"))
+    assert convert_app._runtime is runtime
+
+
+def test_leftover_work_directories_are_swept_on_cold_start(seeded, invoke, lambda_tmp):  # type: ignore[no-untyped-def]
+    leftover = lambda_tmp / "vc-convert-killed-by-timeout"
+    (leftover / "convert-720p-x").mkdir(parents=True)
+    (leftover / "convert-720p-x" / "source").write_bytes(b"x" * 1024)
+    other = lambda_tmp / "someone-elses-file"
+    other.write_text("keep me")
+    invoke(load("malformed_body.json"))
+    assert sorted(p.name for p in lambda_tmp.iterdir()) == ["someone-elses-file"]
+
+
+def test_missing_bucket_settings_fail_the_invocation(aws_env, monkeypatch, invoke):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("UPLOAD_BUCKET", "uploads")
+    monkeypatch.delenv("CONVERTED_BUCKET", raising=False)
+    with pytest.raises(AwsConfigError, match="CONVERTED_BUCKET is not set"):
+        invoke(load("convert_720p.json"))
+
+
+def test_seed_script_command_line(aws, seed_script, stores, capsys):  # type: ignore[no-untyped-def]
+    """`python scripts/seed_event_job.py` with no clip: it makes one, uploads it and writes the records."""
+    argv = ["--upload-bucket", aws.upload_bucket, "--converted-bucket", aws.converted_bucket]
+    assert seed_script.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["job_id"] == JOB_ID
+    assert stores[0].size(keys.source_key(JOB_ID)) > 0
+    job = JobStore(stores[1]).job(JOB_ID)
+    assert job.formats == seed_script.EVENT_FORMATS
+    assert all(JobStore(stores[1]).output(JOB_ID, f).status is OutputStatus.QUEUED for f in job.formats)
