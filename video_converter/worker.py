@@ -178,16 +178,18 @@ class Worker:
         ffmpeg: FFmpeg | None = None,
         workdir: Path | None = None,
         heartbeat: int | None = None,
+        poll_wait: float = 1.0,
     ) -> None:
         self.queue, self.stores, self.settings, self.stop = queue, stores, settings, stop
         self.ffmpeg = ffmpeg or FFmpeg()
         self.workdir = workdir
         self.heartbeat = heartbeat or settings.visibility_timeout
+        self.poll_wait = poll_wait
 
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                message = self.queue.receive(wait_seconds=1.0)
+                message = self.queue.receive(wait_seconds=self.poll_wait)
             except Exception:
                 log.exception("receiving from the queue failed; retrying shortly")
                 self.stop.wait(2.0)
@@ -249,6 +251,8 @@ class Worker:
 def start_workers(converter: Converter, settings: Settings, stop: threading.Event) -> list[threading.Thread]:
     """``settings.workers`` worker threads; local mode keeps its scratch files inside DATA_DIR."""
     workdir = None
+    # SQS bills each receive: long-poll there (a stop then takes up to 10 s); SQLite polls are free.
+    poll_wait = 10.0 if settings.backend == "aws" else 1.0
     if settings.backend == "local":
         workdir = Path(settings.data_dir) / "tmp"
         shutil.rmtree(workdir, ignore_errors=True)  # leftovers of a process that was killed
@@ -256,7 +260,7 @@ def start_workers(converter: Converter, settings: Settings, stop: threading.Even
     stores = Stores(converter.uploads, converter.converted)
     threads = []
     for n in range(settings.workers):
-        worker = Worker(converter.queue, stores, settings, stop, workdir=workdir)
+        worker = Worker(converter.queue, stores, settings, stop, workdir=workdir, poll_wait=poll_wait)
         thread = threading.Thread(target=worker.run, name=f"worker-{n + 1}", daemon=True)
         thread.start()
         threads.append(thread)

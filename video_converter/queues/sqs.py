@@ -7,9 +7,9 @@ to the dead-letter queue after the redrive policy's maxReceiveCount.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-import threading
 from typing import Any
 
 from .base import Message, decode_body, encode_body
@@ -79,18 +79,14 @@ class SqsQueue:
         self.queue_url = queue_url
         self.wait_cap = max(0, min(int(wait_cap), MAX_WAIT))
         self._client = client
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SqsQueue({self.queue_url!r})"
 
-    @property
+    @functools.cached_property
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = make_sqs_client()
-        return self._client
+        """Created on first use, so tests can start moto first and importing needs no AWS setup."""
+        return self._client or make_sqs_client()
 
     def send(self, body: dict[str, str]) -> None:
         self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode_body(body))

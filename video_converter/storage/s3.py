@@ -8,7 +8,7 @@ by itself (boto3 does that natively).
 from __future__ import annotations
 
 import contextlib
-import threading
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -73,18 +73,14 @@ class S3Storage:
             raise ValueError("S3Storage needs a bucket name.")
         self.bucket = bucket
         self._client = client
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"S3Storage({self.bucket!r})"
 
-    @property
+    @functools.cached_property
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = make_s3_client()
-        return self._client
+        """Created on first use, so tests can start moto first and importing needs no AWS setup."""
+        return self._client or make_s3_client()
 
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
