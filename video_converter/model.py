@@ -56,6 +56,7 @@ class SourceInfo(BaseModel):
     audio_codec: str | None = None
     frame_rate: float | None = None
     format_name: str | None = None
+    interlaced: bool = False
 
     @property
     def has_video(self) -> bool:

@@ -24,19 +24,30 @@ GIF_MAX_WIDTH = 480
 GIF_MAX_SECONDS = 10
 GIF_FPS = 12
 WEBM_MAX_HEIGHT = 720
-THUMBNAIL_MAX_WIDTH = 1280
+THUMBNAIL_MAX_SIDE = 1280
 
 
-def _even_height_cap(max_height: int) -> str:
+# Square pixels: anamorphic sources (DVD/PAL, some cameras) are widened to their display size, since
+# GIF has no aspect flag and web players honour it unevenly.
+SQUARE_PIXELS = "scale=w='trunc(iw*sar/2)*2':h=ih,setsar=1"
+
+
+def _picture(source: SourceInfo) -> str:
+    """Deinterlace when the source is interlaced, then square pixels: outputs look as the source does."""
+    return f"yadif=deint=interlaced,{SQUARE_PIXELS}" if source.interlaced else SQUARE_PIXELS
+
+
+def _video_filters(source: SourceInfo, max_height: int) -> str:
     # Height capped (never upscaled) and even; width follows the aspect ratio, rounded to even (-2).
-    return f"scale=w=-2:h='min({max_height},trunc(ih/2)*2)':flags=bicubic"
+    cap = f"scale=w=-2:h='min({max_height},trunc(ih/2)*2)':flags=bicubic"
+    return f"{_picture(source)},{cap},setsar=1,format=yuv420p"
 
 
 def _h264_args(max_height: int, maxrate_kbps: int) -> Callable[[SourceInfo], list[str]]:
     def build(source: SourceInfo) -> list[str]:
         args = [
             "-map", "0:v:0",
-            "-vf", f"{_even_height_cap(max_height)},format=yuv420p",
+            "-vf", _video_filters(source, max_height),
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
             "-maxrate", f"{maxrate_kbps}k", "-bufsize", f"{maxrate_kbps * 2}k",
             "-profile:v", "high", "-pix_fmt", "yuv420p",
@@ -53,7 +64,7 @@ def _h264_args(max_height: int, maxrate_kbps: int) -> Callable[[SourceInfo], lis
 def _webm_args(source: SourceInfo) -> list[str]:
     args = [
         "-map", "0:v:0",
-        "-vf", f"{_even_height_cap(WEBM_MAX_HEIGHT)},format=yuv420p",
+        "-vf", _video_filters(source, WEBM_MAX_HEIGHT),
         "-c:v", "libvpx-vp9", "-crf", "33", "-b:v", "0",
         "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p",
     ]  # fmt: skip
@@ -69,8 +80,10 @@ def _mp3_args(source: SourceInfo) -> list[str]:
 
 
 def _gif_args(source: SourceInfo) -> list[str]:
+    # eof_action=pass: a clip shorter than one GIF frame still gives a (one-frame) GIF.
     graph = (
-        f"[0:v:0]fps={GIF_FPS},scale=w='min({GIF_MAX_WIDTH},iw)':h=-2:flags=lanczos,split[a][b];"
+        f"[0:v:0]fps={GIF_FPS}:eof_action=pass,{_picture(source)},"
+        f"scale=w='min({GIF_MAX_WIDTH},iw)':h=-2:flags=lanczos,setsar=1,split[a][b];"
         "[a]palettegen=max_colors=128:stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5"
     )
     return ["-t", str(GIF_MAX_SECONDS), "-filter_complex", graph, "-an", "-loop", "0", "-f", "gif"]
@@ -78,13 +91,14 @@ def _gif_args(source: SourceInfo) -> list[str]:
 
 def thumbnail_time(source: SourceInfo) -> float:
     """A poster frame a little into the video, past fade-ins, never past its end."""
-    if not source.duration:
-        return 0.0
+    if not source.duration or source.duration < 1.0:
+        return 0.0  # a very short clip may have a single frame: seeking would skip it
     return round(min(source.duration * 0.1, 5.0), 3)
 
 
 def _thumbnail_args(source: SourceInfo) -> list[str]:
-    vf = f"thumbnail=n=12,scale=w='min({THUMBNAIL_MAX_WIDTH},iw)':h=-2"
+    box = f"w='min({THUMBNAIL_MAX_SIDE},iw)':h='min({THUMBNAIL_MAX_SIDE},ih)':force_original_aspect_ratio=decrease"
+    vf = f"{_picture(source)},thumbnail=n=12,scale={box},setsar=1"
     return ["-map", "0:v:0", "-vf", vf, "-frames:v", "1", "-q:v", "3", "-an", "-f", "image2", "-update", "1"]
 
 
@@ -186,9 +200,9 @@ PRESETS: dict[str, Preset] = {
             extension="jpg",
             media_type="image/jpeg",
             kind=Kind.IMAGE,
-            description="A JPEG poster frame.",
+            description=f"A JPEG poster frame, at most {THUMBNAIL_MAX_SIDE} px on its long side.",
             output_args=_thumbnail_args,
-            max_width=THUMBNAIL_MAX_WIDTH,
+            max_width=THUMBNAIL_MAX_SIDE,
         ),
     )
 }

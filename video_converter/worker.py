@@ -18,7 +18,7 @@ from . import keys
 from .config import Settings
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpeg, FFmpegError, InvalidMedia
 from .jobs import Converter, JobNotFound, JobStore
-from .model import OutputRecord, OutputStatus
+from .model import OutputRecord, OutputStatus, SourceInfo
 from .presets import PRESETS, UnsuitableSource
 from .queues import Message, Queue
 from .storage import ObjectNotFound, Storage
@@ -116,7 +116,7 @@ def convert_output(
                 on_progress=_progress_writer(jobs, job_id, record),
                 cancel=cancel,
             )
-        result = ffmpeg.probe(out_path, trusted=True)
+        result = _check_output(ffmpeg, out_path)
         key = keys.output_key(job_id, job.stem, format_id, preset.extension)
         stores.converted.put_file(key, out_path, preset.media_type)
         record.status, record.progress, record.key = OutputStatus.COMPLETED, 100.0, key
@@ -145,6 +145,16 @@ def convert_output(
         raise RetryLater(reason) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:
+    """FFmpeg can exit 0 having written nothing (no frame where it looked): say so, don't store it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InvalidMedia("The conversion produced no output: the source has no frames FFmpeg could decode there")
+    try:
+        return ffmpeg.probe(path, trusted=True)
+    except InvalidMedia as exc:
+        raise FFmpegError("The converted file could not be read back", stderr_tail=exc.stderr_tail) from exc
 
 
 def _time_left(settings: Settings, deadline: float | None) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import wait_for_job
+from video_converter.ffmpeg import ffmpeg_path
 
 pytestmark = pytest.mark.e2e
 
@@ -167,3 +169,37 @@ def test_user_file_names_never_become_paths(client, make_clip, settings, tmp_pat
     produced = [p for p in data_dir.rglob("*") if p.is_file()]
     assert all(p.resolve().is_relative_to(data_dir) for p in produced)
     assert not (data_dir.parent / "etc").exists()
+
+
+def remux(src: Path, dst: Path, *input_options: str) -> Path:
+    subprocess.run(
+        [ffmpeg_path(), "-v", "error", "-y", *input_options, "-i", str(src), "-c", "copy", str(dst)],
+        check=True,
+        timeout=60,
+    )
+    return dst
+
+
+def test_awkward_sources_give_upright_square_pixel_outputs(client, make_clip, probe, tmp_path):
+    """Phone clips (rotation metadata), anamorphic PAL, interlaced video, a single frame."""
+    phone = remux(make_clip(seconds=1, size="640x360"), tmp_path / "phone.mp4", "-display_rotation", "90")
+    anamorphic = make_clip(seconds=1, size="720x576", extra=("-vf", "setsar=64/45"))
+    interlaced = make_clip(seconds=1, size="720x576", extra=("-vf", "interlace", "-flags", "+ildct+ilme"))
+    one_frame = make_clip(seconds=0.04, audio=False)
+    expected = {  # format -> (width, height) of the display-size, square-pixel result
+        phone: {"480p": (270, 480), "gif": (360, 640), "thumbnail": (360, 640)},
+        anamorphic: {"480p": (854, 480), "gif": (480, 270), "thumbnail": (1024, 576)},
+        interlaced: {"480p": (600, 480)},
+        one_frame: {"360p": (320, 240), "gif": (320, 240), "thumbnail": (320, 240)},
+    }
+    jobs = {src: submit(client, src, list(formats))["job_id"] for src, formats in expected.items()}
+    for src, job_id in jobs.items():
+        done = wait_for_job(client, job_id)
+        assert done["status"] == "completed", done
+        for fmt, size in expected[src].items():
+            (video,) = streams(probe(download(client, job_id, fmt, tmp_path)[0]), "video")
+            assert (video["width"], video["height"]) == size, (src.name, fmt)
+            assert video.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1"), (src.name, fmt)
+            assert not video.get("side_data_list"), "no rotation left for players to apply twice"
+            if src is interlaced:
+                assert video.get("field_order", "progressive") == "progressive"

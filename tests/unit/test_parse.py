@@ -224,3 +224,14 @@ def test_tail_caps_width_keeping_the_end() -> None:
 def test_tail_of_nothing_is_empty() -> None:
     assert tail([]) == ""
     assert tail(["", "  ", "\n"]) == ""
+
+
+@pytest.mark.parametrize(
+    ("field_order", "interlaced"),
+    [("tt", True), ("bb", True), ("tb", True), ("bt", True), ("progressive", False), (None, False)],
+)
+def test_interlaced_sources_are_recognised(field_order: str | None, interlaced: bool) -> None:
+    stream = {"codec_type": "video", "codec_name": "h264", "width": 720, "height": 576}
+    if field_order:
+        stream["field_order"] = field_order
+    assert parse_probe(json.dumps({"streams": [stream], "format": {}})).interlaced is interlaced

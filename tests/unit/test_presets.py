@@ -138,7 +138,17 @@ def test_thumbnail_args() -> None:
 
 @pytest.mark.parametrize(
     ("duration", "expected"),
-    [(None, 0.0), (0.0, 0.0), (1.0, 0.1), (10.0, 1.0), (49.0, 4.9), (50.0, 5.0), (3600.0, 5.0), (0.333, 0.033)],
+    [
+        (None, 0.0),
+        (0.0, 0.0),
+        (1.0, 0.1),
+        (10.0, 1.0),
+        (49.0, 4.9),
+        (50.0, 5.0),
+        (3600.0, 5.0),
+        (0.333, 0.0),
+        (0.04, 0.0),
+    ],  # short clips: no seek
 )
 def test_thumbnail_time(duration: float | None, expected: float) -> None:
     t = thumbnail_time(SourceInfo(duration=duration, video_codec="h264"))

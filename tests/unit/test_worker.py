@@ -426,3 +426,14 @@ def test_a_conversion_over_the_time_limit_fails_at_once_without_retry(
     record = env.convert(job_id, "360p", 1, ffmpeg=slow, deadline=time.monotonic() + 1)
     assert record is not None and record.status is OutputStatus.FAILED
     assert "longer than the 1 s limit" in (record.error or "")
+
+
+def test_ffmpeg_writing_nothing_is_a_clear_failure_not_a_stored_empty_file(
+    env: Env, clip: Path, fake_binary: Callable[[str], str]
+) -> None:
+    silent_success = FFmpeg(ffmpeg=fake_binary("exit 0"), ffprobe=ffprobe_path())
+    job_id = env.job(clip, ["thumbnail"])
+    record = env.convert(job_id, "thumbnail", 1, ffmpeg=silent_success)
+    assert record is not None and record.status is OutputStatus.FAILED
+    assert record.error.startswith("The conversion produced no output")
+    assert record.key is None

@@ -67,6 +67,7 @@ def parse_probe(text: str) -> SourceInfo:
         audio_codec=audio.get("codec_name") if audio else None,
         frame_rate=_rate(video.get("avg_frame_rate")) if video else None,
         format_name=fmt.get("format_name"),
+        interlaced=bool(video) and video.get("field_order") in ("tt", "bb", "tb", "bt"),
     )
 
 
