@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from video_converter.jobs import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable
+from video_converter.jobs import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,10 @@ def sentence(errors: list[dict]) -> str:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(UploadTooLarge)
+    async def too_large(_: Request, exc: UploadTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+
     @app.exception_handler(InvalidRequest)
     async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)

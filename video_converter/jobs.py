@@ -31,6 +31,14 @@ from .storage import ObjectNotFound, Storage
 log = logging.getLogger(__name__)
 
 
+class InvalidRequest(ValueError):
+    """Bad input; the message is a sentence for the person who sent it."""
+
+
+class UploadTooLarge(InvalidRequest):
+    """Answered with 413: the upload is over MAX_UPLOAD_BYTES."""
+
+
 class JobNotFound(LookupError):
     pass
 
@@ -41,10 +49,6 @@ class OutputNotReady(RuntimeError):
 
 class QueueUnavailable(RuntimeError):
     pass
-
-
-class InvalidRequest(ValueError):
-    """Bad input; the message is a sentence for the person who sent it."""
 
 
 class JobStore:
@@ -124,6 +128,12 @@ class Converter:
             "expires_in": self.settings.upload_url_ttl,
         }
 
+    def check_declared_size(self, content_length: str | None) -> None:
+        """Refuse an upload whose request already says it is too large, before reading any of it."""
+        slack = 1024 * 1024  # multipart boundaries and the other fields
+        if content_length and content_length.isdigit() and int(content_length) > self.settings.max_upload_bytes + slack:
+            raise UploadTooLarge(f"The file is larger than the {_human(self.settings.max_upload_bytes)} limit.")
+
     def store_upload(self, upload_id: str, stream: BinaryIO) -> int:
         """Stream an original into the upload store under its id; refuse empty or oversized files."""
         if self._job_exists(upload_id):
@@ -134,7 +144,7 @@ class Converter:
             size = self.uploads.put_stream(key, _Limited(stream, limit))  # type: ignore[arg-type]
         except _TooLarge:
             self.uploads.delete(key)
-            raise InvalidRequest(f"The file is larger than the {_human(limit)} limit.") from None
+            raise UploadTooLarge(f"The file is larger than the {_human(limit)} limit.") from None
         if size == 0:
             self.uploads.delete(key)
             raise InvalidRequest("The uploaded file is empty.")

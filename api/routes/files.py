@@ -47,9 +47,7 @@ async def upload(
     storage = _store(converter, "uploads")
     if not storage.verify(f"{upload_id}/source", expires, signature, max_bytes=max_bytes):
         raise HTTPException(403, _EXPIRED)
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > int(max_bytes) + 1024 * 1024:
-        raise InvalidRequest("The file is larger than the upload limit.")
+    converter.check_declared_size(request.headers.get("content-length"))
     async with request.form(max_files=1, max_fields=50) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):

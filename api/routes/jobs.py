@@ -56,9 +56,7 @@ async def create_job(request: Request, converter: ConverterDep) -> dict[str, Any
         return await run_in_threadpool(converter.create_job, body.upload_id, body.filename, body.formats)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > converter.settings.max_upload_bytes + 1024 * 1024:
-        raise InvalidRequest("The file is larger than the upload limit.")
+    converter.check_declared_size(request.headers.get("content-length"))
     async with request.form(max_files=1, max_fields=50) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -129,7 +129,7 @@ def test_create_job_too_large(settings: Settings) -> None:
     settings = settings.model_copy(update={"max_upload_bytes": 1000})
     converter = Converter(MemoryStorage(), MemoryStorage(), MemoryQueue(), settings)
     client = TestClient(create_app(settings, converter), raise_server_exceptions=False)
-    detail = assert_sentence(post_job(client, ["720p"], data=b"x" * 5000), 422)
+    detail = assert_sentence(post_job(client, ["720p"], data=b"x" * 5000), 413)
     assert detail == "The file is larger than the 1000 bytes limit."
     assert converter.uploads.objects == {}  # type: ignore[attr-defined]
 
@@ -343,7 +343,7 @@ def test_local_upload_over_limit(settings: Settings) -> None:
         t = client.post("/api/uploads").json()
         assert t["max_bytes"] == 1000
         response = client.post(t["url"], files={"file": ("big.mov", b"x" * 5000)})
-        assert assert_sentence(response, 422) == "The file is larger than the 1000 bytes limit."
+        assert assert_sentence(response, 413) == "The file is larger than the 1000 bytes limit."
         assert converter.uploads.size(keys.source_key(t["upload_id"])) is None
         upload_dir = Path(settings.data_dir) / "uploads"
         assert not any(p.is_file() for p in upload_dir.rglob("*"))  # no partial file left behind

@@ -17,6 +17,7 @@ from video_converter.jobs import (
     JobStore,
     OutputNotReady,
     QueueUnavailable,
+    UploadTooLarge,
     validate_formats,
 )
 from video_converter.model import OutputRecord, OutputStatus, SourceInfo, utcnow
@@ -314,3 +315,13 @@ def test_an_upload_link_cannot_replace_the_source_of_an_existing_job(conv: Conve
     with pytest.raises(InvalidRequest, match="already used"):
         conv.store_upload(job["job_id"], io.BytesIO(b"replacement"))
     assert conv.uploads.get_bytes(keys.source_key(job["job_id"])) == b"original"
+
+
+def test_a_declared_size_over_the_limit_is_refused_before_reading(settings: Settings) -> None:
+    conv = Converter(
+        MemoryStorage(), MemoryStorage(), MemoryQueue(), settings.model_copy(update={"max_upload_bytes": 10})
+    )
+    conv.check_declared_size(None)
+    conv.check_declared_size("1048586")  # the limit plus room for the multipart envelope
+    with pytest.raises(UploadTooLarge, match="larger than the 10 bytes limit"):
+        conv.check_declared_size("1048587")
