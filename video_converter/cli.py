@@ -30,7 +30,7 @@ def work(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     threads = start_workers(converter, settings, stop)
-    log.info("%d worker(s) polling the %s queue", len(threads), settings.backend)
+    log.info("%d worker(s) polling the %s queue", settings.workers, settings.backend)
     stop.wait()
     stop_workers(threads, stop)
 

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     secret_key: str = ""  # signs local download URLs; generated and kept in DATA_DIR when empty
     visibility_timeout: int = Field(default=120, ge=5)  # seconds a local message stays hidden per heartbeat
+    retention_days: float = Field(default=7, ge=0)  # local jobs (originals and outputs) kept this long; 0 = forever
 
     # AWS mode (boto3 reads AWS_REGION, AWS_ENDPOINT_URL and credentials itself)
     upload_bucket: str = ""

@@ -21,6 +21,7 @@ from .jobs import Converter, JobNotFound, JobStore
 from .model import OutputRecord, OutputStatus, SourceInfo
 from .presets import PRESETS, UnsuitableSource
 from .queues import Message, Queue
+from .retention import start_janitor
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,13 @@ class Worker:
 
 
 def start_workers(converter: Converter, settings: Settings, stop: threading.Event) -> list[threading.Thread]:
-    """``settings.workers`` worker threads; local mode keeps its scratch files inside DATA_DIR."""
+    """``settings.workers`` worker threads; in local mode also the retention sweep, and scratch files
+    inside DATA_DIR."""
+    threads = []
+    if settings.backend == "local":
+        data = Path(settings.data_dir)
+        janitor = start_janitor([data / "uploads", data / "converted"], settings.retention_days, stop)
+        threads += [janitor] if janitor else []
     workdir = None
     # SQS bills each receive: long-poll there (a stop then takes up to 10 s); SQLite polls are free.
     poll_wait = 10.0 if settings.backend == "aws" else 1.0
@@ -268,7 +275,6 @@ def start_workers(converter: Converter, settings: Settings, stop: threading.Even
         shutil.rmtree(workdir, ignore_errors=True)  # leftovers of a process that was killed
         workdir.mkdir(parents=True, exist_ok=True)
     stores = Stores(converter.uploads, converter.converted)
-    threads = []
     for n in range(settings.workers):
         worker = Worker(converter.queue, stores, settings, stop, workdir=workdir, poll_wait=poll_wait)
         thread = threading.Thread(target=worker.run, name=f"worker-{n + 1}", daemon=True)
