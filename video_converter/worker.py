@@ -136,8 +136,10 @@ def convert_output(
         return _fail(jobs, job_id, record, str(exc))
     except ObjectNotFound:
         return _fail(jobs, job_id, record, "The uploaded original is missing (it may have expired).")
-    except (FFmpegError, OSError) as exc:
+    except Exception as exc:  # FFmpeg crashed, a storage call failed, ...: may pass, so retry while attempts last
         reason = str(exc) if isinstance(exc, FFmpegError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, FFmpegError):
+            log.exception("job %s: %s attempt %d hit an unexpected error", job_id, format_id, attempt)
         if attempt >= settings.max_attempts:
             return _fail(jobs, job_id, record, f"{reason} (after {attempt} attempts)")
         log.warning("job %s: %s attempt %d failed, will retry: %s", job_id, format_id, attempt, reason)

@@ -437,3 +437,31 @@ def test_ffmpeg_writing_nothing_is_a_clear_failure_not_a_stored_empty_file(
     assert record is not None and record.status is OutputStatus.FAILED
     assert record.error.startswith("The conversion produced no output")
     assert record.key is None
+
+
+class FlakyStore(MemoryStorage):
+    """The converted store refuses the first result upload (a throttled S3, a full disk...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 1
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise RuntimeError("SlowDown: please reduce your request rate")
+        super().put_file(key, path, content_type)
+
+
+def test_a_storage_error_is_retried_and_then_succeeds(settings: Settings, clip: Path) -> None:
+    env = Env(settings)
+    env.converted = FlakyStore()  # type: ignore[assignment]
+    env.converter = Converter(env.uploads, env.converted, env.queue, settings)
+    env.stores = Stores(env.uploads, env.converted)
+    job_id = env.job(clip, ["thumbnail"])
+    with pytest.raises(RetryLater):
+        env.convert(job_id, "thumbnail", 1)
+    assert env.record(job_id, "thumbnail").status is OutputStatus.QUEUED
+    assert "SlowDown" in (env.record(job_id, "thumbnail").error or "")
+    done = env.convert(job_id, "thumbnail", 2)
+    assert done is not None and done.status is OutputStatus.COMPLETED
