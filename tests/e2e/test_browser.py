@@ -284,3 +284,75 @@ def test_unknown_job_pages_say_so_and_network_errors_are_retried(server: Server,
         assert response is not None and response.status == status
         sync_api.expect(page.locator("#job-status")).to_have_attribute("data-status", "missing")
         sync_api.expect(page.locator("#job-error")).to_contain_text("no conversion job at this address")
+
+
+# --- AWS mode: the same page against S3 and SQS (a moto server), workers polling SQS ---------------
+
+
+@pytest.fixture(scope="module")
+def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``make run`` with BACKEND=aws and WORKERS=1: presigned POST to S3, conversions from SQS."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    aws_env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    s3 = session.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    sqs = session.client("sqs", endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+    for bucket in ("vc-browser-upload", "vc-browser-converted"):
+        s3.create_bucket(Bucket=bucket)
+    queue_url = sqs.create_queue(QueueName="vc-browser-convert")["QueueUrl"]
+    served = Server(
+        tmp_path_factory.mktemp("browser-aws") / "data",
+        workers=1,
+        BACKEND="aws",
+        UPLOAD_BUCKET="vc-browser-upload",
+        CONVERTED_BUCKET="vc-browser-converted",
+        QUEUE_URL=queue_url,
+        LOG_LEVEL="WARNING",
+        **aws_env,
+    ).start()
+    try:
+        yield served
+    finally:
+        served.stop(timeout=30)
+        moto.stop()
+
+
+def test_aws_mode_page_uploads_to_s3_and_downloads_from_it(
+    aws_server: Server,
+    page: Any,
+    make_clip: Callable[..., Path],
+    probe: Callable[[Path], dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    clip = make_clip("harbour.mp4", seconds=2, size="320x240")
+    page.goto(aws_server.url + "/")
+    page.set_input_files("#file", str(clip))
+    choose_formats(page, {"360p", "thumbnail"})
+    with page.expect_request(lambda request: request.method == "POST" and "vc-browser-upload" in request.url):
+        page.click("#submit")  # the bytes go to the bucket's presigned POST, not to the API
+    page.wait_for_url(JOB_URL)
+    assert wait_until_finished(page) == {"360p": "completed", "thumbnail": "completed"}
+
+    card = page.locator("article[data-format=thumbnail]")
+    sync_api.expect(card.locator("img")).to_have_attribute("src", re.compile("vc-browser-converted"))
+    page.wait_for_function("() => document.querySelector('article[data-format=thumbnail] img').naturalWidth > 0")
+    with page.expect_download() as info:
+        page.locator("article[data-format='360p'] a.download").click()
+    download = info.value
+    assert download.suggested_filename == "harbour_360p.mp4"
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    video = next(s for s in probe(target)["streams"] if s["codec_type"] == "video")
+    assert (video["codec_name"], video["height"]) == ("h264", 240)
