@@ -98,7 +98,7 @@ def thumbnail_time(source: SourceInfo) -> float:
 
 def _thumbnail_args(source: SourceInfo) -> list[str]:
     box = f"w='min({THUMBNAIL_MAX_SIDE},iw)':h='min({THUMBNAIL_MAX_SIDE},ih)':force_original_aspect_ratio=decrease"
-    vf = f"{_picture(source)},thumbnail=n=12,scale={box},setsar=1"
+    vf = f"thumbnail=n=12,{_picture(source)},scale={box},setsar=1"  # pick first: filters run on one frame
     return ["-map", "0:v:0", "-vf", vf, "-frames:v", "1", "-q:v", "3", "-an", "-f", "image2", "-update", "1"]
 
 
