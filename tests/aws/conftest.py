@@ -148,17 +148,23 @@ def aws(moto_aws: None) -> AwsResources:
     return create_resources(boto3.client("s3"), boto3.client("sqs"))
 
 
-@pytest.fixture
-def aws_settings(aws: AwsResources, tmp_path: Path) -> Settings:
+def settings_for(resources: AwsResources, tmp_path: Path, **overrides: Any) -> Settings:
+    """AWS-mode settings naming these buckets and this queue."""
     return Settings(
         backend="aws",
-        upload_bucket=aws.upload_bucket,
-        converted_bucket=aws.converted_bucket,
-        queue_url=aws.queue_url,
+        upload_bucket=resources.upload_bucket,
+        converted_bucket=resources.converted_bucket,
+        queue_url=resources.queue_url,
         data_dir=tmp_path / "data",
         workers=0,
         _env_file=None,  # type: ignore[call-arg]
+        **overrides,
     )
+
+
+@pytest.fixture
+def aws_settings(aws: AwsResources, tmp_path: Path) -> Settings:
+    return settings_for(aws, tmp_path)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
 from api.main import create_app
+from tests.aws.conftest import settings_for
 from video_converter.aws import AwsConfigError
 from video_converter.backends import build_converter
 from video_converter.config import Settings
@@ -47,16 +48,7 @@ def resources(moto_server: str, create_aws_resources):  # type: ignore[no-untype
 
 @pytest.fixture
 def client(resources, tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    settings = Settings(
-        backend="aws",
-        upload_bucket=resources.upload_bucket,
-        converted_bucket=resources.converted_bucket,
-        queue_url=resources.queue_url,
-        data_dir=tmp_path / "data",
-        workers=0,
-        max_upload_bytes=50 * 1024 * 1024,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = settings_for(resources, tmp_path, max_upload_bytes=50 * 1024 * 1024)
     app = create_app(settings)
     assert isinstance(app.state.converter.uploads, S3Storage)
     with TestClient(app) as test_client:
