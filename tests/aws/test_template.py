@@ -407,3 +407,46 @@ def test_layer_wheel_is_pinned_by_hash():
     project_pin = ROOT / "requirements" / "ffmpeg.txt"
     if project_pin.exists():
         assert digest in project_pin.read_text()
+
+
+# --- container image (Docker cannot run here: its properties are read from the Dockerfile) --------
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """Instructions per stage, continuation lines joined."""
+    text = (ROOT / "api" / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: dict[str, list[str]] = {}
+    current = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            parts = line.split()
+            current = parts[3] if len(parts) > 3 and parts[2].upper() == "AS" else f"stage{len(stages)}"
+            stages[current] = []
+        stages.setdefault(current, []).append(line)
+    return stages
+
+
+def test_dockerfile_is_pinned_slim_non_root_with_healthcheck():
+    text = (ROOT / "api" / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.\d+\.\d+-slim-\w+$", text, re.M), "base image pinned to a version"
+    assert "-c requirements/constraints.txt" in text
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "api", "the default target (what Copilot builds) is the API"
+    api = stages["api"]
+    assert any(i.startswith("USER app") for i in api) and any(i.startswith("EXPOSE 8000") for i in api)
+    (health,) = [i for i in api if i.startswith("HEALTHCHECK")]
+    assert "/health" in health
+    assert api[-1] == 'CMD ["video-converter", "serve"]'
+    worker = stages["worker"]
+    assert any("--require-hashes -r /tmp/ffmpeg.txt" in i for i in worker), "FFmpeg is hash-checked"
+    assert any(i.startswith("USER app") for i in worker)
+    assert worker[-1] == 'CMD ["video-converter", "worker"]'
+
+
+def test_dockerignore_keeps_secrets_and_bulk_out_of_the_build_context():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".env", "data", "tests", ".aws-sam"} <= ignored
+    assert not {"video_converter", "api", "requirements", "pyproject.toml"} & ignored
