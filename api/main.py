@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.headers import SecurityHeaders
 from api.routes import files, formats, health, jobs, pages, uploads
 from video_converter import __version__
 from video_converter.backends import build_converter
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None, converter: Converter | None = N
     app.state.settings = settings
     app.state.converter = converter or build_converter(settings)
     errors.install(app)
+    app.add_middleware(SecurityHeaders)
     for module in (health, formats, uploads, jobs, files, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

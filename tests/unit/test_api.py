@@ -360,3 +360,10 @@ def test_local_upload_empty(local: tuple[TestClient, Converter]) -> None:
 def test_local_stores_are_local(local: tuple[TestClient, Converter]) -> None:
     _, converter = local
     assert isinstance(converter.uploads, LocalStorage) and isinstance(converter.converted, LocalStorage)
+
+
+def test_security_headers_on_pages_api_and_errors(client: TestClient) -> None:
+    for response in (client.get("/"), client.get("/api/formats"), client.get("/api/jobs/nope")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"  # job links are capabilities
+        assert response.headers["x-frame-options"] == "DENY"
