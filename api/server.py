@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -47,11 +49,21 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def spool_uploads_in_data_dir(settings: Settings) -> None:
+    """Request bodies are spooled to the temp dir; on many systems /tmp is RAM (tmpfs), so in local
+    mode spool next to the data instead: a large upload then never sits in memory."""
+    if settings.backend == "local":
+        spool = Path(settings.data_dir) / "tmp" / "spool"
+        spool.mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = str(spool)
+
+
 def serve(settings: Settings) -> None:
     converter = build_converter(settings)
     app = create_app(settings, converter)
     stop = threading.Event()
-    threads = start_workers(converter, settings, stop)
+    threads = start_workers(converter, settings, stop)  # clears DATA_DIR/tmp first
+    spool_uploads_in_data_dir(settings)
     plural = "" if settings.workers == 1 else "s"
     log.info(
         "serving on http://%s:%d (%s backend, %d worker%s)",

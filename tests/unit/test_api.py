@@ -367,3 +367,18 @@ def test_security_headers_on_pages_api_and_errors(client: TestClient) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "no-referrer"  # job links are capabilities
         assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_local_mode_spools_uploads_beside_the_data_not_in_tmp(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from api.server import spool_uploads_in_data_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    spool_uploads_in_data_dir(settings.model_copy(update={"backend": "aws"}))
+    assert tempfile.tempdir is None  # a container's /tmp is disk: left alone
+    spool_uploads_in_data_dir(settings)
+    assert Path(tempfile.gettempdir()) == Path(settings.data_dir) / "tmp" / "spool"
+    assert Path(tempfile.gettempdir()).is_dir()
