@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from fastapi import FastAPI, Request
@@ -57,6 +58,15 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 405:
             detail = "This address does not accept that method."
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OSError)
+    async def storage_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.error("out of disk space: %s", exc)
+            return JSONResponse(
+                {"detail": "The server has run out of disk space; please try again later."}, status_code=507
+            )
+        return await unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

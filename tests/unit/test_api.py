@@ -382,3 +382,19 @@ def test_local_mode_spools_uploads_beside_the_data_not_in_tmp(
     spool_uploads_in_data_dir(settings)
     assert Path(tempfile.gettempdir()) == Path(settings.data_dir) / "tmp" / "spool"
     assert Path(tempfile.gettempdir()).is_dir()
+
+
+@pytest.mark.parametrize(("error", "status"), [(OSError(28, "No space left on device"), 507), (OSError(5, "EIO"), 500)])
+def test_a_full_disk_is_507_other_io_errors_500(
+    memory_app: tuple[TestClient, Converter], error: OSError, status: int
+) -> None:
+    client, converter = memory_app
+
+    def failing_put(*args: object, **kwargs: object) -> int:
+        raise error
+
+    converter.uploads.put_stream = failing_put  # type: ignore[method-assign]
+    response = post_job(client, ["720p"])
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "No space" not in detail and "EIO" not in detail
