@@ -170,6 +170,7 @@ class Converter:
             job_id=upload_id,
             filename=filename,
             stem=keys.safe_stem(filename),
+            download_stem=keys.download_stem(filename),
             formats=formats,
             source_key=keys.source_key(upload_id),
             source_size=size,
@@ -240,7 +241,7 @@ class Converter:
             "progress": 100.0 if completed else out.progress,
             "error": out.error,
             "download_url": self.download_url(record, out) if completed else None,
-            "filename": keys.output_filename(record.stem, out.format, preset.extension),
+            "filename": record.download_filename(out.format, preset.extension),
             "size_bytes": out.size_bytes,
             "width": out.width,
             "height": out.height,
@@ -253,7 +254,7 @@ class Converter:
         assert out.key is not None
         return self.converted.download_url(
             out.key,
-            keys.output_filename(record.stem, out.format, preset.extension),
+            record.download_filename(out.format, preset.extension),
             preset.media_type,
             self.settings.download_url_ttl,
         )

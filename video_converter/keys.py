@@ -15,16 +15,33 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 80
 
 
+def _stem_of(filename: str) -> str:
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+
+
 def safe_stem(filename: str) -> str:
     """A file-name stem that is safe in a key, a path and a Content-Disposition header.
 
     User file names never become paths: only letters, digits, dot, dash and underscore survive.
     """
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    stem = _stem_of(filename)
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     cleaned = _UNSAFE.sub("_", ascii_stem).strip("._-")[:MAX_STEM].strip("._-")
     return cleaned or "video"
+
+
+_NOT_IN_NAMES = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|;%\s]+')  # unsafe in names and headers
+
+
+def download_stem(filename: str) -> str:
+    """The stem of the names people download: ``safe_stem``, unless that would drop the letters of a
+    non-Latin script (видео, 我的视频), which are then kept; keys and paths always use ``safe_stem``."""
+    stem = unicodedata.normalize("NFC", _stem_of(filename))
+    if not any(ch.isalpha() and not unicodedata.normalize("NFKD", ch).encode("ascii", "ignore") for ch in stem):
+        return safe_stem(filename)
+    cleaned = _NOT_IN_NAMES.sub("_", stem).strip("._-")[:MAX_STEM].strip("._-")
+    return cleaned or safe_stem(filename)
 
 
 def source_key(job_id: str) -> str:

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from .keys import output_filename
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -72,11 +74,15 @@ class JobRecord(BaseModel):
 
     job_id: str
     filename: str  # as the user named it, for display only
-    stem: str  # safe stem used in output names
+    stem: str  # safe ASCII stem used in keys and paths
+    download_stem: str | None = None  # the stem of the names people download, when it differs
     formats: list[str]
     source_key: str  # key of the original in the upload store
     source_size: int
     created_at: datetime = Field(default_factory=utcnow)
+
+    def download_filename(self, format_id: str, extension: str) -> str:
+        return output_filename(self.download_stem or self.stem, format_id, extension)
 
 
 class OutputRecord(BaseModel):

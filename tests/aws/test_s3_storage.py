@@ -189,3 +189,11 @@ def test_converter_refuses_an_oversized_stream_and_deletes_it(aws, aws_settings)
 def test_store_needs_a_bucket():
     with pytest.raises(ValueError, match="bucket"):
         S3Storage("")
+
+
+def test_content_disposition_keeps_a_non_latin_name_for_browsers_with_an_ascii_fallback():
+    from video_converter.storage.s3 import content_disposition
+
+    value = content_disposition("Отпуск_2024_720p.mp4")
+    assert value.startswith('attachment; filename="_______2024_720p.mp4"; ')  # 6 letters + '_'
+    assert value.endswith("filename*=UTF-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_720p.mp4")

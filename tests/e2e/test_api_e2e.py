@@ -203,3 +203,15 @@ def test_awkward_sources_give_upright_square_pixel_outputs(client, make_clip, pr
             assert not video.get("side_data_list"), "no rotation left for players to apply twice"
             if src is interlaced:
                 assert video.get("field_order", "progressive") == "progressive"
+
+
+def test_non_latin_file_names_survive_in_downloads_but_never_in_paths(client, make_clip, settings, tmp_path):
+    job = submit(client, make_clip(seconds=1), ["thumbnail"], filename="Отпуск 2024.mp4")
+    done = wait_for_job(client, job["job_id"])
+    (output,) = done["outputs"]
+    assert output["filename"] == "Отпуск_2024_thumbnail.jpg"
+    _, disposition = download(client, job["job_id"], "thumbnail", tmp_path)
+    assert "filename*=utf-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_thumbnail.jpg" in disposition
+    stored = [p.relative_to(settings.data_dir).as_posix() for p in Path(settings.data_dir).rglob("*")]
+    assert all(name.isascii() for name in stored)
+    assert any(name.endswith("/2024_thumbnail.jpg") for name in stored)  # keys keep the ASCII stem

@@ -80,3 +80,26 @@ def test_key_layout() -> None:
     assert keys.output_key(job, "clip", "thumbnail", "jpg") == f"{job}/clip_thumbnail.jpg"
     for key in (keys.source_key(job), keys.job_key(job), keys.status_key(job, "mp3")):
         assert validate_key(key) == key
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("видео.mp4", "видео"),
+        ("我的视频.mov", "我的视频"),
+        ("Отпуск 2024.mp4", "Отпуск_2024"),
+        ('Ελληνικά: "τεστ".mkv', "Ελληνικά_τεστ"),
+        ("../../etc/видео.mp4", "видео"),
+        ("Café déjà vu.mov", "Cafe_deja_vu"),  # Latin letters transliterate: same as safe_stem
+        ("My Clip (1).mp4", "My_Clip_1"),
+        ("видео\r\nContent-Type: x.mp4", "видео_Content-Type_x"),
+    ],
+)
+def test_download_stem_keeps_non_latin_scripts_and_nothing_unsafe(filename: str, expected: str) -> None:
+    stem = keys.download_stem(filename)
+    assert stem == expected
+    assert not re.search(r'[\x00-\x1f\x7f/\\:*?"<>|;%\s]', stem)
+
+
+def test_download_stem_is_never_empty() -> None:
+    assert keys.download_stem("„“.mp4") == keys.safe_stem("„“.mp4") == "video"
