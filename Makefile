@@ -40,8 +40,8 @@ install: $(VENV)/.installed ## create .venv and install the app with a pinned st
 
 install-dev: $(VENV)/.installed-dev ## install + test and lint tools
 
-browser: ## make sure headless Chromium is there for the browser tests (apt, as root)
-	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+browser: ## make sure headless Chromium is there for the browser tests (apt, as root; or set CHROMIUM_PATH)
+	@if [ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "Installing Chromium for the browser tests (apt)..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \

@@ -19,7 +19,7 @@ from playwright import sync_api
 
 from tests.e2e.server import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")  # any Chromium or Chrome
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--headless",
