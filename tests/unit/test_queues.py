@@ -28,6 +28,14 @@ def must_receive(queue: Queue) -> Message:
     return message
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A settable wall clock for the queues' visibility timeouts: ``clock[0] += 11`` moves time on."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    return now
+
+
 def test_protocol(make_queue) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(make_queue(), Queue)
 
@@ -49,9 +57,7 @@ def test_body_round_trip_and_first_delivery(make_queue) -> None:  # type: ignore
     assert m.handle
 
 
-def test_receive_hides_until_visibility_timeout(make_queue, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    clock = [1_000_000.0]
-    monkeypatch.setattr(time, "time", lambda: clock[0])
+def test_receive_hides_until_visibility_timeout(make_queue, clock) -> None:  # type: ignore[no-untyped-def]
     q = make_queue(visibility_timeout=30)
     q.send({"n": "1"})
     first = must_receive(q)
@@ -74,9 +80,7 @@ def test_ack_deletes(make_queue) -> None:  # type: ignore[no-untyped-def]
     assert q.receive() is None
 
 
-def test_stale_receipt_does_not_ack_redelivery(make_queue, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    clock = [1_000_000.0]
-    monkeypatch.setattr(time, "time", lambda: clock[0])
+def test_stale_receipt_does_not_ack_redelivery(make_queue, clock) -> None:  # type: ignore[no-untyped-def]
     q = make_queue(visibility_timeout=10)
     q.send({"n": "1"})
     old = must_receive(q)
@@ -103,9 +107,7 @@ def test_set_visibility_zero_makes_it_visible_now(make_queue) -> None:  # type: 
     assert again.receive_count == 2
 
 
-def test_set_visibility_extends(make_queue, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    clock = [1_000_000.0]
-    monkeypatch.setattr(time, "time", lambda: clock[0])
+def test_set_visibility_extends(make_queue, clock) -> None:  # type: ignore[no-untyped-def]
     q = make_queue(visibility_timeout=10)
     q.send({"n": "1"})
     m = must_receive(q)
@@ -192,9 +194,7 @@ def test_concurrent_receivers_never_share_a_message(make_queue) -> None:  # type
 # --- SqliteQueue only -----------------------------------------------------------------------------
 
 
-def test_sqlite_survives_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1_000_000.0]
-    monkeypatch.setattr(time, "time", lambda: clock[0])
+def test_sqlite_survives_restart(tmp_path: Path, clock: list[float]) -> None:
     path = tmp_path / "q.sqlite3"
     q1 = SqliteQueue(path, visibility_timeout=30)
     q1.send({"n": "in-flight"})
