@@ -6,6 +6,7 @@ job's status is derived from them, so no two writers ever race on one object (on
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -107,7 +108,7 @@ class Converter:
     queue: Queue
     settings: Settings
 
-    @property
+    @functools.cached_property
     def jobs(self) -> JobStore:
         return JobStore(self.converted)
 
