@@ -299,3 +299,8 @@ def test_seed_script_command_line(aws, seed_script, stores, capsys):  # type: ig
     job = JobStore(stores[1]).job(JOB_ID)
     assert job.formats == seed_script.EVENT_FORMATS
     assert all(JobStore(stores[1]).output(JOB_ID, f).status is OutputStatus.QUEUED for f in job.formats)
+
+
+def test_an_event_without_records_converts_nothing(seeded, invoke):  # type: ignore[no-untyped-def]
+    assert invoke({}) == {"batchItemFailures": []}
+    assert invoke({"Records": []}) == {"batchItemFailures": []}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from video_converter.queues import Message, Queue
-from video_converter.queues.sqs import SqsQueue, message_from_record, messages_from_sqs_event
+from video_converter.queues.sqs import SqsQueue, message_from_record
 
 pytestmark = pytest.mark.aws
 
@@ -97,9 +97,13 @@ def test_malformed_body_becomes_an_empty_body(queue: SqsQueue, aws):  # type: ig
     assert message.body == {}  # the worker drops (acks) a message without job_id/format
 
 
-def test_messages_from_sqs_event_batch():
+def records(name: str) -> list[dict]:
+    return json.loads((EVENTS_DIR / name).read_text())["Records"]
+
+
+def test_message_from_record_batch():
     event = json.loads((EVENTS_DIR / "convert_batch.json").read_text())
-    pairs = messages_from_sqs_event(event)
+    pairs = [(record["messageId"], message_from_record(record)) for record in event["Records"]]
     assert [message_id for message_id, _ in pairs] == [r["messageId"] for r in event["Records"]]
     assert [m.body for _, m in pairs] == [
         {"job_id": JOB_ID, "format": "thumbnail"},
@@ -110,12 +114,11 @@ def test_messages_from_sqs_event_batch():
     assert all(message_id == m.id for message_id, m in pairs)
 
 
-def test_messages_from_sqs_event_last_attempt_and_malformed():
-    (_, last), *_ = messages_from_sqs_event(json.loads((EVENTS_DIR / "convert_last_attempt.json").read_text()))
+def test_message_from_record_last_attempt_and_malformed():
+    last = message_from_record(records("convert_last_attempt.json")[0])
     assert last.receive_count == 3 and last.body["format"] == "720p"
-    (_, bad), *_ = messages_from_sqs_event(json.loads((EVENTS_DIR / "malformed_body.json").read_text()))
+    bad = message_from_record(records("malformed_body.json")[0])
     assert bad.body == {}
-    assert messages_from_sqs_event({}) == []
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", "null", "", '"text"', "{"])

@@ -67,11 +67,6 @@ def message_from_record(record: dict[str, Any]) -> Message:
     )
 
 
-def messages_from_sqs_event(event: dict[str, Any]) -> list[tuple[str, Message]]:
-    """(messageId, Message) for each record of an SQS Lambda event, in order."""
-    return [(str(record.get("messageId", "")), message_from_record(record)) for record in event.get("Records") or []]
-
-
 class SqsQueue:
     def __init__(self, queue_url: str, client: Any = None, wait_cap: int = MAX_WAIT) -> None:
         if not queue_url:
