@@ -133,23 +133,25 @@ class Converter:
         """Refuse an upload whose request already says it is too large, before reading any of it."""
         slack = 1024 * 1024  # multipart boundaries and the other fields
         if content_length and content_length.isdigit() and int(content_length) > self.settings.max_upload_bytes + slack:
-            raise UploadTooLarge(f"The file is larger than the {_human(self.settings.max_upload_bytes)} limit.")
+            raise self._too_large()
 
     def store_upload(self, upload_id: str, stream: BinaryIO) -> int:
         """Stream an original into the upload store under its id; refuse empty or oversized files."""
         if self._job_exists(upload_id):
             raise InvalidRequest("This upload link was already used for a job; ask for a new one.")
         key = keys.source_key(upload_id)
-        limit = self.settings.max_upload_bytes
         try:
-            size = self.uploads.put_stream(key, _Limited(stream, limit))  # type: ignore[arg-type]
+            size = self.uploads.put_stream(key, _Limited(stream, self.settings.max_upload_bytes))  # type: ignore[arg-type]
         except _TooLarge:
             self.uploads.delete(key)
-            raise UploadTooLarge(f"The file is larger than the {_human(limit)} limit.") from None
+            raise self._too_large() from None
         if size == 0:
             self.uploads.delete(key)
             raise InvalidRequest("The uploaded file is empty.")
         return size
+
+    def _too_large(self) -> UploadTooLarge:
+        return UploadTooLarge(f"The file is larger than the {_human(self.settings.max_upload_bytes)} limit.")
 
     def _job_exists(self, job_id: str) -> bool:
         return self.converted.size(keys.job_key(job_id)) is not None
