@@ -196,3 +196,13 @@ def test_convert_timeout_also_stops_a_wrapper_scripts_children(fake_binary) -> N
     with pytest.raises(ConversionTimeout):
         FFmpeg(ffmpeg=wrapper, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=0.3)
     assert time.monotonic() - started < 1.5
+
+
+def test_errors_name_files_by_role_never_by_server_path(fake_binary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source, output = tmp_path / "uploads" / "job" / "source", tmp_path / "scratch" / "clip_720p.mp4"
+    ffmpeg = fake_binary(f'echo "{source}: Invalid data" >&2; echo "could not write {output}" >&2; exit 1')
+    with pytest.raises(FFmpegError) as info:
+        FFmpeg(ffmpeg=ffmpeg, ffprobe=ffmpeg).convert(source, ["-f", "mp4", str(output)])
+    message = str(info.value)
+    assert "input: Invalid data" in message and "could not write output" in message
+    assert str(tmp_path) not in message

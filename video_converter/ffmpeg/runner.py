@@ -62,11 +62,10 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _redact(text: str, *paths: Path) -> str:
+def _redact(text: str, source: Path, output: str | None = None) -> str:
     """Error messages reach users: name files by role, never by their path on the server."""
-    for path, name in zip(paths, ("input", "output", "output"), strict=False):
-        text = text.replace(str(path), name)
-    return text
+    text = text.replace(str(source), "input")
+    return text.replace(output, "output") if output else text
 
 
 class FFmpeg:
@@ -171,13 +170,13 @@ class FFmpeg:
                 thread.join(timeout=5)
         if "cancelled" in stop_reason:
             raise ConversionCancelled("The worker stopped before the conversion finished")
-        outputs = [Path(arg) for arg in output_args[-1:]]
+        output = output_args[-1] if output_args else None
         if "timeout" in stop_reason:
             raise ConversionTimeout(
                 f"The conversion took longer than the {timeout:.0f} s limit",
-                stderr_tail=_redact(tail(stderr_lines), source, *outputs),
+                stderr_tail=_redact(tail(stderr_lines), source, output),
             )
         if returncode != 0:
             raise FFmpegError(
-                "FFmpeg failed", returncode=returncode, stderr_tail=_redact(tail(stderr_lines), source, *outputs)
+                "FFmpeg failed", returncode=returncode, stderr_tail=_redact(tail(stderr_lines), source, output)
             )
