@@ -6,17 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from video_converter.config import Settings
-from video_converter.jobs import Converter
+from video_converter.jobs import JobService
 
 
-def get_converter(request: Request) -> Converter:
-    return request.app.state.converter
+def get_jobs(request: Request) -> JobService:
+    service: JobService = request.app.state.jobs
+    return service
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-ConverterDep = Annotated[Converter, Depends(get_converter)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobsDep = Annotated[JobService, Depends(get_jobs)]

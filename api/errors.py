@@ -1,21 +1,46 @@
-"""Every error is JSON ``{"detail": "<a sentence a person understands>"}``, never a bare 500 page."""
+"""Every error is JSON ``{"detail": "<a sentence a person understands>"}``, never a bare 500 page.
+
+Routes raise the core's ``RequestError``s; this maps each kind to its status in one table.
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from video_converter.jobs import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
+from video_converter.errors import (
+    InvalidRequest,
+    LinkExpired,
+    NotFound,
+    OutputNotReady,
+    QueueUnavailable,
+    RequestError,
+    UploadTooLarge,
+)
 
 log = logging.getLogger(__name__)
 
+# Most specific first: UploadTooLarge is an InvalidRequest.
+STATUS: list[tuple[type[RequestError], int]] = [
+    (UploadTooLarge, 413),
+    (InvalidRequest, 422),
+    (NotFound, 404),
+    (LinkExpired, 403),
+    (OutputNotReady, 409),
+    (QueueUnavailable, 503),
+]
+RETRY_AFTER = {503: "30"}
 
-def sentence(errors: list[dict]) -> str:
+
+def sentence(errors: Sequence[Any]) -> str:
+    """Pydantic's validation errors as one sentence naming the fields."""
     parts = []
     for err in errors:
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
@@ -24,36 +49,28 @@ def sentence(errors: list[dict]) -> str:
     return ("Invalid request: " + "; ".join(parts) + ".") if parts else "Invalid request."
 
 
+def status_of(exc: RequestError) -> int:
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 400)
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(UploadTooLarge)
-    async def too_large(_: Request, exc: UploadTooLarge) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=413)
-
-    @app.exception_handler(InvalidRequest)
-    async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(JobNotFound)
-    async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
-        return JSONResponse({"detail": "No such job (or format) here; check the link."}, status_code=404)
-
-    @app.exception_handler(OutputNotReady)
-    async def not_ready(_: Request, exc: OutputNotReady) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(QueueUnavailable)
-    async def unavailable(_: Request, exc: QueueUnavailable) -> JSONResponse:
-        log.exception("queue unavailable")
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "30"})
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, exc: RequestError) -> JSONResponse:
+        status = status_of(exc)
+        if status >= 500:
+            log.error("%s: %s", type(exc).__name__, exc, exc_info=exc.__cause__)
+        headers = {"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": sentence(list(exc.errors()))}, status_code=422)
+        return JSONResponse({"detail": sentence(exc.errors())}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Only the framework raises these now (no route, wrong method).
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
-        if exc.status_code == 404 and detail == "Not Found":
+        if exc.status_code == 404:
             detail = "Nothing here: check the address."
         elif exc.status_code == 405:
             detail = "This address does not accept that method."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -11,22 +13,32 @@ from api import errors
 from api.headers import SecurityHeaders
 from api.routes import files, formats, health, jobs, pages, uploads
 from video_converter import __version__
-from video_converter.backends import build_converter
-from video_converter.config import Settings, get_settings
-from video_converter.jobs import Converter
+from video_converter.config import get_settings
+from video_converter.jobs import JobService
+from video_converter.runtime import Runtime, build_runtime
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-def create_app(settings: Settings | None = None, converter: Converter | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(runtime: Runtime | None = None) -> FastAPI:
+    """The app over ``runtime``; without one it builds its own from the environment (and closes it)."""
+    rt = runtime or build_runtime(get_settings())
+    service = JobService(rt)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+        if runtime is None:
+            rt.close()
+
     app = FastAPI(
         title="video-converter",
         version=__version__,
         description="Upload a video; get MP4 renditions, WebM, MP3, GIF and thumbnails back.",
+        lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.converter = converter or build_converter(settings)
+    app.state.jobs = service
     errors.install(app)
     app.add_middleware(SecurityHeaders)
     for module in (health, formats, uploads, jobs, files, pages):

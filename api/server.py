@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from api.main import create_app
-from video_converter.backends import build_converter
 from video_converter.config import Settings
+from video_converter.runtime import build_runtime
 from video_converter.worker import start_workers, stop_workers
 
 log = logging.getLogger("video_converter")
@@ -49,21 +47,12 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def spool_uploads_in_data_dir(settings: Settings) -> None:
-    """Request bodies are spooled to the temp dir; on many systems /tmp is RAM (tmpfs), so in local
-    mode spool next to the data instead: a large upload then never sits in memory."""
-    if settings.backend == "local":
-        spool = Path(settings.data_dir) / "tmp" / "spool"
-        spool.mkdir(parents=True, exist_ok=True)
-        tempfile.tempdir = str(spool)
-
-
 def serve(settings: Settings) -> None:
-    converter = build_converter(settings)
-    app = create_app(settings, converter)
+    rt = build_runtime(settings)
+    app = create_app(rt)
     stop = threading.Event()
-    threads = start_workers(converter, settings, stop)  # clears DATA_DIR/tmp first
-    spool_uploads_in_data_dir(settings)
+    threads = rt.start_background(stop) + start_workers(rt, stop)
+    rt.spool_uploads_in_scratch()
     plural = "" if settings.workers == 1 else "s"
     log.info(
         "serving on http://%s:%d (%s backend, %d worker%s)",
@@ -74,4 +63,5 @@ def serve(settings: Settings) -> None:
         GracefulServer(config, stop).run()  # returns on Ctrl-C or SIGTERM
     finally:
         stop_workers(threads, stop)
+        rt.close()
         log.info("stopped")

@@ -4,7 +4,7 @@
 
 Uploads the clip (or a 4 s test clip made by FFmpeg when none is given) to ``{job_id}/source`` in the
 upload bucket, and writes the job record and a "queued" status record per format to the converted
-bucket, through the core's JobStore, for the fixed job id of events/*.json. Running it again resets
+bucket, through the core's job creation, for the fixed job id of events/*.json. Running it again resets
 the job (every output back to queued). Then:
 
     sam local invoke ConvertFunction -e events/convert_720p.json
@@ -21,8 +21,9 @@ import tempfile
 from pathlib import Path
 
 from video_converter import keys
-from video_converter.jobs import JobStore
-from video_converter.model import JobRecord, OutputRecord
+from video_converter.jobs import new_job, register_job
+from video_converter.model import JobRecord
+from video_converter.records import JobStore
 from video_converter.storage import Storage
 
 EVENT_JOB_ID = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"  # the job_id in every events/*.json body
@@ -39,22 +40,11 @@ def seed(
     formats: list[str] | None = None,
     filename: str = FILENAME,
 ) -> JobRecord:
-    """Store ``clip`` as the job's original and (re)write its job record and queued output records."""
-    formats = list(formats or EVENT_FORMATS)
-    source = keys.source_key(job_id)
-    uploads.put_file(source, clip, "video/mp4")
-    record = JobRecord(
-        job_id=job_id,
-        filename=filename,
-        stem=keys.safe_stem(filename),
-        formats=formats,
-        source_key=source,
-        source_size=clip.stat().st_size,
-    )
-    jobs = JobStore(converted)
-    for format_id in formats:
-        jobs.save_output(job_id, OutputRecord(format=format_id))
-    jobs.save_job(record)
+    """Store ``clip`` as the job's original and (re)write its job record and queued output records, as
+    job creation does (no messages are sent: the events are the messages)."""
+    record = new_job(job_id, filename, list(formats or EVENT_FORMATS), clip.stat().st_size)
+    uploads.put_file(keys.source_key(job_id), clip, "video/mp4")
+    register_job(JobStore(converted), record)
     return record
 
 

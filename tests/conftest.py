@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from video_converter.config import Settings
-from video_converter.ffmpeg import ffmpeg_path, ffprobe_path
+from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
+from video_converter.queues import MemoryQueue, Queue
+from video_converter.runtime import Runtime, Scratch
+from video_converter.storage import MemoryStorage
 
 ClipFactory = Callable[..., Path]
 
@@ -19,6 +22,27 @@ ClipFactory = Callable[..., Path]
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", workers=0, secret_key="test-secret", _env_file=None)
+
+
+def memory_runtime(
+    settings: Settings, scratch: Path, *, queue: Queue | None = None, ffmpeg: FFmpeg | None = None
+) -> Runtime:
+    """A runtime over in-memory stores and queue (the fakes shipped beside the real adapters)."""
+    return Runtime(
+        settings,
+        uploads=MemoryStorage(),
+        converted=MemoryStorage(),
+        queue=queue or MemoryQueue(),
+        scratch=Scratch(scratch),
+        ffmpeg=ffmpeg or FFmpeg(),
+    )
+
+
+@pytest.fixture
+def mem_runtime(settings: Settings, tmp_path: Path) -> Iterator[Runtime]:
+    rt = memory_runtime(settings, tmp_path / "scratch")
+    yield rt
+    rt.close()
 
 
 def make_clip_file(

@@ -8,8 +8,8 @@ import os
 import signal
 import threading
 
-from .backends import build_converter
 from .config import Settings, get_settings
+from .runtime import build_runtime
 from .worker import start_workers, stop_workers
 
 log = logging.getLogger("video_converter")
@@ -25,14 +25,15 @@ def _setup_logging() -> None:
 def work(settings: Settings) -> None:
     if settings.workers < 1:
         raise SystemExit("WORKERS must be at least 1 for the worker command.")
-    converter = build_converter(settings)
+    rt = build_runtime(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    threads = start_workers(converter, settings, stop)
+    threads = rt.start_background(stop) + start_workers(rt, stop)
     log.info("%d worker(s) polling the %s queue", settings.workers, settings.backend)
     stop.wait()
     stop_workers(threads, stop)
+    rt.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -129,18 +129,6 @@ class Preset:
             return ["-ss", str(thumbnail_time(source))]
         return []
 
-    def public(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "label": self.label,
-            "extension": self.extension,
-            "media_type": self.media_type,
-            "kind": self.kind.value,
-            "description": self.description,
-            "max_height": self.max_height,
-            "max_width": self.max_width,
-        }
-
 
 def _mp4(height: int, maxrate_kbps: int) -> Preset:
     return Preset(

@@ -1,14 +1,17 @@
+"""Jobs: create one (multipart upload, or JSON naming an upload), follow it, download its outputs."""
+
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
-from api.deps import ConverterDep
+from api.deps import JobsDep
 from api.errors import sentence
-from video_converter.jobs import InvalidRequest
+from api.forms import multipart_upload
+from video_converter.errors import InvalidRequest
+from video_converter.views import JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -44,34 +47,35 @@ def _split(values: list[str]) -> list[str]:
     return [part for value in values for part in value.split(",")]
 
 
+def _parse_json(body: bytes) -> JobFromUpload:
+    try:
+        return JobFromUpload.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidRequest(sentence(exc.errors())) from None
+
+
 @router.post("", status_code=201, openapi_extra=_BODY_DOC)
-async def create_job(request: Request, converter: ConverterDep) -> dict[str, Any]:
+async def create_job(request: Request, jobs: JobsDep) -> JobView:
     """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        try:
-            body = JobFromUpload.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise InvalidRequest(sentence(list(exc.errors()))) from None
-        return await run_in_threadpool(converter.create_job, body.upload_id, body.filename, body.formats)
+        body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
+        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
-    converter.check_declared_size(request.headers.get("content-length"))
-    async with request.form(max_files=1, max_fields=50) as form:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidRequest("Attach the video as a file field named 'file'.")
+    async with multipart_upload(request, jobs) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
-        return await run_in_threadpool(converter.upload_and_create, upload.file, upload.filename, formats)
+        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats)
 
 
 @router.get("/{job_id}")
-async def get_job(job_id: str, converter: ConverterDep) -> dict[str, Any]:
-    return await run_in_threadpool(converter.job_view, job_id)
+async def get_job(job_id: str, jobs: JobsDep) -> JobView:
+    """The job and each output's status; completed outputs carry a signed download URL."""
+    return await run_in_threadpool(jobs.job_view, job_id)
 
 
 @router.get("/{job_id}/outputs/{format_id}", response_class=RedirectResponse, status_code=307)
-async def download_output(job_id: str, format_id: str, converter: ConverterDep) -> RedirectResponse:
+async def download_output(job_id: str, format_id: str, jobs: JobsDep) -> RedirectResponse:
     """Redirect to a fresh, signed download URL once the output is ready (409 before)."""
-    url = await run_in_threadpool(converter.output_url, job_id, format_id)
+    url = await run_in_threadpool(jobs.output_url, job_id, format_id)
     return RedirectResponse(url, status_code=307)

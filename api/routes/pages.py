@@ -6,20 +6,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.deps import ConverterDep
+from api.deps import JobsDep
 from video_converter.model import is_job_id
 from video_converter.presets import PRESETS
+from video_converter.views import FormatView
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, converter: ConverterDep) -> HTMLResponse:
+def index(request: Request, jobs: JobsDep) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"formats": [p.public() for p in PRESETS.values()], "max_bytes": converter.settings.max_upload_bytes},
+        {"formats": [FormatView.of(p) for p in PRESETS.values()], "max_bytes": jobs.settings.max_upload_bytes},
     )
 
 

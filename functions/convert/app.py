@@ -1,50 +1,37 @@
 """Lambda handler: converts the (job, format) messages of an SQS event, reporting partial batch failures.
 
-Wiring and delegation only: each record goes to ``video_converter.worker.convert_output`` (the same
-function the local workers call), in a fresh work directory under the temp dir that is removed after.
-The event source mapping uses ``FunctionResponseTypes: [ReportBatchItemFailures]``:
+Translation only, as Powertools splits a record handler from the batch loop: each record becomes a
+``Message`` for ``video_converter.messages.process_message`` (the same handler the local workers call),
+and its ``Outcome`` becomes this function's answer. The event source mapping uses
+``FunctionResponseTypes: [ReportBatchItemFailures]``:
 
-- converted, already done, or failed for good (bad input, last attempt): success, SQS deletes the message;
-- ``RetryLater`` or an unexpected error: the messageId goes into ``batchItemFailures``, SQS delivers it
-  again (after a short back-off when QUEUE_URL is known, else after the queue's visibility timeout);
-- a malformed body: logged and dropped (a success), so it never loops until the dead-letter queue.
+- ack (converted, already done, failed for good, malformed): success, SQS deletes the message;
+- retry: the messageId goes into ``batchItemFailures`` and the message's visibility is cut to the
+  back-off delay (Lambda would otherwise leave it hidden for the queue's whole visibility timeout);
+- release: not used here (nothing cancels an invocation), reported like a retry with no delay.
 
-Settings come from the environment (BACKEND=aws, UPLOAD_BUCKET, CONVERTED_BUCKET, MAX_ATTEMPTS,
-FFMPEG_TIMEOUT, LOG_LEVEL; QUEUE_URL optional) and are read once per container. FFmpeg comes from the
-layer's /opt/bin (or FFMPEG_PATH/FFPROBE_PATH), found by the core's locator.
+Settings come from the environment (BACKEND=aws, UPLOAD_BUCKET, CONVERTED_BUCKET, QUEUE_URL,
+MAX_ATTEMPTS, FFMPEG_TIMEOUT, LOG_LEVEL) and the runtime is built once per container. FFmpeg comes from
+the layer's /opt/bin (or FFMPEG_PATH/FFPROBE_PATH), found by the core's locator.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from video_converter.aws import build_aws_stores
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpegNotFound, ffmpeg_path
-from video_converter.queues import Message
-from video_converter.queues.sqs import SqsQueue, message_from_record
-from video_converter.worker import RetryLater, Stores, convert_output, retry_delay
+from video_converter.messages import Action, Outcome, process_message
+from video_converter.queues.sqs import message_from_record
+from video_converter.runtime import Runtime, build_runtime
 
 log = logging.getLogger("convert")
 
 SAFETY_MARGIN = 30.0  # seconds kept back from the invocation's time for the upload and the status write
 MIN_TIMEOUT = 10.0  # never give FFmpeg less than this
-WORKDIR_PREFIX = "vc-convert-"
-
-
-@dataclass(frozen=True)
-class Runtime:
-    settings: Settings
-    stores: Stores
-    queue: SqsQueue | None  # only to shorten the wait before a retry
-
 
 _runtime: Runtime | None = None
 
@@ -57,27 +44,19 @@ def _configure_logging() -> None:
     root.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
 
 
-def _sweep_workdirs() -> None:
-    """Remove work directories left by an invocation that was killed (a timeout keeps /tmp)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        log.info("removing a leftover work directory %s", path)
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def runtime() -> Runtime:
-    """Settings, stores and queue, built on the first invocation and kept for the container's life."""
+    """Built on the first invocation and kept for the container's life. Building it sweeps the scratch
+    folders an invocation killed by its timeout left in /tmp."""
     global _runtime
     if _runtime is None:
         _configure_logging()
-        settings = Settings(_env_file=None)  # type: ignore[call-arg]
-        stores = build_aws_stores(settings)  # raises a sentence naming any missing bucket
-        queue = SqsQueue(settings.queue_url.strip()) if settings.queue_url.strip() else None
+        # A function is always AWS mode, whatever BACKEND says; a missing bucket or queue raises a sentence.
+        rt = build_runtime(Settings(_env_file=None, backend="aws"))
         try:
             log.info("ffmpeg: %s", ffmpeg_path())
         except FFmpegNotFound as exc:
             log.error("%s", exc)
-        _sweep_workdirs()
-        _runtime = Runtime(settings=settings, stores=stores, queue=queue)
+        _runtime = rt
     return _runtime
 
 
@@ -89,58 +68,34 @@ def deadline(context: Any) -> float | None:
     return time.monotonic() + max(MIN_TIMEOUT, remaining() / 1000.0 - SAFETY_MARGIN)
 
 
-def _retry_soon(rt: Runtime, message: Message) -> None:
-    """Lambda leaves a failed message hidden for the whole visibility timeout; back off less than that."""
-    if rt.queue is None or not message.handle:
-        return
-    try:
-        rt.queue.set_visibility(message, retry_delay(message.receive_count))
-    except Exception:
-        log.warning("could not shorten the visibility of message %s", message.id, exc_info=True)
-
-
-def process_record(record: dict[str, Any], context: Any) -> None:
-    """Convert one record's output. Returns when the message can be deleted; raises when it should come back."""
+def record_handler(record: dict[str, Any], context: Any) -> Outcome:
+    """One SQS record: what the core's message handler decides for it."""
     message = message_from_record(record)
-    job_id, format_id = message.body.get("job_id"), message.body.get("format")
-    if not job_id or not format_id:
-        log.error("malformed message %s dropped: %.200r", message.id, record.get("body"))
-        return
     rt = runtime()
-    log.info("message %s: job %s, %s, attempt %d", message.id, job_id, format_id, message.receive_count)
-    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
-    try:
-        result = convert_output(
-            job_id,
-            format_id,
-            message.receive_count,
-            stores=rt.stores,
-            settings=rt.settings,
-            deadline=deadline(context),
-            workdir=workdir,
-        )
-    except Exception:
-        _retry_soon(rt, message)
-        raise
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if result is not None:
-        log.info("message %s: job %s, %s is %s", message.id, job_id, format_id, result.status.value)
+    log.info("message %s: %s, attempt %d", message.id, message.body, message.receive_count)
+    outcome = process_message(rt, message, deadline=deadline(context))
+    if outcome.action is not Action.ACK and message.handle:
+        try:
+            rt.queue.set_visibility(message, outcome.delay)
+        except Exception:
+            log.warning("could not shorten the visibility of message %s", message.id, exc_info=True)
+    return outcome
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     runtime()  # a misconfigured function fails the whole invocation (the Errors alarm), not each record
     request_id = getattr(context, "aws_request_id", "-")
-    records = event.get("Records") or [] if isinstance(event, dict) else []
+    records = (event.get("Records") or []) if isinstance(event, dict) else []
     failures: list[dict[str, str]] = []
     for record in records:
         message_id = str(record.get("messageId", ""))
         try:
-            process_record(record, context)
-        except RetryLater as exc:
-            log.warning("request %s: message %s will be retried: %s", request_id, message_id, exc)
-            failures.append({"itemIdentifier": message_id})
-        except Exception:
+            outcome = record_handler(record, context)
+        except Exception:  # process_message does not raise; this is a bug or a broken record
             log.exception("request %s: message %s crashed; it will be retried", request_id, message_id)
+            failures.append({"itemIdentifier": message_id})
+            continue
+        if outcome.action is not Action.ACK:
+            log.warning("request %s: message %s will be retried: %s", request_id, message_id, outcome.reason)
             failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}

@@ -20,8 +20,9 @@ from moto.server import ThreadedMotoServer
 from api.main import create_app
 from tests.aws.conftest import settings_for
 from video_converter.aws import AwsConfigError
-from video_converter.backends import build_converter
 from video_converter.config import Settings
+from video_converter.jobs import JobService
+from video_converter.runtime import build_runtime
 from video_converter.storage.s3 import S3Storage
 from video_converter.worker import start_workers, stop_workers
 
@@ -48,11 +49,11 @@ def resources(moto_server: str, create_aws_resources):  # type: ignore[no-untype
 
 @pytest.fixture
 def client(resources, tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    settings = settings_for(resources, tmp_path, max_upload_bytes=50 * 1024 * 1024)
-    app = create_app(settings)
-    assert isinstance(app.state.converter.uploads, S3Storage)
-    with TestClient(app) as test_client:
+    rt = build_runtime(settings_for(resources, tmp_path, max_upload_bytes=50 * 1024 * 1024))
+    assert isinstance(rt.uploads, S3Storage)
+    with TestClient(create_app(rt)) as test_client:
         yield test_client
+    rt.close()
 
 
 @pytest.fixture
@@ -200,25 +201,28 @@ def test_multipart_job_streams_into_s3(
 def test_missing_settings_are_a_clear_error(aws_env: None, tmp_path: Path):
     settings = Settings(backend="aws", upload_bucket="uploads", data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
     with pytest.raises(AwsConfigError, match=r"CONVERTED_BUCKET and QUEUE_URL are not set"):
-        build_converter(settings)
+        build_runtime(settings)
 
 
 def test_polling_worker_converts_from_sqs(aws, aws_settings: Settings, make_clip):  # type: ignore[no-untyped-def]
     """`video-converter worker` with BACKEND=aws: worker threads long-poll SQS instead of Lambda."""
     settings = aws_settings.model_copy(update={"workers": 1})
-    converter = build_converter(settings)
+    rt = build_runtime(settings)
+    assert rt.poll_wait == 10.0  # SQS bills each receive: long polls
+    service = JobService(rt)
     clip = make_clip(seconds=1.0, size="320x240")
     with clip.open("rb") as fh:
-        job_id = converter.upload_and_create(fh, "worker.mp4", ["thumbnail"])["job_id"]
+        job_id = service.upload_and_create(fh, "worker.mp4", ["thumbnail"]).job_id
     stop = threading.Event()
-    threads = start_workers(converter, settings, stop)
+    threads = start_workers(rt, stop)
     try:
         deadline = time.monotonic() + 60
-        while (job := converter.job_view(job_id))["status"] not in ("completed", "failed", "partial"):
+        while (job := service.job_view(job_id)).status not in ("completed", "failed", "partial"):
             assert time.monotonic() < deadline, job
             time.sleep(0.2)
     finally:
         stop_workers(threads, stop)
-    assert job["status"] == "completed", job
+        rt.close()
+    assert job.status == "completed", job
     attrs = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"

@@ -16,9 +16,10 @@ from video_converter import keys
 from video_converter.aws import AwsConfigError
 from video_converter.ffmpeg.locate import ffmpeg_path
 from video_converter.ffmpeg.runner import FFmpeg
-from video_converter.jobs import JobStore
+from video_converter.messages import Outcome
 from video_converter.model import OutputStatus
 from video_converter.presets import PRESETS
+from video_converter.records import JobStore
 from video_converter.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.aws
@@ -76,6 +77,7 @@ def invoke(convert_app: ModuleType, lambda_context) -> Callable[..., dict[str, A
     def run(event: dict[str, Any], remaining_ms: int = 900_000) -> dict[str, Any]:
         return convert_app.handler(event, lambda_context(remaining_ms))
 
+    run.app = convert_app  # type: ignore[attr-defined]
     return run
 
 
@@ -90,6 +92,17 @@ def broken_ffmpeg(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     ffmpeg_path.cache_clear()
     yield script
     ffmpeg_path.cache_clear()
+
+
+def convert_app_runtime(invoke: Callable[..., Any]) -> Any:
+    runtime = invoke.app._runtime  # type: ignore[attr-defined]
+    assert runtime is not None
+    return runtime
+
+
+def scratch_is_empty(invoke: Callable[..., Any]) -> bool:
+    """The container's scratch folder in /tmp holds nothing after an invocation."""
+    return list(convert_app_runtime(invoke).scratch.path.iterdir()) == []
 
 
 def output_objects(aws) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -132,15 +145,13 @@ def test_every_sample_event(event_file: Path, seeded, invoke, stores, aws, probe
         if height is not None:
             assert streams[0]["height"] == height == record.height
     assert len(output_objects(aws)) == len(asked)
-    assert list(lambda_tmp.iterdir()) == []  # the work directories are gone
+    assert scratch_is_empty(invoke)  # the work directories are gone
 
 
-def test_malformed_body_is_dropped_without_failure(seeded, invoke, aws, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
-    calls: list[Any] = []
-    monkeypatch.setattr(convert_app, "convert_output", lambda *a, **k: calls.append(a))
+def test_malformed_body_is_dropped_without_failure(seeded, invoke, aws, stores):  # type: ignore[no-untyped-def]
     assert invoke(load("malformed_body.json")) == {"batchItemFailures": []}
-    assert calls == []
     assert output_objects(aws) == []
+    assert JobStore(stores[1]).output(JOB_ID, "720p").status is OutputStatus.QUEUED  # nothing touched
 
 
 def test_redelivery_is_a_no_op(seeded, invoke, stores, aws, monkeypatch):  # type: ignore[no-untyped-def]
@@ -176,7 +187,7 @@ def test_transient_failure_is_reported_for_retry(broken_ffmpeg, invoke, stores, 
     assert record.error.startswith("Attempt 1 failed: FFmpeg failed (exit code 1)")
     assert "simulated encoder crash" in record.error
     assert output_objects(aws) == []
-    assert list(lambda_tmp.iterdir()) == []
+    assert scratch_is_empty(invoke)
 
 
 def test_last_attempt_failure_is_recorded_not_retried(broken_ffmpeg, invoke, stores, aws):  # type: ignore[no-untyped-def]
@@ -189,11 +200,31 @@ def test_last_attempt_failure_is_recorded_not_retried(broken_ffmpeg, invoke, sto
     assert output_objects(aws) == []
 
 
-def test_a_batch_reports_only_the_failed_record(broken_ffmpeg, invoke, stores):  # type: ignore[no-untyped-def]
-    # thumbnail and mp3 both go through the broken ffmpeg: both fail, both are reported
-    event = load("convert_batch.json")
-    result = invoke(event)
-    assert result["batchItemFailures"] == [{"itemIdentifier": r["messageId"]} for r in event["Records"]]
+@pytest.fixture
+def mp3_encoder_broken(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """An ffmpeg whose MP3 encoder crashes; everything else goes to the real one."""
+    script = tmp_path / "bin" / "ffmpeg"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *libmp3lame*) echo "simulated mp3 encoder crash" >&2; exit 1;; esac\n'
+        f'exec {ffmpeg_path()} "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("FFMPEG_PATH", str(script))
+    ffmpeg_path.cache_clear()
+    yield
+    ffmpeg_path.cache_clear()
+
+
+def test_a_batch_reports_only_the_failed_record(mp3_encoder_broken, invoke, stores):  # type: ignore[no-untyped-def]
+    event = load("convert_batch.json")  # thumbnail, then mp3
+    _, mp3 = event["Records"]
+    assert invoke(event) == {"batchItemFailures": [{"itemIdentifier": mp3["messageId"]}]}
+    jobs = JobStore(stores[1])
+    assert jobs.output(JOB_ID, "thumbnail").status is OutputStatus.COMPLETED
+    failed = jobs.output(JOB_ID, "mp3")
+    assert failed.status is OutputStatus.QUEUED and "simulated mp3 encoder crash" in (failed.error or "")
 
 
 def test_unreadable_source_fails_for_good_on_the_first_attempt(
@@ -208,7 +239,7 @@ def test_unreadable_source_fails_for_good_on_the_first_attempt(
     assert record.attempts == 1
     assert "not a video or audio file" in (record.error or "")
     assert output_objects(aws) == []
-    assert list(lambda_tmp.iterdir()) == []
+    assert scratch_is_empty(invoke)
 
 
 def test_missing_source_fails_for_good(seeded, stores, invoke):  # type: ignore[no-untyped-def]
@@ -228,16 +259,16 @@ def test_unexpected_error_is_reported_for_retry(seeded, invoke, convert_app, mon
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("S3 is having a bad day")
 
-    monkeypatch.setattr(convert_app, "convert_output", crash)
+    monkeypatch.setattr(convert_app, "process_message", crash)
     event = load("convert_batch.json")
     result = invoke(event)
     assert result["batchItemFailures"] == [{"itemIdentifier": r["messageId"]} for r in event["Records"]]
-    assert list(lambda_tmp.iterdir()) == []
+    assert scratch_is_empty(invoke)
 
 
 def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_sqs_event, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
     """Lambda leaves a failed message hidden for the whole visibility timeout; the handler shortens it."""
-    monkeypatch.setattr(convert_app, "retry_delay", lambda attempt: 0)
+    monkeypatch.setattr("video_converter.messages.retry_delay", lambda attempt: 0)
     aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"job_id": JOB_ID, "format": "720p"}))
     received = aws.sqs.receive_message(QueueUrl=aws.queue_url, AttributeNames=["All"])["Messages"]
     result = invoke(make_sqs_event(received, aws.queue_arn))
@@ -249,9 +280,12 @@ def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_
 
 def test_ffmpeg_gets_the_remaining_time_minus_a_margin(seeded, invoke, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
     seen: list[float] = []
-    monkeypatch.setattr(
-        convert_app, "convert_output", lambda *a, deadline, **k: seen.append(deadline - time.monotonic())
-    )
+
+    def spy(rt: Any, message: Any, *, deadline: float) -> Outcome:
+        seen.append(deadline - time.monotonic())
+        return Outcome.ack()
+
+    monkeypatch.setattr(convert_app, "process_message", spy)
     invoke(load("convert_720p.json"), remaining_ms=100_000)  # 100 s left
     invoke(load("convert_720p.json"), remaining_ms=5_000)  # 5 s left: still the 10 s floor
     assert seen[0] == pytest.approx(100 - convert_app.SAFETY_MARGIN, abs=2)
@@ -263,7 +297,7 @@ def test_settings_and_stores_are_built_once_per_container(seeded, invoke, conver
     invoke(load("malformed_body.json"))
     runtime = convert_app._runtime
     assert runtime is not None
-    assert (runtime.stores.uploads.bucket, runtime.stores.converted.bucket) == (
+    assert (runtime.uploads.bucket, runtime.converted.bucket) == (
         aws.upload_bucket,
         aws.converted_bucket,
     )
@@ -273,17 +307,22 @@ def test_settings_and_stores_are_built_once_per_container(seeded, invoke, conver
 
 
 def test_leftover_work_directories_are_swept_on_cold_start(seeded, invoke, lambda_tmp):  # type: ignore[no-untyped-def]
-    leftover = lambda_tmp / "vc-convert-killed-by-timeout"
-    (leftover / "convert-720p-x").mkdir(parents=True)
-    (leftover / "convert-720p-x" / "source").write_bytes(b"x" * 1024)
+    for leftover in ("vc-123-killed-by-timeout", "vc-456-lock-left-behind"):
+        (lambda_tmp / leftover / "convert-720p-x").mkdir(parents=True)
+        (lambda_tmp / leftover / "convert-720p-x" / "source").write_bytes(b"x" * 1024)
+    (lambda_tmp / "vc-456-lock-left-behind.lock").write_text("")  # its process is gone: nobody holds it
     other = lambda_tmp / "someone-elses-file"
     other.write_text("keep me")
     invoke(load("malformed_body.json"))
-    assert sorted(p.name for p in lambda_tmp.iterdir()) == ["someone-elses-file"]
+    scratch = convert_app_runtime(invoke).scratch
+    assert sorted(p.name for p in lambda_tmp.iterdir()) == sorted(
+        ["someone-elses-file", scratch.path.name, scratch.lock.name]
+    )
 
 
 def test_missing_bucket_settings_fail_the_invocation(aws_env, monkeypatch, invoke):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("UPLOAD_BUCKET", "uploads")
+    monkeypatch.setenv("QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/q")
     monkeypatch.delenv("CONVERTED_BUCKET", raising=False)
     with pytest.raises(AwsConfigError, match="CONVERTED_BUCKET is not set"):
         invoke(load("convert_720p.json"))

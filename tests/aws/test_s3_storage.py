@@ -13,9 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from video_converter.jobs import Converter, InvalidRequest
-from video_converter.queues import MemoryQueue
-from video_converter.storage import ObjectNotFound, Storage
+from video_converter.errors import InvalidRequest
+from video_converter.jobs import JobService
+from video_converter.runtime import build_runtime
+from video_converter.storage import ObjectNotFound
 from video_converter.storage.s3 import PART_SIZE, S3Storage, content_disposition
 
 pytestmark = pytest.mark.aws
@@ -36,10 +37,6 @@ class NonSeekable:
 @pytest.fixture
 def store(aws) -> S3Storage:  # type: ignore[no-untyped-def]
     return S3Storage(aws.upload_bucket)
-
-
-def test_implements_the_protocol(store: S3Storage):
-    assert isinstance(store, Storage)
 
 
 def test_client_is_lazy_and_configured(aws):  # type: ignore[no-untyped-def]
@@ -175,14 +172,13 @@ def test_too_large_upload_is_refused(store: S3Storage):
         assert store.size("job/source") is None
 
 
-def test_converter_refuses_an_oversized_stream_and_deletes_it(aws, aws_settings):  # type: ignore[no-untyped-def]
-    uploads = S3Storage(aws.upload_bucket)
-    settings = aws_settings.model_copy(update={"max_upload_bytes": PART_SIZE + 10})
-    converter = Converter(uploads, S3Storage(aws.converted_bucket), MemoryQueue(), settings)
+def test_an_oversized_stream_is_refused_and_deleted(aws, aws_settings):  # type: ignore[no-untyped-def]
+    rt = build_runtime(aws_settings.model_copy(update={"max_upload_bytes": PART_SIZE + 10}))
     stream = NonSeekable(os.urandom(2 * PART_SIZE))
     with pytest.raises(InvalidRequest, match="larger than"):
-        converter.store_upload("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17", stream)  # type: ignore[arg-type]
-    assert uploads.size("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17/source") is None
+        JobService(rt).store_upload("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17", stream)  # type: ignore[arg-type]
+    rt.close()
+    assert rt.uploads.size("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17/source") is None
     assert aws.s3.list_multipart_uploads(Bucket=aws.upload_bucket).get("Uploads", []) == []  # aborted
 
 

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from video_converter.backends import build_converter
 from video_converter.config import Settings
+from video_converter.runtime import build_runtime
 from video_converter.worker import start_workers, stop_workers
 
 FINISHED = {"completed", "failed", "partial"}
@@ -31,10 +31,10 @@ def wait_for_job(client: TestClient, job_id: str, timeout: float = 120.0) -> dic
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    settings = settings.model_copy(update={"workers": 2})
-    converter = build_converter(settings)
+    rt = build_runtime(settings.model_copy(update={"workers": 2}))
     stop = threading.Event()
-    threads = start_workers(converter, settings, stop)
-    with TestClient(create_app(settings, converter)) as test_client:
+    threads = start_workers(rt, stop)
+    with TestClient(create_app(rt)) as test_client:
         yield test_client
     stop_workers(threads, stop)
+    rt.close()

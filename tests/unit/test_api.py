@@ -11,39 +11,40 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from tests.conftest import memory_runtime
 from video_converter import keys
-from video_converter.backends import build_converter
 from video_converter.config import Settings
-from video_converter.jobs import Converter, JobStore
+from video_converter.jobs import JobService
 from video_converter.model import OutputRecord, OutputStatus
-from video_converter.queues import MemoryQueue, SqliteQueue
-from video_converter.storage import LocalStorage, MemoryStorage
+from video_converter.queues import SqliteQueue
+from video_converter.runtime import Runtime, build_runtime
+from video_converter.storage import LocalStorage
 
 FORMAT_IDS = ["1080p", "720p", "480p", "360p", "webm", "mp3", "gif", "thumbnail"]
 
 
-@pytest.fixture
-def memory_app(settings: Settings) -> Iterator[tuple[TestClient, Converter]]:
-    converter = Converter(MemoryStorage(), MemoryStorage(), MemoryQueue(), settings)
-    with TestClient(create_app(settings, converter), raise_server_exceptions=False) as client:
-        yield client, converter
+def app_over(rt: Runtime) -> tuple[TestClient, Runtime]:
+    return TestClient(create_app(rt), raise_server_exceptions=False), rt
 
 
 @pytest.fixture
-def client(memory_app: tuple[TestClient, Converter]) -> TestClient:
+def memory_app(mem_runtime: Runtime) -> Iterator[tuple[TestClient, Runtime]]:
+    client, rt = app_over(mem_runtime)
+    with client:
+        yield client, rt
+
+
+@pytest.fixture
+def client(memory_app: tuple[TestClient, Runtime]) -> TestClient:
     return memory_app[0]
 
 
-def local_app(settings: Settings) -> tuple[TestClient, Converter]:
-    converter = build_converter(settings)
-    return TestClient(create_app(settings, converter), raise_server_exceptions=False), converter
-
-
 @pytest.fixture
-def local(settings: Settings) -> Iterator[tuple[TestClient, Converter]]:
-    client, converter = local_app(settings)
+def local(settings: Settings) -> Iterator[tuple[TestClient, Runtime]]:
+    client, rt = app_over(build_runtime(settings))
     with client:
-        yield client, converter
+        yield client, rt
+    rt.close()
 
 
 def assert_sentence(response, status: int) -> str:  # type: ignore[no-untyped-def]
@@ -96,13 +97,13 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 # --- POST /api/jobs ----------------------------------------------------------------------------------
 
 
-def test_create_job_multipart(memory_app: tuple[TestClient, Converter]) -> None:
-    client, converter = memory_app
+def test_create_job_multipart(memory_app: tuple[TestClient, Runtime]) -> None:
+    client, rt = memory_app
     response = post_job(client, ["720p,mp3", "gif"])
     assert response.status_code == 201, response.text
     job = response.json()
     assert [o["format"] for o in job["outputs"]] == ["720p", "mp3", "gif"]
-    assert len(converter.queue.pending()) == 3  # type: ignore[attr-defined]
+    assert len(rt.queue.pending()) == 3  # type: ignore[attr-defined]
     assert client.get(f"/api/jobs/{job['job_id']}").json() == job
 
 
@@ -119,19 +120,17 @@ def test_create_job_unknown_format(client: TestClient) -> None:
     assert "'avi'" in assert_sentence(post_job(client, ["avi"]), 422)
 
 
-def test_create_job_empty_file(memory_app: tuple[TestClient, Converter]) -> None:
-    client, converter = memory_app
+def test_create_job_empty_file(memory_app: tuple[TestClient, Runtime]) -> None:
+    client, rt = memory_app
     assert assert_sentence(post_job(client, ["720p"], data=b""), 422) == "The uploaded file is empty."
-    assert converter.uploads.objects == {}  # type: ignore[attr-defined]
+    assert rt.uploads.objects == {}  # type: ignore[attr-defined]
 
 
-def test_create_job_too_large(settings: Settings) -> None:
-    settings = settings.model_copy(update={"max_upload_bytes": 1000})
-    converter = Converter(MemoryStorage(), MemoryStorage(), MemoryQueue(), settings)
-    client = TestClient(create_app(settings, converter), raise_server_exceptions=False)
+def test_create_job_too_large(settings: Settings, tmp_path: Path) -> None:
+    client, rt = app_over(memory_runtime(settings.model_copy(update={"max_upload_bytes": 1000}), tmp_path / "s"))
     detail = assert_sentence(post_job(client, ["720p"], data=b"x" * 5000), 413)
     assert detail == "The file is larger than the 1000 bytes limit."
-    assert converter.uploads.objects == {}  # type: ignore[attr-defined]
+    assert rt.uploads.objects == {}  # type: ignore[attr-defined]
 
 
 def test_create_job_wrong_content_type(client: TestClient) -> None:
@@ -196,13 +195,14 @@ def test_output_not_ready_is_409(client: TestClient) -> None:
     assert assert_sentence(client.get(f"/api/jobs/{job['job_id']}/outputs/gif"), 404)
 
 
-def test_unexpected_error_is_a_json_500(memory_app: tuple[TestClient, Converter]) -> None:
-    client, converter = memory_app
+def test_unexpected_error_is_a_json_500(memory_app: tuple[TestClient, Runtime]) -> None:
+    client, _ = memory_app
 
     def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    converter.upload_ticket = broken  # type: ignore[method-assign]
+    service: JobService = client.app.state.jobs  # type: ignore[attr-defined]
+    service.upload_ticket = broken  # type: ignore[method-assign]
     detail = assert_sentence(client.post("/api/uploads"), 500)
     assert "disk on fire" not in detail
 
@@ -210,12 +210,12 @@ def test_unexpected_error_is_a_json_500(memory_app: tuple[TestClient, Converter]
 # --- local mode: signed downloads and uploads ---------------------------------------------------------
 
 
-def complete_output(converter: Converter, client: TestClient, data: bytes = b"MP4DATA") -> tuple[str, str]:
+def complete_output(rt: Runtime, client: TestClient, data: bytes = b"MP4DATA") -> tuple[str, str]:
     job = post_job(client, ["720p"], name="Holiday Clip.mov").json()
     job_id = job["job_id"]
     key = keys.output_key(job_id, "Holiday_Clip", "720p", "mp4")
-    converter.converted.put_bytes(key, data)
-    JobStore(converter.converted).save_output(
+    rt.converted.put_bytes(key, data)
+    rt.jobs.save_output(
         job_id, OutputRecord(format="720p", status=OutputStatus.COMPLETED, key=key, size_bytes=len(data))
     )
     return job_id, key
@@ -226,9 +226,9 @@ def split(url: str) -> tuple[str, dict[str, str]]:
     return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
 
 
-def test_local_download_flow(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
-    job_id, _ = complete_output(converter, client)
+def test_local_download_flow(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
+    job_id, _ = complete_output(rt, client)
     job = client.get(f"/api/jobs/{job_id}").json()
     assert job["status"] == "completed"
     url = job["outputs"][0]["download_url"]
@@ -243,9 +243,9 @@ def test_local_download_flow(local: tuple[TestClient, Converter]) -> None:
     assert client.get(redirect.headers["location"]).content == b"MP4DATA"
 
 
-def test_local_download_refuses_tampering(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
-    job_id, _ = complete_output(converter, client)
+def test_local_download_refuses_tampering(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
+    job_id, _ = complete_output(rt, client)
     path, q = split(client.get(f"/api/jobs/{job_id}").json()["outputs"][0]["download_url"])
     bad_sig = q["signature"][:-2] + ("00" if q["signature"][-2:] != "00" else "11")
     for query in (
@@ -262,22 +262,22 @@ def test_local_download_refuses_tampering(local: tuple[TestClient, Converter]) -
     assert assert_sentence(client.get(f"{path}?{urlencode(missing)}"), 422)
 
 
-def test_local_download_expired(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
-    _, key = complete_output(converter, client)
-    url = converter.converted.download_url(key, "x.mp4", "video/mp4", -10)
+def test_local_download_expired(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
+    _, key = complete_output(rt, client)
+    url = rt.converted.download_url(key, "x.mp4", "video/mp4", -10)
     assert assert_sentence(client.get(url), 403)
 
 
-def test_local_download_of_deleted_file(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
-    _, key = complete_output(converter, client)
-    url = converter.converted.download_url(key, "x.mp4", "video/mp4", 60)
-    converter.converted.delete(key)
+def test_local_download_of_deleted_file(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
+    _, key = complete_output(rt, client)
+    url = rt.converted.download_url(key, "x.mp4", "video/mp4", 60)
+    rt.converted.delete(key)
     assert assert_sentence(client.get(url), 404) == "This file no longer exists."
 
 
-def test_local_download_traversal(local: tuple[TestClient, Converter], settings: Settings) -> None:
+def test_local_download_traversal(local: tuple[TestClient, Runtime], settings: Settings) -> None:
     client, _ = local
     (Path(settings.data_dir) / "secret.txt").write_text("s")
     for key in ("..%2Fsecret.txt", "a/..%2F..%2Fsecret.txt", "%2Fetc%2Fpasswd"):
@@ -291,28 +291,28 @@ def test_files_route_is_absent_with_memory_stores(client: TestClient) -> None:
     assert assert_sentence(response, 404)
 
 
-def test_local_upload_ticket_flow(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
+def test_local_upload_ticket_flow(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
     ticket = client.post("/api/uploads")
     assert ticket.status_code == 201
     t = ticket.json()
     assert t["url"].startswith(f"/files/uploads/{t['upload_id']}/source?")
     uploaded = client.post(t["url"], data=t["fields"], files={"file": ("clip.mov", b"original bytes")})
     assert uploaded.status_code == 204, uploaded.text
-    assert converter.uploads.get_bytes(keys.source_key(t["upload_id"])) == b"original bytes"
+    assert rt.uploads.get_bytes(keys.source_key(t["upload_id"])) == b"original bytes"
 
     body = {"upload_id": t["upload_id"], "filename": "clip.mov", "formats": ["720p", "mp3", "720p"]}
     created = client.post("/api/jobs", json=body)
     assert created.status_code == 201, created.text
     assert created.json()["job_id"] == t["upload_id"]
-    assert isinstance(converter.queue, SqliteQueue)
-    assert converter.queue.counts() == {"visible": 2, "in_flight": 0, "dead": 0}
+    assert isinstance(rt.queue, SqliteQueue)
+    assert rt.queue.counts() == {"visible": 2, "in_flight": 0, "dead": 0}
     again = client.post("/api/jobs", json=body)
     assert "already exists" in assert_sentence(again, 422)
 
 
-def test_local_upload_refuses_tampered_ticket(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
+def test_local_upload_refuses_tampered_ticket(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
     t = client.post("/api/uploads").json()
     path, q = split(t["url"])
     for query in ({**q, "max_bytes": str(int(q["max_bytes"]) * 2)}, {**q, "signature": "0" * 64}):
@@ -320,17 +320,17 @@ def test_local_upload_refuses_tampered_ticket(local: tuple[TestClient, Converter
         assert assert_sentence(response, 403)
     other = path.replace(t["upload_id"], str(uuid.uuid4()))
     assert assert_sentence(client.post(f"{other}?{urlencode(q)}", files={"file": ("a", b"x")}), 403)
-    assert converter.uploads.size(keys.source_key(t["upload_id"])) is None
+    assert rt.uploads.size(keys.source_key(t["upload_id"])) is None
 
 
-def test_local_upload_expired_ticket(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
+def test_local_upload_expired_ticket(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
     upload_id = str(uuid.uuid4())
-    url, _ = converter.uploads.upload_form(keys.source_key(upload_id), 1000, -5)
+    url, _ = rt.uploads.upload_form(keys.source_key(upload_id), 1000, -5)
     assert assert_sentence(client.post(url, files={"file": ("a", b"x")}), 403)
 
 
-def test_local_upload_without_file_field(local: tuple[TestClient, Converter]) -> None:
+def test_local_upload_without_file_field(local: tuple[TestClient, Runtime]) -> None:
     client, _ = local
     t = client.post("/api/uploads").json()
     response = client.post(t["url"], data={"file": "not a file"}, files={"other": ("a", b"x")})
@@ -338,28 +338,28 @@ def test_local_upload_without_file_field(local: tuple[TestClient, Converter]) ->
 
 
 def test_local_upload_over_limit(settings: Settings) -> None:
-    client, converter = local_app(settings.model_copy(update={"max_upload_bytes": 1000}))
+    client, rt = app_over(build_runtime(settings.model_copy(update={"max_upload_bytes": 1000})))
     with client:
         t = client.post("/api/uploads").json()
         assert t["max_bytes"] == 1000
         response = client.post(t["url"], files={"file": ("big.mov", b"x" * 5000)})
         assert assert_sentence(response, 413) == "The file is larger than the 1000 bytes limit."
-        assert converter.uploads.size(keys.source_key(t["upload_id"])) is None
+        assert rt.uploads.size(keys.source_key(t["upload_id"])) is None
         upload_dir = Path(settings.data_dir) / "uploads"
         assert not any(p.is_file() for p in upload_dir.rglob("*"))  # no partial file left behind
 
 
-def test_local_upload_empty(local: tuple[TestClient, Converter]) -> None:
-    client, converter = local
+def test_local_upload_empty(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
     t = client.post("/api/uploads").json()
     response = client.post(t["url"], files={"file": ("empty.mov", b"")})
     assert assert_sentence(response, 422) == "The uploaded file is empty."
-    assert converter.uploads.size(keys.source_key(t["upload_id"])) is None
+    assert rt.uploads.size(keys.source_key(t["upload_id"])) is None
 
 
-def test_local_stores_are_local(local: tuple[TestClient, Converter]) -> None:
-    _, converter = local
-    assert isinstance(converter.uploads, LocalStorage) and isinstance(converter.converted, LocalStorage)
+def test_local_stores_are_local(local: tuple[TestClient, Runtime]) -> None:
+    _, rt = local
+    assert isinstance(rt.uploads, LocalStorage) and isinstance(rt.converted, LocalStorage)
 
 
 def test_security_headers_on_pages_api_and_errors(client: TestClient) -> None:
@@ -369,31 +369,33 @@ def test_security_headers_on_pages_api_and_errors(client: TestClient) -> None:
         assert response.headers["x-frame-options"] == "DENY"
 
 
-def test_local_mode_spools_uploads_beside_the_data_not_in_tmp(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+def test_local_mode_spools_uploads_in_its_scratch_folder_not_in_tmp(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tempfile
 
-    from api.server import spool_uploads_in_data_dir
-
     monkeypatch.setattr(tempfile, "tempdir", None)
-    spool_uploads_in_data_dir(settings.model_copy(update={"backend": "aws"}))
+    aws_like = memory_runtime(settings.model_copy(update={"backend": "aws"}), tmp_path / "s")
+    aws_like.spool_uploads_in_scratch()
     assert tempfile.tempdir is None  # a container's /tmp is disk: left alone
-    spool_uploads_in_data_dir(settings)
-    assert Path(tempfile.gettempdir()) == Path(settings.data_dir) / "tmp" / "spool"
-    assert Path(tempfile.gettempdir()).is_dir()
+    rt = build_runtime(settings)
+    rt.spool_uploads_in_scratch()
+    spool = Path(tempfile.gettempdir())
+    assert spool == rt.scratch.path / "spool" and spool.is_dir()
+    assert spool.is_relative_to(Path(settings.data_dir).resolve() / "tmp")
+    rt.close()
 
 
 @pytest.mark.parametrize(("error", "status"), [(OSError(28, "No space left on device"), 507), (OSError(5, "EIO"), 500)])
 def test_a_full_disk_is_507_other_io_errors_500(
-    memory_app: tuple[TestClient, Converter], error: OSError, status: int
+    memory_app: tuple[TestClient, Runtime], error: OSError, status: int
 ) -> None:
-    client, converter = memory_app
+    client, rt = memory_app
 
     def failing_put(*args: object, **kwargs: object) -> int:
         raise error
 
-    converter.uploads.put_stream = failing_put  # type: ignore[method-assign]
+    rt.uploads.put_stream = failing_put  # type: ignore[method-assign]
     response = post_job(client, ["720p"])
     assert response.status_code == status
     detail = response.json()["detail"]

@@ -1,28 +1,22 @@
-"""Converter: validation, upload limits, job creation, the job view and staleness."""
+"""JobService: validation, upload limits, job creation, the job view and staleness."""
 
 from __future__ import annotations
 
 import io
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
-from video_converter.jobs import (
-    Converter,
-    InvalidRequest,
-    JobNotFound,
-    JobStore,
-    OutputNotReady,
-    QueueUnavailable,
-    UploadTooLarge,
-    validate_formats,
-)
-from video_converter.model import OutputRecord, OutputStatus, SourceInfo, utcnow
+from video_converter.errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
+from video_converter.jobs import JobService, validate_formats
+from video_converter.model import OutputRecord, OutputStatus, SourceInfo, new_job_id, utcnow
 from video_converter.queues import MemoryQueue
-from video_converter.storage import MemoryStorage
+from video_converter.runtime import Runtime
 
 ALL = "1080p, 720p, 480p, 360p, webm, mp3, gif, thumbnail"
 
@@ -39,37 +33,45 @@ class CountingStream(io.RawIOBase):
 
 
 @pytest.fixture
-def conv(settings: Settings) -> Converter:
-    return Converter(MemoryStorage(), MemoryStorage(), MemoryQueue(), settings)
+def conv(mem_runtime: Runtime) -> JobService:
+    return JobService(mem_runtime)
 
 
-def create(conv: Converter, formats: list[str], data: bytes = b"video bytes", name: str = "Clip.mov") -> dict:
-    return conv.upload_and_create(io.BytesIO(data), name, formats)
+def service(settings: Settings, tmp_path: Path, queue: MemoryQueue | None = None, **limits: Any) -> JobService:
+    return JobService(memory_runtime(settings.model_copy(update=limits), tmp_path / "scratch", queue=queue))
 
 
-def test_no_format_names_the_choices(conv: Converter) -> None:
+def create(conv: JobService, formats: list[str], data: bytes = b"video bytes", name: str = "Clip.mov") -> dict:
+    return conv.upload_and_create(io.BytesIO(data), name, formats).model_dump(mode="json")
+
+
+def view_of(conv: JobService, job_id: str) -> dict[str, Any]:
+    return conv.job_view(job_id).model_dump(mode="json")
+
+
+def test_no_format_names_the_choices(conv: JobService) -> None:
     for formats in ([], [""], [" ", ""]):
         with pytest.raises(InvalidRequest) as info:
             create(conv, formats)
         assert str(info.value) == f"Choose at least one format: {ALL}."
-    assert conv.uploads.objects == {} and conv.converted.objects == {}  # type: ignore[attr-defined]
+    assert conv.rt.uploads.objects == {} and conv.rt.converted.objects == {}  # type: ignore[attr-defined]
 
 
-def test_unknown_format_is_named(conv: Converter) -> None:
+def test_unknown_format_is_named(conv: JobService) -> None:
     with pytest.raises(InvalidRequest) as info:
         create(conv, ["720p", "avi", "mkv"])
     assert str(info.value) == f"Unknown format 'avi', 'mkv'. Choose from: {ALL}."
-    assert conv.uploads.objects == {}  # type: ignore[attr-defined]
-    assert conv.queue.pending() == []  # type: ignore[attr-defined]
+    assert conv.rt.uploads.objects == {}  # type: ignore[attr-defined]
+    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
 
 
 def test_formats_are_deduplicated_and_stripped() -> None:
     assert validate_formats(["mp3", " 720p ", "mp3", "720p", ""]) == ["mp3", "720p"]
 
 
-def test_one_message_per_format(conv: Converter) -> None:
+def test_one_message_per_format(conv: JobService) -> None:
     view = create(conv, ["mp3", "720p", "mp3", "gif"])
-    assert conv.queue.pending() == [  # type: ignore[attr-defined]
+    assert conv.rt.queue.pending() == [  # type: ignore[attr-defined]
         {"job_id": view["job_id"], "format": "mp3"},
         {"job_id": view["job_id"], "format": "720p"},
         {"job_id": view["job_id"], "format": "gif"},
@@ -77,61 +79,50 @@ def test_one_message_per_format(conv: Converter) -> None:
     assert [o["format"] for o in view["outputs"]] == ["mp3", "720p", "gif"]
 
 
-def test_empty_file_is_refused_and_nothing_stored(conv: Converter) -> None:
+def test_empty_file_is_refused_and_nothing_stored(conv: JobService) -> None:
     with pytest.raises(InvalidRequest, match=r"^The uploaded file is empty\.$"):
         create(conv, ["720p"], data=b"")
-    assert conv.uploads.objects == {} and conv.converted.objects == {}  # type: ignore[attr-defined]
-    assert conv.queue.pending() == []  # type: ignore[attr-defined]
+    assert conv.rt.uploads.objects == {} and conv.rt.converted.objects == {}  # type: ignore[attr-defined]
+    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", [None, "", "   "])
-def test_missing_filename(conv: Converter, name: str | None) -> None:
+def test_missing_filename(conv: JobService, name: str | None) -> None:
     with pytest.raises(InvalidRequest, match="no file name"):
         conv.upload_and_create(io.BytesIO(b"x"), name, ["720p"])
 
 
-def test_long_filename(conv: Converter) -> None:
+def test_long_filename(conv: JobService) -> None:
     with pytest.raises(InvalidRequest, match="255"):
         create(conv, ["720p"], name="a" * 256 + ".mp4")
 
 
-def small_limit(settings: Settings) -> Converter:
-    limited = settings.model_copy(update={"max_upload_bytes": 1000})
-    return Converter(MemoryStorage(), MemoryStorage(), MemoryQueue(), limited)
-
-
-def test_too_large_upload_is_stopped_early_and_deleted(settings: Settings) -> None:
-    conv = Converter(
-        MemoryStorage(), MemoryStorage(), MemoryQueue(), settings.model_copy(update={"max_upload_bytes": 1000})
-    )
+def test_too_large_upload_is_stopped_early_and_deleted(settings: Settings, tmp_path: Path) -> None:
+    conv = service(settings, tmp_path, max_upload_bytes=1000)
     stream = CountingStream(50 * 1024 * 1024)
     with pytest.raises(InvalidRequest) as info:
         conv.upload_and_create(stream, "big.mp4", ["720p"])  # type: ignore[arg-type]
     assert str(info.value) == "The file is larger than the 1000 bytes limit."
     assert stream.sent < stream.total  # not read to the end
     assert stream.reads <= 2
-    assert conv.uploads.objects == {} and conv.converted.objects == {}  # type: ignore[attr-defined]
-    assert conv.queue.pending() == []  # type: ignore[attr-defined]
+    assert conv.rt.uploads.objects == {} and conv.rt.converted.objects == {}  # type: ignore[attr-defined]
+    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
 
 
-def test_upload_limit_boundaries(settings: Settings) -> None:
-    conv = Converter(
-        MemoryStorage(), MemoryStorage(), MemoryQueue(), settings.model_copy(update={"max_upload_bytes": 1000})
-    )
-    assert conv.store_upload(conv.new_upload_id(), io.BytesIO(b"x" * 1000)) == 1000
+def test_upload_limit_boundaries(settings: Settings, tmp_path: Path) -> None:
+    conv = service(settings, tmp_path, max_upload_bytes=1000)
+    assert conv.store_upload(new_job_id(), io.BytesIO(b"x" * 1000)) == 1000
     with pytest.raises(InvalidRequest, match="1000 bytes"):
-        conv.store_upload(conv.new_upload_id(), io.BytesIO(b"x" * 1001))
+        conv.store_upload(new_job_id(), io.BytesIO(b"x" * 1001))
 
 
-def test_limit_message_is_human(settings: Settings) -> None:
-    conv = Converter(
-        MemoryStorage(), MemoryStorage(), MemoryQueue(), settings.model_copy(update={"max_upload_bytes": 3 * 1024**2})
-    )
+def test_limit_message_is_human(settings: Settings, tmp_path: Path) -> None:
+    conv = service(settings, tmp_path, max_upload_bytes=3 * 1024**2)
     with pytest.raises(InvalidRequest, match=r"larger than the 3\.0 MiB limit"):
-        conv.store_upload(conv.new_upload_id(), CountingStream(4 * 1024**2))  # type: ignore[arg-type]
+        conv.store_upload(new_job_id(), CountingStream(4 * 1024**2))  # type: ignore[arg-type]
 
 
-def test_job_view_shape(conv: Converter) -> None:
+def test_job_view_shape(conv: JobService) -> None:
     view = create(conv, ["720p", "mp3"], name="../Holiday Video.MOV")
     assert set(view) == {"job_id", "filename", "status", "created_at", "source", "outputs"}
     assert view["filename"] == "../Holiday Video.MOV"  # shown as given
@@ -145,30 +136,30 @@ def test_job_view_shape(conv: Converter) -> None:
         assert out["download_url"] is None and out["error"] is None
     assert view["outputs"][0]["filename"] == "Holiday_Video_720p.mp4"
     assert view["outputs"][1]["filename"] == "Holiday_Video_mp3.mp3"
-    assert conv.job_view(view["job_id"]) == view
+    assert view_of(conv, view["job_id"]) == view
 
 
-def test_job_record_is_stored(conv: Converter) -> None:
+def test_job_record_is_stored(conv: JobService) -> None:
     view = create(conv, ["gif"], data=b"12345", name="a b.mp4")
-    record = JobStore(conv.converted).job(view["job_id"])
+    record = conv.rt.jobs.job(view["job_id"])
     assert record.stem == "a_b" and record.source_size == 5 and record.formats == ["gif"]
-    assert conv.uploads.get_bytes(keys.source_key(view["job_id"])) == b"12345"
+    assert conv.rt.uploads.get_bytes(keys.source_key(view["job_id"])) == b"12345"
 
 
-def save(conv: Converter, job_id: str, record: OutputRecord) -> None:
-    JobStore(conv.converted).save_output(job_id, record)
+def save(conv: JobService, job_id: str, record: OutputRecord) -> None:
+    conv.rt.jobs.save_output(job_id, record)
 
 
-def test_job_view_completed_output(conv: Converter) -> None:
+def test_job_view_completed_output(conv: JobService) -> None:
     view = create(conv, ["720p", "mp3"])
     job_id = view["job_id"]
     key = keys.output_key(job_id, "Clip", "720p", "mp4")
-    conv.converted.put_bytes(key, b"mp4!")
+    conv.rt.converted.put_bytes(key, b"mp4!")
     source = SourceInfo(duration=2.0, width=320, height=240, video_codec="h264", audio_codec="aac")
     save(conv, job_id, OutputRecord(format="720p", status=OutputStatus.COMPLETED, progress=99, key=key,
                                     size_bytes=4, width=320, height=240, source=source))  # fmt: skip
     save(conv, job_id, OutputRecord(format="mp3", status=OutputStatus.PROCESSING, progress=40.0, attempts=1))
-    view = conv.job_view(job_id)
+    view = view_of(conv, job_id)
     assert view["status"] == "processing"
     assert view["source"] == source.model_dump()
     done, running = view["outputs"]
@@ -179,27 +170,27 @@ def test_job_view_completed_output(conv: Converter) -> None:
     assert running["progress"] == 40.0 and running["download_url"] is None
 
 
-def write_raw(conv: Converter, job_id: str, record: OutputRecord) -> None:
+def write_raw(conv: JobService, job_id: str, record: OutputRecord) -> None:
     """Write a record as-is (JobStore.save_output would refresh updated_at)."""
-    conv.converted.put_bytes(keys.status_key(job_id, record.format), record.model_dump_json().encode())
+    conv.rt.converted.put_bytes(keys.status_key(job_id, record.format), record.model_dump_json().encode())
 
 
-def test_stale_processing_output_with_attempts_left_is_queued(conv: Converter) -> None:
+def test_stale_processing_output_with_attempts_left_is_queued(conv: JobService) -> None:
     job_id = create(conv, ["720p"])["job_id"]
     old = utcnow() - timedelta(seconds=conv.settings.stale_after + 5)
     write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.PROCESSING, progress=55, attempts=1,
                                          updated_at=old))  # fmt: skip
-    view = conv.job_view(job_id)
+    view = view_of(conv, job_id)
     assert view["status"] == "queued"
     assert view["outputs"][0]["status"] == "queued" and view["outputs"][0]["progress"] == 0.0
 
 
-def test_stale_processing_output_without_attempts_left_is_failed(conv: Converter) -> None:
+def test_stale_processing_output_without_attempts_left_is_failed(conv: JobService) -> None:
     job_id = create(conv, ["720p", "mp3"])["job_id"]
     old = utcnow() - timedelta(seconds=conv.settings.stale_after + 5)
     write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.PROCESSING, attempts=3, updated_at=old))
     write_raw(conv, job_id, OutputRecord(format="mp3", status=OutputStatus.FAILED, error="x", attempts=1))
-    view = conv.job_view(job_id)
+    view = view_of(conv, job_id)
     out = view["outputs"][0]
     assert out["status"] == "failed"
     assert out["error"] == ("The conversion stopped responding 3 times (the worker was stopped or ran out of time).")
@@ -208,25 +199,25 @@ def test_stale_processing_output_without_attempts_left_is_failed(conv: Converter
         conv.output_url(job_id, "720p")
 
 
-def test_recent_processing_output_is_left_alone(conv: Converter) -> None:
+def test_recent_processing_output_is_left_alone(conv: JobService) -> None:
     job_id = create(conv, ["720p"])["job_id"]
     recent = utcnow() - timedelta(seconds=conv.settings.stale_after - 30)
     write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.PROCESSING, progress=55, attempts=3,
                                          updated_at=recent))  # fmt: skip
-    out = conv.job_view(job_id)["outputs"][0]
+    out = view_of(conv, job_id)["outputs"][0]
     assert (out["status"], out["progress"]) == ("processing", 55)
 
 
-def test_stale_queued_or_failed_outputs_are_not_touched(conv: Converter) -> None:
+def test_stale_queued_or_failed_outputs_are_not_touched(conv: JobService) -> None:
     job_id = create(conv, ["720p", "mp3"])["job_id"]
     old = utcnow() - timedelta(days=3)
     write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.QUEUED, attempts=9, updated_at=old))
     write_raw(conv, job_id, OutputRecord(format="mp3", status=OutputStatus.FAILED, error="e", updated_at=old))
-    statuses = [o["status"] for o in conv.job_view(job_id)["outputs"]]
+    statuses = [o["status"] for o in view_of(conv, job_id)["outputs"]]
     assert statuses == ["queued", "failed"]
 
 
-def test_output_url_errors(conv: Converter) -> None:
+def test_output_url_errors(conv: JobService) -> None:
     job_id = create(conv, ["720p", "mp3"])["job_id"]
     with pytest.raises(OutputNotReady, match=r"^The 720p output is not ready yet \(queued\)\.$"):
         conv.output_url(job_id, "720p")
@@ -244,20 +235,19 @@ def test_output_url_errors(conv: Converter) -> None:
 
 
 @pytest.mark.parametrize("job_id", ["", "nope", "../x", "0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11", "a/b"])
-def test_job_view_unknown(conv: Converter, job_id: str) -> None:
+def test_job_view_unknown(conv: JobService, job_id: str) -> None:
     with pytest.raises(JobNotFound):
-        conv.job_view(job_id)
+        view_of(conv, job_id)
 
 
-def test_create_job_from_upload_twice_is_refused(conv: Converter) -> None:
-    upload_id = conv.new_upload_id()
+def test_create_job_from_upload_twice_is_refused(conv: JobService) -> None:
+    upload_id = new_job_id()
     conv.store_upload(upload_id, io.BytesIO(b"data"))
-    view = conv.create_job(upload_id, "a.mp4", ["720p"])
-    assert view["job_id"] == upload_id
+    assert conv.create_job(upload_id, "a.mp4", ["720p"]).job_id == upload_id
     with pytest.raises(InvalidRequest, match="already exists"):
         conv.create_job(upload_id, "a.mp4", ["mp3"])
-    assert len(conv.queue.pending()) == 1  # type: ignore[attr-defined]
-    assert conv.job_view(upload_id)["outputs"][0]["format"] == "720p"
+    assert len(conv.rt.queue.pending()) == 1  # type: ignore[attr-defined]
+    assert view_of(conv, upload_id)["outputs"][0]["format"] == "720p"
 
 
 @pytest.mark.parametrize(
@@ -268,27 +258,27 @@ def test_create_job_from_upload_twice_is_refused(conv: Converter) -> None:
         ("0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11", "Nothing was uploaded for this upload id (or the upload expired)."),
     ],
 )
-def test_create_job_bad_upload_id(conv: Converter, upload_id: str, message: str) -> None:
+def test_create_job_bad_upload_id(conv: JobService, upload_id: str, message: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         conv.create_job(upload_id, "a.mp4", ["720p"])
     assert str(info.value) == message
-    assert conv.queue.pending() == []  # type: ignore[attr-defined]
+    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
 
 
-def test_create_job_from_empty_upload(conv: Converter) -> None:
-    upload_id = conv.new_upload_id()
-    conv.uploads.put_bytes(keys.source_key(upload_id), b"")
+def test_create_job_from_empty_upload(conv: JobService) -> None:
+    upload_id = new_job_id()
+    conv.rt.uploads.put_bytes(keys.source_key(upload_id), b"")
     with pytest.raises(InvalidRequest, match="empty"):
         conv.create_job(upload_id, "a.mp4", ["720p"])
 
 
-def test_upload_ticket(conv: Converter) -> None:
-    ticket: dict[str, Any] = conv.upload_ticket()
+def test_upload_ticket(conv: JobService) -> None:
+    ticket: dict[str, Any] = conv.upload_ticket().model_dump()
     assert set(ticket) == {"upload_id", "url", "fields", "max_bytes", "expires_in"}
     assert ticket["url"] == f"memory://{ticket['upload_id']}/source"
     assert ticket["max_bytes"] == conv.settings.max_upload_bytes
     assert ticket["expires_in"] == conv.settings.upload_url_ttl
-    assert conv.upload_ticket()["upload_id"] != ticket["upload_id"]
+    assert conv.upload_ticket().upload_id != ticket["upload_id"]
 
 
 class BrokenQueue(MemoryQueue):
@@ -300,27 +290,25 @@ class BrokenQueue(MemoryQueue):
         super().send(body)
 
 
-def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settings: Settings) -> None:
-    conv = Converter(MemoryStorage(), MemoryStorage(), BrokenQueue(), settings)
+def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settings: Settings, tmp_path: Path) -> None:
+    conv = service(settings, tmp_path, queue=BrokenQueue())
     with pytest.raises(QueueUnavailable, match="try again"):
         create(conv, ["720p", "480p", "mp3"])
-    (job_id,) = {key.split("/")[0] for key in conv.converted.objects}  # type: ignore[attr-defined]
-    view = conv.job_view(job_id)
+    (job_id,) = {key.split("/")[0] for key in conv.rt.converted.objects}  # type: ignore[attr-defined]
+    view = view_of(conv, job_id)
     assert [o["status"] for o in view["outputs"]] == ["queued", "failed", "failed"]
     assert view["outputs"][1]["error"] == "It could not be queued."
 
 
-def test_an_upload_link_cannot_replace_the_source_of_an_existing_job(conv: Converter) -> None:
+def test_an_upload_link_cannot_replace_the_source_of_an_existing_job(conv: JobService) -> None:
     job = create(conv, ["720p"], data=b"original")
     with pytest.raises(InvalidRequest, match="already used"):
         conv.store_upload(job["job_id"], io.BytesIO(b"replacement"))
-    assert conv.uploads.get_bytes(keys.source_key(job["job_id"])) == b"original"
+    assert conv.rt.uploads.get_bytes(keys.source_key(job["job_id"])) == b"original"
 
 
-def test_a_declared_size_over_the_limit_is_refused_before_reading(settings: Settings) -> None:
-    conv = Converter(
-        MemoryStorage(), MemoryStorage(), MemoryQueue(), settings.model_copy(update={"max_upload_bytes": 10})
-    )
+def test_a_declared_size_over_the_limit_is_refused_before_reading(settings: Settings, tmp_path: Path) -> None:
+    conv = service(settings, tmp_path, max_upload_bytes=10)
     conv.check_declared_size(None)
     conv.check_declared_size("1048586")  # the limit plus room for the multipart envelope
     with pytest.raises(UploadTooLarge, match="larger than the 10 bytes limit"):

@@ -16,6 +16,7 @@ from video_converter.presets import (
     get_preset,
     thumbnail_time,
 )
+from video_converter.views import FormatView
 
 AV = SourceInfo(duration=30.0, width=1920, height=1080, video_codec="h264", audio_codec="aac")
 SILENT = SourceInfo(duration=30.0, width=1920, height=1080, video_codec="h264")
@@ -33,10 +34,10 @@ def test_public_format_ids_are_exactly_the_api_contract() -> None:
 
 def test_public_view_shape() -> None:
     for preset in PRESETS.values():
-        view = preset.public()
+        view = FormatView.of(preset).model_dump(mode="json")
         assert set(view) == {"id", "label", "extension", "media_type", "kind", "description", "max_height", "max_width"}
         assert view["id"] == preset.id
-        assert isinstance(view["kind"], str)
+        assert view["kind"] == preset.kind.value
 
 
 def test_get_preset() -> None:

@@ -36,10 +36,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
-def test_protocol(make_queue) -> None:  # type: ignore[no-untyped-def]
-    assert isinstance(make_queue(), Queue)
-
-
 def test_fifo(make_queue) -> None:  # type: ignore[no-untyped-def]
     q = make_queue()
     for i in range(5):

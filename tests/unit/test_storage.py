@@ -44,10 +44,6 @@ def local(tmp_path: Path) -> LocalStorage:
 # --- contract, both implementations ------------------------------------------------------------
 
 
-def test_implements_protocol(store: Storage) -> None:
-    assert isinstance(store, Storage)
-
-
 def test_bytes_round_trip_and_overwrite(store: Storage) -> None:
     store.put_bytes("job/status/720p.json", b'{"a": 1}', "application/json")
     assert store.get_bytes("job/status/720p.json") == b'{"a": 1}'

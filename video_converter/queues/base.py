@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,6 @@ def decode_body(text: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-@runtime_checkable
 class Queue(Protocol):
     def send(self, body: dict[str, str]) -> None: ...
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol
 
 CHUNK = 1024 * 1024
 
@@ -24,7 +24,6 @@ def validate_key(key: str) -> str:
     return key
 
 
-@runtime_checkable
 class Storage(Protocol):
     def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
         """Store a stream chunk by chunk; return the number of bytes written."""

@@ -1,0 +1,187 @@
+"""Converting one output, as named steps that can each be tested alone.
+
+``OutputTask`` is one (job, format) while a worker holds its message: the records it reads and the
+state transitions it writes (started, probed, progressed, completed, failed, requeued, released).
+``convert`` runs the steps: fetch the original, probe it, encode, check the result, publish it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import keys
+from .errors import JobNotFound
+from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
+from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo
+from .presets import PRESETS, Preset
+from .records import JobStore
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 1.0  # seconds between progress writes
+
+
+@dataclass
+class OutputTask:
+    jobs: JobStore
+    job: JobRecord
+    preset: Preset
+    record: OutputRecord
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @property
+    def format_id(self) -> str:
+        return self.preset.id
+
+    def _save(self, **changes: Any) -> OutputRecord:
+        self.record = self.jobs.save_output(self.job_id, self.record.model_copy(update=changes))
+        return self.record
+
+    def is_done(self, converted: Storage) -> bool:
+        """Finished already: completed with its file in place, or failed (a failure is final, so a late
+        redelivery never overwrites the reason)."""
+        if self.record.status is OutputStatus.FAILED:
+            return True
+        return (
+            self.record.status is OutputStatus.COMPLETED
+            and self.record.key is not None
+            and converted.size(self.record.key) is not None
+        )
+
+    def started(self, attempt: int) -> OutputRecord:
+        return self._save(status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None)
+
+    def probed(self, source: SourceInfo) -> OutputRecord:
+        return self._save(source=source)
+
+    def progressed(self, percent: float) -> OutputRecord:
+        return self._save(progress=min(percent, 99.0))
+
+    def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
+        log.info("job %s: %s done (%d bytes)", self.job_id, self.format_id, size)
+        return self._save(
+            status=OutputStatus.COMPLETED,
+            progress=100.0,
+            key=key,
+            size_bytes=size,
+            width=result.width,
+            height=result.height,
+            duration=result.duration,
+        )
+
+    def failed(self, reason: str) -> OutputRecord:
+        log.warning("job %s: %s failed: %s", self.job_id, self.format_id, reason)
+        return self._save(status=OutputStatus.FAILED, error=reason)
+
+    def requeued(self, reason: str) -> OutputRecord:
+        """This attempt failed for a reason that may pass; the next delivery tries again."""
+        return self._save(status=OutputStatus.QUEUED, progress=0.0, error=reason)
+
+    def released(self) -> OutputRecord:
+        """The worker is stopping: back to queued, as if this attempt had not started."""
+        return self._save(status=OutputStatus.QUEUED, progress=0.0)
+
+
+def load_task(jobs: JobStore, job_id: str, format_id: str) -> OutputTask | None:
+    """The task for a message, or None when its job is gone or never asked for this format."""
+    try:
+        job = jobs.job(job_id)
+    except JobNotFound:
+        log.warning("message for unknown job %s/%s dropped", job_id, format_id)
+        return None
+    preset = PRESETS.get(format_id)
+    if preset is None or format_id not in job.formats:
+        log.warning("message for unknown format %s/%s dropped", job_id, format_id)
+        return None
+    return OutputTask(jobs, job, preset, jobs.output(job_id, format_id))
+
+
+def progress_writer(task: OutputTask, interval: float = PROGRESS_INTERVAL) -> Any:
+    """FFmpeg reports progress many times a second; write at most one record per ``interval``."""
+    last = float("-inf")
+
+    def on_progress(percent: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if percent < 100 and now - last < interval:
+            return
+        last = now
+        task.progressed(percent)
+
+    return on_progress
+
+
+def encode(
+    ffmpeg: FFmpeg,
+    task: OutputTask,
+    source_path: Path,
+    source: SourceInfo,
+    workdir: Path,
+    *,
+    timeout: float,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """Run the preset's FFmpeg command into ``workdir``; return the output's path."""
+    preset = task.preset
+    output = workdir / keys.output_filename(task.job.stem, preset.id, preset.extension)
+    duration = source.duration
+    if preset.max_seconds and duration:
+        duration = min(duration, preset.max_seconds)
+    ffmpeg.convert(
+        source_path,
+        [*preset.output_args(source), str(output)],
+        input_args=preset.input_args(source),
+        duration=duration,
+        timeout=timeout,
+        on_progress=progress_writer(task),
+        cancel=cancel,
+    )
+    return output
+
+
+def check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:
+    """FFmpeg can exit 0 having written nothing (no frame where it looked): say so, don't store it."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InvalidMedia("The conversion produced no output: the source has no frames FFmpeg could decode there")
+    try:
+        return ffmpeg.probe(path, trusted=True)
+    except InvalidMedia as exc:
+        raise FFmpegError("The converted file could not be read back", stderr_tail=exc.stderr_tail) from exc
+
+
+def publish(converted: Storage, task: OutputTask, path: Path, result: SourceInfo) -> OutputRecord:
+    """Store the output at its key, then mark the record completed (in that order: a record never
+    points at a file that is not there)."""
+    preset = task.preset
+    key = keys.output_key(task.job_id, task.job.stem, preset.id, preset.extension)
+    size = path.stat().st_size
+    converted.put_file(key, path, preset.media_type)
+    return task.completed(key, size, result)
+
+
+def convert(
+    ffmpeg: FFmpeg,
+    uploads: Storage,
+    converted: Storage,
+    task: OutputTask,
+    workdir: Path,
+    *,
+    timeout: float,
+    cancel: threading.Event | None = None,
+) -> OutputRecord:
+    """Fetch and probe the original, encode, check the result, publish it."""
+    with uploads.local_path(task.job.source_key, workdir) as source_path:
+        source = ffmpeg.probe(source_path)
+        task.probed(source)
+        task.preset.check_source(source)
+        output = encode(ffmpeg, task, source_path, source, workdir, timeout=timeout, cancel=cancel)
+    return publish(converted, task, output, check_output(ffmpeg, output))

@@ -1,0 +1,45 @@
+"""Job and output records in the converted store.
+
+Each output has its own small JSON record, written only by the worker that holds its message, and the
+job's status is derived from them, so no two writers ever race on one object (on disk or on S3).
+"""
+
+from __future__ import annotations
+
+from . import keys
+from .errors import JobNotFound
+from .model import JobRecord, OutputRecord, is_job_id, utcnow
+from .storage import ObjectNotFound, Storage
+
+
+class JobStore:
+    def __init__(self, store: Storage) -> None:
+        self.store = store
+
+    def save_job(self, record: JobRecord) -> None:
+        self.store.put_bytes(keys.job_key(record.job_id), record.model_dump_json().encode(), "application/json")
+
+    def job(self, job_id: str) -> JobRecord:
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        try:
+            return JobRecord.model_validate_json(self.store.get_bytes(keys.job_key(job_id)))
+        except ObjectNotFound:
+            raise JobNotFound(job_id) from None
+
+    def exists(self, job_id: str) -> bool:
+        return self.store.size(keys.job_key(job_id)) is not None
+
+    def output(self, job_id: str, format_id: str) -> OutputRecord:
+        try:
+            return OutputRecord.model_validate_json(self.store.get_bytes(keys.status_key(job_id, format_id)))
+        except ObjectNotFound:
+            return OutputRecord(format=format_id)
+
+    def save_output(self, job_id: str, record: OutputRecord) -> OutputRecord:
+        """Store the record, stamped with the time; return the stamped copy."""
+        stamped = record.model_copy(update={"updated_at": utcnow()})
+        self.store.put_bytes(
+            keys.status_key(job_id, stamped.format), stamped.model_dump_json().encode(), "application/json"
+        )
+        return stamped

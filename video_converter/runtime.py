@@ -1,0 +1,191 @@
+"""The one place that turns settings into running parts, for ``serve``, ``worker`` and the Lambda.
+
+A ``Runtime`` holds the stores, the queue, FFmpeg and a scratch folder that belongs to this process
+alone. The backend (disk + SQLite, or S3 + SQS) is decided here and nowhere else, and so are the names
+of the folders under DATA_DIR.
+
+Scratch folders are claimed with a lock file held for the life of the process, so a process that starts
+beside another (``make worker`` next to ``make run`` on one DATA_DIR) sweeps only the folders of
+processes that are gone, never the upload spool or conversion files of one that is still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from .config import Settings
+from .ffmpeg import FFmpeg
+from .queues import Queue, SqliteQueue
+from .records import JobStore
+from .retention import start_janitor
+from .signing import Signer
+from .storage import LocalStorage, Storage
+
+log = logging.getLogger(__name__)
+
+# Local mode's layout under DATA_DIR.
+UPLOADS_DIR = "uploads"
+CONVERTED_DIR = "converted"
+QUEUE_FILE = "queue.sqlite3"
+SCRATCH_DIR = "tmp"
+SECRET_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
+# Where local mode's signed URLs point (served by api/routes/files.py).
+UPLOADS_URL = "/files/uploads"
+CONVERTED_URL = "/files/converted"
+
+SCRATCH_PREFIX = "vc-"  # scratch folders (and their .lock files) start with this
+
+
+class Scratch:
+    """A folder only this process writes to, claimed by holding an exclusive lock on ``<folder>.lock``.
+
+    The lock file is created under a temporary name, locked, then renamed into place, and the folder is
+    made only after that; a sweeper therefore never sees a live folder without its locked lock file.
+    The kernel releases the lock when the process dies, however it dies.
+    """
+
+    def __init__(self, parent: Path) -> None:
+        parent.mkdir(parents=True, exist_ok=True)
+        sweep_scratch(parent)
+        name = f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging = parent / f".{name}.lock"
+        self._fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        staging.rename(parent / f"{name}.lock")
+        self.lock = parent / f"{name}.lock"
+        self.path = parent / name
+        self.path.mkdir()
+
+    @contextlib.contextmanager
+    def workdir(self, prefix: str) -> Iterator[Path]:
+        """A fresh folder inside the scratch folder, removed afterwards whatever happens."""
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.path))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.lock.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def sweep_scratch(parent: Path) -> list[str]:
+    """Remove the scratch folders of processes that are gone (their lock can be taken); keep the rest."""
+    removed = []
+    for lock in parent.glob(f"{SCRATCH_PREFIX}*.lock"):
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue  # its owner closed it just now
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # alive
+        try:
+            shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            removed.append(lock.stem)
+        finally:
+            os.close(fd)
+    for folder in parent.glob(f"{SCRATCH_PREFIX}*"):
+        # A folder whose lock file is gone: its owner was removed mid-sweep or it predates the locks.
+        if folder.is_dir() and not folder.with_name(f"{folder.name}.lock").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    if removed:
+        log.info("removed %d scratch folder(s) left by stopped processes", len(removed))
+    return removed
+
+
+@dataclass
+class Runtime:
+    """Everything an entry point needs to serve requests or convert messages."""
+
+    settings: Settings
+    uploads: Storage
+    converted: Storage
+    queue: Queue
+    scratch: Scratch
+    ffmpeg: FFmpeg = field(default_factory=FFmpeg)
+    # SQS bills each receive, so its workers long-poll (a stop then takes up to 10 s); SQLite polls are free.
+    poll_wait: float = 1.0
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.converted)
+
+    def start_background(self, stop: threading.Event) -> list[threading.Thread]:
+        """Housekeeping threads: in local mode the retention sweep (on AWS, the buckets' lifecycle rules)."""
+        if self.settings.backend != "local":
+            return []
+        data = Path(self.settings.data_dir)
+        janitor = start_janitor([data / UPLOADS_DIR, data / CONVERTED_DIR], self.settings.retention_days, stop)
+        return [janitor] if janitor else []
+
+    def spool_uploads_in_scratch(self) -> None:
+        """Request bodies are spooled to the temp dir, which is often RAM (tmpfs): in local mode spool them
+        into this process's scratch folder beside the data, so a large upload never sits in memory."""
+        if self.settings.backend == "local":
+            spool = self.scratch.path / "spool"
+            spool.mkdir(exist_ok=True)
+            tempfile.tempdir = str(spool)
+
+    def close(self) -> None:
+        self.scratch.close()
+
+
+def local_secret(settings: Settings) -> str:
+    """SECRET_KEY if set, else a random key kept in DATA_DIR so signed URLs survive restarts."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("x") as fh:  # first start: create it, readable by this user only
+            path.chmod(0o600)
+            fh.write(secrets.token_urlsafe(32))
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+
+
+def build_runtime(settings: Settings, *, ffmpeg: FFmpeg | None = None) -> Runtime:
+    """Stores, queue and scratch folder for the configured backend."""
+    ffmpeg = ffmpeg or FFmpeg()
+    if settings.backend == "aws":
+        from .aws import build_aws_parts
+
+        uploads, converted, queue = build_aws_parts(settings)
+        scratch = Scratch(Path(tempfile.gettempdir()))
+        return Runtime(settings, uploads, converted, queue, scratch, ffmpeg=ffmpeg, poll_wait=10.0)
+    data = Path(settings.data_dir)
+    signer = Signer(local_secret(settings))
+    return Runtime(
+        settings,
+        uploads=LocalStorage(data / UPLOADS_DIR, signer=signer, url_prefix=UPLOADS_URL),
+        converted=LocalStorage(data / CONVERTED_DIR, signer=signer, url_prefix=CONVERTED_URL),
+        queue=SqliteQueue(
+            data / QUEUE_FILE,
+            visibility_timeout=settings.visibility_timeout,
+            # One delivery more than the attempts: the extra one records the failure of a worker that died.
+            max_receives=settings.max_attempts + 1,
+        ),
+        scratch=Scratch(data / SCRATCH_DIR),
+        ffmpeg=ffmpeg,
+    )

@@ -1,0 +1,84 @@
+"""The API's response documents, as pydantic models: the HTTP contract in one place, shown in /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, PlainSerializer
+
+from .model import JobStatus, OutputStatus, SourceInfo
+from .presets import Kind, Preset
+
+# "2026-11-29T09:00:00.123456+00:00", as the API has always written it (pydantic's default is "...Z").
+IsoDatetime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+class FormatView(BaseModel):
+    """An output format people can choose."""
+
+    id: str = Field(examples=["720p"])
+    label: str = Field(examples=["MP4 720p"])
+    extension: str = Field(examples=["mp4"])
+    media_type: str = Field(examples=["video/mp4"])
+    kind: Kind
+    description: str
+    max_height: int | None = None
+    max_width: int | None = None
+
+    @classmethod
+    def of(cls, preset: Preset) -> FormatView:
+        return cls(
+            id=preset.id,
+            label=preset.label,
+            extension=preset.extension,
+            media_type=preset.media_type,
+            kind=preset.kind,
+            description=preset.description,
+            max_height=preset.max_height,
+            max_width=preset.max_width,
+        )
+
+
+class OutputView(BaseModel):
+    """One output of a job: its status, progress, and once completed a signed download URL."""
+
+    format: str = Field(examples=["720p"])
+    label: str
+    kind: Kind
+    media_type: str
+    status: OutputStatus
+    progress: float = Field(ge=0, le=100, description="Percent of the conversion done.")
+    error: str | None = Field(default=None, description="Why it failed, or why the last attempt failed.")
+    download_url: str | None = Field(default=None, description="A signed, expiring URL once completed.")
+    filename: str = Field(description="The name the download is saved under.", examples=["holiday_720p.mp4"])
+    size_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    attempts: int = 0
+
+
+class JobView(BaseModel):
+    """A job: its status, derived from its outputs', what the source is, and each output."""
+
+    job_id: str
+    filename: str = Field(description="The uploaded file's name, as given.")
+    status: JobStatus
+    created_at: IsoDatetime
+    source: SourceInfo | None = Field(default=None, description="What ffprobe saw in the upload, once probed.")
+    outputs: list[OutputView]
+
+
+class UploadTicket(BaseModel):
+    """Where to POST the file (multipart: every field, then ``file``); then create the job with ``upload_id``."""
+
+    upload_id: str
+    url: str = Field(description="Relative in local mode; an S3 URL on AWS.")
+    fields: dict[str, str]
+    max_bytes: int
+    expires_in: int = Field(description="Seconds the ticket stays valid.")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
