@@ -55,17 +55,19 @@ run: install ## serve the UI + API on http://$HOST:$PORT with $WORKERS conversio
 worker: install ## convert only: poll the queue (BACKEND=aws for SQS)
 	exec $(BIN)/video-converter worker
 
-test: install-dev browser ## lint, then unit, end-to-end (real FFmpeg), AWS (moto) and browser tests
+test: install-dev browser ## lint and type-check, then unit, end-to-end (real FFmpeg), AWS (moto) and browser tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -p no:cacheprovider
 
 test-fast: install-dev ## unit tests only
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
-lint: install-dev ## ruff
+lint: install-dev ## ruff and mypy (strict)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install-dev ## ruff fix + format
 	$(BIN)/ruff check --fix .

@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -67,7 +68,7 @@ def _peak_rss_mb(pid: int) -> float:
 def bench_upload(work: Path) -> dict[str, float]:
     chunk = os.urandom(1024 * 1024)
 
-    def body():  # a stream: the benchmark itself never holds the file either
+    def body() -> Iterator[bytes]:  # a stream: the benchmark itself never holds the file either
         for _ in range(UPLOAD_BYTES // len(chunk)):
             yield chunk
 
@@ -82,7 +83,7 @@ def bench_upload(work: Path) -> dict[str, float]:
         ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
 
-        def multipart():
+        def multipart() -> Iterator[bytes]:
             yield head
             yield from body()
             yield tail

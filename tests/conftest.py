@@ -38,6 +38,15 @@ def memory_runtime(
     )
 
 
+class MemoryParts:
+    """A memory runtime's stores and queue, typed as the fakes they are (for asserting on their contents)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        assert isinstance(rt.uploads, MemoryStorage) and isinstance(rt.converted, MemoryStorage)
+        assert isinstance(rt.queue, MemoryQueue)
+        self.uploads, self.converted, self.queue = rt.uploads, rt.converted, rt.queue
+
+
 @pytest.fixture
 def mem_runtime(settings: Settings, tmp_path: Path) -> Iterator[Runtime]:
     rt = memory_runtime(settings, tmp_path / "scratch")

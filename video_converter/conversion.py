@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,8 @@ def load_task(jobs: JobStore, job_id: str, format_id: str) -> OutputTask | None:
     return OutputTask(jobs, job, preset, jobs.output(job_id, format_id))
 
 
-def progress_writer(task: OutputTask, interval: float = PROGRESS_INTERVAL) -> Any:
-    """FFmpeg reports progress many times a second; write at most one record per ``interval``."""
+def progress_writer(save: Callable[[float], object], interval: float = PROGRESS_INTERVAL) -> Callable[[float], None]:
+    """FFmpeg reports progress many times a second; ``save`` at most once per ``interval`` (and at 100 %)."""
     last = float("-inf")
 
     def on_progress(percent: float) -> None:
@@ -115,7 +116,7 @@ def progress_writer(task: OutputTask, interval: float = PROGRESS_INTERVAL) -> An
         if percent < 100 and now - last < interval:
             return
         last = now
-        task.progressed(percent)
+        save(percent)
 
     return on_progress
 
@@ -142,7 +143,7 @@ def encode(
         input_args=preset.input_args(source),
         duration=duration,
         timeout=timeout,
-        on_progress=progress_writer(task),
+        on_progress=progress_writer(task.progressed),
         cancel=cancel,
     )
     return output

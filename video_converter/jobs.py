@@ -11,7 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from . import keys
 from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
@@ -19,6 +19,7 @@ from .messages import Task
 from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo, is_job_id, job_status, new_job_id, utcnow
 from .presets import PRESETS
 from .records import JobStore
+from .storage import Readable
 from .views import JobView, OutputView, UploadTicket
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class JobService:
         if content_length and content_length.isdigit() and int(content_length) > self.settings.max_upload_bytes + slack:
             raise self._too_large()
 
-    def store_upload(self, upload_id: str, stream: BinaryIO) -> int:
+    def store_upload(self, upload_id: str, stream: Readable) -> int:
         """Stream an original into the upload store under its id; refuse empty or oversized files."""
         if self.rt.jobs.exists(upload_id):
             raise InvalidRequest("This upload link was already used for a job; ask for a new one.")
@@ -143,7 +144,7 @@ class JobService:
         log.info("job %s created: %r -> %s", record.job_id, filename, ",".join(formats))
         return self.job_view(record.job_id)
 
-    def upload_and_create(self, stream: BinaryIO, filename: str | None, formats: list[str]) -> JobView:
+    def upload_and_create(self, stream: Readable, filename: str | None, formats: list[str]) -> JobView:
         formats = validate_formats(formats)
         filename = validate_filename(filename)
         upload_id = new_job_id()
@@ -257,7 +258,7 @@ class _TooLarge(Exception):
 class _Limited:
     """A reader that stops a stream as soon as it passes the size limit (before it is all stored)."""
 
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
+    def __init__(self, stream: Readable, limit: int) -> None:
         self._stream, self._left = stream, limit
 
     def read(self, size: int = -1) -> bytes:

@@ -65,7 +65,7 @@ def deadline(context: Any) -> float | None:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return time.monotonic() + max(MIN_TIMEOUT, remaining() / 1000.0 - SAFETY_MARGIN)
+    return time.monotonic() + max(MIN_TIMEOUT, float(remaining()) / 1000.0 - SAFETY_MARGIN)
 
 
 def record_handler(record: dict[str, Any], context: Any) -> Outcome:

@@ -157,7 +157,7 @@ def settings_for(resources: AwsResources, tmp_path: Path, **overrides: Any) -> S
         queue_url=resources.queue_url,
         data_dir=tmp_path / "data",
         workers=0,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         **overrides,
     )
 

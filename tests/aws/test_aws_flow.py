@@ -43,12 +43,12 @@ def moto_server(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 @pytest.fixture
-def resources(moto_server: str, create_aws_resources):  # type: ignore[no-untyped-def]
+def resources(moto_server: str, create_aws_resources):
     return create_aws_resources(boto3.client("s3"), boto3.client("sqs"))
 
 
 @pytest.fixture
-def client(resources, tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(resources, tmp_path: Path) -> Iterator[TestClient]:
     rt = build_runtime(settings_for(resources, tmp_path, max_upload_bytes=50 * 1024 * 1024))
     assert isinstance(rt.uploads, S3Storage)
     with TestClient(create_app(rt)) as test_client:
@@ -57,7 +57,7 @@ def client(resources, tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[n
 
 
 @pytest.fixture
-def handler_env(resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def handler_env(resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BACKEND", "aws")
     monkeypatch.setenv("UPLOAD_BUCKET", resources.upload_bucket)
     monkeypatch.setenv("CONVERTED_BUCKET", resources.converted_bucket)
@@ -68,7 +68,7 @@ def handler_env(resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setattr("tempfile.tempdir", str(lambda_tmp))
 
 
-def receive_all(resources, expected: int, timeout: float = 10.0) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def receive_all(resources, expected: int, timeout: float = 10.0) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while len(messages) < expected and time.monotonic() < deadline:
@@ -91,7 +91,7 @@ def test_browser_upload_flow(
     probe,
     moto_server,
     tmp_path,
-):  # type: ignore[no-untyped-def]
+):
     clip = make_clip("holiday clip.mp4", seconds=2.0, size="320x240")
 
     # 1. A ticket: a presigned POST straight to the upload bucket.
@@ -176,7 +176,7 @@ def test_browser_upload_flow(
 
 def test_multipart_job_streams_into_s3(
     client: TestClient, resources, handler_env, convert_app, make_sqs_event, lambda_context, make_clip
-):  # type: ignore[no-untyped-def]
+):
     """The curl path: `curl -F file=@clip.mp4 -F formats=thumbnail .../api/jobs` in AWS mode."""
     clip = make_clip("curl.mp4", seconds=2.0, size="320x240")
     with clip.open("rb") as fh:
@@ -199,12 +199,12 @@ def test_multipart_job_streams_into_s3(
 
 
 def test_missing_settings_are_a_clear_error(aws_env: None, tmp_path: Path):
-    settings = Settings(backend="aws", upload_bucket="uploads", data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(backend="aws", upload_bucket="uploads", data_dir=tmp_path, _env_file=None)
     with pytest.raises(AwsConfigError, match=r"CONVERTED_BUCKET and QUEUE_URL are not set"):
         build_runtime(settings)
 
 
-def test_polling_worker_converts_from_sqs(aws, aws_settings: Settings, make_clip):  # type: ignore[no-untyped-def]
+def test_polling_worker_converts_from_sqs(aws, aws_settings: Settings, make_clip):
     """`video-converter worker` with BACKEND=aws: worker threads long-poll SQS instead of Lambda."""
     settings = aws_settings.model_copy(update={"workers": 1})
     rt = build_runtime(settings)

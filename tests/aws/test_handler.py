@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -61,28 +61,35 @@ def lambda_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def stores(aws) -> tuple[S3Storage, S3Storage]:  # type: ignore[no-untyped-def]
+def stores(aws) -> tuple[S3Storage, S3Storage]:
     return S3Storage(aws.upload_bucket), S3Storage(aws.converted_bucket)
 
 
 @pytest.fixture
-def seeded(stores, seed_script: ModuleType, make_clip, function_env: None, lambda_tmp: Path):  # type: ignore[no-untyped-def]
+def seeded(stores, seed_script: ModuleType, make_clip, function_env: None, lambda_tmp: Path):
     """The fixed job of events/*.json, with a real 2 s 320x240 clip as its original."""
     clip = make_clip(seconds=2.0, size="320x240")
     return seed_script.seed(*stores, clip)
 
 
+class Invoker:
+    """Calls the handler as Lambda would, with a fresh context; ``app`` is the handler's module."""
+
+    def __init__(self, app: ModuleType, context: Any) -> None:
+        self.app, self.context = app, context
+
+    def __call__(self, event: dict[str, Any], remaining_ms: int = 900_000) -> dict[str, Any]:
+        result: dict[str, Any] = self.app.handler(event, self.context(remaining_ms))
+        return result
+
+
 @pytest.fixture
-def invoke(convert_app: ModuleType, lambda_context) -> Callable[..., dict[str, Any]]:  # type: ignore[no-untyped-def]
-    def run(event: dict[str, Any], remaining_ms: int = 900_000) -> dict[str, Any]:
-        return convert_app.handler(event, lambda_context(remaining_ms))
-
-    run.app = convert_app  # type: ignore[attr-defined]
-    return run
+def invoke(convert_app: ModuleType, lambda_context) -> Invoker:
+    return Invoker(convert_app, lambda_context)
 
 
 @pytest.fixture
-def broken_ffmpeg(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+def broken_ffmpeg(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An ffmpeg that fails the way a crashed encoder does (ffprobe stays the real one)."""
     script = tmp_path / "bin" / "ffmpeg"
     script.parent.mkdir()
@@ -94,18 +101,18 @@ def broken_ffmpeg(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     ffmpeg_path.cache_clear()
 
 
-def convert_app_runtime(invoke: Callable[..., Any]) -> Any:
-    runtime = invoke.app._runtime  # type: ignore[attr-defined]
+def convert_app_runtime(invoke: Invoker) -> Any:
+    runtime = invoke.app._runtime
     assert runtime is not None
     return runtime
 
 
-def scratch_is_empty(invoke: Callable[..., Any]) -> bool:
+def scratch_is_empty(invoke: Invoker) -> bool:
     """The container's scratch folder in /tmp holds nothing after an invocation."""
     return list(convert_app_runtime(invoke).scratch.path.iterdir()) == []
 
 
-def output_objects(aws) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def output_objects(aws) -> list[dict[str, Any]]:
     listing = aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{JOB_ID}/")
     return [o for o in listing.get("Contents", []) if "/status/" not in o["Key"] and not o["Key"].endswith("job.json")]
 
@@ -120,7 +127,7 @@ def test_sample_events_name_the_seeded_job(seed_script: ModuleType):
 
 
 @pytest.mark.parametrize("event_file", EVENT_FILES, ids=[p.stem for p in EVENT_FILES])
-def test_every_sample_event(event_file: Path, seeded, invoke, stores, aws, probe, tmp_path, lambda_tmp):  # type: ignore[no-untyped-def]
+def test_every_sample_event(event_file: Path, seeded, invoke, stores, aws, probe, tmp_path, lambda_tmp):
     event = json.loads(event_file.read_text())
     jobs = JobStore(stores[1])
     before = {f: jobs.output(JOB_ID, f) for f in seeded.formats}
@@ -148,13 +155,13 @@ def test_every_sample_event(event_file: Path, seeded, invoke, stores, aws, probe
     assert scratch_is_empty(invoke)  # the work directories are gone
 
 
-def test_malformed_body_is_dropped_without_failure(seeded, invoke, aws, stores):  # type: ignore[no-untyped-def]
+def test_malformed_body_is_dropped_without_failure(seeded, invoke, aws, stores):
     assert invoke(load("malformed_body.json")) == {"batchItemFailures": []}
     assert output_objects(aws) == []
     assert JobStore(stores[1]).output(JOB_ID, "720p").status is OutputStatus.QUEUED  # nothing touched
 
 
-def test_redelivery_is_a_no_op(seeded, invoke, stores, aws, monkeypatch):  # type: ignore[no-untyped-def]
+def test_redelivery_is_a_no_op(seeded, invoke, stores, aws, monkeypatch):
     event = load("convert_720p.json")
     assert invoke(event) == {"batchItemFailures": []}
     (first,) = output_objects(aws)
@@ -176,7 +183,7 @@ def test_redelivery_is_a_no_op(seeded, invoke, stores, aws, monkeypatch):  # typ
     assert JobStore(stores[1]).output(JOB_ID, "720p").status is OutputStatus.COMPLETED
 
 
-def test_transient_failure_is_reported_for_retry(broken_ffmpeg, invoke, stores, aws, lambda_tmp):  # type: ignore[no-untyped-def]
+def test_transient_failure_is_reported_for_retry(broken_ffmpeg, invoke, stores, aws, lambda_tmp):
     event = load("convert_720p.json")
     result = invoke(event)
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
@@ -190,7 +197,7 @@ def test_transient_failure_is_reported_for_retry(broken_ffmpeg, invoke, stores, 
     assert scratch_is_empty(invoke)
 
 
-def test_last_attempt_failure_is_recorded_not_retried(broken_ffmpeg, invoke, stores, aws):  # type: ignore[no-untyped-def]
+def test_last_attempt_failure_is_recorded_not_retried(broken_ffmpeg, invoke, stores, aws):
     assert invoke(load("convert_last_attempt.json")) == {"batchItemFailures": []}
     record = JobStore(stores[1]).output(JOB_ID, "720p")
     assert record.status is OutputStatus.FAILED
@@ -201,7 +208,7 @@ def test_last_attempt_failure_is_recorded_not_retried(broken_ffmpeg, invoke, sto
 
 
 @pytest.fixture
-def mp3_encoder_broken(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def mp3_encoder_broken(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """An ffmpeg whose MP3 encoder crashes; everything else goes to the real one."""
     script = tmp_path / "bin" / "ffmpeg"
     script.parent.mkdir()
@@ -217,7 +224,7 @@ def mp3_encoder_broken(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     ffmpeg_path.cache_clear()
 
 
-def test_a_batch_reports_only_the_failed_record(mp3_encoder_broken, invoke, stores):  # type: ignore[no-untyped-def]
+def test_a_batch_reports_only_the_failed_record(mp3_encoder_broken, invoke, stores):
     event = load("convert_batch.json")  # thumbnail, then mp3
     _, mp3 = event["Records"]
     assert invoke(event) == {"batchItemFailures": [{"itemIdentifier": mp3["messageId"]}]}
@@ -229,7 +236,7 @@ def test_a_batch_reports_only_the_failed_record(mp3_encoder_broken, invoke, stor
 
 def test_unreadable_source_fails_for_good_on_the_first_attempt(
     stores, seed_script, function_env, lambda_tmp, invoke, tmp_path, aws
-):  # type: ignore[no-untyped-def]
+):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(os.urandom(64 * 1024))
     seed_script.seed(*stores, garbage)
@@ -242,7 +249,7 @@ def test_unreadable_source_fails_for_good_on_the_first_attempt(
     assert scratch_is_empty(invoke)
 
 
-def test_missing_source_fails_for_good(seeded, stores, invoke):  # type: ignore[no-untyped-def]
+def test_missing_source_fails_for_good(seeded, stores, invoke):
     stores[0].delete(keys.source_key(JOB_ID))
     assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
     record = JobStore(stores[1]).output(JOB_ID, "720p")
@@ -250,12 +257,12 @@ def test_missing_source_fails_for_good(seeded, stores, invoke):  # type: ignore[
     assert "missing" in (record.error or "")
 
 
-def test_unknown_job_is_dropped(function_env, lambda_tmp, invoke, aws):  # type: ignore[no-untyped-def]
+def test_unknown_job_is_dropped(function_env, lambda_tmp, invoke, aws):
     assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}  # nothing seeded
     assert output_objects(aws) == []
 
 
-def test_unexpected_error_is_reported_for_retry(seeded, invoke, convert_app, monkeypatch, lambda_tmp):  # type: ignore[no-untyped-def]
+def test_unexpected_error_is_reported_for_retry(seeded, invoke, convert_app, monkeypatch, lambda_tmp):
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("S3 is having a bad day")
 
@@ -266,7 +273,7 @@ def test_unexpected_error_is_reported_for_retry(seeded, invoke, convert_app, mon
     assert scratch_is_empty(invoke)
 
 
-def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_sqs_event, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
+def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_sqs_event, convert_app, monkeypatch):
     """Lambda leaves a failed message hidden for the whole visibility timeout; the handler shortens it."""
     monkeypatch.setattr("video_converter.messages.retry_delay", lambda attempt: 0)
     aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"job_id": JOB_ID, "format": "720p"}))
@@ -278,7 +285,7 @@ def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
-def test_ffmpeg_gets_the_remaining_time_minus_a_margin(seeded, invoke, convert_app, monkeypatch):  # type: ignore[no-untyped-def]
+def test_ffmpeg_gets_the_remaining_time_minus_a_margin(seeded, invoke, convert_app, monkeypatch):
     seen: list[float] = []
 
     def spy(rt: Any, message: Any, *, deadline: float) -> Outcome:
@@ -292,21 +299,20 @@ def test_ffmpeg_gets_the_remaining_time_minus_a_margin(seeded, invoke, convert_a
     assert seen[1] == pytest.approx(convert_app.MIN_TIMEOUT, abs=2)
 
 
-def test_settings_and_stores_are_built_once_per_container(seeded, invoke, convert_app, aws):  # type: ignore[no-untyped-def]
+def test_settings_and_stores_are_built_once_per_container(seeded, invoke, convert_app, aws):
     assert convert_app._runtime is None
     invoke(load("malformed_body.json"))
-    runtime = convert_app._runtime
-    assert runtime is not None
+    runtime = convert_app_runtime(invoke)
     assert (runtime.uploads.bucket, runtime.converted.bucket) == (
         aws.upload_bucket,
         aws.converted_bucket,
     )
     assert runtime.settings.backend == "aws" and runtime.settings.max_attempts == 3
     invoke(load("convert_720p.json"))
-    assert convert_app._runtime is runtime
+    assert convert_app_runtime(invoke) is runtime
 
 
-def test_leftover_work_directories_are_swept_on_cold_start(seeded, invoke, lambda_tmp):  # type: ignore[no-untyped-def]
+def test_leftover_work_directories_are_swept_on_cold_start(seeded, invoke, lambda_tmp):
     for leftover in ("vc-123-killed-by-timeout", "vc-456-lock-left-behind"):
         (lambda_tmp / leftover / "convert-720p-x").mkdir(parents=True)
         (lambda_tmp / leftover / "convert-720p-x" / "source").write_bytes(b"x" * 1024)
@@ -320,7 +326,7 @@ def test_leftover_work_directories_are_swept_on_cold_start(seeded, invoke, lambd
     )
 
 
-def test_missing_bucket_settings_fail_the_invocation(aws_env, monkeypatch, invoke):  # type: ignore[no-untyped-def]
+def test_missing_bucket_settings_fail_the_invocation(aws_env, monkeypatch, invoke):
     monkeypatch.setenv("UPLOAD_BUCKET", "uploads")
     monkeypatch.setenv("QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/q")
     monkeypatch.delenv("CONVERTED_BUCKET", raising=False)
@@ -328,7 +334,7 @@ def test_missing_bucket_settings_fail_the_invocation(aws_env, monkeypatch, invok
         invoke(load("convert_720p.json"))
 
 
-def test_seed_script_command_line(aws, seed_script, stores, capsys):  # type: ignore[no-untyped-def]
+def test_seed_script_command_line(aws, seed_script, stores, capsys):
     """`python scripts/seed_event_job.py` with no clip: it makes one, uploads it and writes the records."""
     argv = ["--upload-bucket", aws.upload_bucket, "--converted-bucket", aws.converted_bucket]
     assert seed_script.main(argv) == 0
@@ -340,6 +346,6 @@ def test_seed_script_command_line(aws, seed_script, stores, capsys):  # type: ig
     assert all(JobStore(stores[1]).output(JOB_ID, f).status is OutputStatus.QUEUED for f in job.formats)
 
 
-def test_an_event_without_records_converts_nothing(seeded, invoke):  # type: ignore[no-untyped-def]
+def test_an_event_without_records_converts_nothing(seeded, invoke):
     assert invoke({}) == {"batchItemFailures": []}
     assert invoke({"Records": []}) == {"batchItemFailures": []}

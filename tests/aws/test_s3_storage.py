@@ -35,11 +35,11 @@ class NonSeekable:
 
 
 @pytest.fixture
-def store(aws) -> S3Storage:  # type: ignore[no-untyped-def]
+def store(aws) -> S3Storage:
     return S3Storage(aws.upload_bucket)
 
 
-def test_client_is_lazy_and_configured(aws):  # type: ignore[no-untyped-def]
+def test_client_is_lazy_and_configured(aws):
     store = S3Storage(aws.converted_bucket)
     assert store._client is None
     config = store.client.meta.config
@@ -48,10 +48,10 @@ def test_client_is_lazy_and_configured(aws):  # type: ignore[no-untyped-def]
     assert store.client is store.client  # made once
 
 
-def test_put_stream_is_multipart_streamed_and_counted(store: S3Storage, aws):  # type: ignore[no-untyped-def]
+def test_put_stream_is_multipart_streamed_and_counted(store: S3Storage, aws):
     data = os.urandom(2 * PART_SIZE + 123_457)  # three parts
     stream = NonSeekable(data)
-    size = store.put_stream("job/source", stream, "video/mp4")  # type: ignore[arg-type]
+    size = store.put_stream("job/source", stream, "video/mp4")
     assert size == len(data)
     assert stream.largest_read <= PART_SIZE  # read part by part, never whole
     head = aws.s3.head_object(Bucket=aws.upload_bucket, Key="job/source")
@@ -68,7 +68,7 @@ def test_put_stream_small_and_empty(store: S3Storage):
     assert store.size("a/empty") == 0
 
 
-def test_put_file_with_content_type(store: S3Storage, aws, tmp_path: Path):  # type: ignore[no-untyped-def]
+def test_put_file_with_content_type(store: S3Storage, aws, tmp_path: Path):
     path = tmp_path / "out.mp4"
     path.write_bytes(b"\x00video" * 1000)
     store.put_file("job/out_480p.mp4", path, "video/mp4")
@@ -77,7 +77,7 @@ def test_put_file_with_content_type(store: S3Storage, aws, tmp_path: Path):  # t
     assert store.get_bytes("job/out_480p.mp4") == path.read_bytes()
 
 
-def test_bytes_size_delete_and_missing(store: S3Storage, aws):  # type: ignore[no-untyped-def]
+def test_bytes_size_delete_and_missing(store: S3Storage, aws):
     store.put_bytes("job/status/720p.json", b'{"a": 1}', "application/json")
     assert store.get_bytes("job/status/720p.json") == b'{"a": 1}'
     assert aws.s3.head_object(Bucket=aws.upload_bucket, Key="job/status/720p.json")["ContentType"] == (
@@ -92,7 +92,7 @@ def test_bytes_size_delete_and_missing(store: S3Storage, aws):  # type: ignore[n
     store.delete("job/status/720p.json")  # deleting twice is fine
 
 
-def test_other_errors_are_not_taken_for_missing(aws):  # type: ignore[no-untyped-def]
+def test_other_errors_are_not_taken_for_missing(aws):
     store = S3Storage("no-such-bucket-here")
     with pytest.raises(Exception, match="NoSuchBucket"):
         store.get_bytes("job/x")
@@ -144,7 +144,7 @@ def test_content_disposition_keeps_unicode_in_filename_star():
     assert value == "attachment; filename=\"vid_o _1__480p.mp4\"; filename*=UTF-8''vid%C3%A9o%20%221%22_480p.mp4"
 
 
-def test_upload_form_is_a_presigned_post_for_the_exact_key(store: S3Storage, aws):  # type: ignore[no-untyped-def]
+def test_upload_form_is_a_presigned_post_for_the_exact_key(store: S3Storage, aws):
     url, fields = store.upload_form("job/source", 1000, 600)
     assert fields["key"] == "job/source"
     assert {"policy", "x-amz-signature", "x-amz-credential", "x-amz-algorithm", "x-amz-date"} <= set(fields)
@@ -172,11 +172,11 @@ def test_too_large_upload_is_refused(store: S3Storage):
         assert store.size("job/source") is None
 
 
-def test_an_oversized_stream_is_refused_and_deleted(aws, aws_settings):  # type: ignore[no-untyped-def]
+def test_an_oversized_stream_is_refused_and_deleted(aws, aws_settings):
     rt = build_runtime(aws_settings.model_copy(update={"max_upload_bytes": PART_SIZE + 10}))
     stream = NonSeekable(os.urandom(2 * PART_SIZE))
     with pytest.raises(InvalidRequest, match="larger than"):
-        JobService(rt).store_upload("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17", stream)  # type: ignore[arg-type]
+        JobService(rt).store_upload("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17", stream)
     rt.close()
     assert rt.uploads.size("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17/source") is None
     assert aws.s3.list_multipart_uploads(Bucket=aws.upload_bucket).get("Uploads", []) == []  # aborted

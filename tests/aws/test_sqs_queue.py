@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ JOB_ID = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"
 
 
 @pytest.fixture
-def queue(aws) -> SqsQueue:  # type: ignore[no-untyped-def]
+def queue(aws) -> SqsQueue:
     return SqsQueue(aws.queue_url)
 
 
@@ -26,7 +27,7 @@ def test_the_client_is_created_on_first_use(queue: SqsQueue):
     assert queue._client is None
 
 
-def test_send_receive_ack(queue: SqsQueue, aws):  # type: ignore[no-untyped-def]
+def test_send_receive_ack(queue: SqsQueue, aws):
     queue.send({"job_id": JOB_ID, "format": "720p"})
     raw = aws.sqs.receive_message(QueueUrl=aws.queue_url, VisibilityTimeout=0)["Messages"][0]
     assert json.loads(raw["Body"]) == {"job_id": JOB_ID, "format": "720p"}
@@ -67,7 +68,7 @@ def test_stale_receipt_handles_are_ignored(queue: SqsQueue):
     queue.set_visibility(Message("x", {}, 1, "not-a-receipt-handle"), 10)
 
 
-def test_other_errors_are_raised(aws):  # type: ignore[no-untyped-def]
+def test_other_errors_are_raised(aws):
     missing = SqsQueue(aws.queue_url.rsplit("/", 1)[0] + "/no-such-queue")
     with pytest.raises(Exception, match=r"(?i)queue"):
         missing.send({"job_id": JOB_ID, "format": "720p"})
@@ -80,7 +81,7 @@ def test_long_poll_returns_none_when_empty(queue: SqsQueue):
     assert time.monotonic() - started < 5
 
 
-def test_wait_is_capped_and_returns_as_soon_as_a_message_is_there(aws):  # type: ignore[no-untyped-def]
+def test_wait_is_capped_and_returns_as_soon_as_a_message_is_there(aws):
     queue = SqsQueue(aws.queue_url, wait_cap=50)
     assert queue.wait_cap == 20
     queue.send({"job_id": JOB_ID, "format": "720p"})
@@ -89,14 +90,14 @@ def test_wait_is_capped_and_returns_as_soon_as_a_message_is_there(aws):  # type:
     assert time.monotonic() - started < 5
 
 
-def test_malformed_body_becomes_an_empty_body(queue: SqsQueue, aws):  # type: ignore[no-untyped-def]
+def test_malformed_body_becomes_an_empty_body(queue: SqsQueue, aws):
     aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody="not json at all")
     message = queue.receive(0)
     assert message is not None
     assert message.body == {}  # the worker drops (acks) a message without job_id/format
 
 
-def records(name: str) -> list[dict]:
+def records(name: str) -> list[dict[str, Any]]:
     return json.loads((EVENTS_DIR / name).read_text())["Records"]
 
 

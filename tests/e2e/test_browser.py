@@ -298,7 +298,7 @@ def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
-    aws_env = {
+    aws_env: dict[str, str] = {
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -320,7 +320,10 @@ def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         CONVERTED_BUCKET="vc-browser-converted",
         QUEUE_URL=queue_url,
         LOG_LEVEL="WARNING",
-        **aws_env,
+        AWS_ENDPOINT_URL=aws_env["AWS_ENDPOINT_URL"],
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
     ).start()
     try:
         yield served

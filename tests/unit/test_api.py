@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.conftest import memory_runtime
+from tests.conftest import MemoryParts, memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
 from video_converter.jobs import JobService
@@ -47,7 +47,7 @@ def local(settings: Settings) -> Iterator[tuple[TestClient, Runtime]]:
     rt.close()
 
 
-def assert_sentence(response, status: int) -> str:  # type: ignore[no-untyped-def]
+def assert_sentence(response, status: int) -> str:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     detail = response.json()["detail"]
@@ -55,7 +55,7 @@ def assert_sentence(response, status: int) -> str:  # type: ignore[no-untyped-de
     return detail
 
 
-def post_job(client: TestClient, formats: list[str] | None = None, data: bytes = b"data", name: str = "a.mp4"):  # type: ignore[no-untyped-def]
+def post_job(client: TestClient, formats: list[str] | None = None, data: bytes = b"data", name: str = "a.mp4"):
     form = {"formats": formats} if formats is not None else {}
     return client.post("/api/jobs", data=form, files={"file": (name, data, "video/mp4")})
 
@@ -103,7 +103,7 @@ def test_create_job_multipart(memory_app: tuple[TestClient, Runtime]) -> None:
     assert response.status_code == 201, response.text
     job = response.json()
     assert [o["format"] for o in job["outputs"]] == ["720p", "mp3", "gif"]
-    assert len(rt.queue.pending()) == 3  # type: ignore[attr-defined]
+    assert len(MemoryParts(rt).queue.pending()) == 3
     assert client.get(f"/api/jobs/{job['job_id']}").json() == job
 
 
@@ -123,14 +123,14 @@ def test_create_job_unknown_format(client: TestClient) -> None:
 def test_create_job_empty_file(memory_app: tuple[TestClient, Runtime]) -> None:
     client, rt = memory_app
     assert assert_sentence(post_job(client, ["720p"], data=b""), 422) == "The uploaded file is empty."
-    assert rt.uploads.objects == {}  # type: ignore[attr-defined]
+    assert MemoryParts(rt).uploads.objects == {}
 
 
 def test_create_job_too_large(settings: Settings, tmp_path: Path) -> None:
     client, rt = app_over(memory_runtime(settings.model_copy(update={"max_upload_bytes": 1000}), tmp_path / "s"))
     detail = assert_sentence(post_job(client, ["720p"], data=b"x" * 5000), 413)
     assert detail == "The file is larger than the 1000 bytes limit."
-    assert rt.uploads.objects == {}  # type: ignore[attr-defined]
+    assert MemoryParts(rt).uploads.objects == {}
 
 
 def test_create_job_wrong_content_type(client: TestClient) -> None:
@@ -147,7 +147,7 @@ def test_create_job_wrong_content_type(client: TestClient) -> None:
         {"upload_id": 5, "filename": ["x"], "formats": [1]},
     ],
 )
-def test_create_job_json_missing_fields(client: TestClient, body: dict) -> None:
+def test_create_job_json_missing_fields(client: TestClient, body: dict[str, object]) -> None:
     detail = assert_sentence(client.post("/api/jobs", json=body), 422)
     assert detail.startswith("Invalid request: ")
 
@@ -195,14 +195,11 @@ def test_output_not_ready_is_409(client: TestClient) -> None:
     assert assert_sentence(client.get(f"/api/jobs/{job['job_id']}/outputs/gif"), 404)
 
 
-def test_unexpected_error_is_a_json_500(memory_app: tuple[TestClient, Runtime]) -> None:
-    client, _ = memory_app
-
+def test_unexpected_error_is_a_json_500(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    service: JobService = client.app.state.jobs  # type: ignore[attr-defined]
-    service.upload_ticket = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(JobService, "upload_ticket", broken)
     detail = assert_sentence(client.post("/api/uploads"), 500)
     assert "disk on fire" not in detail
 
@@ -388,14 +385,14 @@ def test_local_mode_spools_uploads_in_its_scratch_folder_not_in_tmp(
 
 @pytest.mark.parametrize(("error", "status"), [(OSError(28, "No space left on device"), 507), (OSError(5, "EIO"), 500)])
 def test_a_full_disk_is_507_other_io_errors_500(
-    memory_app: tuple[TestClient, Runtime], error: OSError, status: int
+    memory_app: tuple[TestClient, Runtime], error: OSError, status: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, rt = memory_app
 
     def failing_put(*args: object, **kwargs: object) -> int:
         raise error
 
-    rt.uploads.put_stream = failing_put  # type: ignore[method-assign]
+    monkeypatch.setattr(rt.uploads, "put_stream", failing_put)
     response = post_job(client, ["720p"])
     assert response.status_code == status
     detail = response.json()["detail"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import memory_runtime
+from tests.conftest import MemoryParts, memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
 from video_converter.errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
@@ -41,7 +41,9 @@ def service(settings: Settings, tmp_path: Path, queue: MemoryQueue | None = None
     return JobService(memory_runtime(settings.model_copy(update=limits), tmp_path / "scratch", queue=queue))
 
 
-def create(conv: JobService, formats: list[str], data: bytes = b"video bytes", name: str = "Clip.mov") -> dict:
+def create(
+    conv: JobService, formats: list[str], data: bytes = b"video bytes", name: str = "Clip.mov"
+) -> dict[str, Any]:
     return conv.upload_and_create(io.BytesIO(data), name, formats).model_dump(mode="json")
 
 
@@ -54,15 +56,15 @@ def test_no_format_names_the_choices(conv: JobService) -> None:
         with pytest.raises(InvalidRequest) as info:
             create(conv, formats)
         assert str(info.value) == f"Choose at least one format: {ALL}."
-    assert conv.rt.uploads.objects == {} and conv.rt.converted.objects == {}  # type: ignore[attr-defined]
+    assert MemoryParts(conv.rt).uploads.objects == {} and MemoryParts(conv.rt).converted.objects == {}
 
 
 def test_unknown_format_is_named(conv: JobService) -> None:
     with pytest.raises(InvalidRequest) as info:
         create(conv, ["720p", "avi", "mkv"])
     assert str(info.value) == f"Unknown format 'avi', 'mkv'. Choose from: {ALL}."
-    assert conv.rt.uploads.objects == {}  # type: ignore[attr-defined]
-    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
+    assert MemoryParts(conv.rt).uploads.objects == {}
+    assert MemoryParts(conv.rt).queue.pending() == []
 
 
 def test_formats_are_deduplicated_and_stripped() -> None:
@@ -71,7 +73,7 @@ def test_formats_are_deduplicated_and_stripped() -> None:
 
 def test_one_message_per_format(conv: JobService) -> None:
     view = create(conv, ["mp3", "720p", "mp3", "gif"])
-    assert conv.rt.queue.pending() == [  # type: ignore[attr-defined]
+    assert MemoryParts(conv.rt).queue.pending() == [
         {"job_id": view["job_id"], "format": "mp3"},
         {"job_id": view["job_id"], "format": "720p"},
         {"job_id": view["job_id"], "format": "gif"},
@@ -82,8 +84,8 @@ def test_one_message_per_format(conv: JobService) -> None:
 def test_empty_file_is_refused_and_nothing_stored(conv: JobService) -> None:
     with pytest.raises(InvalidRequest, match=r"^The uploaded file is empty\.$"):
         create(conv, ["720p"], data=b"")
-    assert conv.rt.uploads.objects == {} and conv.rt.converted.objects == {}  # type: ignore[attr-defined]
-    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
+    assert MemoryParts(conv.rt).uploads.objects == {} and MemoryParts(conv.rt).converted.objects == {}
+    assert MemoryParts(conv.rt).queue.pending() == []
 
 
 @pytest.mark.parametrize("name", [None, "", "   "])
@@ -101,12 +103,12 @@ def test_too_large_upload_is_stopped_early_and_deleted(settings: Settings, tmp_p
     conv = service(settings, tmp_path, max_upload_bytes=1000)
     stream = CountingStream(50 * 1024 * 1024)
     with pytest.raises(InvalidRequest) as info:
-        conv.upload_and_create(stream, "big.mp4", ["720p"])  # type: ignore[arg-type]
+        conv.upload_and_create(stream, "big.mp4", ["720p"])
     assert str(info.value) == "The file is larger than the 1000 bytes limit."
     assert stream.sent < stream.total  # not read to the end
     assert stream.reads <= 2
-    assert conv.rt.uploads.objects == {} and conv.rt.converted.objects == {}  # type: ignore[attr-defined]
-    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
+    assert MemoryParts(conv.rt).uploads.objects == {} and MemoryParts(conv.rt).converted.objects == {}
+    assert MemoryParts(conv.rt).queue.pending() == []
 
 
 def test_upload_limit_boundaries(settings: Settings, tmp_path: Path) -> None:
@@ -119,7 +121,7 @@ def test_upload_limit_boundaries(settings: Settings, tmp_path: Path) -> None:
 def test_limit_message_is_human(settings: Settings, tmp_path: Path) -> None:
     conv = service(settings, tmp_path, max_upload_bytes=3 * 1024**2)
     with pytest.raises(InvalidRequest, match=r"larger than the 3\.0 MiB limit"):
-        conv.store_upload(new_job_id(), CountingStream(4 * 1024**2))  # type: ignore[arg-type]
+        conv.store_upload(new_job_id(), CountingStream(4 * 1024**2))
 
 
 def test_job_view_shape(conv: JobService) -> None:
@@ -246,7 +248,7 @@ def test_create_job_from_upload_twice_is_refused(conv: JobService) -> None:
     assert conv.create_job(upload_id, "a.mp4", ["720p"]).job_id == upload_id
     with pytest.raises(InvalidRequest, match="already exists"):
         conv.create_job(upload_id, "a.mp4", ["mp3"])
-    assert len(conv.rt.queue.pending()) == 1  # type: ignore[attr-defined]
+    assert len(MemoryParts(conv.rt).queue.pending()) == 1
     assert view_of(conv, upload_id)["outputs"][0]["format"] == "720p"
 
 
@@ -262,7 +264,7 @@ def test_create_job_bad_upload_id(conv: JobService, upload_id: str, message: str
     with pytest.raises(InvalidRequest) as info:
         conv.create_job(upload_id, "a.mp4", ["720p"])
     assert str(info.value) == message
-    assert conv.rt.queue.pending() == []  # type: ignore[attr-defined]
+    assert MemoryParts(conv.rt).queue.pending() == []
 
 
 def test_create_job_from_empty_upload(conv: JobService) -> None:
@@ -294,7 +296,7 @@ def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settin
     conv = service(settings, tmp_path, queue=BrokenQueue())
     with pytest.raises(QueueUnavailable, match="try again"):
         create(conv, ["720p", "480p", "mp3"])
-    (job_id,) = {key.split("/")[0] for key in conv.rt.converted.objects}  # type: ignore[attr-defined]
+    (job_id,) = {key.split("/")[0] for key in MemoryParts(conv.rt).converted.objects}
     view = view_of(conv, job_id)
     assert [o["status"] for o in view["outputs"]] == ["queued", "failed", "failed"]
     assert view["outputs"][1]["error"] == "It could not be queued."

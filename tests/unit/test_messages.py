@@ -66,8 +66,8 @@ class Env:
         job_id: str,
         format_id: str,
         attempt: int = 1,
-        ffmpeg: FFmpeg = None,
-        **kwargs: Any,  # type: ignore[assignment]
+        ffmpeg: FFmpeg | None = None,
+        **kwargs: Any,
     ) -> Outcome:
         """Deliver a (job, format) message with this receive count to process_message."""
         self.rt.ffmpeg = ffmpeg or REAL
@@ -128,7 +128,7 @@ ACK = Action.ACK
 
 
 @pytest.mark.parametrize("format_id", EXPECTED)
-def test_real_conversion(env: Env, clip: Path, format_id: str, probe, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_real_conversion(env: Env, clip: Path, format_id: str, probe, tmp_path: Path) -> None:
     job_id = env.job(clip, [format_id])
     assert env.convert(job_id, format_id) == Outcome.ack("completed")
     record = env.record(job_id, format_id)
@@ -157,7 +157,7 @@ def test_real_conversion(env: Env, clip: Path, format_id: str, probe, tmp_path: 
         assert data.index(b"moov") < data.index(b"mdat")
 
 
-def test_odd_sized_source_gives_even_mp4(env: Env, make_clip, probe, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_odd_sized_source_gives_even_mp4(env: Env, make_clip, probe, tmp_path: Path) -> None:
     odd = make_clip("odd.mkv", seconds=0.5, size="161x121", audio=False, extra=("-c:v", "ffv1", "-pix_fmt", "yuv444p"))
     job_id = env.job(odd, ["360p"], filename="odd.mkv")
     env.convert(job_id, "360p")
@@ -177,7 +177,7 @@ def progress_ffmpeg(fake_binary: Callable[[str], str], source: Path) -> FFmpeg:
     return FFmpeg(ffmpeg=script, ffprobe=ffprobe_path())
 
 
-def test_progress_records_are_written(env: Env, make_clip, fake_binary, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_progress_records_are_written(env: Env, make_clip, fake_binary, monkeypatch) -> None:
     monkeypatch.setattr(conversion, "PROGRESS_INTERVAL", 0)
     source = make_clip(seconds=4, size="64x64")
     job_id = env.job(source, ["720p"])
@@ -203,14 +203,9 @@ class Clock:
 
 def test_progress_writes_are_throttled_to_one_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(conversion.time, "monotonic", clock)
+    monkeypatch.setattr("video_converter.conversion.time.monotonic", clock)
     written: list[float] = []
-
-    class Task:
-        def progressed(self, percent: float) -> None:
-            written.append(percent)
-
-    on_progress = conversion.progress_writer(Task(), interval=1.0)  # type: ignore[arg-type]
+    on_progress = conversion.progress_writer(written.append, interval=1.0)
     for percent in (1.0, 2.0, 3.0, 4.0):  # a burst: only the first is written
         on_progress(percent)
     assert written == [1.0]
@@ -224,7 +219,7 @@ def test_progress_writes_are_throttled_to_one_per_interval(monkeypatch: pytest.M
     assert written == [1.0, 6.0, 100.0]  # the end is always written
 
 
-def test_a_real_conversion_writes_few_progress_records(env: Env, make_clip, fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_a_real_conversion_writes_few_progress_records(env: Env, make_clip, fake_binary) -> None:
     source = make_clip(seconds=4, size="64x64")
     job_id = env.job(source, ["720p"])
     env.convert(job_id, "720p", ffmpeg=progress_ffmpeg(fake_binary, source))
@@ -280,7 +275,7 @@ def test_garbage_source_fails_at_once(env: Env, failing: FFmpeg, tmp_path: Path)
     assert not was_called(tmp_path)
 
 
-def test_mp3_from_silent_video_fails_with_a_sentence(env: Env, make_clip, failing: FFmpeg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_mp3_from_silent_video_fails_with_a_sentence(env: Env, make_clip, failing: FFmpeg, tmp_path: Path) -> None:
     silent = make_clip(seconds=0.5, size="64x64", audio=False)
     job_id = env.job(silent, ["mp3"])
     assert env.convert(job_id, "mp3", 1, ffmpeg=failing).action is ACK
@@ -291,7 +286,7 @@ def test_mp3_from_silent_video_fails_with_a_sentence(env: Env, make_clip, failin
     assert not was_called(tmp_path)
 
 
-def test_video_from_audio_only_fails(env: Env, make_clip, failing: FFmpeg) -> None:  # type: ignore[no-untyped-def]
+def test_video_from_audio_only_fails(env: Env, make_clip, failing: FFmpeg) -> None:
     mp3 = make_clip("a.mp3", seconds=0.5, video=False)
     job_id = env.job(mp3, ["720p"], filename="a.mp3")
     assert env.convert(job_id, "720p", 1, ffmpeg=failing).action is ACK
@@ -362,7 +357,7 @@ def test_malformed_messages_are_acked_without_touching_anything(env: Env, body: 
     assert env.converted.objects == {}
 
 
-def test_cancel_puts_the_output_back(env: Env, clip: Path, fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_puts_the_output_back(env: Env, clip: Path, fake_binary) -> None:
     slow = FFmpeg(ffmpeg=fake_binary("exec sleep 30"), ffprobe=ffprobe_path())
     job_id = env.job(clip, ["360p"])
     cancel = threading.Event()
@@ -376,13 +371,15 @@ def test_cancel_puts_the_output_back(env: Env, clip: Path, fake_binary) -> None:
     assert env.scratch_is_empty()
 
 
-def test_records_that_cannot_be_written_mean_retry_not_a_crash(env: Env, clip: Path) -> None:
+def test_records_that_cannot_be_written_mean_retry_not_a_crash(
+    env: Env, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     job_id = env.job(clip, ["360p"])
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("S3 is unreachable")
 
-    env.converted.put_bytes = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(env.converted, "put_bytes", broken)
     outcome = env.convert(job_id, "360p", 2)
     assert (outcome.action, outcome.delay) == (Action.RETRY, retry_delay(2))
     assert "S3 is unreachable" in outcome.reason
@@ -549,7 +546,7 @@ def test_worker_survives_a_crash_and_backs_off(qenv: Env, clip: Path) -> None:
     assert queue.acked == []
 
 
-def test_worker_stopping_mid_conversion_hands_the_message_back(qenv: Env, clip: Path, fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_worker_stopping_mid_conversion_hands_the_message_back(qenv: Env, clip: Path, fake_binary) -> None:
     queue = recorded(qenv)
     job_id = qenv.job(clip, ["360p"])
     qenv.rt.ffmpeg = FFmpeg(fake_binary("exec sleep 30"), ffprobe_path())

@@ -93,7 +93,9 @@ def _with_video(**changes: object) -> str:
         (None, {"rotate": "garbage"}, (320, 240)),
     ],
 )
-def test_rotation_variants(side_data: list | None, tags: dict | None, expected: tuple[int, int]) -> None:
+def test_rotation_variants(
+    side_data: list[dict[str, object]] | None, tags: dict[str, str] | None, expected: tuple[int, int]
+) -> None:
     info = parse_probe(_with_video(side_data_list=side_data, tags=tags))
     assert (info.width, info.height) == expected
 

@@ -13,7 +13,7 @@ from video_converter.queues import MemoryQueue, Message, Queue, SqliteQueue
 
 
 @pytest.fixture(params=["sqlite", "memory"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path):
     def factory(visibility_timeout: int = 60, max_receives: int = 4) -> Queue:
         if request.param == "sqlite":
             return SqliteQueue(tmp_path / "q.sqlite3", visibility_timeout=visibility_timeout, max_receives=max_receives)
@@ -36,7 +36,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
-def test_fifo(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_fifo(make_queue) -> None:
     q = make_queue()
     for i in range(5):
         q.send({"n": str(i)})
@@ -44,7 +44,7 @@ def test_fifo(make_queue) -> None:  # type: ignore[no-untyped-def]
     assert q.receive() is None
 
 
-def test_body_round_trip_and_first_delivery(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_body_round_trip_and_first_delivery(make_queue) -> None:
     q = make_queue()
     q.send({"job_id": "abc", "format": "720p"})
     m = must_receive(q)
@@ -53,7 +53,7 @@ def test_body_round_trip_and_first_delivery(make_queue) -> None:  # type: ignore
     assert m.handle
 
 
-def test_receive_hides_until_visibility_timeout(make_queue, clock) -> None:  # type: ignore[no-untyped-def]
+def test_receive_hides_until_visibility_timeout(make_queue, clock) -> None:
     q = make_queue(visibility_timeout=30)
     q.send({"n": "1"})
     first = must_receive(q)
@@ -67,7 +67,7 @@ def test_receive_hides_until_visibility_timeout(make_queue, clock) -> None:  # t
     assert again.handle != first.handle
 
 
-def test_ack_deletes(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_ack_deletes(make_queue) -> None:
     q = make_queue()
     q.send({"n": "1"})
     m = must_receive(q)
@@ -76,7 +76,7 @@ def test_ack_deletes(make_queue) -> None:  # type: ignore[no-untyped-def]
     assert q.receive() is None
 
 
-def test_stale_receipt_does_not_ack_redelivery(make_queue, clock) -> None:  # type: ignore[no-untyped-def]
+def test_stale_receipt_does_not_ack_redelivery(make_queue, clock) -> None:
     q = make_queue(visibility_timeout=10)
     q.send({"n": "1"})
     old = must_receive(q)
@@ -93,7 +93,7 @@ def test_stale_receipt_does_not_ack_redelivery(make_queue, clock) -> None:  # ty
     assert q.receive() is None
 
 
-def test_set_visibility_zero_makes_it_visible_now(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_set_visibility_zero_makes_it_visible_now(make_queue) -> None:
     q = make_queue(visibility_timeout=60)
     q.send({"n": "1"})
     m = must_receive(q)
@@ -103,7 +103,7 @@ def test_set_visibility_zero_makes_it_visible_now(make_queue) -> None:  # type: 
     assert again.receive_count == 2
 
 
-def test_set_visibility_extends(make_queue, clock) -> None:  # type: ignore[no-untyped-def]
+def test_set_visibility_extends(make_queue, clock) -> None:
     q = make_queue(visibility_timeout=10)
     q.send({"n": "1"})
     m = must_receive(q)
@@ -115,7 +115,7 @@ def test_set_visibility_extends(make_queue, clock) -> None:  # type: ignore[no-u
     assert must_receive(q).receive_count == 2
 
 
-def test_dead_letter_after_max_receives(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_dead_letter_after_max_receives(make_queue) -> None:
     q = make_queue(max_receives=3)
     q.send({"n": "poison"})
     counts = []
@@ -137,7 +137,7 @@ def test_dead_letter_after_max_receives(make_queue) -> None:  # type: ignore[no-
         assert q.pending() == []
 
 
-def test_wait_wakes_up_when_a_message_arrives(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_wait_wakes_up_when_a_message_arrives(make_queue) -> None:
     q = make_queue()
     if isinstance(q, SqliteQueue):
         q.poll_interval = 30.0  # only the notification can wake it in time
@@ -153,14 +153,14 @@ def test_wait_wakes_up_when_a_message_arrives(make_queue) -> None:  # type: igno
     assert elapsed < 2.0
 
 
-def test_wait_times_out(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_wait_times_out(make_queue) -> None:
     q = make_queue()
     started = time.monotonic()
     assert q.receive(wait_seconds=0.3) is None
     assert 0.25 <= time.monotonic() - started < 2.0
 
 
-def test_concurrent_receivers_never_share_a_message(make_queue) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_receivers_never_share_a_message(make_queue) -> None:
     q = make_queue(visibility_timeout=600)
     for i in range(200):
         q.send({"n": str(i)})

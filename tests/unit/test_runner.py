@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ def real() -> FFmpeg:
     return FFmpeg(ffmpeg=ffmpeg_path(), ffprobe=ffprobe_path())
 
 
-def test_probe_real_clip(make_clip) -> None:  # type: ignore[no-untyped-def]
+def test_probe_real_clip(make_clip) -> None:
     info = real().probe(make_clip(seconds=1, size="160x120"))
     assert (info.width, info.height) == (160, 120)
     assert info.video_codec == "h264" and info.audio_codec == "aac"
@@ -46,13 +47,13 @@ def test_probe_missing_file_is_invalid_media(tmp_path: Path) -> None:
         real().probe(tmp_path / "nope.mp4")
 
 
-def test_probe_file_without_streams_is_invalid_media(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_probe_file_without_streams_is_invalid_media(fake_binary) -> None:
     ffprobe = fake_binary('echo \'{"streams": [], "format": {"format_name": "mp4"}}\'')
     with pytest.raises(InvalidMedia, match="no video or audio stream"):
         FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe).probe(Path("whatever"))
 
 
-def test_probe_timeout_is_invalid_media(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_probe_timeout_is_invalid_media(fake_binary) -> None:
     ffprobe = fake_binary("exec sleep 30")
     started = time.monotonic()
     with pytest.raises(InvalidMedia, match="longer than"):
@@ -64,7 +65,7 @@ def test_probe_timeout_is_invalid_media(fake_binary) -> None:  # type: ignore[no
 
 
 @pytest.fixture
-def segment(tmp_path: Path, make_clip) -> Path:  # type: ignore[no-untyped-def]
+def segment(tmp_path: Path, make_clip) -> Path:
     return make_clip("seg.ts", seconds=1, size="64x64", audio=False, extra=("-f", "mpegts"))
 
 
@@ -84,7 +85,7 @@ def ffconcat(tmp_path: Path, segment: Path) -> Path:
 
 
 @pytest.mark.parametrize("make_input", [hls_playlist, ffconcat], ids=["hls", "ffconcat"])
-def test_playlists_that_reference_other_files_are_refused(tmp_path: Path, segment: Path, make_input) -> None:  # type: ignore[no-untyped-def]
+def test_playlists_that_reference_other_files_are_refused(tmp_path: Path, segment: Path, make_input) -> None:
     crafted = make_input(tmp_path, segment)
     ffmpeg = real()
     with pytest.raises(InvalidMedia) as info:
@@ -100,12 +101,13 @@ def test_playlists_that_reference_other_files_are_refused(tmp_path: Path, segmen
         ffmpeg.probe(renamed)
 
 
-def test_whitelist_still_admits_ordinary_containers(tmp_path: Path, make_clip) -> None:  # type: ignore[no-untyped-def]
-    for name, kwargs in [
+def test_whitelist_still_admits_ordinary_containers(tmp_path: Path, make_clip) -> None:
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("a.mkv", {}),
         ("b.webm", {"extra": ("-c:v", "libvpx-vp9", "-c:a", "libopus")}),
         ("c.mp3", {"video": False}),
-    ]:
+    ]
+    for name, kwargs in cases:
         clip = make_clip(name, seconds=0.5, size="64x64", **kwargs)
         assert real().probe(clip).duration
 
@@ -113,7 +115,7 @@ def test_whitelist_still_admits_ordinary_containers(tmp_path: Path, make_clip) -
 # --- convert --------------------------------------------------------------------------------------
 
 
-def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:  # type: ignore[no-untyped-def]
+def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:
     clip = make_clip(seconds=1, size="160x120")
     out = tmp_path / "out.mp3"
     seen: list[float] = []
@@ -122,7 +124,7 @@ def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:  # type:
     assert seen and seen[-1] == 100.0
 
 
-def test_convert_failure_carries_exit_code_and_stderr_tail(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_convert_failure_carries_exit_code_and_stderr_tail(fake_binary) -> None:
     ffmpeg = fake_binary('echo "noise" >&2; echo "Unknown encoder \'x265-nope\'" >&2; exit 3')
     with pytest.raises(FFmpegError) as info:
         FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=10)
@@ -132,7 +134,7 @@ def test_convert_failure_carries_exit_code_and_stderr_tail(fake_binary) -> None:
     assert str(info.value) == "FFmpeg failed (exit code 3): noise | Unknown encoder 'x265-nope'"
 
 
-def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -> None:
     argv_file = tmp_path / "argv"
     ffmpeg = fake_binary(f'for a in "$@"; do echo "$a"; done > {argv_file}')
     FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
@@ -150,7 +152,7 @@ def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -
     assert "-nostdin" in argv and argv[argv.index("-progress") + 1] == "pipe:1"
 
 
-def test_convert_timeout_kills_and_raises(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_convert_timeout_kills_and_raises(fake_binary) -> None:
     ffmpeg = fake_binary('echo "started" >&2; exec sleep 30')
     started = time.monotonic()
     with pytest.raises(ConversionTimeout) as info:
@@ -160,7 +162,7 @@ def test_convert_timeout_kills_and_raises(fake_binary) -> None:  # type: ignore[
     assert info.value.stderr_tail == "started"
 
 
-def test_convert_cancel_stops_quickly(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_convert_cancel_stops_quickly(fake_binary) -> None:
     ffmpeg = fake_binary("exec sleep 30")
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
@@ -170,7 +172,7 @@ def test_convert_cancel_stops_quickly(fake_binary) -> None:  # type: ignore[no-u
     assert time.monotonic() - started < 3
 
 
-def test_convert_already_cancelled(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_convert_already_cancelled(fake_binary) -> None:
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(ConversionCancelled):
@@ -179,7 +181,7 @@ def test_convert_already_cancelled(fake_binary) -> None:  # type: ignore[no-unty
         )
 
 
-def test_convert_feeds_progress_lines(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_convert_feeds_progress_lines(fake_binary) -> None:
     ffmpeg = fake_binary(f"cat {DATA / 'progress.txt'}")
     seen: list[float] = []
     FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
@@ -190,7 +192,7 @@ def test_convert_feeds_progress_lines(fake_binary) -> None:  # type: ignore[no-u
     assert seen == sorted(seen)
 
 
-def test_convert_timeout_also_stops_a_wrapper_scripts_children(fake_binary) -> None:  # type: ignore[no-untyped-def]
+def test_convert_timeout_also_stops_a_wrapper_scripts_children(fake_binary) -> None:
     wrapper = fake_binary("sleep 2.5")  # no exec: the real work happens in a child of the script
     started = time.monotonic()
     with pytest.raises(ConversionTimeout):
@@ -198,7 +200,7 @@ def test_convert_timeout_also_stops_a_wrapper_scripts_children(fake_binary) -> N
     assert time.monotonic() - started < 1.5
 
 
-def test_errors_name_files_by_role_never_by_server_path(fake_binary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_errors_name_files_by_role_never_by_server_path(fake_binary, tmp_path: Path) -> None:
     source, output = tmp_path / "uploads" / "job" / "source", tmp_path / "scratch" / "clip_720p.mp4"
     ffmpeg = fake_binary(f'echo "{source}: Invalid data" >&2; echo "could not write {output}" >&2; exit 1')
     with pytest.raises(FFmpegError) as info:

@@ -6,14 +6,17 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..model import SourceInfo
 
 
 def _float(value: object) -> float | None:
+    if not isinstance(value, int | float | str):
+        return None
     try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value)
+    except ValueError:
         return None
     return number if number == number and number not in (float("inf"), float("-inf")) else None
 
@@ -26,7 +29,7 @@ def _rate(value: object) -> float | None:
     return round(n / d, 3) if n is not None and d else None
 
 
-def _rotation(stream: dict) -> int:
+def _rotation(stream: dict[str, Any]) -> int:
     for side in stream.get("side_data_list") or []:
         if "rotation" in side:
             return int(_float(side["rotation"]) or 0)
@@ -67,7 +70,7 @@ def parse_probe(text: str) -> SourceInfo:
         audio_codec=audio.get("codec_name") if audio else None,
         frame_rate=_rate(video.get("avg_frame_rate")) if video else None,
         format_name=fmt.get("format_name"),
-        interlaced=bool(video) and video.get("field_order") in ("tt", "bb", "tb", "bt"),
+        interlaced=video is not None and video.get("field_order") in ("tt", "bb", "tb", "bt"),
     )
 
 

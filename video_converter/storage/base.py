@@ -6,11 +6,17 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 CHUNK = 1024 * 1024
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+class Readable(Protocol):
+    """What ``put_stream`` needs of a stream: ``read`` in chunks (an upload, a size-limited wrapper)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class ObjectNotFound(KeyError):
@@ -25,7 +31,7 @@ def validate_key(key: str) -> str:
 
 
 class Storage(Protocol):
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
+    def put_stream(self, key: str, stream: Readable, content_type: str | None = None) -> int:
         """Store a stream chunk by chunk; return the number of bytes written."""
 
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> None: ...
@@ -51,6 +57,6 @@ class Storage(Protocol):
         """Where a browser POSTs a multipart form (``fields`` first, then ``file``) to store ``key``."""
 
 
-def iter_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk

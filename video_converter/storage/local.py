@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..signing import Signer
-from .base import ObjectNotFound, iter_chunks, validate_key
+from .base import ObjectNotFound, Readable, iter_chunks, validate_key
 
 
 class LocalStorage:
@@ -41,7 +41,7 @@ class LocalStorage:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
+    def put_stream(self, key: str, stream: Readable, content_type: str | None = None) -> int:
         written = 0
         with self._atomic(key) as fh:
             for chunk in iter_chunks(stream):
@@ -98,4 +98,4 @@ class LocalStorage:
             path = f"{self._url_prefix}/{validate_key(key)}"
         except ValueError:
             return False
-        return self._signer.verify(path, expires, signature, **params)
+        return self._signer.verify(path, expires, signature, None, **params)  # None: the real clock

@@ -6,10 +6,9 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import quote
 
-from .base import ObjectNotFound, iter_chunks, validate_key
+from .base import ObjectNotFound, Readable, iter_chunks, validate_key
 
 
 class MemoryStorage:
@@ -23,7 +22,7 @@ class MemoryStorage:
             self.objects[validate_key(key)] = bytes(data)
             self.content_types[key] = content_type
 
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
+    def put_stream(self, key: str, stream: Readable, content_type: str | None = None) -> int:
         data = b"".join(iter_chunks(stream))
         self.put_bytes(key, data, content_type)
         return len(data)

@@ -11,10 +11,10 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote
 
-from .base import ObjectNotFound, validate_key
+from .base import ObjectNotFound, Readable, validate_key
 
 # Parts of 8 MiB, at most 4 in flight: a non-seekable stream (an HTTP upload) is buffered one part per
 # thread, so one put_stream holds about 32 MiB at most, whatever the file size (4 GiB = 512 parts).
@@ -57,7 +57,7 @@ def content_disposition(filename: str) -> str:
 class _CountingReader:
     """Counts the bytes read through it. It has no ``seek``, so s3transfer reads it once, in order."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
         self.count = 0
 
@@ -95,10 +95,10 @@ class S3Storage:
     def _extra(content_type: str | None) -> dict[str, str] | None:
         return {"ContentType": content_type} if content_type else None
 
-    def put_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
+    def put_stream(self, key: str, stream: Readable, content_type: str | None = None) -> int:
         reader = _CountingReader(stream)
         self.client.upload_fileobj(
-            reader,  # type: ignore[arg-type]
+            reader,
             self.bucket,
             validate_key(key),
             ExtraArgs=self._extra(content_type),
@@ -129,7 +129,8 @@ class S3Storage:
                 raise ObjectNotFound(key) from None
             raise
         with contextlib.closing(response["Body"]) as body:
-            return body.read()
+            data: bytes = body.read()
+        return data
 
     @contextlib.contextmanager
     def local_path(self, key: str, workdir: Path) -> Iterator[Path]:
@@ -159,7 +160,7 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
-        return self.client.generate_presigned_url(
+        url: str = self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -169,6 +170,7 @@ class S3Storage:
             },
             ExpiresIn=expires_in,
         )
+        return url
 
     def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
         # boto3 adds the {"bucket": ...} and exact {"key": ...} conditions itself (the key has no ${filename}).
