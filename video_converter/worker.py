@@ -30,6 +30,9 @@ class Worker:
                 continue
             if message is None:
                 continue
+            if self.stop.is_set():  # received while stopping: give it back untouched, not as an attempt
+                self._release(message)
+                continue
             try:
                 self.handle(message)
             except Exception:  # an ack or visibility call failed: the message comes back by itself
@@ -47,9 +50,17 @@ class Worker:
             beat.join(timeout=5)
         if outcome.action is Action.ACK:
             self.rt.queue.ack(message)
-        else:  # RETRY after its delay; RELEASE at once, for the next start
+        elif outcome.action is Action.RETRY:
             self.rt.queue.set_visibility(message, outcome.delay)
+        else:  # RELEASE: back at once for the next start, and this delivery does not count as an attempt
+            self.rt.queue.release(message)
         return outcome
+
+    def _release(self, message: Message) -> None:
+        try:
+            self.rt.queue.release(message)
+        except Exception:
+            log.exception("could not hand message %s back; it returns after its visibility timeout", message.id)
 
     def _keep_hidden(self, message: Message, done: threading.Event) -> None:
         """Extend the message's visibility while the conversion runs, so no one else picks it up."""

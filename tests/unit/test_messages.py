@@ -20,10 +20,10 @@ from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
 from video_converter.jobs import JobService
 from video_converter.messages import Action, Outcome, Task, process_message, retry_delay, time_left
 from video_converter.model import OutputRecord, OutputStatus
-from video_converter.queues import MemoryQueue, Message
+from video_converter.queues import MemoryQueue, Message, Queue, SqliteQueue
 from video_converter.runtime import Runtime
 from video_converter.storage import MemoryStorage
-from video_converter.worker import Worker
+from video_converter.worker import Worker, start_workers, stop_workers
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,7 +44,7 @@ class RecordingStorage(MemoryStorage):
 class Env:
     """A memory runtime (with a converted store that records status writes) and the job service over it."""
 
-    def __init__(self, settings: Settings, scratch: Path, queue: MemoryQueue | None = None) -> None:
+    def __init__(self, settings: Settings, scratch: Path, queue: Queue | None = None) -> None:
         self.settings = settings
         self.rt: Runtime = memory_runtime(settings, scratch, queue=queue, ffmpeg=REAL)
         self.converted = RecordingStorage()
@@ -461,6 +461,7 @@ class RecordingQueue(MemoryQueue):
         super().__init__(visibility_timeout=60)
         self.acked: list[Message] = []
         self.visibility: list[tuple[Message, int]] = []
+        self.released: list[Message] = []
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         return super().receive(min(wait_seconds, 0.1))  # so the worker notices `stop` quickly
@@ -472,6 +473,10 @@ class RecordingQueue(MemoryQueue):
     def set_visibility(self, message: Message, seconds: int) -> None:
         self.visibility.append((message, seconds))
         super().set_visibility(message, seconds)
+
+    def release(self, message: Message) -> None:
+        self.released.append(message)
+        super().release(message)
 
 
 @pytest.fixture
@@ -546,6 +551,30 @@ def test_worker_survives_a_crash_and_backs_off(qenv: Env, clip: Path) -> None:
     assert queue.acked == []
 
 
+def test_stopping_several_workers_again_and_again_spends_no_attempt(
+    settings: Settings, tmp_path: Path, clip: Path, fake_binary
+) -> None:
+    """A graceful stop with WORKERS >= 2 used to let one stopping worker take the message another had
+    just handed back, counting a delivery each time: restarts then failed healthy outputs."""
+    queue = SqliteQueue(tmp_path / "q.sqlite3", visibility_timeout=60, max_receives=settings.max_attempts + 1)
+    env = Env(settings.model_copy(update={"workers": 3}), tmp_path / "scratch", queue=queue)
+    job_id = env.job(clip, ["360p", "mp3"])
+    env.rt.ffmpeg = FFmpeg(fake_binary("exec sleep 30"), ffprobe_path())
+    for _ in range(settings.max_attempts + 2):  # more restarts than there are attempts
+        stop = threading.Event()
+        threads = start_workers(env.rt, stop)
+        deadline = time.monotonic() + 30
+        while not all(env.record(job_id, f).status is OutputStatus.PROCESSING for f in ("360p", "mp3")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        stop_workers(threads, stop)
+    for format_id in ("360p", "mp3"):
+        record = env.record(job_id, format_id)
+        assert record.status is OutputStatus.QUEUED and record.error is None, record
+    assert sorted(m.receive_count for m in (queue.receive(), queue.receive()) if m) == [1, 1]
+    env.rt.close()
+
+
 def test_worker_stopping_mid_conversion_hands_the_message_back(qenv: Env, clip: Path, fake_binary) -> None:
     queue = recorded(qenv)
     job_id = qenv.job(clip, ["360p"])
@@ -555,8 +584,8 @@ def test_worker_stopping_mid_conversion_hands_the_message_back(qenv: Env, clip: 
     assert message is not None
     threading.Timer(0.3, stop.set).start()
     assert Worker(qenv.rt, stop).handle(message) == Outcome.release()
-    assert [(m.id, s) for m, s in queue.visibility] == [(message.id, 0)]
+    assert queue.visibility == [] and queue.released == [message]
     assert queue.acked == []
     assert qenv.record(job_id, "360p").status is OutputStatus.QUEUED
     again = queue.receive()
-    assert again is not None and again.receive_count == 2
+    assert again is not None and again.receive_count == 1  # the interrupted delivery was not counted

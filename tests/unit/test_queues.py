@@ -103,6 +103,17 @@ def test_set_visibility_zero_makes_it_visible_now(make_queue) -> None:
     assert again.receive_count == 2
 
 
+def test_release_hands_back_without_counting_the_delivery(make_queue) -> None:
+    q = make_queue(max_receives=2)
+    q.send({"n": "1"})
+    for _ in range(5):  # stopping workers hand it back again and again: never dead-lettered
+        message = must_receive(q)
+        assert message.receive_count == 1
+        q.release(message)
+    q.release(message)  # a stale handle changes nothing
+    assert must_receive(q).receive_count == 1
+
+
 def test_set_visibility_extends(make_queue, clock) -> None:
     q = make_queue(visibility_timeout=10)
     q.send({"n": "1"})

@@ -64,5 +64,12 @@ class MemoryQueue:
             if entry is not None and entry.receipt == message.handle and not entry.dead:
                 entry.visible_at = time.time() + seconds
 
+    def release(self, message: Message) -> None:
+        with self._lock:
+            entry = self.entries.get(message.id)
+            if entry is not None and entry.receipt == message.handle and not entry.dead:
+                entry.visible_at, entry.receipt = time.time(), None
+                entry.receive_count = max(entry.receive_count - 1, 0)
+
     def pending(self) -> list[dict[str, str]]:
         return [e.body for e in self.entries.values() if not e.dead]

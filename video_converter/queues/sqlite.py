@@ -120,6 +120,16 @@ class SqliteQueue:
             with self._sent:
                 self._sent.notify_all()
 
+    def release(self, message: Message) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE messages SET visible_at = ?, receive_count = MAX(receive_count - 1, 0), receipt = NULL "
+                "WHERE id = ? AND receipt = ? AND state = 'ready'",
+                (time.time(), int(message.id), message.handle),
+            )
+        with self._sent:
+            self._sent.notify_all()
+
     def counts(self) -> dict[str, int]:
         """Ready, in flight and dead-lettered messages (for the health page and tests)."""
         now = time.time()
