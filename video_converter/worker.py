@@ -16,8 +16,9 @@ from pathlib import Path
 
 from . import keys
 from .config import Settings
-from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpeg, FFmpegError, InvalidMedia
+from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpeg, FFmpegError, InvalidMedia, LimitExceeded
 from .jobs import Converter, JobNotFound, JobStore
+from .limits import Limits, MediaRejected, check_media
 from .model import OutputRecord, OutputStatus, SourceInfo
 from .presets import PRESETS, UnsuitableSource
 from .queues import Message, Queue
@@ -74,7 +75,7 @@ def convert_output(
     Raises RetryLater when the attempt failed for a reason that may pass and attempts are left, and
     ConversionCancelled when ``cancel`` was set (the worker is stopping; the output goes back to queued).
     """
-    ffmpeg = ffmpeg or FFmpeg()
+    ffmpeg = ffmpeg or FFmpeg.from_settings(settings)
     jobs = JobStore(stores.converted)
     try:
         job = jobs.job(job_id)
@@ -99,8 +100,11 @@ def convert_output(
     tmp = Path(tempfile.mkdtemp(prefix=f"convert-{format_id}-", dir=workdir))
     try:
         with stores.uploads.local_path(job.source_key, tmp) as source_path:
-            source = ffmpeg.probe(source_path)
+            facts = ffmpeg.inspect(source_path)
+            source = facts.info
             record.source = source
+            limits = Limits.from_settings(settings)
+            check_media(facts, limits)
             preset.check_source(source)
             jobs.save_output(job_id, record)
             out_name = keys.output_filename(job.stem, format_id, preset.extension)
@@ -110,9 +114,11 @@ def convert_output(
                 duration = min(duration, preset.max_seconds)
             ffmpeg.convert(
                 source_path,
-                [*preset.output_args(source), str(out_path)],
+                out_path,
+                preset.output_args(source),
                 input_args=preset.input_args(source),
                 duration=duration,
+                max_seconds=limits.input_seconds(facts, preset.max_seconds),
                 timeout=_time_left(settings, deadline),
                 on_progress=_progress_writer(jobs, job_id, record),
                 cancel=cancel,
@@ -130,7 +136,7 @@ def convert_output(
         record.status, record.progress = OutputStatus.QUEUED, 0.0
         jobs.save_output(job_id, record)
         raise
-    except (UnsuitableSource, InvalidMedia, ConversionTimeout) as exc:
+    except (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout) as exc:
         # The same input would fail the same way again: no retry (a timeout needs a longer limit,
         # e.g. the container worker, not another attempt with the same one).
         return _fail(jobs, job_id, record, str(exc))
@@ -194,7 +200,7 @@ class Worker:
         poll_wait: float = 1.0,
     ) -> None:
         self.queue, self.stores, self.settings, self.stop = queue, stores, settings, stop
-        self.ffmpeg = ffmpeg or FFmpeg()
+        self.ffmpeg = ffmpeg or FFmpeg.from_settings(settings)
         self.workdir = workdir
         self.heartbeat = heartbeat or settings.visibility_timeout
         self.poll_wait = poll_wait

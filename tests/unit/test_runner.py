@@ -92,7 +92,7 @@ def test_playlists_that_reference_other_files_are_refused(tmp_path: Path, segmen
     assert "not on whitelist" in info.value.stderr_tail  # refused by the whitelist, not by accident
     out = tmp_path / "out.mp4"
     with pytest.raises(FFmpegError) as failed:
-        ffmpeg.convert(crafted, ["-c:v", "libx264", "-f", "mp4", str(out)], timeout=30)
+        ffmpeg.convert(crafted, out, ["-c:v", "libx264", "-f", "mp4"], timeout=30)
     assert "not on whitelist" in failed.value.stderr_tail
     assert not out.exists() or out.stat().st_size == 0
     renamed = crafted.rename(crafted.with_name("holiday.mov"))  # whatever the upload is called
@@ -117,7 +117,7 @@ def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:  # type:
     clip = make_clip(seconds=1, size="160x120")
     out = tmp_path / "out.mp3"
     seen: list[float] = []
-    real().convert(clip, ["-vn", "-c:a", "libmp3lame", "-f", "mp3", str(out)], duration=1.0, on_progress=seen.append)
+    real().convert(clip, out, ["-vn", "-c:a", "libmp3lame", "-f", "mp3"], duration=1.0, on_progress=seen.append)
     assert out.stat().st_size > 0
     assert seen and seen[-1] == 100.0
 
@@ -125,7 +125,7 @@ def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:  # type:
 def test_convert_failure_carries_exit_code_and_stderr_tail(fake_binary) -> None:  # type: ignore[no-untyped-def]
     ffmpeg = fake_binary('echo "noise" >&2; echo "Unknown encoder \'x265-nope\'" >&2; exit 3')
     with pytest.raises(FFmpegError) as info:
-        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=10)
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=10)
     assert type(info.value) is FFmpegError
     assert info.value.returncode == 3
     assert info.value.stderr_tail == "noise | Unknown encoder 'x265-nope'"
@@ -136,7 +136,7 @@ def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -
     argv_file = tmp_path / "argv"
     ffmpeg = fake_binary(f'for a in "$@"; do echo "$a"; done > {argv_file}')
     FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
-        Path("/in/put.mp4"), ["-f", "mp4", "/out.mp4"], input_args=["-ss", "1.5"], timeout=10
+        Path("/in/put.mp4"), Path("/out.mp4"), ["-f", "mp4"], input_args=["-ss", "1.5"], max_seconds=12.5, timeout=10
     )
     argv = argv_file.read_text().splitlines()
     i = argv.index("-i")
@@ -146,7 +146,9 @@ def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -
     assert "hls" not in argv[argv.index("-format_whitelist") + 1].split(",")
     assert "concat" not in argv[argv.index("-format_whitelist") + 1].split(",")
     assert argv.index("-ss") < i
-    assert argv[-3:] == ["-f", "mp4", "/out.mp4"]
+    assert argv[argv.index("-t") + 1] == "12.500" and argv.index("-t") < i  # read no more than that
+    assert argv[-1] == "/out.mp4" and argv.index("-f") > i
+    assert "-fs" not in argv  # no size cap unless asked
     assert "-nostdin" in argv and argv[argv.index("-progress") + 1] == "pipe:1"
 
 
@@ -154,7 +156,7 @@ def test_convert_timeout_kills_and_raises(fake_binary) -> None:  # type: ignore[
     ffmpeg = fake_binary('echo "started" >&2; exec sleep 30')
     started = time.monotonic()
     with pytest.raises(ConversionTimeout) as info:
-        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=1)
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=1)
     assert time.monotonic() - started < 5
     assert "1 s limit" in str(info.value)
     assert info.value.stderr_tail == "started"
@@ -166,7 +168,7 @@ def test_convert_cancel_stops_quickly(fake_binary) -> None:  # type: ignore[no-u
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
     with pytest.raises(ConversionCancelled):
-        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=60, cancel=cancel)
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=60, cancel=cancel)
     assert time.monotonic() - started < 3
 
 
@@ -175,7 +177,7 @@ def test_convert_already_cancelled(fake_binary) -> None:  # type: ignore[no-unty
     cancel.set()
     with pytest.raises(ConversionCancelled):
         FFmpeg(ffmpeg=fake_binary("exec sleep 30"), ffprobe="/bin/false").convert(
-            Path("in"), ["out"], timeout=60, cancel=cancel
+            Path("in"), Path("out"), [], timeout=60, cancel=cancel
         )
 
 
@@ -183,7 +185,7 @@ def test_convert_feeds_progress_lines(fake_binary) -> None:  # type: ignore[no-u
     ffmpeg = fake_binary(f"cat {DATA / 'progress.txt'}")
     seen: list[float] = []
     FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
-        Path("in"), ["out"], duration=4.0, timeout=10, on_progress=seen.append
+        Path("in"), Path("out"), [], duration=4.0, timeout=10, on_progress=seen.append
     )
     assert seen[-1] == 100.0
     assert any(0 < p < 100 for p in seen)
@@ -194,7 +196,7 @@ def test_convert_timeout_also_stops_a_wrapper_scripts_children(fake_binary) -> N
     wrapper = fake_binary("sleep 2.5")  # no exec: the real work happens in a child of the script
     started = time.monotonic()
     with pytest.raises(ConversionTimeout):
-        FFmpeg(ffmpeg=wrapper, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=0.3)
+        FFmpeg(ffmpeg=wrapper, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=0.3)
     assert time.monotonic() - started < 1.5
 
 
@@ -202,7 +204,7 @@ def test_errors_name_files_by_role_never_by_server_path(fake_binary, tmp_path: P
     source, output = tmp_path / "uploads" / "job" / "source", tmp_path / "scratch" / "clip_720p.mp4"
     ffmpeg = fake_binary(f'echo "{source}: Invalid data" >&2; echo "could not write {output}" >&2; exit 1')
     with pytest.raises(FFmpegError) as info:
-        FFmpeg(ffmpeg=ffmpeg, ffprobe=ffmpeg).convert(source, ["-f", "mp4", str(output)])
+        FFmpeg(ffmpeg=ffmpeg, ffprobe=ffmpeg).convert(source, output, ["-f", "mp4"])
     message = str(info.value)
     assert "input: Invalid data" in message and "could not write output" in message
     assert str(tmp_path) not in message
