@@ -41,7 +41,9 @@ class Limits:
     def describe_pixels(self) -> str:
         if self.max_pixels == EIGHT_K[0] * EIGHT_K[1]:
             return "8K (7680x4320)"
-        return f"{self.max_pixels / 1e6:.1f} megapixels"
+        if self.max_pixels >= 1_000_000:
+            return f"{self.max_pixels / 1e6:.1f} megapixels"
+        return f"{self.max_pixels} pixels"
 
     def input_seconds(self, facts: ProbeFacts, cap: float | None = None) -> float:
         """How much of the source FFmpeg may read (its input ``-t``): the probed duration, the limit,

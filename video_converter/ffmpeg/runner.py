@@ -201,6 +201,7 @@ class FFmpeg:
             preexec_fn=_address_space_limit(self.memory_mb),
         )
         stop_reason: list[str] = []
+        out_of_memory: list[str] = []
         finished = threading.Event()
 
         def watchdog() -> None:
@@ -218,6 +219,8 @@ class FFmpeg:
             assert proc.stderr is not None
             for line in proc.stderr:
                 stderr_lines.append(line)
+                if not out_of_memory and _says_out_of_memory(line):
+                    out_of_memory.append(line)  # early: later lines are the decoder's consequences
 
         threads = [threading.Thread(target=f, daemon=True) for f in (watchdog, read_stderr)]
         for thread in threads:
@@ -244,7 +247,7 @@ class FFmpeg:
             message = f"The conversion took longer than the {timeout:.0f} s limit"
             raise ConversionTimeout(message, stderr_tail=stderr_tail)
         if returncode != 0:
-            if self.memory_mb and _out_of_memory(returncode, stderr_tail):
+            if self.memory_mb and (out_of_memory or returncode in (-signal.SIGABRT, -signal.SIGSEGV)):
                 raise MemoryLimitExceeded(
                     f"The conversion needed more than the {self.memory_mb} MB memory limit",
                     returncode=returncode,
@@ -256,7 +259,8 @@ class FFmpeg:
             raise OutputTooLarge(f"The converted file reached the {self.max_output_bytes} byte size limit")
 
 
-def _out_of_memory(returncode: int, stderr_tail: str) -> bool:
-    """An allocation refused by the address-space limit: FFmpeg says so, or a library aborts on it."""
-    text = stderr_tail.lower()
-    return any(sign in text for sign in _OUT_OF_MEMORY) or returncode in (-signal.SIGABRT, -signal.SIGSEGV)
+def _says_out_of_memory(line: str) -> bool:
+    """An allocation refused by the address-space limit, as FFmpeg and its libraries report it (a
+    library may also abort on one: SIGABRT/SIGSEGV count too)."""
+    text = line.lower()
+    return any(sign in text for sign in _OUT_OF_MEMORY)
