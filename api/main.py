@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.headers import SecurityHeaders
+from api.limits import RequestLimits
 from api.routes import files, formats, health, jobs, pages, uploads
 from video_converter import __version__
 from video_converter.backends import build_converter
@@ -28,7 +29,13 @@ def create_app(settings: Settings | None = None, converter: Converter | None = N
     app.state.settings = settings
     app.state.converter = converter or build_converter(settings)
     errors.install(app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_headers=settings.max_request_headers,
+    )
+    app.add_middleware(SecurityHeaders)  # added last, so outermost: refusals carry the headers too
     for module in (health, formats, uploads, jobs, files, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
