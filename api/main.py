@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.headers import SecurityHeaders
+from api.headers import SecurityHeaders, content_security_policy, signed_origins
 from api.limits import RequestLimits
 from api.routes import files, formats, health, jobs, pages, uploads
 from video_converter import __version__
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, converter: Converter | None = N
         description="Upload a video; get MP4 renditions, WebM, MP3, GIF and thumbnails back.",
     )
     app.state.settings = settings
-    app.state.converter = converter or build_converter(settings)
+    app.state.converter = converter = converter or build_converter(settings)
     errors.install(app)
     app.add_middleware(
         RequestLimits,
@@ -35,7 +35,11 @@ def create_app(settings: Settings | None = None, converter: Converter | None = N
         max_upload_bytes=settings.max_upload_bytes,
         max_headers=settings.max_request_headers,
     )
-    app.add_middleware(SecurityHeaders)  # added last, so outermost: refusals carry the headers too
+    csp = content_security_policy(
+        upload_origins=signed_origins(converter.uploads, "upload"),
+        media_origins=signed_origins(converter.converted, "download"),
+    )
+    app.add_middleware(SecurityHeaders, csp=csp)  # added last, so outermost: refusals carry the headers too
     for module in (health, formats, uploads, jobs, files, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
