@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_converter.jobs import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
+from video_converter.limits import MediaRejected
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UploadTooLarge)
     async def too_large(_: Request, exc: UploadTooLarge) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(MediaRejected)
+    async def rejected(_: Request, exc: MediaRejected) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)  # over a limit: the same file never passes
 
     @app.exception_handler(InvalidRequest)
     async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
