@@ -153,3 +153,20 @@ def test_limits_from_settings_and_input_seconds() -> None:
 )
 def test_human_duration(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+def test_the_api_answers_a_refusal_with_422_and_the_sentence(settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from video_converter.backends import build_converter
+
+    app = create_app(settings, build_converter(settings))
+
+    def refuse() -> None:
+        check_media(facts("probe_gif_16000x16000.json"), Limits())
+
+    app.add_api_route("/refuse", refuse)
+    response = TestClient(app).get("/refuse")
+    assert response.status_code == 422
+    assert response.json() == {"detail": "This video is 16000x16000 pixels; the limit is 8K (7680x4320)."}
