@@ -21,8 +21,10 @@ MAX_STREAM_OFFSET = 60.0
 # Decoded pixels the file declares per byte it holds. A static 1080p screen recording in H.264 is ~1e5;
 # a 30 KB file declaring 8K at 60 fps for hours is ~1e9.
 MAX_PIXELS_PER_BYTE = 10_000_000
-# ffmpeg's input -t is the probed duration plus this much: the format duration can round down.
-DURATION_MARGIN = 1.0
+# ffmpeg's input -t is the probed duration plus 10 % (at least 1 s): a format duration can round down,
+# or be estimated from the bit rate (MPEG program streams). Files whose duration is unknown (raw
+# H.264) are read up to MAX_DURATION_SECONDS.
+DURATION_MARGIN = 0.1
 
 
 class MediaRejected(ValueError):
@@ -50,7 +52,8 @@ class Limits:
         and the preset's own cap (the GIF's first seconds), whichever is smallest."""
         seconds = self.max_duration
         if facts.info.duration:
-            seconds = min(seconds, facts.info.duration + DURATION_MARGIN)
+            duration = facts.info.duration
+            seconds = min(seconds, duration + max(1.0, duration * DURATION_MARGIN))
         return min(seconds, cap) if cap else seconds
 
 

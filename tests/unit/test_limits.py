@@ -140,7 +140,9 @@ def test_limits_from_settings_and_input_seconds() -> None:
     limits = Limits.from_settings(settings)
     assert (limits.max_pixels, limits.max_duration) == (1000, 600)
     probe = facts("probe_mp4_av.json")  # 2 s
-    assert limits.input_seconds(probe) == 3.0  # the probed duration plus a margin
+    assert limits.input_seconds(probe) == 3.0  # the probed duration plus a margin (at least 1 s)
+    long = ProbeFacts(info=SourceInfo(duration=300.0))
+    assert limits.input_seconds(long) == 330.0  # or 10 %
     assert limits.input_seconds(probe, cap=1.5) == 1.5  # the GIF's own cap
     unknown = ProbeFacts(info=SourceInfo(video_codec="h264"))
     assert limits.input_seconds(unknown) == 600  # never more than the limit

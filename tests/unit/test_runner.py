@@ -14,6 +14,9 @@ from video_converter.ffmpeg import (
     FFmpeg,
     FFmpegError,
     InvalidMedia,
+    LimitExceeded,
+    MemoryLimitExceeded,
+    OutputTooLarge,
     ffmpeg_path,
     ffprobe_path,
 )
@@ -208,3 +211,50 @@ def test_errors_name_files_by_role_never_by_server_path(fake_binary, tmp_path: P
     message = str(info.value)
     assert "input: Invalid data" in message and "could not write output" in message
     assert str(tmp_path) not in message
+
+
+# --- bounds -----------------------------------------------------------------------------------------
+
+
+def test_each_ffmpeg_runs_under_an_address_space_limit(fake_binary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seen = tmp_path / "seen"
+    ffmpeg = fake_binary(f'echo "$(ulimit -v) $MALLOC_ARENA_MAX" > {seen}; for a in "$@"; do echo "$a"; done >> {seen}')
+    FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false", memory_mb=700, max_output_bytes=12345).convert(
+        Path("in"), Path("out.mp4"), ["-f", "mp4"], timeout=10
+    )
+    limit, *argv = seen.read_text().splitlines()
+    assert limit == f"{700 * 1024} 2"  # KiB, as ulimit reports it; glibc arenas kept few
+    assert argv[argv.index("-fs") + 1] == "12345" and argv[-1] == "out.mp4"
+    threads = [argv[i + 1] for i, a in enumerate(argv) if a == "-threads"]
+    assert len(threads) == 2 and all(1 <= int(t) <= 8 for t in threads)  # decoder and encoder
+    assert int(argv[argv.index("-filter_threads") + 1]) <= 8
+
+
+def test_the_probe_is_bounded_too(fake_binary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seen = tmp_path / "seen"
+    ffprobe = fake_binary(f"ulimit -v > {seen}; cat {DATA / 'probe_mp4_av.json'}")
+    facts = FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe, memory_mb=600).inspect(Path("in"))
+    assert seen.read_text().strip() == str(600 * 1024)
+    assert facts.info.width == 320 and facts.video is not None and facts.video.nb_frames == 50
+
+
+def test_an_allocation_refused_by_the_limit_is_a_final_error(fake_binary) -> None:  # type: ignore[no-untyped-def]
+    script = 'echo "[dec:gif] Error submitting packet to decoder: Cannot allocate memory" >&2; '
+    script += 'for i in 1 2 3 4 5 6 7 8 9; do echo "cannot decode frame without keyframe" >&2; done; exit 69'
+    with pytest.raises(MemoryLimitExceeded) as info:
+        FFmpeg(ffmpeg=fake_binary(script), ffprobe="/bin/false", memory_mb=512).convert(Path("in"), Path("out"), [])
+    assert isinstance(info.value, LimitExceeded)
+    assert str(info.value).startswith("The conversion needed more than the 512 MB memory limit (exit code 69)")
+
+
+def test_an_output_that_reached_its_size_limit_is_a_final_error(fake_binary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out.mp4"
+    ffmpeg = fake_binary(f"head -c 5000 /dev/zero > {out}")  # FFmpeg's -fs stops writing and exits 0
+    with pytest.raises(OutputTooLarge, match="reached the 4096 byte size limit"):
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false", max_output_bytes=4096).convert(Path("in"), out, [])
+    FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false", max_output_bytes=10_000).convert(Path("in"), out, [])
+
+
+def test_from_settings(settings) -> None:  # type: ignore[no-untyped-def]
+    ffmpeg = FFmpeg.from_settings(settings.model_copy(update={"ffmpeg_memory_mb": 999, "max_output_bytes": 77}))
+    assert (ffmpeg.memory_mb, ffmpeg.max_output_bytes) == (999, 77)

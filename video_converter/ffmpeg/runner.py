@@ -67,11 +67,14 @@ DEFAULT_MEMORY_MB = 3072
 # count, which FFmpeg takes from the number of cores. A fixed cap keeps the memory limit meaningful on
 # a 64-core host (8 threads: ~1.6 GB for x264 1080p from an 8K source; 32 threads: ~3.1 GB).
 MAX_THREADS = min(os.cpu_count() or 1, 8)
-# glibc reserves 64 MB of address space per arena otherwise (RLIMIT_AS counts reservations, not use).
-CHILD_ENV = {**os.environ, "MALLOC_ARENA_MAX": "2"}
 _OUT_OF_MEMORY = ("cannot allocate memory", "out of memory", "malloc of size", "failed to allocate")
 
 ProgressCallback = Callable[[float], None]
+
+
+def _child_env() -> dict[str, str]:
+    # glibc reserves 64 MB of address space per malloc arena (RLIMIT_AS counts reservations, not use).
+    return {**os.environ, "MALLOC_ARENA_MAX": "2"}
 
 
 def _address_space_limit(memory_mb: int | None) -> Callable[[], None] | None:
@@ -146,7 +149,7 @@ class FFmpeg:
                 text=True,
                 timeout=timeout,
                 check=False,
-                env=CHILD_ENV,
+                env=_child_env(),
                 preexec_fn=_address_space_limit(self.memory_mb),
             )
         except subprocess.TimeoutExpired as exc:
@@ -197,7 +200,7 @@ class FFmpeg:
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: a kill reaches wrapper scripts' children too
-            env=CHILD_ENV,
+            env=_child_env(),
             preexec_fn=_address_space_limit(self.memory_mb),
         )
         stop_reason: list[str] = []
