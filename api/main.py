@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.headers import SecurityHeaders
+from api.headers import SecurityHeaders, content_security_policy, signed_origins
+from api.limits import RequestLimits
 from api.routes import files, formats, health, jobs, pages, uploads
 from video_converter import __version__
 from video_converter.config import get_settings
@@ -40,7 +41,17 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.jobs = service
     errors.install(app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=rt.settings.max_body_bytes,
+        max_upload_bytes=rt.settings.max_upload_bytes,
+        max_headers=rt.settings.max_request_headers,
+    )
+    csp = content_security_policy(
+        upload_origins=signed_origins(rt.uploads, "upload"),
+        media_origins=signed_origins(rt.converted, "download"),
+    )
+    app.add_middleware(SecurityHeaders, csp=csp)  # added last, so outermost: refusals carry the headers too
     for module in (health, formats, uploads, jobs, files, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

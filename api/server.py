@@ -11,6 +11,7 @@ from types import FrameType
 
 import uvicorn
 
+from api.limits import MAX_HEADER_BYTES
 from api.main import create_app
 from video_converter.config import Settings
 from video_converter.runtime import build_runtime
@@ -58,7 +59,11 @@ def serve(settings: Settings) -> None:
         "serving on http://%s:%d (%s backend, %d worker%s)",
         settings.host, settings.port, settings.backend, settings.workers, plural,
     )  # fmt: skip
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, proxy_headers=True, log_config=None)
+    # h11, not httptools: only h11 refuses an oversized header block before buffering all of it.
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, proxy_headers=True, log_config=None,
+        http="h11", h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )  # fmt: skip
     try:
         GracefulServer(config, stop).run()  # returns on Ctrl-C or SIGTERM
     finally:

@@ -47,7 +47,7 @@ def bench_formats(work: Path) -> dict[str, dict[str, float]]:
     for format_id, preset in PRESETS.items():
         out = work / f"out.{preset.extension}"
         started = time.perf_counter()
-        ffmpeg.convert(clip, [*preset.output_args(source), str(out)], input_args=preset.input_args(source))
+        ffmpeg.convert(clip, out, preset.output_args(source), input_args=preset.input_args(source))
         seconds = time.perf_counter() - started
         results[format_id] = {
             "seconds": round(seconds, 2),

@@ -34,7 +34,7 @@ def memory_runtime(
         converted=MemoryStorage(),
         queue=queue or MemoryQueue(),
         scratch=Scratch(scratch),
-        ffmpeg=ffmpeg or FFmpeg(),
+        ffmpeg=ffmpeg or FFmpeg.from_settings(settings),
     )
 
 

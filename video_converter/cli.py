@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 
+from . import logsafe
 from .config import Settings, get_settings
 from .runtime import build_runtime
 from .worker import start_workers, stop_workers
@@ -20,6 +21,7 @@ def _setup_logging() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    logsafe.install()
 
 
 def work(settings: Settings) -> None:

@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     # A "processing" output whose record has not changed for this long is treated as abandoned.
     stale_after: int = Field(default=1200, gt=0)
 
+    # Hostile media: checked on the probe before any encode (video_converter.limits)
+    max_pixels: int = Field(default=7680 * 4320, gt=0)  # one frame's width x height: 8K
+    max_duration_seconds: float = Field(default=4 * 3600, gt=0)
+    # Address space of each ffmpeg/ffprobe process (RLIMIT_AS). x264 1080p from an 8K source peaked at
+    # ~1.1 GB of address space with 3 threads and ~1.6 GB with 8 (FFmpeg runs with at most 8 threads).
+    ffmpeg_memory_mb: int = Field(default=3072, ge=256)
+    max_output_bytes: int = Field(default=4 * 1024**3, gt=0)  # FFmpeg's -fs: one output file at most
+
+    # Abusive requests (api.limits)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
+    max_request_headers: int = Field(default=100, gt=0)  # header lines per request
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -18,6 +18,8 @@ from typing import Any
 from . import keys
 from .errors import JobNotFound
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
+from .ffmpeg.parse import ProbeFacts
+from .limits import Limits, check_media
 from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo
 from .presets import PRESETS, Preset
 from .records import JobStore
@@ -121,27 +123,39 @@ def progress_writer(save: Callable[[float], object], interval: float = PROGRESS_
     return on_progress
 
 
+def inspect(ffmpeg: FFmpeg, task: OutputTask, source_path: Path, limits: Limits) -> ProbeFacts:
+    """Probe the original and refuse it before any encode if it is over a limit or unsuitable."""
+    facts = ffmpeg.inspect(source_path)
+    task.probed(facts.info)
+    check_media(facts, limits)
+    task.preset.check_source(facts.info)
+    return facts
+
+
 def encode(
     ffmpeg: FFmpeg,
     task: OutputTask,
     source_path: Path,
-    source: SourceInfo,
+    facts: ProbeFacts,
+    limits: Limits,
     workdir: Path,
     *,
     timeout: float,
     cancel: threading.Event | None = None,
 ) -> Path:
     """Run the preset's FFmpeg command into ``workdir``; return the output's path."""
-    preset = task.preset
+    preset, source = task.preset, facts.info
     output = workdir / keys.output_filename(task.job.stem, preset.id, preset.extension)
     duration = source.duration
     if preset.max_seconds and duration:
         duration = min(duration, preset.max_seconds)
     ffmpeg.convert(
         source_path,
-        [*preset.output_args(source), str(output)],
+        output,
+        preset.output_args(source),
         input_args=preset.input_args(source),
         duration=duration,
+        max_seconds=limits.input_seconds(facts, preset.max_seconds),
         timeout=timeout,
         on_progress=progress_writer(task.progressed),
         cancel=cancel,
@@ -174,6 +188,7 @@ def convert(
     uploads: Storage,
     converted: Storage,
     task: OutputTask,
+    limits: Limits,
     workdir: Path,
     *,
     timeout: float,
@@ -181,8 +196,6 @@ def convert(
 ) -> OutputRecord:
     """Fetch and probe the original, encode, check the result, publish it."""
     with uploads.local_path(task.job.source_key, workdir) as source_path:
-        source = ffmpeg.probe(source_path)
-        task.probed(source)
-        task.preset.check_source(source)
-        output = encode(ffmpeg, task, source_path, source, workdir, timeout=timeout, cancel=cancel)
+        facts = inspect(ffmpeg, task, source_path, limits)
+        output = encode(ffmpeg, task, source_path, facts, limits, workdir, timeout=timeout, cancel=cancel)
     return publish(converted, task, output, check_output(ffmpeg, output))

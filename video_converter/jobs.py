@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from . import keys
 from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
+from .ffmpeg import InvalidMedia
+from .limits import Limits, MediaRejected, check_media
 from .messages import Task
 from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo, is_job_id, job_status, new_job_id, utcnow
 from .presets import PRESETS
@@ -138,6 +140,8 @@ class JobService:
             raise InvalidRequest("The uploaded file is empty.")
         if self.rt.jobs.exists(upload_id):
             raise InvalidRequest("A job already exists for this upload.")
+        if self.rt.probe_uploads:
+            self._check_media(upload_id)
         record = new_job(upload_id, filename, formats, size)
         register_job(self.rt.jobs, record)
         self._enqueue(record)
@@ -150,6 +154,18 @@ class JobService:
         upload_id = new_job_id()
         self.store_upload(upload_id, stream)
         return self.create_job(upload_id, filename, formats)
+
+    def _check_media(self, upload_id: str) -> None:
+        """Probe an upload the API can read in place; refuse (and delete) one that is not media or is over
+        a limit, with the sentence the worker would have recorded, before any job or message exists."""
+        key = keys.source_key(upload_id)
+        try:
+            with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
+                check_media(self.rt.ffmpeg.inspect(path), Limits.from_settings(self.settings))
+        except (InvalidMedia, MediaRejected) as exc:
+            self.rt.uploads.delete(key)
+            message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
+            raise InvalidRequest(f"{message} Nothing was converted; upload a video or audio file.") from None
 
     def _enqueue(self, record: JobRecord) -> None:
         for n, format_id in enumerate(record.formats):

@@ -34,10 +34,17 @@ def safe_stem(filename: str) -> str:
 _NOT_IN_NAMES = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|;%\s]+')  # unsafe in names and headers
 
 
+def _visible(text: str) -> str:
+    """Drop invisible format characters (Unicode category Cf): the bidirectional controls (U+202A-U+202E,
+    U+2066-U+2069, U+200E/U+200F, U+061C) that make ``cod.exe`` display as ``exe.doc``, zero-width
+    spaces and joiners, soft hyphens, BOMs."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
 def download_stem(filename: str) -> str:
     """The stem of the names people download: ``safe_stem``, unless that would drop the letters of a
     non-Latin script (видео, 我的视频), which are then kept; keys and paths always use ``safe_stem``."""
-    stem = unicodedata.normalize("NFC", _stem_of(filename))
+    stem = _visible(unicodedata.normalize("NFC", _stem_of(filename)))
     if not any(ch.isalpha() and not unicodedata.normalize("NFKD", ch).encode("ascii", "ignore") for ch in stem):
         return safe_stem(filename)
     cleaned = _NOT_IN_NAMES.sub("_", stem).strip("._-")[:MAX_STEM].strip("._-")

@@ -16,7 +16,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from .conversion import OutputTask, convert, load_task
-from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia
+from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
+from .limits import Limits, MediaRejected
 from .presets import UnsuitableSource
 from .queues import Message
 from .storage import ObjectNotFound
@@ -75,7 +76,7 @@ def retry_delay(attempt: int) -> int:
 
 # Failures the same input would meet again: no retry. A timeout needs a longer limit (e.g. the container
 # worker), not another attempt with the same one.
-FINAL_FAILURES = (UnsuitableSource, InvalidMedia, ConversionTimeout)
+FINAL_FAILURES = (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout)
 
 
 def time_left(ffmpeg_timeout: float, deadline: float | None) -> float:
@@ -126,6 +127,7 @@ def _attempt(
                 rt.uploads,
                 rt.converted,
                 task,
+                Limits.from_settings(rt.settings),
                 workdir,
                 timeout=time_left(rt.settings.ffmpeg_timeout, deadline),
                 cancel=cancel,

@@ -59,6 +59,8 @@ class SourceInfo(BaseModel):
     frame_rate: float | None = None
     format_name: str | None = None
     interlaced: bool = False
+    audio_channels: int | None = None
+    audio_layout: str | None = None  # FFmpeg's name ("5.1", "stereo"); None when it has none ("unknown")
 
     @property
     def has_video(self) -> bool:

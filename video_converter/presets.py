@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 from .model import SourceInfo
 
@@ -25,6 +24,17 @@ GIF_MAX_SECONDS = 10
 GIF_FPS = 12
 WEBM_MAX_HEIGHT = 720
 THUMBNAIL_MAX_SIDE = 1280
+MAX_FPS = 60  # video outputs never carry more frames per second than this
+
+# No source metadata in outputs (GPS location, serial numbers, comments, chapters): only what playback
+# needs. Rotation is not metadata here: FFmpeg turns the picture upright before encoding.
+NO_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1"]
+
+# Timestamps pass through (no frame is ever duplicated to fill a gap, so a 10-hour timestamp jump or a
+# 0.001 fps source costs its real frames, not hours of copies); frames closer than 1/MAX_FPS s to the
+# previous kept one are dropped, which caps the rate without duplicating anything.
+CAP_FPS = f"select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,{1 / (MAX_FPS + 0.5):.5f})'"
+VIDEO_TIMING = ["-fps_mode", "vfr"]
 
 
 # Square pixels: anamorphic sources (DVD/PAL, some cameras) are widened to their display size, since
@@ -40,7 +50,20 @@ def _picture(source: SourceInfo) -> str:
 def _video_filters(source: SourceInfo, max_height: int) -> str:
     # Height capped (never upscaled) and even; width follows the aspect ratio, rounded to even (-2).
     cap = f"scale=w=-2:h='min({max_height},trunc(ih/2)*2)':flags=bicubic"
-    return f"{_picture(source)},{cap},setsar=1,format=yuv420p"
+    return f"{CAP_FPS},{_picture(source)},{cap},setsar=1,format=yuv420p"
+
+
+def _stereo(source: SourceInfo) -> list[str]:
+    """Audio downmixed to stereo whatever the layout. FFmpeg's matrix needs a named layout (5.1, 7.1);
+    for unnamed or huge ones (a 64-channel WAV) even channels go left and odd ones right, normalised."""
+    channels = source.audio_channels
+    if channels is None or (source.audio_layout and channels <= 8):
+        return ["-ac", "2"]
+    if channels == 1:
+        return ["-af", "pan=stereo|c0=c0|c1=c0"]
+    left = "+".join(f"c{n}" for n in range(0, channels, 2))
+    right = "+".join(f"c{n}" for n in range(1, channels, 2))
+    return ["-af", f"pan=stereo|c0<{left}|c1<{right}"]
 
 
 def _h264_args(max_height: int, maxrate_kbps: int) -> Callable[[SourceInfo], list[str]]:
@@ -53,10 +76,10 @@ def _h264_args(max_height: int, maxrate_kbps: int) -> Callable[[SourceInfo], lis
             "-profile:v", "high", "-pix_fmt", "yuv420p",
         ]  # fmt: skip
         if source.has_audio:
-            args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2"]
+            args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", *_stereo(source)]
         else:
             args += ["-an"]
-        return [*args, "-sn", "-dn", "-movflags", "+faststart", "-f", "mp4"]
+        return [*args, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-movflags", "+faststart", "-f", "mp4"]
 
     return build
 
@@ -69,24 +92,29 @@ def _webm_args(source: SourceInfo) -> list[str]:
         "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p",
     ]  # fmt: skip
     if source.has_audio:
-        args += ["-map", "0:a:0", "-c:a", "libopus", "-b:a", "96k", "-ac", "2"]
+        args += ["-map", "0:a:0", "-c:a", "libopus", "-b:a", "96k", *_stereo(source)]
     else:
         args += ["-an"]
-    return [*args, "-sn", "-dn", "-f", "webm"]
+    return [*args, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "webm"]
 
 
 def _mp3_args(source: SourceInfo) -> list[str]:
-    return ["-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "libmp3lame", "-q:a", "2", "-f", "mp3"]
+    audio = ["-c:a", "libmp3lame", "-q:a", "2", *_stereo(source)]
+    return ["-map", "0:a:0", "-vn", "-sn", "-dn", *audio, *NO_METADATA, "-f", "mp3"]
 
 
 def _gif_args(source: SourceInfo) -> list[str]:
+    # palettegen waits for the end of its input, so everything before it must end: the input is cut at
+    # GIF_MAX_SECONDS (the preset's max_seconds, applied as input -t by the runner) and trim ends the
+    # graph there too, since fps would otherwise repeat the last frame read up to its (declared, maybe
+    # hours-long) duration. Frames are scaled down before split, so the palette step holds small ones.
     # eof_action=pass: a clip shorter than one GIF frame still gives a (one-frame) GIF.
     graph = (
-        f"[0:v:0]fps={GIF_FPS}:eof_action=pass,{_picture(source)},"
+        f"[0:v:0]fps={GIF_FPS}:eof_action=pass,trim=end={GIF_MAX_SECONDS},{_picture(source)},"
         f"scale=w='min({GIF_MAX_WIDTH},iw)':h=-2:flags=lanczos,setsar=1,split[a][b];"
         "[a]palettegen=max_colors=128:stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5"
     )
-    return ["-t", str(GIF_MAX_SECONDS), "-filter_complex", graph, "-an", "-loop", "0", "-f", "gif"]
+    return ["-filter_complex", graph, "-an", *NO_METADATA, "-loop", "0", "-f", "gif"]
 
 
 def thumbnail_time(source: SourceInfo) -> float:
@@ -99,7 +127,16 @@ def thumbnail_time(source: SourceInfo) -> float:
 def _thumbnail_args(source: SourceInfo) -> list[str]:
     box = f"w='min({THUMBNAIL_MAX_SIDE},iw)':h='min({THUMBNAIL_MAX_SIDE},ih)':force_original_aspect_ratio=decrease"
     vf = f"thumbnail=n=12,{_picture(source)},scale={box},setsar=1"  # pick first: filters run on one frame
-    return ["-map", "0:v:0", "-vf", vf, "-frames:v", "1", "-q:v", "3", "-an", "-f", "image2", "-update", "1"]
+    image = ["-frames:v", "1", "-q:v", "3", "-an", *NO_METADATA, "-f", "image2", "-update", "1"]
+    return ["-map", "0:v:0", "-vf", vf, *image]
+
+
+def _thumbnail_input_args(source: SourceInfo) -> list[str]:
+    return ["-ss", str(thumbnail_time(source))]  # fast seek to the poster frame
+
+
+def _no_input_args(source: SourceInfo) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -111,6 +148,7 @@ class Preset:
     kind: Kind
     description: str
     output_args: Callable[[SourceInfo], list[str]]
+    input_args: Callable[[SourceInfo], list[str]] = _no_input_args  # options placed before ``-i``
     needs_video: bool = True
     needs_audio: bool = False
     max_height: int | None = None
@@ -122,12 +160,6 @@ class Preset:
             raise UnsuitableSource(f"The source has no video stream, so it cannot be converted to {self.label}.")
         if self.needs_audio and not source.has_audio:
             raise UnsuitableSource(f"The source has no audio track, so there is nothing to put in an {self.label}.")
-
-    def input_args(self, source: SourceInfo) -> list[str]:
-        """Options placed before ``-i`` (fast seek for the poster frame)."""
-        if self.id == "thumbnail":
-            return ["-ss", str(thumbnail_time(source))]
-        return []
 
 
 def _mp4(height: int, maxrate_kbps: int) -> Preset:
@@ -190,18 +222,8 @@ PRESETS: dict[str, Preset] = {
             kind=Kind.IMAGE,
             description=f"A JPEG poster frame, at most {THUMBNAIL_MAX_SIDE} px on its long side.",
             output_args=_thumbnail_args,
+            input_args=_thumbnail_input_args,
             max_width=THUMBNAIL_MAX_SIDE,
         ),
     )
 }
-
-
-def get_preset(format_id: str) -> Preset:
-    try:
-        return PRESETS[format_id]
-    except KeyError:
-        raise KeyError(format_id) from None
-
-
-def ffmpeg_output_args(preset: Preset, source: SourceInfo, output: Path) -> list[str]:
-    return [*preset.output_args(source), str(output)]

@@ -125,6 +125,9 @@ class Runtime:
     ffmpeg: FFmpeg = field(default_factory=FFmpeg)
     # SQS bills each receive, so its workers long-poll (a stop then takes up to 10 s); SQLite polls are free.
     poll_wait: float = 1.0
+    # The API can read uploads in place (local disk): it probes them and refuses bad media at once. On S3
+    # that would mean downloading every upload into the API, so the workers do it there.
+    probe_uploads: bool = False
 
     @cached_property
     def jobs(self) -> JobStore:
@@ -167,7 +170,7 @@ def local_secret(settings: Settings) -> str:
 
 def build_runtime(settings: Settings, *, ffmpeg: FFmpeg | None = None) -> Runtime:
     """Stores, queue and scratch folder for the configured backend."""
-    ffmpeg = ffmpeg or FFmpeg()
+    ffmpeg = ffmpeg or FFmpeg.from_settings(settings)
     if settings.backend == "aws":
         from .aws import build_aws_parts
 
@@ -188,4 +191,5 @@ def build_runtime(settings: Settings, *, ffmpeg: FFmpeg | None = None) -> Runtim
         ),
         scratch=Scratch(data / SCRATCH_DIR),
         ffmpeg=ffmpeg,
+        probe_uploads=True,
     )

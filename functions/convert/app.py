@@ -22,6 +22,7 @@ import os
 import time
 from typing import Any
 
+from video_converter import logsafe
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpegNotFound, ffmpeg_path
 from video_converter.messages import Action, Outcome, process_message
@@ -42,6 +43,7 @@ def _configure_logging() -> None:
     if not root.handlers:  # the Lambda runtime installs its own handler; plain Python does not
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+    logsafe.install()  # a crafted file name must not forge a log line
 
 
 def runtime() -> Runtime:

@@ -79,9 +79,19 @@ def page(browser: Any) -> Iterator[Any]:
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    violations = csp_violations(tab)
     yield tab
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not violations, f"Content-Security-Policy violations: {violations}"
+
+
+def csp_violations(tab: Any) -> list[str]:
+    """Chromium reports each thing the Content-Security-Policy blocked on the console ("Refused to load
+    ...", "Applying inline style violates ..."): every message that names the policy."""
+    seen: list[str] = []
+    tab.on("console", lambda msg: seen.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return seen
 
 
 def choose_formats(page: Any, wanted: set[str]) -> None:
@@ -364,3 +374,39 @@ def test_aws_mode_page_uploads_to_s3_and_downloads_from_it(
     download.save_as(target)
     video = next(s for s in probe(target)["streams"] if s["codec_type"] == "video")
     assert (video["codec_name"], video["height"]) == ("h264", 240)
+
+
+def test_pages_satisfy_their_content_security_policy(
+    server: Server, browser: Any, make_clip: Callable[..., Path]
+) -> None:
+    """Upload, follow the job to its previews (video, audio, image) and a missing job: nothing blocked.
+    The control at the end shows that a blocked load would have been seen."""
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    violations = csp_violations(tab)
+    clip = make_clip("policy.mp4", seconds=1, size="160x120")
+
+    response = tab.goto(server.url + "/")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "'unsafe-inline'" not in policy
+    assert "object-src 'none'" in policy and "frame-ancestors 'none'" in policy and "base-uri 'none'" in policy
+    tab.set_input_files("#file", clip)
+    choose_formats(tab, {"360p", "mp3", "thumbnail"})
+    tab.locator("#submit").click()
+    tab.wait_for_url(JOB_URL, timeout=30_000)
+    assert set(wait_until_finished(tab).values()) == {"completed"}
+    image = tab.locator("article[data-format='thumbnail'] img")
+    tab.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    tab.locator("article[data-format='360p'] video").evaluate("v => v.play().catch(() => {})")
+    tab.goto(server.url + "/jobs/not-a-job")
+    tab.goto(server.url + "/")
+    tab.wait_for_timeout(300)
+    assert violations == [], violations
+
+    tab.evaluate(
+        """() => { const s = document.createElement("style"); s.textContent = "body{}"; document.head.append(s); }"""
+    )
+    tab.wait_for_timeout(300)
+    assert any("inline style" in v and "Content Security Policy" in v for v in violations), violations
+    context.close()

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.conftest import MemoryParts, memory_runtime
+from tests.conftest import MemoryParts, make_clip_file, memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
 from video_converter.jobs import JobService
@@ -207,8 +207,14 @@ def test_unexpected_error_is_a_json_500(client: TestClient, monkeypatch: pytest.
 # --- local mode: signed downloads and uploads ---------------------------------------------------------
 
 
-def complete_output(rt: Runtime, client: TestClient, data: bytes = b"MP4DATA") -> tuple[str, str]:
-    job = post_job(client, ["720p"], name="Holiday Clip.mov").json()
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real, tiny clip: in local mode the API probes what it receives and refuses what is not media."""
+    return make_clip_file(tmp_path_factory.mktemp("clip") / "tiny.mp4", seconds=0.5, size="64x64").read_bytes()
+
+
+def complete_output(rt: Runtime, client: TestClient, media: bytes, data: bytes = b"MP4DATA") -> tuple[str, str]:
+    job = post_job(client, ["720p"], data=media, name="Holiday Clip.mov").json()
     job_id = job["job_id"]
     key = keys.output_key(job_id, "Holiday_Clip", "720p", "mp4")
     rt.converted.put_bytes(key, data)
@@ -223,9 +229,9 @@ def split(url: str) -> tuple[str, dict[str, str]]:
     return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
 
 
-def test_local_download_flow(local: tuple[TestClient, Runtime]) -> None:
+def test_local_download_flow(local: tuple[TestClient, Runtime], media: bytes) -> None:
     client, rt = local
-    job_id, _ = complete_output(rt, client)
+    job_id, _ = complete_output(rt, client, media)
     job = client.get(f"/api/jobs/{job_id}").json()
     assert job["status"] == "completed"
     url = job["outputs"][0]["download_url"]
@@ -240,9 +246,9 @@ def test_local_download_flow(local: tuple[TestClient, Runtime]) -> None:
     assert client.get(redirect.headers["location"]).content == b"MP4DATA"
 
 
-def test_local_download_refuses_tampering(local: tuple[TestClient, Runtime]) -> None:
+def test_local_download_refuses_tampering(local: tuple[TestClient, Runtime], media: bytes) -> None:
     client, rt = local
-    job_id, _ = complete_output(rt, client)
+    job_id, _ = complete_output(rt, client, media)
     path, q = split(client.get(f"/api/jobs/{job_id}").json()["outputs"][0]["download_url"])
     bad_sig = q["signature"][:-2] + ("00" if q["signature"][-2:] != "00" else "11")
     for query in (
@@ -259,16 +265,16 @@ def test_local_download_refuses_tampering(local: tuple[TestClient, Runtime]) -> 
     assert assert_sentence(client.get(f"{path}?{urlencode(missing)}"), 422)
 
 
-def test_local_download_expired(local: tuple[TestClient, Runtime]) -> None:
+def test_local_download_expired(local: tuple[TestClient, Runtime], media: bytes) -> None:
     client, rt = local
-    _, key = complete_output(rt, client)
+    _, key = complete_output(rt, client, media)
     url = rt.converted.download_url(key, "x.mp4", "video/mp4", -10)
     assert assert_sentence(client.get(url), 403)
 
 
-def test_local_download_of_deleted_file(local: tuple[TestClient, Runtime]) -> None:
+def test_local_download_of_deleted_file(local: tuple[TestClient, Runtime], media: bytes) -> None:
     client, rt = local
-    _, key = complete_output(rt, client)
+    _, key = complete_output(rt, client, media)
     url = rt.converted.download_url(key, "x.mp4", "video/mp4", 60)
     rt.converted.delete(key)
     assert assert_sentence(client.get(url), 404) == "This file no longer exists."
@@ -288,15 +294,15 @@ def test_files_route_is_absent_with_memory_stores(client: TestClient) -> None:
     assert assert_sentence(response, 404)
 
 
-def test_local_upload_ticket_flow(local: tuple[TestClient, Runtime]) -> None:
+def test_local_upload_ticket_flow(local: tuple[TestClient, Runtime], media: bytes) -> None:
     client, rt = local
     ticket = client.post("/api/uploads")
     assert ticket.status_code == 201
     t = ticket.json()
     assert t["url"].startswith(f"/files/uploads/{t['upload_id']}/source?")
-    uploaded = client.post(t["url"], data=t["fields"], files={"file": ("clip.mov", b"original bytes")})
+    uploaded = client.post(t["url"], data=t["fields"], files={"file": ("clip.mov", media)})
     assert uploaded.status_code == 204, uploaded.text
-    assert rt.uploads.get_bytes(keys.source_key(t["upload_id"])) == b"original bytes"
+    assert rt.uploads.get_bytes(keys.source_key(t["upload_id"])) == media
 
     body = {"upload_id": t["upload_id"], "filename": "clip.mov", "formats": ["720p", "mp3", "720p"]}
     created = client.post("/api/jobs", json=body)
@@ -397,3 +403,13 @@ def test_a_full_disk_is_507_other_io_errors_500(
     assert response.status_code == status
     detail = response.json()["detail"]
     assert isinstance(detail, str) and "No space" not in detail and "EIO" not in detail
+
+
+def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, Runtime]) -> None:
+    client, rt = local
+    detail = assert_sentence(post_job(client, ["720p", "mp3"], data=b"just some notes\n" * 100, name="notes.mp4"), 422)
+    assert detail.startswith("This file is not a video or audio file that FFmpeg can read")
+    assert detail.endswith("Nothing was converted; upload a video or audio file.")
+    assert str(rt.settings.data_dir) not in detail  # no server paths
+    assert isinstance(rt.queue, SqliteQueue) and rt.queue.counts()["visible"] == 0
+    assert not any(p.is_file() for p in (Path(rt.settings.data_dir) / "uploads").rglob("*"))  # nothing kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 
@@ -103,3 +104,39 @@ def test_download_stem_keeps_non_latin_scripts_and_nothing_unsafe(filename: str,
 
 def test_download_stem_is_never_empty() -> None:
     assert keys.download_stem("„“.mp4") == keys.safe_stem("„“.mp4") == "video"
+
+
+BIDI_AND_INVISIBLE = [
+    "\u202a",  # left-to-right embedding
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",  # right-to-left override: "视频\u202e4pm.exe" displays as "视频exe.mp4"
+    "\u2066",  # isolates
+    "\u2067",
+    "\u2068",
+    "\u2069",
+    "\u200e",  # marks
+    "\u200f",
+    "\u061c",  # Arabic letter mark
+    "\u200b",  # zero-width space
+    "\u200d",  # zero-width joiner
+    "\ufeff",  # byte order mark
+    "\u00ad",  # soft hyphen
+]
+
+
+@pytest.mark.parametrize("char", BIDI_AND_INVISIBLE)
+def test_download_names_drop_bidi_controls_and_invisible_characters(char: str) -> None:
+    for filename in (f"视频{char}gpj.exe.mp4", f"我的{char}视频.mov", f"holiday{char}cod.exe.mp4"):
+        stem = keys.download_stem(filename)
+        assert char not in stem, (filename, stem)
+        assert all(not unicodedata.category(c).startswith("C") for c in stem), stem
+    assert keys.download_stem(f"视频{char}gpj.exe.mp4") == "视频gpj.exe"
+    assert keys.download_stem(f"{char}{char}.mp4") == "video"  # nothing visible left
+
+
+def test_right_to_left_override_cannot_fake_an_extension_in_the_download_name() -> None:
+    # With the override, "报告\u202efdp.exe_720p.mp4" would display as "报告4pm.p027_exe.pdf".
+    name = keys.output_filename(keys.download_stem("报告\u202efdp.exe"), "720p", "mp4")
+    assert name == "报告fdp_720p.mp4"

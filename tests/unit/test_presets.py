@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from video_converter.model import SourceInfo
 from video_converter.presets import (
+    CAP_FPS,
     GIF_MAX_SECONDS,
     GIF_MAX_WIDTH,
+    MAX_FPS,
     PRESETS,
     UnsuitableSource,
-    ffmpeg_output_args,
-    get_preset,
     thumbnail_time,
 )
 from video_converter.views import FormatView
@@ -38,12 +36,6 @@ def test_public_view_shape() -> None:
         assert set(view) == {"id", "label", "extension", "media_type", "kind", "description", "max_height", "max_width"}
         assert view["id"] == preset.id
         assert view["kind"] == preset.kind.value
-
-
-def test_get_preset() -> None:
-    assert get_preset("720p").extension == "mp4"
-    with pytest.raises(KeyError):
-        get_preset("avi")
 
 
 @pytest.mark.parametrize(("format_id", "height"), MP4_HEIGHTS.items())
@@ -122,8 +114,12 @@ def test_gif_limits() -> None:
     preset = PRESETS["gif"]
     assert (preset.max_seconds, preset.max_width) == (GIF_MAX_SECONDS, GIF_MAX_WIDTH) == (10, 480)
     args = preset.output_args(AV)
-    assert value_after(args, "-t") == "10"
+    assert "-t" not in args  # the runner cuts the input at max_seconds: the GIF only reads what it needs
     graph = value_after(args, "-filter_complex")
+    # palettegen waits for the end of its input: the graph itself ends at the limit too, so a source
+    # whose one frame lasts an hour (0.001 fps) does not become an hour of repeated frames in memory
+    assert f"fps=12:eof_action=pass,trim=end={GIF_MAX_SECONDS}," in graph
+    assert graph.index("scale=w='min(480,iw)'") < graph.index("split")  # small frames are buffered
     assert "scale=w='min(480,iw)':h=-2" in graph
     assert "palettegen" in graph and "paletteuse" in graph
     assert "-an" in args
@@ -167,11 +163,46 @@ def test_only_thumbnail_seeks_before_input() -> None:
             assert PRESETS[format_id].input_args(AV) == []
 
 
-def test_ffmpeg_output_args_ends_with_output_path(tmp_path: Path) -> None:
-    out = tmp_path / "x.mp4"
-    args = ffmpeg_output_args(PRESETS["720p"], AV, out)
-    assert args[-1] == str(out)
-    assert args[:-1] == PRESETS["720p"].output_args(AV)
+@pytest.mark.parametrize("format_id", list(PRESETS))
+def test_no_source_metadata_or_chapters_reach_outputs(format_id: str) -> None:
+    args = PRESETS[format_id].output_args(AV)
+    assert value_after(args, "-map_metadata") == "-1"
+    assert value_after(args, "-map_chapters") == "-1"
+
+
+@pytest.mark.parametrize("format_id", ["1080p", "720p", "480p", "360p", "webm"])
+def test_video_timing_passes_through_and_is_capped_by_dropping(format_id: str) -> None:
+    args = PRESETS[format_id].output_args(AV)
+    assert value_after(args, "-fps_mode") == "vfr"  # never duplicate frames to fill a gap
+    assert value_after(args, "-vf").startswith(CAP_FPS + ",")
+    assert f"{1 / (MAX_FPS + 0.5):.5f}" in CAP_FPS and MAX_FPS == 60
+
+
+@pytest.mark.parametrize(
+    ("channels", "layout", "expected"),
+    [
+        (None, None, ["-ac", "2"]),  # an old record without channel facts
+        (2, "stereo", ["-ac", "2"]),
+        (6, "5.1", ["-ac", "2"]),  # FFmpeg's own matrix for named layouts
+        (1, None, ["-af", "pan=stereo|c0=c0|c1=c0"]),
+        (4, None, ["-af", "pan=stereo|c0<c0+c2|c1<c1+c3"]),
+        (3, None, ["-af", "pan=stereo|c0<c0+c2|c1<c1"]),
+    ],
+)
+def test_audio_is_stereo_whatever_the_layout(channels: int | None, layout: str | None, expected: list[str]) -> None:
+    source = AV.model_copy(update={"audio_channels": channels, "audio_layout": layout})
+    for format_id in ("720p", "webm", "mp3"):
+        args = PRESETS[format_id].output_args(source)
+        i = args.index(expected[0])
+        assert args[i : i + 2] == expected
+
+
+def test_sixty_four_unnamed_channels_are_mixed_into_two() -> None:
+    source = AUDIO_ONLY.model_copy(update={"audio_channels": 64})
+    pan = value_after(PRESETS["mp3"].output_args(source), "-af")
+    left, right = pan.removeprefix("pan=stereo|c0<").split("|c1<")
+    assert left.split("+") == [f"c{n}" for n in range(0, 64, 2)]
+    assert right.split("+") == [f"c{n}" for n in range(1, 64, 2)]
 
 
 @pytest.mark.parametrize("format_id", list(PRESETS))

@@ -15,6 +15,9 @@ from video_converter.ffmpeg import (
     FFmpeg,
     FFmpegError,
     InvalidMedia,
+    LimitExceeded,
+    MemoryLimitExceeded,
+    OutputTooLarge,
     ffmpeg_path,
     ffprobe_path,
 )
@@ -93,7 +96,7 @@ def test_playlists_that_reference_other_files_are_refused(tmp_path: Path, segmen
     assert "not on whitelist" in info.value.stderr_tail  # refused by the whitelist, not by accident
     out = tmp_path / "out.mp4"
     with pytest.raises(FFmpegError) as failed:
-        ffmpeg.convert(crafted, ["-c:v", "libx264", "-f", "mp4", str(out)], timeout=30)
+        ffmpeg.convert(crafted, out, ["-c:v", "libx264", "-f", "mp4"], timeout=30)
     assert "not on whitelist" in failed.value.stderr_tail
     assert not out.exists() or out.stat().st_size == 0
     renamed = crafted.rename(crafted.with_name("holiday.mov"))  # whatever the upload is called
@@ -119,7 +122,7 @@ def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:
     clip = make_clip(seconds=1, size="160x120")
     out = tmp_path / "out.mp3"
     seen: list[float] = []
-    real().convert(clip, ["-vn", "-c:a", "libmp3lame", "-f", "mp3", str(out)], duration=1.0, on_progress=seen.append)
+    real().convert(clip, out, ["-vn", "-c:a", "libmp3lame", "-f", "mp3"], duration=1.0, on_progress=seen.append)
     assert out.stat().st_size > 0
     assert seen and seen[-1] == 100.0
 
@@ -127,7 +130,7 @@ def test_convert_real_with_progress(tmp_path: Path, make_clip) -> None:
 def test_convert_failure_carries_exit_code_and_stderr_tail(fake_binary) -> None:
     ffmpeg = fake_binary('echo "noise" >&2; echo "Unknown encoder \'x265-nope\'" >&2; exit 3')
     with pytest.raises(FFmpegError) as info:
-        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=10)
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=10)
     assert type(info.value) is FFmpegError
     assert info.value.returncode == 3
     assert info.value.stderr_tail == "noise | Unknown encoder 'x265-nope'"
@@ -138,7 +141,7 @@ def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -
     argv_file = tmp_path / "argv"
     ffmpeg = fake_binary(f'for a in "$@"; do echo "$a"; done > {argv_file}')
     FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
-        Path("/in/put.mp4"), ["-f", "mp4", "/out.mp4"], input_args=["-ss", "1.5"], timeout=10
+        Path("/in/put.mp4"), Path("/out.mp4"), ["-f", "mp4"], input_args=["-ss", "1.5"], max_seconds=12.5, timeout=10
     )
     argv = argv_file.read_text().splitlines()
     i = argv.index("-i")
@@ -148,7 +151,9 @@ def test_convert_passes_safe_options_before_input(fake_binary, tmp_path: Path) -
     assert "hls" not in argv[argv.index("-format_whitelist") + 1].split(",")
     assert "concat" not in argv[argv.index("-format_whitelist") + 1].split(",")
     assert argv.index("-ss") < i
-    assert argv[-3:] == ["-f", "mp4", "/out.mp4"]
+    assert argv[argv.index("-t") + 1] == "12.500" and argv.index("-t") < i  # read no more than that
+    assert argv[-1] == "/out.mp4" and argv.index("-f") > i
+    assert "-fs" not in argv  # no size cap unless asked
     assert "-nostdin" in argv and argv[argv.index("-progress") + 1] == "pipe:1"
 
 
@@ -156,7 +161,7 @@ def test_convert_timeout_kills_and_raises(fake_binary) -> None:
     ffmpeg = fake_binary('echo "started" >&2; exec sleep 30')
     started = time.monotonic()
     with pytest.raises(ConversionTimeout) as info:
-        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=1)
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=1)
     assert time.monotonic() - started < 5
     assert "1 s limit" in str(info.value)
     assert info.value.stderr_tail == "started"
@@ -168,7 +173,7 @@ def test_convert_cancel_stops_quickly(fake_binary) -> None:
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
     with pytest.raises(ConversionCancelled):
-        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=60, cancel=cancel)
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=60, cancel=cancel)
     assert time.monotonic() - started < 3
 
 
@@ -177,7 +182,7 @@ def test_convert_already_cancelled(fake_binary) -> None:
     cancel.set()
     with pytest.raises(ConversionCancelled):
         FFmpeg(ffmpeg=fake_binary("exec sleep 30"), ffprobe="/bin/false").convert(
-            Path("in"), ["out"], timeout=60, cancel=cancel
+            Path("in"), Path("out"), [], timeout=60, cancel=cancel
         )
 
 
@@ -185,7 +190,7 @@ def test_convert_feeds_progress_lines(fake_binary) -> None:
     ffmpeg = fake_binary(f"cat {DATA / 'progress.txt'}")
     seen: list[float] = []
     FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(
-        Path("in"), ["out"], duration=4.0, timeout=10, on_progress=seen.append
+        Path("in"), Path("out"), [], duration=4.0, timeout=10, on_progress=seen.append
     )
     assert seen[-1] == 100.0
     assert any(0 < p < 100 for p in seen)
@@ -196,7 +201,7 @@ def test_convert_timeout_also_stops_a_wrapper_scripts_children(fake_binary) -> N
     wrapper = fake_binary("sleep 2.5")  # no exec: the real work happens in a child of the script
     started = time.monotonic()
     with pytest.raises(ConversionTimeout):
-        FFmpeg(ffmpeg=wrapper, ffprobe="/bin/false").convert(Path("in"), ["out"], timeout=0.3)
+        FFmpeg(ffmpeg=wrapper, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=0.3)
     assert time.monotonic() - started < 1.5
 
 
@@ -204,7 +209,54 @@ def test_errors_name_files_by_role_never_by_server_path(fake_binary, tmp_path: P
     source, output = tmp_path / "uploads" / "job" / "source", tmp_path / "scratch" / "clip_720p.mp4"
     ffmpeg = fake_binary(f'echo "{source}: Invalid data" >&2; echo "could not write {output}" >&2; exit 1')
     with pytest.raises(FFmpegError) as info:
-        FFmpeg(ffmpeg=ffmpeg, ffprobe=ffmpeg).convert(source, ["-f", "mp4", str(output)])
+        FFmpeg(ffmpeg=ffmpeg, ffprobe=ffmpeg).convert(source, output, ["-f", "mp4"])
     message = str(info.value)
     assert "input: Invalid data" in message and "could not write output" in message
     assert str(tmp_path) not in message
+
+
+# --- bounds -----------------------------------------------------------------------------------------
+
+
+def test_each_ffmpeg_runs_under_an_address_space_limit(fake_binary, tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    ffmpeg = fake_binary(f'echo "$(ulimit -v) $MALLOC_ARENA_MAX" > {seen}; for a in "$@"; do echo "$a"; done >> {seen}')
+    FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false", memory_mb=700, max_output_bytes=12345).convert(
+        Path("in"), Path("out.mp4"), ["-f", "mp4"], timeout=10
+    )
+    limit, *argv = seen.read_text().splitlines()
+    assert limit == f"{700 * 1024} 2"  # KiB, as ulimit reports it; glibc arenas kept few
+    assert argv[argv.index("-fs") + 1] == "12345" and argv[-1] == "out.mp4"
+    threads = [argv[i + 1] for i, a in enumerate(argv) if a == "-threads"]
+    assert len(threads) == 2 and all(1 <= int(t) <= 8 for t in threads)  # decoder and encoder
+    assert int(argv[argv.index("-filter_threads") + 1]) <= 8
+
+
+def test_the_probe_is_bounded_too(fake_binary, tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    ffprobe = fake_binary(f"ulimit -v > {seen}; cat {DATA / 'probe_mp4_av.json'}")
+    facts = FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe, memory_mb=600).inspect(Path("in"))
+    assert seen.read_text().strip() == str(600 * 1024)
+    assert facts.info.width == 320 and facts.video is not None and facts.video.nb_frames == 50
+
+
+def test_an_allocation_refused_by_the_limit_is_a_final_error(fake_binary) -> None:
+    script = 'echo "[dec:gif] Error submitting packet to decoder: Cannot allocate memory" >&2; '
+    script += 'for i in 1 2 3 4 5 6 7 8 9; do echo "cannot decode frame without keyframe" >&2; done; exit 69'
+    with pytest.raises(MemoryLimitExceeded) as info:
+        FFmpeg(ffmpeg=fake_binary(script), ffprobe="/bin/false", memory_mb=512).convert(Path("in"), Path("out"), [])
+    assert isinstance(info.value, LimitExceeded)
+    assert str(info.value).startswith("The conversion needed more than the 512 MB memory limit (exit code 69)")
+
+
+def test_an_output_that_reached_its_size_limit_is_a_final_error(fake_binary, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    ffmpeg = fake_binary(f"head -c 5000 /dev/zero > {out}")  # FFmpeg's -fs stops writing and exits 0
+    with pytest.raises(OutputTooLarge, match="reached the 4096 byte size limit"):
+        FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false", max_output_bytes=4096).convert(Path("in"), out, [])
+    FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false", max_output_bytes=10_000).convert(Path("in"), out, [])
+
+
+def test_from_settings(settings) -> None:
+    ffmpeg = FFmpeg.from_settings(settings.model_copy(update={"ffmpeg_memory_mb": 999, "max_output_bytes": 77}))
+    assert (ffmpeg.memory_mb, ffmpeg.max_output_bytes) == (999, 77)

@@ -1,6 +1,15 @@
 """FFmpeg: finding the binaries, building and running argument lists, parsing what they print."""
 
-from .errors import ConversionCancelled, ConversionTimeout, FFmpegError, FFmpegNotFound, InvalidMedia
+from .errors import (
+    ConversionCancelled,
+    ConversionTimeout,
+    FFmpegError,
+    FFmpegNotFound,
+    InvalidMedia,
+    LimitExceeded,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+)
 from .locate import ffmpeg_path, ffprobe_path
 from .runner import FFmpeg
 
@@ -11,6 +20,9 @@ __all__ = [
     "FFmpegError",
     "FFmpegNotFound",
     "InvalidMedia",
+    "LimitExceeded",
+    "MemoryLimitExceeded",
+    "OutputTooLarge",
     "ffmpeg_path",
     "ffprobe_path",
 ]

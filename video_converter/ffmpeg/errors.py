@@ -28,3 +28,15 @@ class ConversionTimeout(FFmpegError):
 
 class ConversionCancelled(RuntimeError):
     """The worker is shutting down; the message goes back to the queue."""
+
+
+class LimitExceeded(FFmpegError):
+    """FFmpeg hit one of its bounds (memory, output size): the same input would hit it again."""
+
+
+class MemoryLimitExceeded(LimitExceeded):
+    pass
+
+
+class OutputTooLarge(LimitExceeded):
+    pass

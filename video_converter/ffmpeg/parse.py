@@ -36,8 +36,70 @@ def _rotation(stream: dict[str, Any]) -> int:
     return int(_float((stream.get("tags") or {}).get("rotate")) or 0)
 
 
-def parse_probe(text: str) -> SourceInfo:
-    """Turn ``ffprobe -print_format json -show_format -show_streams`` output into SourceInfo.
+def _int(value: object) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """One stream as the container and decoder declare it: what the limits look at."""
+
+    kind: str  # FFmpeg's codec_type: "video", "audio", "subtitle", "data", ...
+    codec: str | None = None
+    width: int | None = None  # stored (not rotated) size
+    height: int | None = None
+    coded_width: int | None = None
+    coded_height: int | None = None
+    start_time: float | None = None
+    duration: float | None = None
+    nb_frames: int | None = None  # from the container index (MP4, AVI); None in Matroska, MPEG-TS, ...
+    r_frame_rate: float | None = None  # the smallest frame interval's rate; 1000 or 90000 in odd VFR files
+    avg_frame_rate: float | None = None
+    time_base: str | None = None
+    channels: int | None = None
+    channel_layout: str | None = None
+    attached_pic: bool = False  # cover art, not a video track
+
+
+@dataclass(frozen=True)
+class ProbeFacts:
+    """``parse_probe``'s SourceInfo plus the raw facts behind it."""
+
+    info: SourceInfo
+    streams: tuple[StreamFacts, ...] = ()
+    start_time: float | None = None
+    duration: float | None = None
+    size: int | None = None  # bytes, as the format reports them
+
+    @property
+    def video(self) -> StreamFacts | None:
+        return next((s for s in self.streams if s.kind == "video" and not s.attached_pic), None)
+
+
+def _stream_facts(stream: dict[str, Any]) -> StreamFacts:
+    layout = stream.get("channel_layout")
+    return StreamFacts(
+        kind=str(stream.get("codec_type") or ""),
+        codec=stream.get("codec_name"),
+        width=_int(stream.get("width")),
+        height=_int(stream.get("height")),
+        coded_width=_int(stream.get("coded_width")),
+        coded_height=_int(stream.get("coded_height")),
+        start_time=_float(stream.get("start_time")),
+        duration=_float(stream.get("duration")),
+        nb_frames=_int(stream.get("nb_frames")),
+        r_frame_rate=_rate(stream.get("r_frame_rate")),
+        avg_frame_rate=_rate(stream.get("avg_frame_rate")),
+        time_base=stream.get("time_base"),
+        channels=_int(stream.get("channels")),
+        channel_layout=layout if isinstance(layout, str) and layout != "unknown" else None,
+        attached_pic=bool((stream.get("disposition") or {}).get("attached_pic")),
+    )
+
+
+def parse_probe_facts(text: str) -> ProbeFacts:
+    """Turn ``ffprobe -print_format json -show_format -show_streams`` output into SourceInfo and facts.
 
     Cover art in audio files (``attached_pic``) does not count as video. Width and height are the
     displayed ones: a phone video recorded in portrait reports portrait dimensions.
@@ -62,7 +124,8 @@ def parse_probe(text: str) -> SourceInfo:
         durations = [_float(s.get("duration")) for s in (video, audio) if s]
         duration = max((d for d in durations if d is not None), default=None)
 
-    return SourceInfo(
+    audio_facts = _stream_facts(audio) if audio else None
+    info = SourceInfo(
         duration=round(duration, 3) if duration is not None else None,
         width=width or None,
         height=height or None,
@@ -71,7 +134,21 @@ def parse_probe(text: str) -> SourceInfo:
         frame_rate=_rate(video.get("avg_frame_rate")) if video else None,
         format_name=fmt.get("format_name"),
         interlaced=video is not None and video.get("field_order") in ("tt", "bb", "tb", "bt"),
+        audio_channels=audio_facts.channels if audio_facts else None,
+        audio_layout=audio_facts.channel_layout if audio_facts else None,
     )
+    return ProbeFacts(
+        info=info,
+        streams=tuple(_stream_facts(s) for s in streams),
+        start_time=_float(fmt.get("start_time")),
+        duration=_float(fmt.get("duration")),
+        size=_int(fmt.get("size")),
+    )
+
+
+def parse_probe(text: str) -> SourceInfo:
+    """The SourceInfo of ``parse_probe_facts``."""
+    return parse_probe_facts(text).info
 
 
 @dataclass

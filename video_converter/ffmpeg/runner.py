@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -12,10 +13,18 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..config import Settings
 from ..model import SourceInfo
-from .errors import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia
+from .errors import (
+    ConversionCancelled,
+    ConversionTimeout,
+    FFmpegError,
+    InvalidMedia,
+    MemoryLimitExceeded,
+    OutputTooLarge,
+)
 from .locate import ffmpeg_path, ffprobe_path
-from .parse import ProgressTracker, parse_probe, tail
+from .parse import ProbeFacts, ProgressTracker, parse_probe_facts, tail
 
 # Inputs are opened with the file protocol only and a fixed list of container demuxers, so a crafted
 # upload (an HLS playlist, a concat script, a tee/subfile URL) cannot make FFmpeg read anything but the
@@ -53,8 +62,32 @@ ALLOWED_DEMUXERS = ",".join(
 )
 SAFE_INPUT_OPTIONS = ["-protocol_whitelist", "file", "-format_whitelist", ALLOWED_DEMUXERS]
 PROBE_TIMEOUT = 60.0
+DEFAULT_MEMORY_MB = 3072
+# Each thread reserves a stack and, with glibc, a malloc arena: address space grows with the thread
+# count, which FFmpeg takes from the number of cores. A fixed cap keeps the memory limit meaningful on
+# a 64-core host (8 threads: ~1.6 GB for x264 1080p from an 8K source; 32 threads: ~3.1 GB).
+MAX_THREADS = min(os.cpu_count() or 1, 8)
+_OUT_OF_MEMORY = ("cannot allocate memory", "out of memory", "malloc of size", "failed to allocate")
 
 ProgressCallback = Callable[[float], None]
+
+
+def _child_env() -> dict[str, str]:
+    # glibc reserves 64 MB of address space per malloc arena (RLIMIT_AS counts reservations, not use).
+    return {**os.environ, "MALLOC_ARENA_MAX": "2"}
+
+
+def _address_space_limit(memory_mb: int | None) -> Callable[[], None] | None:
+    """A preexec_fn that caps the child's address space. It runs between fork and exec, where only
+    async-signal-safe work is safe: setrlimit is one system call and takes no lock."""
+    if not memory_mb:
+        return None
+    limit = memory_mb * 1024 * 1024
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -69,9 +102,25 @@ def _redact(text: str, source: Path, output: str | None = None) -> str:
 
 
 class FFmpeg:
-    def __init__(self, ffmpeg: str | None = None, ffprobe: str | None = None) -> None:
+    """Runs ffprobe and ffmpeg, each bounded in memory (``memory_mb``, address space per process), time
+    and, for ffmpeg, output size (``max_output_bytes``)."""
+
+    def __init__(
+        self,
+        ffmpeg: str | None = None,
+        ffprobe: str | None = None,
+        *,
+        memory_mb: int | None = DEFAULT_MEMORY_MB,
+        max_output_bytes: int | None = None,
+    ) -> None:
         self._ffmpeg = ffmpeg
         self._ffprobe = ffprobe
+        self.memory_mb = memory_mb
+        self.max_output_bytes = max_output_bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FFmpeg:
+        return cls(memory_mb=settings.ffmpeg_memory_mb, max_output_bytes=settings.max_output_bytes)
 
     @property
     def ffmpeg(self) -> str:
@@ -84,13 +133,25 @@ class FFmpeg:
     def probe(self, path: Path, timeout: float = PROBE_TIMEOUT, *, trusted: bool = False) -> SourceInfo:
         """Describe a media file. Uploads are read with the safe-input whitelist; ``trusted`` is for our
         own outputs (a JPEG poster frame is not a container the whitelist admits)."""
+        return self.inspect(path, timeout, trusted=trusted).info
+
+    def inspect(self, path: Path, timeout: float = PROBE_TIMEOUT, *, trusted: bool = False) -> ProbeFacts:
+        """``probe`` with the per-stream facts the limits check (video_converter.limits)."""
         safety = [] if trusted else SAFE_INPUT_OPTIONS
         argv = [
             self.ffprobe, "-v", "error", *safety,
             "-print_format", "json", "-show_format", "-show_streams", str(path),
         ]  # fmt: skip
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env=_child_env(),
+                preexec_fn=_address_space_limit(self.memory_mb),
+            )
         except subprocess.TimeoutExpired as exc:
             raise InvalidMedia(f"Reading the file took longer than {timeout:.0f} s") from exc
         if done.returncode != 0:
@@ -99,26 +160,35 @@ class FFmpeg:
                 returncode=done.returncode,
                 stderr_tail=_redact(tail(done.stderr.splitlines(), count=3), path),
             )
-        info = parse_probe(done.stdout)
-        if not info.has_video and not info.has_audio:
+        facts = parse_probe_facts(done.stdout)
+        if not facts.info.has_video and not facts.info.has_audio:
             raise InvalidMedia("This file has no video or audio stream")
-        return info
+        return facts
 
     def convert(
         self,
         source: Path,
+        output: Path,
         output_args: Sequence[str],
         *,
         input_args: Sequence[str] = (),
         duration: float | None = None,
+        max_seconds: float | None = None,
         timeout: float = 3600.0,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
-        """Run one conversion; raise FFmpegError (with exit code and stderr tail) if it fails."""
+        """Run one conversion into ``output``; raise FFmpegError (with exit code and stderr tail) if it
+        fails. ``duration`` drives the progress percentage; ``max_seconds`` is how much of the input is
+        read at most (input ``-t``: FFmpeg never decodes past it, whatever the file's timestamps say)."""
+        reading = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
+        size_cap = ["-fs", str(self.max_output_bytes)] if self.max_output_bytes else []
+        thread_cap = ["-threads", str(MAX_THREADS)]
         argv = [
             self.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
-            "-progress", "pipe:1", *SAFE_INPUT_OPTIONS, *input_args, "-i", str(source), *output_args,
+            "-progress", "pipe:1", "-filter_threads", str(MAX_THREADS),
+            *SAFE_INPUT_OPTIONS, *thread_cap, *input_args, *reading, "-i", str(source),
+            *output_args, *thread_cap, *size_cap, str(output),
         ]  # fmt: skip
         stderr_lines: collections.deque[str] = collections.deque(maxlen=40)
         proc = subprocess.Popen(
@@ -130,8 +200,11 @@ class FFmpeg:
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: a kill reaches wrapper scripts' children too
+            env=_child_env(),
+            preexec_fn=_address_space_limit(self.memory_mb),
         )
         stop_reason: list[str] = []
+        out_of_memory: list[str] = []
         finished = threading.Event()
 
         def watchdog() -> None:
@@ -149,6 +222,8 @@ class FFmpeg:
             assert proc.stderr is not None
             for line in proc.stderr:
                 stderr_lines.append(line)
+                if not out_of_memory and _says_out_of_memory(line):
+                    out_of_memory.append(line)  # early: later lines are the decoder's consequences
 
         threads = [threading.Thread(target=f, daemon=True) for f in (watchdog, read_stderr)]
         for thread in threads:
@@ -170,13 +245,25 @@ class FFmpeg:
                 thread.join(timeout=5)
         if "cancelled" in stop_reason:
             raise ConversionCancelled("The worker stopped before the conversion finished")
-        output = output_args[-1] if output_args else None
+        stderr_tail = _redact(tail(stderr_lines), source, str(output))
         if "timeout" in stop_reason:
-            raise ConversionTimeout(
-                f"The conversion took longer than the {timeout:.0f} s limit",
-                stderr_tail=_redact(tail(stderr_lines), source, output),
-            )
+            message = f"The conversion took longer than the {timeout:.0f} s limit"
+            raise ConversionTimeout(message, stderr_tail=stderr_tail)
         if returncode != 0:
-            raise FFmpegError(
-                "FFmpeg failed", returncode=returncode, stderr_tail=_redact(tail(stderr_lines), source, output)
-            )
+            if self.memory_mb and (out_of_memory or returncode in (-signal.SIGABRT, -signal.SIGSEGV)):
+                raise MemoryLimitExceeded(
+                    f"The conversion needed more than the {self.memory_mb} MB memory limit",
+                    returncode=returncode,
+                    stderr_tail=stderr_tail,
+                )
+            raise FFmpegError("FFmpeg failed", returncode=returncode, stderr_tail=stderr_tail)
+        # -fs stops writing at the limit and still exits 0: a file that reached it is cut short.
+        if self.max_output_bytes and output.is_file() and output.stat().st_size >= self.max_output_bytes:
+            raise OutputTooLarge(f"The converted file reached the {self.max_output_bytes} byte size limit")
+
+
+def _says_out_of_memory(line: str) -> bool:
+    """An allocation refused by the address-space limit, as FFmpeg and its libraries report it (a
+    library may also abort on one: SIGABRT/SIGSEGV count too)."""
+    text = line.lower()
+    return any(sign in text for sign in _OUT_OF_MEMORY)

@@ -1,0 +1,305 @@
+"""Hostile media, crafted with FFmpeg in each test, through the real conversion path (process_message).
+
+Each must end quickly with a clear refusal (MediaRejected, no retry) or a bounded, correct conversion,
+while a sampler watches the resident memory of the FFmpeg processes this test starts.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import memory_runtime, probe_file
+from video_converter.config import Settings
+from video_converter.ffmpeg import FFmpeg, MemoryLimitExceeded, ffmpeg_path, ffprobe_path
+from video_converter.jobs import JobService
+from video_converter.messages import Action, Task, process_message
+from video_converter.model import OutputRecord, OutputStatus
+from video_converter.presets import PRESETS
+from video_converter.queues import Message
+
+pytestmark = pytest.mark.e2e
+
+MEMORY_MB = 1024  # tighter than the 3072 MB default, so a breach would show on this small machine
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_path(), "-hide_banner", "-v", "error", "-y", *args], check=True, timeout=60)
+
+
+# --- crafting -----------------------------------------------------------------------------------------
+
+
+def huge_gif(path: Path) -> Path:
+    """A 1 KB GIF whose logical screen (bytes 6-9 of the header) says 16000x16000."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=16x16:rate=5:duration=1", "-f", "gif", str(path))
+    data = bytearray(path.read_bytes())
+    data[6:10] = (16000).to_bytes(2, "little") * 2
+    path.write_bytes(bytes(data))
+    return path
+
+
+def timestamp_gap(path: Path, gap_seconds: float) -> Path:
+    """Two seconds of frames with a jump of ``gap_seconds`` in the middle (timestamps passed through)."""
+    jump = f"setpts='if(gte(N,25),PTS+{gap_seconds}/TB,PTS)'"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2", "-vf", jump,
+        "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", str(path),
+    )  # fmt: skip
+    return path
+
+
+def empty_edit_list(path: Path, clip: Path, offset: float) -> Path:
+    """The clip's audio at 0 and its video behind an empty edit of ``offset`` seconds."""
+    ffmpeg(
+        "-i", str(clip), "-itsoffset", str(offset), "-i", str(clip),
+        "-map", "0:a", "-map", "1:v", "-c", "copy", "-use_editlist", "1", str(path),
+    )  # fmt: skip
+    return path
+
+
+def tiny_frame_rate(path: Path) -> Path:
+    """0.001 fps: three frames over 50 minutes."""
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=1/1000:duration=3000",
+        "-c:v", "libx264", "-preset", "ultrafast", str(path),
+    )  # fmt: skip
+    return path
+
+
+def many_channels(path: Path, channels: int = 64) -> Path:
+    tones = "|".join(f"0.01*sin({200 + 10 * n}*2*PI*t)" for n in range(channels))
+    ffmpeg("-f", "lavfi", "-i", f"aevalsrc=exprs={tones}:d=1", "-c:a", "pcm_s16le", str(path))
+    return path
+
+
+# --- the sampler ----------------------------------------------------------------------------------------
+
+
+def _children_rss_mb(parent: int) -> int:
+    """Resident memory of the process tree under ``parent`` (FFmpeg and anything it starts)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        ppid = re.search(r"^PPid:\s+(\d+)", status, re.M)
+        vmrss = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
+        if ppid:
+            parents[int(entry)] = int(ppid.group(1))
+            rss[int(entry)] = int(vmrss.group(1)) if vmrss else 0
+    tree, frontier = set(), {parent}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
+        tree |= frontier
+    return sum(rss[pid] for pid in tree) // 1024
+
+
+@contextmanager
+def peak_rss() -> Iterator[list[int]]:
+    """Samples the children's resident memory every 20 ms; yields [peak MB] (filled in as it runs)."""
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _children_rss_mb(os.getpid()))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()
+
+
+# --- the conversion path --------------------------------------------------------------------------------
+
+
+class Env:
+    def __init__(self, settings: Settings, scratch: Path) -> None:
+        self.settings = settings
+        self.rt = memory_runtime(settings, scratch)
+        self.service = JobService(self.rt)
+        self.ffmpeg = FFmpeg.from_settings(settings)
+
+    def convert(self, source: Path, formats: list[str]) -> dict[str, tuple[OutputRecord, float, int]]:
+        """Each format converted once (attempt 1): its record, the seconds it took and the peak RSS."""
+        job_id = self.service.upload_and_create(io.BytesIO(source.read_bytes()), source.name, formats).job_id
+        self.rt.ffmpeg = self.ffmpeg
+        results = {}
+        for format_id in formats:
+            started = time.monotonic()
+            message = Message(id="m", body=Task(job_id, format_id).body(), receive_count=1, handle="h")
+            with peak_rss() as peak:
+                outcome = process_message(self.rt, message)
+            assert outcome.action is Action.ACK, outcome  # done or failed for good: never a retry
+            record = self.rt.jobs.output(job_id, format_id)
+            seconds = time.monotonic() - started
+            results[format_id] = (record, seconds, peak[0])
+            if os.environ.get("REPORT_PEAKS"):  # REPORT_PEAKS=1 pytest -s: the figures for the issue
+                print(f"{source.name} -> {format_id}: {record.status.value}, {seconds:.1f} s, peak {peak[0]} MB")
+        return results
+
+    def output_file(self, record: OutputRecord, tmp_path: Path) -> Path:
+        assert record.key
+        path = tmp_path / record.key.replace("/", "_")
+        path.write_bytes(self.rt.converted.get_bytes(record.key))
+        return path
+
+
+@pytest.fixture
+def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
+    env = Env(settings.model_copy(update={"ffmpeg_memory_mb": MEMORY_MB}), tmp_path / "scratch")
+    yield env
+    env.rt.close()
+
+
+def frames_of(path: Path) -> int:
+    done = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
+# --- refused at once --------------------------------------------------------------------------------------
+
+
+def test_tiny_gif_declaring_16000x16000_is_refused_before_any_encode(env: Env, tmp_path: Path) -> None:
+    source = huge_gif(tmp_path / "bomb.gif")
+    assert source.stat().st_size < 2000
+    results = env.convert(source, ["gif", "720p", "thumbnail"])
+    for record, seconds, peak in results.values():
+        assert record.status is OutputStatus.FAILED
+        assert record.error == "This video is 16000x16000 pixels; the limit is 8K (7680x4320)."
+        assert record.attempts == 1  # failed for good on the first attempt: no RetryLater, no retry
+        assert seconds < 5 and peak < MEMORY_MB
+
+
+def test_video_behind_a_ten_hour_empty_edit_list_is_refused(env: Env, make_clip, tmp_path: Path) -> None:
+    source = empty_edit_list(tmp_path / "edit.mp4", make_clip(seconds=2, size="160x120"), 36000)
+    (record, seconds, _), *_ = env.convert(source, ["360p"]).values()
+    assert record.status is OutputStatus.FAILED and seconds < 5
+    assert record.error is not None and record.error.startswith("The video track starts 10 h after the audio track")
+
+
+def test_ten_hour_timestamp_gap_is_over_the_duration_limit(env: Env, tmp_path: Path) -> None:
+    source = timestamp_gap(tmp_path / "gap10h.mp4", 36000)
+    (record, seconds, _), *_ = env.convert(source, ["gif"]).values()
+    assert record.status is OutputStatus.FAILED and seconds < 5
+    assert record.error == "This file lasts 10 h 0 min; the limit is 4 h."
+
+
+# --- bounded, correct conversions ----------------------------------------------------------------------------
+
+
+def test_one_hour_timestamp_gap_costs_its_frames_not_an_hour_of_copies(env: Env, tmp_path: Path) -> None:
+    source = timestamp_gap(tmp_path / "gap1h.mp4", 3600)
+    results = env.convert(source, ["360p", "webm", "gif", "thumbnail"])
+    for format_id, (record, seconds, peak) in results.items():
+        assert record.status is OutputStatus.COMPLETED, (format_id, record.error)
+        assert seconds < 20 and peak < MEMORY_MB, (format_id, seconds, peak)
+    assert frames_of(env.output_file(results["360p"][0], tmp_path)) <= 50  # 50 frames in, none invented
+    assert frames_of(env.output_file(results["webm"][0], tmp_path)) <= 50
+    gif = results["gif"][0]
+    assert gif.duration is not None and gif.duration <= 10.0  # the GIF stops at its 10 s
+
+
+def test_a_thousandth_of_a_frame_per_second_gives_small_bounded_outputs(env: Env, tmp_path: Path) -> None:
+    source = tiny_frame_rate(tmp_path / "slow.mp4")
+    results = env.convert(source, ["360p", "gif"])
+    for format_id, (record, seconds, peak) in results.items():
+        assert record.status is OutputStatus.COMPLETED, (format_id, record.error)
+        assert seconds < 20 and peak < MEMORY_MB, (format_id, seconds, peak)
+    assert frames_of(env.output_file(results["360p"][0], tmp_path)) <= 3
+    gif = env.output_file(results["gif"][0], tmp_path)
+    assert frames_of(gif) <= 120  # 10 s at 12 fps, not 50 minutes of repeats held by palettegen
+    assert float(probe_file(gif)["format"]["duration"]) <= 10.0
+
+
+def test_sixty_four_channel_wav_gives_a_stereo_mp3(env: Env, tmp_path: Path) -> None:
+    source = many_channels(tmp_path / "channels.wav")
+    assert probe_file(source)["streams"][0]["channels"] == 64
+    (record, seconds, peak), *_ = env.convert(source, ["mp3"]).values()
+    assert record.status is OutputStatus.COMPLETED, record.error
+    assert seconds < 10 and peak < MEMORY_MB
+    stream = probe_file(env.output_file(record, tmp_path))["streams"][0]
+    assert (stream["channels"], stream["channel_layout"]) == (2, "stereo")
+
+
+def test_high_frame_rate_is_capped_at_sixty_by_dropping_frames(env: Env, make_clip, tmp_path: Path) -> None:
+    source = make_clip(seconds=1, size="160x120", rate=120, audio=False)
+    (record, _, _), *_ = env.convert(source, ["360p"]).values()
+    assert record.status is OutputStatus.COMPLETED, record.error
+    assert 55 <= frames_of(env.output_file(record, tmp_path)) <= 61
+
+
+# --- the memory bound itself --------------------------------------------------------------------------------
+
+
+def test_ffmpeg_past_the_checks_is_stopped_by_its_memory_limit(tmp_path: Path) -> None:
+    """Were a file to slip past check_media (a container that lies about its size), FFmpeg itself is
+    capped: the 16000x16000 canvas needs ~1 GB per frame, over this 512 MB address-space limit."""
+    source = huge_gif(tmp_path / "bomb.gif")
+    preset = PRESETS["gif"]
+    bounded = FFmpeg(memory_mb=512)
+    info = bounded.probe(source)
+    started = time.monotonic()
+    with peak_rss() as peak, pytest.raises(MemoryLimitExceeded) as failed:
+        bounded.convert(source, tmp_path / "out.gif", preset.output_args(info), max_seconds=preset.max_seconds)
+    assert time.monotonic() - started < 10
+    assert peak[0] < 512
+    assert str(failed.value).startswith("The conversion needed more than the 512 MB memory limit")
+
+
+def test_output_size_limit_ends_the_conversion_without_retry(env: Env, make_clip) -> None:
+    env.ffmpeg = FFmpeg(memory_mb=MEMORY_MB, max_output_bytes=20_000)
+    source = make_clip(seconds=2, size="320x240")
+    (record, _, _), *_ = env.convert(source, ["360p"]).values()
+    assert record.status is OutputStatus.FAILED and record.attempts == 1
+    assert record.error is not None and record.error.startswith("The converted file reached the 20000 byte size limit")
+
+
+# --- privacy ----------------------------------------------------------------------------------------------
+
+
+def _tags(probed: dict[str, Any]) -> dict[str, str]:
+    tags = dict(probed["format"].get("tags") or {})
+    for stream in probed["streams"]:
+        tags.update(stream.get("tags") or {})
+    return {k.lower(): str(v) for k, v in tags.items()}
+
+
+def test_outputs_carry_no_location_comment_or_chapters_of_the_source(env: Env, make_clip, tmp_path: Path) -> None:
+    source = make_clip(
+        "private.mp4",
+        seconds=1,
+        size="160x120",
+        extra=("-metadata", "location=+48.8566+002.3522/", "-metadata", "comment=secret", "-metadata", "title=secret"),
+    )
+    assert {"location", "comment"} <= set(_tags(probe_file(source)))
+    results = env.convert(source, list(PRESETS))
+    for format_id, (record, _, _) in results.items():
+        assert record.status is OutputStatus.COMPLETED, (format_id, record.error)
+        probed = probe_file(env.output_file(record, tmp_path))
+        tags = _tags(probed)
+        assert not {"location", "location-eng", "comment", "title"} & set(tags), (format_id, tags)
+        assert not any("secret" in v or "48.8566" in v for v in tags.values()), (format_id, tags)
+        assert not probed.get("chapters")
