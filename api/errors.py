@@ -37,6 +37,16 @@ STATUS: list[tuple[type[RequestError], int]] = [
     (QueueUnavailable, 503),
 ]
 RETRY_AFTER = {503: "30"}
+# The data folder cannot take writes: the service, not the request, is at fault, and it may pass.
+_FULL = "The server has run out of disk space; please try again later."
+_READ_ONLY = "The server cannot write its data right now; please try again later."
+STORAGE_ERRORS = {
+    errno.ENOSPC: _FULL,
+    errno.EDQUOT: _FULL,
+    errno.EROFS: _READ_ONLY,
+    errno.EACCES: _READ_ONLY,
+    errno.EPERM: _READ_ONLY,
+}
 
 
 def sentence(errors: Sequence[Any]) -> str:
@@ -78,12 +88,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OSError)
     async def storage_error(request: Request, exc: OSError) -> JSONResponse:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            log.error("out of disk space: %s", exc)
-            return JSONResponse(
-                {"detail": "The server has run out of disk space; please try again later."}, status_code=507
-            )
-        return await unexpected(request, exc)
+        sentence = STORAGE_ERRORS.get(exc.errno or 0)
+        if sentence is None:
+            return await unexpected(request, exc)
+        log.error("storage unavailable: %s", exc)  # /health says the same, so the service is taken out
+        return JSONResponse({"detail": sentence}, status_code=503, headers={"Retry-After": RETRY_AFTER[503]})
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

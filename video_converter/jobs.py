@@ -170,7 +170,7 @@ class JobService:
     def _enqueue(self, record: JobRecord) -> None:
         for n, format_id in enumerate(record.formats):
             try:
-                self.rt.queue.send(Task(record.job_id, format_id).body())
+                self.rt.queue.send(Task(record.job_id, format_id).body(), group=record.job_id)
             except Exception as exc:
                 # Never leave an output "queued" with no message behind it.
                 for unsent in record.formats[n:]:

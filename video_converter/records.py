@@ -6,6 +6,8 @@ job's status is derived from them, so no two writers ever race on one object (on
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from . import keys
 from .errors import JobNotFound
 from .model import JobRecord, OutputRecord, is_job_id, utcnow
@@ -30,11 +32,12 @@ class JobStore:
     def exists(self, job_id: str) -> bool:
         return self.store.size(keys.job_key(job_id)) is not None
 
-    def output(self, job_id: str, format_id: str) -> OutputRecord:
+    def output(self, job_id: str, format_id: str, *, missing_since: datetime | None = None) -> OutputRecord:
+        """The output's record; a queued one (dated ``missing_since``, else now) if none was written yet."""
         try:
             return OutputRecord.model_validate_json(self.store.get_bytes(keys.status_key(job_id, format_id)))
         except ObjectNotFound:
-            return OutputRecord(format=format_id)
+            return OutputRecord(format=format_id, updated_at=missing_since or utcnow())
 
     def save_output(self, job_id: str, record: OutputRecord) -> OutputRecord:
         """Store the record, stamped with the time; return the stamped copy."""

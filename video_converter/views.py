@@ -81,4 +81,5 @@ class UploadTicket(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = Field(examples=["ok"])
+    status: str = Field(examples=["ok"], description='"ok", or "unhealthy" (with a 503) and why.')
+    detail: str | None = None

@@ -1,13 +1,25 @@
 """For load-balancer checks."""
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from api.deps import JobsDep
 from video_converter.views import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
-def health() -> Health:
-    """The process is up and serving."""
-    return Health(status="ok")
+@router.get(
+    "/health",
+    response_model=Health,
+    response_model_exclude_none=True,
+    responses={503: {"model": Health, "description": "Cannot do its work right now."}},
+)
+async def health(jobs: JobsDep) -> Health | JSONResponse:
+    """The process is up and can do its work: 200, or 503 with the reason (a read-only or full data
+    folder, an unreadable queue), so a load balancer or supervisor takes it out of service."""
+    problem = await run_in_threadpool(jobs.rt.health_problem)
+    if problem is None:
+        return Health(status="ok")
+    return JSONResponse(Health(status="unhealthy", detail=problem).model_dump(), status_code=503)  # not cached

@@ -147,16 +147,15 @@ def test_audio_only_source_gives_mp3_and_video_formats_fail(client, make_clip, p
     assert done["source"]["video_codec"] is None and done["source"]["audio_codec"] == "mp3"
 
 
-def test_a_file_that_is_not_a_video_fails_every_output_with_a_sentence(client, tmp_path):
+def test_a_file_that_is_not_a_video_is_refused_at_once_in_local_mode(client, tmp_path):
+    """The API has the file here, so it probes it: no job, no message, a 422 with a sentence. (Where the
+    API does not have the file, on S3, the worker fails each output the same way: tests/aws.)"""
     fake = tmp_path / "notes.mp4"
     fake.write_text("these are my meeting notes, not a video\n" * 100)
-    job = submit(client, fake, ["720p", "gif"])
-    done = wait_for_job(client, job["job_id"])
-    assert done["status"] == "failed"
-    for output in done["outputs"]:
-        assert output["status"] == "failed"
-        assert output["error"].startswith("This file is not a video or audio file")
-        assert output["attempts"] == 1  # a broken input is not retried
+    with fake.open("rb") as fh:
+        response = client.post("/api/jobs", files={"file": (fake.name, fh)}, data={"formats": ["720p", "gif"]})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("This file is not a video or audio file")
 
 
 def test_user_file_names_never_become_paths(client, make_clip, settings, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,8 +391,15 @@ def test_local_mode_spools_uploads_in_its_scratch_folder_not_in_tmp(
     rt.close()
 
 
-@pytest.mark.parametrize(("error", "status"), [(OSError(28, "No space left on device"), 507), (OSError(5, "EIO"), 500)])
-def test_a_full_disk_is_507_other_io_errors_500(
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), 503),
+        (OSError(errno.EROFS, "Read-only file system"), 503),
+        (OSError(errno.EIO, "EIO"), 500),
+    ],
+)
+def test_a_full_or_read_only_data_folder_is_503_other_io_errors_500(
     memory_app: tuple[TestClient, Runtime], error: OSError, status: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, rt = memory_app
@@ -402,7 +411,35 @@ def test_a_full_disk_is_507_other_io_errors_500(
     response = post_job(client, ["720p"])
     assert response.status_code == status
     detail = response.json()["detail"]
-    assert isinstance(detail, str) and "No space" not in detail and "EIO" not in detail
+    assert isinstance(detail, str) and "No space" not in detail and "EIO" not in detail and "Read-only" not in detail
+    if status == 503:
+        assert response.headers["retry-after"] == "30"
+
+
+def test_health_says_unhealthy_when_the_data_folder_takes_no_writes(
+    local: tuple[TestClient, Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = local
+    assert client.get("/health").json() == {"status": "ok"}
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("video_converter.runtime.tempfile.TemporaryFile", read_only)
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unhealthy",
+        "detail": "The data folder cannot be written to (read-only file system).",
+    }
+
+
+def test_health_says_unhealthy_when_the_disk_is_full(
+    local: tuple[TestClient, Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = local
+    monkeypatch.setattr("video_converter.runtime.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+    assert client.get("/health").json() == {"status": "unhealthy", "detail": "The data folder's disk is full."}
 
 
 def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, Runtime]) -> None:

@@ -256,3 +256,55 @@ def test_sqlite_two_instances_on_one_file_share_messages(tmp_path: Path) -> None
     assert a.receive() is None
     a.ack(m)
     assert b.counts() == {"visible": 0, "in_flight": 0, "dead": 0}
+
+
+def test_receive_shares_the_workers_between_groups(make_queue) -> None:
+    """A job of many outputs does not hold every worker while a later job waits (README: scheduling)."""
+    q = make_queue()
+    for n in range(4):
+        q.send({"job": "big", "n": str(n)}, group="big")
+    q.send({"job": "small", "n": "0"}, group="small")
+    first = must_receive(q)  # both groups idle: the oldest
+    second = must_receive(q)  # "big" has one in flight, "small" none
+    assert (first.body["job"], second.body["job"]) == ("big", "small")
+    assert [must_receive(q).body["n"] for _ in range(3)] == ["1", "2", "3"]  # in order within a group
+
+
+def test_sqlite_queue_file_deleted_while_running_is_reopened(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "q.sqlite3")
+    q.send({"n": "1"})
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"q.sqlite3{suffix}").unlink(missing_ok=True)
+    assert q.receive() is None  # what it held is gone (the service sends it again from the records) ...
+    q.send({"n": "2"})  # ... and new messages go to a file that is really there
+    assert SqliteQueue(tmp_path / "q.sqlite3").bodies() == [{"n": "2"}]
+
+
+def test_sqlite_corrupt_file_is_moved_aside_and_started_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "q.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    q = SqliteQueue(path)
+    q.send({"n": "1"})
+    assert q.bodies() == [{"n": "1"}]
+    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and (tmp_path / aside[0]).read_bytes().startswith(b"this is not a database")
+    assert "moved it to" in caplog.text
+
+
+def test_sqlite_files_from_before_groups_gain_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "q.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, state TEXT NOT NULL "
+        "DEFAULT 'ready', visible_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, "
+        "created_at REAL NOT NULL);"
+        'INSERT INTO messages (body, visible_at, created_at) VALUES (\'{"n": "old"}\', 0, 0);'
+    )
+    old.commit()
+    old.close()
+    q = SqliteQueue(path)
+    assert must_receive(q).body == {"n": "old"}

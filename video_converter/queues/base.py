@@ -28,7 +28,8 @@ def decode_body(text: str) -> dict[str, str]:
 
 
 class Queue(Protocol):
-    def send(self, body: dict[str, str]) -> None: ...
+    def send(self, body: dict[str, str], group: str = "") -> None:
+        """Queue a message. Messages of one ``group`` (a job) share the workers fairly with other groups."""
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         """The next visible message, hidden for the visibility timeout; None if none came in time."""

@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .base import Message
@@ -14,6 +15,7 @@ from .base import Message
 @dataclass
 class _Entry:
     body: dict[str, str]
+    group: str = ""
     visible_at: float = 0.0
     receive_count: int = 0
     receipt: str | None = None
@@ -29,18 +31,21 @@ class MemoryQueue:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def send(self, body: dict[str, str]) -> None:
+    def send(self, body: dict[str, str], group: str = "") -> None:
         with self._lock:
-            self.entries[str(next(self._ids))] = _Entry(body=dict(body))
+            self.entries[str(next(self._ids))] = _Entry(body=dict(body), group=group)
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         deadline = time.monotonic() + wait_seconds
         while True:
             with self._lock:
                 now = time.time()
-                for msg_id, entry in self.entries.items():
-                    if entry.dead or entry.visible_at > now:
-                        continue
+                in_flight = Counter(
+                    e.group for e in self.entries.values() if not e.dead and e.receipt and e.visible_at > now
+                )
+                ready = [(k, e) for k, e in self.entries.items() if not e.dead and e.visible_at <= now]
+                # As SqliteQueue: the group with the fewest in flight first, then the oldest.
+                for msg_id, entry in sorted(ready, key=lambda item: (in_flight[item[1].group], item[1].visible_at)):
                     if entry.receive_count >= self.max_receives:
                         entry.dead = True
                         continue

@@ -3,11 +3,20 @@
 Semantics follow SQS: a received message is hidden for ``visibility_timeout`` seconds; if the worker
 dies, it becomes visible again with a higher receive count; after ``max_receives`` deliveries it moves
 to the dead-letter state instead of being delivered again.
+
+Fair between groups (jobs): of the messages ready now, ``receive`` hands out one whose group has the
+fewest messages in flight, oldest first, so a job of eight outputs never holds every worker while a
+later job waits. Within a group the order stays first in, first out.
+
+The file is state that can be lost, never the truth (the status records are): a file that is corrupt
+is moved aside and started afresh, and a file deleted or replaced while running is noticed on the next
+call and reopened, so the service's reconciliation can send again what was lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -17,6 +26,8 @@ from pathlib import Path
 
 from .base import Message, decode_body, encode_body
 
+log = logging.getLogger(__name__)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -25,9 +36,24 @@ CREATE TABLE IF NOT EXISTS messages (
     visible_at    REAL    NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
     receipt       TEXT,
-    created_at    REAL    NOT NULL
+    created_at    REAL    NOT NULL,
+    group_key     TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (state, visible_at, id);
+"""
+# Files made before groups existed gain the column (and its index) on open.
+_GROUP_INDEX = "CREATE INDEX IF NOT EXISTS messages_group ON messages (group_key, state, visible_at)"
+
+# Of the ready messages, the one whose group has the fewest in flight (received, still hidden), then the
+# oldest. The sub-select uses messages_group.
+_NEXT = """
+SELECT m.id, m.body, m.receive_count FROM messages AS m
+WHERE m.state = 'ready' AND m.visible_at <= :now
+ORDER BY (
+    SELECT COUNT(*) FROM messages AS f
+    WHERE f.group_key = m.group_key AND f.state = 'ready' AND f.visible_at > :now AND f.receipt IS NOT NULL
+), m.visible_at, m.id
+LIMIT 1
 """
 
 
@@ -42,15 +68,60 @@ class SqliteQueue:
         self.poll_interval = poll_interval
         self._local = threading.local()
         self._sent = threading.Condition()
-        self._conn().executescript(_SCHEMA)
+        try:
+            self._open_schema(self._conn())
+        except sqlite3.DatabaseError as exc:
+            self._move_aside(exc)
+            self._open_schema(self._conn())
+
+    @staticmethod
+    def _open_schema(conn: sqlite3.Connection) -> None:
+        conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+        if "group_key" not in columns:
+            conn.execute("ALTER TABLE messages ADD COLUMN group_key TEXT NOT NULL DEFAULT ''")
+        conn.execute(_GROUP_INDEX)
+        if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("quick_check failed")
+
+    def _move_aside(self, exc: Exception) -> None:
+        """Keep a corrupt file for inspection and start an empty one (what it held is sent again by the
+        reconciliation, from the status records)."""
+        self._drop_connection()
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{self.path}{suffix}").rename(f"{aside}{suffix}")
+        log.error(
+            "the queue file %s could not be read (%s); moved it to %s and started a new one", self.path, exc, aside
+        )
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._local.conn = None
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        try:
+            inode = self.path.stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        if conn is not None and inode != getattr(self._local, "inode", None):
+            # The file was deleted or replaced under us: writing on into the old inode would lose it all.
+            log.warning("the queue file %s was removed or replaced; reopening it", self.path)
+            self._drop_connection()
+            conn = None
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
+            if inode is None:
+                self._open_schema(conn)
+            self._local.conn, self._local.inode = conn, self.path.stat().st_ino
         return conn
 
     @contextlib.contextmanager
@@ -64,12 +135,12 @@ class SqliteQueue:
             raise
         conn.execute("COMMIT")
 
-    def send(self, body: dict[str, str]) -> None:
+    def send(self, body: dict[str, str], group: str = "") -> None:
         now = time.time()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO messages (body, visible_at, created_at) VALUES (?, ?, ?)",
-                (encode_body(body), now, now),
+                "INSERT INTO messages (body, visible_at, created_at, group_key) VALUES (?, ?, ?, ?)",
+                (encode_body(body), now, now, group),
             )
         with self._sent:
             self._sent.notify_all()
@@ -78,11 +149,7 @@ class SqliteQueue:
         now = time.time()
         with self._tx() as db:
             while True:
-                row = db.execute(
-                    "SELECT id, body, receive_count FROM messages WHERE state = 'ready' AND visible_at <= ? "
-                    "ORDER BY visible_at, id LIMIT 1",
-                    (now,),
-                ).fetchone()
+                row = db.execute(_NEXT, {"now": now}).fetchone()
                 if row is None:
                     return None
                 msg_id, body, count = row
@@ -130,8 +197,14 @@ class SqliteQueue:
         with self._sent:
             self._sent.notify_all()
 
+    def bodies(self) -> list[dict[str, str]]:
+        """The bodies of every message the file holds: ready, in flight or dead-lettered (a dead one is not
+        lost: sending it again would only loop a poison message)."""
+        rows = self._conn().execute("SELECT body FROM messages").fetchall()
+        return [decode_body(row[0]) for row in rows]
+
     def counts(self) -> dict[str, int]:
-        """Ready, in flight and dead-lettered messages (for the health page and tests)."""
+        """Ready, in flight and dead-lettered messages (for the health check and tests)."""
         now = time.time()
         row = (
             self._conn()

@@ -83,8 +83,13 @@ class SqsQueue:
         """Created on first use, so tests can start moto first and importing needs no AWS setup."""
         return self._client or make_sqs_client()
 
-    def send(self, body: dict[str, str]) -> None:
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=encode_body(body))
+    def send(self, body: dict[str, str], group: str = "") -> None:
+        # On a standard queue a MessageGroupId makes SQS a fair queue: one job's burst of messages does not
+        # hold back the messages of other jobs (it adds no FIFO ordering or throughput limit there).
+        params = {"QueueUrl": self.queue_url, "MessageBody": encode_body(body)}
+        if group:
+            params["MessageGroupId"] = group
+        self.client.send_message(**params)
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         wait = max(0, min(math.ceil(wait_seconds), self.wait_cap))
