@@ -205,7 +205,9 @@ def test_upload_convert_preview_and_download(
     assert httpx.get(f"{server.url}/api/jobs/{job_id}").json()["status"] == "completed"
 
 
-def test_client_checks_failed_outputs_and_recent_jobs(server: Server, page: Any, tmp_path: Path) -> None:
+def test_client_checks_failed_outputs_and_recent_jobs(
+    server: Server, page: Any, tmp_path: Path, make_clip: Callable[..., Path]
+) -> None:
     page.goto(server.url + "/")
     sync_api.expect(page.locator("#recent")).to_be_hidden()  # a fresh browser has no history
 
@@ -253,13 +255,23 @@ def test_client_checks_failed_outputs_and_recent_jobs(server: Server, page: Any,
     sync_api.expect(page.locator("#upload-status")).to_be_hidden()
     page.unroute("**/api/jobs")
 
+    # The server probes what it received (local mode has the file) and refuses it with a sentence.
+    page.locator("#submit").click()
+    sync_api.expect(page.locator("#form-error")).to_contain_text("not a video or audio file")
+    sync_api.expect(page.locator("#submit")).to_be_enabled()
+    assert page.url.rstrip("/") == server.url
+
+    # Real media that cannot give what was asked: an audio file, for a video and a poster frame.
+    song = make_clip("song.m4a", seconds=1, video=False)
+    page.set_input_files("#file", song)
+    choose_formats(page, {"360p", "thumbnail"})
     page.locator("#submit").click()
     page.wait_for_url(JOB_URL, timeout=30_000)
     job_id = page.url.rsplit("/", 1)[-1]
 
-    assert wait_until_finished(page, timeout=60_000) == {"360p": "failed", "mp3": "failed"}
+    assert wait_until_finished(page, timeout=60_000) == {"360p": "failed", "thumbnail": "failed"}
     sync_api.expect(page.locator("#job-status")).to_have_attribute("data-status", "failed")
-    for fmt in ("360p", "mp3"):
+    for fmt in ("360p", "thumbnail"):
         card = page.locator(f"article[data-format='{fmt}']")
         note = card.locator(".card__note")
         sync_api.expect(note).to_be_visible()
@@ -270,7 +282,7 @@ def test_client_checks_failed_outputs_and_recent_jobs(server: Server, page: Any,
     page.goto(server.url + "/")
     row = page.locator(f"#recent-list li[data-job-id='{job_id}']")
     sync_api.expect(row).to_have_count(1)
-    sync_api.expect(row.locator("a")).to_have_text("notes.mp4")
+    sync_api.expect(row.locator("a")).to_have_text("song.m4a")
     sync_api.expect(row.locator("a")).to_have_attribute("href", f"/jobs/{job_id}")
     row.scroll_into_view_if_needed()
     sync_api.expect(row.locator(".badge")).to_have_attribute("data-status", "failed")
