@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import keys
+from . import keys, segments
 from .errors import JobNotFound
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, check_media
-from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo
+from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo
 from .presets import PRESETS, Preset
 from .records import JobStore
 from .storage import Storage
@@ -80,6 +80,11 @@ class OutputTask:
             height=result.height,
             duration=result.duration,
         )
+
+    def segmented(self, plan: SegmentPlan) -> SegmentPlan:
+        """Converted in ``plan.count`` pieces from now on; progress is then counted from the pieces."""
+        self._save(segments=plan.count, progress=0.0)
+        return plan
 
     def failed(self, reason: str) -> OutputRecord:
         log.warning("job %s: %s failed: %s", self.job_id, self.format_id, reason)
@@ -193,9 +198,23 @@ def convert(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
-) -> OutputRecord:
-    """Fetch and probe the original, encode, check the result, publish it."""
+    segment_seconds: float = 0.0,
+) -> OutputRecord | SegmentPlan:
+    """Fetch and probe the original, encode, check the result, publish it. A long video is split into
+    pieces instead (once per job, whichever of its video formats comes first) and the plan returned:
+    the caller queues the pieces."""
+    if segment_seconds > 0 and task.preset.recipe is not None:
+        plan = segments.load_plan(uploads, task.job_id)  # split already: no need to fetch the original
+        if plan is not None and plan.count > 1:
+            task.probed(plan.source)
+            task.preset.check_source(plan.source)
+            return task.segmented(plan)
     with uploads.local_path(task.job.source_key, workdir) as source_path:
         facts = inspect(ffmpeg, task, source_path, limits)
+        if segments.wants_segments(task.preset, facts.info, segment_seconds):
+            split = segments.split(ffmpeg, source_path, facts, workdir, segment_seconds, timeout=timeout, cancel=cancel)
+            if split.plan.count > 1:
+                segments.store_split(uploads, task.job_id, split)
+                return task.segmented(split.plan)
         output = encode(ffmpeg, task, source_path, facts, limits, workdir, timeout=timeout, cancel=cancel)
     return publish(converted, task, output, check_output(ffmpeg, output))

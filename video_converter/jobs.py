@@ -10,15 +10,25 @@ import collections
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import keys
+from . import keys, segments
 from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media
 from .messages import Task
-from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo, is_job_id, job_status, new_job_id, utcnow
+from .model import (
+    JobRecord,
+    OutputRecord,
+    OutputStatus,
+    SegmentPlan,
+    SourceInfo,
+    is_job_id,
+    job_status,
+    new_job_id,
+    utcnow,
+)
 from .presets import PRESETS
 from .records import JobStore
 from .storage import Readable
@@ -80,6 +90,7 @@ class JobService:
         self.settings = runtime.settings
         self._pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="records")
         self._cache: collections.OrderedDict[str, JobRecord] = collections.OrderedDict()
+        self._plans: dict[str, SegmentPlan] = {}
         self._cache_lock = threading.Lock()
 
     def close(self) -> None:
@@ -209,8 +220,34 @@ class JobService:
 
     def outputs(self, record: JobRecord) -> list[OutputRecord]:
         """Every output's record, read concurrently, as the API reports them."""
-        read = self._pool.map(lambda format_id: self.rt.jobs.output(record.job_id, format_id), record.formats)
-        return [self._effective(out) for out in read]
+        return list(self._pool.map(lambda format_id: self._current(record.job_id, format_id), record.formats))
+
+    def _current(self, job_id: str, format_id: str) -> OutputRecord:
+        """An output's record as it stands: a segmented one's progress counted from its encoded pieces,
+        and its last sign of life the newest of them."""
+        out = self.rt.jobs.output(job_id, format_id)
+        if out.segments and out.status is OutputStatus.PROCESSING:
+            plan = self._plan(job_id)
+            done = segments.finished(self.rt.converted, job_id, format_id)
+            if plan is not None:
+                newest = datetime.fromtimestamp(max(done.values(), default=0.0), UTC)
+                out = out.model_copy(
+                    update={"progress": segments.progress(plan, done), "updated_at": max(out.updated_at, newest)}
+                )
+        return self._effective(out)
+
+    def _plan(self, job_id: str) -> SegmentPlan | None:
+        """How the job's source was split; never changes once written, so it is kept once read."""
+        with self._cache_lock:
+            if job_id in self._plans:
+                return self._plans[job_id]
+        plan = segments.load_plan(self.rt.uploads, job_id)
+        if plan is not None:
+            with self._cache_lock:
+                self._plans[job_id] = plan
+                while len(self._plans) > JOB_CACHE_SIZE:
+                    self._plans.pop(next(iter(self._plans)))
+        return plan
 
     def job_view(self, job_id: str) -> JobView:
         record = self.job(job_id)
@@ -243,6 +280,7 @@ class JobService:
             height=out.height,
             duration=out.duration,
             attempts=out.attempts,
+            segments=out.segments,
         )
 
     def _download_url(self, record: JobRecord, out: OutputRecord) -> str:
@@ -259,7 +297,7 @@ class JobService:
         record = self.job(job_id)
         if format_id not in record.formats:
             raise JobNotFound(f"{job_id}/{format_id}")
-        out = self._effective(self.rt.jobs.output(job_id, format_id))
+        out = self._current(job_id, format_id)
         if out.status is OutputStatus.FAILED:
             raise OutputNotReady(f"The {format_id} output failed: {out.error}")
         if out.status is not OutputStatus.COMPLETED or out.key is None:

@@ -1,8 +1,12 @@
 """Object-key layout, shared by disk and S3.
 
 Upload store:     {job_id}/source
+                  {job_id}/segments/plan.json           a long source split for segmenting: the plan,
+                  {job_id}/segments/source/{n}.mp4      its video in pieces cut at keyframes (stream copy),
+                  {job_id}/segments/audio.nut           and its audio track (stream copy)
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
+                  {job_id}/segments/{format}/{n}.nut    encoded segments, until they are assembled
                   {job_id}/{stem}_{format}.{ext}        the result
 """
 
@@ -69,3 +73,28 @@ def output_filename(stem: str, format_id: str, extension: str) -> str:
 
 def output_key(job_id: str, stem: str, format_id: str, extension: str) -> str:
     return f"{job_id}/{output_filename(stem, format_id, extension)}"
+
+
+def segments_prefix(job_id: str) -> str:
+    """Everything a segmented job keeps in the upload store besides its original."""
+    return f"{job_id}/segments/"
+
+
+def segment_plan_key(job_id: str) -> str:
+    return f"{job_id}/segments/plan.json"
+
+
+def segment_source_key(job_id: str, index: int) -> str:
+    return f"{job_id}/segments/source/{index:05d}.mp4"
+
+
+def segment_audio_key(job_id: str) -> str:
+    return f"{job_id}/segments/audio.nut"
+
+
+def encoded_segments_prefix(job_id: str, format_id: str) -> str:
+    return f"{job_id}/segments/{format_id}/"
+
+
+def encoded_segment_key(job_id: str, format_id: str, index: int) -> str:
+    return f"{encoded_segments_prefix(job_id, format_id)}{index:05d}.nut"

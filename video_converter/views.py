@@ -57,6 +57,7 @@ class OutputView(BaseModel):
     height: int | None = None
     duration: float | None = None
     attempts: int = 0
+    segments: int = Field(default=0, description="Converted in this many parts at once (0: in one piece).")
 
 
 class JobView(BaseModel):

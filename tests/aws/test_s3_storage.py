@@ -77,6 +77,19 @@ def test_put_file_with_content_type(store: S3Storage, aws, tmp_path: Path):
     assert store.get_bytes("job/out_480p.mp4") == path.read_bytes()
 
 
+def test_list_names_what_is_under_a_prefix(store: S3Storage):
+    store.put_bytes("job/segments/720p/0001.nut", b"a" * 3)
+    store.put_bytes("job/segments/720p/0000.nut", b"b")
+    store.put_bytes("job/segments/7200/0000.nut", b"other")
+    listed = store.list("job/segments/720p/")
+    assert [(item.key, item.size) for item in listed] == [
+        ("job/segments/720p/0000.nut", 1),
+        ("job/segments/720p/0001.nut", 3),
+    ]
+    assert all(item.modified > 0 for item in listed)
+    assert store.list("job/nothing/") == []
+
+
 def test_bytes_size_delete_and_missing(store: S3Storage, aws):
     store.put_bytes("job/status/720p.json", b'{"a": 1}', "application/json")
     assert store.get_bytes("job/status/720p.json") == b'{"a": 1}'

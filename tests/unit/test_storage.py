@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -228,3 +229,21 @@ def test_memory_urls_name_the_key() -> None:
 
 
 StoreFactory = Callable[[], Storage]
+
+
+def test_list_names_what_is_under_a_prefix(store: Storage) -> None:
+    store.put_bytes("job/segments/720p/0001.nut", b"a" * 3)
+    store.put_bytes("job/segments/720p/0000.nut", b"b")
+    store.put_bytes("job/segments/7200/0000.nut", b"not under the prefix")
+    store.put_bytes("job/status/720p.json", b"{}")
+    listed = store.list("job/segments/720p/")
+    assert [(item.key, item.size) for item in listed] == [
+        ("job/segments/720p/0000.nut", 1),
+        ("job/segments/720p/0001.nut", 3),
+    ]
+    assert all(abs(item.modified - time.time()) < 60 for item in listed)
+    assert store.list("job/nothing/") == []
+    with pytest.raises(ValueError):
+        store.list("job/segments")  # a prefix is a folder
+    with pytest.raises(ValueError):
+        store.list("../")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,8 +20,25 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object of a listing: its key, its size and when it was last written (seconds since the epoch)."""
+
+    key: str
+    size: int
+    modified: float
+
+
 class ObjectNotFound(KeyError):
     pass
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: a valid key ending in ``/``."""
+    if not prefix.endswith("/"):
+        raise ValueError(f"Invalid prefix: {prefix!r}")
+    validate_key(prefix.rstrip("/"))
+    return prefix
 
 
 def validate_key(key: str) -> str:
@@ -49,6 +67,9 @@ class Storage(Protocol):
         """Object size in bytes, or None if it does not exist."""
 
     def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> list[Listed]:
+        """The objects whose keys start with ``prefix`` (a folder ending in ``/``), with size and time."""
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         """A time-limited URL that serves the object as an attachment named ``filename``."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..signing import Signer
-from .base import ObjectNotFound, Readable, iter_chunks, validate_key
+from .base import Listed, ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
 
 
 class LocalStorage:
@@ -78,6 +78,15 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[Listed]:
+        folder = self.path(validate_prefix(prefix).rstrip("/"))
+        found = []
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.is_file() and not path.name.startswith("."):  # not the temp files of unfinished writes
+                stat = path.stat()
+                found.append(Listed(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime))
+        return found
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         if self._signer is None:

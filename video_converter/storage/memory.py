@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import ObjectNotFound, Readable, iter_chunks, validate_key
+from .base import Listed, ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
 
 
 class MemoryStorage:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.content_types: dict[str, str | None] = {}
+        self.modified: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         with self._lock:
             self.objects[validate_key(key)] = bytes(data)
             self.content_types[key] = content_type
+            self.modified[key] = time.time()
 
     def put_stream(self, key: str, stream: Readable, content_type: str | None = None) -> int:
         data = b"".join(iter_chunks(stream))
@@ -52,6 +55,15 @@ class MemoryStorage:
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(validate_key(key), None)
+
+    def list(self, prefix: str) -> list[Listed]:
+        validate_prefix(prefix)
+        with self._lock:
+            return [
+                Listed(key, len(data), self.modified.get(key, 0.0))
+                for key, data in sorted(self.objects.items())
+                if key.startswith(prefix)
+            ]
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         return f"memory://{quote(validate_key(key))}?filename={quote(filename)}&expires_in={expires_in}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .base import ObjectNotFound, Readable, validate_key
+from .base import Listed, ObjectNotFound, Readable, validate_key, validate_prefix
 
 # Parts of 8 MiB, at most 4 in flight: a non-seekable stream (an HTTP upload) is buffered one part per
 # thread, so one put_stream holds about 32 MiB at most, whatever the file size (4 GiB = 512 parts).
@@ -158,6 +158,16 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
+
+    def list(self, prefix: str) -> list[Listed]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=validate_prefix(prefix)
+        )
+        return [
+            Listed(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
+            for page in pages
+            for item in page.get("Contents", [])
+        ]
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         url: str = self.client.generate_presigned_url(
