@@ -1,6 +1,7 @@
 """Object-key layout, shared by disk and S3.
 
-Upload store:     {job_id}/source
+Upload store:     {job_id}/source                       the original
+                  {job_id}/ticket-used                  empty: an upload claimed this upload ticket
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
                   {job_id}/{stem}_{format}.{ext}        the result
@@ -53,6 +54,10 @@ def download_stem(filename: str) -> str:
 
 def source_key(job_id: str) -> str:
     return f"{job_id}/source"
+
+
+def ticket_key(job_id: str) -> str:
+    return f"{job_id}/ticket-used"
 
 
 def job_key(job_id: str) -> str:

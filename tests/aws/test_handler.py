@@ -257,6 +257,20 @@ def test_missing_source_fails_for_good(seeded, stores, invoke):
     assert "missing" in (record.error or "")
 
 
+def test_seeding_again_resets_the_job(seeded, seed_script, stores, invoke, make_clip):
+    """The seed script overwrites its fixed job (job creation would refuse it): new original, new size,
+    every output queued again, and the conversion works on the new original."""
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
+    jobs = JobStore(stores[1])
+    assert jobs.output(JOB_ID, "720p").height == 240
+    other = make_clip(seconds=1.0, size="160x120")
+    record = seed_script.seed(*stores, other)
+    assert jobs.job(JOB_ID).source_size == other.stat().st_size != seeded.source_size
+    assert all(jobs.output(JOB_ID, f).status is OutputStatus.QUEUED for f in record.formats)
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
+    assert jobs.output(JOB_ID, "720p").height == 120  # never upscaled: the new original's height
+
+
 def test_unknown_job_is_dropped(function_env, lambda_tmp, invoke, aws):
     assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}  # nothing seeded
     assert output_objects(aws) == []
