@@ -2,7 +2,8 @@
 
 ``OutputTask`` is one (job, format) while a worker holds its message: the records it reads and the
 state transitions it writes (started, probed, progressed, completed, failed, requeued, released).
-``convert`` runs the steps: fetch the original, probe it, encode, check the result, publish it.
+``convert`` runs the steps: check the original is the one the job was created with, fetch it, probe
+it, encode, check the result, publish it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ from .limits import Limits, check_media
 from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo
 from .presets import PRESETS, Preset
 from .records import JobStore
-from .storage import Storage
+from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
+
+
+class SourceReplaced(Exception):
+    """The original is not the file the job was created from. Never retried."""
+
+    def __init__(self) -> None:
+        super().__init__("The original was replaced after the job was created; upload it again as a new job.")
 
 
 @dataclass
@@ -163,6 +171,20 @@ def encode(
     return output
 
 
+def check_source(uploads: Storage, task: OutputTask) -> None:
+    """Refuse an original whose size changed since the job was created, before fetching it.
+
+    On AWS the browser POSTs straight to S3, and S3 cannot stop a second POST with the same (still valid)
+    ticket from replacing the original after the job exists; in local mode the upload route refuses a
+    used ticket. The size is what the job recorded, so a replacement of another size is caught here (one
+    of the same size is not)."""
+    size = uploads.size(task.job.source_key)
+    if size is None:
+        raise ObjectNotFound(task.job.source_key)
+    if size != task.job.source_size:
+        raise SourceReplaced
+
+
 def check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:
     """FFmpeg can exit 0 having written nothing (no frame where it looked): say so, don't store it."""
     if not path.is_file() or path.stat().st_size == 0:
@@ -194,8 +216,11 @@ def convert(
     timeout: float,
     cancel: threading.Event | None = None,
 ) -> OutputRecord:
-    """Fetch and probe the original, encode, check the result, publish it."""
+    """Check the original is the job's, fetch and probe it, encode, check the result, publish it."""
+    check_source(uploads, task)
     with uploads.local_path(task.job.source_key, workdir) as source_path:
+        if source_path.stat().st_size != task.job.source_size:  # replaced between the check and the fetch
+            raise SourceReplaced
         facts = inspect(ffmpeg, task, source_path, limits)
         output = encode(ffmpeg, task, source_path, facts, limits, workdir, timeout=timeout, cancel=cancel)
     return publish(converted, task, output, check_output(ffmpeg, output))

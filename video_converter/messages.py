@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from .conversion import OutputTask, convert, load_task
+from .conversion import OutputTask, SourceReplaced, convert, load_task
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .limits import Limits, MediaRejected
 from .presets import UnsuitableSource
@@ -76,7 +76,7 @@ def retry_delay(attempt: int) -> int:
 
 # Failures the same input would meet again: no retry. A timeout needs a longer limit (e.g. the container
 # worker), not another attempt with the same one.
-FINAL_FAILURES = (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout)
+FINAL_FAILURES = (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout, SourceReplaced)
 
 
 def time_left(ffmpeg_timeout: float, deadline: float | None) -> float:
