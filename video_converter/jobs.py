@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import keys, segments
-from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
+from .errors import Conflict, InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media
 from .messages import Task
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 READ_THREADS = 16
 # Job records never change once written, so the API keeps the most recent ones instead of re-reading them.
 JOB_CACHE_SIZE = 1024
+
+JOB_EXISTS = "A job already exists for this upload."
+TICKET_USED = "This upload link was already used; ask for a new one."
 
 
 def validate_formats(formats: list[str]) -> list[str]:
@@ -77,11 +80,20 @@ def new_job(job_id: str, filename: str, formats: list[str], source_size: int) ->
     )
 
 
-def register_job(jobs: JobStore, record: JobRecord) -> None:
-    """Write a queued record per output, then the job record (which makes the job visible)."""
+def register_job(jobs: JobStore, record: JobRecord, *, replace: bool = False) -> None:
+    """Claim the job record, then write a queued record per output.
+
+    The job record is created only if it is absent, so of concurrent creations from one upload exactly
+    one gets past it; the others raise Conflict having written nothing. Until the winner has written them,
+    missing output records read as queued, which they are. ``replace`` overwrites an existing job instead
+    (scripts/seed_event_job.py resets its fixed job that way).
+    """
+    if replace:
+        jobs.save_job(record)
+    elif not jobs.create_job(record):
+        raise Conflict(JOB_EXISTS)
     for format_id in record.formats:
         jobs.save_output(record.job_id, OutputRecord(format=format_id))
-    jobs.save_job(record)
 
 
 class JobService:
@@ -119,9 +131,26 @@ class JobService:
             raise self._too_large()
 
     def store_upload(self, upload_id: str, stream: Readable) -> int:
-        """Stream an original into the upload store under its id; refuse empty or oversized files."""
-        if self.rt.jobs.exists(upload_id):
-            raise InvalidRequest("This upload link was already used for a job; ask for a new one.")
+        """Stream an original into the upload store under its id; refuse empty or oversized files.
+
+        A ticket stores one original, once. The upload first claims the ticket (an empty marker created
+        only if absent), so a second upload with the same ticket is refused (Conflict), even while the
+        first is still being stored. A job needs its original, so once a job exists the one upload that
+        claimed the ticket has finished and nothing can replace the source, whatever the timing. An upload
+        that stores nothing (too large, empty, interrupted) gives the ticket back.
+        """
+        if not self.rt.uploads.create_bytes(keys.ticket_key(upload_id), b""):
+            raise Conflict(TICKET_USED)
+        if self.rt.jobs.exists(upload_id):  # a job over an original stored without a ticket (a seeded job)
+            raise Conflict(TICKET_USED)
+        try:
+            return self._store(upload_id, stream)
+        except Exception:
+            self._give_back(upload_id)
+            raise
+
+    def _store(self, upload_id: str, stream: Readable) -> int:
+        """Stream the original to its key; on a refusal or a failure nothing stays stored."""
         key = keys.source_key(upload_id)
         try:
             size = self.rt.uploads.put_stream(key, _Limited(stream, self.settings.max_upload_bytes))
@@ -133,13 +162,22 @@ class JobService:
             raise InvalidRequest("The uploaded file is empty.")
         return size
 
+    def _give_back(self, upload_id: str) -> None:
+        """Delete what a failed upload stored, then its claim on the ticket (in that order, so the upload
+        that claims the ticket next never has its original deleted)."""
+        self.rt.uploads.delete(keys.source_key(upload_id))
+        self.rt.uploads.delete(keys.ticket_key(upload_id))
+
     def _too_large(self) -> UploadTooLarge:
         return UploadTooLarge(f"The file is larger than the {_human(self.settings.max_upload_bytes)} limit.")
 
     # --- jobs ---------------------------------------------------------------------------------------
 
     def create_job(self, upload_id: str, filename: str, formats: list[str]) -> JobView:
-        """Create a job from an original already in the upload store, and queue one message per format."""
+        """Create a job from an original already in the upload store, and queue one message per format.
+
+        Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
+        queues its messages; the others raise Conflict."""
         formats = validate_formats(formats)
         filename = validate_filename(filename)
         if not is_job_id(upload_id):
@@ -150,7 +188,7 @@ class JobService:
         if size == 0:
             raise InvalidRequest("The uploaded file is empty.")
         if self.rt.jobs.exists(upload_id):
-            raise InvalidRequest("A job already exists for this upload.")
+            raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
         if self.rt.probe_uploads:
             self._check_media(upload_id)
         record = new_job(upload_id, filename, formats, size)
@@ -163,7 +201,7 @@ class JobService:
         formats = validate_formats(formats)
         filename = validate_filename(filename)
         upload_id = new_job_id()
-        self.store_upload(upload_id, stream)
+        self._store(upload_id, stream)  # a new id no one else knows: no ticket to claim
         return self.create_job(upload_id, filename, formats)
 
     def _check_media(self, upload_id: str) -> None:
@@ -174,7 +212,10 @@ class JobService:
             with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
                 check_media(self.rt.ffmpeg.inspect(path), Limits.from_settings(self.settings))
         except (InvalidMedia, MediaRejected) as exc:
-            self.rt.uploads.delete(key)
+            # The ticket stays spent (a re-upload could race a creation still probing the first file), and
+            # an original that a concurrent creation's probe accepted is kept.
+            if not self.rt.jobs.exists(upload_id):
+                self.rt.uploads.delete(key)
             message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
             raise InvalidRequest(f"{message} Nothing was converted; upload a video or audio file.") from None
 

@@ -1,6 +1,7 @@
 """Object-key layout, shared by disk and S3.
 
-Upload store:     {job_id}/source
+Upload store:     {job_id}/source                       the original
+                  {job_id}/ticket-used                  empty: an upload claimed this upload ticket
                   {job_id}/segments/plan.json           a long source split for segmenting: the plan,
                   {job_id}/segments/source/{n}.mp4      its video in pieces cut at keyframes (stream copy),
                   {job_id}/segments/audio.nut           and its audio track (stream copy)
@@ -57,6 +58,10 @@ def download_stem(filename: str) -> str:
 
 def source_key(job_id: str) -> str:
     return f"{job_id}/source"
+
+
+def ticket_key(job_id: str) -> str:
+    return f"{job_id}/ticket-used"
 
 
 def job_key(job_id: str) -> str:

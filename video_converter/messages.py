@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import keys, segments
-from .conversion import OutputTask, check_output, convert, load_task, publish
+from .conversion import OutputTask, SourceReplaced, check_output, convert, load_task, publish
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .limits import Limits, MediaRejected
 from .model import SegmentPlan
@@ -103,7 +103,7 @@ def retry_delay(attempt: int) -> int:
 
 # Failures the same input would meet again: no retry. A timeout needs a longer limit (e.g. the container
 # worker), not another attempt with the same one.
-FINAL_FAILURES = (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout)
+FINAL_FAILURES = (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout, SourceReplaced)
 
 
 def time_left(ffmpeg_timeout: float, deadline: float | None) -> float:

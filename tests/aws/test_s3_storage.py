@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -103,6 +105,80 @@ def test_bytes_size_delete_and_missing(store: S3Storage, aws):
     store.delete("job/status/720p.json")
     assert store.size("job/status/720p.json") is None
     store.delete("job/status/720p.json")  # deleting twice is fine
+
+
+def test_create_bytes_is_a_conditional_put(store: S3Storage, aws):
+    assert store.create_bytes("job/job.json", b"first", "application/json") is True
+    assert store.create_bytes("job/job.json", b"second") is False  # moto answers 412 PreconditionFailed
+    assert store.get_bytes("job/job.json") == b"first"
+    assert aws.s3.head_object(Bucket=aws.upload_bucket, Key="job/job.json")["ContentType"] == "application/json"
+    store.put_bytes("job/job.json", b"overwritten")  # put_bytes still overwrites
+    assert store.create_bytes("job/job.json", b"third") is False
+    store.delete("job/job.json")
+    assert store.create_bytes("job/job.json", b"fourth") is True
+
+
+class _AtomicS3:
+    """put_object as S3 documents conditional writes: If-None-Match: * is checked and the object stored
+    in one step, and the losers get 412 PreconditionFailed."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put_object(self, *, Key: str, Body: bytes, IfNoneMatch: str, **params: object) -> dict[str, object]:
+        from botocore.exceptions import ClientError
+
+        with self._lock:
+            if IfNoneMatch == "*" and Key in self.objects:
+                error = {"Error": {"Code": "PreconditionFailed", "Condition": "If-None-Match"}}
+                raise ClientError(error, "PutObject")
+            self.objects[Key] = Body
+        return {}
+
+
+def test_create_bytes_concurrently_has_exactly_one_winner():
+    """Not against moto: moto 5.2.5 answers 412 (above) but checks If-None-Match and stores the key in
+    separate steps without a lock, so concurrent PUTs there can both win (and one can fail reading a
+    body the other closed). Atomicity is S3's; this checks S3Storage turns S3's answers into one True."""
+    client = _AtomicS3()
+    store = S3Storage("bucket", client)
+    start = threading.Barrier(20)
+
+    def create(n: int) -> bool:
+        start.wait()
+        return store.create_bytes("race/job.json", str(n).encode())
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(create, range(20)))
+    assert results.count(True) == 1
+    assert client.objects == {"race/job.json": str(results.index(True)).encode()}
+
+
+class _Conflicted:
+    """A client whose conditional PUT meets ConditionalRequestConflict ``conflicts`` times, then succeeds."""
+
+    def __init__(self, conflicts: int) -> None:
+        self.conflicts, self.calls = conflicts, 0
+
+    def put_object(self, **params: object) -> dict[str, object]:
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        assert params["IfNoneMatch"] == "*"
+        if self.calls <= self.conflicts:
+            error = {"Error": {"Code": "ConditionalRequestConflict", "Message": "conflict"}}
+            raise ClientError(error, "PutObject")
+        return {}
+
+
+def test_create_bytes_retries_a_conditional_conflict():
+    """409 means a concurrent delete or write raced this one, not that the key exists: AWS says retry."""
+    client = _Conflicted(conflicts=2)
+    assert S3Storage("bucket", client).create_bytes("job/job.json", b"x") is True
+    assert client.calls == 3
+    with pytest.raises(Exception, match="ConditionalRequestConflict"):
+        S3Storage("bucket", _Conflicted(conflicts=3)).create_bytes("job/job.json", b"x")
 
 
 def test_other_errors_are_not_taken_for_missing(aws):

@@ -57,6 +57,10 @@ class Storage(Protocol):
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """For small records (status JSON); never for videos."""
 
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        """Store a small object only if ``key`` is absent, atomically: of any number of concurrent calls
+        exactly one returns True (it created the object); the others return False and change nothing."""
+
     def get_bytes(self, key: str) -> bytes:
         """Read a small object; raise ObjectNotFound."""
 

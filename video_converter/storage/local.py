@@ -28,7 +28,9 @@ class LocalStorage:
         return path
 
     @contextlib.contextmanager
-    def _atomic(self, key: str) -> Iterator[BinaryIO]:
+    def _atomic(self, key: str, *, exclusive: bool = False) -> Iterator[BinaryIO]:
+        """Write a temp file beside the target, then rename it over the target; or, ``exclusive``, link
+        it to the target, which fails with FileExistsError if the target exists (rename never fails)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
@@ -37,7 +39,10 @@ class LocalStorage:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
-            tmp.replace(target)
+            if exclusive:
+                os.link(tmp, target)
+            else:
+                tmp.replace(target)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -56,6 +61,14 @@ class LocalStorage:
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         with self._atomic(key) as fh:
             fh.write(data)
+
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        try:
+            with self._atomic(key, exclusive=True) as fh:
+                fh.write(data)
+        except FileExistsError:
+            return False
+        return True
 
     def get_bytes(self, key: str) -> bytes:
         try:

@@ -25,6 +25,14 @@ class MemoryStorage:
             self.content_types[key] = content_type
             self.modified[key] = time.time()
 
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        with self._lock:
+            if validate_key(key) in self.objects:
+                return False
+            self.objects[key] = bytes(data)
+            self.content_types[key] = content_type
+        return True
+
     def put_stream(self, key: str, stream: Readable, content_type: str | None = None) -> int:
         data = b"".join(iter_chunks(stream))
         self.put_bytes(key, data, content_type)

@@ -22,6 +22,11 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_CONCURRENCY = 4
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# Conditional writes: 412 means the key exists; 409 means a delete or another write of the key finished
+# while this one was in flight, so the answer is unknown and AWS says to retry.
+_EXISTS = "PreconditionFailed"
+_CONFLICT = "ConditionalRequestConflict"
+CONFLICT_ATTEMPTS = 3
 
 
 def _client_config() -> Any:
@@ -44,8 +49,12 @@ def make_s3_client() -> Any:
 
 def _is_not_found(exc: Exception) -> bool:
     """A missing key (not a missing bucket: GET says NoSuchBucket; a HEAD answer has no body to tell)."""
+    return _error_code(exc) in _NOT_FOUND
+
+
+def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", "")) in _NOT_FOUND
+    return str(response.get("Error", {}).get("Code", ""))
 
 
 def content_disposition(filename: str) -> str:
@@ -120,6 +129,24 @@ class S3Storage:
         if content_type:
             params["ContentType"] = content_type
         self.client.put_object(**params)
+
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        # S3's conditional write: If-None-Match: * makes the PUT fail if the key exists, atomically.
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key), "Body": bytes(data)}
+        if content_type:
+            params["ContentType"] = content_type
+        attempt = 1
+        while True:
+            try:
+                self.client.put_object(IfNoneMatch="*", **params)
+                return True
+            except Exception as exc:
+                code = _error_code(exc)
+                if code == _EXISTS:
+                    return False
+                if code != _CONFLICT or attempt >= CONFLICT_ATTEMPTS:
+                    raise
+                attempt += 1
 
     def get_bytes(self, key: str) -> bytes:
         try:
