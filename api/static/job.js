@@ -194,6 +194,7 @@ function completedFoot(out) {
   const meta = [];
   if (out.width && out.height) meta.push(`${out.width} × ${out.height}`);
   if (out.duration && out.kind !== "image") meta.push(formatDuration(out.duration));
+  if (out.segments > 1) meta.push(`converted in ${out.segments} parts`);
   const link = el(
     "a",
     {
@@ -267,6 +268,12 @@ function updateCard(out, initial) {
   if (out.status === "queued" && out.error) {
     parts.note.className = "card__note small muted";
     parts.note.textContent = `Retrying soon. ${out.error}`;
+    parts.note.hidden = false;
+  } else if (out.status === "processing" && out.segments > 1) {
+    // A long video: its parts are converted side by side, then joined.
+    parts.note.className = "card__note small muted";
+    parts.note.textContent =
+      percent >= 95 ? `Joining its ${out.segments} parts` : `Converting in ${out.segments} parts at once`;
     parts.note.hidden = false;
   } else parts.note.hidden = true;
 }
