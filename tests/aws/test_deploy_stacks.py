@@ -164,8 +164,9 @@ def test_deploy_role_has_no_broad_grants(role_stack: dict[str, Any]):
             assert statement["Effect"] == "Allow"
             for action in as_list(statement["Action"]):
                 assert "*" not in action, action  # every action named
-            if statement["Resource"] == "*":  # calls that take no resource, and nothing that writes data
-                assert statement["Sid"] == "StackReads"
+            if statement["Resource"] == "*":  # only calls IAM cannot scope to a resource
+                assert statement["Sid"] == "NoResourceScope"
+                assert not [a for a in statement["Action"] if a.split(":")[0] in ("s3", "sqs", "iam", "ssm")]
     statements_by_sid = {s["Sid"]: s for p in role["Policies"] for s in statements(p["PolicyDocument"])}
     assert statements_by_sid["PassStackRoles"]["Condition"]["StringEquals"]["iam:PassedToService"]
     assert {"iam:CreateRole", "iam:PutRolePolicy"} <= set(statements_by_sid["StackRoles"]["Action"])
