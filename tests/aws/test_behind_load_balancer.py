@@ -4,6 +4,7 @@ in X-Forwarded-Proto, and nothing the app sends back may downgrade to http."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from samtranslator.yaml_helper import yaml_parse
 from api.main import create_app
 from api.server import uvicorn_config
 from video_converter.config import Settings
+from video_converter.runtime import build_runtime
 
 pytestmark = pytest.mark.aws
 
@@ -31,15 +33,30 @@ def deployed_forwarded_allow_ips() -> set[str]:
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The app as `video-converter serve` runs it (uvicorn's proxy-header handling included), called
-    from the load balancer's address with the deployed FORWARDED_ALLOW_IPS."""
+def app_for(tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """``app_for()``: the app as `video-converter serve` runs it (uvicorn's proxy-header handling
+    included), over a local runtime, called from the load balancer's address."""
+    runtimes = []
+
+    def make() -> TestClient:
+        settings = Settings(data_dir=tmp_path / "data", workers=0, secret_key="k", _env_file=None)  # type: ignore[call-arg]
+        rt = build_runtime(settings)
+        runtimes.append(rt)
+        config = uvicorn_config(create_app(rt), settings)
+        config.load()
+        return TestClient(config.loaded_app, base_url="http://api.internal", client=LOAD_BALANCER)
+
+    yield make
+    for rt in runtimes:
+        rt.close()
+
+
+@pytest.fixture
+def served(app_for: Callable[[], TestClient], monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """With the FORWARDED_ALLOW_IPS the deployments set."""
     (value,) = deployed_forwarded_allow_ips()
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
-    settings = Settings(data_dir=tmp_path / "data", workers=0, secret_key="k", _env_file=None)  # type: ignore[call-arg]
-    config = uvicorn_config(create_app(settings), settings)
-    config.load()
-    return TestClient(config.loaded_app, base_url="http://api.internal", client=LOAD_BALANCER)
+    return app_for()
 
 
 def test_redirects_keep_https(served: TestClient):
@@ -65,13 +82,10 @@ def test_pages_link_relatively_and_set_no_cookies(served: TestClient):
         assert links and not [link for link in links if link.startswith("http:")], links
 
 
-def test_without_the_setting_uvicorn_would_ignore_the_load_balancer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_without_the_setting_uvicorn_would_ignore_the_load_balancer(app_for, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Why the deployments set FORWARDED_ALLOW_IPS: uvicorn's default trusts only this host."""
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
-    settings = Settings(data_dir=tmp_path / "data", workers=0, secret_key="k", _env_file=None)  # type: ignore[call-arg]
-    config = uvicorn_config(create_app(settings), settings)
-    config.load()
-    client = TestClient(config.loaded_app, base_url="http://api.internal", client=LOAD_BALANCER)
+    client = app_for()
     response = client.get("/health/", headers={"X-Forwarded-Proto": "https"}, follow_redirects=False)
     assert response.headers["location"].startswith("http://")
 

@@ -32,6 +32,7 @@ from api.main import create_app
 from tests.aws.conftest import settings_for
 from video_converter.ffmpeg.locate import ffmpeg_path
 from video_converter.queues import sqs as sqs_module
+from video_converter.runtime import build_runtime
 from video_converter.storage import s3 as s3_module
 
 pytestmark = pytest.mark.aws
@@ -193,7 +194,8 @@ def flow(  # type: ignore[no-untyped-def]
     clip = make_clip("clip.mp4", seconds=1.0, size="160x120")
 
     recorder.role = "api"
-    client = TestClient(create_app(settings_for(aws, tmp_path)))
+    api_runtime = build_runtime(settings_for(aws, tmp_path))
+    client = TestClient(create_app(api_runtime))
     ticket = client.post("/api/uploads").json()  # presigned POST
     aws.s3.put_object(Bucket=aws.upload_bucket, Key=ticket["fields"]["key"], Body=clip.read_bytes())  # the browser
     job = client.post(
@@ -221,6 +223,7 @@ def flow(  # type: ignore[no-untyped-def]
     recorder.role = "api"
     assert client.get(f"/api/jobs/{job_id}").json()["status"] == "completed"
     assert client.get(f"/api/jobs/{job_id}/outputs/thumbnail", follow_redirects=False).status_code == 307
+    api_runtime.close()
     return recorder
 
 
