@@ -39,7 +39,7 @@ def app_for(tmp_path: Path) -> Iterator[Callable[[], Any]]:
     runtimes = []
 
     def make() -> TestClient:
-        settings = Settings(data_dir=tmp_path / "data", workers=0, secret_key="k", _env_file=None)  # type: ignore[call-arg]
+        settings = Settings(data_dir=tmp_path / "data", workers=0, secret_key="k", _env_file=None)
         rt = build_runtime(settings)
         runtimes.append(rt)
         config = uvicorn_config(create_app(rt), settings)
@@ -68,7 +68,8 @@ def test_redirects_keep_https(served: TestClient):
 def test_hsts_only_over_https(served: TestClient):
     secure = served.get("/health", headers={"X-Forwarded-Proto": "https"})
     assert secure.headers["strict-transport-security"].startswith("max-age=")
-    assert int(re.search(r"max-age=(\d+)", secure.headers["strict-transport-security"])[1]) >= 180 * 86400
+    max_age = re.search(r"max-age=(\d+)", secure.headers["strict-transport-security"])
+    assert max_age and int(max_age[1]) >= 180 * 86400
     plain = served.get("/health")
     assert "strict-transport-security" not in plain.headers  # local `make run` stays plain http
 
@@ -82,7 +83,7 @@ def test_pages_link_relatively_and_set_no_cookies(served: TestClient):
         assert links and not [link for link in links if link.startswith("http:")], links
 
 
-def test_without_the_setting_uvicorn_would_ignore_the_load_balancer(app_for, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def test_without_the_setting_uvicorn_would_ignore_the_load_balancer(app_for, monkeypatch: pytest.MonkeyPatch):
     """Why the deployments set FORWARDED_ALLOW_IPS: uvicorn's default trusts only this host."""
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     client = app_for()

@@ -175,7 +175,7 @@ def broken_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[C
 
 
 @pytest.fixture
-def flow(  # type: ignore[no-untyped-def]
+def flow(
     recorder: Recorder,
     aws,
     function_env,
@@ -281,7 +281,7 @@ def queue_arn(url: str) -> str:
     return f"arn:aws:sqs:{REGION}:{account}:{name}"
 
 
-def base_refs(aws: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def base_refs(aws: Any) -> dict[str, Any]:
     return {
         "AWS::Partition": "aws",
         "AWS::Region": REGION,
@@ -293,7 +293,7 @@ def base_refs(aws: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     }
 
 
-def function_policy(aws: Any) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def function_policy(aws: Any) -> list[dict[str, Any]]:
     template = yaml_parse((ROOT / "template.yaml").read_text())
     template["Resources"]["ConvertFunction"]["Properties"]["CodeUri"] = "s3://artifacts/convert.zip"
     template["Resources"]["FfmpegLayer"]["Properties"]["ContentUri"] = "s3://artifacts/ffmpeg.zip"
@@ -315,7 +315,7 @@ def function_policy(aws: Any) -> list[dict[str, Any]]:  # type: ignore[no-untype
     return [s for p in role["Policies"] for s in statements(resolve(p["PolicyDocument"], refs))]
 
 
-def express_task_policy(aws: Any) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def express_task_policy(aws: Any) -> list[dict[str, Any]]:
     template = yaml_parse((ROOT / "deploy" / "api-express.yaml").read_text())
     service = template["Resources"]["Service"]["Properties"]
     assert service["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
@@ -324,7 +324,7 @@ def express_task_policy(aws: Any) -> list[dict[str, Any]]:  # type: ignore[no-un
     return [s for p in role["Policies"] for s in statements(resolve(p["PolicyDocument"], base_refs(aws)))]
 
 
-def copilot_task_policy(aws: Any) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def copilot_task_policy(aws: Any) -> list[dict[str, Any]]:
     addon = yaml_parse((ROOT / "copilot" / "api" / "addons" / "storage-access.yml").read_text())
     (policy,) = [r for r in addon["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
     return statements(resolve(policy["Properties"]["PolicyDocument"], base_refs(aws)))
@@ -369,7 +369,7 @@ def test_the_flow_reaches_every_call_in_the_source(flow: Recorder):
     assert {c.role for c in flow.calls} == {"api", "lambda"}
 
 
-def test_the_function_role_allows_every_call_the_handler_makes(flow: Recorder, aws):  # type: ignore[no-untyped-def]
+def test_the_function_role_allows_every_call_the_handler_makes(flow: Recorder, aws):
     policy = function_policy(aws)
     calls = [c for c in flow.calls if c.role == "lambda"]
     assert {"download_file", "upload_file", "put_object", "change_message_visibility"} <= {c.method for c in calls}
@@ -380,7 +380,7 @@ def test_the_function_role_allows_every_call_the_handler_makes(flow: Recorder, a
 
 
 @pytest.mark.parametrize("stack", ["express", "copilot"])
-def test_the_api_task_role_allows_every_call_the_api_makes_and_nothing_else(flow: Recorder, aws, stack: str):  # type: ignore[no-untyped-def]
+def test_the_api_task_role_allows_every_call_the_api_makes_and_nothing_else(flow: Recorder, aws, stack: str):
     policy = express_task_policy(aws) if stack == "express" else copilot_task_policy(aws)
     calls = [c for c in flow.calls if c.role == "api"]
     assert {"generate_presigned_post", "head_object", "send_message", "delete_object"} <= {c.method for c in calls}
@@ -390,14 +390,14 @@ def test_the_api_task_role_allows_every_call_the_api_makes_and_nothing_else(flow
     assert granted == used, f"granted but never used: {granted - used}; used but not granted: {used - granted}"
 
 
-def test_a_missing_permission_is_caught(flow: Recorder, aws):  # type: ignore[no-untyped-def]
+def test_a_missing_permission_is_caught(flow: Recorder, aws):
     """The check itself: drop SendMessage from the Express task role and the API's send fails it."""
     policy = [s for s in express_task_policy(aws) if "sqs:SendMessage" not in as_list(s["Action"])]
     problems = _check(policy, [c for c in flow.calls if c.role == "api"])
     assert problems and all("sqs:SendMessage" in p for p in problems)
 
 
-def test_the_function_role_cannot_delete_originals_or_queue_work(flow: Recorder, aws):  # type: ignore[no-untyped-def]
+def test_the_function_role_cannot_delete_originals_or_queue_work(flow: Recorder, aws):
     policy = function_policy(aws)
     assert not allowed(policy, "s3:PutObject", f"arn:aws:s3:::{aws.upload_bucket}/x/source")
     assert not allowed(policy, "s3:DeleteObject", f"arn:aws:s3:::{aws.upload_bucket}/x/source")

@@ -199,7 +199,7 @@ def test_content_disposition_keeps_a_non_latin_name_for_browsers_with_an_ascii_f
 
 
 @pytest.mark.parametrize("region", ["eu-west-1", "us-east-1", "ap-southeast-4"])  # ap-southeast-4: after 2019
-def test_presigned_urls_use_the_regional_virtual_hosted_endpoint(aws_env, monkeypatch, region: str):  # type: ignore[no-untyped-def]
+def test_presigned_urls_use_the_regional_virtual_hosted_endpoint(aws_env, monkeypatch, region: str):
     """The global endpoint (BUCKET.s3.amazonaws.com) answers new buckets with a redirect (a 400 in newer
     regions), which breaks the browser's CORS preflight and the signature. Signing is offline: no moto."""
     monkeypatch.setenv("AWS_REGION", region)
@@ -221,7 +221,7 @@ def test_presigned_urls_use_the_regional_virtual_hosted_endpoint(aws_env, monkey
     assert fields["x-amz-credential"].split("/")[2] == region
 
 
-def test_an_endpoint_override_keeps_path_style(aws_env, monkeypatch):  # type: ignore[no-untyped-def]
+def test_an_endpoint_override_keeps_path_style(aws_env, monkeypatch):
     """AWS_ENDPOINT_URL (moto, MinIO on localhost) has no per-bucket host names."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:5000")
     url = urlsplit(S3Storage("my-videos").download_url("job/a.mp4", "a.mp4", "video/mp4", 300))
