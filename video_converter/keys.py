@@ -8,6 +8,7 @@ Upload store:     {job_id}/source                       the original
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
                   {job_id}/segments/{format}/{n}.nut    encoded segments, until they are assembled
+                  {job_id}/segments/{format}/audio.nut  and the encoded sound
                   {job_id}/{stem}_{format}.{ext}        the result
 """
 
@@ -103,3 +104,8 @@ def encoded_segments_prefix(job_id: str, format_id: str) -> str:
 
 def encoded_segment_key(job_id: str, format_id: str, index: int) -> str:
     return f"{encoded_segments_prefix(job_id, format_id)}{index:05d}.nut"
+
+
+def encoded_audio_key(job_id: str, format_id: str) -> str:
+    """The sound of a segmented output, encoded once for the whole file, until it is joined."""
+    return f"{encoded_segments_prefix(job_id, format_id)}audio.nut"

@@ -44,6 +44,7 @@ class Task:
     format_id: str
     segment: int | None = None
     assemble: bool = False
+    sound: bool = False  # the sound of a segmented output, encoded once
 
     def body(self) -> dict[str, str]:
         body = {"job_id": self.job_id, "format": self.format_id}
@@ -51,6 +52,8 @@ class Task:
             body["segment"] = str(self.segment)
         if self.assemble:
             body["step"] = "assemble"
+        if self.sound:
+            body["step"] = "audio"
         return body
 
     @classmethod
@@ -62,13 +65,14 @@ class Task:
         if segment is not None and not segment.isdigit():
             return None
         step = body.get("step")
-        if step not in (None, "assemble"):
+        if step not in (None, "assemble", "audio") or (step and segment is not None):
             return None
-        return cls(job_id, format_id, int(segment) if segment is not None else None, step == "assemble")
+        index = int(segment) if segment is not None else None
+        return cls(job_id, format_id, index, assemble=step == "assemble", sound=step == "audio")
 
     @property
     def whole(self) -> bool:
-        return self.segment is None and not self.assemble
+        return self.segment is None and not self.assemble and not self.sound
 
 
 class Action(StrEnum):
@@ -144,12 +148,19 @@ def process_message(
         if plan is None:
             task.failed("The pieces of the original are missing (they may have expired).")
             return Outcome.ack("failed for good")
-        part = "Joining the parts" if task_ref.assemble else f"Part {(task_ref.segment or 0) + 1} of {plan.count}"
+        if task_ref.assemble:
+            part = "Joining the parts"
+        elif task_ref.sound:
+            part = "The sound"
+        else:
+            part = f"Part {(task_ref.segment or 0) + 1} of {plan.count}"
         if attempt > rt.settings.max_attempts:
             _fail_segmented(rt, task, f"{part} gave up after {attempt - 1} interrupted attempts.")
             return Outcome.ack("out of attempts")
         if task_ref.assemble:
             work = functools.partial(_assemble, rt, task, plan)
+        elif task_ref.sound:
+            work = functools.partial(_sound, rt, task, plan)
         else:
             work = functools.partial(_piece, rt, task, plan, task_ref.segment or 0)
         return _attempt(rt, task, attempt, work, deadline=deadline, cancel=cancel, part=part)
@@ -176,6 +187,8 @@ def _whole(rt: Runtime, task: OutputTask, workdir: Path, timeout: float, cancel:
         segment_seconds=rt.settings.segment_seconds,
     )
     if isinstance(result, SegmentPlan):
+        if result.has_audio:  # first: the longest single piece of work of the lot
+            rt.queue.send(Task(task.job_id, task.format_id, sound=True).body(), group=task.job_id)
         for index in range(result.count):
             rt.queue.send(Task(task.job_id, task.format_id, segment=index).body(), group=task.job_id)
         log.info("job %s: %s in %d parts", task.job_id, task.format_id, result.count)
@@ -202,19 +215,37 @@ def _piece(
                 rt.ffmpeg, task.preset, plan, index, piece, workdir, timeout=timeout, cancel=cancel
             )
         rt.converted.put_file(key, encoded, "application/octet-stream")
-    if len(segments.finished(rt.converted, task.job_id, task.format_id)) >= plan.count:
-        rt.queue.send(Task(task.job_id, task.format_id, assemble=True).body(), group=task.job_id)
+    _join_when_ready(rt, task, plan)
     return Outcome.ack("part encoded")
+
+
+def _sound(
+    rt: Runtime, task: OutputTask, plan: SegmentPlan, workdir: Path, timeout: float, cancel: threading.Event | None
+) -> Outcome:
+    """Encode the whole file's sound once (unless a earlier delivery did), beside the pieces."""
+    key = keys.encoded_audio_key(task.job_id, task.format_id)
+    if rt.converted.size(key) is None:
+        with rt.uploads.local_path(keys.segment_audio_key(task.job_id), workdir) as audio:
+            encoded = segments.encode_sound(
+                rt.ffmpeg, task.preset, plan, audio, workdir, timeout=timeout, cancel=cancel
+            )
+        rt.converted.put_file(key, encoded, "application/octet-stream")
+    _join_when_ready(rt, task, plan)
+    return Outcome.ack("sound encoded")
+
+
+def _join_when_ready(rt: Runtime, task: OutputTask, plan: SegmentPlan) -> None:
+    """Whoever stores the last piece (or the sound) asks for the join; two asking at once is harmless."""
+    if segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id):
+        rt.queue.send(Task(task.job_id, task.format_id, assemble=True).body(), group=task.job_id)
 
 
 def _assemble(
     rt: Runtime, task: OutputTask, plan: SegmentPlan, workdir: Path, timeout: float, cancel: threading.Event | None
 ) -> Outcome:
     """Join the encoded pieces with the audio into the output, publish it, and clear the pieces away."""
-    done = segments.finished(rt.converted, task.job_id, task.format_id)
-    missing = [index for index in range(plan.count) if index not in done]
-    if missing:
-        raise RuntimeError(f"{len(missing)} of {plan.count} parts are not encoded yet")
+    if not segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id):
+        raise RuntimeError("Some parts (or the sound) are not encoded yet")
     with contextlib.ExitStack() as stack:
 
         def fetch(store: Storage, key: str, name: str) -> Path:
@@ -226,7 +257,11 @@ def _assemble(
             fetch(rt.converted, keys.encoded_segment_key(task.job_id, task.format_id, i), f"part-{i:05d}")
             for i in range(plan.count)
         ]
-        audio = fetch(rt.uploads, keys.segment_audio_key(task.job_id), "audio") if plan.has_audio else None
+        audio = (
+            fetch(rt.converted, keys.encoded_audio_key(task.job_id, task.format_id), "audio")
+            if plan.has_audio
+            else None
+        )
         output = workdir / keys.output_filename(task.job.stem, task.preset.id, task.preset.extension)
         segments.assemble(rt.ffmpeg, task.preset, plan, pieces, audio, output, timeout=timeout, cancel=cancel)
         publish(rt.converted, task, output, check_output(rt.ffmpeg, output))

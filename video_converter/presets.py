@@ -96,9 +96,13 @@ class VideoRecipe:
         the sound is encoded once for the whole file when the segments are assembled."""
         return ["-map", "0:v:0", *self.video(source), "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
 
+    def sound(self, source: SourceInfo) -> list[str]:
+        """The sound of the whole file alone (NUT), encoded once while the pieces of the picture are."""
+        return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, "-f", "nut"]
+
     def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
-        """Input 0: the encoded segments, concatenated; input 1 (if any): the original's audio track."""
-        sound = ["-map", "1:a:0", *self.audio(source)] if with_audio else ["-an"]
+        """Input 0: the encoded segments, concatenated; input 1 (if any): the encoded sound. Both copied."""
+        sound = ["-map", "1:a:0", "-c:a", "copy"] if with_audio else ["-an"]
         return ["-map", "0:v:0", "-c:v", "copy", *sound, *NO_METADATA, "-sn", "-dn", *self.container]
 
 

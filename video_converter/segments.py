@@ -4,10 +4,11 @@ A video format of a source longer than SEGMENT_SECONDS is not encoded in one run
 need it splits the original once (stream copy, so seconds of I/O): the video into pieces that start at
 keyframes (MP4, which keeps rotation and the exact time base) and the audio track whole (NUT). Every
 piece is then its own queue message, encoded by whichever worker or Lambda takes it, with the same
-encoder settings as a whole-file encode and its original timestamps kept (NUT again). The worker that
-stores the last piece sends the assemble message; assembling joins the pieces with the concat demuxer,
-spaced by the original's timestamps, so no frame is repeated, lost or shifted at a join, and encodes the
-audio once for the whole file (per-piece AAC would add priming silence at every join).
+encoder settings as a whole-file encode and its original timestamps kept (NUT again); so is the sound,
+encoded once for the whole file (per-piece AAC would add priming silence at every join) while the
+pieces are. The worker that stores the last of them sends the assemble message; assembling joins the
+pieces with the concat demuxer, spaced by the original's timestamps, so no frame is repeated, lost or
+shifted at a join, and copies the sound in: a join encodes nothing.
 
 Nothing here is written twice by two workers in a way that matters: the pieces and the plan are
 deterministic, stored whole (atomically), and a repeated message finds its work already done.
@@ -156,6 +157,32 @@ def encode_piece(
     return output
 
 
+def encode_sound(
+    ffmpeg: FFmpeg,
+    preset: Preset,
+    plan: SegmentPlan,
+    audio: Path,
+    workdir: Path,
+    *,
+    timeout: float,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """The whole file's sound, encoded once (per-piece AAC would add priming silence at every join)."""
+    assert preset.recipe is not None
+    output = workdir / "audio.nut"
+    ffmpeg.convert(
+        audio, output, preset.recipe.sound(plan.source), duration=plan.duration, timeout=timeout, cancel=cancel
+    )
+    return output
+
+
+def ready_to_join(converted: Storage, plan: SegmentPlan, job_id: str, format_id: str) -> bool:
+    """Every piece encoded, and the sound too when there is one."""
+    if len(finished(converted, job_id, format_id)) < plan.count:
+        return False
+    return not plan.has_audio or converted.size(keys.encoded_audio_key(job_id, format_id)) is not None
+
+
 def assemble(
     ffmpeg: FFmpeg,
     preset: Preset,
@@ -169,8 +196,8 @@ def assemble(
 ) -> Path:
     """Join the encoded pieces, spaced as the pieces of the original were (the concat demuxer lines each
     file's own start up with the end of the one before, so a constant shift inside a piece, such as the
-    encoder's B-frame delay, cancels out), and encode the audio once, starting where it started against
-    the video in the original."""
+    encoder's B-frame delay, cancels out), with the sound encoded once for the whole file (``audio``),
+    starting where it started against the video in the original. Nothing is encoded here."""
     assert preset.recipe is not None
     starts = plan.starts
     listing = output.with_name("pieces.ffconcat")

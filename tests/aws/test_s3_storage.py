@@ -282,3 +282,36 @@ def test_content_disposition_keeps_a_non_latin_name_for_browsers_with_an_ascii_f
     value = content_disposition("Отпуск_2024_720p.mp4")
     assert value.startswith('attachment; filename="_______2024_720p.mp4"; ')  # 6 letters + '_'
     assert value.endswith("filename*=UTF-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_720p.mp4")
+
+
+# --- presigned URLs point at the bucket's regional endpoint ---------------------------------------
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-east-1", "ap-southeast-4"])  # ap-southeast-4: after 2019
+def test_presigned_urls_use_the_regional_virtual_hosted_endpoint(aws_env, monkeypatch, region: str):
+    """The global endpoint (BUCKET.s3.amazonaws.com) answers new buckets with a redirect (a 400 in newer
+    regions), which breaks the browser's CORS preflight and the signature. Signing is offline: no moto."""
+    monkeypatch.setenv("AWS_REGION", region)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    store = S3Storage("my-videos")
+    expected = f"my-videos.s3.{region}.amazonaws.com"
+
+    get = urlsplit(store.download_url("job/clip_720p.mp4", "clip_720p.mp4", "video/mp4", 300))
+    post_url, fields = store.upload_form("job/source", 1024, 300)
+    post = urlsplit(post_url)
+
+    for url in (get, post):
+        assert url.scheme == "https"
+        assert url.hostname == expected  # never my-videos.s3.amazonaws.com
+    assert get.path == "/job/clip_720p.mp4" and post.path == "/"
+    assert fields["key"] == "job/source"
+    assert parse_qs(get.query)["X-Amz-Credential"][0].split("/")[2] == region  # signed for that region
+    assert base64.b64decode(fields["policy"])  # a SigV4 POST policy
+    assert fields["x-amz-credential"].split("/")[2] == region
+
+
+def test_an_endpoint_override_keeps_path_style(aws_env, monkeypatch):
+    """AWS_ENDPOINT_URL (moto, MinIO on localhost) has no per-bucket host names."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:5000")
+    url = urlsplit(S3Storage("my-videos").download_url("job/a.mp4", "a.mp4", "video/mp4", 300))
+    assert (url.scheme, url.netloc, url.path) == ("http", "localhost:5000", "/my-videos/job/a.mp4")

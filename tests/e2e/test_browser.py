@@ -376,7 +376,12 @@ def test_aws_mode_page_uploads_to_s3_and_downloads_from_it(
     assert wait_until_finished(page) == {"360p": "completed", "thumbnail": "completed"}
 
     card = page.locator("article[data-format=thumbnail]")
-    sync_api.expect(card.locator("img")).to_have_attribute("src", re.compile("vc-browser-converted"))
+    # Previews and downloads go through the API's redirect, which presigns a fresh bucket URL when used.
+    sync_api.expect(card.locator("img")).to_have_attribute(
+        "src", re.compile(r"^/api/jobs/[0-9a-f-]+/outputs/thumbnail$")
+    )
+    redirect = page.request.get(aws_server.url + card.locator("img").get_attribute("src"), max_redirects=0)
+    assert redirect.status == 307 and "vc-browser-converted" in redirect.headers["location"]
     page.wait_for_function("() => document.querySelector('article[data-format=thumbnail] img').naturalWidth > 0")
     with page.expect_download() as info:
         page.locator("article[data-format='360p'] a.download").click()

@@ -167,17 +167,18 @@ def test_pieces_are_queued_redelivered_pieces_are_no_ops_and_the_last_queues_the
     job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
     env.queue.entries.clear()
     assert env.deliver(Task(job_id, "360p")) is Action.ACK  # the whole message: split, pieces queued
-    pieces = env.pending()
+    sound, *pieces = env.pending()
     plan = segments.load_plan(env.rt.uploads, job_id)
     assert plan is not None and [t.segment for t in pieces] == list(range(plan.count))
+    assert sound == Task(job_id, "360p", sound=True)  # the sound, encoded once, beside the pieces
     assert env.rt.jobs.output(job_id, "360p").segments == plan.count
     env.queue.entries.clear()
-    for task in pieces[:-1]:
+    for task in pieces:
         assert env.deliver(task) is Action.ACK
-    assert env.pending() == []  # not all there yet: no join
+    assert env.pending() == []  # the sound is not there yet: no join
     assert env.deliver(pieces[0], attempt=2) is Action.ACK  # a redelivery: already encoded, nothing sent
     assert env.pending() == []
-    assert env.deliver(pieces[-1]) is Action.ACK
+    assert env.deliver(sound) is Action.ACK
     assert env.pending() == [Task(job_id, "360p", assemble=True)]
     assert env.deliver(Task(job_id, "360p", assemble=True)) is Action.ACK
     done = env.rt.jobs.output(job_id, "360p")
@@ -192,7 +193,7 @@ def test_a_piece_that_fails_for_good_fails_its_output_with_the_reason(
     job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
     env.queue.entries.clear()
     env.deliver(Task(job_id, "360p"))
-    pieces = env.pending()
+    _, *pieces = env.pending()
     env.queue.entries.clear()
     env.deliver(pieces[0])
     env.rt.uploads.delete(keys.segment_source_key(job_id, 1))  # piece 2 of the original is gone
@@ -211,7 +212,7 @@ def test_a_crashing_encoder_is_retried_per_piece_and_fails_the_output_on_the_las
     job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
     env.queue.entries.clear()
     env.deliver(Task(job_id, "360p"))
-    piece = env.pending()[1]
+    piece = env.pending()[2]  # after the sound and the first part: part 2
     env.rt.ffmpeg = FFmpeg(fake_binary('echo "encoder exploded" >&2; exit 1'), ffprobe_path())
     assert env.deliver(piece, attempt=1) is Action.RETRY
     assert env.rt.jobs.output(job_id, "360p").status is OutputStatus.PROCESSING  # the other parts go on
@@ -219,7 +220,8 @@ def test_a_crashing_encoder_is_retried_per_piece_and_fails_the_output_on_the_las
     failed = env.rt.jobs.output(job_id, "360p")
     assert failed.status is OutputStatus.FAILED
     assert (failed.error or "").startswith("Part 2 of ")
-    assert "encoder exploded" in (failed.error or "") and "(after 3 attempts)" in (failed.error or "")
+    assert "encoder exploded" in (failed.error or "")
+    assert f"(after {env.rt.settings.max_attempts} attempts)" in (failed.error or "")
 
 
 def test_short_sources_and_other_formats_stay_whole(env: Env, make_clip: Any) -> None:
@@ -251,7 +253,9 @@ def test_progress_counts_the_seconds_encoded_and_the_join_is_last() -> None:
         ({"job_id": "j", "format": "720p", "step": "assemble"}, Task("j", "720p", assemble=True)),
         ({"job_id": "j", "format": "720p", "segment": "-1"}, None),
         ({"job_id": "j", "format": "720p", "segment": "x"}, None),
+        ({"job_id": "j", "format": "720p", "step": "audio"}, Task("j", "720p", sound=True)),
         ({"job_id": "j", "format": "720p", "step": "explode"}, None),
+        ({"job_id": "j", "format": "720p", "step": "audio", "segment": "1"}, None),
     ],
 )
 def test_task_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Task | None) -> None:

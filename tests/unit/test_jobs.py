@@ -199,12 +199,15 @@ def test_stale_processing_output_with_attempts_left_is_queued(conv: JobService) 
 def test_stale_processing_output_without_attempts_left_is_failed(conv: JobService) -> None:
     job_id = create(conv, ["720p", "mp3"])["job_id"]
     old = utcnow() - timedelta(seconds=conv.settings.stale_after + 5)
-    write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.PROCESSING, attempts=3, updated_at=old))
+    last = conv.settings.max_attempts
+    write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.PROCESSING, attempts=last, updated_at=old))
     write_raw(conv, job_id, OutputRecord(format="mp3", status=OutputStatus.FAILED, error="x", attempts=1))
     view = view_of(conv, job_id)
     out = view["outputs"][0]
     assert out["status"] == "failed"
-    assert out["error"] == ("The conversion stopped responding 3 times (the worker was stopped or ran out of time).")
+    assert out["error"] == (
+        f"The conversion stopped responding {last} times (the worker was stopped or ran out of time)."
+    )
     assert view["status"] == "failed"
     with pytest.raises(OutputNotReady, match="stopped responding"):
         conv.output_url(job_id, "720p")

@@ -252,7 +252,8 @@ def test_last_attempt_failure_is_recorded(env: Env, clip: Path, failing: FFmpeg)
     assert env.convert(job_id, "360p", env.settings.max_attempts, ffmpeg=failing).action is ACK
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED
-    assert record.error == "FFmpeg failed (exit code 1): some banner | boom: encoder exploded (after 3 attempts)"
+    n = env.settings.max_attempts
+    assert record.error == f"FFmpeg failed (exit code 1): some banner | boom: encoder exploded (after {n} attempts)"
     assert env.view(job_id)["status"] == "failed"
 
 
@@ -261,7 +262,7 @@ def test_attempt_past_max_gives_up_without_running(env: Env, clip: Path, failing
     assert env.convert(job_id, "360p", env.settings.max_attempts + 1, ffmpeg=failing).action is ACK
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED
-    assert record.error == "Gave up after 3 interrupted attempts."
+    assert record.error == f"Gave up after {env.settings.max_attempts} interrupted attempts."
     assert not was_called(tmp_path)
 
 

@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from ..signing import Signer
@@ -95,9 +96,18 @@ class LocalStorage:
     def list(self, prefix: str) -> list[Listed]:
         folder = self.path(validate_prefix(prefix).rstrip("/"))
         found = []
-        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-            if path.is_file() and not path.name.startswith("."):  # not the temp files of unfinished writes
+        try:
+            paths = sorted(folder.rglob("*"))
+        except FileNotFoundError:  # the folder went while it was being read: nothing there
+            return []
+        for path in paths:
+            if path.name.startswith("."):  # the temp files of unfinished writes
+                continue
+            try:
                 stat = path.stat()
+            except FileNotFoundError:
+                continue  # deleted since the folder was read (another worker tidying up)
+            if S_ISREG(stat.st_mode):
                 found.append(Listed(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime))
         return found
 

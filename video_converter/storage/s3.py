@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,25 @@ _CONFLICT = "ConditionalRequestConflict"
 CONFLICT_ATTEMPTS = 3
 
 
-def _client_config() -> Any:
+def _endpoint_overridden() -> bool:
+    """AWS_ENDPOINT_URL(_S3) points boto3 at another server (moto, MinIO): keep its own addressing."""
+    return any(os.environ.get(name) for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+
+
+def _client_config(region: str | None) -> Any:
     from botocore.config import Config
 
+    # Presigned POST and GET URLs go to the browser as they are. By default botocore signs them for the
+    # global endpoint (https://BUCKET.s3.amazonaws.com/), which a new bucket answers with a 307 for up
+    # to a day (a 400 in regions launched after March 2019): the browser's CORS preflight fails on the
+    # redirect and GETs fail with SignatureDoesNotMatch. Virtual-hosted style on the bucket's regional
+    # endpoint (https://BUCKET.s3.REGION.amazonaws.com/) works at once, us-east-1 included (it needs
+    # us_east_1_regional_endpoint, or botocore keeps the global host there).
+    s3 = {} if _endpoint_overridden() else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
     return Config(
+        region_name=region,
         signature_version="s3v4",
+        s3=s3,
         retries={"mode": "standard", "max_attempts": 5},
         connect_timeout=10,
         read_timeout=60,
@@ -44,7 +59,9 @@ def make_s3_client() -> Any:
     import boto3
 
     # A session per client: boto3's default session is not thread-safe to create clients from.
-    return boto3.session.Session().client("s3", config=_client_config())
+    session = boto3.session.Session()
+    # The region is the buckets' (AWS_REGION, set in Lambda and ECS); without one, S3's home region.
+    return session.client("s3", config=_client_config(session.region_name or "us-east-1"))
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -187,14 +204,14 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
 
     def list(self, prefix: str) -> list[Listed]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=validate_prefix(prefix)
-        )
-        return [
-            Listed(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
-            for page in pages
-            for item in page.get("Contents", [])
-        ]
+        found: list[Listed] = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": validate_prefix(prefix)}
+        while True:  # pages of 1,000 (plain calls rather than a paginator: tests see each one)
+            page = self.client.list_objects_v2(**params)
+            found += [Listed(o["Key"], int(o["Size"]), o["LastModified"].timestamp()) for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return found
+            params["ContinuationToken"] = page["NextContinuationToken"]
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         url: str = self.client.generate_presigned_url(
