@@ -104,6 +104,16 @@ def probe_file(path: Path) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def frames_of(path: Path) -> int:
+    """How many video frames a file really has (decoded and counted, not as declared)."""
+    done = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
 @pytest.fixture
 def probe() -> Callable[[Path], dict[str, Any]]:
     return probe_file

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.conftest import make_clip_file, memory_runtime, probe_file
+from tests.conftest import frames_of, make_clip_file, memory_runtime, probe_file
 from tests.e2e.conftest import wait_for_job
 from video_converter import keys, segments
 from video_converter.config import Settings
@@ -57,15 +57,6 @@ def segmented(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
     rt.close()
 
 
-def frames(path: Path) -> int:
-    done = subprocess.run(
-        [ffprobe_path(), "-v", "error", "-count_frames", "-select_streams", "v:0",
-         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return int(done.stdout.strip())
-
-
 def ssim_per_frame(output: Path, reference: Path, tmp_path: Path) -> list[float]:
     """SSIM of each frame against the reference frame of the same index (not the same timestamp)."""
     stats = tmp_path / f"ssim-{output.stem}.txt"
@@ -104,13 +95,13 @@ def test_a_segmented_output_is_the_same_video_as_a_whole_encode(
     whole = download(client, whole_job, "360p", tmp_path, "whole.mp4")
 
     source = probe_file(long_clip)
-    source_frames = frames(long_clip)
+    source_frames = frames_of(long_clip)
     for format_id in ("360p", "webm"):
         joined = download(segmented, job, format_id, tmp_path, f"joined.{format_id}")
         info = probe_file(joined)
         video = next(s for s in info["streams"] if s["codec_type"] == "video")
         audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
-        assert abs(frames(joined) - source_frames) <= 2
+        assert abs(frames_of(joined) - source_frames) <= 2
         assert abs(float(info["format"]["duration"]) - float(source["format"]["duration"])) <= 0.1
         assert abs(float(audio.get("start_time", 0)) - float(video.get("start_time", 0))) <= 0.05  # in sync
         if format_id == "360p":

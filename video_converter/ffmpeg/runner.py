@@ -146,15 +146,7 @@ class FFmpeg:
             "-print_format", "json", "-show_format", "-show_streams", str(path),
         ]  # fmt: skip
         try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                env=_child_env(),
-                preexec_fn=_address_space_limit(self.memory_mb),
-            )
+            done = self._run_probe(argv, timeout)
         except subprocess.TimeoutExpired as exc:
             raise InvalidMedia(f"Reading the file took longer than {timeout:.0f} s") from exc
         if done.returncode != 0:
@@ -168,14 +160,9 @@ class FFmpeg:
             raise InvalidMedia("This file has no video or audio stream")
         return facts
 
-    def first_video_time(self, path: Path, timeout: float = PROBE_TIMEOUT) -> float:
-        """When the first frame of one of our own files is shown: the smallest timestamp among its first
-        video packets (decode order differs from display order with B-frames)."""
-        argv = [
-            self.ffprobe, "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#16",
-            "-show_entries", "packet=pts_time", "-of", "csv=p=0", str(path),
-        ]  # fmt: skip
-        done = subprocess.run(
+    def _run_probe(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """ffprobe, bounded in time and memory like every FFmpeg process."""
+        return subprocess.run(
             argv,
             capture_output=True,
             text=True,
@@ -184,6 +171,15 @@ class FFmpeg:
             env=_child_env(),
             preexec_fn=_address_space_limit(self.memory_mb),
         )
+
+    def first_video_time(self, path: Path, timeout: float = PROBE_TIMEOUT) -> float:
+        """When the first frame of one of our own files is shown: the smallest timestamp among its first
+        video packets (decode order differs from display order with B-frames)."""
+        argv = [
+            self.ffprobe, "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#16",
+            "-show_entries", "packet=pts_time", "-of", "csv=p=0", str(path),
+        ]  # fmt: skip
+        done = self._run_probe(argv, timeout)
         times = parse_packet_times(done.stdout)
         if done.returncode != 0 or not times:
             raise FFmpegError("Reading the timestamps of a part failed", returncode=done.returncode)
