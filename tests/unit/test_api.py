@@ -524,3 +524,22 @@ def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, R
     assert str(rt.settings.data_dir) not in detail  # no server paths
     assert isinstance(rt.queue, SqliteQueue) and rt.queue.counts()["visible"] == 0
     assert not any(p.is_file() for p in (Path(rt.settings.data_dir) / "uploads").rglob("*"))  # nothing kept
+
+
+def test_the_openapi_document_shows_the_response_schemas(client: TestClient) -> None:
+    """What /docs renders: every JSON response has its model, so the contract lives in one place."""
+    spec = client.get("/openapi.json").json()
+    assert {"JobView", "OutputView", "FormatView", "UploadTicket", "Health", "SourceInfo"} <= set(
+        spec["components"]["schemas"]
+    )
+
+    def schema(path: str, method: str, status: str) -> dict[str, Any]:
+        content: dict[str, Any] = spec["paths"][path][method]["responses"][status]["content"]["application/json"]
+        return content["schema"]
+
+    assert schema("/api/jobs/{job_id}", "get", "200") == {"$ref": "#/components/schemas/JobView"}
+    assert schema("/api/jobs", "post", "201") == {"$ref": "#/components/schemas/JobView"}
+    assert schema("/api/uploads", "post", "201") == {"$ref": "#/components/schemas/UploadTicket"}
+    assert schema("/api/formats", "get", "200")["items"] == {"$ref": "#/components/schemas/FormatView"}
+    output = spec["components"]["schemas"]["OutputView"]["properties"]
+    assert {"status", "progress", "download_url", "segments"} <= set(output)
