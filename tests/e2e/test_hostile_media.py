@@ -86,8 +86,9 @@ def many_channels(path: Path, channels: int = 64) -> Path:
 # --- the sampler ----------------------------------------------------------------------------------------
 
 
-def _children_rss_mb(parent: int) -> int:
-    """Resident memory of the process tree under ``parent`` (FFmpeg and anything it starts)."""
+def _children_rss_mb(parent: int, ignore: frozenset[int] = frozenset()) -> int:
+    """Resident memory of the process tree under ``parent`` (FFmpeg and anything it starts), leaving out
+    the processes in ``ignore`` (those that were there before the measurement: other tests' servers)."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -106,7 +107,24 @@ def _children_rss_mb(parent: int) -> int:
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
         tree |= frontier
-    return sum(rss[pid] for pid in tree) // 1024
+    return sum(rss[pid] for pid in tree - ignore) // 1024
+
+
+def _descendants(parent: int) -> frozenset[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                match = re.search(r"^PPid:\s+(\d+)", Path(f"/proc/{entry}/status").read_text(), re.M)
+            except OSError:
+                continue
+            if match:
+                parents[int(entry)] = int(match.group(1))
+    tree, frontier = set(), {parent}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
+        tree |= frontier
+    return frozenset(tree)
 
 
 @contextmanager
@@ -114,10 +132,11 @@ def peak_rss() -> Iterator[list[int]]:
     """Samples the children's resident memory every 20 ms; yields [peak MB] (filled in as it runs)."""
     peak = [0]
     done = threading.Event()
+    already = _descendants(os.getpid())
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], _children_rss_mb(os.getpid()))
+            peak[0] = max(peak[0], _children_rss_mb(os.getpid(), already))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
