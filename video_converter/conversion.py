@@ -64,7 +64,7 @@ class OutputTask:
         return self._save(status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None)
 
     def probed(self, source: SourceInfo) -> OutputRecord:
-        return self._save(source=source)
+        return self._save(source=source, note=self.preset.size_note(source))
 
     def progressed(self, percent: float) -> OutputRecord:
         return self._save(progress=min(percent, 99.0))

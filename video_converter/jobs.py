@@ -243,6 +243,7 @@ class JobService:
             height=out.height,
             duration=out.duration,
             attempts=out.attempts,
+            note=out.note,
         )
 
     def _download_url(self, record: JobRecord, out: OutputRecord) -> str:

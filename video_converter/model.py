@@ -101,6 +101,7 @@ class OutputRecord(BaseModel):
     duration: float | None = None
     attempts: int = 0
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
+    note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
     updated_at: datetime = Field(default_factory=utcnow)
 
 

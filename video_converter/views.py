@@ -23,7 +23,11 @@ class FormatView(BaseModel):
     media_type: str = Field(examples=["video/mp4"])
     kind: Kind
     description: str
-    max_height: int | None = None
+    max_height: int | None = Field(
+        default=None,
+        description="For videos, the short side in pixels (landscape: height; portrait: width). "
+        "Never upscaled: a smaller source keeps its size and the output gets a note.",
+    )
     max_width: int | None = None
 
     @classmethod
@@ -57,6 +61,11 @@ class OutputView(BaseModel):
     height: int | None = None
     duration: float | None = None
     attempts: int = 0
+    note: str | None = Field(
+        default=None,
+        description="Something to know about this output, e.g. that the source was smaller than the format "
+        "(renditions are never upscaled: 1080p of a 1280x720 source stays 1280x720).",
+    )
 
 
 class JobView(BaseModel):

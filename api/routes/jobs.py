@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -72,6 +72,13 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
 async def get_job(job_id: str, jobs: JobsDep) -> JobView:
     """The job and each output's status; completed outputs carry a signed download URL."""
     return await run_in_threadpool(jobs.job_view, job_id)
+
+
+@router.head("/{job_id}", include_in_schema=False)
+async def head_job(job_id: str, jobs: JobsDep) -> Response:
+    """Whether the job exists (200 or 404), without a body."""
+    await run_in_threadpool(jobs.job, job_id)
+    return Response(status_code=200, media_type="application/json")
 
 
 @router.get("/{job_id}/outputs/{format_id}", response_class=RedirectResponse, status_code=307)

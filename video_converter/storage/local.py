@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..signing import Signer
-from .base import ObjectNotFound, Readable, iter_chunks, validate_key
+from .base import ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
 
 
 class LocalStorage:
@@ -78,6 +78,30 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = self.path(validate_prefix(prefix).rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".part"))
+        # Renamed aside first, so a reader never sees half a folder and a writer finishing meanwhile
+        # (a worker publishing an output) recreates a fresh folder that the next sweep of it removes.
+        doomed = folder.with_name(f".deleting-{folder.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            folder.rename(doomed)
+        except FileNotFoundError:
+            return 0
+        shutil.rmtree(doomed, ignore_errors=True)
+        return count
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            fh = self.path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+        with fh:
+            yield fh
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         if self._signer is None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import ObjectNotFound, Readable, iter_chunks, validate_key
+from .base import ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
 
 
 class MemoryStorage:
@@ -52,6 +53,18 @@ class MemoryStorage:
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(validate_key(key), None)
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = validate_prefix(prefix)
+        with self._lock:
+            doomed = [key for key in self.objects if key.startswith(folder)]
+            for key in doomed:
+                del self.objects[key]
+        return len(doomed)
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[io.BytesIO]:
+        yield io.BytesIO(self.get_bytes(key))
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         return f"memory://{quote(validate_key(key))}?filename={quote(filename)}&expires_in={expires_in}"
