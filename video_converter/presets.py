@@ -173,7 +173,7 @@ class Preset:
         if self.max_height is None or self.kind is not Kind.VIDEO or side is None or side >= self.max_height:
             return None
         return (
-            f"The source is {source.width}×{source.height}, smaller than {self.max_height}p, "
+            f"The source is {source.width}x{source.height}, smaller than {self.max_height}p, "
             f"so this output keeps the source's size ({side}p): it is never upscaled."
         )
 

@@ -158,4 +158,6 @@ def test_ascii_filename_transliterates(name: str, fallback: str) -> None:
 
 def test_content_disposition_has_both_names() -> None:
     value = keys.content_disposition("отпуск_720p.mp4")
-    assert value == "attachment; filename=\"otpusk_720p.mp4\"; filename*=UTF-8''%D0%BE%D1%82%D0%BF%D1%83%D1%81%D0%BA_720p.mp4"
+    assert value == (
+        "attachment; filename=\"otpusk_720p.mp4\"; filename*=UTF-8''%D0%BE%D1%82%D0%BF%D1%83%D1%81%D0%BA_720p.mp4"
+    )

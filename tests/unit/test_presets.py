@@ -231,4 +231,4 @@ def test_size_note_when_the_source_is_smaller(width: int, height: int, format_id
     text = PRESETS[format_id].size_note(source)
     assert (text is not None) == note
     if text:
-        assert f"{width}×{height}" in text and "never upscaled" in text
+        assert f"{width}x{height}" in text and "never upscaled" in text
