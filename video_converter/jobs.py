@@ -208,9 +208,28 @@ class JobService:
         return out.model_copy(update={"status": OutputStatus.QUEUED, "progress": 0.0})
 
     def outputs(self, record: JobRecord) -> list[OutputRecord]:
-        """Every output's record, read concurrently, as the API reports them."""
-        read = self._pool.map(lambda format_id: self.rt.jobs.output(record.job_id, format_id), record.formats)
-        return [self._effective(out) for out in read]
+        """Every output's record, read concurrently, as the API reports them. Every output has a record
+        from the job's creation on, so a missing one means the job was deleted (maybe by another API
+        process, whose deletion this one's cache did not see)."""
+        read = list(self._pool.map(lambda f: self.rt.jobs.find_output(record.job_id, f), record.formats))
+        if any(out is None for out in read) and not self.rt.jobs.exists(record.job_id):
+            self._forget(record.job_id)
+            raise JobNotFound(record.job_id)
+        return [self._effective(out or OutputRecord(format=f)) for out, f in zip(read, record.formats, strict=True)]
+
+    def _forget(self, job_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(job_id, None)
+
+    def delete_job(self, job_id: str) -> None:
+        """Cancel and delete a job: its record first (running conversions notice it is gone within seconds,
+        FFmpeg is stopped, queued messages are dropped when they come up), then its outputs, their records
+        and the original. Signed links then find nothing (404)."""
+        record = self.rt.jobs.job(job_id)  # from the store, not the cache: 404 if already deleted
+        self._forget(job_id)
+        self.rt.jobs.delete_job(job_id)
+        self.rt.uploads.delete_prefix(job_id)
+        log.info("job %s deleted (%r)", job_id, record.filename)
 
     def job_view(self, job_id: str) -> JobView:
         record = self.job(job_id)
@@ -260,7 +279,11 @@ class JobService:
         record = self.job(job_id)
         if format_id not in record.formats:
             raise JobNotFound(f"{job_id}/{format_id}")
-        out = self._effective(self.rt.jobs.output(job_id, format_id))
+        found = self.rt.jobs.find_output(job_id, format_id)
+        if found is None:  # deleted (see ``outputs``)
+            self._forget(job_id)
+            raise JobNotFound(job_id)
+        out = self._effective(found)
         if out.status is OutputStatus.FAILED:
             raise OutputNotReady(f"The {format_id} output failed: {out.error}")
         if out.status is not OutputStatus.COMPLETED or out.key is None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from .cancel import JobWatch
 from .conversion import OutputTask, convert, load_task
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .limits import Limits, MediaRejected
@@ -117,6 +118,19 @@ def process_message(
 
 
 def _attempt(
+    rt: Runtime, task: OutputTask, attempt: int, *, deadline: float | None, cancel: threading.Event | None
+) -> Outcome:
+    """One attempt, stopped early if the job is deleted meanwhile (then the message is acked, and any
+    record or file this attempt wrote after the deletion is removed again)."""
+    with JobWatch(rt.jobs, task.job_id, cancel) as watch:
+        outcome = _attempt_once(rt, task, attempt, deadline=deadline, cancel=watch.halt)
+    if watch.deleted or (outcome.action is not Action.RELEASE and not rt.jobs.exists(task.job_id)):
+        rt.converted.delete_prefix(task.job_id)
+        return Outcome.ack("job deleted")
+    return outcome
+
+
+def _attempt_once(
     rt: Runtime, task: OutputTask, attempt: int, *, deadline: float | None, cancel: threading.Event | None
 ) -> Outcome:
     """One attempt at a started task; every failure is recorded on the output before the outcome says why."""

@@ -46,3 +46,18 @@ class JobStore:
             keys.status_key(job_id, stamped.format), stamped.model_dump_json().encode(), "application/json"
         )
         return stamped
+
+    def find_output(self, job_id: str, format_id: str) -> OutputRecord | None:
+        """The output's record, or None when there is none (its job was deleted)."""
+        try:
+            return OutputRecord.model_validate_json(self.store.get_bytes(keys.status_key(job_id, format_id)))
+        except ObjectNotFound:
+            return None
+
+    def delete_job(self, job_id: str) -> None:
+        """The job record first (the job is gone for readers and running workers from then on), then the
+        output records and files."""
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        self.store.delete(keys.job_key(job_id))
+        self.store.delete_prefix(job_id)

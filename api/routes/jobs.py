@@ -74,6 +74,14 @@ async def get_job(job_id: str, jobs: JobsDep) -> JobView:
     return await run_in_threadpool(jobs.job_view, job_id)
 
 
+@router.delete("/{job_id}", status_code=204, responses={404: {"description": "No such job (or already deleted)."}})
+async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+    """Cancel the job's conversions (a running FFmpeg is stopped within seconds) and delete its original,
+    outputs and records. Afterwards the job answers 404 and its download links stop working."""
+    await run_in_threadpool(jobs.delete_job, job_id)
+    return Response(status_code=204)
+
+
 @router.head("/{job_id}", include_in_schema=False)
 async def head_job(job_id: str, jobs: JobsDep) -> Response:
     """Whether the job exists (200 or 404), without a body."""

@@ -15,9 +15,10 @@ import requests
 
 from video_converter.errors import InvalidRequest
 from video_converter.jobs import JobService
+from video_converter.keys import content_disposition
 from video_converter.runtime import build_runtime
 from video_converter.storage import ObjectNotFound
-from video_converter.storage.s3 import PART_SIZE, S3Storage, content_disposition
+from video_converter.storage.s3 import PART_SIZE, S3Storage
 
 pytestmark = pytest.mark.aws
 
@@ -188,7 +189,7 @@ def test_store_needs_a_bucket():
 
 
 def test_content_disposition_keeps_a_non_latin_name_for_browsers_with_an_ascii_fallback():
-    from video_converter.storage.s3 import content_disposition
+    from video_converter.keys import content_disposition
 
     value = content_disposition("Отпуск_2024_720p.mp4")
     assert value.startswith('attachment; filename="Otpusk_2024_720p.mp4"; ')  # transliterated (anyascii)

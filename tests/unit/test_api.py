@@ -463,7 +463,7 @@ def test_local_download_of_a_non_latin_name_has_an_ascii_fallback(local: tuple[T
     rt.jobs.save_output(job_id, OutputRecord(format="720p", status=OutputStatus.COMPLETED, key=key, size_bytes=3))
     response = client.get(client.get(f"/api/jobs/{job_id}").json()["outputs"][0]["download_url"])
     disposition = response.headers["content-disposition"]
-    assert disposition.startswith('attachment; filename="otpusk_2026_720p.mp4"; filename*=UTF-8\'\'')
+    assert disposition.startswith("attachment; filename=\"otpusk_2026_720p.mp4\"; filename*=UTF-8''")
     assert disposition.endswith("%D0%BE%D1%82%D0%BF%D1%83%D1%81%D0%BA_2026_720p.mp4")
 
 
