@@ -9,11 +9,13 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from . import keys
+from .archive import Member, zip_stream
 from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media
@@ -289,6 +291,24 @@ class JobService:
         if out.status is not OutputStatus.COMPLETED or out.key is None:
             raise OutputNotReady(f"The {format_id} output is not ready yet ({out.status.value}).")
         return self._download_url(record, out)
+
+
+def archive(service: JobService, job_id: str) -> tuple[str, Iterator[bytes]]:
+    """The archive's download name and its bytes, streamed: every completed output of the job."""
+    record = service.job(job_id)
+    members = [
+        Member(
+            name=record.download_filename(out.format, PRESETS[out.format].extension),
+            key=out.key,
+            size=out.size_bytes or 0,
+            modified=out.updated_at,
+        )
+        for out in service.outputs(record)
+        if out.status is OutputStatus.COMPLETED and out.key is not None and out.size_bytes is not None
+    ]
+    if not members:
+        raise OutputNotReady("No output of this job is ready yet, so there is nothing to put in an archive.")
+    return f"{record.download_stem or record.stem}.zip", zip_stream(service.rt.converted, members)
 
 
 class _TooLarge(Exception):

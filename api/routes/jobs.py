@@ -3,7 +3,7 @@
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -11,6 +11,8 @@ from api.deps import JobsDep
 from api.errors import sentence
 from api.forms import multipart_upload
 from video_converter.errors import InvalidRequest
+from video_converter.jobs import archive
+from video_converter.keys import content_disposition
 from video_converter.views import JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -80,6 +82,21 @@ async def delete_job(job_id: str, jobs: JobsDep) -> Response:
     outputs and records. Afterwards the job answers 404 and its download links stop working."""
     await run_in_threadpool(jobs.delete_job, job_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{job_id}/archive",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "A ZIP of every completed output."},
+        409: {"description": "No output is ready yet."},
+    },
+)
+async def download_archive(job_id: str, jobs: JobsDep) -> StreamingResponse:
+    """Every completed output as one ZIP, streamed as it is made (never built whole in memory or on disk)."""
+    filename, chunks = await run_in_threadpool(archive, jobs, job_id)
+    headers = {"Content-Disposition": content_disposition(filename), "Cache-Control": "no-store"}
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)  # iterated in a thread
 
 
 @router.head("/{job_id}", include_in_schema=False)
