@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import keys
 from .archive import Member, zip_stream
+from .conversion import source_problem
 from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media
@@ -166,8 +167,7 @@ class JobService:
                 check_media(self.rt.ffmpeg.inspect(path), Limits.from_settings(self.settings))
         except (InvalidMedia, MediaRejected) as exc:
             self.rt.uploads.delete(key)
-            message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
-            raise InvalidRequest(f"{message} Nothing was converted; upload a video or audio file.") from None
+            raise InvalidRequest(source_problem(exc)) from None
 
     def _enqueue(self, record: JobRecord) -> None:
         for n, format_id in enumerate(record.formats):
@@ -237,9 +237,11 @@ class JobService:
         record = self.job(job_id)
         outputs = self.outputs(record)
         source: SourceInfo | None = next((o.source for o in outputs if o.source is not None), None)
+        failed = any(o.status is OutputStatus.FAILED for o in outputs)
         return JobView(
             job_id=record.job_id,
             filename=record.filename,
+            error=self.rt.jobs.failure(job_id) if failed else None,  # read only when it can exist
             status=job_status(o.status for o in outputs),
             created_at=record.created_at,
             source=source,

@@ -64,6 +64,16 @@ def status_key(job_id: str, format_id: str) -> str:
     return f"{job_id}/status/{format_id}.json"
 
 
+def failure_key(job_id: str) -> str:
+    """Why the whole job failed (the original is not usable), written once by the first worker to see it."""
+    return f"{job_id}/failure.json"
+
+
+def webhook_key(job_id: str) -> str:
+    """The job-finished webhook's marker: created once, so only one worker sends it."""
+    return f"{job_id}/webhook.json"
+
+
 def output_filename(stem: str, format_id: str, extension: str) -> str:
     return f"{stem}_{format_id}.{extension}"
 

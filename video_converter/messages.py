@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from .cancel import JobWatch
-from .conversion import OutputTask, convert, load_task
+from .conversion import NOT_CONVERTED, OutputTask, SourceRejected, convert, load_task
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .limits import Limits, MediaRejected
 from .presets import UnsuitableSource
@@ -107,6 +107,9 @@ def process_message(
             return Outcome.ack("no such job or format")
         if task.is_done(rt.converted):
             return Outcome.ack("already done")  # a redelivery of finished work
+        if rt.jobs.failure(task.job_id) is not None:  # another output found the original unusable
+            task.failed(NOT_CONVERTED)
+            return Outcome.ack("failed for good")
         if attempt > rt.settings.max_attempts:
             task.failed(f"Gave up after {attempt - 1} interrupted attempts.")
             return Outcome.ack("out of attempts")
@@ -150,6 +153,10 @@ def _attempt_once(
     except ConversionCancelled:
         task.released()
         return Outcome.release()
+    except SourceRejected as exc:  # once per job: the other outputs fail fast without probing again
+        rt.jobs.save_failure(task.job_id, str(exc))
+        task.failed(NOT_CONVERTED)
+        return Outcome.ack("failed for good")
     except FINAL_FAILURES as exc:
         task.failed(str(exc))
         return Outcome.ack("failed for good")

@@ -6,6 +6,7 @@ job's status is derived from them, so no two writers ever race on one object (on
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from . import keys
@@ -61,3 +62,17 @@ class JobStore:
             raise JobNotFound(job_id)
         self.store.delete(keys.job_key(job_id))
         self.store.delete_prefix(job_id)
+
+    def save_failure(self, job_id: str, sentence: str) -> None:
+        """Record why no output of the job can be made; the first writer's sentence stays."""
+        body = json.dumps({"error": sentence, "at": utcnow().isoformat()}).encode()
+        self.store.create(keys.failure_key(job_id), body, "application/json")
+
+    def failure(self, job_id: str) -> str | None:
+        """The job-level error, or None."""
+        try:
+            data = json.loads(self.store.get_bytes(keys.failure_key(job_id)))
+        except ObjectNotFound:
+            return None
+        error = data.get("error") if isinstance(data, dict) else None
+        return str(error) if error else None

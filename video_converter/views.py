@@ -74,6 +74,11 @@ class JobView(BaseModel):
     job_id: str
     filename: str = Field(description="The uploaded file's name, as given.")
     status: JobStatus
+    error: str | None = Field(
+        default=None,
+        description="Why the whole job failed, as one sentence saying what to do (e.g. the upload is not a "
+        'video or audio file); its outputs then say "Not converted".',
+    )
     created_at: IsoDatetime
     source: SourceInfo | None = Field(default=None, description="What ffprobe saw in the upload, once probed.")
     outputs: list[OutputView]

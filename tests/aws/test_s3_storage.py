@@ -220,3 +220,9 @@ def test_open_read_streams_the_object(store: S3Storage):
     assert len(first) == 1024 * 1024 and first + rest == data
     with pytest.raises(ObjectNotFound), store.open_read("job/missing"):
         pass
+
+
+def test_create_is_a_conditional_write(store: S3Storage):
+    assert store.create("job/webhook.json", b"first", "application/json")
+    assert not store.create("job/webhook.json", b"second")
+    assert store.get_bytes("job/webhook.json") == b"first"

@@ -261,3 +261,24 @@ def test_open_read_streams_in_chunks(store: Storage) -> None:
     assert sizes == [CHUNK, CHUNK, CHUNK, 5]
     with pytest.raises(ObjectNotFound), store.open_read("big/missing.mp4"):
         pass
+
+
+def test_create_is_once_only_even_when_racing(store: Storage) -> None:
+    import threading
+
+    assert store.create("job1/webhook.json", b"first", "application/json")
+    assert not store.create("job1/webhook.json", b"second")
+    assert store.get_bytes("job1/webhook.json") == b"first"
+    wins: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        wins.append(store.create("job2/marker", b"x"))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 7 + [True]

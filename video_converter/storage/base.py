@@ -50,6 +50,10 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        """Store a small object only if none exists at ``key``, atomically; return whether this call
+        created it (exactly one of several racing callers gets True: a "do this once" marker)."""
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with ``prefix/`` (a job's folder); return how many."""
 

@@ -79,6 +79,19 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        tmp.write_bytes(data)
+        try:
+            os.link(tmp, target)  # atomic, and fails if the name exists: the whole object or nothing
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
     def delete_prefix(self, prefix: str) -> int:
         folder = self.path(validate_prefix(prefix).rstrip("/"))
         if not folder.is_dir():

@@ -54,6 +54,14 @@ class MemoryStorage:
         with self._lock:
             self.objects.pop(validate_key(key), None)
 
+    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        with self._lock:
+            if validate_key(key) in self.objects:
+                return False
+            self.objects[key] = bytes(data)
+            self.content_types[key] = content_type
+        return True
+
     def delete_prefix(self, prefix: str) -> int:
         folder = validate_prefix(prefix)
         with self._lock:

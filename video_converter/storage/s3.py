@@ -154,6 +154,19 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
 
+    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key), "Body": bytes(data)}
+        if content_type:
+            params["ContentType"] = content_type
+        try:
+            self.client.put_object(**params, IfNoneMatch="*")  # S3 conditional write
+        except Exception as exc:
+            response = getattr(exc, "response", None) or {}
+            if str(response.get("Error", {}).get("Code", "")) in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
+
     def delete_prefix(self, prefix: str) -> int:
         folder = validate_prefix(prefix)
         deleted = 0
