@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from . import keys
+from . import keys, webhooks
 from .archive import Member, zip_stream
 from .conversion import source_problem
 from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
@@ -130,10 +130,11 @@ class JobService:
 
     # --- jobs ---------------------------------------------------------------------------------------
 
-    def create_job(self, upload_id: str, filename: str, formats: list[str]) -> JobView:
+    def create_job(self, upload_id: str, filename: str, formats: list[str], callback_url: str | None = None) -> JobView:
         """Create a job from an original already in the upload store, and queue one message per format."""
         formats = validate_formats(formats)
         filename = validate_filename(filename)
+        callback_url = self.check_callback(callback_url)
         if not is_job_id(upload_id):
             raise InvalidRequest("Unknown upload id.")
         size = self.rt.uploads.size(keys.source_key(upload_id))
@@ -145,18 +146,31 @@ class JobService:
             raise InvalidRequest("A job already exists for this upload.")
         if self.rt.probe_uploads:
             self._check_media(upload_id)
-        record = new_job(upload_id, filename, formats, size)
+        record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
         register_job(self.rt.jobs, record)
         self._enqueue(record)
         log.info("job %s created: %r -> %s", record.job_id, filename, ",".join(formats))
         return self.job_view(record.job_id)
 
-    def upload_and_create(self, stream: Readable, filename: str | None, formats: list[str]) -> JobView:
+    def upload_and_create(
+        self, stream: Readable, filename: str | None, formats: list[str], callback_url: str | None = None
+    ) -> JobView:
         formats = validate_formats(formats)
         filename = validate_filename(filename)
+        callback_url = self.check_callback(callback_url)  # before the upload is stored
         upload_id = new_job_id()
         self.store_upload(upload_id, stream)
-        return self.create_job(upload_id, filename, formats)
+        return self.create_job(upload_id, filename, formats, callback_url)
+
+    def check_callback(self, callback_url: str | None) -> str | None:
+        """A callback URL this service will call, or None; refused with a sentence otherwise."""
+        url = (callback_url or "").strip()
+        if not url:
+            return None
+        if not self.rt.webhook_secret:
+            raise InvalidRequest("Webhooks are not enabled on this server (the operator sets WEBHOOK_SECRET).")
+        webhooks.check_url(url, allow_private=self.settings.webhook_allow_private)
+        return url
 
     def _check_media(self, upload_id: str) -> None:
         """Probe an upload the API can read in place; refuse (and delete) one that is not media or is over

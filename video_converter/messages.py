@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from . import webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, OutputTask, SourceRejected, convert, load_task
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
@@ -95,7 +96,29 @@ def process_message(
     deadline: float | None = None,
     cancel: threading.Event | None = None,
 ) -> Outcome:
-    """Convert what ``message`` asks for, record the result, and say what to do with the message."""
+    """Convert what ``message`` asks for, record the result, and say what to do with the message; when
+    that made the job's last output final, send the job's webhook."""
+    outcome = _process(rt, message, deadline=deadline, cancel=cancel)
+    task = Task.from_body(message.body)
+    if task is not None and outcome.reason in FINAL_REASONS:
+        try:
+            webhooks.notify_if_finished(rt, task.job_id)
+        except Exception:  # the conversion's outcome stands whatever happens to the notification
+            log.exception("job %s: the webhook could not be sent", task.job_id)
+    return outcome
+
+
+# Outcomes after which an output's record is final (completed or failed).
+FINAL_REASONS = {"completed", "failed for good", "failed after the last attempt", "out of attempts"}
+
+
+def _process(
+    rt: Runtime,
+    message: Message,
+    *,
+    deadline: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Outcome:
     task_ref = Task.from_body(message.body)
     if task_ref is None:
         log.error("malformed message %s dropped: %.200r", message.id, message.body)

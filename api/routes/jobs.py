@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep
@@ -22,6 +22,9 @@ class JobFromUpload(BaseModel):
     upload_id: str
     filename: str
     formats: list[str]
+    callback_url: str | None = Field(
+        default=None, description="POSTed the job's JSON, signed (X-Signature), when the job is finished."
+    )
 
 
 _BODY_DOC: dict[str, Any] = {
@@ -35,6 +38,7 @@ _BODY_DOC: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "formats": {"type": "array", "items": {"type": "string"}},
+                        "callback_url": {"type": "string", "description": "Webhook called when the job ends."},
                     },
                 }
             },
@@ -62,12 +66,14 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
-        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats)
+        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
     async with multipart_upload(request, jobs) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
-        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats)
+        callback = form.get("callback_url")
+        callback_url = callback if isinstance(callback, str) else None
+        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats, callback_url)
 
 
 @router.get("/{job_id}")
