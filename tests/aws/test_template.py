@@ -226,6 +226,7 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]):
         "logs:PutLogEvents",
         "s3:GetObject",
         "s3:PutObject",
+        "s3:DeleteObject",
         "s3:AbortMultipartUpload",
         "s3:ListBucket",
         "sqs:ReceiveMessage",
@@ -235,6 +236,7 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]):
     }
     # Writes go to the converted bucket only; the originals are read-only.
     assert granted["s3:PutObject"] == [{"Fn::Sub": "${ConvertedBucket.Arn}/*"}]
+    assert granted["s3:DeleteObject"] == [{"Fn::Sub": "${ConvertedBucket.Arn}/*"}]  # never an original
     assert granted["sqs:ReceiveMessage"] == [{"Fn::GetAtt": ["ConvertQueue", "Arn"]}]
 
 
