@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 MAX_UPLOAD_BYTES = 3_000_000  # small, so the "too large" check needs only a small file
-DESKTOP = {"width": 1280, "height": 800}
+DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
 JOB_URL = re.compile(r"/jobs/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -180,6 +180,8 @@ def test_upload_convert_preview_and_download(
     sync_api.expect(page.locator("article[data-format='mp3'] audio")).to_have_count(1)
     image = page.locator("article[data-format='thumbnail'] img")
     sync_api.expect(image).to_have_count(1)
+    assert image.get_attribute("loading") == "lazy" and video.get_attribute("preload") == "none"
+    image.scroll_into_view_if_needed()  # previews load lazily: only once they are near the view
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=15_000)
     assert image.evaluate("img => img.naturalWidth") == 320
 
@@ -228,7 +230,8 @@ def test_client_checks_failed_outputs_and_recent_jobs(
     too_big = tmp_path / "huge.mp4"
     too_big.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
     page.set_input_files("#file", too_big)
-    sync_api.expect(page.locator("#form-error")).to_contain_text("larger than the")
+    sync_api.expect(page.locator("#file-error")).to_contain_text("larger than the")  # next to the file
+    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
     sync_api.expect(page.locator("#submit")).to_be_disabled()
 
     notes = tmp_path / "notes.txt"
@@ -257,7 +260,8 @@ def test_client_checks_failed_outputs_and_recent_jobs(
 
     # The server probes what it received (local mode has the file) and refuses it with a sentence.
     page.locator("#submit").click()
-    sync_api.expect(page.locator("#form-error")).to_contain_text("not a video or audio file")
+    sync_api.expect(page.locator("#file-error")).to_contain_text("not a video or audio file")
+    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
     sync_api.expect(page.locator("#submit")).to_be_enabled()
     assert page.url.rstrip("/") == server.url
 
@@ -377,6 +381,7 @@ def test_aws_mode_page_uploads_to_s3_and_downloads_from_it(
 
     card = page.locator("article[data-format=thumbnail]")
     sync_api.expect(card.locator("img")).to_have_attribute("src", re.compile("vc-browser-converted"))
+    card.locator("img").scroll_into_view_if_needed()
     page.wait_for_function("() => document.querySelector('article[data-format=thumbnail] img').naturalWidth > 0")
     with page.expect_download() as info:
         page.locator("article[data-format='360p'] a.download").click()
@@ -409,6 +414,7 @@ def test_pages_satisfy_their_content_security_policy(
     tab.wait_for_url(JOB_URL, timeout=30_000)
     assert set(wait_until_finished(tab).values()) == {"completed"}
     image = tab.locator("article[data-format='thumbnail'] img")
+    image.scroll_into_view_if_needed()
     tab.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     tab.locator("article[data-format='360p'] video").evaluate("v => v.play().catch(() => {})")
     tab.goto(server.url + "/jobs/not-a-job")
