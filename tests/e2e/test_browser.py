@@ -6,9 +6,12 @@ Screenshots of the pages go to $UI_SCREENSHOT_DIR (default: the system temp dir)
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -460,3 +463,154 @@ def test_api_docs_work_offline_with_the_response_schemas(server: Server, browser
     assert not errors, errors
     assert set(foreign) <= {REDOC_LOGO}, foreign
     assert all(REDOC_LOGO in v for v in violations), violations
+
+
+def shoot_view(page: Any, name: str) -> None:
+    """What the person sees without scrolling (not the full page)."""
+    page.screenshot(path=str(screenshot_dir() / f"ui-{name}.png"))
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
+def test_upload_progress_and_errors_stay_in_view(
+    server: Server, browser: Any, tmp_path: Path, viewport: dict[str, int]
+) -> None:
+    context = browser.new_context(viewport=viewport)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    violations = csp_violations(page)
+    size = "desktop" if viewport == DESKTOP else "phone"
+    page.goto(server.url + "/")
+    sync_api.expect(page.locator(".format__desc").first).to_be_visible()  # descriptions on phones too
+
+    too_big = tmp_path / "huge.mp4"
+    too_big.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+    page.set_input_files("#file", too_big)
+    sync_api.expect(page.locator("#file-error")).to_contain_text("larger than the")
+    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
+    shoot_view(page, f"upload-error-{size}")
+
+    choose_formats(page, set())
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(MAX_UPLOAD_BYTES - 200_000))
+    page.set_input_files("#file", big)
+    sync_api.expect(page.locator("#file-error")).to_be_hidden()
+    page.locator("#submit").click(force=True)  # disabled: nothing happens, the hint says why
+    sync_api.expect(page.locator("#submit-hint")).to_have_text("Pick at least one format.")
+    choose_formats(page, {"720p", "mp3", "thumbnail", "gif"})
+
+    # A slow connection (about 300 KB/s up): the upload takes seconds, and its bar and Cancel stay in view.
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    conditions = {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 300_000}
+    cdp.send("Network.emulateNetworkConditions", conditions)
+    page.locator("#submit").click()
+    progress, cancel = page.locator("#upload-progress"), page.locator("#cancel")
+    sync_api.expect(progress).to_be_in_viewport()
+    sync_api.expect(cancel).to_be_in_viewport()
+    sync_api.expect(page.locator("#upload-progress-text")).to_contain_text(re.compile(r"/s · about \d+ (s|min) left"))
+    shoot_view(page, f"upload-progress-{size}")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+    cancel.click()
+    sync_api.expect(page.locator("#form-warning")).to_contain_text("Upload cancelled")
+    sync_api.expect(page.locator("#form-warning")).to_be_in_viewport()
+    sync_api.expect(page.locator("#submit")).to_be_enabled()
+    cdp.send("Network.emulateNetworkConditions", {**conditions, "uploadThroughput": -1, "latency": 0})
+    context.close()
+    assert not errors, errors
+    assert not violations, violations
+
+
+def test_drop_anywhere_in_the_window(server: Server, page: Any) -> None:
+    page.goto(server.url + "/")
+    transfer = page.evaluate_handle(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["x"], "far away.mp4", { type: "video/mp4" }));
+            return data;
+        }"""
+    )
+    page.dispatch_event(".site-footer", "dragenter", {"dataTransfer": transfer})
+    sync_api.expect(page.locator("#drop-overlay")).to_be_visible()
+    shoot_view(page, "drop-overlay-desktop")
+    page.dispatch_event(".site-footer", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event(".site-footer", "drop", {"dataTransfer": transfer})
+    sync_api.expect(page.locator("#drop-overlay")).to_be_hidden()
+    sync_api.expect(page.locator("#file-summary")).to_contain_text("far away.mp4")
+
+
+def test_job_page_summary_note_archive_back_and_delete(
+    server: Server, page: Any, make_clip: Callable[..., Path]
+) -> None:
+    clip = make_clip("small clip.mp4", seconds=1, size="320x240")
+    page.goto(server.url + "/")
+    page.set_input_files("#file", clip)
+    choose_formats(page, {"480p", "mp3", "thumbnail"})
+    page.locator("#submit").click()
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[-1]
+    assert set(wait_until_finished(page).values()) == {"completed"}
+    sync_api.expect(page.locator("#job-summary")).to_have_text("3 of 3 ready")
+    note = page.locator("article[data-format='480p'] [data-testid=size-note]")
+    sync_api.expect(note).to_contain_text("never upscaled")  # 240 high is smaller than 480p
+    sync_api.expect(page.locator("article[data-format='thumbnail'] [data-testid=size-note]")).to_be_hidden()
+    archive = page.locator("#job-archive")
+    sync_api.expect(archive).to_be_visible()
+    zipped = httpx.get(server.url + archive.get_attribute("href"), timeout=30)
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archived:
+        assert sorted(archived.namelist()) == ["small_clip_480p.mp4", "small_clip_mp3.mp3", "small_clip_thumbnail.jpg"]
+    shoot_view(page, "job-done-desktop")
+    page.set_viewport_size(PHONE)
+    shoot_view(page, "job-done-phone")
+    page.set_viewport_size(DESKTOP)
+
+    # Back: a clean form, not the same file ready for a duplicate.
+    page.go_back()
+    sync_api.expect(page.locator("#file-summary")).to_be_hidden()
+    sync_api.expect(page.locator("#submit")).to_be_disabled()
+    assert page.evaluate("document.querySelector('#file').files.length") == 0
+    page.go_forward()
+    sync_api.expect(page.locator("#job-summary")).to_have_text("3 of 3 ready")
+
+    # Delete, confirmed: the job and its files are gone.
+    asked: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", answer)
+    page.locator("#job-delete").click()
+    sync_api.expect(page.locator("#job-error")).to_contain_text("was deleted")
+    assert asked and "cannot be undone" in asked[0]
+    assert httpx.get(f"{server.url}/api/jobs/{job_id}").status_code == 404
+    page.goto(server.url + "/")
+    sync_api.expect(page.locator(f"#recent-list li[data-job-id='{job_id}']")).to_have_count(0)
+
+
+def test_recent_jobs_refresh_while_one_is_running(server: Server, page: Any, make_clip: Callable[..., Path]) -> None:
+    clip = make_clip("recent.mp4", seconds=1, size="160x120")
+    with clip.open("rb") as fh:
+        job = httpx.post(
+            f"{server.url}/api/jobs", data={"formats": ["mp3"]}, files={"file": ("recent.mp4", fh)}, timeout=30
+        ).json()
+    job_id = job["job_id"]
+    # The first answer says "processing" (as if the page opened mid-conversion); the list must look again
+    # by itself and show the real, finished status without a reload.
+    served: list[int] = []
+
+    def first_running(route: Any) -> None:
+        if served:
+            route.fallback()
+            return
+        served.append(1)
+        route.fulfill(json={**job, "status": "processing"})
+
+    page.route(f"**/api/jobs/{job_id}", first_running)
+    recent = json.dumps([{"id": job_id, "filename": "recent.mp4", "created": job["created_at"]}])
+    page.add_init_script(f"localStorage.setItem('video-converter.recent-jobs', {json.dumps(recent)})")
+    page.goto(server.url + "/")
+    badge = page.locator(f"#recent-list li[data-job-id='{job_id}'] .badge")
+    sync_api.expect(badge).to_have_attribute("data-status", "processing")
+    sync_api.expect(badge).to_have_attribute("data-status", "completed", timeout=30_000)
