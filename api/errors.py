@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_converter.errors import (
+    Conflict,
     InvalidRequest,
     LinkExpired,
     NotFound,
@@ -34,6 +35,7 @@ STATUS: list[tuple[type[RequestError], int]] = [
     (NotFound, 404),
     (LinkExpired, 403),
     (OutputNotReady, 409),
+    (Conflict, 409),
     (QueueUnavailable, 503),
 ]
 RETRY_AFTER = {503: "30"}

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from api.limits import MAX_HEADER_BYTES
 from api.main import create_app
@@ -48,6 +49,18 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """Behind a load balancer (ECS Express Mode, Copilot) the scheme the browser used arrives in
+    X-Forwarded-Proto. uvicorn believes it only from the addresses in FORWARDED_ALLOW_IPS (default:
+    this host), so the deployments set it to the load balancer's reach ("*": only it can reach the
+    task); redirects the app builds then keep https instead of downgrading to http."""
+    # h11, not httptools: only h11 refuses an oversized header block before buffering all of it.
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, proxy_headers=True, log_config=None,
+        http="h11", h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )  # fmt: skip
+
+
 def serve(settings: Settings) -> None:
     rt = build_runtime(settings)
     app = create_app(rt)
@@ -59,11 +72,7 @@ def serve(settings: Settings) -> None:
         "serving on http://%s:%d (%s backend, %d worker%s)",
         settings.host, settings.port, settings.backend, settings.workers, plural,
     )  # fmt: skip
-    # h11, not httptools: only h11 refuses an oversized header block before buffering all of it.
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, proxy_headers=True, log_config=None,
-        http="h11", h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-    )  # fmt: skip
+    config = uvicorn_config(app, settings)
     try:
         GracefulServer(config, stop).run()  # returns on Ctrl-C or SIGTERM
     finally:

@@ -6,10 +6,13 @@ Run with ``make bench``. Targets are for the reference machine (2 cores); result
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import make_clip_file  # noqa: E402
 from tests.e2e.server import Server  # noqa: E402
+from video_converter import segments  # noqa: E402
+from video_converter.config import Settings  # noqa: E402
 from video_converter.ffmpeg import FFmpeg  # noqa: E402
+from video_converter.jobs import JobService  # noqa: E402
 from video_converter.presets import PRESETS  # noqa: E402
+from video_converter.runtime import build_runtime  # noqa: E402
+from video_converter.worker import start_workers, stop_workers  # noqa: E402
 
 # Seconds to convert a 10 s 1280x720 clip with audio, on 2 cores.
 SPEED_TARGETS = {
@@ -37,6 +45,93 @@ SPEED_TARGETS = {
 }
 UPLOAD_BYTES = 512 * 1024 * 1024
 RSS_TARGET_MB = 250  # the API's peak resident memory while receiving UPLOAD_BYTES
+
+
+SEGMENT_TARGETS = {"cpu_ratio": 1.10, "fan_out_ratio": 0.25, "workers_ratio": 1.10}
+
+
+@contextlib.contextmanager
+def measured() -> Iterator[dict[str, float]]:
+    """Wall time and CPU time (user + system) of the FFmpeg processes started inside the block."""
+    result: dict[str, float] = {}
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    yield result
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["wall"] = time.perf_counter() - started
+    result["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_job(work: Path, clip: Path, segment_seconds: float) -> float:
+    """Seconds for a local runtime with WORKERS=2 to convert ``clip`` to 720p, from upload to completed."""
+    settings = Settings(
+        data_dir=work / f"data-{segment_seconds}", workers=2, secret_key="bench", segment_seconds=segment_seconds,
+        _env_file=None,
+    )  # fmt: skip
+    rt = build_runtime(settings)
+    rt.probe_uploads = False
+    service = JobService(rt)
+    stop = threading.Event()
+    threads = start_workers(rt, stop)
+    try:
+        started = time.perf_counter()
+        with clip.open("rb") as fh:
+            job_id = service.upload_and_create(fh, clip.name, ["720p"]).job_id
+        while service.job_view(job_id).status not in ("completed", "failed", "partial"):
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        assert service.job_view(job_id).status == "completed"
+    finally:
+        stop_workers(threads, stop)
+        rt.close()
+    return seconds
+
+
+def bench_segments(work: Path) -> dict[str, float]:
+    """A 2-minute 720p clip to MP4 720p, whole and in 10 s segments (split + parts + join)."""
+    clip = make_clip_file(work / "two-minutes.mp4", seconds=120, size="1280x720", extra=("-g", "50"))
+    ffmpeg = FFmpeg()
+    preset = PRESETS["720p"]
+    facts = ffmpeg.inspect(clip)
+    with measured() as whole:
+        ffmpeg.convert(clip, work / "whole.mp4", preset.output_args(facts.info))
+    pieces_dir = work / "segmented"
+    pieces_dir.mkdir()
+    with measured() as split_cost:
+        split = segments.split(ffmpeg, clip, facts, pieces_dir, 10, timeout=600)
+    encoded, piece_walls = [], []
+    with measured() as parts_cost:
+        for index, piece in enumerate(split.pieces):
+            folder = pieces_dir / f"part-{index:05d}"
+            folder.mkdir()
+            started = time.perf_counter()
+            encoded.append(segments.encode_piece(ffmpeg, preset, split.plan, index, piece, folder, timeout=600))
+            piece_walls.append(time.perf_counter() - started)
+    assert split.audio is not None
+    sound_dir = pieces_dir / "sound"
+    sound_dir.mkdir()
+    with measured() as sound_cost:
+        sound = segments.encode_sound(ffmpeg, preset, split.plan, split.audio, sound_dir, timeout=600)
+    with measured() as join_cost:
+        segments.assemble(ffmpeg, preset, split.plan, encoded, sound, pieces_dir / "joined.mp4", timeout=600)
+    segmented_cpu = split_cost["cpu"] + parts_cost["cpu"] + sound_cost["cpu"] + join_cost["cpu"]
+    # With one worker per task, the parts and the sound run side by side after the split.
+    fan_out_wall = split_cost["wall"] + max(*piece_walls, sound_cost["wall"]) + join_cost["wall"]
+    whole_job, segmented_job = run_job(work, clip, 0), run_job(work, clip, 10)
+    return {
+        "parts": len(split.pieces),
+        "whole_cpu": round(whole["cpu"], 1),
+        "whole_wall": round(whole["wall"], 1),
+        "segmented_cpu": round(segmented_cpu, 1),
+        "split_wall": round(split_cost["wall"], 2),
+        "slowest_part_wall": round(max(piece_walls), 2),
+        "sound_wall": round(sound_cost["wall"], 2),
+        "join_wall": round(join_cost["wall"], 2),
+        "cpu_ratio": round(segmented_cpu / whole["cpu"], 3),
+        "fan_out_ratio": round(fan_out_wall / whole["wall"], 3),
+        "whole_job_wall": round(whole_job, 1),
+        "segmented_job_wall": round(segmented_job, 1),
+        "workers_ratio": round(segmented_job / whole_job, 3),
+    }
 
 
 def bench_formats(work: Path) -> dict[str, dict[str, float]]:
@@ -112,6 +207,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vc-bench-") as tmp:
         work = Path(tmp)
         formats = bench_formats(work)
+        segmented = bench_segments(work)
         upload = bench_upload(work)
     print(f"{'format':<10} {'seconds':>8} {'target':>7} {'x realtime':>11} {'size':>10}")
     missed = []
@@ -122,6 +218,19 @@ def main() -> int:
             f"{format_id:<10} {row['seconds']:>8.2f} {row['target_seconds']:>7.1f} "
             f"{row['realtime_factor']:>10.1f}x {row['bytes']:>10,} {'' if ok else 'MISSED'}"
         )
+    print(
+        f"\nsegments: 2 min 720p -> MP4 720p in {segmented['parts']} parts of 10 s; whole encode "
+        f"{segmented['whole_cpu']} CPU-s / {segmented['whole_wall']} s wall"
+    )
+    for name, label in (
+        ("cpu_ratio", f"CPU (split + parts + sound + join = {segmented['segmented_cpu']} CPU-s) / whole"),
+        ("fan_out_ratio", "wall with one worker per task (split + slowest of parts and sound + join) / whole"),
+        ("workers_ratio", f"wall of the job with WORKERS=2: {segmented['segmented_job_wall']} s / "
+         f"{segmented['whole_job_wall']} s unsegmented"),
+    ):  # fmt: skip
+        ok = segmented[name] <= SEGMENT_TARGETS[name]
+        missed += [] if ok else [name]
+        print(f"  {segmented[name]:>6.3f}  (target <= {SEGMENT_TARGETS[name]:.2f})  {label} {'' if ok else 'MISSED'}")
     ok = upload["rss_peak_mb"] <= RSS_TARGET_MB
     missed += [] if ok else ["upload-rss"]
     print(
@@ -131,7 +240,9 @@ def main() -> int:
     )
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps({"formats": formats, "upload": upload}, indent=2))
+    (out / "latest.json").write_text(
+        json.dumps({"formats": formats, "segments": segmented, "upload": upload}, indent=2)
+    )
     if missed:
         print("targets missed:", ", ".join(missed))
         return 1

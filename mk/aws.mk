@@ -23,9 +23,12 @@ SAM_PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions 
 	| grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
 SAM_BUILD_ENV := $(LINT_ENV) $(if $(SAM_PYENV_VERSION),PYENV_VERSION=$(SAM_PYENV_VERSION))
 
-AWS_TEMPLATES := template.yaml copilot/api/addons/storage-access.yml
+# Every CloudFormation template: the SAM stack, the Express Mode api stack, the deploy role, the Copilot
+# addon.
+AWS_TEMPLATES := template.yaml deploy/api-express.yaml deploy/github-deploy-role.yaml \
+	copilot/api/addons/storage-access.yml
 
-.PHONY: tools lint-template sam-build deploy deploy-prod
+.PHONY: tools lint-template sam-build aws-check deploy deploy-prod
 
 tools: $(TOOLS_STAMP) ## install SAM CLI + cfn-lint (pinned) into .tools/
 
@@ -35,16 +38,30 @@ $(TOOLS_STAMP):
 		aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION)
 	touch $@
 
-lint-template: $(TOOLS_STAMP) ## cfn-lint + sam validate --lint the SAM template and the Copilot addon
+lint-template: $(TOOLS_STAMP) ## cfn-lint every template + sam validate --lint the SAM template
 	$(LINT_ENV) $(CFN_LINT) $(AWS_TEMPLATES)
 	$(LINT_ENV) $(SAM) validate --lint --template-file template.yaml
 
 sam-build: $(TOOLS_STAMP) ## sam build: the convert function and the FFmpeg layer into .aws-sam/
 	$(SAM_BUILD_ENV) $(SAM) build --template-file template.yaml
 
+# The offline dress rehearsal: every template linted, the SAM template validated and built, and the
+# template tests, which also check each boto3 call the code makes against the role that runs it.
+aws-check: lint-template sam-build install-dev ## cfn-lint, sam validate --lint, sam build, IAM-vs-code tests
+	$(BIN)/pytest -p no:cacheprovider -q tests/aws/test_template.py tests/aws/test_deploy_stacks.py \
+		tests/aws/test_iam_calls.py
+
 deploy: sam-build ## sam deploy (default config: shows and confirms the change set)
 	@echo "First deployment to this account? Run: $(SAM) deploy --guided"
 	$(SAM_CLI_ENV) $(SAM) deploy
 
-deploy-prod: sam-build ## sam deploy --config-env prod, no confirmation (what CI runs)
-	$(SAM_CLI_ENV) $(SAM) deploy --config-env prod --no-confirm-changeset --no-fail-on-empty-changeset
+# prod's AllowedOrigin is the service's https:// URL (the template refuses "*" in prod), known only once
+# the api is deployed, so it is given here: make deploy-prod ALLOWED_ORIGIN=https://... A command-line
+# --parameter-overrides replaces samconfig.toml's list, so that list is read and passed along with it.
+PROD_OVERRIDES = $(shell $(TOOLS_PYTHON) -c 'import tomllib; \
+	print(" ".join(tomllib.load(open("samconfig.toml", "rb"))["prod"]["deploy"]["parameters"]["parameter_overrides"]))')
+
+deploy-prod: sam-build ## sam deploy --config-env prod ALLOWED_ORIGIN=https://<the api's URL> (what CI runs)
+	@case "$(ALLOWED_ORIGIN)" in https://*) ;; *) echo "Set ALLOWED_ORIGIN to the api's https:// URL."; exit 2;; esac
+	$(SAM_CLI_ENV) $(SAM) deploy --config-env prod --no-confirm-changeset --no-fail-on-empty-changeset \
+		--parameter-overrides $(PROD_OVERRIDES) AllowedOrigin=$(ALLOWED_ORIGIN)

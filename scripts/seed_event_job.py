@@ -41,10 +41,11 @@ def seed(
     filename: str = FILENAME,
 ) -> JobRecord:
     """Store ``clip`` as the job's original and (re)write its job record and queued output records, as
-    job creation does (no messages are sent: the events are the messages)."""
+    job creation does but replacing the job if it exists (no messages are sent: the events are the
+    messages)."""
     record = new_job(job_id, filename, list(formats or EVENT_FORMATS), clip.stat().st_size)
     uploads.put_file(keys.source_key(job_id), clip, "video/mp4")
-    register_job(JobStore(converted), record)
+    register_job(JobStore(converted), record, replace=True)  # a reset, not a creation: overwrite the job
     return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,6 +104,35 @@ def probe_file(path: Path) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def frames_of(path: Path) -> int:
+    """How many video frames a file really has (decoded and counted, not as declared)."""
+    done = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
 @pytest.fixture
 def probe() -> Callable[[Path], dict[str, Any]]:
     return probe_file
+
+
+FakeBinary = Callable[[str], str]
+
+
+@pytest.fixture
+def fake_binary(tmp_path: Path) -> FakeBinary:
+    """Write an executable ``#!/bin/sh`` script with the given body; return its path."""
+    counter = iter(range(1000))
+
+    def make(body: str) -> str:
+        bin_dir = tmp_path / "fakebin"
+        bin_dir.mkdir(exist_ok=True)
+        path = bin_dir / f"ffmpeg-fake-{next(counter)}"
+        path.write_text("#!/bin/sh\n" + body + "\n")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return str(path)
+
+    return make

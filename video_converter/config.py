@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     # Limits
     max_upload_bytes: int = Field(default=4 * 1024**3, gt=0)
-    max_attempts: int = Field(default=3, ge=1)  # same as the SQS maxReceiveCount
+    max_attempts: int = Field(default=5, ge=1)  # = the SQS maxReceiveCount (template.yaml)
     ffmpeg_timeout: int = Field(default=3600, gt=0)  # seconds one conversion may take
     download_url_ttl: int = Field(default=3600, gt=0)
     upload_url_ttl: int = Field(default=3600, gt=0)
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     stale_after: int = Field(default=1200, gt=0)
 
     # Hostile media: checked on the probe before any encode (video_converter.limits)
+    # Video outputs of sources longer than this are converted in segments of about this length, each its
+    # own message, so many workers (or Lambda invocations) share one long video; 0 turns segmenting off.
+    segment_seconds: float = Field(default=60, ge=0)
     max_pixels: int = Field(default=7680 * 4320, gt=0)  # one frame's width x height: 8K
     max_duration_seconds: float = Field(default=4 * 3600, gt=0)
     # Address space of each ffmpeg/ffprobe process (RLIMIT_AS). x264 1080p from an 8K source peaked at

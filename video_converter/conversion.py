@@ -2,7 +2,8 @@
 
 ``OutputTask`` is one (job, format) while a worker holds its message: the records it reads and the
 state transitions it writes (started, probed, progressed, completed, failed, requeued, released).
-``convert`` runs the steps: fetch the original, probe it, encode, check the result, publish it.
+``convert`` runs the steps: check the original is the one the job was created with, fetch it, probe
+it, encode, check the result, publish it.
 """
 
 from __future__ import annotations
@@ -15,19 +16,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import keys
+from . import keys, segments
 from .errors import JobNotFound
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
-from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo
+from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo
 from .presets import PRESETS, Preset
 from .records import JobStore
-from .storage import Storage
+from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
+
+
+class SourceReplaced(Exception):
+    """The original is not the file the job was created from. Never retried."""
+
+    def __init__(self) -> None:
+        super().__init__("The original was replaced after the job was created; upload it again as a new job.")
 
 
 @dataclass
@@ -80,6 +88,11 @@ class OutputTask:
             height=result.height,
             duration=result.duration,
         )
+
+    def segmented(self, plan: SegmentPlan) -> SegmentPlan:
+        """Converted in ``plan.count`` pieces from now on; progress is then counted from the pieces."""
+        self._save(segments=plan.count, progress=0.0)
+        return plan
 
     def failed(self, reason: str) -> OutputRecord:
         log.warning("job %s: %s failed: %s", self.job_id, self.format_id, reason)
@@ -180,6 +193,20 @@ def encode(
     return output
 
 
+def check_source(uploads: Storage, task: OutputTask) -> None:
+    """Refuse an original whose size changed since the job was created, before fetching it.
+
+    On AWS the browser POSTs straight to S3, and S3 cannot stop a second POST with the same (still valid)
+    ticket from replacing the original after the job exists; in local mode the upload route refuses a
+    used ticket. The size is what the job recorded, so a replacement of another size is caught here (one
+    of the same size is not)."""
+    size = uploads.size(task.job.source_key)
+    if size is None:
+        raise ObjectNotFound(task.job.source_key)
+    if size != task.job.source_size:
+        raise SourceReplaced
+
+
 def check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:
     """FFmpeg can exit 0 having written nothing (no frame where it looked): say so, don't store it."""
     if not path.is_file() or path.stat().st_size == 0:
@@ -210,9 +237,26 @@ def convert(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
-) -> OutputRecord:
-    """Fetch and probe the original, encode, check the result, publish it."""
+    segment_seconds: float = 0.0,
+) -> OutputRecord | SegmentPlan:
+    """Fetch and probe the original, encode, check the result, publish it. A long video is split into
+    pieces instead (once per job, whichever of its video formats comes first) and the plan returned:
+    the caller queues the pieces."""
+    if segment_seconds > 0 and task.preset.recipe is not None:  # the pieces were cut from the checked original
+        plan = segments.load_plan(uploads, task.job_id)  # split already: no need to fetch the original
+        if plan is not None and plan.count > 1:
+            task.probed(plan.source)
+            task.preset.check_source(plan.source)
+            return task.segmented(plan)
+    check_source(uploads, task)
     with uploads.local_path(task.job.source_key, workdir) as source_path:
+        if source_path.stat().st_size != task.job.source_size:  # replaced between the check and the fetch
+            raise SourceReplaced
         facts = inspect(ffmpeg, task, source_path, limits)
+        if segments.wants_segments(task.preset, facts.info, segment_seconds):
+            split = segments.split(ffmpeg, source_path, facts, workdir, segment_seconds, timeout=timeout, cancel=cancel)
+            if split.plan.count > 1:
+                segments.store_split(uploads, task.job_id, split)
+                return task.segmented(split.plan)
         output = encode(ffmpeg, task, source_path, facts, limits, workdir, timeout=timeout, cancel=cancel)
     return publish(converted, task, output, check_output(ffmpeg, output))

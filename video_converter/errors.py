@@ -45,5 +45,9 @@ class OutputNotReady(RequestError):
     """The output is not completed (409)."""
 
 
+class Conflict(RequestError):
+    """Another request got there first: the upload already has its job, or the ticket was used (409)."""
+
+
 class QueueUnavailable(RequestError):
     """The queue refused a message (503)."""

@@ -11,17 +11,27 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import keys, webhooks
+from . import keys, segments, webhooks
 from .archive import Member, zip_stream
 from .conversion import source_problem
-from .errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
+from .errors import Conflict, InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media
 from .messages import Task
-from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo, is_job_id, job_status, new_job_id, utcnow
+from .model import (
+    JobRecord,
+    OutputRecord,
+    OutputStatus,
+    SegmentPlan,
+    SourceInfo,
+    is_job_id,
+    job_status,
+    new_job_id,
+    utcnow,
+)
 from .presets import PRESETS
 from .records import JobStore
 from .storage import Readable
@@ -36,6 +46,9 @@ log = logging.getLogger(__name__)
 READ_THREADS = 16
 # Job records never change once written, so the API keeps the most recent ones instead of re-reading them.
 JOB_CACHE_SIZE = 1024
+
+JOB_EXISTS = "A job already exists for this upload."
+TICKET_USED = "This upload link was already used; ask for a new one."
 
 
 def validate_formats(formats: list[str]) -> list[str]:
@@ -70,11 +83,20 @@ def new_job(job_id: str, filename: str, formats: list[str], source_size: int) ->
     )
 
 
-def register_job(jobs: JobStore, record: JobRecord) -> None:
-    """Write a queued record per output, then the job record (which makes the job visible)."""
+def register_job(jobs: JobStore, record: JobRecord, *, replace: bool = False) -> None:
+    """Claim the job record, then write a queued record per output.
+
+    The job record is created only if it is absent, so of concurrent creations from one upload exactly
+    one gets past it; the others raise Conflict having written nothing. Until the winner has written them,
+    missing output records read as queued, which they are. ``replace`` overwrites an existing job instead
+    (scripts/seed_event_job.py resets its fixed job that way).
+    """
+    if replace:
+        jobs.save_job(record)
+    elif not jobs.create_job(record):
+        raise Conflict(JOB_EXISTS)
     for format_id in record.formats:
         jobs.save_output(record.job_id, OutputRecord(format=format_id))
-    jobs.save_job(record)
 
 
 class JobService:
@@ -83,6 +105,7 @@ class JobService:
         self.settings = runtime.settings
         self._pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="records")
         self._cache: collections.OrderedDict[str, JobRecord] = collections.OrderedDict()
+        self._plans: dict[str, SegmentPlan] = {}
         self._cache_lock = threading.Lock()
 
     def close(self) -> None:
@@ -111,9 +134,26 @@ class JobService:
             raise self._too_large()
 
     def store_upload(self, upload_id: str, stream: Readable) -> int:
-        """Stream an original into the upload store under its id; refuse empty or oversized files."""
-        if self.rt.jobs.exists(upload_id):
-            raise InvalidRequest("This upload link was already used for a job; ask for a new one.")
+        """Stream an original into the upload store under its id; refuse empty or oversized files.
+
+        A ticket stores one original, once. The upload first claims the ticket (an empty marker created
+        only if absent), so a second upload with the same ticket is refused (Conflict), even while the
+        first is still being stored. A job needs its original, so once a job exists the one upload that
+        claimed the ticket has finished and nothing can replace the source, whatever the timing. An upload
+        that stores nothing (too large, empty, interrupted) gives the ticket back.
+        """
+        if not self.rt.uploads.create_bytes(keys.ticket_key(upload_id), b""):
+            raise Conflict(TICKET_USED)
+        if self.rt.jobs.exists(upload_id):  # a job over an original stored without a ticket (a seeded job)
+            raise Conflict(TICKET_USED)
+        try:
+            return self._store(upload_id, stream)
+        except Exception:
+            self._give_back(upload_id)
+            raise
+
+    def _store(self, upload_id: str, stream: Readable) -> int:
+        """Stream the original to its key; on a refusal or a failure nothing stays stored."""
         key = keys.source_key(upload_id)
         try:
             size = self.rt.uploads.put_stream(key, _Limited(stream, self.settings.max_upload_bytes))
@@ -125,13 +165,22 @@ class JobService:
             raise InvalidRequest("The uploaded file is empty.")
         return size
 
+    def _give_back(self, upload_id: str) -> None:
+        """Delete what a failed upload stored, then its claim on the ticket (in that order, so the upload
+        that claims the ticket next never has its original deleted)."""
+        self.rt.uploads.delete(keys.source_key(upload_id))
+        self.rt.uploads.delete(keys.ticket_key(upload_id))
+
     def _too_large(self) -> UploadTooLarge:
         return UploadTooLarge(f"The file is larger than the {_human(self.settings.max_upload_bytes)} limit.")
 
     # --- jobs ---------------------------------------------------------------------------------------
 
     def create_job(self, upload_id: str, filename: str, formats: list[str], callback_url: str | None = None) -> JobView:
-        """Create a job from an original already in the upload store, and queue one message per format."""
+        """Create a job from an original already in the upload store, and queue one message per format.
+
+        Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
+        queues its messages; the others raise Conflict."""
         formats = validate_formats(formats)
         filename = validate_filename(filename)
         callback_url = self.check_callback(callback_url)
@@ -143,7 +192,7 @@ class JobService:
         if size == 0:
             raise InvalidRequest("The uploaded file is empty.")
         if self.rt.jobs.exists(upload_id):
-            raise InvalidRequest("A job already exists for this upload.")
+            raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
         if self.rt.probe_uploads:
             self._check_media(upload_id)
         record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
@@ -159,7 +208,7 @@ class JobService:
         filename = validate_filename(filename)
         callback_url = self.check_callback(callback_url)  # before the upload is stored
         upload_id = new_job_id()
-        self.store_upload(upload_id, stream)
+        self._store(upload_id, stream)  # a new id no one else knows: no ticket to claim
         return self.create_job(upload_id, filename, formats, callback_url)
 
     def check_callback(self, callback_url: str | None) -> str | None:
@@ -180,7 +229,10 @@ class JobService:
             with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
                 check_media(self.rt.ffmpeg.inspect(path), Limits.from_settings(self.settings))
         except (InvalidMedia, MediaRejected) as exc:
-            self.rt.uploads.delete(key)
+            # The ticket stays spent (a re-upload could race a creation still probing the first file), and
+            # an original that a concurrent creation's probe accepted is kept.
+            if not self.rt.jobs.exists(upload_id):
+                self.rt.uploads.delete(key)
             raise InvalidRequest(source_problem(exc)) from None
 
     def _enqueue(self, record: JobRecord) -> None:
@@ -225,22 +277,54 @@ class JobService:
 
     def outputs(self, record: JobRecord) -> list[OutputRecord]:
         """Every output's record, read concurrently, as the API reports them. Every output has a record
-        from the job's creation on, so a missing one means the job was deleted (maybe by another API
-        process, whose deletion this one's cache did not see)."""
-        read = list(self._pool.map(lambda f: self.rt.jobs.find_output(record.job_id, f), record.formats))
+        from the job's creation on (once ``register_job`` has written them), so a missing one means the
+        job is being created or was deleted (maybe by another API process, whose deletion this one's
+        cache did not see)."""
+        read = list(self._pool.map(lambda format_id: self._current(record.job_id, format_id), record.formats))
         if any(out is None for out in read) and not self.rt.jobs.exists(record.job_id):
             self._forget(record.job_id)
             raise JobNotFound(record.job_id)
-        return [self._effective(out or OutputRecord(format=f)) for out, f in zip(read, record.formats, strict=True)]
+        return [out or OutputRecord(format=f) for out, f in zip(read, record.formats, strict=True)]
+
+    def _current(self, job_id: str, format_id: str) -> OutputRecord | None:
+        """An output's record as it stands (None if there is none): a segmented one's progress counted
+        from its encoded pieces, and its last sign of life the newest of them."""
+        out = self.rt.jobs.find_output(job_id, format_id)
+        if out is None:
+            return None
+        if out.segments and out.status is OutputStatus.PROCESSING:
+            plan = self._plan(job_id)
+            done = segments.finished(self.rt.converted, job_id, format_id)
+            if plan is not None:
+                newest = datetime.fromtimestamp(max(done.values(), default=0.0), UTC)
+                out = out.model_copy(
+                    update={"progress": segments.progress(plan, done), "updated_at": max(out.updated_at, newest)}
+                )
+        return self._effective(out)
+
+    def _plan(self, job_id: str) -> SegmentPlan | None:
+        """How the job's source was split; never changes once written, so it is kept once read."""
+        with self._cache_lock:
+            if job_id in self._plans:
+                return self._plans[job_id]
+        plan = segments.load_plan(self.rt.uploads, job_id)
+        if plan is not None:
+            with self._cache_lock:
+                self._plans[job_id] = plan
+                while len(self._plans) > JOB_CACHE_SIZE:
+                    self._plans.pop(next(iter(self._plans)))
+        return plan
 
     def _forget(self, job_id: str) -> None:
+        """Drop what this process keeps of a job (its record and its segment plan)."""
         with self._cache_lock:
             self._cache.pop(job_id, None)
+            self._plans.pop(job_id, None)
 
     def delete_job(self, job_id: str) -> None:
         """Cancel and delete a job: its record first (running conversions notice it is gone within seconds,
         FFmpeg is stopped, queued messages are dropped when they come up), then its outputs, their records
-        and the original. Signed links then find nothing (404)."""
+        and the original (with the pieces of a segmented conversion). Signed links then find nothing (404)."""
         record = self.rt.jobs.job(job_id)  # from the store, not the cache: 404 if already deleted
         self._forget(job_id)
         self.rt.jobs.delete_job(job_id)
@@ -281,6 +365,7 @@ class JobService:
             duration=out.duration,
             attempts=out.attempts,
             note=out.note,
+            segments=out.segments,
         )
 
     def _download_url(self, record: JobRecord, out: OutputRecord) -> str:
@@ -297,11 +382,11 @@ class JobService:
         record = self.job(job_id)
         if format_id not in record.formats:
             raise JobNotFound(f"{job_id}/{format_id}")
-        found = self.rt.jobs.find_output(job_id, format_id)
-        if found is None:  # deleted (see ``outputs``)
+        found = self._current(job_id, format_id)
+        if found is None and not self.rt.jobs.exists(job_id):  # deleted (see ``outputs``)
             self._forget(job_id)
             raise JobNotFound(job_id)
-        out = self._effective(found)
+        out = found or OutputRecord(format=format_id)
         if out.status is OutputStatus.FAILED:
             raise OutputNotReady(f"The {format_id} output failed: {out.error}")
         if out.status is not OutputStatus.COMPLETED or out.key is None:

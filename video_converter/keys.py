@@ -1,8 +1,14 @@
 """Object-key layout, shared by disk and S3.
 
-Upload store:     {job_id}/source
+Upload store:     {job_id}/source                       the original
+                  {job_id}/ticket-used                  empty: an upload claimed this upload ticket
+                  {job_id}/segments/plan.json           a long source split for segmenting: the plan,
+                  {job_id}/segments/source/{n}.mp4      its video in pieces cut at keyframes (stream copy),
+                  {job_id}/segments/audio.nut           and its audio track (stream copy)
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
+                  {job_id}/segments/{format}/{n}.nut    encoded segments, until they are assembled
+                  {job_id}/segments/{format}/audio.nut  and the encoded sound
                   {job_id}/{stem}_{format}.{ext}        the result
 """
 
@@ -56,6 +62,10 @@ def source_key(job_id: str) -> str:
     return f"{job_id}/source"
 
 
+def ticket_key(job_id: str) -> str:
+    return f"{job_id}/ticket-used"
+
+
 def job_key(job_id: str) -> str:
     return f"{job_id}/job.json"
 
@@ -97,3 +107,33 @@ def content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII ``filename`` fallback and the exact name in RFC 5987 ``filename*``
     (RFC 6266: clients that understand ``filename*`` prefer it), for local downloads and S3 alike."""
     return f"attachment; filename=\"{ascii_filename(filename)}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def segments_prefix(job_id: str) -> str:
+    """Everything a segmented job keeps in the upload store besides its original."""
+    return f"{job_id}/segments/"
+
+
+def segment_plan_key(job_id: str) -> str:
+    return f"{job_id}/segments/plan.json"
+
+
+def segment_source_key(job_id: str, index: int) -> str:
+    return f"{job_id}/segments/source/{index:05d}.mp4"
+
+
+def segment_audio_key(job_id: str) -> str:
+    return f"{job_id}/segments/audio.nut"
+
+
+def encoded_segments_prefix(job_id: str, format_id: str) -> str:
+    return f"{job_id}/segments/{format_id}/"
+
+
+def encoded_segment_key(job_id: str, format_id: str, index: int) -> str:
+    return f"{encoded_segments_prefix(job_id, format_id)}{index:05d}.nut"
+
+
+def encoded_audio_key(job_id: str, format_id: str) -> str:
+    """The sound of a segmented output, encoded once for the whole file, until it is joined."""
+    return f"{encoded_segments_prefix(job_id, format_id)}audio.nut"

@@ -8,21 +8,36 @@ Lambda handler only translate the outcome: ack/visibility calls on the queue, or
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import webhooks
+from . import keys, segments, webhooks
 from .cancel import JobWatch
-from .conversion import NOT_CONVERTED, OutputTask, SourceRejected, convert, load_task
+from .conversion import (
+    NOT_CONVERTED,
+    OutputTask,
+    SourceRejected,
+    SourceReplaced,
+    check_output,
+    convert,
+    load_task,
+    publish,
+)
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .limits import Limits, MediaRejected
-from .presets import UnsuitableSource
+from .model import SegmentPlan
+from .presets import PRESETS, UnsuitableSource
 from .queues import Message
-from .storage import ObjectNotFound
+from .segments import load_plan
+from .storage import ObjectNotFound, Storage
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -32,18 +47,42 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Task:
-    """What a message asks for: one output of one job."""
+    """What a message asks for: one output of one job; or, for a long video, one piece of that output
+    (``segment``) or the joining of its pieces (``assemble``)."""
 
     job_id: str
     format_id: str
+    segment: int | None = None
+    assemble: bool = False
+    sound: bool = False  # the sound of a segmented output, encoded once
 
     def body(self) -> dict[str, str]:
-        return {"job_id": self.job_id, "format": self.format_id}
+        body = {"job_id": self.job_id, "format": self.format_id}
+        if self.segment is not None:
+            body["segment"] = str(self.segment)
+        if self.assemble:
+            body["step"] = "assemble"
+        if self.sound:
+            body["step"] = "audio"
+        return body
 
     @classmethod
     def from_body(cls, body: dict[str, str]) -> Task | None:
         job_id, format_id = body.get("job_id"), body.get("format")
-        return cls(job_id, format_id) if job_id and format_id else None
+        if not job_id or not format_id:
+            return None
+        segment = body.get("segment")
+        if segment is not None and not segment.isdigit():
+            return None
+        step = body.get("step")
+        if step not in (None, "assemble", "audio") or (step and segment is not None):
+            return None
+        index = int(segment) if segment is not None else None
+        return cls(job_id, format_id, index, assemble=step == "assemble", sound=step == "audio")
+
+    @property
+    def whole(self) -> bool:
+        return self.segment is None and not self.assemble and not self.sound
 
 
 class Action(StrEnum):
@@ -78,7 +117,7 @@ def retry_delay(attempt: int) -> int:
 
 # Failures the same input would meet again: no retry. A timeout needs a longer limit (e.g. the container
 # worker), not another attempt with the same one.
-FINAL_FAILURES = (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout)
+FINAL_FAILURES = (UnsuitableSource, MediaRejected, InvalidMedia, LimitExceeded, ConversionTimeout, SourceReplaced)
 
 
 def time_left(ffmpeg_timeout: float, deadline: float | None) -> float:
@@ -131,68 +170,224 @@ def _process(
         if task.is_done(rt.converted):
             return Outcome.ack("already done")  # a redelivery of finished work
         if rt.jobs.failure(task.job_id) is not None:  # another output found the original unusable
-            task.failed(NOT_CONVERTED)
+            if task_ref.whole:
+                task.failed(NOT_CONVERTED)
+            else:
+                _fail_segmented(rt, task, NOT_CONVERTED)
             return Outcome.ack("failed for good")
+        if task_ref.whole:
+            if attempt > rt.settings.max_attempts:
+                task.failed(f"Gave up after {attempt - 1} interrupted attempts.")
+                return Outcome.ack("out of attempts")
+            task.started(attempt)
+            work: Work = functools.partial(_whole, rt, task)
+            return _attempt(rt, task, attempt, work, deadline=deadline, cancel=cancel)
+        plan = load_plan(rt.uploads, task.job_id)
+        if plan is None:
+            task.failed("The pieces of the original are missing (they may have expired).")
+            return Outcome.ack("failed for good")
+        if task_ref.assemble:
+            part = "Joining the parts"
+        elif task_ref.sound:
+            part = "The sound"
+        else:
+            part = f"Part {(task_ref.segment or 0) + 1} of {plan.count}"
         if attempt > rt.settings.max_attempts:
-            task.failed(f"Gave up after {attempt - 1} interrupted attempts.")
+            _fail_segmented(rt, task, f"{part} gave up after {attempt - 1} interrupted attempts.")
             return Outcome.ack("out of attempts")
-        task.started(attempt)
-        return _attempt(rt, task, attempt, deadline=deadline, cancel=cancel)
+        if task_ref.assemble:
+            work = functools.partial(_assemble, rt, task, plan)
+        elif task_ref.sound:
+            work = functools.partial(_sound, rt, task, plan)
+        else:
+            work = functools.partial(_piece, rt, task, plan, task_ref.segment or 0)
+        return _attempt(rt, task, attempt, work, deadline=deadline, cancel=cancel, part=part)
     except Exception as exc:  # the records could not be read or written (storage down): try again later
         log.exception("job %s: %s, message %s hit an unexpected error", task_ref.job_id, task_ref.format_id, message.id)
         return Outcome.retry(attempt, f"{type(exc).__name__}: {exc}")
 
 
+# One attempt's work, given its work folder, FFmpeg's time limit and the cancel event.
+Work = Callable[[Path, float, "threading.Event | None"], Outcome]
+
+
+def _whole(rt: Runtime, task: OutputTask, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
+    """The output in one run, or, for a long video, split into pieces that are queued one by one."""
+    result = convert(
+        rt.ffmpeg,
+        rt.uploads,
+        rt.converted,
+        task,
+        Limits.from_settings(rt.settings),
+        workdir,
+        timeout=timeout,
+        cancel=cancel,
+        segment_seconds=rt.settings.segment_seconds,
+    )
+    if isinstance(result, SegmentPlan):
+        if result.has_audio:  # first: the longest single piece of work of the lot
+            rt.queue.send(Task(task.job_id, task.format_id, sound=True).body(), group=task.job_id)
+        for index in range(result.count):
+            rt.queue.send(Task(task.job_id, task.format_id, segment=index).body(), group=task.job_id)
+        log.info("job %s: %s in %d parts", task.job_id, task.format_id, result.count)
+        return Outcome.ack(f"split into {result.count} parts")
+    return Outcome.ack("completed")
+
+
+def _piece(
+    rt: Runtime,
+    task: OutputTask,
+    plan: SegmentPlan,
+    index: int,
+    workdir: Path,
+    timeout: float,
+    cancel: threading.Event | None,
+) -> Outcome:
+    """Encode one piece (unless a earlier delivery did); whoever stores the last one asks for the join."""
+    if index >= plan.count:
+        raise MediaRejected(f"There is no part {index + 1}; the video has {plan.count}.")
+    key = keys.encoded_segment_key(task.job_id, task.format_id, index)
+    if rt.converted.size(key) is None:
+        with rt.uploads.local_path(keys.segment_source_key(task.job_id, index), workdir) as piece:
+            encoded = segments.encode_piece(
+                rt.ffmpeg, task.preset, plan, index, piece, workdir, timeout=timeout, cancel=cancel
+            )
+        rt.converted.put_file(key, encoded, "application/octet-stream")
+    _join_when_ready(rt, task, plan)
+    return Outcome.ack("part encoded")
+
+
+def _sound(
+    rt: Runtime, task: OutputTask, plan: SegmentPlan, workdir: Path, timeout: float, cancel: threading.Event | None
+) -> Outcome:
+    """Encode the whole file's sound once (unless a earlier delivery did), beside the pieces."""
+    key = keys.encoded_audio_key(task.job_id, task.format_id)
+    if rt.converted.size(key) is None:
+        with rt.uploads.local_path(keys.segment_audio_key(task.job_id), workdir) as audio:
+            encoded = segments.encode_sound(
+                rt.ffmpeg, task.preset, plan, audio, workdir, timeout=timeout, cancel=cancel
+            )
+        rt.converted.put_file(key, encoded, "application/octet-stream")
+    _join_when_ready(rt, task, plan)
+    return Outcome.ack("sound encoded")
+
+
+def _join_when_ready(rt: Runtime, task: OutputTask, plan: SegmentPlan) -> None:
+    """Whoever stores the last piece (or the sound) asks for the join; two asking at once is harmless."""
+    if segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id):
+        rt.queue.send(Task(task.job_id, task.format_id, assemble=True).body(), group=task.job_id)
+
+
+def _assemble(
+    rt: Runtime, task: OutputTask, plan: SegmentPlan, workdir: Path, timeout: float, cancel: threading.Event | None
+) -> Outcome:
+    """Join the encoded pieces with the audio into the output, publish it, and clear the pieces away."""
+    if not segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id):
+        raise RuntimeError("Some parts (or the sound) are not encoded yet")
+    with contextlib.ExitStack() as stack:
+
+        def fetch(store: Storage, key: str, name: str) -> Path:
+            folder = workdir / name
+            folder.mkdir()
+            return stack.enter_context(store.local_path(key, folder))
+
+        pieces = [
+            fetch(rt.converted, keys.encoded_segment_key(task.job_id, task.format_id, i), f"part-{i:05d}")
+            for i in range(plan.count)
+        ]
+        audio = (
+            fetch(rt.converted, keys.encoded_audio_key(task.job_id, task.format_id), "audio")
+            if plan.has_audio
+            else None
+        )
+        output = workdir / keys.output_filename(task.job.stem, task.preset.id, task.preset.extension)
+        segments.assemble(rt.ffmpeg, task.preset, plan, pieces, audio, output, timeout=timeout, cancel=cancel)
+        publish(rt.converted, task, output, check_output(rt.ffmpeg, output))
+    segments.tidy(rt.uploads, rt.converted, task.job_id, task.format_id, all_final=_videos_final(rt, task))
+    return Outcome.ack("completed")
+
+
+def _videos_final(rt: Runtime, task: OutputTask) -> bool:
+    """Every video output of the job is completed or failed: nothing needs the split any more."""
+    videos = [f for f in task.job.formats if PRESETS[f].recipe is not None]
+    return all(rt.jobs.output(task.job_id, f).status.finished for f in videos)
+
+
+def _fail_segmented(rt: Runtime, task: OutputTask, reason: str) -> None:
+    task.failed(reason)
+    segments.tidy(rt.uploads, rt.converted, task.job_id, task.format_id, all_final=_videos_final(rt, task))
+
+
 def _attempt(
-    rt: Runtime, task: OutputTask, attempt: int, *, deadline: float | None, cancel: threading.Event | None
+    rt: Runtime,
+    task: OutputTask,
+    attempt: int,
+    work: Work,
+    *,
+    deadline: float | None,
+    cancel: threading.Event | None,
+    part: str = "",
 ) -> Outcome:
     """One attempt, stopped early if the job is deleted meanwhile (then the message is acked, and any
-    record or file this attempt wrote after the deletion is removed again)."""
+    record or file this attempt wrote after the deletion is removed again: its converted files and
+    records, and the pieces a split stored beside the original)."""
     with JobWatch(rt.jobs, task.job_id, cancel) as watch:
-        outcome = _attempt_once(rt, task, attempt, deadline=deadline, cancel=watch.halt)
+        outcome = _attempt_once(rt, task, attempt, work, deadline=deadline, cancel=watch.halt, part=part)
     if watch.deleted or (outcome.action is not Action.RELEASE and not rt.jobs.exists(task.job_id)):
         rt.converted.delete_prefix(task.job_id)
+        rt.uploads.delete_prefix(keys.segments_prefix(task.job_id))
         return Outcome.ack("job deleted")
     return outcome
 
 
 def _attempt_once(
-    rt: Runtime, task: OutputTask, attempt: int, *, deadline: float | None, cancel: threading.Event | None
+    rt: Runtime,
+    task: OutputTask,
+    attempt: int,
+    work: Work,
+    *,
+    deadline: float | None,
+    cancel: threading.Event | None,
+    part: str = "",
 ) -> Outcome:
-    """One attempt at a started task; every failure is recorded on the output before the outcome says why."""
+    """One attempt at ``work``; every failure is recorded on the output before the outcome says why. A
+    part of a segmented output (``part`` names it) fails its whole output when it fails for good, and
+    is retried without touching the output's record otherwise (the other parts are running)."""
+
+    def fail(reason: str) -> None:
+        if part:
+            _fail_segmented(rt, task, reason)
+        else:
+            task.failed(reason)
+
     try:
         with rt.scratch.workdir(f"convert-{task.format_id}-") as workdir:
-            convert(
-                rt.ffmpeg,
-                rt.uploads,
-                rt.converted,
-                task,
-                Limits.from_settings(rt.settings),
-                workdir,
-                timeout=time_left(rt.settings.ffmpeg_timeout, deadline),
-                cancel=cancel,
-            )
-        return Outcome.ack("completed")
+            return work(workdir, time_left(rt.settings.ffmpeg_timeout, deadline), cancel)
     except ConversionCancelled:
-        task.released()
+        if not part:
+            task.released()
         return Outcome.release()
     except SourceRejected as exc:  # once per job: the other outputs fail fast without probing again
         rt.jobs.save_failure(task.job_id, str(exc))
-        task.failed(NOT_CONVERTED)
+        fail(NOT_CONVERTED)
         return Outcome.ack("failed for good")
     except FINAL_FAILURES as exc:
-        task.failed(str(exc))
+        fail(f"{part} failed: {exc}" if part else str(exc))
         return Outcome.ack("failed for good")
     except ObjectNotFound:
-        task.failed("The uploaded original is missing (it may have expired).")
+        what = "A piece of the original" if part else "The uploaded original"
+        fail(f"{what} is missing (it may have expired).")
         return Outcome.ack("failed for good")
     except Exception as exc:  # FFmpeg crashed, a storage call failed, ...: may pass, so retry while attempts last
         reason = str(exc) if isinstance(exc, FFmpegError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, FFmpegError):
             log.exception("job %s: %s attempt %d hit an unexpected error", task.job_id, task.format_id, attempt)
         if attempt >= rt.settings.max_attempts:
-            task.failed(f"{reason} (after {attempt} attempts)")
+            fail(f"{part + ' failed: ' if part else ''}{reason} (after {attempt} attempts)")
             return Outcome.ack("failed after the last attempt")
-        log.warning("job %s: %s attempt %d failed, will retry: %s", task.job_id, task.format_id, attempt, reason)
-        task.requeued(f"Attempt {attempt} failed: {reason}")
+        log.warning(
+            "job %s: %s %s attempt %d failed, will retry: %s", task.job_id, task.format_id, part, attempt, reason
+        )
+        if not part:
+            task.requeued(f"Attempt {attempt} failed: {reason}")
         return Outcome.retry(attempt, reason)

@@ -101,9 +101,33 @@ class OutputRecord(BaseModel):
     height: int | None = None
     duration: float | None = None
     attempts: int = 0
+    segments: int = 0  # converted in this many segments (0: in one piece)
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SegmentPlan(BaseModel):
+    """How a long source was split (written once, by whichever worker split it; read by the rest).
+
+    ``starts`` are the first video timestamps of the pieces, on the original's timeline: the encoded
+    pieces keep them, and joining them with these spacings gives back that timeline exactly.
+    """
+
+    source: SourceInfo
+    starts: list[float]
+    duration: float  # seconds of video, from the first piece's start
+    has_audio: bool
+    audio_offset: float = 0.0  # when the audio starts, relative to the video (seconds)
+
+    @property
+    def count(self) -> int:
+        return len(self.starts)
+
+    def length(self, index: int) -> float:
+        """How long piece ``index`` lasts."""
+        end = self.starts[index + 1] if index + 1 < self.count else self.starts[0] + self.duration
+        return max(0.0, end - self.starts[index])
 
 
 def job_status(outputs: Iterable[OutputStatus]) -> JobStatus:

@@ -78,36 +78,74 @@ def _stereo(source: SourceInfo) -> list[str]:
     return ["-af", f"pan=stereo|c0<{left}|c1<{right}"]
 
 
-def _h264_args(max_height: int, maxrate_kbps: int) -> Callable[[SourceInfo], list[str]]:
-    def build(source: SourceInfo) -> list[str]:
-        args = [
-            "-map", "0:v:0",
+@dataclass(frozen=True)
+class VideoRecipe:
+    """A video format in three parts, so a whole-file encode, the encode of one segment and the assembly
+    of segments all use exactly the same settings: the picture (filters and video encoder), the sound
+    (audio encoder) and the container."""
+
+    video: Callable[[SourceInfo], list[str]]
+    audio: Callable[[SourceInfo], list[str]]
+    container: tuple[str, ...]
+
+    def whole(self, source: SourceInfo) -> list[str]:
+        """One FFmpeg run from the original: picture and sound."""
+        sound = ["-map", "0:a:0", *self.audio(source)] if source.has_audio else ["-an"]
+        return [
+            "-map",
+            "0:v:0",
+            *self.video(source),
+            *sound,
+            *VIDEO_TIMING,
+            *NO_METADATA,
+            "-sn",
+            "-dn",
+            *self.container,
+        ]
+
+    def segment(self, source: SourceInfo) -> list[str]:
+        """The picture of one segment, timestamps kept (NUT keeps the stream's exact time base), no sound:
+        the sound is encoded once for the whole file when the segments are assembled."""
+        return ["-map", "0:v:0", *self.video(source), "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
+
+    def sound(self, source: SourceInfo) -> list[str]:
+        """The sound of the whole file alone (NUT), encoded once while the pieces of the picture are."""
+        return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, "-f", "nut"]
+
+    def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
+        """Input 0: the encoded segments, concatenated; input 1 (if any): the encoded sound. Both copied."""
+        sound = ["-map", "1:a:0", "-c:a", "copy"] if with_audio else ["-an"]
+        return ["-map", "0:v:0", "-c:v", "copy", *sound, *NO_METADATA, "-sn", "-dn", *self.container]
+
+
+def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:
+    def video(source: SourceInfo) -> list[str]:
+        return [
             "-vf", _video_filters(source, max_height),
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
             "-maxrate", f"{maxrate_kbps}k", "-bufsize", f"{maxrate_kbps * 2}k",
             "-profile:v", "high", "-pix_fmt", "yuv420p",
         ]  # fmt: skip
-        if source.has_audio:
-            args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", *_stereo(source)]
-        else:
-            args += ["-an"]
-        return [*args, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-movflags", "+faststart", "-f", "mp4"]
 
-    return build
+    def audio(source: SourceInfo) -> list[str]:
+        return ["-c:a", "aac", "-b:a", "128k", *_stereo(source)]
+
+    return VideoRecipe(video, audio, ("-movflags", "+faststart", "-f", "mp4"))
 
 
-def _webm_args(source: SourceInfo) -> list[str]:
-    args = [
-        "-map", "0:v:0",
+def _vp9_video(source: SourceInfo) -> list[str]:
+    return [
         "-vf", _video_filters(source, WEBM_MAX_HEIGHT),
         "-c:v", "libvpx-vp9", "-crf", "33", "-b:v", "0",
         "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p",
     ]  # fmt: skip
-    if source.has_audio:
-        args += ["-map", "0:a:0", "-c:a", "libopus", "-b:a", "96k", *_stereo(source)]
-    else:
-        args += ["-an"]
-    return [*args, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "webm"]
+
+
+def _opus_audio(source: SourceInfo) -> list[str]:
+    return ["-c:a", "libopus", "-b:a", "96k", *_stereo(source)]
+
+
+WEBM = VideoRecipe(_vp9_video, _opus_audio, ("-f", "webm"))
 
 
 def _mp3_args(source: SourceInfo) -> list[str]:
@@ -166,6 +204,7 @@ class Preset:
     max_height: int | None = None
     max_width: int | None = None
     max_seconds: float | None = None
+    recipe: VideoRecipe | None = None  # video formats: long sources can be converted in segments
 
     def size_note(self, source: SourceInfo) -> str | None:
         """Why this output is smaller than its name says, or None: renditions are never upscaled."""
@@ -185,6 +224,7 @@ class Preset:
 
 
 def _mp4(height: int, maxrate_kbps: int) -> Preset:
+    recipe = _h264(height, maxrate_kbps)
     return Preset(
         id=f"{height}p",
         label=f"MP4 {height}p",
@@ -192,8 +232,9 @@ def _mp4(height: int, maxrate_kbps: int) -> Preset:
         media_type="video/mp4",
         kind=Kind.VIDEO,
         description=f"H.264 + AAC, {height} px on the short side (portrait too); plays everywhere.",
-        output_args=_h264_args(height, maxrate_kbps),
+        output_args=recipe.whole,
         max_height=height,
+        recipe=recipe,
     )
 
 
@@ -211,8 +252,9 @@ PRESETS: dict[str, Preset] = {
             media_type="video/webm",
             kind=Kind.VIDEO,
             description=f"VP9 + Opus, {WEBM_MAX_HEIGHT} px on the short side; small files for the web.",
-            output_args=_webm_args,
+            output_args=WEBM.whole,
             max_height=WEBM_MAX_HEIGHT,
+            recipe=WEBM,
         ),
         Preset(
             id="mp3",

@@ -20,7 +20,15 @@ class JobStore:
         self.store = store
 
     def save_job(self, record: JobRecord) -> None:
+        """Write (or overwrite) the job record; job creation uses ``create_job``."""
         self.store.put_bytes(keys.job_key(record.job_id), record.model_dump_json().encode(), "application/json")
+
+    def create_job(self, record: JobRecord) -> bool:
+        """Write the job record only if the job does not exist; True if this call created it. Atomic, so
+        of concurrent creations from one upload exactly one wins."""
+        return self.store.create_bytes(
+            keys.job_key(record.job_id), record.model_dump_json().encode(), "application/json"
+        )
 
     def job(self, job_id: str) -> JobRecord:
         if not is_job_id(job_id):
@@ -66,7 +74,7 @@ class JobStore:
     def save_failure(self, job_id: str, sentence: str) -> None:
         """Record why no output of the job can be made; the first writer's sentence stays."""
         body = json.dumps({"error": sentence, "at": utcnow().isoformat()}).encode()
-        self.store.create(keys.failure_key(job_id), body, "application/json")
+        self.store.create_bytes(keys.failure_key(job_id), body, "application/json")
 
     def failure(self, job_id: str) -> str | None:
         """The job-level error, or None."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from . import segments
 from .errors import JobNotFound
 from .messages import Task
 from .model import OutputStatus, utcnow
@@ -43,7 +44,11 @@ def lost_tasks(
             if task in queued:
                 continue
             record = jobs.output(job_id, format_id, missing_since=job.created_at)
-            age = now - record.updated_at
+            last = record.updated_at
+            if record.segments and record.status is OutputStatus.PROCESSING:  # alive while parts finish
+                newest = max(segments.finished(jobs.store, job_id, format_id).values(), default=0.0)
+                last = max(last, datetime.fromtimestamp(newest, UTC))
+            age = now - last
             if (record.status is OutputStatus.QUEUED and age >= QUEUED_GRACE) or (
                 record.status is OutputStatus.PROCESSING and age >= stale_after
             ):

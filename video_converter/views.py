@@ -66,6 +66,7 @@ class OutputView(BaseModel):
         description="Something to know about this output, e.g. that the source was smaller than the format "
         "(renditions are never upscaled: 1080p of a 1280x720 source stays 1280x720).",
     )
+    segments: int = Field(default=0, description="Converted in this many parts at once (0: in one piece).")
 
 
 class JobView(BaseModel):

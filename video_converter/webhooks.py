@@ -121,8 +121,8 @@ def deliver(
         pinned = parts._replace(netloc=f"{netloc}:{port}").geturl()
         host_header = parts.netloc.rsplit("@", 1)[-1]
         try:
-            with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-                response = client.post(
+            with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as http:
+                response = http.post(
                     pinned,
                     content=body,
                     headers={**headers, "Host": host_header},
@@ -151,7 +151,7 @@ def notify_if_finished(rt: Runtime, job_id: str) -> bool:
     if not all(out is not None and out.status.finished for out in outputs):
         return False
     marker = keys.webhook_key(job_id)
-    if not rt.converted.create(marker, json.dumps({"state": "sending", "at": utcnow().isoformat()}).encode()):
+    if not rt.converted.create_bytes(marker, json.dumps({"state": "sending", "at": utcnow().isoformat()}).encode()):
         return False  # another worker finished the last output at the same time and sends it
     from .jobs import JobService  # the job document, exactly as GET /api/jobs/{id} answers it
 

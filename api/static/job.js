@@ -33,8 +33,6 @@ const deleteButton = document.getElementById("job-delete");
 const POLL_VISIBLE_MS = 1000;
 const POLL_HIDDEN_MS = 5000;
 const MAX_RETRY_MS = 15000;
-// Signed download links expire (one hour by default); after this long, links go through the API's redirect.
-const LINK_FRESH_MS = 30 * 60 * 1000;
 
 const CODECS = {
   h264: "H.264",
@@ -60,7 +58,6 @@ let timer = null;
 let failures = 0;
 let finished = false;
 let lastStatus = null;
-let fetchedAt = 0;
 
 function announce(message) {
   // Replace rather than append so screen readers read only the news.
@@ -133,6 +130,9 @@ function renderSource(source) {
   sourceSection.hidden = false;
 }
 
+// Previews and downloads always go through the API's redirect, which signs a fresh link at the moment
+// of use: a link signed earlier can stop working before its own expiry (on AWS it dies with the task
+// role's session), and the job document's download_url is only as fresh as the last poll.
 function downloadHref(out) {
   return `/api/jobs/${encodeURIComponent(jobId)}/outputs/${encodeURIComponent(out.format)}`;
 }
@@ -175,52 +175,36 @@ function createCard(out) {
 }
 
 function previewFor(out) {
-  const fallback = (media) => {
-    // An expired or failed link: try once more through the API, which redirects to a fresh one.
-    media.addEventListener(
-      "error",
-      () => {
-        const stable = downloadHref(out);
-        if (!media.src.endsWith(stable)) media.src = stable;
-      },
-      { once: true },
-    );
-    return media;
-  };
+  const src = downloadHref(out);
   const size = out.width && out.height ? { width: String(out.width), height: String(out.height) } : {};
   if (out.kind === "video") {
-    return fallback(
-      el("video", {
-        class: "preview",
-        controls: true,
-        preload: "none", // nothing is fetched until the person plays it
-        playsinline: true,
-        src: out.download_url,
-        "aria-label": `Preview of ${out.filename}`,
-        ...size,
-      }),
-    );
+    return el("video", {
+      class: "preview",
+      controls: true,
+      preload: "none", // nothing is fetched until the person plays it
+      playsinline: true,
+      src,
+      "aria-label": `Preview of ${out.filename}`,
+      ...size,
+    });
   }
   if (out.kind === "audio") {
-    return fallback(
-      el("audio", { class: "preview", controls: true, preload: "none", src: out.download_url, "aria-label": `Preview of ${out.filename}` }),
-    );
+    return el("audio", { class: "preview", controls: true, preload: "none", src, "aria-label": `Preview of ${out.filename}` });
   }
   // loading=lazy: a GIF below the fold (often over a megabyte) loads only when scrolled to.
-  return fallback(
-    el("img", { class: "preview", src: out.download_url, alt: `${out.label} of ${out.filename}`, loading: "lazy", decoding: "async", ...size }),
-  );
+  return el("img", { class: "preview", src, alt: `${out.label} of ${out.filename}`, loading: "lazy", decoding: "async", ...size });
 }
 
 function completedFoot(out) {
   const meta = [];
   if (out.width && out.height) meta.push(`${out.width} × ${out.height}`);
   if (out.duration && out.kind !== "image") meta.push(formatDuration(out.duration));
+  if (out.segments > 1) meta.push(`converted in ${out.segments} parts`);
   const link = el(
     "a",
     {
       class: "download button button--primary",
-      href: out.download_url,
+      href: downloadHref(out),
       download: out.filename,
       "aria-label": `Download ${out.filename}${out.size_bytes ? `, ${formatBytes(out.size_bytes)}` : ""}`,
     },
@@ -228,9 +212,6 @@ function completedFoot(out) {
     " Download",
     out.size_bytes ? el("span", { class: "download__size" }, formatBytes(out.size_bytes)) : null,
   );
-  link.addEventListener("click", () => {
-    if (Date.now() - fetchedAt > LINK_FRESH_MS) link.href = downloadHref(out);
-  });
   return [
     el(
       "div",
@@ -291,6 +272,12 @@ function updateCard(out, initial) {
   if (out.status === "queued" && out.error) {
     parts.note.className = "card__note small muted";
     parts.note.textContent = `Retrying soon. ${out.error}`;
+    parts.note.hidden = false;
+  } else if (out.status === "processing" && out.segments > 1) {
+    // A long video: its parts are converted side by side, then joined.
+    parts.note.className = "card__note small muted";
+    parts.note.textContent =
+      percent >= 95 ? `Joining its ${out.segments} parts` : `Converting in ${out.segments} parts at once`;
     parts.note.hidden = false;
   } else parts.note.hidden = true;
 }
@@ -396,7 +383,6 @@ async function poll() {
   window.clearTimeout(timer);
   try {
     const job = await api(`/api/jobs/${encodeURIComponent(jobId)}`);
-    fetchedAt = Date.now();
     if (failures) {
       failures = 0;
       networkBox.hidden = true;

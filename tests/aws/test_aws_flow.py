@@ -4,6 +4,7 @@ the Lambda handler (in-process, fed the messages SQS delivered) -> job view -> p
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import zipfile
@@ -70,15 +71,24 @@ def handler_env(resources, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setattr("tempfile.tempdir", str(lambda_tmp))
 
 
-def receive_all(resources, expected: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+def receive_all(resources, expected: int | None, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """``expected`` messages, or (None) whatever the queue holds now."""
     messages: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
-    while len(messages) < expected and time.monotonic() < deadline:
+    while (expected is None or len(messages) < expected) and time.monotonic() < deadline:
         response = resources.sqs.receive_message(
-            QueueUrl=resources.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+            QueueUrl=resources.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
         )
-        messages += response.get("Messages", [])
-    assert len(messages) == expected, messages
+        batch = response.get("Messages", [])
+        messages += batch
+        if expected is None and not batch:
+            break
+    if expected is not None:
+        assert len(messages) == expected, messages
     return messages
 
 
@@ -246,3 +256,39 @@ def test_polling_worker_converts_from_sqs(aws, aws_settings: Settings, make_clip
     assert job.status == "completed", job
     attrs = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_a_long_video_is_converted_in_parts_by_many_invocations(
+    client: TestClient, resources, handler_env, convert_app, make_sqs_event, lambda_context, make_clip, monkeypatch
+):
+    """SEGMENT_SECONDS=2 on a 7 s clip: the first invocation splits it and queues the parts, every part is
+    its own invocation (in one batch here, as SQS hands them over), the last part queues the join."""
+    monkeypatch.setenv("SEGMENT_SECONDS", "2")
+    clip = make_clip("long.mp4", seconds=7.0, size="320x240", extra=("-g", "25"))
+    with clip.open("rb") as fh:
+        response = client.post("/api/jobs", files={"file": (clip.name, fh, "video/mp4")}, data={"formats": "360p"})
+    assert response.status_code == 201, response.text
+    job_id = response.json()["job_id"]
+
+    rounds = []
+    for _ in range(4):  # whole -> parts -> join
+        messages = receive_all(resources, expected=None)
+        if not messages:
+            break
+        assert all(m["Attributes"].get("MessageGroupId") == job_id for m in messages)  # fair queue: per job
+        rounds.append(
+            sorted(json.loads(m["Body"]).get("segment", json.loads(m["Body"]).get("step", "")) for m in messages)
+        )
+        result = convert_app.handler(make_sqs_event(messages, resources.queue_arn), lambda_context())
+        assert result == {"batchItemFailures": []}
+        for message in messages:
+            resources.sqs.delete_message(QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    parts = len(rounds[1])
+    assert rounds[0] == [""] and parts >= 3 and rounds[2] == ["assemble"], rounds
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "completed", job
+    assert job["outputs"][0]["segments"] == parts
+    listing = resources.s3.list_objects_v2(Bucket=resources.upload_bucket, Prefix=f"{job_id}/segments/")
+    assert listing.get("KeyCount", 0) == 0  # the split is gone
+    listing = resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/segments/")
+    assert listing.get("KeyCount", 0) == 0  # and the encoded parts

@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import requests
 
 from video_converter import keys
 from video_converter.aws import AwsConfigError
@@ -258,6 +259,36 @@ def test_missing_source_fails_for_good(seeded, stores, invoke):
     record = JobStore(stores[1]).output(JOB_ID, "720p")
     assert record.status is OutputStatus.FAILED
     assert "missing" in (record.error or "")
+
+
+def test_an_original_replaced_through_the_ticket_fails_for_good(seeded, stores, invoke, aws, make_clip):
+    """S3 lets a second POST with a valid ticket overwrite the original after the job exists: the
+    worker sees the size differ from the job's and refuses it without retrying."""
+    other = make_clip(seconds=3.0, size="320x240")
+    url, fields = stores[0].upload_form(keys.source_key(JOB_ID), 10**9, 600)
+    posted = requests.post(url, data=fields, files={"file": ("x.mp4", other.read_bytes())}, timeout=10)
+    assert posted.status_code in (201, 204)
+    assert stores[0].size(keys.source_key(JOB_ID)) != seeded.source_size
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
+    record = JobStore(stores[1]).output(JOB_ID, "720p")
+    assert record.status is OutputStatus.FAILED and record.attempts == 1
+    assert record.error == "The original was replaced after the job was created; upload it again as a new job."
+    assert output_objects(aws) == []
+    assert scratch_is_empty(invoke)
+
+
+def test_seeding_again_resets_the_job(seeded, seed_script, stores, invoke, make_clip):
+    """The seed script overwrites its fixed job (job creation would refuse it): new original, new size,
+    every output queued again, and the conversion works on the new original."""
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
+    jobs = JobStore(stores[1])
+    assert jobs.output(JOB_ID, "720p").height == 240
+    other = make_clip(seconds=1.0, size="160x120")
+    record = seed_script.seed(*stores, other)
+    assert jobs.job(JOB_ID).source_size == other.stat().st_size != seeded.source_size
+    assert all(jobs.output(JOB_ID, f).status is OutputStatus.QUEUED for f in record.formats)
+    assert invoke(load("convert_720p.json")) == {"batchItemFailures": []}
+    assert jobs.output(JOB_ID, "720p").height == 120  # never upscaled: the new original's height
 
 
 def test_unknown_job_is_dropped(function_env, lambda_tmp, invoke, aws):

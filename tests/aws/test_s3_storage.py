@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -78,6 +80,19 @@ def test_put_file_with_content_type(store: S3Storage, aws, tmp_path: Path):
     assert store.get_bytes("job/out_480p.mp4") == path.read_bytes()
 
 
+def test_list_names_what_is_under_a_prefix(store: S3Storage):
+    store.put_bytes("job/segments/720p/0001.nut", b"a" * 3)
+    store.put_bytes("job/segments/720p/0000.nut", b"b")
+    store.put_bytes("job/segments/7200/0000.nut", b"other")
+    listed = store.list("job/segments/720p/")
+    assert [(item.key, item.size) for item in listed] == [
+        ("job/segments/720p/0000.nut", 1),
+        ("job/segments/720p/0001.nut", 3),
+    ]
+    assert all(item.modified > 0 for item in listed)
+    assert store.list("job/nothing/") == []
+
+
 def test_bytes_size_delete_and_missing(store: S3Storage, aws):
     store.put_bytes("job/status/720p.json", b'{"a": 1}', "application/json")
     assert store.get_bytes("job/status/720p.json") == b'{"a": 1}'
@@ -91,6 +106,80 @@ def test_bytes_size_delete_and_missing(store: S3Storage, aws):
     store.delete("job/status/720p.json")
     assert store.size("job/status/720p.json") is None
     store.delete("job/status/720p.json")  # deleting twice is fine
+
+
+def test_create_bytes_is_a_conditional_put(store: S3Storage, aws):
+    assert store.create_bytes("job/job.json", b"first", "application/json") is True
+    assert store.create_bytes("job/job.json", b"second") is False  # moto answers 412 PreconditionFailed
+    assert store.get_bytes("job/job.json") == b"first"
+    assert aws.s3.head_object(Bucket=aws.upload_bucket, Key="job/job.json")["ContentType"] == "application/json"
+    store.put_bytes("job/job.json", b"overwritten")  # put_bytes still overwrites
+    assert store.create_bytes("job/job.json", b"third") is False
+    store.delete("job/job.json")
+    assert store.create_bytes("job/job.json", b"fourth") is True
+
+
+class _AtomicS3:
+    """put_object as S3 documents conditional writes: If-None-Match: * is checked and the object stored
+    in one step, and the losers get 412 PreconditionFailed."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put_object(self, *, Key: str, Body: bytes, IfNoneMatch: str, **params: object) -> dict[str, object]:
+        from botocore.exceptions import ClientError
+
+        with self._lock:
+            if IfNoneMatch == "*" and Key in self.objects:
+                error = {"Error": {"Code": "PreconditionFailed", "Condition": "If-None-Match"}}
+                raise ClientError(error, "PutObject")
+            self.objects[Key] = Body
+        return {}
+
+
+def test_create_bytes_concurrently_has_exactly_one_winner():
+    """Not against moto: moto 5.2.5 answers 412 (above) but checks If-None-Match and stores the key in
+    separate steps without a lock, so concurrent PUTs there can both win (and one can fail reading a
+    body the other closed). Atomicity is S3's; this checks S3Storage turns S3's answers into one True."""
+    client = _AtomicS3()
+    store = S3Storage("bucket", client)
+    start = threading.Barrier(20)
+
+    def create(n: int) -> bool:
+        start.wait()
+        return store.create_bytes("race/job.json", str(n).encode())
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(create, range(20)))
+    assert results.count(True) == 1
+    assert client.objects == {"race/job.json": str(results.index(True)).encode()}
+
+
+class _Conflicted:
+    """A client whose conditional PUT meets ConditionalRequestConflict ``conflicts`` times, then succeeds."""
+
+    def __init__(self, conflicts: int) -> None:
+        self.conflicts, self.calls = conflicts, 0
+
+    def put_object(self, **params: object) -> dict[str, object]:
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        assert params["IfNoneMatch"] == "*"
+        if self.calls <= self.conflicts:
+            error = {"Error": {"Code": "ConditionalRequestConflict", "Message": "conflict"}}
+            raise ClientError(error, "PutObject")
+        return {}
+
+
+def test_create_bytes_retries_a_conditional_conflict():
+    """409 means a concurrent delete or write raced this one, not that the key exists: AWS says retry."""
+    client = _Conflicted(conflicts=2)
+    assert S3Storage("bucket", client).create_bytes("job/job.json", b"x") is True
+    assert client.calls == 3
+    with pytest.raises(Exception, match="ConditionalRequestConflict"):
+        S3Storage("bucket", _Conflicted(conflicts=3)).create_bytes("job/job.json", b"x")
 
 
 def test_other_errors_are_not_taken_for_missing(aws):
@@ -222,7 +311,34 @@ def test_open_read_streams_the_object(store: S3Storage):
         pass
 
 
-def test_create_is_a_conditional_write(store: S3Storage):
-    assert store.create("job/webhook.json", b"first", "application/json")
-    assert not store.create("job/webhook.json", b"second")
-    assert store.get_bytes("job/webhook.json") == b"first"
+# --- presigned URLs point at the bucket's regional endpoint ---------------------------------------
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-east-1", "ap-southeast-4"])  # ap-southeast-4: after 2019
+def test_presigned_urls_use_the_regional_virtual_hosted_endpoint(aws_env, monkeypatch, region: str):
+    """The global endpoint (BUCKET.s3.amazonaws.com) answers new buckets with a redirect (a 400 in newer
+    regions), which breaks the browser's CORS preflight and the signature. Signing is offline: no moto."""
+    monkeypatch.setenv("AWS_REGION", region)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    store = S3Storage("my-videos")
+    expected = f"my-videos.s3.{region}.amazonaws.com"
+
+    get = urlsplit(store.download_url("job/clip_720p.mp4", "clip_720p.mp4", "video/mp4", 300))
+    post_url, fields = store.upload_form("job/source", 1024, 300)
+    post = urlsplit(post_url)
+
+    for url in (get, post):
+        assert url.scheme == "https"
+        assert url.hostname == expected  # never my-videos.s3.amazonaws.com
+    assert get.path == "/job/clip_720p.mp4" and post.path == "/"
+    assert fields["key"] == "job/source"
+    assert parse_qs(get.query)["X-Amz-Credential"][0].split("/")[2] == region  # signed for that region
+    assert base64.b64decode(fields["policy"])  # a SigV4 POST policy
+    assert fields["x-amz-credential"].split("/")[2] == region
+
+
+def test_an_endpoint_override_keeps_path_style(aws_env, monkeypatch):
+    """AWS_ENDPOINT_URL (moto, MinIO on localhost) has no per-bucket host names."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:5000")
+    url = urlsplit(S3Storage("my-videos").download_url("job/a.mp4", "a.mp4", "video/mp4", 300))
+    assert (url.scheme, url.netloc, url.path) == ("http", "localhost:5000", "/my-videos/job/a.mp4")

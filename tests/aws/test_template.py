@@ -15,6 +15,8 @@ import yaml
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from video_converter.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 COPILOT = ROOT / "copilot"
@@ -145,7 +147,7 @@ def test_queue_redrive_and_visibility(cfn: dict[str, Any], sam: dict[str, Any]):
     dlq = cfn["Resources"]["ConvertDeadLetterQueue"]["Properties"]
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["ConvertDeadLetterQueue", "Arn"]},
-        "maxReceiveCount": 3,
+        "maxReceiveCount": 5,  # throttling on a new account's low quota spends receives quickly
     }
     # AWS: at least 6 x the function timeout, for every timeout the parameter allows.
     timeout = sam["Parameters"]["FunctionTimeout"]
@@ -181,7 +183,7 @@ def test_function(cfn: dict[str, Any], sam: dict[str, Any]):
     assert env["FFMPEG_PATH"] == "/opt/bin/ffmpeg" and env["FFPROBE_PATH"] == "/opt/bin/ffprobe"
     assert "LOG_LEVEL" in env
     max_receive = cfn["Resources"]["ConvertQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
-    assert int(env["MAX_ATTEMPTS"]) == max_receive == 3
+    assert int(env["MAX_ATTEMPTS"]) == max_receive == Settings.model_fields["max_attempts"].default == 5
     # One FFmpeg run must end before the function does.
     assert default(sam, "FfmpegTimeout") < default(sam, "FunctionTimeout")
     assert sam["Parameters"]["FfmpegTimeout"]["MaxValue"] < 900
@@ -233,11 +235,17 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]):
         "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
     }
-    # Writes go to the converted bucket only; the originals are read-only.
-    assert granted["s3:PutObject"] == [{"Fn::Sub": "${ConvertedBucket.Arn}/*"}]
-    assert granted["s3:DeleteObject"] == [{"Fn::Sub": "${ConvertedBucket.Arn}/*"}]  # never an original
+    # Writes go to the converted bucket, and to a long video's pieces beside its original; the
+    # originals themselves are read-only.
+    pieces = {"Fn::Sub": "${UploadBucket.Arn}/*/segments/*"}
+    converted = {"Fn::Sub": "${ConvertedBucket.Arn}/*"}
+    for action in ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
+        assert sorted(map(json.dumps, granted[action])) == sorted(map(json.dumps, [pieces, converted])), action
+    assert granted["s3:GetObject"] == [{"Fn::Sub": "${UploadBucket.Arn}/*"}, converted]
     assert granted["sqs:ReceiveMessage"] == [{"Fn::GetAtt": ["ConvertQueue", "Arn"]}]
+    assert granted["sqs:SendMessage"] == [{"Fn::GetAtt": ["ConvertQueue", "Arn"]}]  # a long video's parts
 
 
 def test_log_group(cfn: dict[str, Any]):
@@ -309,6 +317,46 @@ def test_outputs(cfn: dict[str, Any]):
     } <= set(cfn["Outputs"])
 
 
+# --- rules: refused before anything is created -----------------------------------------------------
+
+
+def test_rule_refuses_a_reserved_concurrency_of_one(sam: dict[str, Any]):
+    """ReservedConcurrency is also the event source's MaximumConcurrency, which must be 2-1000."""
+    (rule,) = [r for r in sam["Rules"].values() if "ReservedConcurrency" in json.dumps(r)]
+    assert "RuleCondition" not in rule
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "1"]}]}
+    param = sam["Parameters"]["ReservedConcurrency"]
+    assert param["Default"] == 0 and param["MinValue"] == 0
+    assert "quota" in param["Description"]
+
+
+def test_rule_refuses_any_origin_in_prod(sam: dict[str, Any]):
+    (rule,) = [r for r in sam["Rules"].values() if "AllowedOrigin" in json.dumps(r)]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AllowedOrigin"}, "*"]}]}
+    pattern = re.compile(sam["Parameters"]["AllowedOrigin"]["AllowedPattern"])
+    for good in ("*", "https://convert.example.com", "https://abc123.ecs.eu-west-1.on.aws"):
+        assert pattern.fullmatch(good), good
+    for bad in ("http://convert.example.com", "https://convert.example.com/", "", "https://a.com/path"):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_the_sam_transform_keeps_the_rules(cfn: dict[str, Any], sam: dict[str, Any]):
+    assert cfn["Rules"] == sam["Rules"]
+
+
+def test_prod_origin_comes_from_the_service_url_never_a_wildcard():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = dict(item.split("=", 1) for item in config["prod"]["deploy"]["parameters"]["parameter_overrides"])
+    assert "AllowedOrigin" not in overrides  # given by `make deploy-prod ALLOWED_ORIGIN=https://...`
+    makefile = (ROOT / "mk" / "aws.mk").read_text()
+    assert "AllowedOrigin=$(ALLOWED_ORIGIN)" in makefile and "https://*) ;;" in makefile
+    deploy = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "make deploy-prod ALLOWED_ORIGIN=" in deploy and "ServiceUrl" in deploy
+
+
 def test_samconfig_overrides_known_parameters(sam: dict[str, Any]):
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     assert config["default"]["global"]["parameters"]["stack_name"] == "video-converter"
@@ -344,16 +392,26 @@ def test_api_manifest(sam: dict[str, Any]):
     assert set(expected.values()) == set(ssm_names(sam).values())
 
 
-def test_environment_manifest():
-    manifest = yaml.safe_load((COPILOT / "environments" / "prod" / "manifest.yml").read_text())
+def test_environment_manifest_takes_a_certificate():
+    text = (COPILOT / "environments" / "prod" / "manifest.yml").read_text()
+    manifest = yaml.safe_load(text)
     assert manifest == {"name": "prod", "type": "Environment", "observability": {"container_insights": True}}
+    # The documented field, ready to uncomment: the listener then serves HTTPS and redirects HTTP to it.
+    commented = "\n".join(line.removeprefix("# ") for line in text.splitlines() if line.startswith("# "))
+    https = yaml.safe_load(commented[commented.index("http:") :])
+    assert list(https["http"]["public"]) == ["certificates"]
+    assert https["http"]["public"]["certificates"][0].startswith("arn:aws:acm:")
+
+
+def test_api_manifest_trusts_the_load_balancers_forwarded_proto():
+    manifest = yaml.safe_load((COPILOT / "api" / "manifest.yml").read_text())
+    assert manifest["variables"]["FORWARDED_ALLOW_IPS"] == "*"
 
 
 def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
     addon = yaml_parse(ADDON.read_text())
     params = addon["Parameters"]
     assert {"App", "Env", "Name"} <= set(params)
-    assert params["ParameterPrefix"]["Default"] == default(sam, "ParameterPrefix")
     assert {
         params["UploadBucketName"]["Default"],
         params["ConvertedBucketName"]["Default"],
@@ -378,9 +436,7 @@ def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
         "s3:AbortMultipartUpload",
         "s3:ListBucket",
         "sqs:SendMessage",
-        "sqs:GetQueueAttributes",
-        "ssm:GetParameters",
-    }
+    }  # the API calls nothing else (tests/aws/test_iam_calls.py); Copilot's execution role reads SSM
 
 
 # --- build inputs ----------------------------------------------------------------------------------

@@ -383,8 +383,13 @@ def test_aws_mode_page_uploads_to_s3_and_downloads_from_it(
     assert wait_until_finished(page) == {"360p": "completed", "thumbnail": "completed"}
 
     card = page.locator("article[data-format=thumbnail]")
-    sync_api.expect(card.locator("img")).to_have_attribute("src", re.compile("vc-browser-converted"))
-    card.locator("img").scroll_into_view_if_needed()
+    # Previews and downloads go through the API's redirect, which presigns a fresh bucket URL when used.
+    sync_api.expect(card.locator("img")).to_have_attribute(
+        "src", re.compile(r"^/api/jobs/[0-9a-f-]+/outputs/thumbnail$")
+    )
+    redirect = page.request.get(aws_server.url + card.locator("img").get_attribute("src"), max_redirects=0)
+    assert redirect.status == 307 and "vc-browser-converted" in redirect.headers["location"]
+    card.locator("img").scroll_into_view_if_needed()  # previews load lazily
     page.wait_for_function("() => document.querySelector('article[data-format=thumbnail] img').naturalWidth > 0")
     with page.expect_download() as info:
         page.locator("article[data-format='360p'] a.download").click()
@@ -614,3 +619,32 @@ def test_recent_jobs_refresh_while_one_is_running(server: Server, page: Any, mak
     badge = page.locator(f"#recent-list li[data-job-id='{job_id}'] .badge")
     sync_api.expect(badge).to_have_attribute("data-status", "processing")
     sync_api.expect(badge).to_have_attribute("data-status", "completed", timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def segmenting_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("browser-segments") / "data"
+    served = Server(data, workers=2, SECRET_KEY="x", SEGMENT_SECONDS="2", LOG_LEVEL="WARNING").start()
+    yield served
+    if served.proc is not None and served.proc.poll() is None:
+        assert served.stop(timeout=15) == 0, served.log.read_text()
+
+
+def test_a_long_video_is_converted_in_parts_and_the_page_says_so(
+    segmenting_server: Server, page: Any, make_clip: Callable[..., Path], tmp_path: Path
+) -> None:
+    clip = make_clip("long walk.mp4", seconds=7, size="320x240", extra=("-g", "25"))
+    page.goto(segmenting_server.url + "/")
+    page.set_input_files("#file", clip)
+    choose_formats(page, {"360p", "thumbnail"})
+    page.locator("#submit").click()
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    assert wait_until_finished(page) == {"360p": "completed", "thumbnail": "completed"}
+    job = httpx.get(f"{segmenting_server.url}/api/jobs/{page.url.rsplit('/', 1)[-1]}").json()
+    parts = {o["format"]: o["segments"] for o in job["outputs"]}
+    assert parts["360p"] >= 3 and parts["thumbnail"] == 0
+    card = page.locator("article[data-format='360p']")
+    sync_api.expect(card).to_contain_text(f"converted in {parts['360p']} parts")
+    sync_api.expect(card.locator("video")).to_have_count(1)
+    sync_api.expect(page.locator("article[data-format='thumbnail']")).not_to_contain_text("parts")
+    shoot(page, "job-segmented-desktop")

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import memory_runtime, probe_file
+from tests.conftest import frames_of, memory_runtime, probe_file
 from video_converter.config import Settings
 from video_converter.conversion import NOT_CONVERTED
-from video_converter.ffmpeg import FFmpeg, MemoryLimitExceeded, ffmpeg_path, ffprobe_path
+from video_converter.ffmpeg import FFmpeg, MemoryLimitExceeded, ffmpeg_path
 from video_converter.jobs import JobService
 from video_converter.messages import Action, Task, process_message
 from video_converter.model import OutputRecord, OutputStatus
@@ -176,15 +176,6 @@ def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
     env = Env(settings.model_copy(update={"ffmpeg_memory_mb": MEMORY_MB}), tmp_path / "scratch")
     yield env
     env.rt.close()
-
-
-def frames_of(path: Path) -> int:
-    done = subprocess.run(
-        [ffprobe_path(), "-v", "error", "-count_frames", "-select_streams", "v:0",
-         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return int(done.stdout.strip())
 
 
 # --- refused at once --------------------------------------------------------------------------------------

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -315,7 +318,78 @@ def test_local_upload_ticket_flow(local: tuple[TestClient, Runtime], media: byte
     assert isinstance(rt.queue, SqliteQueue)
     assert rt.queue.counts() == {"visible": 2, "in_flight": 0, "dead": 0}
     again = client.post("/api/jobs", json=body)
-    assert "already exists" in assert_sentence(again, 422)
+    assert "already exists" in assert_sentence(again, 409)
+
+
+def _upload(client: TestClient, ticket: dict[str, Any], data: bytes) -> Any:
+    return client.post(ticket["url"], data=ticket["fields"], files={"file": ("clip.mov", data)})
+
+
+def test_concurrent_creations_from_one_upload_give_one_201(local: tuple[TestClient, Runtime], media: bytes) -> None:
+    client, rt = local
+    ticket = client.post("/api/uploads").json()
+    assert _upload(client, ticket, media).status_code == 204
+    body = {"upload_id": ticket["upload_id"], "filename": "clip.mov", "formats": ["720p", "mp3"]}
+    start = threading.Barrier(20)
+
+    def create(_: int) -> Any:
+        start.wait()
+        return client.post("/api/jobs", json=body)
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(create, range(20)))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 19
+    assert {assert_sentence(r, 409) for r in responses if r.status_code == 409} == {
+        "A job already exists for this upload."
+    }
+    assert isinstance(rt.queue, SqliteQueue)
+    assert rt.queue.counts() == {"visible": 2, "in_flight": 0, "dead": 0}  # one set of messages
+
+
+def test_a_ticket_is_spent_once_its_job_exists(local: tuple[TestClient, Runtime], media: bytes) -> None:
+    client, rt = local
+    ticket = client.post("/api/uploads").json()
+    assert _upload(client, ticket, media).status_code == 204
+    body = {"upload_id": ticket["upload_id"], "filename": "clip.mov", "formats": ["mp3"]}
+    assert client.post("/api/jobs", json=body).status_code == 201
+    again = _upload(client, ticket, media + b"\0" * 100_000)
+    assert assert_sentence(again, 409) == "This upload link was already used; ask for a new one."
+    assert rt.uploads.get_bytes(keys.source_key(ticket["upload_id"])) == media
+    assert rt.jobs.job(ticket["upload_id"]).source_size == len(media)
+
+
+def test_uploads_racing_job_creations_store_one_original(local: tuple[TestClient, Runtime], media: bytes) -> None:
+    """Uploads with one ticket and creations from it, all at once: one upload is stored, at most one job
+    is created, and the job's original is that upload, whatever the order."""
+    client, rt = local
+    ticket = client.post("/api/uploads").json()
+    datas = [media + bytes([n]) * n * 1000 for n in range(10)]  # each upload a different size
+    body = {"upload_id": ticket["upload_id"], "filename": "clip.mov", "formats": ["mp3"]}
+    start = threading.Barrier(20)
+
+    def upload(n: int) -> Any:
+        start.wait()
+        return _upload(client, ticket, datas[n])
+
+    def create(_: int) -> Any:
+        start.wait()
+        return client.post("/api/jobs", json=body)
+
+    with ThreadPoolExecutor(20) as pool:
+        uploads = [pool.submit(upload, n) for n in range(10)]
+        creations = [pool.submit(create, n) for n in range(10)]
+    upload_codes = [f.result().status_code for f in uploads]
+    assert sorted(upload_codes) == [204] + [409] * 9
+    stored = datas[upload_codes.index(204)]
+    assert rt.uploads.get_bytes(keys.source_key(ticket["upload_id"])) == stored
+    created = [f.result() for f in creations]
+    assert {r.status_code for r in created} <= {201, 409, 422}  # 422: nothing was stored yet
+    assert [r.status_code for r in created].count(201) <= 1
+    if not rt.jobs.exists(ticket["upload_id"]):
+        assert client.post("/api/jobs", json=body).status_code == 201
+    assert rt.jobs.job(ticket["upload_id"]).source_size == len(stored)
+    assert assert_sentence(_upload(client, ticket, media), 409)
+    assert rt.uploads.get_bytes(keys.source_key(ticket["upload_id"])) == stored
 
 
 def test_local_upload_refuses_tampered_ticket(local: tuple[TestClient, Runtime]) -> None:

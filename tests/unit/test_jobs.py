@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,15 @@ import pytest
 from tests.conftest import MemoryParts, memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
-from video_converter.errors import InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
-from video_converter.jobs import JobService, validate_formats
+from video_converter.errors import (
+    Conflict,
+    InvalidRequest,
+    JobNotFound,
+    OutputNotReady,
+    QueueUnavailable,
+    UploadTooLarge,
+)
+from video_converter.jobs import JobService, new_job, register_job, validate_formats
 from video_converter.model import OutputRecord, OutputStatus, SourceInfo, new_job_id, utcnow
 from video_converter.queues import MemoryQueue
 from video_converter.runtime import Runtime
@@ -190,12 +199,15 @@ def test_stale_processing_output_with_attempts_left_is_queued(conv: JobService) 
 def test_stale_processing_output_without_attempts_left_is_failed(conv: JobService) -> None:
     job_id = create(conv, ["720p", "mp3"])["job_id"]
     old = utcnow() - timedelta(seconds=conv.settings.stale_after + 5)
-    write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.PROCESSING, attempts=3, updated_at=old))
+    last = conv.settings.max_attempts
+    write_raw(conv, job_id, OutputRecord(format="720p", status=OutputStatus.PROCESSING, attempts=last, updated_at=old))
     write_raw(conv, job_id, OutputRecord(format="mp3", status=OutputStatus.FAILED, error="x", attempts=1))
     view = view_of(conv, job_id)
     out = view["outputs"][0]
     assert out["status"] == "failed"
-    assert out["error"] == ("The conversion stopped responding 3 times (the worker was stopped or ran out of time).")
+    assert out["error"] == (
+        f"The conversion stopped responding {last} times (the worker was stopped or ran out of time)."
+    )
     assert view["status"] == "failed"
     with pytest.raises(OutputNotReady, match="stopped responding"):
         conv.output_url(job_id, "720p")
@@ -246,7 +258,7 @@ def test_create_job_from_upload_twice_is_refused(conv: JobService) -> None:
     upload_id = new_job_id()
     conv.store_upload(upload_id, io.BytesIO(b"data"))
     assert conv.create_job(upload_id, "a.mp4", ["720p"]).job_id == upload_id
-    with pytest.raises(InvalidRequest, match="already exists"):
+    with pytest.raises(Conflict, match="already exists"):
         conv.create_job(upload_id, "a.mp4", ["mp3"])
     assert len(MemoryParts(conv.rt).queue.pending()) == 1
     assert view_of(conv, upload_id)["outputs"][0]["format"] == "720p"
@@ -304,7 +316,7 @@ def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settin
 
 def test_an_upload_link_cannot_replace_the_source_of_an_existing_job(conv: JobService) -> None:
     job = create(conv, ["720p"], data=b"original")
-    with pytest.raises(InvalidRequest, match="already used"):
+    with pytest.raises(Conflict, match="already used"):
         conv.store_upload(job["job_id"], io.BytesIO(b"replacement"))
     assert conv.rt.uploads.get_bytes(keys.source_key(job["job_id"])) == b"original"
 
@@ -315,3 +327,107 @@ def test_a_declared_size_over_the_limit_is_refused_before_reading(settings: Sett
     conv.check_declared_size("1048586")  # the limit plus room for the multipart envelope
     with pytest.raises(UploadTooLarge, match="larger than the 10 bytes limit"):
         conv.check_declared_size("1048587")
+
+
+# --- one upload, one job --------------------------------------------------------------------------
+
+
+class HeldStream(io.RawIOBase):
+    """An upload still arriving: the first read waits until ``go`` is set."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buf, self.reading, self.go = io.BytesIO(data), threading.Event(), threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        self.reading.set()
+        assert self.go.wait(10)
+        return self._buf.read(size)
+
+
+def test_concurrent_creations_from_one_upload_make_one_job(conv: JobService, monkeypatch: pytest.MonkeyPatch) -> None:
+    upload_id = new_job_id()
+    conv.store_upload(upload_id, io.BytesIO(b"data"))
+    monkeypatch.setattr(conv.rt.jobs, "exists", lambda job_id: False)  # only the claim of job.json decides
+    start = threading.Barrier(20)
+
+    def create_one(formats: list[str]) -> str:
+        start.wait()
+        try:
+            return conv.create_job(upload_id, "a.mp4", formats).outputs[0].format
+        except Conflict as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(create_one, [["720p", "mp3"] if n % 2 else ["gif"] for n in range(20)]))
+    winners = [r for r in results if r != "A job already exists for this upload."]
+    assert len(winners) == 1
+    formats = ["720p", "mp3"] if winners == ["720p"] else ["gif"]
+    assert MemoryParts(conv.rt).queue.pending() == [{"job_id": upload_id, "format": f} for f in formats]
+    assert [o["format"] for o in view_of(conv, upload_id)["outputs"]] == formats
+
+
+def test_a_ticket_uploads_once(conv: JobService) -> None:
+    upload_id = new_job_id()
+    assert conv.store_upload(upload_id, io.BytesIO(b"first")) == 5
+    with pytest.raises(Conflict) as info:
+        conv.store_upload(upload_id, io.BytesIO(b"second, before any job"))
+    assert str(info.value) == "This upload link was already used; ask for a new one."
+    conv.create_job(upload_id, "a.mp4", ["720p"])
+    with pytest.raises(Conflict, match="already used"):
+        conv.store_upload(upload_id, io.BytesIO(b"third, after the job"))
+    assert conv.rt.uploads.get_bytes(keys.source_key(upload_id)) == b"first"
+    assert conv.job(upload_id).source_size == 5
+
+
+@pytest.mark.parametrize("data", [b"", b"x" * 1001], ids=["empty", "too large"])
+def test_a_refused_upload_gives_the_ticket_back(settings: Settings, tmp_path: Path, data: bytes) -> None:
+    conv = service(settings, tmp_path, max_upload_bytes=1000)
+    upload_id = new_job_id()
+    with pytest.raises(InvalidRequest):
+        conv.store_upload(upload_id, io.BytesIO(data))
+    assert MemoryParts(conv.rt).uploads.objects == {}  # no original, no claim
+    assert conv.store_upload(upload_id, io.BytesIO(b"retry")) == 5
+
+
+def test_an_interrupted_upload_gives_the_ticket_back(conv: JobService) -> None:
+    class Disconnects(io.RawIOBase):
+        def read(self, size: int = -1) -> bytes:
+            raise ConnectionResetError("client went away")
+
+    upload_id = new_job_id()
+    with pytest.raises(ConnectionResetError):
+        conv.store_upload(upload_id, Disconnects())
+    assert MemoryParts(conv.rt).uploads.objects == {}
+    assert conv.store_upload(upload_id, io.BytesIO(b"retry")) == 5
+
+
+def test_an_upload_racing_a_job_creation_cannot_replace_the_source(conv: JobService) -> None:
+    """The upload holding the ticket has not finished: there is no job yet, and no other upload can start;
+    once it has finished and the job exists, nothing replaces the original."""
+    upload_id = new_job_id()
+    first = HeldStream(b"first upload")
+    with ThreadPoolExecutor(1) as pool:
+        storing = pool.submit(conv.store_upload, upload_id, first)
+        assert first.reading.wait(10)
+        with pytest.raises(InvalidRequest, match="Nothing was uploaded"):
+            conv.create_job(upload_id, "a.mp4", ["720p"])  # nothing stored yet
+        with pytest.raises(Conflict, match="already used"):
+            conv.store_upload(upload_id, io.BytesIO(b"a second upload"))
+        first.go.set()
+        assert storing.result(10) == len(b"first upload")
+    conv.create_job(upload_id, "a.mp4", ["720p"])
+    with pytest.raises(Conflict, match="already used"):
+        conv.store_upload(upload_id, io.BytesIO(b"x" * 100))
+    assert conv.rt.uploads.get_bytes(keys.source_key(upload_id)) == b"first upload"
+
+
+def test_register_job_claims_the_record_unless_told_to_replace(conv: JobService) -> None:
+    first = new_job(new_job_id(), "a.mp4", ["720p"], 10)
+    register_job(conv.rt.jobs, first)
+    with pytest.raises(Conflict, match="already exists"):
+        register_job(conv.rt.jobs, first.model_copy(update={"formats": ["mp3"]}))
+    assert conv.rt.jobs.job(first.job_id).formats == ["720p"]
+    conv.rt.jobs.save_output(first.job_id, OutputRecord(format="mp3", status=OutputStatus.FAILED, error="x"))
+    register_job(conv.rt.jobs, first.model_copy(update={"formats": ["mp3"]}), replace=True)
+    assert conv.rt.jobs.job(first.job_id).formats == ["mp3"]
+    assert conv.rt.jobs.output(first.job_id, "mp3").status is OutputStatus.QUEUED  # reset

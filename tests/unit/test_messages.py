@@ -252,7 +252,8 @@ def test_last_attempt_failure_is_recorded(env: Env, clip: Path, failing: FFmpeg)
     assert env.convert(job_id, "360p", env.settings.max_attempts, ffmpeg=failing).action is ACK
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED
-    assert record.error == "FFmpeg failed (exit code 1): some banner | boom: encoder exploded (after 3 attempts)"
+    n = env.settings.max_attempts
+    assert record.error == f"FFmpeg failed (exit code 1): some banner | boom: encoder exploded (after {n} attempts)"
     assert env.view(job_id)["status"] == "failed"
 
 
@@ -261,7 +262,7 @@ def test_attempt_past_max_gives_up_without_running(env: Env, clip: Path, failing
     assert env.convert(job_id, "360p", env.settings.max_attempts + 1, ffmpeg=failing).action is ACK
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED
-    assert record.error == "Gave up after 3 interrupted attempts."
+    assert record.error == f"Gave up after {env.settings.max_attempts} interrupted attempts."
     assert not was_called(tmp_path)
 
 
@@ -318,6 +319,40 @@ def test_missing_original_fails(env: Env, clip: Path, failing: FFmpeg) -> None:
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED
     assert record.error == "The uploaded original is missing (it may have expired)."
+
+
+def test_an_original_replaced_after_the_job_was_created_fails_at_once(
+    env: Env, clip: Path, failing: FFmpeg, tmp_path: Path
+) -> None:
+    """On AWS a second POST with the ticket can overwrite the original in S3: the size tells."""
+    job_id = env.job(clip, ["360p"])
+    env.uploads.put_bytes(keys.source_key(job_id), clip.read_bytes() + b"\0" * 1_000_000)
+    assert env.convert(job_id, "360p", 1, ffmpeg=failing) == Outcome.ack("failed for good")
+    record = env.record(job_id, "360p")
+    assert record.status is OutputStatus.FAILED and record.attempts == 1
+    assert record.error == "The original was replaced after the job was created; upload it again as a new job."
+    assert not was_called(tmp_path)
+    assert env.scratch_is_empty()
+
+
+def test_an_original_replaced_between_the_check_and_the_fetch_fails(
+    env: Env, clip: Path, failing: FFmpeg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = env.job(clip, ["360p"])
+    size = env.uploads.size
+    replaced = clip.read_bytes()[:1000]
+
+    def size_then_replace(key: str) -> int | None:
+        answer = size(key)
+        env.uploads.put_bytes(key, replaced)  # lands after the size check, before the download
+        return answer
+
+    monkeypatch.setattr(env.uploads, "size", size_then_replace)
+    assert env.convert(job_id, "360p", 1, ffmpeg=failing) == Outcome.ack("failed for good")
+    assert env.record(job_id, "360p").error == (
+        "The original was replaced after the job was created; upload it again as a new job."
+    )
+    assert not was_called(tmp_path)
 
 
 def test_completed_output_is_not_converted_again(env: Env, clip: Path, failing: FFmpeg, tmp_path: Path) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -52,6 +55,34 @@ def test_bytes_round_trip_and_overwrite(store: Storage) -> None:
     assert store.get_bytes("job/status/720p.json") == b"{}"
 
 
+def test_create_bytes_only_creates(store: Storage) -> None:
+    assert store.create_bytes("job/job.json", b"first", "application/json") is True
+    assert store.create_bytes("job/job.json", b"second") is False
+    assert store.get_bytes("job/job.json") == b"first"
+    store.delete("job/job.json")
+    assert store.create_bytes("job/job.json", b"third") is True  # absent again
+    assert store.get_bytes("job/job.json") == b"third"
+
+
+def test_create_bytes_does_not_replace_what_put_bytes_wrote(store: Storage) -> None:
+    store.put_bytes("job/job.json", b"seeded")
+    assert store.create_bytes("job/job.json", b"other") is False
+    assert store.get_bytes("job/job.json") == b"seeded"
+
+
+def test_create_bytes_concurrently_has_exactly_one_winner(store: Storage) -> None:
+    start = threading.Barrier(20)
+
+    def create(n: int) -> bool:
+        start.wait()  # all 20 at once
+        return store.create_bytes("race/job.json", str(n).encode())
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(create, range(20)))
+    assert results.count(True) == 1
+    assert store.get_bytes("race/job.json") == str(results.index(True)).encode()
+
+
 def test_missing_object(store: Storage, tmp_path: Path) -> None:
     with pytest.raises(ObjectNotFound):
         store.get_bytes("nope/x")
@@ -98,6 +129,7 @@ BAD_KEYS = ["../x", "/abs", "a/../../b", "a//b", "a/./b", "", ".", "..", "a/", "
 def test_bad_keys_raise_value_error(store: Storage, key: str) -> None:
     for op in (
         lambda: store.put_bytes(key, b"x"),
+        lambda: store.create_bytes(key, b"x"),
         lambda: store.get_bytes(key),
         lambda: store.size(key),
         lambda: store.delete(key),
@@ -147,7 +179,8 @@ def test_local_writes_leave_no_temp_files(tmp_path: Path) -> None:
     src = tmp_path / "f"
     src.write_bytes(b"y")
     s.put_file("j/c", src)
-    assert sorted(p.name for p in (s.root / "j").iterdir()) == ["a.json", "b", "c"]
+    assert s.create_bytes("j/d", b"1") and not s.create_bytes("j/d", b"2")
+    assert sorted(p.name for p in (s.root / "j").iterdir()) == ["a.json", "b", "c", "d"]
 
 
 def test_local_path_is_the_file_itself_and_inside_root(tmp_path: Path) -> None:
@@ -263,22 +296,19 @@ def test_open_read_streams_in_chunks(store: Storage) -> None:
         pass
 
 
-def test_create_is_once_only_even_when_racing(store: Storage) -> None:
-    import threading
-
-    assert store.create("job1/webhook.json", b"first", "application/json")
-    assert not store.create("job1/webhook.json", b"second")
-    assert store.get_bytes("job1/webhook.json") == b"first"
-    wins: list[bool] = []
-    barrier = threading.Barrier(8)
-
-    def race() -> None:
-        barrier.wait()
-        wins.append(store.create("job2/marker", b"x"))
-
-    threads = [threading.Thread(target=race) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(wins) == [False] * 7 + [True]
+def test_list_names_what_is_under_a_prefix(store: Storage) -> None:
+    store.put_bytes("job/segments/720p/0001.nut", b"a" * 3)
+    store.put_bytes("job/segments/720p/0000.nut", b"b")
+    store.put_bytes("job/segments/7200/0000.nut", b"not under the prefix")
+    store.put_bytes("job/status/720p.json", b"{}")
+    listed = store.list("job/segments/720p/")
+    assert [(item.key, item.size) for item in listed] == [
+        ("job/segments/720p/0000.nut", 1),
+        ("job/segments/720p/0001.nut", 3),
+    ]
+    assert all(abs(item.modified - time.time()) < 60 for item in listed)
+    assert store.list("job/nothing/") == []
+    with pytest.raises(ValueError):
+        store.list("job/segments")  # a prefix is a folder
+    with pytest.raises(ValueError):
+        store.list("../")

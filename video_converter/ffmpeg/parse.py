@@ -186,3 +186,8 @@ def tail(lines: Iterable[str], count: int = 8, width: int = 600) -> str:
     kept = [_POINTER.sub("", line.strip()) for line in lines if line.strip()]
     text = " | ".join(kept[-count:])
     return text[-width:]
+
+
+def parse_packet_times(text: str) -> list[float]:
+    """``ffprobe -show_entries packet=pts_time -of csv=p=0`` lines as seconds (packets without one skipped)."""
+    return [t for line in text.splitlines() if (t := _float(line.strip().rstrip(","))) is not None]

@@ -24,7 +24,7 @@ from .errors import (
     OutputTooLarge,
 )
 from .locate import ffmpeg_path, ffprobe_path
-from .parse import ProbeFacts, ProgressTracker, parse_probe_facts, tail
+from .parse import ProbeFacts, ProgressTracker, parse_packet_times, parse_probe_facts, tail
 
 # Inputs are opened with the file protocol only and a fixed list of container demuxers, so a crafted
 # upload (an HLS playlist, a concat script, a tee/subfile URL) cannot make FFmpeg read anything but the
@@ -61,6 +61,9 @@ ALLOWED_DEMUXERS = ",".join(
     ]
 )
 SAFE_INPUT_OPTIONS = ["-protocol_whitelist", "file", "-format_whitelist", ALLOWED_DEMUXERS]
+# Our own intermediate files (segments and the list that joins them): the concat demuxer is admitted
+# there, and only there, since it reads the files a list names.
+TRUSTED_INPUT_OPTIONS = ["-protocol_whitelist", "file", "-format_whitelist", f"{ALLOWED_DEMUXERS},concat"]
 PROBE_TIMEOUT = 60.0
 DEFAULT_MEMORY_MB = 3072
 # Each thread reserves a stack and, with glibc, a malloc arena: address space grows with the thread
@@ -143,15 +146,7 @@ class FFmpeg:
             "-print_format", "json", "-show_format", "-show_streams", str(path),
         ]  # fmt: skip
         try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                env=_child_env(),
-                preexec_fn=_address_space_limit(self.memory_mb),
-            )
+            done = self._run_probe(argv, timeout)
         except subprocess.TimeoutExpired as exc:
             raise InvalidMedia(f"Reading the file took longer than {timeout:.0f} s") from exc
         if done.returncode != 0:
@@ -165,6 +160,31 @@ class FFmpeg:
             raise InvalidMedia("This file has no video or audio stream")
         return facts
 
+    def _run_probe(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """ffprobe, bounded in time and memory like every FFmpeg process."""
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=_child_env(),
+            preexec_fn=_address_space_limit(self.memory_mb),
+        )
+
+    def first_video_time(self, path: Path, timeout: float = PROBE_TIMEOUT) -> float:
+        """When the first frame of one of our own files is shown: the smallest timestamp among its first
+        video packets (decode order differs from display order with B-frames)."""
+        argv = [
+            self.ffprobe, "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#16",
+            "-show_entries", "packet=pts_time", "-of", "csv=p=0", str(path),
+        ]  # fmt: skip
+        done = self._run_probe(argv, timeout)
+        times = parse_packet_times(done.stdout)
+        if done.returncode != 0 or not times:
+            raise FFmpegError("Reading the timestamps of a part failed", returncode=done.returncode)
+        return min(times)
+
     def convert(
         self,
         source: Path,
@@ -177,17 +197,23 @@ class FFmpeg:
         timeout: float = 3600.0,
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        extra_inputs: Sequence[tuple[Sequence[str], Path]] = (),
+        trusted: bool = False,
     ) -> None:
         """Run one conversion into ``output``; raise FFmpegError (with exit code and stderr tail) if it
         fails. ``duration`` drives the progress percentage; ``max_seconds`` is how much of the input is
-        read at most (input ``-t``: FFmpeg never decodes past it, whatever the file's timestamps say)."""
+        read at most (input ``-t``: FFmpeg never decodes past it, whatever the file's timestamps say).
+        ``extra_inputs`` are further (options, path) inputs; ``trusted`` admits the concat demuxer, for
+        the lists of our own segments only."""
         reading = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
+        safety = TRUSTED_INPUT_OPTIONS if trusted else SAFE_INPUT_OPTIONS
+        more = [arg for options, path in extra_inputs for arg in (*safety, *options, "-i", str(path))]
         size_cap = ["-fs", str(self.max_output_bytes)] if self.max_output_bytes else []
         thread_cap = ["-threads", str(MAX_THREADS)]
         argv = [
             self.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-progress", "pipe:1", "-filter_threads", str(MAX_THREADS),
-            *SAFE_INPUT_OPTIONS, *thread_cap, *input_args, *reading, "-i", str(source),
+            *safety, *thread_cap, *input_args, *reading, "-i", str(source), *more,
             *output_args, *thread_cap, *size_cap, str(output),
         ]  # fmt: skip
         stderr_lines: collections.deque[str] = collections.deque(maxlen=40)

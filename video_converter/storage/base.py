@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,8 +20,25 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object of a listing: its key, its size and when it was last written (seconds since the epoch)."""
+
+    key: str
+    size: int
+    modified: float
+
+
 class ObjectNotFound(KeyError):
     pass
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: a valid key ending in ``/``."""
+    if not prefix.endswith("/"):
+        raise ValueError(f"Invalid prefix: {prefix!r}")
+    validate_key(prefix.rstrip("/"))
+    return prefix
 
 
 def validate_key(key: str) -> str:
@@ -39,6 +57,10 @@ class Storage(Protocol):
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         """For small records (status JSON); never for videos."""
 
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        """Store a small object only if ``key`` is absent, atomically: of any number of concurrent calls
+        exactly one returns True (it created the object); the others return False and change nothing."""
+
     def get_bytes(self, key: str) -> bytes:
         """Read a small object; raise ObjectNotFound."""
 
@@ -50,9 +72,8 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
-        """Store a small object only if none exists at ``key``, atomically; return whether this call
-        created it (exactly one of several racing callers gets True: a "do this once" marker)."""
+    def list(self, prefix: str) -> list[Listed]:
+        """The objects whose keys start with ``prefix`` (a folder ending in ``/``), with size and time."""
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with ``prefix/`` (a job's folder); return how many."""
@@ -67,9 +88,10 @@ class Storage(Protocol):
         """Where a browser POSTs a multipart form (``fields`` first, then ``file``) to store ``key``."""
 
 
-def validate_prefix(prefix: str) -> str:
-    """A folder of keys, as ``job_id/``: a valid key followed by one slash (never the whole store)."""
-    return validate_key(prefix.rstrip("/")) + "/"
+def folder_prefix(prefix: str) -> str:
+    """A folder of keys from ``job_id`` or ``job_id/``: a valid key followed by one slash (never the whole
+    store), as ``delete_prefix`` takes it."""
+    return validate_prefix(validate_key(prefix.rstrip("/")) + "/")
 
 
 def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:

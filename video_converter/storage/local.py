@@ -8,10 +8,11 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from ..signing import Signer
-from .base import ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
+from .base import Listed, ObjectNotFound, Readable, folder_prefix, iter_chunks, validate_key, validate_prefix
 
 
 class LocalStorage:
@@ -28,7 +29,9 @@ class LocalStorage:
         return path
 
     @contextlib.contextmanager
-    def _atomic(self, key: str) -> Iterator[BinaryIO]:
+    def _atomic(self, key: str, *, exclusive: bool = False) -> Iterator[BinaryIO]:
+        """Write a temp file beside the target, then rename it over the target; or, ``exclusive``, link
+        it to the target, which fails with FileExistsError if the target exists (rename never fails)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
@@ -37,7 +40,10 @@ class LocalStorage:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
-            tmp.replace(target)
+            if exclusive:
+                os.link(tmp, target)
+            else:
+                tmp.replace(target)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -56,6 +62,14 @@ class LocalStorage:
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         with self._atomic(key) as fh:
             fh.write(data)
+
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        try:
+            with self._atomic(key, exclusive=True) as fh:
+                fh.write(data)
+        except FileExistsError:
+            return False
+        return True
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -79,21 +93,26 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
-    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-        tmp.write_bytes(data)
+    def list(self, prefix: str) -> list[Listed]:
+        folder = self.path(validate_prefix(prefix).rstrip("/"))
+        found = []
         try:
-            os.link(tmp, target)  # atomic, and fails if the name exists: the whole object or nothing
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-        return True
+            paths = sorted(folder.rglob("*"))
+        except FileNotFoundError:  # the folder went while it was being read: nothing there
+            return []
+        for path in paths:
+            if path.name.startswith("."):  # the temp files of unfinished writes
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # deleted since the folder was read (another worker tidying up)
+            if S_ISREG(stat.st_mode):
+                found.append(Listed(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime))
+        return found
 
     def delete_prefix(self, prefix: str) -> int:
-        folder = self.path(validate_prefix(prefix).rstrip("/"))
+        folder = self.path(folder_prefix(prefix).rstrip("/"))
         if not folder.is_dir():
             return 0
         count = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".part"))

@@ -5,23 +5,34 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
+from .base import Listed, ObjectNotFound, Readable, folder_prefix, iter_chunks, validate_key, validate_prefix
 
 
 class MemoryStorage:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.content_types: dict[str, str | None] = {}
+        self.modified: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         with self._lock:
             self.objects[validate_key(key)] = bytes(data)
             self.content_types[key] = content_type
+            self.modified[key] = time.time()
+
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        with self._lock:
+            if validate_key(key) in self.objects:
+                return False
+            self.objects[key] = bytes(data)
+            self.content_types[key] = content_type
+        return True
 
     def put_stream(self, key: str, stream: Readable, content_type: str | None = None) -> int:
         data = b"".join(iter_chunks(stream))
@@ -54,20 +65,23 @@ class MemoryStorage:
         with self._lock:
             self.objects.pop(validate_key(key), None)
 
-    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+    def list(self, prefix: str) -> list[Listed]:
+        validate_prefix(prefix)
         with self._lock:
-            if validate_key(key) in self.objects:
-                return False
-            self.objects[key] = bytes(data)
-            self.content_types[key] = content_type
-        return True
+            return [
+                Listed(key, len(data), self.modified.get(key, 0.0))
+                for key, data in sorted(self.objects.items())
+                if key.startswith(prefix)
+            ]
 
     def delete_prefix(self, prefix: str) -> int:
-        folder = validate_prefix(prefix)
+        folder = folder_prefix(prefix)
         with self._lock:
             doomed = [key for key in self.objects if key.startswith(folder)]
             for key in doomed:
                 del self.objects[key]
+                self.content_types.pop(key, None)
+                self.modified.pop(key, None)
         return len(doomed)
 
     @contextlib.contextmanager

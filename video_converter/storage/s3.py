@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..keys import content_disposition
-from .base import ObjectNotFound, Readable, validate_key, validate_prefix
+from .base import Listed, ObjectNotFound, Readable, folder_prefix, validate_key, validate_prefix
 
 # Parts of 8 MiB, at most 4 in flight: a non-seekable stream (an HTTP upload) is buffered one part per
 # thread, so one put_stream holds about 32 MiB at most, whatever the file size (4 GiB = 512 parts).
@@ -23,13 +24,32 @@ MAX_CONCURRENCY = 4
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
+# Conditional writes: 412 means the key exists; 409 means a delete or another write of the key finished
+# while this one was in flight, so the answer is unknown and AWS says to retry.
+_EXISTS = "PreconditionFailed"
+_CONFLICT = "ConditionalRequestConflict"
+CONFLICT_ATTEMPTS = 3
 
 
-def _client_config() -> Any:
+def _endpoint_overridden() -> bool:
+    """AWS_ENDPOINT_URL(_S3) points boto3 at another server (moto, MinIO): keep its own addressing."""
+    return any(os.environ.get(name) for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+
+
+def _client_config(region: str | None) -> Any:
     from botocore.config import Config
 
+    # Presigned POST and GET URLs go to the browser as they are. By default botocore signs them for the
+    # global endpoint (https://BUCKET.s3.amazonaws.com/), which a new bucket answers with a 307 for up
+    # to a day (a 400 in regions launched after March 2019): the browser's CORS preflight fails on the
+    # redirect and GETs fail with SignatureDoesNotMatch. Virtual-hosted style on the bucket's regional
+    # endpoint (https://BUCKET.s3.REGION.amazonaws.com/) works at once, us-east-1 included (it needs
+    # us_east_1_regional_endpoint, or botocore keeps the global host there).
+    s3 = {} if _endpoint_overridden() else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
     return Config(
+        region_name=region,
         signature_version="s3v4",
+        s3=s3,
         retries={"mode": "standard", "max_attempts": 5},
         connect_timeout=10,
         read_timeout=60,
@@ -40,13 +60,19 @@ def make_s3_client() -> Any:
     import boto3
 
     # A session per client: boto3's default session is not thread-safe to create clients from.
-    return boto3.session.Session().client("s3", config=_client_config())
+    session = boto3.session.Session()
+    # The region is the buckets' (AWS_REGION, set in Lambda and ECS); without one, S3's home region.
+    return session.client("s3", config=_client_config(session.region_name or "us-east-1"))
 
 
 def _is_not_found(exc: Exception) -> bool:
     """A missing key (not a missing bucket: GET says NoSuchBucket; a HEAD answer has no body to tell)."""
+    return _error_code(exc) in _NOT_FOUND
+
+
+def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", "")) in _NOT_FOUND
+    return str(response.get("Error", {}).get("Code", ""))
 
 
 class _CountingReader:
@@ -116,6 +142,24 @@ class S3Storage:
             params["ContentType"] = content_type
         self.client.put_object(**params)
 
+    def create_bytes(self, key: str, data: bytes, content_type: str | None = None) -> bool:
+        # S3's conditional write: If-None-Match: * makes the PUT fail if the key exists, atomically.
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key), "Body": bytes(data)}
+        if content_type:
+            params["ContentType"] = content_type
+        attempt = 1
+        while True:
+            try:
+                self.client.put_object(IfNoneMatch="*", **params)
+                return True
+            except Exception as exc:
+                code = _error_code(exc)
+                if code == _EXISTS:
+                    return False
+                if code != _CONFLICT or attempt >= CONFLICT_ATTEMPTS:
+                    raise
+                attempt += 1
+
     def get_bytes(self, key: str) -> bytes:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
@@ -154,32 +198,24 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
 
-    def create(self, key: str, data: bytes, content_type: str | None = None) -> bool:
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key), "Body": bytes(data)}
-        if content_type:
-            params["ContentType"] = content_type
-        try:
-            self.client.put_object(**params, IfNoneMatch="*")  # S3 conditional write
-        except Exception as exc:
-            response = getattr(exc, "response", None) or {}
-            if str(response.get("Error", {}).get("Code", "")) in ("PreconditionFailed", "412"):
-                return False
-            raise
-        return True
+    def list(self, prefix: str) -> list[Listed]:
+        found: list[Listed] = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": validate_prefix(prefix)}
+        while True:  # pages of 1,000 (plain calls rather than a paginator: tests see each one)
+            page = self.client.list_objects_v2(**params)
+            found += [Listed(o["Key"], int(o["Size"]), o["LastModified"].timestamp()) for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return found
+            params["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete_prefix(self, prefix: str) -> int:
-        folder = validate_prefix(prefix)
-        deleted = 0
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder)
-        for page in pages:
-            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            for start in range(0, len(keys), DELETE_BATCH):
-                batch = keys[start : start + DELETE_BATCH]
-                response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-                if errors := response.get("Errors"):
-                    raise RuntimeError(f"S3 refused to delete {len(errors)} object(s): {errors[0].get('Message')}")
-                deleted += len(batch)
-        return deleted
+        keys = [{"Key": item.key} for item in self.list(folder_prefix(prefix))]
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if errors := response.get("Errors"):
+                raise RuntimeError(f"S3 refused to delete {len(errors)} object(s): {errors[0].get('Message')}")
+        return len(keys)
 
     @contextlib.contextmanager
     def open_read(self, key: str) -> Iterator[Any]:

@@ -1,0 +1,255 @@
+"""Long videos in segments, with real FFmpeg on a short clip and SEGMENT_SECONDS=2: the joined output
+is the same video as a whole-file encode (frames, duration, picture at every join, sound in sync), the
+pieces go through the queue like any message, and a piece that fails or comes twice is handled."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from tests.conftest import frames_of, make_clip_file, memory_runtime, probe_file
+from tests.e2e.conftest import wait_for_job
+from video_converter import keys, segments
+from video_converter.config import Settings
+from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
+from video_converter.jobs import JobService
+from video_converter.messages import Action, Task, process_message
+from video_converter.model import OutputStatus
+from video_converter.queues import MemoryQueue, Message
+from video_converter.runtime import Runtime, build_runtime
+from video_converter.worker import start_workers, stop_workers
+
+pytestmark = pytest.mark.e2e
+
+SECONDS, RATE = 7, 30
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """7 s, 30 fps, B-frames and a keyframe every second, with a tone: 'long' next to 2 s segments."""
+    return make_clip_file(
+        tmp_path_factory.mktemp("long") / "long.mp4",
+        seconds=SECONDS,
+        size="320x240",
+        rate=RATE,
+        extra=("-preset", "veryfast", "-g", str(RATE), "-bf", "2"),
+    )
+
+
+@pytest.fixture
+def segmented(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
+    # A data folder of its own: the `client` fixture's workers (whole files) must not take these messages.
+    update = {"workers": 2, "segment_seconds": 2, "data_dir": tmp_path / "segmented"}
+    rt = build_runtime(settings.model_copy(update=update))
+    stop = threading.Event()
+    threads = start_workers(rt, stop)
+    with TestClient(create_app(rt)) as client:
+        yield client
+    stop_workers(threads, stop)
+    rt.close()
+
+
+def ssim_per_frame(output: Path, reference: Path, tmp_path: Path) -> list[float]:
+    """SSIM of each frame against the reference frame of the same index (not the same timestamp)."""
+    stats = tmp_path / f"ssim-{output.stem}.txt"
+    graph = f"[0:v]setpts=N/{RATE}/TB[a];[1:v]setpts=N/{RATE}/TB[b];[a][b]ssim=stats_file={stats}"
+    subprocess.run(
+        [ffmpeg_path(), "-v", "error", "-i", str(output), "-i", str(reference), "-lavfi", graph, "-f", "null", "-"],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return [float(line.split("All:")[1].split()[0]) for line in stats.read_text().splitlines()]
+
+
+def download(client: TestClient, job: dict[str, Any], format_id: str, tmp_path: Path, name: str) -> Path:
+    out = next(o for o in job["outputs"] if o["format"] == format_id)
+    path = tmp_path / name
+    path.write_bytes(client.get(out["download_url"]).content)
+    return path
+
+
+def test_a_segmented_output_is_the_same_video_as_a_whole_encode(
+    segmented: TestClient, client: TestClient, long_clip: Path, tmp_path: Path
+) -> None:
+    with long_clip.open("rb") as fh:
+        created = segmented.post(
+            "/api/jobs", files={"file": ("long.mp4", fh)}, data={"formats": ["360p", "webm", "mp3"]}
+        )
+    assert created.status_code == 201, created.text
+    job = wait_for_job(segmented, created.json()["job_id"], timeout=240)
+    assert job["status"] == "completed", job
+    parts = {o["format"]: o["segments"] for o in job["outputs"]}
+    assert parts["360p"] == parts["webm"] >= 3 and parts["mp3"] == 0  # audio-only formats stay whole
+
+    with long_clip.open("rb") as fh:
+        whole_job = client.post("/api/jobs", files={"file": ("long.mp4", fh)}, data={"formats": ["360p"]}).json()
+    whole_job = wait_for_job(client, whole_job["job_id"])
+    assert whole_job["outputs"][0]["segments"] == 0
+    whole = download(client, whole_job, "360p", tmp_path, "whole.mp4")
+
+    source = probe_file(long_clip)
+    source_frames = frames_of(long_clip)
+    for format_id in ("360p", "webm"):
+        joined = download(segmented, job, format_id, tmp_path, f"joined.{format_id}")
+        info = probe_file(joined)
+        video = next(s for s in info["streams"] if s["codec_type"] == "video")
+        audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+        assert abs(frames_of(joined) - source_frames) <= 2
+        assert abs(float(info["format"]["duration"]) - float(source["format"]["duration"])) <= 0.1
+        assert abs(float(audio.get("start_time", 0)) - float(video.get("start_time", 0))) <= 0.05  # in sync
+        if format_id == "360p":
+            assert joined.read_bytes().index(b"moov") < joined.read_bytes().index(b"mdat")  # +faststart
+            assert abs(float(audio["duration"]) - float(video["duration"])) <= 0.1  # and to the end
+    # Every frame, the ones beside the joins too, looks like the source as much as a whole encode does.
+    joined_ssim = ssim_per_frame(tmp_path / "joined.360p", long_clip, tmp_path)
+    whole_ssim = ssim_per_frame(whole, long_clip, tmp_path)
+    assert len(joined_ssim) == len(whole_ssim)
+    assert min(joined_ssim) >= min(whole_ssim) - 0.02 and min(joined_ssim) > 0.9
+
+
+def test_the_intermediate_pieces_are_gone_after_the_join(segmented: TestClient, long_clip: Path) -> None:
+    rt: Runtime = segmented.app.state.jobs.rt  # type: ignore[attr-defined]
+    with long_clip.open("rb") as fh:
+        job_id = segmented.post("/api/jobs", files={"file": ("long.mp4", fh)}, data={"formats": ["360p"]}).json()[
+            "job_id"
+        ]
+    assert wait_for_job(segmented, job_id, timeout=240)["status"] == "completed"
+    assert rt.uploads.list(keys.segments_prefix(job_id)) == []
+    assert rt.converted.list(keys.encoded_segments_prefix(job_id, "360p")) == []
+
+
+# --- one message at a time, by hand ---------------------------------------------------------------------
+
+
+class Env:
+    def __init__(self, settings: Settings, scratch: Path) -> None:
+        self.rt = memory_runtime(settings.model_copy(update={"segment_seconds": 2}), scratch)
+        self.service = JobService(self.rt)
+
+    @property
+    def queue(self) -> MemoryQueue:
+        assert isinstance(self.rt.queue, MemoryQueue)
+        return self.rt.queue
+
+    def deliver(self, task: Task, attempt: int = 1) -> Action:
+        return process_message(self.rt, Message("m", task.body(), attempt, "h")).action
+
+    def pending(self) -> list[Task]:
+        return [t for body in self.queue.pending() if (t := Task.from_body(body))]
+
+
+@pytest.fixture
+def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
+    env = Env(settings, tmp_path / "scratch")
+    yield env
+    env.rt.close()
+
+
+def test_pieces_are_queued_redelivered_pieces_are_no_ops_and_the_last_queues_the_join(
+    env: Env, long_clip: Path
+) -> None:
+    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
+    env.queue.entries.clear()
+    assert env.deliver(Task(job_id, "360p")) is Action.ACK  # the whole message: split, pieces queued
+    sound, *pieces = env.pending()
+    plan = segments.load_plan(env.rt.uploads, job_id)
+    assert plan is not None and [t.segment for t in pieces] == list(range(plan.count))
+    assert sound == Task(job_id, "360p", sound=True)  # the sound, encoded once, beside the pieces
+    assert env.rt.jobs.output(job_id, "360p").segments == plan.count
+    env.queue.entries.clear()
+    for task in pieces:
+        assert env.deliver(task) is Action.ACK
+    assert env.pending() == []  # the sound is not there yet: no join
+    assert env.deliver(pieces[0], attempt=2) is Action.ACK  # a redelivery: already encoded, nothing sent
+    assert env.pending() == []
+    assert env.deliver(sound) is Action.ACK
+    assert env.pending() == [Task(job_id, "360p", assemble=True)]
+    assert env.deliver(Task(job_id, "360p", assemble=True)) is Action.ACK
+    done = env.rt.jobs.output(job_id, "360p")
+    assert done.status is OutputStatus.COMPLETED and done.segments == plan.count
+    assert env.deliver(Task(job_id, "360p", assemble=True)) is Action.ACK  # a second join: a no-op
+    assert env.rt.jobs.output(job_id, "360p") == done
+
+
+def test_a_piece_that_fails_for_good_fails_its_output_with_the_reason(
+    env: Env, long_clip: Path, fake_binary: Any
+) -> None:
+    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
+    env.queue.entries.clear()
+    env.deliver(Task(job_id, "360p"))
+    _, *pieces = env.pending()
+    env.queue.entries.clear()
+    env.deliver(pieces[0])
+    env.rt.uploads.delete(keys.segment_source_key(job_id, 1))  # piece 2 of the original is gone
+    assert env.deliver(pieces[1]) is Action.ACK
+    failed = env.rt.jobs.output(job_id, "360p")
+    assert failed.status is OutputStatus.FAILED
+    assert failed.error == "A piece of the original is missing (it may have expired)."
+    assert env.rt.converted.list(keys.encoded_segments_prefix(job_id, "360p")) == []  # tidied
+    assert env.deliver(pieces[2]) is Action.ACK  # the rest are dropped: the output failed
+    assert env.rt.converted.list(keys.encoded_segments_prefix(job_id, "360p")) == []
+
+
+def test_a_crashing_encoder_is_retried_per_piece_and_fails_the_output_on_the_last_attempt(
+    env: Env, long_clip: Path, fake_binary: Any
+) -> None:
+    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
+    env.queue.entries.clear()
+    env.deliver(Task(job_id, "360p"))
+    piece = env.pending()[2]  # after the sound and the first part: part 2
+    env.rt.ffmpeg = FFmpeg(fake_binary('echo "encoder exploded" >&2; exit 1'), ffprobe_path())
+    assert env.deliver(piece, attempt=1) is Action.RETRY
+    assert env.rt.jobs.output(job_id, "360p").status is OutputStatus.PROCESSING  # the other parts go on
+    assert env.deliver(piece, attempt=env.rt.settings.max_attempts) is Action.ACK
+    failed = env.rt.jobs.output(job_id, "360p")
+    assert failed.status is OutputStatus.FAILED
+    assert (failed.error or "").startswith("Part 2 of ")
+    assert "encoder exploded" in (failed.error or "")
+    assert f"(after {env.rt.settings.max_attempts} attempts)" in (failed.error or "")
+
+
+def test_short_sources_and_other_formats_stay_whole(env: Env, make_clip: Any) -> None:
+    short = make_clip(seconds=1.5)
+    job_id = env.service.upload_and_create(io.BytesIO(short.read_bytes()), "short.mp4", ["360p", "gif"]).job_id
+    env.queue.entries.clear()
+    for format_id in ("360p", "gif"):
+        assert env.deliver(Task(job_id, format_id)) is Action.ACK
+        assert env.rt.jobs.output(job_id, format_id).status is OutputStatus.COMPLETED
+        assert env.rt.jobs.output(job_id, format_id).segments == 0
+    assert env.pending() == [] and segments.load_plan(env.rt.uploads, job_id) is None
+
+
+def test_progress_counts_the_seconds_encoded_and_the_join_is_last() -> None:
+    from video_converter.model import SegmentPlan, SourceInfo
+
+    plan = SegmentPlan(source=SourceInfo(duration=10), starts=[0, 4, 8], duration=10, has_audio=True)
+    assert [plan.length(i) for i in range(3)] == [4, 4, 2]
+    assert segments.progress(plan, {}) == 0.0
+    assert segments.progress(plan, {0: 1.0}) == 38.0
+    assert segments.progress(plan, {0: 1.0, 1: 2.0, 2: 3.0}) == 95.0  # the join is the last 5 %
+
+
+@pytest.mark.parametrize(
+    ("body", "task"),
+    [
+        ({"job_id": "j", "format": "720p"}, Task("j", "720p")),
+        ({"job_id": "j", "format": "720p", "segment": "3"}, Task("j", "720p", segment=3)),
+        ({"job_id": "j", "format": "720p", "step": "assemble"}, Task("j", "720p", assemble=True)),
+        ({"job_id": "j", "format": "720p", "segment": "-1"}, None),
+        ({"job_id": "j", "format": "720p", "segment": "x"}, None),
+        ({"job_id": "j", "format": "720p", "step": "audio"}, Task("j", "720p", sound=True)),
+        ({"job_id": "j", "format": "720p", "step": "explode"}, None),
+        ({"job_id": "j", "format": "720p", "step": "audio", "segment": "1"}, None),
+    ],
+)
+def test_task_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Task | None) -> None:
+    assert Task.from_body(body) == task
+    if task is not None:
+        assert Task.from_body(task.body()) == task
