@@ -184,8 +184,12 @@ def test_function(cfn: dict[str, Any], sam: dict[str, Any]):
     assert "LOG_LEVEL" in env
     max_receive = cfn["Resources"]["ConvertQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
     assert int(env["MAX_ATTEMPTS"]) == max_receive == Settings.model_fields["max_attempts"].default == 5
-    # One FFmpeg run must end before the function does.
+    # One FFmpeg run must end before the function does, and stay within its memory (with room for Python).
     assert default(sam, "FfmpegTimeout") < default(sam, "FunctionTimeout")
+    assert env["FFMPEG_MEMORY_MB"] == {"Ref": "FfmpegMemory"}
+    assert default(sam, "FfmpegMemory") + 400 <= default(sam, "FunctionMemory")
+    assert env["SEGMENT_SECONDS"] == {"Ref": "SegmentSeconds"}
+    assert default(sam, "SegmentSeconds") == Settings.model_fields["segment_seconds"].default
     assert sam["Parameters"]["FfmpegTimeout"]["MaxValue"] < 900
 
 

@@ -553,3 +553,22 @@ def test_head_on_a_job(memory_app: tuple[TestClient, Runtime]) -> None:
     response = client.head(f"/api/jobs/{job_id}")
     assert response.status_code == 200 and response.content == b""
     assert client.head(f"/api/jobs/{uuid.uuid4()}").status_code == 404
+
+
+def test_the_openapi_document_shows_the_response_schemas(client: TestClient) -> None:
+    """What /docs renders: every JSON response has its model, so the contract lives in one place."""
+    spec = client.get("/openapi.json").json()
+    assert {"JobView", "OutputView", "FormatView", "UploadTicket", "Health", "SourceInfo"} <= set(
+        spec["components"]["schemas"]
+    )
+
+    def schema(path: str, method: str, status: str) -> dict[str, Any]:
+        content: dict[str, Any] = spec["paths"][path][method]["responses"][status]["content"]["application/json"]
+        return content["schema"]
+
+    assert schema("/api/jobs/{job_id}", "get", "200") == {"$ref": "#/components/schemas/JobView"}
+    assert schema("/api/jobs", "post", "201") == {"$ref": "#/components/schemas/JobView"}
+    assert schema("/api/uploads", "post", "201") == {"$ref": "#/components/schemas/UploadTicket"}
+    assert schema("/api/formats", "get", "200")["items"] == {"$ref": "#/components/schemas/FormatView"}
+    output = spec["components"]["schemas"]["OutputView"]["properties"]
+    assert {"status", "progress", "download_url", "segments", "note"} <= set(output)
