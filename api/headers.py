@@ -6,10 +6,11 @@ bucket for the direct upload (connect-src) and the converted bucket for previews
 media-src). Those origins are taken from URLs the stores actually sign, so they follow the region,
 addressing style and endpoint boto3 uses, instead of a blanket ``https:``.
 
-/docs and /redoc are FastAPI's Swagger UI and ReDoc pages: they load from cdn.jsdelivr.net and start
-with an inline script, so they get their own policy admitting that CDN and inline code. Those pages
-show no user data, so inline script there is not an injection path; serving the assets from the app
-(e.g. fastapi-offline) would let them share the strict policy.
+/docs (Swagger UI) and /redoc (ReDoc) load their files from this app (api.routes.docs), so they need no
+CDN. Swagger UI runs under a policy as strict as the pages' (its start-up script is a file, not inline),
+with data: images for its icons. ReDoc injects its styles as <style> elements at run time (styled-
+components) and parses the schema in a blob: worker, so /redoc alone admits inline style (never inline
+script) and blob: workers; those pages show no user data.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ HEADERS = {
 }
 # A year; no includeSubDomains or preload: the operator's other hosts are not ours to commit.
 HSTS = "max-age=31536000"
-DOCS_PATHS = ("/docs", "/redoc")  # and /docs/oauth2-redirect
-CDN = "https://cdn.jsdelivr.net"
 
 
 def _policy(directives: dict[str, Iterable[str]]) -> str:
@@ -57,11 +56,23 @@ def content_security_policy(upload_origins: Iterable[str] = (), media_origins: I
 DOCS_POLICY = _policy(
     {
         "default-src": ["'none'"],
-        "script-src": ["'self'", CDN, "'unsafe-inline'"],
-        "style-src": [CDN, "'unsafe-inline'"],
-        "img-src": ["'self'", "data:", "https://fastapi.tiangolo.com"],
-        "font-src": [CDN, "https://fonts.gstatic.com"],
-        "worker-src": ["blob:"],  # ReDoc
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+    }
+)
+REDOC_POLICY = _policy(
+    {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "worker-src": ["blob:"],
         "connect-src": ["'self'"],
         "frame-ancestors": ["'none'"],
         "base-uri": ["'none'"],
@@ -103,7 +114,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        csp = DOCS_POLICY if path in DOCS_PATHS or path.startswith("/docs/") else self.csp
+        csp = {"/docs": DOCS_POLICY, "/redoc": REDOC_POLICY}.get(path, self.csp)
         https = _is_https(scope)
 
         async def send_with_headers(message: Message) -> None:

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from api import errors
 from api.headers import SecurityHeaders, content_security_policy, signed_origins
 from api.limits import RequestLimits
-from api.routes import files, formats, health, jobs, pages, uploads
+from api.routes import docs, files, formats, health, jobs, pages, uploads
 from video_converter import __version__
 from video_converter.config import get_settings
 from video_converter.jobs import JobService
@@ -38,6 +38,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         version=__version__,
         description="Upload a video; get MP4 renditions, WebM, MP3, GIF and thumbnails back.",
         lifespan=lifespan,
+        docs_url=None,  # served by api.routes.docs, with the assets from the app instead of a CDN
+        redoc_url=None,
     )
     app.state.jobs = service
     errors.install(app)
@@ -52,7 +54,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         media_origins=signed_origins(rt.converted, "download"),
     )
     app.add_middleware(SecurityHeaders, csp=csp)  # added last, so outermost: refusals carry the headers too
-    for module in (health, formats, uploads, jobs, files, pages):
+    for module in (health, formats, uploads, jobs, files, pages, docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
     return app

@@ -20,7 +20,7 @@ from . import keys, segments
 from .errors import JobNotFound
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.parse import ProbeFacts
-from .limits import Limits, check_media
+from .limits import Limits, MediaRejected, check_media
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo
 from .presets import PRESETS, Preset
 from .records import JobStore
@@ -72,7 +72,7 @@ class OutputTask:
         return self._save(status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None)
 
     def probed(self, source: SourceInfo) -> OutputRecord:
-        return self._save(source=source)
+        return self._save(source=source, note=self.preset.size_note(source))
 
     def progressed(self, percent: float) -> OutputRecord:
         return self._save(progress=min(percent, 99.0))
@@ -136,11 +136,28 @@ def progress_writer(save: Callable[[float], object], interval: float = PROGRESS_
     return on_progress
 
 
+class SourceRejected(Exception):
+    """The original is not media FFmpeg can read, or is over a limit: no output of its job can be made.
+    ``str()`` is the job-level sentence, saying what to do."""
+
+
+NOT_CONVERTED = "Not converted: the original could not be used (the job's error says why)."
+
+
+def source_problem(exc: Exception) -> str:
+    """The one sentence for an unusable original, the same from the API's upload check and a worker."""
+    message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
+    return f"{message} Nothing was converted; upload a video or audio file."
+
+
 def inspect(ffmpeg: FFmpeg, task: OutputTask, source_path: Path, limits: Limits) -> ProbeFacts:
     """Probe the original and refuse it before any encode if it is over a limit or unsuitable."""
-    facts = ffmpeg.inspect(source_path)
-    task.probed(facts.info)
-    check_media(facts, limits)
+    try:
+        facts = ffmpeg.inspect(source_path)
+        task.probed(facts.info)
+        check_media(facts, limits)
+    except (InvalidMedia, MediaRejected) as exc:
+        raise SourceRejected(source_problem(exc)) from exc
     task.preset.check_source(facts.info)
     return facts
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import keys, segments
+from . import keys, segments, webhooks
+from .archive import Member, zip_stream
+from .conversion import source_problem
 from .errors import Conflict, InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media
@@ -173,13 +176,14 @@ class JobService:
 
     # --- jobs ---------------------------------------------------------------------------------------
 
-    def create_job(self, upload_id: str, filename: str, formats: list[str]) -> JobView:
+    def create_job(self, upload_id: str, filename: str, formats: list[str], callback_url: str | None = None) -> JobView:
         """Create a job from an original already in the upload store, and queue one message per format.
 
         Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
         queues its messages; the others raise Conflict."""
         formats = validate_formats(formats)
         filename = validate_filename(filename)
+        callback_url = self.check_callback(callback_url)
         if not is_job_id(upload_id):
             raise InvalidRequest("Unknown upload id.")
         size = self.rt.uploads.size(keys.source_key(upload_id))
@@ -191,18 +195,31 @@ class JobService:
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
         if self.rt.probe_uploads:
             self._check_media(upload_id)
-        record = new_job(upload_id, filename, formats, size)
+        record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
         register_job(self.rt.jobs, record)
         self._enqueue(record)
         log.info("job %s created: %r -> %s", record.job_id, filename, ",".join(formats))
         return self.job_view(record.job_id)
 
-    def upload_and_create(self, stream: Readable, filename: str | None, formats: list[str]) -> JobView:
+    def upload_and_create(
+        self, stream: Readable, filename: str | None, formats: list[str], callback_url: str | None = None
+    ) -> JobView:
         formats = validate_formats(formats)
         filename = validate_filename(filename)
+        callback_url = self.check_callback(callback_url)  # before the upload is stored
         upload_id = new_job_id()
         self._store(upload_id, stream)  # a new id no one else knows: no ticket to claim
-        return self.create_job(upload_id, filename, formats)
+        return self.create_job(upload_id, filename, formats, callback_url)
+
+    def check_callback(self, callback_url: str | None) -> str | None:
+        """A callback URL this service will call, or None; refused with a sentence otherwise."""
+        url = (callback_url or "").strip()
+        if not url:
+            return None
+        if not self.rt.webhook_secret:
+            raise InvalidRequest("Webhooks are not enabled on this server (the operator sets WEBHOOK_SECRET).")
+        webhooks.check_url(url, allow_private=self.settings.webhook_allow_private)
+        return url
 
     def _check_media(self, upload_id: str) -> None:
         """Probe an upload the API can read in place; refuse (and delete) one that is not media or is over
@@ -216,8 +233,7 @@ class JobService:
             # an original that a concurrent creation's probe accepted is kept.
             if not self.rt.jobs.exists(upload_id):
                 self.rt.uploads.delete(key)
-            message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
-            raise InvalidRequest(f"{message} Nothing was converted; upload a video or audio file.") from None
+            raise InvalidRequest(source_problem(exc)) from None
 
     def _enqueue(self, record: JobRecord) -> None:
         for n, format_id in enumerate(record.formats):
@@ -260,13 +276,22 @@ class JobService:
         return out.model_copy(update={"status": OutputStatus.QUEUED, "progress": 0.0})
 
     def outputs(self, record: JobRecord) -> list[OutputRecord]:
-        """Every output's record, read concurrently, as the API reports them."""
-        return list(self._pool.map(lambda format_id: self._current(record.job_id, format_id), record.formats))
+        """Every output's record, read concurrently, as the API reports them. Every output has a record
+        from the job's creation on (once ``register_job`` has written them), so a missing one means the
+        job is being created or was deleted (maybe by another API process, whose deletion this one's
+        cache did not see)."""
+        read = list(self._pool.map(lambda format_id: self._current(record.job_id, format_id), record.formats))
+        if any(out is None for out in read) and not self.rt.jobs.exists(record.job_id):
+            self._forget(record.job_id)
+            raise JobNotFound(record.job_id)
+        return [out or OutputRecord(format=f) for out, f in zip(read, record.formats, strict=True)]
 
-    def _current(self, job_id: str, format_id: str) -> OutputRecord:
-        """An output's record as it stands: a segmented one's progress counted from its encoded pieces,
-        and its last sign of life the newest of them."""
-        out = self.rt.jobs.output(job_id, format_id)
+    def _current(self, job_id: str, format_id: str) -> OutputRecord | None:
+        """An output's record as it stands (None if there is none): a segmented one's progress counted
+        from its encoded pieces, and its last sign of life the newest of them."""
+        out = self.rt.jobs.find_output(job_id, format_id)
+        if out is None:
+            return None
         if out.segments and out.status is OutputStatus.PROCESSING:
             plan = self._plan(job_id)
             done = segments.finished(self.rt.converted, job_id, format_id)
@@ -290,13 +315,31 @@ class JobService:
                     self._plans.pop(next(iter(self._plans)))
         return plan
 
+    def _forget(self, job_id: str) -> None:
+        """Drop what this process keeps of a job (its record and its segment plan)."""
+        with self._cache_lock:
+            self._cache.pop(job_id, None)
+            self._plans.pop(job_id, None)
+
+    def delete_job(self, job_id: str) -> None:
+        """Cancel and delete a job: its record first (running conversions notice it is gone within seconds,
+        FFmpeg is stopped, queued messages are dropped when they come up), then its outputs, their records
+        and the original (with the pieces of a segmented conversion). Signed links then find nothing (404)."""
+        record = self.rt.jobs.job(job_id)  # from the store, not the cache: 404 if already deleted
+        self._forget(job_id)
+        self.rt.jobs.delete_job(job_id)
+        self.rt.uploads.delete_prefix(job_id)
+        log.info("job %s deleted (%r)", job_id, record.filename)
+
     def job_view(self, job_id: str) -> JobView:
         record = self.job(job_id)
         outputs = self.outputs(record)
         source: SourceInfo | None = next((o.source for o in outputs if o.source is not None), None)
+        failed = any(o.status is OutputStatus.FAILED for o in outputs)
         return JobView(
             job_id=record.job_id,
             filename=record.filename,
+            error=self.rt.jobs.failure(job_id) if failed else None,  # read only when it can exist
             status=job_status(o.status for o in outputs),
             created_at=record.created_at,
             source=source,
@@ -321,6 +364,7 @@ class JobService:
             height=out.height,
             duration=out.duration,
             attempts=out.attempts,
+            note=out.note,
             segments=out.segments,
         )
 
@@ -338,12 +382,34 @@ class JobService:
         record = self.job(job_id)
         if format_id not in record.formats:
             raise JobNotFound(f"{job_id}/{format_id}")
-        out = self._current(job_id, format_id)
+        found = self._current(job_id, format_id)
+        if found is None and not self.rt.jobs.exists(job_id):  # deleted (see ``outputs``)
+            self._forget(job_id)
+            raise JobNotFound(job_id)
+        out = found or OutputRecord(format=format_id)
         if out.status is OutputStatus.FAILED:
             raise OutputNotReady(f"The {format_id} output failed: {out.error}")
         if out.status is not OutputStatus.COMPLETED or out.key is None:
             raise OutputNotReady(f"The {format_id} output is not ready yet ({out.status.value}).")
         return self._download_url(record, out)
+
+
+def archive(service: JobService, job_id: str) -> tuple[str, Iterator[bytes]]:
+    """The archive's download name and its bytes, streamed: every completed output of the job."""
+    record = service.job(job_id)
+    members = [
+        Member(
+            name=record.download_filename(out.format, PRESETS[out.format].extension),
+            key=out.key,
+            size=out.size_bytes or 0,
+            modified=out.updated_at,
+        )
+        for out in service.outputs(record)
+        if out.status is OutputStatus.COMPLETED and out.key is not None and out.size_bytes is not None
+    ]
+    if not members:
+        raise OutputNotReady("No output of this job is ready yet, so there is nothing to put in an archive.")
+    return f"{record.download_stem or record.stem}.zip", zip_stream(service.rt.converted, members)
 
 
 class _TooLarge(Exception):

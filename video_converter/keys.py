@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import quote
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STEM = 80
@@ -73,12 +74,39 @@ def status_key(job_id: str, format_id: str) -> str:
     return f"{job_id}/status/{format_id}.json"
 
 
+def failure_key(job_id: str) -> str:
+    """Why the whole job failed (the original is not usable), written once by the first worker to see it."""
+    return f"{job_id}/failure.json"
+
+
+def webhook_key(job_id: str) -> str:
+    """The job-finished webhook's marker: created once, so only one worker sends it."""
+    return f"{job_id}/webhook.json"
+
+
 def output_filename(stem: str, format_id: str, extension: str) -> str:
     return f"{stem}_{format_id}.{extension}"
 
 
 def output_key(job_id: str, stem: str, format_id: str, extension: str) -> str:
     return f"{job_id}/{output_filename(stem, format_id, extension)}"
+
+
+def ascii_filename(filename: str) -> str:
+    """An ASCII stand-in for a download name (``отпуск.mp4`` -> ``otpusk.mp4``), for clients that read only
+    ``filename=`` (``curl -OJ``, old browsers): transliterated with anyascii, then anything that is not
+    printable ASCII, unsafe in a quoted header value or in a file name replaced with ``_``."""
+    from anyascii import anyascii  # a small pure-Python table; imported where needed
+
+    text = anyascii(_visible(unicodedata.normalize("NFC", filename)))
+    cleaned = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\;%/:*?<>|' else "_" for c in text).strip()
+    return cleaned or "download"
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII ``filename`` fallback and the exact name in RFC 5987 ``filename*``
+    (RFC 6266: clients that understand ``filename*`` prefer it), for local downloads and S3 alike."""
+    return f"attachment; filename=\"{ascii_filename(filename)}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def segments_prefix(job_id: str) -> str:

@@ -19,8 +19,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import keys, segments
-from .conversion import OutputTask, SourceReplaced, check_output, convert, load_task, publish
+from . import keys, segments, webhooks
+from .cancel import JobWatch
+from .conversion import (
+    NOT_CONVERTED,
+    OutputTask,
+    SourceRejected,
+    SourceReplaced,
+    check_output,
+    convert,
+    load_task,
+    publish,
+)
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .limits import Limits, MediaRejected
 from .model import SegmentPlan
@@ -125,7 +135,29 @@ def process_message(
     deadline: float | None = None,
     cancel: threading.Event | None = None,
 ) -> Outcome:
-    """Convert what ``message`` asks for, record the result, and say what to do with the message."""
+    """Convert what ``message`` asks for, record the result, and say what to do with the message; when
+    that made the job's last output final, send the job's webhook."""
+    outcome = _process(rt, message, deadline=deadline, cancel=cancel)
+    task = Task.from_body(message.body)
+    if task is not None and outcome.reason in FINAL_REASONS:
+        try:
+            webhooks.notify_if_finished(rt, task.job_id)
+        except Exception:  # the conversion's outcome stands whatever happens to the notification
+            log.exception("job %s: the webhook could not be sent", task.job_id)
+    return outcome
+
+
+# Outcomes after which an output's record is final (completed or failed).
+FINAL_REASONS = {"completed", "failed for good", "failed after the last attempt", "out of attempts"}
+
+
+def _process(
+    rt: Runtime,
+    message: Message,
+    *,
+    deadline: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Outcome:
     task_ref = Task.from_body(message.body)
     if task_ref is None:
         log.error("malformed message %s dropped: %.200r", message.id, message.body)
@@ -137,6 +169,12 @@ def process_message(
             return Outcome.ack("no such job or format")
         if task.is_done(rt.converted):
             return Outcome.ack("already done")  # a redelivery of finished work
+        if rt.jobs.failure(task.job_id) is not None:  # another output found the original unusable
+            if task_ref.whole:
+                task.failed(NOT_CONVERTED)
+            else:
+                _fail_segmented(rt, task, NOT_CONVERTED)
+            return Outcome.ack("failed for good")
         if task_ref.whole:
             if attempt > rt.settings.max_attempts:
                 task.failed(f"Gave up after {attempt - 1} interrupted attempts.")
@@ -290,6 +328,28 @@ def _attempt(
     cancel: threading.Event | None,
     part: str = "",
 ) -> Outcome:
+    """One attempt, stopped early if the job is deleted meanwhile (then the message is acked, and any
+    record or file this attempt wrote after the deletion is removed again: its converted files and
+    records, and the pieces a split stored beside the original)."""
+    with JobWatch(rt.jobs, task.job_id, cancel) as watch:
+        outcome = _attempt_once(rt, task, attempt, work, deadline=deadline, cancel=watch.halt, part=part)
+    if watch.deleted or (outcome.action is not Action.RELEASE and not rt.jobs.exists(task.job_id)):
+        rt.converted.delete_prefix(task.job_id)
+        rt.uploads.delete_prefix(keys.segments_prefix(task.job_id))
+        return Outcome.ack("job deleted")
+    return outcome
+
+
+def _attempt_once(
+    rt: Runtime,
+    task: OutputTask,
+    attempt: int,
+    work: Work,
+    *,
+    deadline: float | None,
+    cancel: threading.Event | None,
+    part: str = "",
+) -> Outcome:
     """One attempt at ``work``; every failure is recorded on the output before the outcome says why. A
     part of a segmented output (``part`` names it) fails its whole output when it fails for good, and
     is retried without touching the output's record otherwise (the other parts are running)."""
@@ -307,6 +367,10 @@ def _attempt(
         if not part:
             task.released()
         return Outcome.release()
+    except SourceRejected as exc:  # once per job: the other outputs fail fast without probing again
+        rt.jobs.save_failure(task.job_id, str(exc))
+        fail(NOT_CONVERTED)
+        return Outcome.ack("failed for good")
     except FINAL_FAILURES as exc:
         fail(f"{part} failed: {exc}" if part else str(exc))
         return Outcome.ack("failed for good")

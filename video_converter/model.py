@@ -81,6 +81,7 @@ class JobRecord(BaseModel):
     formats: list[str]
     source_key: str  # key of the original in the upload store
     source_size: int
+    callback_url: str | None = None  # POSTed the job's JSON when it is finished (video_converter.webhooks)
     created_at: datetime = Field(default_factory=utcnow)
 
     def download_filename(self, format_id: str, extension: str) -> str:
@@ -102,6 +103,7 @@ class OutputRecord(BaseModel):
     attempts: int = 0
     segments: int = 0  # converted in this many segments (0: in one piece)
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
+    note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
     updated_at: datetime = Field(default_factory=utcnow)
 
 

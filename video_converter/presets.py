@@ -47,10 +47,22 @@ def _picture(source: SourceInfo) -> str:
     return f"yadif=deint=interlaced,{SQUARE_PIXELS}" if source.interlaced else SQUARE_PIXELS
 
 
+def _short_side_scale(size: int) -> str:
+    """Scale so the short side is ``size`` (landscape: the height; portrait: the width), as "1080p" means
+    to people and to YouTube: a 1080x1920 phone clip stays 1080x1920. Never upscaled, always even; the
+    long side follows the aspect ratio (-2). Decided by FFmpeg on the upright, square-pixel frame."""
+    cap = f"min({size},trunc(%s/2)*2)"
+    return f"scale=w='if(gte(iw,ih),-2,{cap % 'iw'})':h='if(gte(iw,ih),{cap % 'ih'},-2)':flags=bicubic"
+
+
 def _video_filters(source: SourceInfo, max_height: int) -> str:
-    # Height capped (never upscaled) and even; width follows the aspect ratio, rounded to even (-2).
-    cap = f"scale=w=-2:h='min({max_height},trunc(ih/2)*2)':flags=bicubic"
-    return f"{CAP_FPS},{_picture(source)},{cap},setsar=1,format=yuv420p"
+    return f"{CAP_FPS},{_picture(source)},{_short_side_scale(max_height)},setsar=1,format=yuv420p"
+
+
+def short_side(source: SourceInfo) -> int | None:
+    if not source.width or not source.height:
+        return None
+    return min(source.width, source.height)
 
 
 def _stereo(source: SourceInfo) -> list[str]:
@@ -194,6 +206,16 @@ class Preset:
     max_seconds: float | None = None
     recipe: VideoRecipe | None = None  # video formats: long sources can be converted in segments
 
+    def size_note(self, source: SourceInfo) -> str | None:
+        """Why this output is smaller than its name says, or None: renditions are never upscaled."""
+        side = short_side(source)
+        if self.max_height is None or self.kind is not Kind.VIDEO or side is None or side >= self.max_height:
+            return None
+        return (
+            f"The source is {source.width}x{source.height}, smaller than {self.max_height}p, "
+            f"so this output keeps the source's size ({side}p): it is never upscaled."
+        )
+
     def check_source(self, source: SourceInfo) -> None:
         if self.needs_video and not source.has_video:
             raise UnsuitableSource(f"The source has no video stream, so it cannot be converted to {self.label}.")
@@ -209,7 +231,7 @@ def _mp4(height: int, maxrate_kbps: int) -> Preset:
         extension="mp4",
         media_type="video/mp4",
         kind=Kind.VIDEO,
-        description=f"H.264 + AAC, up to {height} px high; plays everywhere.",
+        description=f"H.264 + AAC, {height} px on the short side (portrait too); plays everywhere.",
         output_args=recipe.whole,
         max_height=height,
         recipe=recipe,
@@ -229,7 +251,7 @@ PRESETS: dict[str, Preset] = {
             extension="webm",
             media_type="video/webm",
             kind=Kind.VIDEO,
-            description=f"VP9 + Opus, up to {WEBM_MAX_HEIGHT} px high; small files for the web.",
+            description=f"VP9 + Opus, {WEBM_MAX_HEIGHT} px on the short side; small files for the web.",
             output_args=WEBM.whole,
             max_height=WEBM_MAX_HEIGHT,
             recipe=WEBM,

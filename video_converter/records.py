@@ -6,6 +6,7 @@ job's status is derived from them, so no two writers ever race on one object (on
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from . import keys
@@ -54,3 +55,32 @@ class JobStore:
             keys.status_key(job_id, stamped.format), stamped.model_dump_json().encode(), "application/json"
         )
         return stamped
+
+    def find_output(self, job_id: str, format_id: str) -> OutputRecord | None:
+        """The output's record, or None when there is none (its job was deleted)."""
+        try:
+            return OutputRecord.model_validate_json(self.store.get_bytes(keys.status_key(job_id, format_id)))
+        except ObjectNotFound:
+            return None
+
+    def delete_job(self, job_id: str) -> None:
+        """The job record first (the job is gone for readers and running workers from then on), then the
+        output records and files."""
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        self.store.delete(keys.job_key(job_id))
+        self.store.delete_prefix(job_id)
+
+    def save_failure(self, job_id: str, sentence: str) -> None:
+        """Record why no output of the job can be made; the first writer's sentence stays."""
+        body = json.dumps({"error": sentence, "at": utcnow().isoformat()}).encode()
+        self.store.create_bytes(keys.failure_key(job_id), body, "application/json")
+
+    def failure(self, job_id: str) -> str | None:
+        """The job-level error, or None."""
+        try:
+            data = json.loads(self.store.get_bytes(keys.failure_key(job_id)))
+        except ObjectNotFound:
+            return None
+        error = data.get("error") if isinstance(data, dict) else None
+        return str(error) if error else None

@@ -158,6 +158,13 @@ class Runtime:
     def jobs(self) -> JobStore:
         return JobStore(self.converted)
 
+    @cached_property
+    def webhook_secret(self) -> str:
+        """WEBHOOK_SECRET; in local mode, else the URL-signing secret. Empty: webhooks are off."""
+        if self.settings.webhook_secret or self.settings.backend != "local":
+            return self.settings.webhook_secret
+        return local_secret(self.settings)
+
     def start_background(self, stop: threading.Event) -> list[threading.Thread]:
         """Housekeeping threads, in local mode: the retention sweep (on AWS, the buckets' lifecycle rules)
         and, where this process converts, the reconciliation of the queue with the status records."""

@@ -23,7 +23,11 @@ class FormatView(BaseModel):
     media_type: str = Field(examples=["video/mp4"])
     kind: Kind
     description: str
-    max_height: int | None = None
+    max_height: int | None = Field(
+        default=None,
+        description="For videos, the short side in pixels (landscape: height; portrait: width). "
+        "Never upscaled: a smaller source keeps its size and the output gets a note.",
+    )
     max_width: int | None = None
 
     @classmethod
@@ -57,6 +61,11 @@ class OutputView(BaseModel):
     height: int | None = None
     duration: float | None = None
     attempts: int = 0
+    note: str | None = Field(
+        default=None,
+        description="Something to know about this output, e.g. that the source was smaller than the format "
+        "(renditions are never upscaled: 1080p of a 1280x720 source stays 1280x720).",
+    )
     segments: int = Field(default=0, description="Converted in this many parts at once (0: in one piece).")
 
 
@@ -66,6 +75,11 @@ class JobView(BaseModel):
     job_id: str
     filename: str = Field(description="The uploaded file's name, as given.")
     status: JobStatus
+    error: str | None = Field(
+        default=None,
+        description="Why the whole job failed, as one sentence saying what to do (e.g. the upload is not a "
+        'video or audio file); its outputs then say "Not converted".',
+    )
     created_at: IsoDatetime
     source: SourceInfo | None = Field(default=None, description="What ffprobe saw in the upload, once probed.")
     outputs: list[OutputView]

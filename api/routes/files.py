@@ -11,6 +11,7 @@ from api.deps import JobsDep
 from api.forms import multipart_upload
 from video_converter.errors import LinkExpired, NotFound
 from video_converter.jobs import JobService
+from video_converter.keys import content_disposition
 from video_converter.storage import LocalStorage
 
 router = APIRouter(prefix="/files", tags=["files"], include_in_schema=False)
@@ -34,7 +35,9 @@ def download(store: str, key: str, filename: str, expires: str, signature: Signa
     if not path.is_file():
         raise NotFound("This file no longer exists.")
     media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, filename=filename)
+    # Our own header, not FileResponse's ``filename=``: Starlette sends only ``filename*`` for a non-ASCII
+    # name, which ``curl -OJ`` ignores (it then saves under the URL's last segment, without extension).
+    return FileResponse(path, media_type=media_type, headers={"Content-Disposition": content_disposition(filename)})
 
 
 @router.post("/uploads/{upload_id}/source", status_code=204)

@@ -1,6 +1,6 @@
 """For load-balancer checks."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,3 +23,10 @@ async def health(jobs: JobsDep) -> Health | JSONResponse:
     if problem is None:
         return Health(status="ok")
     return JSONResponse(Health(status="unhealthy", detail=problem).model_dump(), status_code=503)  # not cached
+
+
+@router.head("/health", include_in_schema=False)
+async def health_head(jobs: JobsDep) -> Response:
+    """Uptime monitors often probe with HEAD: the same answer as GET, without a body."""
+    problem = await run_in_threadpool(jobs.rt.health_problem)
+    return Response(status_code=200 if problem is None else 503)

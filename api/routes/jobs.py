@@ -2,15 +2,17 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import JobsDep
 from api.errors import sentence
 from api.forms import multipart_upload
 from video_converter.errors import InvalidRequest
+from video_converter.jobs import archive
+from video_converter.keys import content_disposition
 from video_converter.views import JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -20,6 +22,9 @@ class JobFromUpload(BaseModel):
     upload_id: str
     filename: str
     formats: list[str]
+    callback_url: str | None = Field(
+        default=None, description="POSTed the job's JSON, signed (X-Signature), when the job is finished."
+    )
 
 
 _BODY_DOC: dict[str, Any] = {
@@ -33,6 +38,7 @@ _BODY_DOC: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "formats": {"type": "array", "items": {"type": "string"}},
+                        "callback_url": {"type": "string", "description": "Webhook called when the job ends."},
                     },
                 }
             },
@@ -60,18 +66,50 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
-        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats)
+        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
     async with multipart_upload(request, jobs) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
-        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats)
+        callback = form.get("callback_url")
+        callback_url = callback if isinstance(callback, str) else None
+        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats, callback_url)
 
 
 @router.get("/{job_id}")
 async def get_job(job_id: str, jobs: JobsDep) -> JobView:
     """The job and each output's status; completed outputs carry a signed download URL."""
     return await run_in_threadpool(jobs.job_view, job_id)
+
+
+@router.delete("/{job_id}", status_code=204, responses={404: {"description": "No such job (or already deleted)."}})
+async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+    """Cancel the job's conversions (a running FFmpeg is stopped within seconds) and delete its original,
+    outputs and records. Afterwards the job answers 404 and its download links stop working."""
+    await run_in_threadpool(jobs.delete_job, job_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{job_id}/archive",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "A ZIP of every completed output."},
+        409: {"description": "No output is ready yet."},
+    },
+)
+async def download_archive(job_id: str, jobs: JobsDep) -> StreamingResponse:
+    """Every completed output as one ZIP, streamed as it is made (never built whole in memory or on disk)."""
+    filename, chunks = await run_in_threadpool(archive, jobs, job_id)
+    headers = {"Content-Disposition": content_disposition(filename), "Cache-Control": "no-store"}
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)  # iterated in a thread
+
+
+@router.head("/{job_id}", include_in_schema=False)
+async def head_job(job_id: str, jobs: JobsDep) -> Response:
+    """Whether the job exists (200 or 404), without a body."""
+    await run_in_threadpool(jobs.job, job_id)
+    return Response(status_code=200, media_type="application/json")
 
 
 @router.get("/{job_id}/outputs/{format_id}", response_class=RedirectResponse, status_code=307)

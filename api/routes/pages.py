@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
@@ -22,6 +22,12 @@ def index(request: Request, jobs: JobsDep) -> HTMLResponse:
         "index.html",
         {"formats": [FormatView.of(p) for p in PRESETS.values()], "max_bytes": jobs.settings.max_upload_bytes},
     )
+
+
+@router.head("/")
+def index_head() -> Response:
+    """For uptime monitors: the page is there (HEAD gets no body)."""
+    return Response(status_code=200, media_type="text/html; charset=utf-8")
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)

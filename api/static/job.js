@@ -1,5 +1,17 @@
 // The job page: poll the job document and keep one card per output format in step with it.
-import { api, el, FINISHED, formatBytes, formatDuration, formatTime, JOB_ID, rememberJob, STATUS_TEXT } from "./common.js";
+import {
+  api,
+  ApiError,
+  el,
+  FINISHED,
+  forgetJob,
+  formatBytes,
+  formatDuration,
+  formatTime,
+  JOB_ID,
+  rememberJob,
+  STATUS_TEXT,
+} from "./common.js";
 
 const root = document.getElementById("job");
 const jobId = root.dataset.jobId;
@@ -13,6 +25,10 @@ const sourceFacts = document.getElementById("source-facts");
 const outputsSection = document.getElementById("outputs-section");
 const outputsEl = document.getElementById("outputs");
 const announcer = document.getElementById("announcer");
+const jobBar = document.getElementById("job-bar");
+const summaryEl = document.getElementById("job-summary");
+const archiveLink = document.getElementById("job-archive");
+const deleteButton = document.getElementById("job-delete");
 
 const POLL_VISIBLE_MS = 1000;
 const POLL_HIDDEN_MS = 5000;
@@ -71,6 +87,7 @@ function showMissing(message) {
   networkBox.hidden = true;
   sourceSection.hidden = true;
   outputsSection.hidden = true;
+  jobBar.hidden = true;
 }
 
 function codec(name) {
@@ -127,6 +144,7 @@ function createCard(out) {
     progress: el("progress", { id: progressId, max: "100", value: "0", "aria-label": `${out.label} conversion progress` }),
     percent: el("span", { class: "card__percent", "aria-hidden": "true" }),
     note: el("p", { class: "card__note", hidden: true }),
+    sizeNote: el("p", { class: "card__size-note small muted", hidden: true, dataset: { testid: "size-note" } }),
     preview: el("div", { class: "card__preview", hidden: true }),
     foot: el("div", { class: "card__foot", hidden: true }),
   };
@@ -146,6 +164,7 @@ function createCard(out) {
     ),
     parts.progressRow,
     parts.note,
+    parts.sizeNote,
     parts.preview,
     parts.foot,
   );
@@ -162,7 +181,7 @@ function previewFor(out) {
     return el("video", {
       class: "preview",
       controls: true,
-      preload: "metadata",
+      preload: "none", // nothing is fetched until the person plays it
       playsinline: true,
       src,
       "aria-label": `Preview of ${out.filename}`,
@@ -170,9 +189,10 @@ function previewFor(out) {
     });
   }
   if (out.kind === "audio") {
-    return el("audio", { class: "preview", controls: true, preload: "metadata", src, "aria-label": `Preview of ${out.filename}` });
+    return el("audio", { class: "preview", controls: true, preload: "none", src, "aria-label": `Preview of ${out.filename}` });
   }
-  return el("img", { class: "preview", src, alt: `${out.label} of ${out.filename}`, decoding: "async", ...size });
+  // loading=lazy: a GIF below the fold (often over a megabyte) loads only when scrolled to.
+  return el("img", { class: "preview", src, alt: `${out.label} of ${out.filename}`, loading: "lazy", decoding: "async", ...size });
 }
 
 function completedFoot(out) {
@@ -213,6 +233,8 @@ function updateCard(out, initial) {
   }
   card.status = out.status;
   node.dataset.status = out.status;
+  parts.sizeNote.textContent = out.note || "";
+  parts.sizeNote.hidden = !out.note;
   setBadge(parts.badge, out.status);
 
   if (out.status === "completed") {
@@ -269,6 +291,11 @@ function render(job) {
   statusBadge.title = `${done} of ${job.outputs.length} ready`;
   document.title = `${STATUS_TEXT[job.status] || job.status}: ${job.filename} · Video converter`;
   renderSource(job.source);
+  renderSummary(job, done);
+  if (job.error) {
+    errorBox.textContent = job.error; // one sentence for the whole job; the cards just say "Not converted"
+    errorBox.hidden = false;
+  }
   outputsSection.hidden = false;
   for (const out of job.outputs) updateCard(out, initial);
   if (lastStatus !== job.status) {
@@ -279,6 +306,72 @@ function render(job) {
   }
   lastStatus = job.status;
 }
+
+// Time left: each running output's pace so far (percent per second since it was first seen running).
+const started = new Map(); // format -> [time ms, progress] when first seen processing
+
+function secondsLeft(job) {
+  const now = Date.now();
+  let longest = 0;
+  for (const out of job.outputs) {
+    if (out.status !== "processing") continue;
+    const progress = Number(out.progress) || 0;
+    if (!started.has(out.format)) started.set(out.format, [now, progress]);
+    const [t0, p0] = started.get(out.format);
+    const elapsed = (now - t0) / 1000;
+    if (elapsed < 2 || progress <= p0) return null; // too early to tell
+    longest = Math.max(longest, ((100 - progress) * elapsed) / (progress - p0));
+  }
+  return job.outputs.some((out) => out.status === "queued") ? null : longest;
+}
+
+function aboutTime(seconds) {
+  if (seconds < 60) return `${Math.max(5, Math.ceil(seconds / 5) * 5)} s`;
+  return `${Math.round(seconds / 60)} min`;
+}
+
+function renderSummary(job, done) {
+  const total = job.outputs.length;
+  const parts = [`${done} of ${total} ready`];
+  const failed = job.outputs.filter((out) => out.status === "failed").length;
+  if (failed) parts.push(`${failed} failed`);
+  if (!FINISHED.has(job.status)) {
+    const left = secondsLeft(job);
+    if (left) parts.push(`about ${aboutTime(left)} left`);
+  }
+  summaryEl.textContent = parts.join(" · ");
+  archiveLink.href = `/api/jobs/${encodeURIComponent(jobId)}/archive`;
+  archiveLink.hidden = done < 2; // one file is its own download
+  archiveLink.setAttribute("aria-label", `Download all ${done} ready files as one ZIP`);
+  jobBar.hidden = false;
+}
+
+deleteButton.addEventListener("click", async () => {
+  const name = filenameEl.textContent;
+  const running = lastStatus && !FINISHED.has(lastStatus);
+  const question = running
+    ? `Stop converting “${name}” and delete it with every file made so far? This cannot be undone.`
+    : `Delete “${name}” and every converted file? Download links stop working. This cannot be undone.`;
+  if (!window.confirm(question)) return;
+  deleteButton.disabled = true;
+  try {
+    await api(`/api/jobs/${encodeURIComponent(jobId)}`, { method: "DELETE" });
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) {
+      deleteButton.disabled = false;
+      networkBox.replaceChildren(`The job could not be deleted: ${error.message}`);
+      networkBox.hidden = false;
+      deleteButton.focus();
+      return;
+    }
+  }
+  forgetJob(jobId);
+  finished = true;
+  window.clearTimeout(timer);
+  showMissing("This job was deleted, with its original and every converted file. ");
+  jobBar.hidden = true;
+  document.getElementById("main").focus();
+});
 
 function schedule(delay) {
   window.clearTimeout(timer);

@@ -21,6 +21,9 @@ const submit = document.getElementById("submit");
 const cancel = document.getElementById("cancel");
 const hint = document.getElementById("submit-hint");
 const errorBox = document.getElementById("form-error");
+const fileError = document.getElementById("file-error");
+const formatsError = document.getElementById("formats-error");
+const overlay = document.getElementById("drop-overlay");
 const warningBox = document.getElementById("form-warning");
 const progressBox = document.getElementById("upload-status");
 const progress = document.getElementById("upload-progress");
@@ -28,6 +31,7 @@ const progressLabel = document.getElementById("upload-progress-label");
 const progressText = document.getElementById("upload-progress-text");
 const announcer = document.getElementById("upload-announcer");
 const maxBytes = Number(form.dataset.maxBytes) || Infinity;
+const SUBMITTED = "video-converter.submitted"; // set when a job was created, so Back shows a clean form
 
 // Extensions FFmpeg reads that browsers often report with an empty or odd MIME type.
 const MEDIA_EXTENSIONS = new Set(
@@ -43,9 +47,23 @@ function selectedFormats() {
   return [...form.querySelectorAll('input[name="formats"]:checked')].map((box) => box.value);
 }
 
-function showError(message) {
-  errorBox.textContent = message || "";
-  errorBox.hidden = !message;
+const ERROR_BOXES = { file: fileError, formats: formatsError, form: errorBox };
+
+/** Show one error next to what caused it: the file, the formats, or the upload itself ("form"). */
+function showError(message, where = "form") {
+  for (const [name, box] of Object.entries(ERROR_BOXES)) {
+    const mine = Boolean(message) && name === where;
+    box.textContent = mine ? message : "";
+    box.hidden = !mine;
+  }
+  const box = ERROR_BOXES[where];
+  if (message && box) box.scrollIntoView({ block: "nearest" });
+}
+
+/** Which part of the form a blocking problem is about. */
+function problemField() {
+  if (!file || file.size === 0 || file.size > maxBytes) return "file";
+  return "formats";
 }
 
 function showWarning(message) {
@@ -82,7 +100,7 @@ function refresh() {
     : problem || `Ready: ${count} format${count === 1 ? "" : "s"}.`;
   hint.classList.toggle("hint--ready", !problem && !uploading);
   // A file that is chosen but unusable is an error worth saying out loud, not just a hint.
-  if (file && (file.size === 0 || file.size > maxBytes)) showError(problem);
+  if (file && (file.size === 0 || file.size > maxBytes)) showError(problem, "file");
 }
 
 function setFile(candidate) {
@@ -112,53 +130,50 @@ function setFile(candidate) {
 input.addEventListener("change", () => setFile(input.files && input.files[0]));
 form.addEventListener("change", (event) => {
   if (event.target.name === "formats") {
-    showError("");
+    if (!formatsError.hidden) showError("");
     refresh();
   }
 });
 
-// Drag and drop onto the zone (and anywhere on the page, so a near miss does not open the file).
+// Drag and drop anywhere in the window: an overlay shows the whole window is the target.
 let dragDepth = 0;
 function hasFiles(event) {
   return event.dataTransfer && [...event.dataTransfer.types].includes("Files");
 }
-window.addEventListener("dragover", (event) => {
-  if (hasFiles(event)) event.preventDefault();
-});
-window.addEventListener("drop", (event) => {
-  if (hasFiles(event)) event.preventDefault();
-});
-dropzone.addEventListener("dragenter", (event) => {
+function showOverlay(show) {
+  overlay.hidden = !show;
+  dropzone.classList.toggle("dropzone--over", show);
+}
+window.addEventListener("dragenter", (event) => {
   if (!hasFiles(event) || uploading) return;
   dragDepth += 1;
-  dropzone.classList.add("dropzone--over");
+  showOverlay(true);
 });
-dropzone.addEventListener("dragleave", () => {
+window.addEventListener("dragleave", () => {
   dragDepth = Math.max(0, dragDepth - 1);
-  if (!dragDepth) dropzone.classList.remove("dropzone--over");
+  if (!dragDepth) showOverlay(false);
 });
-dropzone.addEventListener("dragover", (event) => {
+window.addEventListener("dragover", (event) => {
   if (!hasFiles(event)) return;
-  event.preventDefault();
+  event.preventDefault(); // a drop anywhere is ours, never the browser opening the file
   event.dataTransfer.dropEffect = uploading ? "none" : "copy";
 });
-dropzone.addEventListener("drop", (event) => {
+window.addEventListener("drop", (event) => {
   if (!hasFiles(event)) return;
   event.preventDefault();
   dragDepth = 0;
-  dropzone.classList.remove("dropzone--over");
+  showOverlay(false);
   if (uploading) return;
   const files = event.dataTransfer.files;
-  if (files.length > 1) showWarning("Only one file at a time: using the first one.");
   if (!files.length) return;
   try {
     input.files = files; // keep the real input in step where the browser allows it
   } catch {
     /* older browsers: the dropped file is kept in our own variable */
   }
-  const warning = warningBox.textContent;
   setFile(files[0]);
-  if (files.length > 1 && !warningBox.textContent) showWarning(warning);
+  if (files.length > 1) showWarning("Only one file at a time: using the first one.");
+  input.focus();
 });
 
 function setBusy(busy) {
@@ -171,6 +186,27 @@ function setBusy(busy) {
 }
 
 let announced = -1; // the last quarter of the upload read out to screen readers
+let samples = []; // [time ms, bytes] over the last few seconds, for the speed and the time left
+
+function formatSeconds(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return "";
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+  const minutes = Math.round(seconds / 60);
+  return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** "4.2 MB/s · about 12 s left", from the bytes sent over the last 5 seconds ("" until it can tell). */
+function rate(loaded, total) {
+  const now = performance.now();
+  samples.push([now, loaded]);
+  while (samples.length > 2 && now - samples[0][0] > 5000) samples.shift();
+  const [t0, b0] = samples[0];
+  const seconds = (now - t0) / 1000;
+  if (seconds < 0.5 || loaded <= b0) return "";
+  const speed = (loaded - b0) / seconds;
+  const left = total > loaded ? ` · about ${formatSeconds((total - loaded) / speed)} left` : "";
+  return ` · ${formatBytes(speed)}/s${left}`;
+}
 
 function setProgress(loaded, total) {
   const percent = total ? Math.min(100, Math.floor((loaded / total) * 100)) : 0;
@@ -181,7 +217,8 @@ function setProgress(loaded, total) {
   }
   progress.value = percent;
   progress.textContent = `${percent}%`;
-  progressText.textContent = total ? `${percent}% · ${formatBytes(loaded)} of ${formatBytes(total)}` : `${percent}%`;
+  const detail = total ? ` · ${formatBytes(loaded)} of ${formatBytes(total)}${rate(loaded, total)}` : "";
+  progressText.textContent = `${percent}%${detail}`;
 }
 
 /** POST the file like a browser form to an S3 presigned POST (or the local stand-in), with progress. */
@@ -217,8 +254,9 @@ form.addEventListener("submit", async (event) => {
   if (uploading) return;
   const problem = blockingProblem();
   if (problem) {
-    showError(problem);
-    (file ? form.querySelector('input[name="formats"]') : input).focus();
+    const where = problemField();
+    showError(problem, where);
+    (where === "file" ? input : form.querySelector('input[name="formats"]')).focus();
     return;
   }
   const chosen = file;
@@ -227,8 +265,10 @@ form.addEventListener("submit", async (event) => {
   uploading = true;
   progressLabel.textContent = `Uploading ${chosen.name}`;
   announced = -1;
+  samples = [];
   setProgress(0, chosen.size);
   setBusy(true);
+  document.getElementById("submit-bar").scrollIntoView({ block: "nearest" });
   window.addEventListener("beforeunload", warnBeforeLeaving);
   try {
     const ticket = await api("/api/uploads", { method: "POST" });
@@ -247,6 +287,11 @@ form.addEventListener("submit", async (event) => {
       body: JSON.stringify({ upload_id: ticket.upload_id, filename: chosen.name, formats }),
     });
     rememberJob({ id: job.job_id, filename: job.filename, created: job.created_at });
+    try {
+      sessionStorage.setItem(SUBMITTED, "1");
+    } catch {
+      /* storage disabled: Back may show the old choice */
+    }
     window.removeEventListener("beforeunload", warnBeforeLeaving);
     window.location.assign(`/jobs/${encodeURIComponent(job.job_id)}`);
   } catch (error) {
@@ -256,7 +301,11 @@ form.addEventListener("submit", async (event) => {
     setBusy(false);
     progressBox.hidden = true;
     if (error instanceof ApiError && error.status === -1) showWarning("Upload cancelled. Nothing was sent for conversion.");
-    else showError(error instanceof ApiError ? error.message : "Something went wrong. Please try again.");
+    else {
+      // The file's own problems (too large, not media) go next to the file; the rest next to the button.
+      const aboutFile = error instanceof ApiError && [413, 422].includes(error.status);
+      showError(error instanceof ApiError ? error.message : "Something went wrong. Please try again.", aboutFile ? "file" : "form");
+    }
     submit.focus();
   }
 });
@@ -271,6 +320,20 @@ window.addEventListener("pageshow", (event) => {
     uploading = null;
     progress.value = 0;
     setBusy(false);
+    progressBox.hidden = true;
+  }
+  let submitted = false;
+  try {
+    submitted = sessionStorage.getItem(SUBMITTED) === "1";
+    sessionStorage.removeItem(SUBMITTED);
+  } catch {
+    /* storage disabled */
+  }
+  if (submitted) {
+    // Back from a job that was started here: a clean form, not the same file ready for a duplicate.
+    form.reset();
+    input.value = "";
+    showWarning("");
   }
   setFile(input.files && input.files[0]);
   renderRecent();
@@ -290,6 +353,27 @@ function setRowStatus(row, status, title) {
   if (title) badge.title = title;
 }
 
+const RECENT_REFRESH_MS = 3000;
+let recentTimer = null;
+
+/** While a listed job is still running, look at the running ones again every few seconds. */
+function scheduleRecentRefresh() {
+  window.clearTimeout(recentTimer);
+  const running = [...recentList.children].filter((row) => ["queued", "processing"].includes(row.dataset.status));
+  if (!running.length) return;
+  recentTimer = window.setTimeout(() => {
+    if (document.hidden) return scheduleRecentRefresh();
+    for (const row of running) {
+      delete row.dataset.fetched;
+      fetchStatus(row);
+    }
+  }, RECENT_REFRESH_MS);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) scheduleRecentRefresh();
+});
+
 async function fetchStatus(row) {
   if (row.dataset.fetched) return;
   row.dataset.fetched = "1";
@@ -299,6 +383,7 @@ async function fetchStatus(row) {
     const done = job.outputs.filter((out) => out.status === "completed").length;
     const meta = row.querySelector(".recent__meta");
     meta.textContent = [meta.dataset.when, `${done} of ${job.outputs.length} ready`].filter(Boolean).join(" · ");
+    scheduleRecentRefresh();
   } catch (error) {
     if (error.status === 404) setRowStatus(row, "missing", "This job no longer exists on the server.");
     else {

@@ -3,9 +3,11 @@ the Lambda handler (in-process, fed the messages SQS delivered) -> job view -> p
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,24 @@ def test_browser_upload_flow(
     query = parse_qs(urlsplit(location).query)
     assert "X-Amz-Signature" in query and "response-content-disposition" in query
     assert httpx.get(location, timeout=30).status_code == 200
+
+    # 7. Download all: a ZIP streamed from S3.
+    archive = client.get(f"/api/jobs/{job_id}/archive")
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as archived:
+        assert sorted(archived.namelist()) == sorted(expected[f][0] for f in expected)
+        assert archived.testzip() is None
+
+    # 8. Delete: 204, then the job is 404, its presigned links find nothing, both buckets hold nothing of it,
+    # and a message that still names it is acked by the function.
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 204
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert httpx.get(location, timeout=30).status_code in (403, 404)  # moto says 403; S3 with ListBucket 404
+    for bucket in (resources.upload_bucket, resources.converted_bucket):
+        assert resources.s3.list_objects_v2(Bucket=bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
+    late = [{**messages[0], "Attributes": {**messages[0]["Attributes"], "ApproximateReceiveCount": "2"}}]
+    assert convert_app.handler(make_sqs_event(late, resources.queue_arn), lambda_context()) == {"batchItemFailures": []}
+    assert resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
 
     # Nothing left in the queue or its dead-letter queue.
     for url in (resources.queue_url, resources.dlq_url):

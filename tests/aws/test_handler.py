@@ -115,7 +115,8 @@ def scratch_is_empty(invoke: Invoker) -> bool:
 
 def output_objects(aws) -> list[dict[str, Any]]:
     listing = aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{JOB_ID}/")
-    return [o for o in listing.get("Contents", []) if "/status/" not in o["Key"] and not o["Key"].endswith("job.json")]
+    records = ("job.json", "failure.json", "webhook.json")
+    return [o for o in listing.get("Contents", []) if "/status/" not in o["Key"] and not o["Key"].endswith(records)]
 
 
 def test_sample_events_name_the_seeded_job(seed_script: ModuleType):
@@ -245,7 +246,9 @@ def test_unreadable_source_fails_for_good_on_the_first_attempt(
     record = JobStore(stores[1]).output(JOB_ID, "720p")
     assert record.status is OutputStatus.FAILED
     assert record.attempts == 1
-    assert "not a video or audio file" in (record.error or "")
+    assert record.error == "Not converted: the original could not be used (the job's error says why)."
+    job_error = JobStore(stores[1]).failure(JOB_ID)  # one job-level sentence, in S3, for the API to show
+    assert job_error is not None and "not a video or audio file" in job_error and "upload a video" in job_error
     assert output_objects(aws) == []
     assert scratch_is_empty(invoke)
 

@@ -30,6 +30,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from api.main import create_app
 from tests.aws.conftest import settings_for
+from video_converter.conversion import convert
 from video_converter.ffmpeg.locate import ffmpeg_path
 from video_converter.queues import sqs as sqs_module
 from video_converter.runtime import build_runtime
@@ -54,6 +55,7 @@ CALLS: dict[str, tuple[tuple[str, str], ...]] = {
     "download_file": (("s3:GetObject", "object"), ("s3:ListBucket", "bucket")),
     "head_object": (("s3:GetObject", "object"), ("s3:ListBucket", "bucket")),
     "delete_object": (("s3:DeleteObject", "object"),),
+    "delete_objects": (("s3:DeleteObject", "object"),),  # each key of the batch
     "list_objects_v2": (("s3:ListBucket", "bucket"),),
     "generate_presigned_url": (("s3:GetObject", "object"),),  # only get_object is presigned (checked below)
     "generate_presigned_post": (("s3:PutObject", "object"),),
@@ -241,9 +243,33 @@ def flow(
     failed = convert_app.handler(make_sqs_event([by_format["mp3"]], aws.queue_arn), lambda_context())
     assert failed["batchItemFailures"]
 
+    # A job deleted while the function converts it: the function removes what the attempt wrote.
+    recorder.role = "api"
+    with clip.open("rb") as fh:
+        doomed = client.post("/api/jobs", files={"file": ("doomed.mp4", fh, "video/mp4")}, data={"formats": "mp3"})
+    assert doomed.status_code == 201, doomed.text
+    doomed_id = doomed.json()["job_id"]
+    recorder.role = "lambda"
+    batch = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    wanted = [m for m in batch.get("Messages", []) if doomed_id in m["Body"]]
+    assert wanted
+
+    def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        aws.s3.delete_object(Bucket=aws.converted_bucket, Key=f"{doomed_id}/job.json")  # as the API does
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr("video_converter.messages.convert", deleted_meanwhile)
+    assert convert_app.handler(make_sqs_event(wanted, aws.queue_arn), lambda_context()) == {"batchItemFailures": []}
+    monkeypatch.setattr("video_converter.messages.convert", convert)
+    assert aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{doomed_id}/").get("KeyCount") == 0
+
     recorder.role = "api"
     assert client.get(f"/api/jobs/{job_id}").json()["status"] == "completed"
     assert client.get(f"/api/jobs/{job_id}/outputs/thumbnail", follow_redirects=False).status_code == 307
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 204  # the original, outputs and records
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    for bucket in (aws.upload_bucket, aws.converted_bucket):
+        assert aws.s3.list_objects_v2(Bucket=bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
     api_runtime.close()
     return recorder
 
@@ -367,6 +393,8 @@ def required(call: Call) -> list[tuple[str, str]]:
             needs.append((action, queue_arn(params["QueueUrl"])))
         elif kind == "bucket":
             needs.append((action, f"arn:aws:s3:::{params['Bucket']}"))
+        elif call.method == "delete_objects":
+            needs += [(action, f"arn:aws:s3:::{params['Bucket']}/{o['Key']}") for o in params["Delete"]["Objects"]]
         else:
             needs.append((action, f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"))
     return needs

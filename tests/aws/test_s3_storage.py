@@ -17,9 +17,10 @@ import requests
 
 from video_converter.errors import InvalidRequest
 from video_converter.jobs import JobService
+from video_converter.keys import content_disposition
 from video_converter.runtime import build_runtime
 from video_converter.storage import ObjectNotFound
-from video_converter.storage.s3 import PART_SIZE, S3Storage, content_disposition
+from video_converter.storage.s3 import PART_SIZE, S3Storage
 
 pytestmark = pytest.mark.aws
 
@@ -230,7 +231,7 @@ def test_download_url_serves_an_attachment(store: S3Storage):
 
 def test_content_disposition_keeps_unicode_in_filename_star():
     value = content_disposition('vidéo "1"_480p.mp4')
-    assert value == "attachment; filename=\"vid_o _1__480p.mp4\"; filename*=UTF-8''vid%C3%A9o%20%221%22_480p.mp4"
+    assert value == "attachment; filename=\"video _1__480p.mp4\"; filename*=UTF-8''vid%C3%A9o%20%221%22_480p.mp4"
 
 
 def test_upload_form_is_a_presigned_post_for_the_exact_key(store: S3Storage, aws):
@@ -277,11 +278,37 @@ def test_store_needs_a_bucket():
 
 
 def test_content_disposition_keeps_a_non_latin_name_for_browsers_with_an_ascii_fallback():
-    from video_converter.storage.s3 import content_disposition
+    from video_converter.keys import content_disposition
 
     value = content_disposition("Отпуск_2024_720p.mp4")
-    assert value.startswith('attachment; filename="_______2024_720p.mp4"; ')  # 6 letters + '_'
+    assert value.startswith('attachment; filename="Otpusk_2024_720p.mp4"; ')  # transliterated (anyascii)
     assert value.endswith("filename*=UTF-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_720p.mp4")
+
+
+def test_delete_prefix_deletes_every_page_of_a_folder(store: S3Storage, aws, monkeypatch):
+    import video_converter.storage.s3 as s3
+
+    monkeypatch.setattr(s3, "DELETE_BATCH", 2)  # several DeleteObjects calls
+    for n in range(5):
+        store.put_bytes(f"job1/status/{n}.json", b"{}")
+    store.put_bytes("job10/job.json", b"{}")
+    assert store.delete_prefix("job1") == 5
+    listed = aws.s3.list_objects_v2(Bucket=aws.upload_bucket).get("Contents", [])
+    assert [obj["Key"] for obj in listed] == ["job10/job.json"]
+    assert store.delete_prefix("job1") == 0
+    with pytest.raises(ValueError):
+        store.delete_prefix("")
+
+
+def test_open_read_streams_the_object(store: S3Storage):
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    store.put_bytes("job/out.mp4", data)
+    with store.open_read("job/out.mp4") as stream:
+        first = stream.read(1024 * 1024)
+        rest = b"".join(iter(lambda: stream.read(1024 * 1024), b""))
+    assert len(first) == 1024 * 1024 and first + rest == data
+    with pytest.raises(ObjectNotFound), store.open_read("job/missing"):
+        pass
 
 
 # --- presigned URLs point at the bucket's regional endpoint ---------------------------------------

@@ -106,7 +106,7 @@ def test_webm_gif_and_capped_renditions(client, make_clip, probe, tmp_path):
 
 def test_odd_and_portrait_sources_keep_aspect_with_even_sizes(client, make_clip, probe, tmp_path):
     odd = submit(client, make_clip(seconds=1, size="321x241"), ["360p"])
-    portrait = submit(client, make_clip(seconds=1, size="360x640"), ["480p", "360p"])
+    portrait = submit(client, make_clip(seconds=1, size="720x1280"), ["480p", "360p", "1080p"])
     for job in (odd, portrait):
         assert wait_for_job(client, job["job_id"])["status"] == "completed"
 
@@ -114,10 +114,13 @@ def test_odd_and_portrait_sources_keep_aspect_with_even_sizes(client, make_clip,
     assert video["height"] == 240 and video["width"] % 2 == 0  # capped at the source, never upscaled
     assert video["width"] / video["height"] == pytest.approx(321 / 241, rel=0.02)
 
-    for fmt, height in (("480p", 480), ("360p", 360)):
+    # Portrait: the number is the short side (the width), as people and YouTube name sizes.
+    for fmt, size in (("480p", (480, 854)), ("360p", (360, 640)), ("1080p", (720, 1280))):
         (video,) = streams(probe(download(client, portrait["job_id"], fmt, tmp_path)[0]), "video")
-        assert video["height"] == height and video["width"] % 2 == 0
-        assert video["width"] / video["height"] == pytest.approx(360 / 640, rel=0.02)
+        assert (video["width"], video["height"]) == size, fmt
+    notes = {o["format"]: o["note"] for o in client.get(f"/api/jobs/{portrait['job_id']}").json()["outputs"]}
+    assert notes["480p"] is None and notes["360p"] is None
+    assert notes["1080p"] is not None and "720x1280" in notes["1080p"] and "never upscaled" in notes["1080p"]
 
 
 def test_silent_video_gives_silent_mp4_and_mp3_fails_with_reason(client, make_clip, probe, tmp_path):
@@ -186,7 +189,7 @@ def test_awkward_sources_give_upright_square_pixel_outputs(client, make_clip, pr
     interlaced = make_clip(seconds=1, size="720x576", extra=("-vf", "interlace", "-flags", "+ildct+ilme"))
     one_frame = make_clip(seconds=0.04, audio=False)
     expected = {  # format -> (width, height) of the display-size, square-pixel result
-        phone: {"480p": (270, 480), "gif": (360, 640), "thumbnail": (360, 640)},
+        phone: {"480p": (360, 640), "gif": (360, 640), "thumbnail": (360, 640)},  # short side 360 < 480
         anamorphic: {"480p": (854, 480), "gif": (480, 270), "thumbnail": (1024, 576)},
         interlaced: {"480p": (600, 480)},
         one_frame: {"360p": (320, 240), "gif": (320, 240), "thumbnail": (320, 240)},
@@ -210,7 +213,8 @@ def test_non_latin_file_names_survive_in_downloads_but_never_in_paths(client, ma
     (output,) = done["outputs"]
     assert output["filename"] == "Отпуск_2024_thumbnail.jpg"
     _, disposition = download(client, job["job_id"], "thumbnail", tmp_path)
-    assert "filename*=utf-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_thumbnail.jpg" in disposition
+    assert "filename*=UTF-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_thumbnail.jpg" in disposition
+    assert 'filename="Otpusk_2024_thumbnail.jpg"' in disposition  # what curl -OJ saves
     stored = [p.relative_to(settings.data_dir).as_posix() for p in Path(settings.data_dir).rglob("*")]
     assert all(name.isascii() for name in stored)
     assert any(name.endswith("/2024_thumbnail.jpg") for name in stored)  # keys keep the ASCII stem

@@ -6,9 +6,12 @@ Screenshots of the pages go to $UI_SCREENSHOT_DIR (default: the system temp dir)
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 MAX_UPLOAD_BYTES = 3_000_000  # small, so the "too large" check needs only a small file
-DESKTOP = {"width": 1280, "height": 800}
+DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
 JOB_URL = re.compile(r"/jobs/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -180,6 +183,8 @@ def test_upload_convert_preview_and_download(
     sync_api.expect(page.locator("article[data-format='mp3'] audio")).to_have_count(1)
     image = page.locator("article[data-format='thumbnail'] img")
     sync_api.expect(image).to_have_count(1)
+    assert image.get_attribute("loading") == "lazy" and video.get_attribute("preload") == "none"
+    image.scroll_into_view_if_needed()  # previews load lazily: only once they are near the view
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=15_000)
     assert image.evaluate("img => img.naturalWidth") == 320
 
@@ -228,7 +233,8 @@ def test_client_checks_failed_outputs_and_recent_jobs(
     too_big = tmp_path / "huge.mp4"
     too_big.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
     page.set_input_files("#file", too_big)
-    sync_api.expect(page.locator("#form-error")).to_contain_text("larger than the")
+    sync_api.expect(page.locator("#file-error")).to_contain_text("larger than the")  # next to the file
+    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
     sync_api.expect(page.locator("#submit")).to_be_disabled()
 
     notes = tmp_path / "notes.txt"
@@ -257,7 +263,8 @@ def test_client_checks_failed_outputs_and_recent_jobs(
 
     # The server probes what it received (local mode has the file) and refuses it with a sentence.
     page.locator("#submit").click()
-    sync_api.expect(page.locator("#form-error")).to_contain_text("not a video or audio file")
+    sync_api.expect(page.locator("#file-error")).to_contain_text("not a video or audio file")
+    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
     sync_api.expect(page.locator("#submit")).to_be_enabled()
     assert page.url.rstrip("/") == server.url
 
@@ -382,6 +389,7 @@ def test_aws_mode_page_uploads_to_s3_and_downloads_from_it(
     )
     redirect = page.request.get(aws_server.url + card.locator("img").get_attribute("src"), max_redirects=0)
     assert redirect.status == 307 and "vc-browser-converted" in redirect.headers["location"]
+    card.locator("img").scroll_into_view_if_needed()  # previews load lazily
     page.wait_for_function("() => document.querySelector('article[data-format=thumbnail] img').naturalWidth > 0")
     with page.expect_download() as info:
         page.locator("article[data-format='360p'] a.download").click()
@@ -414,6 +422,7 @@ def test_pages_satisfy_their_content_security_policy(
     tab.wait_for_url(JOB_URL, timeout=30_000)
     assert set(wait_until_finished(tab).values()) == {"completed"}
     image = tab.locator("article[data-format='thumbnail'] img")
+    image.scroll_into_view_if_needed()
     tab.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     tab.locator("article[data-format='360p'] video").evaluate("v => v.play().catch(() => {})")
     tab.goto(server.url + "/jobs/not-a-job")
@@ -427,6 +436,189 @@ def test_pages_satisfy_their_content_security_policy(
     tab.wait_for_timeout(300)
     assert any("inline style" in v and "Content Security Policy" in v for v in violations), violations
     context.close()
+
+
+# ReDoc's sidebar footer always tries this logo; the policy blocks it (its onError hides the image), so
+# the page stays offline. It is the one outside request and the one policy report these pages may cause.
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+def test_api_docs_work_offline_with_the_response_schemas(server: Server, browser: Any) -> None:
+    """Swagger UI and ReDoc come from the app: any request to another host would fail the test."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    violations = csp_violations(page)
+    foreign: list[str] = []
+    local = (server.url, "blob:" + server.url, "data:")
+    page.on("request", lambda req: None if req.url.startswith(local) else foreign.append(req.url))
+    page.goto(server.url + "/docs")
+    sync_api.expect(page.locator(".opblock-summary-path", has_text="/api/jobs/{job_id}/archive")).to_be_visible()
+    models = page.locator("section.models")
+    for schema in ("JobView", "OutputView", "FormatView", "UploadTicket"):  # the response schemas
+        sync_api.expect(models).to_contain_text(schema)
+    shoot(page, "docs-swagger")
+    assert not violations, violations  # Swagger UI: nothing blocked at all
+    page.goto(server.url + "/redoc")
+    sync_api.expect(page.locator("h1", has_text="video-converter")).to_be_visible(timeout=30_000)
+    sync_api.expect(page.get_by_text("Delete Job").first).to_be_attached()
+    shoot(page, "docs-redoc")
+    context.close()
+    assert not errors, errors
+    assert set(foreign) <= {REDOC_LOGO}, foreign
+    assert all(REDOC_LOGO in v for v in violations), violations
+
+
+def shoot_view(page: Any, name: str) -> None:
+    """What the person sees without scrolling (not the full page)."""
+    page.screenshot(path=str(screenshot_dir() / f"ui-{name}.png"))
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
+def test_upload_progress_and_errors_stay_in_view(
+    server: Server, browser: Any, tmp_path: Path, viewport: dict[str, int]
+) -> None:
+    context = browser.new_context(viewport=viewport)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    violations = csp_violations(page)
+    size = "desktop" if viewport == DESKTOP else "phone"
+    page.goto(server.url + "/")
+    sync_api.expect(page.locator(".format__desc").first).to_be_visible()  # descriptions on phones too
+
+    too_big = tmp_path / "huge.mp4"
+    too_big.write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+    page.set_input_files("#file", too_big)
+    sync_api.expect(page.locator("#file-error")).to_contain_text("larger than the")
+    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
+    shoot_view(page, f"upload-error-{size}")
+
+    choose_formats(page, set())
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(MAX_UPLOAD_BYTES - 200_000))
+    page.set_input_files("#file", big)
+    sync_api.expect(page.locator("#file-error")).to_be_hidden()
+    page.locator("#submit").click(force=True)  # disabled: nothing happens, the hint says why
+    sync_api.expect(page.locator("#submit-hint")).to_have_text("Pick at least one format.")
+    choose_formats(page, {"720p", "mp3", "thumbnail", "gif"})
+
+    # A slow connection (about 300 KB/s up): the upload takes seconds, and its bar and Cancel stay in view.
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    conditions = {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 300_000}
+    cdp.send("Network.emulateNetworkConditions", conditions)
+    page.locator("#submit").click()
+    progress, cancel = page.locator("#upload-progress"), page.locator("#cancel")
+    sync_api.expect(progress).to_be_in_viewport()
+    sync_api.expect(cancel).to_be_in_viewport()
+    sync_api.expect(page.locator("#upload-progress-text")).to_contain_text(re.compile(r"/s · about \d+ (s|min) left"))
+    shoot_view(page, f"upload-progress-{size}")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+    cancel.click()
+    sync_api.expect(page.locator("#form-warning")).to_contain_text("Upload cancelled")
+    sync_api.expect(page.locator("#form-warning")).to_be_in_viewport()
+    sync_api.expect(page.locator("#submit")).to_be_enabled()
+    cdp.send("Network.emulateNetworkConditions", {**conditions, "uploadThroughput": -1, "latency": 0})
+    context.close()
+    assert not errors, errors
+    assert not violations, violations
+
+
+def test_drop_anywhere_in_the_window(server: Server, page: Any) -> None:
+    page.goto(server.url + "/")
+    transfer = page.evaluate_handle(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["x"], "far away.mp4", { type: "video/mp4" }));
+            return data;
+        }"""
+    )
+    page.dispatch_event(".site-footer", "dragenter", {"dataTransfer": transfer})
+    sync_api.expect(page.locator("#drop-overlay")).to_be_visible()
+    shoot_view(page, "drop-overlay-desktop")
+    page.dispatch_event(".site-footer", "dragover", {"dataTransfer": transfer})
+    page.dispatch_event(".site-footer", "drop", {"dataTransfer": transfer})
+    sync_api.expect(page.locator("#drop-overlay")).to_be_hidden()
+    sync_api.expect(page.locator("#file-summary")).to_contain_text("far away.mp4")
+
+
+def test_job_page_summary_note_archive_back_and_delete(
+    server: Server, page: Any, make_clip: Callable[..., Path]
+) -> None:
+    clip = make_clip("small clip.mp4", seconds=1, size="320x240")
+    page.goto(server.url + "/")
+    page.set_input_files("#file", clip)
+    choose_formats(page, {"480p", "mp3", "thumbnail"})
+    page.locator("#submit").click()
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[-1]
+    assert set(wait_until_finished(page).values()) == {"completed"}
+    sync_api.expect(page.locator("#job-summary")).to_have_text("3 of 3 ready")
+    note = page.locator("article[data-format='480p'] [data-testid=size-note]")
+    sync_api.expect(note).to_contain_text("never upscaled")  # 240 high is smaller than 480p
+    sync_api.expect(page.locator("article[data-format='thumbnail'] [data-testid=size-note]")).to_be_hidden()
+    archive = page.locator("#job-archive")
+    sync_api.expect(archive).to_be_visible()
+    zipped = httpx.get(server.url + archive.get_attribute("href"), timeout=30)
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archived:
+        assert sorted(archived.namelist()) == ["small_clip_480p.mp4", "small_clip_mp3.mp3", "small_clip_thumbnail.jpg"]
+    shoot_view(page, "job-done-desktop")
+    page.set_viewport_size(PHONE)
+    shoot_view(page, "job-done-phone")
+    page.set_viewport_size(DESKTOP)
+
+    # Back: a clean form, not the same file ready for a duplicate.
+    page.go_back()
+    sync_api.expect(page.locator("#file-summary")).to_be_hidden()
+    sync_api.expect(page.locator("#submit")).to_be_disabled()
+    assert page.evaluate("document.querySelector('#file').files.length") == 0
+    page.go_forward()
+    sync_api.expect(page.locator("#job-summary")).to_have_text("3 of 3 ready")
+
+    # Delete, confirmed: the job and its files are gone.
+    asked: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", answer)
+    page.locator("#job-delete").click()
+    sync_api.expect(page.locator("#job-error")).to_contain_text("was deleted")
+    assert asked and "cannot be undone" in asked[0]
+    assert httpx.get(f"{server.url}/api/jobs/{job_id}").status_code == 404
+    page.goto(server.url + "/")
+    sync_api.expect(page.locator(f"#recent-list li[data-job-id='{job_id}']")).to_have_count(0)
+
+
+def test_recent_jobs_refresh_while_one_is_running(server: Server, page: Any, make_clip: Callable[..., Path]) -> None:
+    clip = make_clip("recent.mp4", seconds=1, size="160x120")
+    with clip.open("rb") as fh:
+        job = httpx.post(
+            f"{server.url}/api/jobs", data={"formats": ["mp3"]}, files={"file": ("recent.mp4", fh)}, timeout=30
+        ).json()
+    job_id = job["job_id"]
+    # The first answer says "processing" (as if the page opened mid-conversion); the list must look again
+    # by itself and show the real, finished status without a reload.
+    served: list[int] = []
+
+    def first_running(route: Any) -> None:
+        if served:
+            route.fallback()
+            return
+        served.append(1)
+        route.fulfill(json={**job, "status": "processing"})
+
+    page.route(f"**/api/jobs/{job_id}", first_running)
+    recent = json.dumps([{"id": job_id, "filename": "recent.mp4", "created": job["created_at"]}])
+    page.add_init_script(f"localStorage.setItem('video-converter.recent-jobs', {json.dumps(recent)})")
+    page.goto(server.url + "/")
+    badge = page.locator(f"#recent-list li[data-job-id='{job_id}'] .badge")
+    sync_api.expect(badge).to_have_attribute("data-status", "processing")
+    sync_api.expect(badge).to_have_attribute("data-status", "completed", timeout=30_000)
 
 
 @pytest.fixture(scope="module")

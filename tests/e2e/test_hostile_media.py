@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import frames_of, memory_runtime, probe_file
 from video_converter.config import Settings
+from video_converter.conversion import NOT_CONVERTED
 from video_converter.ffmpeg import FFmpeg, MemoryLimitExceeded, ffmpeg_path
 from video_converter.jobs import JobService
 from video_converter.messages import Action, Task, process_message
@@ -160,6 +161,7 @@ class Env:
     def convert(self, source: Path, formats: list[str]) -> dict[str, tuple[OutputRecord, float, int]]:
         """Each format converted once (attempt 1): its record, the seconds it took and the peak RSS."""
         job_id = self.service.upload_and_create(io.BytesIO(source.read_bytes()), source.name, formats).job_id
+        self.job_id = job_id
         self.rt.ffmpeg = self.ffmpeg
         results = {}
         for format_id in formats:
@@ -174,6 +176,12 @@ class Env:
             if os.environ.get("REPORT_PEAKS"):  # REPORT_PEAKS=1 pytest -s: the figures for the issue
                 print(f"{source.name} -> {format_id}: {record.status.value}, {seconds:.1f} s, peak {peak[0]} MB")
         return results
+
+    def job_error(self) -> str:
+        """The job-level sentence a refused original gets (its outputs say "Not converted")."""
+        error = self.rt.jobs.failure(self.job_id)
+        assert error is not None
+        return error
 
     def output_file(self, record: OutputRecord, tmp_path: Path) -> Path:
         assert record.key
@@ -198,8 +206,10 @@ def test_tiny_gif_declaring_16000x16000_is_refused_before_any_encode(env: Env, t
     results = env.convert(source, ["gif", "720p", "thumbnail"])
     for record, seconds, peak in results.values():
         assert record.status is OutputStatus.FAILED
-        assert record.error == "This video is 16000x16000 pixels; the limit is 8K (7680x4320)."
-        assert record.attempts == 1  # failed for good on the first attempt: no RetryLater, no retry
+        assert record.error == NOT_CONVERTED
+        assert env.job_error().startswith("This video is 16000x16000 pixels; the limit is 8K (7680x4320).")
+        # Failed for good on the first attempt, no retry; the outputs after the first fail fast (probed once).
+        assert record.attempts == (1 if record.format == "gif" else 0)
         assert seconds < 5 and peak < MEMORY_MB
 
 
@@ -207,14 +217,16 @@ def test_video_behind_a_ten_hour_empty_edit_list_is_refused(env: Env, make_clip,
     source = empty_edit_list(tmp_path / "edit.mp4", make_clip(seconds=2, size="160x120"), 36000)
     (record, seconds, _), *_ = env.convert(source, ["360p"]).values()
     assert record.status is OutputStatus.FAILED and seconds < 5
-    assert record.error is not None and record.error.startswith("The video track starts 10 h after the audio track")
+    assert record.error == NOT_CONVERTED
+    assert env.job_error().startswith("The video track starts 10 h after the audio track")
 
 
 def test_ten_hour_timestamp_gap_is_over_the_duration_limit(env: Env, tmp_path: Path) -> None:
     source = timestamp_gap(tmp_path / "gap10h.mp4", 36000)
     (record, seconds, _), *_ = env.convert(source, ["gif"]).values()
     assert record.status is OutputStatus.FAILED and seconds < 5
-    assert record.error == "This file lasts 10 h 0 min; the limit is 4 h."
+    assert record.error == NOT_CONVERTED
+    assert env.job_error().startswith("This file lasts 10 h 0 min; the limit is 4 h.")
 
 
 # --- bounded, correct conversions ----------------------------------------------------------------------------

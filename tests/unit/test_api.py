@@ -243,7 +243,9 @@ def test_local_download_flow(local: tuple[TestClient, Runtime], media: bytes) ->
     response = client.get(url)
     assert response.status_code == 200
     assert response.content == b"MP4DATA"
-    assert response.headers["content-disposition"] == 'attachment; filename="Holiday_Clip_720p.mp4"'
+    assert response.headers["content-disposition"] == (
+        "attachment; filename=\"Holiday_Clip_720p.mp4\"; filename*=UTF-8''Holiday_Clip_720p.mp4"
+    )
     assert response.headers["content-type"] == "video/mp4"
 
     redirect = client.get(f"/api/jobs/{job_id}/outputs/720p", follow_redirects=False)
@@ -526,6 +528,33 @@ def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, R
     assert not any(p.is_file() for p in (Path(rt.settings.data_dir) / "uploads").rglob("*"))  # nothing kept
 
 
+def test_local_download_of_a_non_latin_name_has_an_ascii_fallback(local: tuple[TestClient, Runtime], media) -> None:
+    """``curl -OJ`` reads only ``filename=``: it must be a sensible ASCII name with the extension."""
+    client, rt = local
+    job_id = post_job(client, ["720p"], data=media, name="отпуск 2026.mp4").json()["job_id"]
+    key = keys.output_key(job_id, "video", "720p", "mp4")
+    rt.converted.put_bytes(key, b"MP4")
+    rt.jobs.save_output(job_id, OutputRecord(format="720p", status=OutputStatus.COMPLETED, key=key, size_bytes=3))
+    response = client.get(client.get(f"/api/jobs/{job_id}").json()["outputs"][0]["download_url"])
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith("attachment; filename=\"otpusk_2026_720p.mp4\"; filename*=UTF-8''")
+    assert disposition.endswith("%D0%BE%D1%82%D0%BF%D1%83%D1%81%D0%BA_2026_720p.mp4")
+
+
+@pytest.mark.parametrize("path", ["/", "/health"])
+def test_head_on_pages_and_health(client: TestClient, path: str) -> None:
+    response = client.head(path)
+    assert response.status_code == 200 and response.content == b""
+
+
+def test_head_on_a_job(memory_app: tuple[TestClient, Runtime]) -> None:
+    client, _ = memory_app
+    job_id = post_job(client, ["720p"]).json()["job_id"]
+    response = client.head(f"/api/jobs/{job_id}")
+    assert response.status_code == 200 and response.content == b""
+    assert client.head(f"/api/jobs/{uuid.uuid4()}").status_code == 404
+
+
 def test_the_openapi_document_shows_the_response_schemas(client: TestClient) -> None:
     """What /docs renders: every JSON response has its model, so the contract lives in one place."""
     spec = client.get("/openapi.json").json()
@@ -542,4 +571,4 @@ def test_the_openapi_document_shows_the_response_schemas(client: TestClient) -> 
     assert schema("/api/uploads", "post", "201") == {"$ref": "#/components/schemas/UploadTicket"}
     assert schema("/api/formats", "get", "200")["items"] == {"$ref": "#/components/schemas/FormatView"}
     output = spec["components"]["schemas"]["OutputView"]["properties"]
-    assert {"status", "progress", "download_url", "segments"} <= set(output)
+    assert {"status", "progress", "download_url", "segments", "note"} <= set(output)

@@ -140,3 +140,24 @@ def test_right_to_left_override_cannot_fake_an_extension_in_the_download_name() 
     # With the override, "报告\u202efdp.exe_720p.mp4" would display as "报告4pm.p027_exe.pdf".
     name = keys.output_filename(keys.download_stem("报告\u202efdp.exe"), "720p", "mp4")
     assert name == "报告fdp_720p.mp4"
+
+
+@pytest.mark.parametrize(
+    ("name", "fallback"),
+    [
+        ("отпуск 2026_720p.mp4", "otpusk 2026_720p.mp4"),
+        ("我的视频_720p.mp4", "WoDeShiPin_720p.mp4"),
+        ('a "quoted"\\name;100%.mp4', "a _quoted__name_100_.mp4"),
+        ("\u202egnp.exe_720p.mp4", "gnp.exe_720p.mp4"),  # a bidi override is dropped, not kept
+        ("🎬", "_clapper_"),
+    ],
+)
+def test_ascii_filename_transliterates(name: str, fallback: str) -> None:
+    assert keys.ascii_filename(name) == fallback
+
+
+def test_content_disposition_has_both_names() -> None:
+    value = keys.content_disposition("отпуск_720p.mp4")
+    assert value == (
+        "attachment; filename=\"otpusk_720p.mp4\"; filename*=UTF-8''%D0%BE%D1%82%D0%BF%D1%83%D1%81%D0%BA_720p.mp4"
+    )

@@ -266,14 +266,30 @@ def test_attempt_past_max_gives_up_without_running(env: Env, clip: Path, failing
     assert not was_called(tmp_path)
 
 
+class CountingFFmpeg(FFmpeg):
+    probes = 0
+
+    def inspect(self, *args: Any, **kwargs: Any) -> Any:
+        self.probes += 1
+        return super().inspect(*args, **kwargs)
+
+
 def test_garbage_source_fails_at_once(env: Env, failing: FFmpeg, tmp_path: Path) -> None:
     job_id = env.job(b"this is not a video at all\n" * 100, ["720p", "mp3"], filename="notes.txt")
     assert env.convert(job_id, "720p", 1, ffmpeg=failing).action is ACK  # no retry on attempt 1
     record = env.record(job_id, "720p")
     assert record.status is OutputStatus.FAILED
-    assert record.error is not None
-    assert record.error.startswith("This file is not a video or audio file that FFmpeg can read")
+    assert record.error == conversion.NOT_CONVERTED  # the cards do not repeat the jargon
     assert not was_called(tmp_path)
+    # One job-level sentence that says what to do; the other output fails fast without probing again.
+    counting = CountingFFmpeg(ffmpeg=failing.ffmpeg, ffprobe=ffprobe_path())
+    assert env.convert(job_id, "mp3", 1, ffmpeg=counting).action is ACK
+    assert counting.probes == 0 and env.record(job_id, "mp3").error == conversion.NOT_CONVERTED
+    view = env.view(job_id)
+    assert view["status"] == "failed"
+    assert view["error"].startswith("This file is not a video or audio file that FFmpeg can read")
+    assert view["error"].endswith("Nothing was converted; upload a video or audio file.")
+    assert [out["error"] for out in view["outputs"]] == [conversion.NOT_CONVERTED] * 2
 
 
 def test_mp3_from_silent_video_fails_with_a_sentence(env: Env, make_clip, failing: FFmpeg, tmp_path: Path) -> None:

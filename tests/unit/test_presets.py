@@ -48,9 +48,9 @@ def test_mp4_presets(format_id: str, height: int) -> None:
     assert value_after(args, "-movflags") == "+faststart"
     assert value_after(args, "-f") == "mp4"
     vf = value_after(args, "-vf")
-    # height capped at the preset (never upscaled: min with the source height), width even via -2
-    assert f"h='min({height},trunc(ih/2)*2)'" in vf
-    assert "w=-2" in vf
+    # the short side capped at the preset (never upscaled: min with the source), the other even via -2
+    assert f"h='if(gte(iw,ih),min({height},trunc(ih/2)*2),-2)'" in vf
+    assert f"w='if(gte(iw,ih),-2,min({height},trunc(iw/2)*2))'" in vf
     assert vf.endswith("format=yuv420p")
     assert "0:v:0" in args
 
@@ -81,7 +81,7 @@ def test_webm_preset() -> None:
     assert value_after(args, "-c:v") == "libvpx-vp9"
     assert value_after(args, "-c:a") == "libopus"
     assert value_after(args, "-f") == "webm"
-    assert "h='min(720," in value_after(args, "-vf")
+    assert "min(720,trunc(ih/2)*2)" in value_after(args, "-vf")
     silent = PRESETS["webm"].output_args(SILENT)
     assert "-an" in silent and "libopus" not in silent
 
@@ -211,3 +211,24 @@ def test_every_preset_sets_output_format_explicitly(format_id: str) -> None:
     args = PRESETS[format_id].output_args(AV)
     assert "-f" in args
     assert all(isinstance(a, str) for a in args)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "format_id", "note"),
+    [
+        (1920, 1080, "1080p", False),
+        (1080, 1920, "1080p", False),  # portrait: the short side is the width
+        (1280, 720, "1080p", True),
+        (720, 1280, "1080p", True),
+        (1280, 720, "720p", False),
+        (640, 360, "webm", True),
+        (640, 360, "gif", False),  # not a rendition size
+        (640, 360, "mp3", False),
+    ],
+)
+def test_size_note_when_the_source_is_smaller(width: int, height: int, format_id: str, note: bool) -> None:
+    source = AV.model_copy(update={"width": width, "height": height})
+    text = PRESETS[format_id].size_note(source)
+    assert (text is not None) == note
+    if text:
+        assert f"{width}x{height}" in text and "never upscaled" in text

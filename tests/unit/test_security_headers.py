@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.headers import DOCS_POLICY, content_security_policy, signed_origins
+from api.headers import DOCS_POLICY, REDOC_POLICY, content_security_policy, signed_origins
 from api.main import create_app
 from video_converter.config import Settings
 from video_converter.runtime import build_runtime
@@ -49,11 +49,20 @@ def test_hsts_when_the_request_came_over_https(client: TestClient) -> None:
     assert "strict-transport-security" not in client.get("/", headers={"x-forwarded-proto": "http"}).headers
 
 
-def test_api_docs_get_their_own_policy(client: TestClient) -> None:
-    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
-        policy = client.get(path).headers["content-security-policy"]
-        assert policy == DOCS_POLICY
-    assert "https://cdn.jsdelivr.net" in DOCS_POLICY and "frame-ancestors 'none'" in DOCS_POLICY
+def test_api_docs_are_served_offline_under_a_strict_policy(client: TestClient) -> None:
+    docs, redoc = client.get("/docs"), client.get("/redoc")
+    assert docs.headers["content-security-policy"] == DOCS_POLICY
+    assert redoc.headers["content-security-policy"] == REDOC_POLICY
+    for policy in (DOCS_POLICY, REDOC_POLICY):
+        assert "script-src 'self';" in policy and "unsafe-inline'; " not in policy.split("style-src")[0]
+        assert "http" not in policy and "frame-ancestors 'none'" in policy  # no CDN, no other origin
+    assert "'unsafe-inline'" not in DOCS_POLICY
+    for page in (docs, redoc):
+        assert "<script>" not in page.text and "cdn." not in page.text  # no inline script, nothing remote
+        for asset in re.findall(r'(?:src|href)="(/[^"]+)"', page.text):
+            assert client.get(asset).status_code == 200, asset
+    assert "swagger-ui-bundle.js" in docs.text and "redoc.standalone.js" in redoc.text
+    assert client.get("/docs/oauth2-redirect").status_code == 404  # no OAuth here
     assert client.get("/openapi.json").headers["content-security-policy"] == STRICT
 
 

@@ -263,6 +263,39 @@ def test_memory_urls_name_the_key() -> None:
 StoreFactory = Callable[[], Storage]
 
 
+# --- delete_prefix and open_read: contract, both implementations (S3: tests/aws/test_s3_storage.py) ---
+
+
+def test_delete_prefix_removes_the_folder_only(store: Storage) -> None:
+    for key in ("job1/job.json", "job1/status/720p.json", "job1/clip_720p.mp4", "job10/job.json", "job2/x"):
+        store.put_bytes(key, b"x")
+    assert store.delete_prefix("job1") == 3
+    assert [store.size(k) for k in ("job1/job.json", "job1/status/720p.json", "job1/clip_720p.mp4")] == [None] * 3
+    assert store.size("job10/job.json") == 1 and store.size("job2/x") == 1  # a longer id is not a child
+    assert store.delete_prefix("job1/") == 0  # nothing left: fine
+    store.put_bytes("job1/job.json", b"again")  # the folder can be written again afterwards
+    assert store.get_bytes("job1/job.json") == b"again"
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "..", "../x", "a/../b"])
+def test_delete_prefix_refuses_what_is_not_a_folder_key(store: Storage, prefix: str) -> None:
+    store.put_bytes("keep/x", b"x")
+    with pytest.raises(ValueError):
+        store.delete_prefix(prefix)
+    assert store.size("keep/x") == 1
+
+
+def test_open_read_streams_in_chunks(store: Storage) -> None:
+    store.put_stream("big/out.mp4", CountingStream(3 * CHUNK + 5))
+    with store.open_read("big/out.mp4") as stream:
+        sizes = []
+        while chunk := stream.read(CHUNK):
+            sizes.append(len(chunk))
+    assert sizes == [CHUNK, CHUNK, CHUNK, 5]
+    with pytest.raises(ObjectNotFound), store.open_read("big/missing.mp4"):
+        pass
+
+
 def test_list_names_what_is_under_a_prefix(store: Storage) -> None:
     store.put_bytes("job/segments/720p/0001.nut", b"a" * 3)
     store.put_bytes("job/segments/720p/0000.nut", b"b")

@@ -75,11 +75,23 @@ class Storage(Protocol):
     def list(self, prefix: str) -> list[Listed]:
         """The objects whose keys start with ``prefix`` (a folder ending in ``/``), with size and time."""
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix/`` (a job's folder); return how many."""
+
+    def open_read(self, key: str) -> AbstractContextManager[Readable]:
+        """The object as a stream read in chunks (an archive of outputs), never whole; raise ObjectNotFound."""
+
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         """A time-limited URL that serves the object as an attachment named ``filename``."""
 
     def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
         """Where a browser POSTs a multipart form (``fields`` first, then ``file``) to store ``key``."""
+
+
+def folder_prefix(prefix: str) -> str:
+    """A folder of keys from ``job_id`` or ``job_id/``: a valid key followed by one slash (never the whole
+    store), as ``delete_prefix`` takes it."""
+    return validate_prefix(validate_key(prefix.rstrip("/")) + "/")
 
 
 def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:

@@ -12,7 +12,7 @@ from stat import S_ISREG
 from typing import BinaryIO
 
 from ..signing import Signer
-from .base import Listed, ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
+from .base import Listed, ObjectNotFound, Readable, folder_prefix, iter_chunks, validate_key, validate_prefix
 
 
 class LocalStorage:
@@ -110,6 +110,30 @@ class LocalStorage:
             if S_ISREG(stat.st_mode):
                 found.append(Listed(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime))
         return found
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = self.path(folder_prefix(prefix).rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".part"))
+        # Renamed aside first, so a reader never sees half a folder and a writer finishing meanwhile
+        # (a worker publishing an output) recreates a fresh folder that the next sweep of it removes.
+        doomed = folder.with_name(f".deleting-{folder.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            folder.rename(doomed)
+        except FileNotFoundError:
+            return 0
+        shutil.rmtree(doomed, ignore_errors=True)
+        return count
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            fh = self.path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+        with fh:
+            yield fh
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         if self._signer is None:

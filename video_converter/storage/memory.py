@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import Listed, ObjectNotFound, Readable, iter_chunks, validate_key, validate_prefix
+from .base import Listed, ObjectNotFound, Readable, folder_prefix, iter_chunks, validate_key, validate_prefix
 
 
 class MemoryStorage:
@@ -72,6 +73,20 @@ class MemoryStorage:
                 for key, data in sorted(self.objects.items())
                 if key.startswith(prefix)
             ]
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = folder_prefix(prefix)
+        with self._lock:
+            doomed = [key for key in self.objects if key.startswith(folder)]
+            for key in doomed:
+                del self.objects[key]
+                self.content_types.pop(key, None)
+                self.modified.pop(key, None)
+        return len(doomed)
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[io.BytesIO]:
+        yield io.BytesIO(self.get_bytes(key))
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         return f"memory://{quote(validate_key(key))}?filename={quote(filename)}&expires_in={expires_in}"

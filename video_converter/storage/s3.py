@@ -13,9 +13,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from .base import Listed, ObjectNotFound, Readable, validate_key, validate_prefix
+from ..keys import content_disposition
+from .base import Listed, ObjectNotFound, Readable, folder_prefix, validate_key, validate_prefix
 
 # Parts of 8 MiB, at most 4 in flight: a non-seekable stream (an HTTP upload) is buffered one part per
 # thread, so one put_stream holds about 32 MiB at most, whatever the file size (4 GiB = 512 parts).
@@ -23,6 +23,7 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_CONCURRENCY = 4
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 # Conditional writes: 412 means the key exists; 409 means a delete or another write of the key finished
 # while this one was in flight, so the answer is unknown and AWS says to retry.
 _EXISTS = "PreconditionFailed"
@@ -72,12 +73,6 @@ def _is_not_found(exc: Exception) -> bool:
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII ``filename`` fallback and the exact name in RFC 5987 ``filename*``."""
-    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename) or "download"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class _CountingReader:
@@ -212,6 +207,26 @@ class S3Storage:
             if not page.get("IsTruncated"):
                 return found
             params["ContinuationToken"] = page["NextContinuationToken"]
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [{"Key": item.key} for item in self.list(folder_prefix(prefix))]
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if errors := response.get("Errors"):
+                raise RuntimeError(f"S3 refused to delete {len(errors)} object(s): {errors[0].get('Message')}")
+        return len(keys)
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[Any]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
+        except Exception as exc:
+            if _is_not_found(exc):
+                raise ObjectNotFound(key) from None
+            raise
+        with contextlib.closing(response["Body"]) as body:  # botocore's StreamingBody: read(size) in chunks
+            yield body
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
         url: str = self.client.generate_presigned_url(
