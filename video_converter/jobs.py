@@ -329,6 +329,8 @@ class JobService:
         self._forget(job_id)
         self.rt.jobs.delete_job(job_id)
         self.rt.uploads.delete_prefix(job_id)
+        # The upload ticket stays spent: a still-valid upload link must not bring the id back as a new job.
+        self.rt.uploads.create_bytes(keys.ticket_key(job_id), b"")
         log.info("job %s deleted (%r)", job_id, record.filename)
 
     def job_view(self, job_id: str) -> JobView:

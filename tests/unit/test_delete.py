@@ -127,9 +127,17 @@ def test_delete_over_http_in_local_mode(settings, clip: Path) -> None:
         assert client.delete(f"/api/jobs/{job_id}").status_code == 404
         assert client.delete(f"/api/jobs/{uuid.uuid4()}").status_code == 404
         assert client.delete("/api/jobs/not-a-job").status_code == 404
-        for store in (rt.uploads, rt.converted):
-            assert isinstance(store, LocalStorage)
-            assert not (store.root / job_id).exists()
+        assert isinstance(rt.uploads, LocalStorage) and isinstance(rt.converted, LocalStorage)
+        assert not (rt.converted.root / job_id).exists()
+        assert [p.name for p in (rt.uploads.root / job_id).iterdir()] == ["ticket-used"]  # only the spent mark
+        # An upload link for the deleted job, still within its lifetime, cannot bring the id back.
+        url, _ = rt.uploads.upload_form(f"{job_id}/source", rt.settings.max_upload_bytes, 3600)
+        with clip.open("rb") as fh:
+            again = client.post(url, files={"file": ("a.mp4", fh, "video/mp4")})
+        assert again.status_code == 409, again.text
+        assert client.post(
+            "/api/jobs", json={"upload_id": job_id, "filename": "a.mp4", "formats": ["720p"]}
+        ).status_code in (409, 422)
     rt.close()
 
 
