@@ -43,7 +43,8 @@ def content_security_policy(upload_origins: Iterable[str] = (), media_origins: I
             "script-src": ["'self'"],
             "style-src": ["'self'"],
             "img-src": ["'self'", *media],
-            "media-src": ["'self'", *media],
+            # blob: lets the page read the size of the video a person picked, locally, before uploading it
+            "media-src": ["'self'", "blob:", *media],
             "connect-src": ["'self'", *uploads],
             "object-src": ["'none'"],
             "frame-ancestors": ["'none'"],

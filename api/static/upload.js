@@ -124,7 +124,50 @@ function setFile(candidate) {
       showWarning("Your browser could not tell what kind of file this is. It will be checked after the upload.");
     }
   }
+  markSizes(file);
   refresh();
+}
+
+/**
+ * Mark the video formats that would not be larger than the chosen video: a rendition is never upscaled,
+ * so "1080p" of a 720p video stays 720p. The size comes from the browser reading the file's header
+ * locally (nothing is uploaded for it); when the browser cannot decode the format, nothing is marked.
+ */
+let sizeProbe = null;
+function markSizes(chosen) {
+  const boxes = [...document.querySelectorAll(".format[data-size]")];
+  for (const box of boxes) {
+    box.classList.remove("format--not-larger");
+    box.querySelector(".format__size-note").hidden = true;
+  }
+  if (sizeProbe) {
+    URL.revokeObjectURL(sizeProbe.src);
+    sizeProbe = null;
+  }
+  if (!chosen || !(chosen.type || "").startsWith("video/")) return;
+  const probe = document.createElement("video");
+  probe.preload = "metadata";
+  probe.muted = true;
+  sizeProbe = probe;
+  const done = () => {
+    URL.revokeObjectURL(probe.src);
+    if (sizeProbe === probe) sizeProbe = null;
+  };
+  probe.addEventListener("loadedmetadata", () => {
+    const short = Math.min(probe.videoWidth, probe.videoHeight);
+    if (sizeProbe === probe && short > 0) {
+      for (const box of boxes) {
+        if (Number(box.dataset.size) <= short) continue;
+        box.classList.add("format--not-larger");
+        const note = box.querySelector(".format__size-note");
+        note.textContent = `Your video is ${short}p, so this one stays ${short}p (never upscaled).`;
+        note.hidden = false;
+      }
+    }
+    done();
+  });
+  probe.addEventListener("error", done);
+  probe.src = URL.createObjectURL(chosen);
 }
 
 input.addEventListener("change", () => setFile(input.files && input.files[0]));

@@ -19,6 +19,6 @@ def test_policy_names_the_upload_and_converted_bucket_origins(aws_settings: Sett
     assert aws_settings.upload_bucket in upload_origin
     assert directives["connect-src"] == f"'self' {upload_origin}"
     media = directives["media-src"].split()
-    assert media[0] == "'self'" and len(media) == 2 and aws_settings.converted_bucket in media[1]
-    assert directives["img-src"] == directives["media-src"]
+    assert media[:2] == ["'self'", "blob:"] and len(media) == 3 and aws_settings.converted_bucket in media[2]
+    assert directives["img-src"].split() == [media[0], media[2]]
     assert directives["script-src"] == "'self'"

@@ -18,7 +18,7 @@ from video_converter.storage import MemoryStorage
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "api" / "templates"
 STRICT = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self' blob:; "
     "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 JOB = "0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11"
@@ -73,7 +73,8 @@ def test_storage_origins_join_only_the_directives_that_need_them() -> None:
     )
     directives = dict(part.split(" ", 1) for part in policy.split("; "))
     assert directives["connect-src"] == "'self' https://up.s3.eu-west-1.amazonaws.com"
-    assert directives["img-src"] == directives["media-src"] == "'self' https://out.s3.eu-west-1.amazonaws.com"
+    assert directives["img-src"] == "'self' https://out.s3.eu-west-1.amazonaws.com"
+    assert directives["media-src"] == "'self' blob: https://out.s3.eu-west-1.amazonaws.com"  # blob: the picked file
     assert directives["script-src"] == directives["style-src"] == "'self'"
     assert "https:" not in directives["default-src"]
 
