@@ -191,8 +191,9 @@ def test_browser_upload_flow(
     assert client.delete(f"/api/jobs/{job_id}").status_code == 204
     assert client.get(f"/api/jobs/{job_id}").status_code == 404
     assert httpx.get(location, timeout=30).status_code in (403, 404)  # moto says 403; S3 with ListBucket 404
-    for bucket in (resources.upload_bucket, resources.converted_bucket):
-        assert resources.s3.list_objects_v2(Bucket=bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
+    assert resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
+    left = resources.s3.list_objects_v2(Bucket=resources.upload_bucket, Prefix=f"{job_id}/").get("Contents", [])
+    assert [o["Key"] for o in left] == [f"{job_id}/ticket-used"]  # only the mark that the ticket is spent
     late = [{**messages[0], "Attributes": {**messages[0]["Attributes"], "ApproximateReceiveCount": "2"}}]
     assert convert_app.handler(make_sqs_event(late, resources.queue_arn), lambda_context()) == {"batchItemFailures": []}
     assert resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/").get("KeyCount") == 0

@@ -268,8 +268,9 @@ def flow(
     assert client.get(f"/api/jobs/{job_id}/outputs/thumbnail", follow_redirects=False).status_code == 307
     assert client.delete(f"/api/jobs/{job_id}").status_code == 204  # the original, outputs and records
     assert client.get(f"/api/jobs/{job_id}").status_code == 404
-    for bucket in (aws.upload_bucket, aws.converted_bucket):
-        assert aws.s3.list_objects_v2(Bucket=bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
+    assert aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
+    left = aws.s3.list_objects_v2(Bucket=aws.upload_bucket, Prefix=f"{job_id}/").get("Contents", [])
+    assert [o["Key"] for o in left] == [f"{job_id}/ticket-used"]  # the spent ticket stays spent
     api_runtime.close()
     return recorder
 

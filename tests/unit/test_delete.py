@@ -82,7 +82,7 @@ def test_a_running_conversion_is_stopped_and_leaves_nothing(
     assert outcome == [Outcome.ack("job deleted")]
     assert [k for k in env.converted.objects if k.startswith(job_id)] == []  # no late record survives
     assert isinstance(env.uploads, MemoryStorage)
-    assert [k for k in env.uploads.objects if k.startswith(job_id)] == []
+    assert [k for k in env.uploads.objects if k.startswith(job_id)] == [f"{job_id}/ticket-used"]  # stays spent
 
 
 def test_a_queued_message_of_a_deleted_job_is_dropped(env: Env, clip: Path) -> None:
