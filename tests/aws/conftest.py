@@ -12,7 +12,7 @@ import importlib.util
 import itertools
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +23,7 @@ import pytest
 from moto import mock_aws
 
 from video_converter.config import Settings
+from video_converter.ffmpeg import ffmpeg_path
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DIR = ROOT / "events"
@@ -110,6 +111,27 @@ def load_module(path: Path, name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
+
+
+CRASHING_FFMPEG = "echo 'simulated encoder crash' >&2\nexit 1"
+
+
+@pytest.fixture
+def install_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Path]]:
+    """``install_ffmpeg(body)``: FFMPEG_PATH points at a ``#!/bin/sh`` script with this body (the
+    locator's cache cleared before and after, so the handler picks it up and later tests do not)."""
+
+    def install(body: str) -> Path:
+        script = tmp_path / "bin" / "ffmpeg"
+        script.parent.mkdir(exist_ok=True)
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+        monkeypatch.setenv("FFMPEG_PATH", str(script))
+        ffmpeg_path.cache_clear()
+        return script
+
+    yield install
+    ffmpeg_path.cache_clear()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.aws.conftest import CRASHING_FFMPEG
 from video_converter import keys
 from video_converter.aws import AwsConfigError
 from video_converter.ffmpeg.locate import ffmpeg_path
@@ -90,16 +90,10 @@ def invoke(convert_app: ModuleType, lambda_context) -> Invoker:
 
 
 @pytest.fixture
-def broken_ffmpeg(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def broken_ffmpeg(seeded, install_ffmpeg) -> Path:
     """An ffmpeg that fails the way a crashed encoder does (ffprobe stays the real one)."""
-    script = tmp_path / "bin" / "ffmpeg"
-    script.parent.mkdir()
-    script.write_text("#!/bin/sh\necho 'simulated encoder crash' >&2\nexit 1\n")
-    script.chmod(0o755)
-    monkeypatch.setenv("FFMPEG_PATH", str(script))
-    ffmpeg_path.cache_clear()
-    yield script
-    ffmpeg_path.cache_clear()
+    script: Path = install_ffmpeg(CRASHING_FFMPEG)
+    return script
 
 
 def convert_app_runtime(invoke: Invoker) -> Any:
@@ -210,20 +204,12 @@ def test_last_attempt_failure_is_recorded_not_retried(broken_ffmpeg, invoke, sto
 
 
 @pytest.fixture
-def mp3_encoder_broken(seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def mp3_encoder_broken(seeded, install_ffmpeg) -> None:
     """An ffmpeg whose MP3 encoder crashes; everything else goes to the real one."""
-    script = tmp_path / "bin" / "ffmpeg"
-    script.parent.mkdir()
-    script.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in *libmp3lame*) echo "simulated mp3 encoder crash" >&2; exit 1;; esac\n'
-        f'exec {ffmpeg_path()} "$@"\n'
+    real = ffmpeg_path()
+    install_ffmpeg(
+        f'case "$*" in *libmp3lame*) echo "simulated mp3 encoder crash" >&2; exit 1;; esac\nexec {real} "$@"'
     )
-    script.chmod(0o755)
-    monkeypatch.setenv("FFMPEG_PATH", str(script))
-    ffmpeg_path.cache_clear()
-    yield
-    ffmpeg_path.cache_clear()
 
 
 def test_a_batch_reports_only_the_failed_record(mp3_encoder_broken, invoke, stores):

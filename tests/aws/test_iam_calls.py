@@ -18,7 +18,7 @@ import copy
 import fnmatch
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,8 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from api.main import create_app
-from tests.aws.conftest import settings_for
+from tests.aws.conftest import CRASHING_FFMPEG, settings_for
 from video_converter.conversion import convert
-from video_converter.ffmpeg.locate import ffmpeg_path
 from video_converter.queues import sqs as sqs_module
 from video_converter.runtime import build_runtime
 from video_converter.storage import s3 as s3_module
@@ -164,17 +163,9 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
 
 @pytest.fixture
-def broken_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
-    def install() -> None:
-        script = tmp_path / "bin" / "ffmpeg"
-        script.parent.mkdir(exist_ok=True)
-        script.write_text("#!/bin/sh\necho 'simulated encoder crash' >&2\nexit 1\n")
-        script.chmod(0o755)
-        monkeypatch.setenv("FFMPEG_PATH", str(script))
-        ffmpeg_path.cache_clear()
-
-    yield install
-    ffmpeg_path.cache_clear()
+def broken_ffmpeg(install_ffmpeg: Callable[[str], Path]) -> Callable[[], Path]:
+    """Installs, when called, an ffmpeg that fails the way a crashed encoder does."""
+    return lambda: install_ffmpeg(CRASHING_FFMPEG)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from tests.conftest import frames_of, make_clip_file, memory_runtime, probe_file
-from tests.e2e.conftest import wait_for_job
+from tests.e2e.conftest import served, wait_for_job
 from video_converter import keys, segments
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
@@ -25,8 +23,7 @@ from video_converter.jobs import JobService
 from video_converter.messages import Action, Task, process_message
 from video_converter.model import OutputStatus
 from video_converter.queues import MemoryQueue, Message
-from video_converter.runtime import Runtime, build_runtime
-from video_converter.worker import start_workers, stop_workers
+from video_converter.runtime import Runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -46,16 +43,16 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def segmented(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
+def segmented_runtime(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
     # A data folder of its own: the `client` fixture's workers (whole files) must not take these messages.
     update = {"workers": 2, "segment_seconds": 2, "data_dir": tmp_path / "segmented"}
-    rt = build_runtime(settings.model_copy(update=update))
-    stop = threading.Event()
-    threads = start_workers(rt, stop)
-    with TestClient(create_app(rt)) as client:
-        yield client
-    stop_workers(threads, stop)
-    rt.close()
+    with served(settings.model_copy(update=update)) as both:
+        yield both
+
+
+@pytest.fixture
+def segmented(segmented_runtime: tuple[TestClient, Runtime]) -> TestClient:
+    return segmented_runtime[0]
 
 
 def ssim_per_frame(output: Path, reference: Path, tmp_path: Path) -> list[float]:
@@ -115,8 +112,10 @@ def test_a_segmented_output_is_the_same_video_as_a_whole_encode(
     assert min(joined_ssim) >= min(whole_ssim) - 0.02 and min(joined_ssim) > 0.9
 
 
-def test_the_intermediate_pieces_are_gone_after_the_join(segmented: TestClient, long_clip: Path) -> None:
-    rt: Runtime = segmented.app.state.jobs.rt  # type: ignore[attr-defined]
+def test_the_intermediate_pieces_are_gone_after_the_join(
+    segmented_runtime: tuple[TestClient, Runtime], long_clip: Path
+) -> None:
+    segmented, rt = segmented_runtime
     with long_clip.open("rb") as fh:
         job_id = segmented.post("/api/jobs", files={"file": ("long.mp4", fh)}, data={"formats": ["360p"]}).json()[
             "job_id"
