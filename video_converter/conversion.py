@@ -254,7 +254,17 @@ def convert(
             raise SourceReplaced
         facts = inspect(ffmpeg, task, source_path, limits)
         if segments.wants_segments(task.preset, facts.info, segment_seconds):
-            split = segments.split(ffmpeg, source_path, facts, workdir, segment_seconds, timeout=timeout, cancel=cancel)
+            spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in task.job.formats)
+            split = segments.split(
+                ffmpeg,
+                source_path,
+                facts,
+                workdir,
+                segment_seconds,
+                timeout=timeout,
+                cancel=cancel,
+                sound_in_parts=spliced,
+            )
             if split.plan.count > 1:
                 segments.store_split(uploads, task.job_id, split)
                 return task.segmented(split.plan)

@@ -5,10 +5,11 @@ Upload store:     {job_id}/source                       the original
                   {job_id}/segments/plan.json           a long source split for segmenting: the plan,
                   {job_id}/segments/source/{n}.mp4      its video in pieces cut at keyframes (stream copy),
                   {job_id}/segments/audio.nut           and its audio track (stream copy)
+                  {job_id}/segments/sound/{n}.flac      or its sound in overlapping lossless parts
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
                   {job_id}/segments/{format}/{n}.nut    encoded segments, until they are assembled
-                  {job_id}/segments/{format}/audio.nut  and the encoded sound
+                  {job_id}/segments/{format}/sound-{n}.{aac|nut}  and the encoded sound (parts)
                   {job_id}/{stem}_{format}.{ext}        the result
 """
 
@@ -134,6 +135,12 @@ def encoded_segment_key(job_id: str, format_id: str, index: int) -> str:
     return f"{encoded_segments_prefix(job_id, format_id)}{index:05d}.nut"
 
 
-def encoded_audio_key(job_id: str, format_id: str) -> str:
-    """The sound of a segmented output, encoded once for the whole file, until it is joined."""
-    return f"{encoded_segments_prefix(job_id, format_id)}audio.nut"
+def segment_sound_key(job_id: str, index: int) -> str:
+    """Part ``index`` of the decoded sound (lossless, with the overlap its encoder needs)."""
+    return f"{job_id}/segments/sound/{index:05d}.flac"
+
+
+def encoded_sound_key(job_id: str, format_id: str, index: int, extension: str) -> str:
+    """Part ``index`` of a segmented output's encoded sound (``aac``: frames ready to splice; ``nut``:
+    the whole sound in one part), until it is joined."""
+    return f"{encoded_segments_prefix(job_id, format_id)}sound-{index:05d}.{extension}"

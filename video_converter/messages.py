@@ -48,13 +48,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Task:
     """What a message asks for: one output of one job; or, for a long video, one piece of that output
-    (``segment``) or the joining of its pieces (``assemble``)."""
+    (``segment``), one part of its sound (``sound``) or the joining of them (``assemble``)."""
 
     job_id: str
     format_id: str
     segment: int | None = None
     assemble: bool = False
-    sound: bool = False  # the sound of a segmented output, encoded once
+    sound: int | None = None
 
     def body(self) -> dict[str, str]:
         body = {"job_id": self.job_id, "format": self.format_id}
@@ -62,8 +62,9 @@ class Task:
             body["segment"] = str(self.segment)
         if self.assemble:
             body["step"] = "assemble"
-        if self.sound:
+        if self.sound is not None:
             body["step"] = "audio"
+            body["part"] = str(self.sound)
         return body
 
     @classmethod
@@ -71,18 +72,20 @@ class Task:
         job_id, format_id = body.get("job_id"), body.get("format")
         if not job_id or not format_id:
             return None
-        segment = body.get("segment")
-        if segment is not None and not segment.isdigit():
+        segment, part, step = body.get("segment"), body.get("part"), body.get("step")
+        if any(number is not None and not number.isdigit() for number in (segment, part)):
             return None
-        step = body.get("step")
         if step not in (None, "assemble", "audio") or (step and segment is not None):
             return None
-        index = int(segment) if segment is not None else None
-        return cls(job_id, format_id, index, assemble=step == "assemble", sound=step == "audio")
+        if part is not None and step != "audio":
+            return None
+        if step == "audio":  # a message from before the sound had parts has no "part": the one part
+            return cls(job_id, format_id, sound=int(part or 0))
+        return cls(job_id, format_id, int(segment) if segment is not None else None, assemble=step == "assemble")
 
     @property
     def whole(self) -> bool:
-        return self.segment is None and not self.assemble and not self.sound
+        return self.segment is None and not self.assemble and self.sound is None
 
 
 class Action(StrEnum):
@@ -186,10 +189,14 @@ def _process(
         if plan is None:
             task.failed("The pieces of the original are missing (they may have expired).")
             return Outcome.ack("failed for good")
+        recipe = task.preset.recipe
+        if recipe is None:  # a piece of a format that is never segmented: not ours
+            return Outcome.ack("malformed")
         if task_ref.assemble:
             part = "Joining the parts"
-        elif task_ref.sound:
-            part = "The sound"
+        elif task_ref.sound is not None:
+            count = segments.sound_parts(recipe, plan)
+            part = "The sound" if count == 1 else f"Sound part {task_ref.sound + 1} of {count}"
         else:
             part = f"Part {(task_ref.segment or 0) + 1} of {plan.count}"
         if attempt > rt.settings.max_attempts:
@@ -197,8 +204,8 @@ def _process(
             return Outcome.ack("out of attempts")
         if task_ref.assemble:
             work = functools.partial(_assemble, rt, task, plan)
-        elif task_ref.sound:
-            work = functools.partial(_sound, rt, task, plan)
+        elif task_ref.sound is not None:
+            work = functools.partial(_sound, rt, task, plan, task_ref.sound)
         else:
             work = functools.partial(_piece, rt, task, plan, task_ref.segment or 0)
         return _attempt(rt, task, attempt, work, deadline=deadline, cancel=cancel, part=part)
@@ -225,8 +232,9 @@ def _whole(rt: Runtime, task: OutputTask, workdir: Path, timeout: float, cancel:
         segment_seconds=rt.settings.segment_seconds,
     )
     if isinstance(result, SegmentPlan):
-        if result.has_audio:  # first: the longest single piece of work of the lot
-            rt.queue.send(Task(task.job_id, task.format_id, sound=True).body(), group=task.job_id)
+        assert task.preset.recipe is not None
+        for part in range(segments.sound_parts(task.preset.recipe, result)):  # first: one part may be long
+            rt.queue.send(Task(task.job_id, task.format_id, sound=part).body(), group=task.job_id)
         for index in range(result.count):
             rt.queue.send(Task(task.job_id, task.format_id, segment=index).body(), group=task.job_id)
         log.info("job %s: %s in %d parts", task.job_id, task.format_id, result.count)
@@ -258,14 +266,25 @@ def _piece(
 
 
 def _sound(
-    rt: Runtime, task: OutputTask, plan: SegmentPlan, workdir: Path, timeout: float, cancel: threading.Event | None
+    rt: Runtime,
+    task: OutputTask,
+    plan: SegmentPlan,
+    index: int,
+    workdir: Path,
+    timeout: float,
+    cancel: threading.Event | None,
 ) -> Outcome:
-    """Encode the whole file's sound once (unless a earlier delivery did), beside the pieces."""
-    key = keys.encoded_audio_key(task.job_id, task.format_id)
+    """Encode one part of the sound (unless an earlier delivery did), beside the pieces."""
+    recipe = task.preset.recipe
+    assert recipe is not None
+    if index >= segments.sound_parts(recipe, plan):
+        raise MediaRejected(f"There is no sound part {index + 1}.")
+    key = keys.encoded_sound_key(task.job_id, task.format_id, index, recipe.sound_extension)
     if rt.converted.size(key) is None:
-        with rt.uploads.local_path(keys.segment_audio_key(task.job_id), workdir) as audio:
+        source = segments.sound_source_key(recipe, plan, task.job_id, index)
+        with rt.uploads.local_path(source, workdir) as audio:
             encoded = segments.encode_sound(
-                rt.ffmpeg, task.preset, plan, audio, workdir, timeout=timeout, cancel=cancel
+                rt.ffmpeg, task.preset, plan, index, audio, workdir, timeout=timeout, cancel=cancel
             )
         rt.converted.put_file(key, encoded, "application/octet-stream")
     _join_when_ready(rt, task, plan)
@@ -273,8 +292,9 @@ def _sound(
 
 
 def _join_when_ready(rt: Runtime, task: OutputTask, plan: SegmentPlan) -> None:
-    """Whoever stores the last piece (or the sound) asks for the join; two asking at once is harmless."""
-    if segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id):
+    """Whoever stores the last piece (or sound part) asks for the join; two asking at once is harmless."""
+    assert task.preset.recipe is not None
+    if segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id, task.preset.recipe):
         rt.queue.send(Task(task.job_id, task.format_id, assemble=True).body(), group=task.job_id)
 
 
@@ -282,7 +302,9 @@ def _assemble(
     rt: Runtime, task: OutputTask, plan: SegmentPlan, workdir: Path, timeout: float, cancel: threading.Event | None
 ) -> Outcome:
     """Join the encoded pieces with the audio into the output, publish it, and clear the pieces away."""
-    if not segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id):
+    recipe = task.preset.recipe
+    assert recipe is not None
+    if not segments.ready_to_join(rt.converted, plan, task.job_id, task.format_id, recipe):
         raise RuntimeError("Some parts (or the sound) are not encoded yet")
     with contextlib.ExitStack() as stack:
 
@@ -295,13 +317,12 @@ def _assemble(
             fetch(rt.converted, keys.encoded_segment_key(task.job_id, task.format_id, i), f"part-{i:05d}")
             for i in range(plan.count)
         ]
-        audio = (
-            fetch(rt.converted, keys.encoded_audio_key(task.job_id, task.format_id), "audio")
-            if plan.has_audio
-            else None
-        )
+        sounds = [
+            fetch(rt.converted, keys.encoded_sound_key(task.job_id, task.format_id, i, recipe.sound_extension), f"s{i}")
+            for i in range(segments.sound_parts(recipe, plan))
+        ]
         output = workdir / keys.output_filename(task.job.stem, task.preset.id, task.preset.extension)
-        segments.assemble(rt.ffmpeg, task.preset, plan, pieces, audio, output, timeout=timeout, cancel=cancel)
+        segments.assemble(rt.ffmpeg, task.preset, plan, pieces, sounds, output, timeout=timeout, cancel=cancel)
         publish(rt.converted, task, output, check_output(rt.ffmpeg, output))
     segments.tidy(rt.uploads, rt.converted, task.job_id, task.format_id, all_final=_videos_final(rt, task))
     return Outcome.ack("completed")

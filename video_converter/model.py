@@ -119,6 +119,10 @@ class SegmentPlan(BaseModel):
     duration: float  # seconds of video, from the first piece's start
     has_audio: bool
     audio_offset: float = 0.0  # when the audio starts, relative to the video (seconds)
+    # The sound in parts for formats whose frames can be spliced (AAC): the first sample of each part,
+    # at ``sound_rate``. Empty: the sound is encoded in one part (Opus; plans from before the parts).
+    sound_rate: int = 0
+    sound_starts: list[int] = Field(default_factory=list)
 
     @property
     def count(self) -> int:

@@ -65,17 +65,28 @@ def short_side(source: SourceInfo) -> int | None:
     return min(source.width, source.height)
 
 
-def _stereo(source: SourceInfo) -> list[str]:
-    """Audio downmixed to stereo whatever the layout. FFmpeg's matrix needs a named layout (5.1, 7.1);
-    for unnamed or huge ones (a 64-channel WAV) even channels go left and odd ones right, normalised."""
+def _pan(source: SourceInfo) -> str | None:
+    """The stereo matrix FFmpeg cannot pick itself, or None. FFmpeg's matrix needs a named layout (5.1,
+    7.1); for unnamed or huge ones (a 64-channel WAV) even channels go left and odd ones right, normalised."""
     channels = source.audio_channels
     if channels is None or (source.audio_layout and channels <= 8):
-        return ["-ac", "2"]
+        return None
     if channels == 1:
-        return ["-af", "pan=stereo|c0=c0|c1=c0"]
+        return "pan=stereo|c0=c0|c1=c0"
     left = "+".join(f"c{n}" for n in range(0, channels, 2))
     right = "+".join(f"c{n}" for n in range(1, channels, 2))
-    return ["-af", f"pan=stereo|c0<{left}|c1<{right}"]
+    return f"pan=stereo|c0<{left}|c1<{right}"
+
+
+def _stereo(source: SourceInfo) -> list[str]:
+    """Audio downmixed to stereo whatever the layout."""
+    pan = _pan(source)
+    return ["-af", pan] if pan else ["-ac", "2"]
+
+
+def downmix_filter(source: SourceInfo) -> str:
+    """``_stereo`` as a filter, for a graph that cuts the sound into parts after the downmix."""
+    return _pan(source) or "aformat=channel_layouts=stereo"
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,9 @@ class VideoRecipe:
     video: Callable[[SourceInfo], list[str]]
     audio: Callable[[SourceInfo], list[str]]
     container: tuple[str, ...]
+    # AAC frames decode alone (only their windows overlap), so a segmented output's sound can be encoded
+    # in parts and spliced frame by frame. Opus frames predict from the one before: one part.
+    spliced_sound: bool = False
 
     def whole(self, source: SourceInfo) -> list[str]:
         """One FFmpeg run from the original: picture and sound."""
@@ -109,8 +123,14 @@ class VideoRecipe:
         return ["-map", "0:v:0", *self.video(source), "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
 
     def sound(self, source: SourceInfo) -> list[str]:
-        """The sound of the whole file alone (NUT), encoded once while the pieces of the picture are."""
-        return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, "-f", "nut"]
+        """The sound alone, encoded while the pieces of the picture are: AAC frames (ADTS) from a part
+        of the sound, or the whole of it in NUT when it cannot be spliced."""
+        container = ["-f", "adts"] if self.spliced_sound else ["-f", "nut"]
+        return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, *container]
+
+    @property
+    def sound_extension(self) -> str:
+        return "aac" if self.spliced_sound else "nut"
 
     def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
         """Input 0: the encoded segments, concatenated; input 1 (if any): the encoded sound. Both copied."""
@@ -130,7 +150,7 @@ def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:
     def audio(source: SourceInfo) -> list[str]:
         return ["-c:a", "aac", "-b:a", "128k", *_stereo(source)]
 
-    return VideoRecipe(video, audio, ("-movflags", "+faststart", "-f", "mp4"))
+    return VideoRecipe(video, audio, ("-movflags", "+faststart", "-f", "mp4"), spliced_sound=True)
 
 
 def _vp9_video(source: SourceInfo) -> list[str]:

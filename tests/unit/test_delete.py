@@ -148,7 +148,7 @@ def deliver(env: Env, task: Task) -> Outcome:
 
 @pytest.mark.parametrize(
     "task",
-    [Task("", "360p", segment=0), Task("", "360p", sound=True), Task("", "360p", assemble=True)],
+    [Task("", "360p", segment=0), Task("", "360p", sound=0), Task("", "360p", assemble=True)],
     ids=["part", "sound", "join"],
 )
 def test_the_part_sound_and_join_messages_of_a_deleted_job_are_dropped(env: Env, clip: Path, task: Task) -> None:

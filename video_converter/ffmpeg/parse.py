@@ -58,6 +58,7 @@ class StreamFacts:
     avg_frame_rate: float | None = None
     time_base: str | None = None
     channels: int | None = None
+    sample_rate: int | None = None
     channel_layout: str | None = None
     attached_pic: bool = False  # cover art, not a video track
 
@@ -93,6 +94,7 @@ def _stream_facts(stream: dict[str, Any]) -> StreamFacts:
         avg_frame_rate=_rate(stream.get("avg_frame_rate")),
         time_base=stream.get("time_base"),
         channels=_int(stream.get("channels")),
+        sample_rate=_int(stream.get("sample_rate")),
         channel_layout=layout if isinstance(layout, str) and layout != "unknown" else None,
         attached_pic=bool((stream.get("disposition") or {}).get("attached_pic")),
     )
