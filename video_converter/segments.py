@@ -29,7 +29,6 @@ import logging
 import re
 import shutil
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,12 +105,6 @@ def _sound_graph(facts: ProbeFacts, rate: int, starts: list[int]) -> str:
     return ";".join(graph)
 
 
-def _outputs(outputs: Sequence[tuple[list[str], Path]]) -> tuple[list[str], Path]:
-    """Several outputs of one FFmpeg run as (the arguments, the last output's path)."""
-    *first, (last_args, last) = outputs
-    return [arg for args, path in first for arg in (*args, str(path))] + last_args, last
-
-
 def split(
     ffmpeg: FFmpeg,
     source_path: Path,
@@ -145,9 +138,10 @@ def split(
     outputs += [(["-map", f"[s{index}]", "-c:a", "flac", "-f", "flac"], part) for index, part in enumerate(sound_parts)]
     if audio is not None:
         outputs.append((["-map", "0:a:0", "-c", "copy", "-vn", "-sn", "-dn", "-f", "nut"], audio))
-    output_args, output = _outputs(outputs)
+    (first_args, first), *rest = outputs
+    *more, (last_args, last) = [([*graph, *first_args], first), *rest]  # -filter_complex is global
     ffmpeg.convert(
-        source_path, output, [*graph, *output_args], duration=source.duration, timeout=timeout, cancel=cancel
+        source_path, last, last_args, duration=source.duration, timeout=timeout, cancel=cancel, more_outputs=more
     )
     pieces = sorted(folder.glob("piece-*.mp4"))
     if not pieces:

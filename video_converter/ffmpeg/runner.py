@@ -98,10 +98,12 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _redact(text: str, source: Path, output: str | None = None) -> str:
+def _redact(text: str, source: Path, *outputs: str) -> str:
     """Error messages reach users: name files by role, never by their path on the server."""
     text = text.replace(str(source), "input")
-    return text.replace(output, "output") if output else text
+    for output in outputs:
+        text = text.replace(output, "output")
+    return text
 
 
 class FFmpeg:
@@ -198,23 +200,26 @@ class FFmpeg:
         on_progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         extra_inputs: Sequence[tuple[Sequence[str], Path]] = (),
+        more_outputs: Sequence[tuple[Sequence[str], Path]] = (),
         trusted: bool = False,
     ) -> None:
         """Run one conversion into ``output``; raise FFmpegError (with exit code and stderr tail) if it
         fails. ``duration`` drives the progress percentage; ``max_seconds`` is how much of the input is
         read at most (input ``-t``: FFmpeg never decodes past it, whatever the file's timestamps say).
-        ``extra_inputs`` are further (options, path) inputs; ``trusted`` admits the concat demuxer, for
-        the lists of our own segments only."""
+        ``extra_inputs`` are further (options, path) inputs and ``more_outputs`` further (arguments,
+        path) outputs of the same run, each bounded like ``output``; ``trusted`` admits the concat
+        demuxer, for the lists of our own segments only."""
         reading = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
         safety = TRUSTED_INPUT_OPTIONS if trusted else SAFE_INPUT_OPTIONS
         more = [arg for options, path in extra_inputs for arg in (*safety, *options, "-i", str(path))]
         size_cap = ["-fs", str(self.max_output_bytes)] if self.max_output_bytes else []
         thread_cap = ["-threads", str(MAX_THREADS)]
+        outputs = [*more_outputs, (output_args, output)]
+        written = [arg for args, path in outputs for arg in (*args, *thread_cap, *size_cap, str(path))]
         argv = [
             self.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-progress", "pipe:1", "-filter_threads", str(MAX_THREADS),
-            *safety, *thread_cap, *input_args, *reading, "-i", str(source), *more,
-            *output_args, *thread_cap, *size_cap, str(output),
+            *safety, *thread_cap, *input_args, *reading, "-i", str(source), *more, *written,
         ]  # fmt: skip
         stderr_lines: collections.deque[str] = collections.deque(maxlen=40)
         proc = subprocess.Popen(
@@ -271,7 +276,7 @@ class FFmpeg:
                 thread.join(timeout=5)
         if "cancelled" in stop_reason:
             raise ConversionCancelled("The worker stopped before the conversion finished")
-        stderr_tail = _redact(tail(stderr_lines), source, str(output))
+        stderr_tail = _redact(tail(stderr_lines), source, *(str(path) for _, path in outputs))
         if "timeout" in stop_reason:
             message = f"The conversion took longer than the {timeout:.0f} s limit"
             raise ConversionTimeout(message, stderr_tail=stderr_tail)
@@ -284,8 +289,9 @@ class FFmpeg:
                 )
             raise FFmpegError("FFmpeg failed", returncode=returncode, stderr_tail=stderr_tail)
         # -fs stops writing at the limit and still exits 0: a file that reached it is cut short.
-        if self.max_output_bytes and output.is_file() and output.stat().st_size >= self.max_output_bytes:
-            raise OutputTooLarge(f"The converted file reached the {self.max_output_bytes} byte size limit")
+        for _, path in outputs:
+            if self.max_output_bytes and path.is_file() and path.stat().st_size >= self.max_output_bytes:
+                raise OutputTooLarge(f"The converted file reached the {self.max_output_bytes} byte size limit")
 
 
 def _says_out_of_memory(line: str) -> bool:
