@@ -104,7 +104,7 @@ def bench_segments(work: Path) -> dict[str, float]:
             folder = pieces_dir / f"part-{index:05d}"
             folder.mkdir()
             started = time.perf_counter()
-            encoded.append(segments.encode_piece(ffmpeg, preset, split.plan, index, piece, folder, timeout=600))
+            encoded += segments.encode_piece(ffmpeg, [preset], split.plan, index, piece, folder, timeout=600)
             piece_walls.append(time.perf_counter() - started)
     sound_walls = []
     with measured() as sound_cost:

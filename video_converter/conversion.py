@@ -2,8 +2,9 @@
 
 ``OutputTask`` is one (job, format) while a worker holds its message: the records it reads and the
 state transitions it writes (started, probed, progressed, completed, failed, requeued, released).
-``convert`` runs the steps: check the original is the one the job was created with, fetch it, probe
-it, encode, check the result, publish it.
+``convert`` runs the steps for one output, or for several renditions of one job together: check the
+original is the one the job was created with, fetch it, probe it, encode (one decode feeding every
+rendition), check each result, publish each.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo
-from .presets import PRESETS, Preset
+from .presets import PRESETS, Preset, UnsuitableSource, picture_graph
 from .records import JobStore
 from .storage import ObjectNotFound, Storage
 
@@ -107,18 +108,21 @@ class OutputTask:
         return self._save(status=OutputStatus.QUEUED, progress=0.0)
 
 
-def load_task(jobs: JobStore, job_id: str, format_id: str) -> OutputTask | None:
-    """The task for a message, or None when its job is gone or never asked for this format."""
+def load_tasks(jobs: JobStore, job_id: str, format_ids: tuple[str, ...]) -> list[OutputTask]:
+    """The tasks for a message, leaving out what its job never asked for (none when the job is gone)."""
     try:
         job = jobs.job(job_id)
     except JobNotFound:
-        log.warning("message for unknown job %s/%s dropped", job_id, format_id)
-        return None
-    preset = PRESETS.get(format_id)
-    if preset is None or format_id not in job.formats:
-        log.warning("message for unknown format %s/%s dropped", job_id, format_id)
-        return None
-    return OutputTask(jobs, job, preset, jobs.output(job_id, format_id))
+        log.warning("message for unknown job %s/%s dropped", job_id, ",".join(format_ids))
+        return []
+    tasks = []
+    for format_id in format_ids:
+        preset = PRESETS.get(format_id)
+        if preset is None or format_id not in job.formats:
+            log.warning("message for unknown format %s/%s dropped", job_id, format_id)
+            continue
+        tasks.append(OutputTask(jobs, job, preset, jobs.output(job_id, format_id)))
+    return tasks
 
 
 def progress_writer(save: Callable[[float], object], interval: float = PROGRESS_INTERVAL) -> Callable[[float], None]:
@@ -150,21 +154,39 @@ def source_problem(exc: Exception) -> str:
     return f"{message} Nothing was converted; upload a video or audio file."
 
 
-def inspect(ffmpeg: FFmpeg, task: OutputTask, source_path: Path, limits: Limits) -> ProbeFacts:
-    """Probe the original and refuse it before any encode if it is over a limit or unsuitable."""
+def inspect(ffmpeg: FFmpeg, tasks: list[OutputTask], source_path: Path, limits: Limits) -> ProbeFacts:
+    """Probe the original once and refuse it before any encode if it is over a limit. Outputs it cannot
+    give fail one by one; when none of them can, that is the error (the same sentence for all)."""
     try:
         facts = ffmpeg.inspect(source_path)
-        task.probed(facts.info)
+        for task in tasks:
+            task.probed(facts.info)
         check_media(facts, limits)
     except (InvalidMedia, MediaRejected) as exc:
         raise SourceRejected(source_problem(exc)) from exc
-    task.preset.check_source(facts.info)
     return facts
+
+
+def suitable(tasks: list[OutputTask], source: SourceInfo) -> list[OutputTask]:
+    """The tasks whose format the source can give; the others fail with the reason. When none can,
+    UnsuitableSource is raised, for the caller to record as any final failure."""
+    reasons = {}
+    for task in tasks:
+        try:
+            task.preset.check_source(source)
+        except UnsuitableSource as exc:
+            reasons[task.format_id] = exc
+    if len(reasons) == len(tasks):
+        raise next(iter(reasons.values()))
+    for task in tasks:
+        if task.format_id in reasons:
+            task.failed(str(reasons[task.format_id]))
+    return [task for task in tasks if task.format_id not in reasons]
 
 
 def encode(
     ffmpeg: FFmpeg,
-    task: OutputTask,
+    tasks: list[OutputTask],
     source_path: Path,
     facts: ProbeFacts,
     limits: Limits,
@@ -172,25 +194,41 @@ def encode(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
-) -> Path:
-    """Run the preset's FFmpeg command into ``workdir``; return the output's path."""
-    preset, source = task.preset, facts.info
-    output = workdir / keys.output_filename(task.job.stem, preset.id, preset.extension)
-    duration = source.duration
-    if preset.max_seconds and duration:
-        duration = min(duration, preset.max_seconds)
+) -> list[Path]:
+    """Run the presets' FFmpeg command into ``workdir``: one output, or several renditions from one
+    decode (one filter graph splits the picture, so the source is decoded and filtered once); return
+    the outputs' paths."""
+    source = facts.info
+    outputs = [workdir / keys.output_filename(t.job.stem, t.preset.id, t.preset.extension) for t in tasks]
+    lead = tasks[0].preset
+    max_seconds = min(p.max_seconds or float("inf") for p in (t.preset for t in tasks))
+    duration = min(source.duration, max_seconds) if source.duration else None
+    args = [lead.output_args(source)]
+    if len(tasks) > 1:
+        recipes = [t.preset.recipe for t in tasks]
+        if any(r is None for r in recipes):
+            raise ValueError("Only video renditions are converted together")
+        graph, pictures = picture_graph(source, [r for r in recipes if r is not None])
+        args = [r.whole(source, picture) for r, picture in zip(recipes, pictures, strict=True) if r is not None]
+        args[0] = [*graph, *args[0]]
+
+    def save(percent: float) -> None:
+        for task in tasks:
+            task.progressed(percent)
+
     ffmpeg.convert(
         source_path,
-        output,
-        preset.output_args(source),
-        input_args=preset.input_args(source),
+        outputs[-1],
+        args[-1],
+        input_args=lead.input_args(source),
         duration=duration,
-        max_seconds=limits.input_seconds(facts, preset.max_seconds),
+        max_seconds=limits.input_seconds(facts, None if max_seconds == float("inf") else max_seconds),
         timeout=timeout,
-        on_progress=progress_writer(task.progressed),
+        on_progress=progress_writer(save),
         cancel=cancel,
+        more_outputs=list(zip(args[:-1], outputs[:-1], strict=True)),
     )
-    return output
+    return outputs
 
 
 def check_source(uploads: Storage, task: OutputTask) -> None:
@@ -231,30 +269,36 @@ def convert(
     ffmpeg: FFmpeg,
     uploads: Storage,
     converted: Storage,
-    task: OutputTask,
+    tasks: list[OutputTask],
     limits: Limits,
     workdir: Path,
     *,
     timeout: float,
     cancel: threading.Event | None = None,
     segment_seconds: float = 0.0,
-) -> OutputRecord | SegmentPlan:
-    """Fetch and probe the original, encode, check the result, publish it. A long video is split into
-    pieces instead (once per job, whichever of its video formats comes first) and the plan returned:
-    the caller queues the pieces."""
-    if segment_seconds > 0 and task.preset.recipe is not None:  # the pieces were cut from the checked original
-        plan = segments.load_plan(uploads, task.job_id)  # split already: no need to fetch the original
+) -> list[OutputRecord] | SegmentPlan:
+    """Fetch and probe the original, encode, check each result, publish it. ``tasks`` are one output,
+    or video renditions of one job converted together. A long video is split into pieces instead (once
+    per job, whichever of its video formats comes first) and the plan returned: the caller queues the
+    pieces."""
+    lead = tasks[0]
+    video = all(t.preset.recipe is not None for t in tasks)
+    if segment_seconds > 0 and video:  # the pieces were cut from the checked original
+        plan = segments.load_plan(uploads, lead.job_id)  # split already: no need to fetch the original
         if plan is not None and plan.count > 1:
-            task.probed(plan.source)
-            task.preset.check_source(plan.source)
-            return task.segmented(plan)
-    check_source(uploads, task)
-    with uploads.local_path(task.job.source_key, workdir) as source_path:
-        if source_path.stat().st_size != task.job.source_size:  # replaced between the check and the fetch
+            for task in tasks:
+                task.probed(plan.source)
+            for task in suitable(tasks, plan.source):
+                task.segmented(plan)
+            return plan
+    check_source(uploads, lead)
+    with uploads.local_path(lead.job.source_key, workdir) as source_path:
+        if source_path.stat().st_size != lead.job.source_size:  # replaced between the check and the fetch
             raise SourceReplaced
-        facts = inspect(ffmpeg, task, source_path, limits)
-        if segments.wants_segments(task.preset, facts.info, segment_seconds):
-            spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in task.job.formats)
+        facts = inspect(ffmpeg, tasks, source_path, limits)
+        tasks = suitable(tasks, facts.info)
+        if video and segments.wants_segments(lead.preset, facts.info, segment_seconds):
+            spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
             split = segments.split(
                 ffmpeg,
                 source_path,
@@ -266,7 +310,11 @@ def convert(
                 sound_in_parts=spliced,
             )
             if split.plan.count > 1:
-                segments.store_split(uploads, task.job_id, split)
-                return task.segmented(split.plan)
-        output = encode(ffmpeg, task, source_path, facts, limits, workdir, timeout=timeout, cancel=cancel)
-    return publish(converted, task, output, check_output(ffmpeg, output))
+                segments.store_split(uploads, lead.job_id, split)
+                for task in tasks:
+                    task.segmented(split.plan)
+                return split.plan
+        outputs = encode(ffmpeg, tasks, source_path, facts, limits, workdir, timeout=timeout, cancel=cancel)
+    return [
+        publish(converted, task, path, check_output(ffmpeg, path)) for task, path in zip(tasks, outputs, strict=True)
+    ]

@@ -20,7 +20,7 @@ from .conversion import source_problem
 from .errors import Conflict, InvalidRequest, JobNotFound, OutputNotReady, QueueUnavailable, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media
-from .messages import Task
+from .messages import job_tasks
 from .model import (
     JobRecord,
     OutputRecord,
@@ -236,12 +236,13 @@ class JobService:
             raise InvalidRequest(source_problem(exc)) from None
 
     def _enqueue(self, record: JobRecord) -> None:
-        for n, format_id in enumerate(record.formats):
+        tasks = job_tasks(record.job_id, record.formats)
+        for n, task in enumerate(tasks):
             try:
-                self.rt.queue.send(Task(record.job_id, format_id).body(), group=record.job_id)
+                self.rt.queue.send(task.body(), group=record.job_id)
             except Exception as exc:
                 # Never leave an output "queued" with no message behind it.
-                for unsent in record.formats[n:]:
+                for unsent in (f for t in tasks[n:] for f in t.formats):
                     failed = OutputRecord(format=unsent, status=OutputStatus.FAILED, error="It could not be queued.")
                     self.rt.jobs.save_output(record.job_id, failed)
                 raise QueueUnavailable("The conversion queue is unavailable; please try again shortly.") from exc

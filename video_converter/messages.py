@@ -1,6 +1,8 @@
 """The one message handler: what happens to a (job, format) message, decided once for every entry point.
 
-``process_message`` converts the output a message names and says what to do with the message as an
+A message names one output, or several video renditions of a job to convert together from one decode
+(``job_tasks`` decides how a job is divided); for a long video, one piece or sound part of them, or
+the join of one output. ``process_message`` converts what a message names and says what to do with the message as an
 ``Outcome``: ack it (done, failed for good, or not worth keeping), retry it after a delay, or release it
 at once (the worker is stopping). It never raises for a failed conversion. The local worker loop and the
 Lambda handler only translate the outcome: ack/visibility calls on the queue, or a batch item failure.
@@ -9,6 +11,7 @@ Lambda handler only translate the outcome: ack/visibility calls on the queue, or
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -28,7 +31,7 @@ from .conversion import (
     SourceReplaced,
     check_output,
     convert,
-    load_task,
+    load_tasks,
     publish,
 )
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
@@ -47,17 +50,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Task:
-    """What a message asks for: one output of one job; or, for a long video, one piece of that output
-    (``segment``), one part of its sound (``sound``) or the joining of them (``assemble``)."""
+    """What a message asks for: one output of one job, converted with the renditions in ``also`` from
+    one decode; or, for a long video, one piece of them (``segment``), one part of their sound
+    (``sound``), or the joining of one output's pieces (``assemble``)."""
 
     job_id: str
     format_id: str
     segment: int | None = None
     assemble: bool = False
     sound: int | None = None
+    also: tuple[str, ...] = ()
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return (self.format_id, *self.also)
 
     def body(self) -> dict[str, str]:
         body = {"job_id": self.job_id, "format": self.format_id}
+        if self.also:
+            body["with"] = ",".join(self.also)
         if self.segment is not None:
             body["segment"] = str(self.segment)
         if self.assemble:
@@ -79,13 +90,40 @@ class Task:
             return None
         if part is not None and step != "audio":
             return None
+        also = tuple(body["with"].split(",")) if body.get("with") else ()
+        if len({format_id, *also}) != 1 + len(also) or len(also) >= len(PRESETS) or (also and step == "assemble"):
+            return None  # a repeated format, more formats than there are, or a join of several outputs
         if step == "audio":  # a message from before the sound had parts has no "part": the one part
-            return cls(job_id, format_id, sound=int(part or 0))
-        return cls(job_id, format_id, int(segment) if segment is not None else None, assemble=step == "assemble")
+            return cls(job_id, format_id, sound=int(part or 0), also=also)
+        index = int(segment) if segment is not None else None
+        return cls(job_id, format_id, index, assemble=step == "assemble", also=also)
 
     @property
     def whole(self) -> bool:
         return self.segment is None and not self.assemble and self.sound is None
+
+    def alone(self, format_id: str) -> Task:
+        """The same work for one of its formats only."""
+        return Task(self.job_id, format_id, self.segment, self.assemble, self.sound)
+
+
+def job_tasks(job_id: str, formats: list[str]) -> list[Task]:
+    """How a job is divided into messages: the renditions of one decode group (the MP4 sizes) in one,
+    converted together from one decode; every other format (WebM, MP3, GIF, thumbnail) in its own,
+    so workers convert them side by side."""
+    groups: dict[str, list[str]] = {}
+    tasks = []
+    for format_id in formats:
+        recipe = PRESETS[format_id].recipe
+        if recipe is not None and recipe.decode_group is not None:
+            if recipe.decode_group not in groups:
+                groups[recipe.decode_group] = []
+                tasks.append(format_id)  # the group's message goes where its first format was asked for
+            groups[recipe.decode_group].append(format_id)
+        else:
+            tasks.append(format_id)
+    grouped = {members[0]: members for members in groups.values()}
+    return [Task(job_id, f, also=tuple(grouped[f][1:]) if f in grouped else ()) for f in tasks]
 
 
 class Action(StrEnum):
@@ -161,56 +199,62 @@ def _process(
     deadline: float | None = None,
     cancel: threading.Event | None = None,
 ) -> Outcome:
-    task_ref = Task.from_body(message.body)
-    if task_ref is None:
+    ref = Task.from_body(message.body)
+    if ref is None:
         log.error("malformed message %s dropped: %.200r", message.id, message.body)
         return Outcome.ack("malformed")
     attempt = message.receive_count
     try:
-        task = load_task(rt.jobs, task_ref.job_id, task_ref.format_id)
-        if task is None:
+        tasks = load_tasks(rt.jobs, ref.job_id, ref.formats)
+        if not tasks:
             return Outcome.ack("no such job or format")
-        if task.is_done(rt.converted):
+        tasks = [task for task in tasks if not task.is_done(rt.converted)]
+        if not tasks:
             return Outcome.ack("already done")  # a redelivery of finished work
-        if rt.jobs.failure(task.job_id) is not None:  # another output found the original unusable
-            if task_ref.whole:
-                task.failed(NOT_CONVERTED)
-            else:
-                _fail_segmented(rt, task, NOT_CONVERTED)
+        if rt.jobs.failure(ref.job_id) is not None:  # another output found the original unusable
+            for task in tasks:
+                if ref.whole:
+                    task.failed(NOT_CONVERTED)
+                else:
+                    _fail_segmented(rt, task, NOT_CONVERTED)
             return Outcome.ack("failed for good")
-        if task_ref.whole:
+        if ref.whole:
             if attempt > rt.settings.max_attempts:
-                task.failed(f"Gave up after {attempt - 1} interrupted attempts.")
+                for task in tasks:
+                    task.failed(f"Gave up after {attempt - 1} interrupted attempts.")
                 return Outcome.ack("out of attempts")
-            task.started(attempt)
-            work: Work = functools.partial(_whole, rt, task)
-            return _attempt(rt, task, attempt, work, deadline=deadline, cancel=cancel)
-        plan = load_plan(rt.uploads, task.job_id)
-        if plan is None:
-            task.failed("The pieces of the original are missing (they may have expired).")
-            return Outcome.ack("failed for good")
-        recipe = task.preset.recipe
-        if recipe is None:  # a piece of a format that is never segmented: not ours
+            for task in tasks:
+                task.started(attempt)
+            work: Work = functools.partial(_whole, rt, tasks)
+            return _attempt(rt, ref, tasks, attempt, work, deadline=deadline, cancel=cancel)
+        recipes = [task.preset.recipe for task in tasks]
+        if any(recipe is None for recipe in recipes):  # a piece of a format that is never segmented
             return Outcome.ack("malformed")
-        if task_ref.assemble:
+        plan = load_plan(rt.uploads, ref.job_id)
+        if plan is None:
+            for task in tasks:
+                task.failed("The pieces of the original are missing (they may have expired).")
+            return Outcome.ack("failed for good")
+        if ref.assemble:
             part = "Joining the parts"
-        elif task_ref.sound is not None:
-            count = segments.sound_parts(recipe, plan)
-            part = "The sound" if count == 1 else f"Sound part {task_ref.sound + 1} of {count}"
+        elif ref.sound is not None:
+            count = max(segments.sound_parts(r, plan) for r in recipes if r is not None)
+            part = "The sound" if count == 1 else f"Sound part {ref.sound + 1} of {count}"
         else:
-            part = f"Part {(task_ref.segment or 0) + 1} of {plan.count}"
+            part = f"Part {(ref.segment or 0) + 1} of {plan.count}"
         if attempt > rt.settings.max_attempts:
-            _fail_segmented(rt, task, f"{part} gave up after {attempt - 1} interrupted attempts.")
+            for task in tasks:
+                _fail_segmented(rt, task, f"{part} gave up after {attempt - 1} interrupted attempts.")
             return Outcome.ack("out of attempts")
-        if task_ref.assemble:
-            work = functools.partial(_assemble, rt, task, plan)
-        elif task_ref.sound is not None:
-            work = functools.partial(_sound, rt, task, plan, task_ref.sound)
+        if ref.assemble:
+            work = functools.partial(_assemble, rt, tasks[0], plan)
+        elif ref.sound is not None:
+            work = functools.partial(_sound, rt, tasks, plan, ref.sound)
         else:
-            work = functools.partial(_piece, rt, task, plan, task_ref.segment or 0)
-        return _attempt(rt, task, attempt, work, deadline=deadline, cancel=cancel, part=part)
+            work = functools.partial(_piece, rt, tasks, plan, ref.segment or 0)
+        return _attempt(rt, ref, tasks, attempt, work, deadline=deadline, cancel=cancel, part=part)
     except Exception as exc:  # the records could not be read or written (storage down): try again later
-        log.exception("job %s: %s, message %s hit an unexpected error", task_ref.job_id, task_ref.format_id, message.id)
+        log.exception("job %s: %s, message %s hit an unexpected error", ref.job_id, ref.format_id, message.id)
         return Outcome.retry(attempt, f"{type(exc).__name__}: {exc}")
 
 
@@ -218,13 +262,15 @@ def _process(
 Work = Callable[[Path, float, "threading.Event | None"], Outcome]
 
 
-def _whole(rt: Runtime, task: OutputTask, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
-    """The output in one run, or, for a long video, split into pieces that are queued one by one."""
+def _whole(
+    rt: Runtime, tasks: list[OutputTask], workdir: Path, timeout: float, cancel: threading.Event | None
+) -> Outcome:
+    """The outputs in one run, or, for a long video, split into pieces that are queued one by one."""
     result = convert(
         rt.ffmpeg,
         rt.uploads,
         rt.converted,
-        task,
+        tasks,
         Limits.from_settings(rt.settings),
         workdir,
         timeout=timeout,
@@ -232,62 +278,81 @@ def _whole(rt: Runtime, task: OutputTask, workdir: Path, timeout: float, cancel:
         segment_seconds=rt.settings.segment_seconds,
     )
     if isinstance(result, SegmentPlan):
-        assert task.preset.recipe is not None
-        for part in range(segments.sound_parts(task.preset.recipe, result)):  # first: one part may be long
-            rt.queue.send(Task(task.job_id, task.format_id, sound=part).body(), group=task.job_id)
+        going = [t for t in tasks if t.record.segments]  # the ones the source can give
+        job_id, formats = tasks[0].job_id, [t.format_id for t in going]
+        group = Task(job_id, formats[0], also=tuple(formats[1:]))
+        parts = max(segments.sound_parts(t.preset.recipe, result) for t in going if t.preset.recipe is not None)
+        for part in range(parts):  # first: a part of the sound may be long
+            rt.queue.send(dataclasses.replace(group, sound=part).body(), group=job_id)
         for index in range(result.count):
-            rt.queue.send(Task(task.job_id, task.format_id, segment=index).body(), group=task.job_id)
-        log.info("job %s: %s in %d parts", task.job_id, task.format_id, result.count)
+            rt.queue.send(dataclasses.replace(group, segment=index).body(), group=job_id)
+        log.info("job %s: %s in %d parts", job_id, ",".join(formats), result.count)
         return Outcome.ack(f"split into {result.count} parts")
     return Outcome.ack("completed")
 
 
 def _piece(
     rt: Runtime,
-    task: OutputTask,
+    tasks: list[OutputTask],
     plan: SegmentPlan,
     index: int,
     workdir: Path,
     timeout: float,
     cancel: threading.Event | None,
 ) -> Outcome:
-    """Encode one piece (unless a earlier delivery did); whoever stores the last one asks for the join."""
+    """Encode one piece for each output that lacks it, from one decode (an earlier delivery may have
+    stored some); whoever stores the last piece of an output asks for its join."""
     if index >= plan.count:
         raise MediaRejected(f"There is no part {index + 1}; the video has {plan.count}.")
-    key = keys.encoded_segment_key(task.job_id, task.format_id, index)
-    if rt.converted.size(key) is None:
-        with rt.uploads.local_path(keys.segment_source_key(task.job_id, index), workdir) as piece:
+    job_id = tasks[0].job_id
+    todo = [t for t in tasks if rt.converted.size(keys.encoded_segment_key(job_id, t.format_id, index)) is None]
+    if todo:
+        with rt.uploads.local_path(keys.segment_source_key(job_id, index), workdir) as piece:
             encoded = segments.encode_piece(
-                rt.ffmpeg, task.preset, plan, index, piece, workdir, timeout=timeout, cancel=cancel
+                rt.ffmpeg, [t.preset for t in todo], plan, index, piece, workdir, timeout=timeout, cancel=cancel
             )
-        rt.converted.put_file(key, encoded, "application/octet-stream")
-    _join_when_ready(rt, task, plan)
+        for task, path in zip(todo, encoded, strict=True):
+            rt.converted.put_file(
+                keys.encoded_segment_key(job_id, task.format_id, index), path, "application/octet-stream"
+            )
+    for task in tasks:
+        _join_when_ready(rt, task, plan)
     return Outcome.ack("part encoded")
 
 
 def _sound(
     rt: Runtime,
-    task: OutputTask,
+    tasks: list[OutputTask],
     plan: SegmentPlan,
     index: int,
     workdir: Path,
     timeout: float,
     cancel: threading.Event | None,
 ) -> Outcome:
-    """Encode one part of the sound (unless an earlier delivery did), beside the pieces."""
-    recipe = task.preset.recipe
-    assert recipe is not None
-    if index >= segments.sound_parts(recipe, plan):
-        raise MediaRejected(f"There is no sound part {index + 1}.")
-    key = keys.encoded_sound_key(task.job_id, task.format_id, index, recipe.sound_extension)
-    if rt.converted.size(key) is None:
-        source = segments.sound_source_key(recipe, plan, task.job_id, index)
-        with rt.uploads.local_path(source, workdir) as audio:
-            encoded = segments.encode_sound(
-                rt.ffmpeg, task.preset, plan, index, audio, workdir, timeout=timeout, cancel=cancel
-            )
-        rt.converted.put_file(key, encoded, "application/octet-stream")
-    _join_when_ready(rt, task, plan)
+    """Encode one part of the sound for the outputs that lack it (unless an earlier delivery did):
+    once for all the outputs whose sound is encoded the same way (the MP4 sizes), stored for each."""
+    job_id = tasks[0].job_id
+    done: dict[tuple[str, ...], Path] = {}
+    for task in tasks:
+        recipe = task.preset.recipe
+        assert recipe is not None
+        if index >= segments.sound_parts(recipe, plan):
+            continue  # an output whose sound has fewer parts (one, for WebM)
+        key = keys.encoded_sound_key(job_id, task.format_id, index, recipe.sound_extension)
+        if rt.converted.size(key) is not None:
+            continue
+        how = (*recipe.sound(plan.source), recipe.sound_extension, str(segments.spliced(recipe, plan)))
+        if how not in done:
+            folder = workdir / f"sound-{len(done)}"
+            folder.mkdir()
+            source = segments.sound_source_key(recipe, plan, job_id, index)
+            with rt.uploads.local_path(source, folder) as audio:
+                done[how] = segments.encode_sound(
+                    rt.ffmpeg, task.preset, plan, index, audio, folder, timeout=timeout, cancel=cancel
+                )
+        rt.converted.put_file(key, done[how], "application/octet-stream")
+    for task in tasks:
+        _join_when_ready(rt, task, plan)
     return Outcome.ack("sound encoded")
 
 
@@ -341,7 +406,8 @@ def _fail_segmented(rt: Runtime, task: OutputTask, reason: str) -> None:
 
 def _attempt(
     rt: Runtime,
-    task: OutputTask,
+    ref: Task,
+    tasks: list[OutputTask],
     attempt: int,
     work: Work,
     *,
@@ -352,18 +418,31 @@ def _attempt(
     """One attempt, stopped early if the job is deleted meanwhile (then the message is acked, and any
     record or file this attempt wrote after the deletion is removed again: its converted files and
     records, and the pieces a split stored beside the original)."""
-    with JobWatch(rt.jobs, task.job_id, cancel) as watch:
-        outcome = _attempt_once(rt, task, attempt, work, deadline=deadline, cancel=watch.halt, part=part)
-    if watch.deleted or (outcome.action is not Action.RELEASE and not rt.jobs.exists(task.job_id)):
-        rt.converted.delete_prefix(task.job_id)
-        rt.uploads.delete_prefix(keys.segments_prefix(task.job_id))
+    job_id = tasks[0].job_id
+    with JobWatch(rt.jobs, job_id, cancel) as watch:
+        outcome = _attempt_once(rt, ref, tasks, attempt, work, deadline=deadline, cancel=watch.halt, part=part)
+    if watch.deleted or (outcome.action is not Action.RELEASE and not rt.jobs.exists(job_id)):
+        rt.converted.delete_prefix(job_id)
+        rt.uploads.delete_prefix(keys.segments_prefix(job_id))
         return Outcome.ack("job deleted")
     return outcome
 
 
+def _one_by_one(rt: Runtime, ref: Task, tasks: list[OutputTask], exc: Exception) -> Outcome:
+    """Renditions converted together failed: do each again on its own, so that one rendition's failure
+    (its encoder, its size limit) is its own and the others still finish."""
+    log.warning("job %s: %s together failed, each goes alone now: %s", ref.job_id, ",".join(ref.formats), exc)
+    for task in tasks:
+        if ref.whole:
+            task.released()
+        rt.queue.send(ref.alone(task.format_id).body(), group=task.job_id)
+    return Outcome.ack("one by one")
+
+
 def _attempt_once(
     rt: Runtime,
-    task: OutputTask,
+    ref: Task,
+    tasks: list[OutputTask],
     attempt: int,
     work: Work,
     *,
@@ -371,44 +450,64 @@ def _attempt_once(
     cancel: threading.Event | None,
     part: str = "",
 ) -> Outcome:
-    """One attempt at ``work``; every failure is recorded on the output before the outcome says why. A
+    """One attempt at ``work``; every failure is recorded on the outputs before the outcome says why. A
     part of a segmented output (``part`` names it) fails its whole output when it fails for good, and
-    is retried without touching the output's record otherwise (the other parts are running)."""
+    is retried without touching the output's record otherwise (the other parts are running). When
+    several renditions fail together on FFmpeg's side, each is tried again alone."""
 
     def fail(reason: str) -> None:
-        if part:
-            _fail_segmented(rt, task, reason)
-        else:
-            task.failed(reason)
+        for task in tasks:
+            if part:
+                _fail_segmented(rt, task, reason)
+            else:
+                task.failed(reason)
 
     try:
-        with rt.scratch.workdir(f"convert-{task.format_id}-") as workdir:
+        with rt.scratch.workdir(f"convert-{ref.format_id}-") as workdir:
             return work(workdir, time_left(rt.settings.ffmpeg_timeout, deadline), cancel)
     except ConversionCancelled:
         if not part:
-            task.released()
+            for task in tasks:
+                task.released()
         return Outcome.release()
     except SourceRejected as exc:  # once per job: the other outputs fail fast without probing again
-        rt.jobs.save_failure(task.job_id, str(exc))
+        rt.jobs.save_failure(ref.job_id, str(exc))
         fail(NOT_CONVERTED)
         return Outcome.ack("failed for good")
-    except FINAL_FAILURES as exc:
-        fail(f"{part} failed: {exc}" if part else str(exc))
-        return Outcome.ack("failed for good")
+    except FFmpegError as exc:
+        if len(tasks) > 1:
+            return _one_by_one(rt, ref, tasks, exc)
+        return _failed(rt, ref, tasks, attempt, exc, fail, part)
     except ObjectNotFound:
         what = "A piece of the original" if part else "The uploaded original"
         fail(f"{what} is missing (it may have expired).")
         return Outcome.ack("failed for good")
-    except Exception as exc:  # FFmpeg crashed, a storage call failed, ...: may pass, so retry while attempts last
-        reason = str(exc) if isinstance(exc, FFmpegError) else f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, FFmpegError):
-            log.exception("job %s: %s attempt %d hit an unexpected error", task.job_id, task.format_id, attempt)
-        if attempt >= rt.settings.max_attempts:
-            fail(f"{part + ' failed: ' if part else ''}{reason} (after {attempt} attempts)")
-            return Outcome.ack("failed after the last attempt")
-        log.warning(
-            "job %s: %s %s attempt %d failed, will retry: %s", task.job_id, task.format_id, part, attempt, reason
-        )
-        if not part:
+    except Exception as exc:
+        return _failed(rt, ref, tasks, attempt, exc, fail, part)
+
+
+def _failed(
+    rt: Runtime,
+    ref: Task,
+    tasks: list[OutputTask],
+    attempt: int,
+    exc: Exception,
+    fail: Callable[[str], None],
+    part: str,
+) -> Outcome:
+    """A failure that will not pass (FINAL_FAILURES) fails the outputs; any other (FFmpeg crashed, a
+    storage call failed, ...) may pass, so the message is retried while attempts last."""
+    if isinstance(exc, FINAL_FAILURES):
+        fail(f"{part} failed: {exc}" if part else str(exc))
+        return Outcome.ack("failed for good")
+    reason = str(exc) if isinstance(exc, FFmpegError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, FFmpegError):
+        log.exception("job %s: %s attempt %d hit an unexpected error", ref.job_id, ref.format_id, attempt)
+    if attempt >= rt.settings.max_attempts:
+        fail(f"{part + ' failed: ' if part else ''}{reason} (after {attempt} attempts)")
+        return Outcome.ack("failed after the last attempt")
+    log.warning("job %s: %s %s attempt %d failed, will retry: %s", ref.job_id, ref.format_id, part, attempt, reason)
+    if not part:
+        for task in tasks:
             task.requeued(f"Attempt {attempt} failed: {reason}")
-        return Outcome.retry(attempt, reason)
+    return Outcome.retry(attempt, reason)

@@ -55,8 +55,14 @@ def _short_side_scale(size: int) -> str:
     return f"scale=w='if(gte(iw,ih),-2,{cap % 'iw'})':h='if(gte(iw,ih),{cap % 'ih'},-2)':flags=bicubic"
 
 
-def _video_filters(source: SourceInfo, max_height: int) -> str:
-    return f"{CAP_FPS},{_picture(source)},{_short_side_scale(max_height)},setsar=1,format=yuv420p"
+def shared_picture(source: SourceInfo) -> str:
+    """The part of the picture's filters every video rendition of a source shares: decoded once, it
+    can feed them all (see ``picture_graph``)."""
+    return f"{CAP_FPS},{_picture(source)}"
+
+
+def _sized(max_height: int) -> str:
+    return f"{_short_side_scale(max_height)},setsar=1,format=yuv420p"
 
 
 def short_side(source: SourceInfo) -> int | None:
@@ -91,36 +97,40 @@ def downmix_filter(source: SourceInfo) -> str:
 
 @dataclass(frozen=True)
 class VideoRecipe:
-    """A video format in three parts, so a whole-file encode, the encode of one segment and the assembly
-    of segments all use exactly the same settings: the picture (filters and video encoder), the sound
-    (audio encoder) and the container."""
+    """A video format in parts, so a whole-file encode, the encode of one segment, an encode beside
+    other renditions from one decode and the assembly of segments all use exactly the same settings:
+    the size (short side), the video encoder, the sound (audio encoder) and the container."""
 
-    video: Callable[[SourceInfo], list[str]]
+    size: int
+    encoder: Callable[[SourceInfo], list[str]]
     audio: Callable[[SourceInfo], list[str]]
     container: tuple[str, ...]
     # AAC frames decode alone (only their windows overlap), so a segmented output's sound can be encoded
     # in parts and spliced frame by frame. Opus frames predict from the one before: one part.
     spliced_sound: bool = False
+    # Renditions of one group are converted together, from one decode (``picture_graph``). Only encoders
+    # of about the same speed share one: in one run every output goes at the pace of the slowest.
+    decode_group: str | None = None
 
-    def whole(self, source: SourceInfo) -> list[str]:
-        """One FFmpeg run from the original: picture and sound."""
+    def filters(self, source: SourceInfo) -> str:
+        return f"{shared_picture(source)},{_sized(self.size)}"
+
+    def video(self, source: SourceInfo) -> list[str]:
+        """The picture from input 0, filtered and encoded."""
+        return ["-map", "0:v:0", "-vf", self.filters(source), *self.encoder(source)]
+
+    def whole(self, source: SourceInfo, picture: list[str] | None = None) -> list[str]:
+        """One output of the original: picture and sound. ``picture`` maps a filtered picture from a
+        shared graph instead (``picture_graph``)."""
+        video = [*picture, *self.encoder(source)] if picture else self.video(source)
         sound = ["-map", "0:a:0", *self.audio(source)] if source.has_audio else ["-an"]
-        return [
-            "-map",
-            "0:v:0",
-            *self.video(source),
-            *sound,
-            *VIDEO_TIMING,
-            *NO_METADATA,
-            "-sn",
-            "-dn",
-            *self.container,
-        ]
+        return [*video, *sound, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", *self.container]
 
-    def segment(self, source: SourceInfo) -> list[str]:
+    def segment(self, source: SourceInfo, picture: list[str] | None = None) -> list[str]:
         """The picture of one segment, timestamps kept (NUT keeps the stream's exact time base), no sound:
-        the sound is encoded once for the whole file when the segments are assembled."""
-        return ["-map", "0:v:0", *self.video(source), "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
+        the sound is encoded beside the segments and joined with them."""
+        video = [*picture, *self.encoder(source)] if picture else self.video(source)
+        return [*video, "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
 
     def sound(self, source: SourceInfo) -> list[str]:
         """The sound alone, encoded while the pieces of the picture are: AAC frames (ADTS) from a part
@@ -138,10 +148,19 @@ class VideoRecipe:
         return ["-map", "0:v:0", "-c:v", "copy", *sound, *NO_METADATA, "-sn", "-dn", *self.container]
 
 
+def picture_graph(source: SourceInfo, recipes: list[VideoRecipe]) -> tuple[list[str], list[list[str]]]:
+    """One decode for several renditions: a filter graph that runs the shared filters once and splits
+    the picture into one branch per recipe, each scaled to its size; and, per recipe, the arguments that
+    map its branch (for ``whole`` or ``segment``)."""
+    branches = "".join(f"[p{index}]" for index in range(len(recipes)))
+    graph = [f"[0:v:0]{shared_picture(source)},split={len(recipes)}{branches}"]
+    graph += [f"[p{index}]{_sized(recipe.size)}[v{index}]" for index, recipe in enumerate(recipes)]
+    return ["-filter_complex", ";".join(graph)], [["-map", f"[v{index}]"] for index in range(len(recipes))]
+
+
 def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:
-    def video(source: SourceInfo) -> list[str]:
+    def encoder(source: SourceInfo) -> list[str]:
         return [
-            "-vf", _video_filters(source, max_height),
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
             "-maxrate", f"{maxrate_kbps}k", "-bufsize", f"{maxrate_kbps * 2}k",
             "-profile:v", "high", "-pix_fmt", "yuv420p",
@@ -150,12 +169,12 @@ def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:
     def audio(source: SourceInfo) -> list[str]:
         return ["-c:a", "aac", "-b:a", "128k", *_stereo(source)]
 
-    return VideoRecipe(video, audio, ("-movflags", "+faststart", "-f", "mp4"), spliced_sound=True)
+    container = ("-movflags", "+faststart", "-f", "mp4")
+    return VideoRecipe(max_height, encoder, audio, container, spliced_sound=True, decode_group="h264")
 
 
-def _vp9_video(source: SourceInfo) -> list[str]:
+def _vp9_encoder(source: SourceInfo) -> list[str]:
     return [
-        "-vf", _video_filters(source, WEBM_MAX_HEIGHT),
         "-c:v", "libvpx-vp9", "-crf", "33", "-b:v", "0",
         "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p",
     ]  # fmt: skip
@@ -165,7 +184,7 @@ def _opus_audio(source: SourceInfo) -> list[str]:
     return ["-c:a", "libopus", "-b:a", "96k", *_stereo(source)]
 
 
-WEBM = VideoRecipe(_vp9_video, _opus_audio, ("-f", "webm"))
+WEBM = VideoRecipe(WEBM_MAX_HEIGHT, _vp9_encoder, _opus_audio, ("-f", "webm"))
 
 
 def _mp3_args(source: SourceInfo) -> list[str]:

@@ -32,8 +32,10 @@ def lost_tasks(
     stale_after: timedelta,
     now: datetime | None = None,
 ) -> Iterator[Task]:
-    """The outputs of these jobs that wait for a message the queue does not have."""
+    """The outputs of these jobs that wait for a message the queue does not have (one converted with
+    others is covered by their message; one that lost it is sent again alone)."""
     now = now or utcnow()
+    covered = {(t.job_id, f) for t in queued if t.whole for f in t.formats}
     for job_id in job_ids:
         try:
             job = jobs.job(job_id)
@@ -41,7 +43,7 @@ def lost_tasks(
             continue  # an upload that never became a job, or a job being deleted
         for format_id in job.formats:
             task = Task(job_id, format_id)
-            if task in queued:
+            if (job_id, format_id) in covered:
                 continue
             record = jobs.output(job_id, format_id, missing_since=job.created_at)
             last = record.updated_at

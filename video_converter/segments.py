@@ -36,7 +36,7 @@ from . import keys
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
 from .model import SegmentPlan, SourceInfo
-from .presets import Preset, VideoRecipe, downmix_filter
+from .presets import Preset, VideoRecipe, downmix_filter, picture_graph
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def progress(plan: SegmentPlan, done: dict[int, float]) -> float:
 
 def encode_piece(
     ffmpeg: FFmpeg,
-    preset: Preset,
+    presets: list[Preset],
     plan: SegmentPlan,
     index: int,
     piece: Path,
@@ -201,20 +201,29 @@ def encode_piece(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
-) -> Path:
-    """One piece's picture, encoded with the format's settings, its original timestamps kept."""
-    assert preset.recipe is not None
-    output = workdir / f"{index:05d}.nut"
+) -> list[Path]:
+    """One piece's picture, encoded with each format's settings from one decode, its original
+    timestamps kept; one file per preset."""
+    recipes = [p.recipe for p in presets if p.recipe is not None]
+    if len(recipes) != len(presets):
+        raise ValueError("Only video formats are encoded in pieces")
+    outputs = [workdir / f"{index:05d}-{p.id}.nut" for p in presets]
+    args = [recipes[0].segment(plan.source)]
+    if len(recipes) > 1:
+        graph, pictures = picture_graph(plan.source, recipes)
+        args = [recipe.segment(plan.source, picture) for recipe, picture in zip(recipes, pictures, strict=True)]
+        args[0] = [*graph, *args[0]]
     ffmpeg.convert(
         piece,
-        output,
-        preset.recipe.segment(plan.source),
+        outputs[-1],
+        args[-1],
         input_args=["-copyts"],  # keep the original timeline: the join spaces pieces by it
         duration=plan.length(index),
         timeout=timeout,
         cancel=cancel,
+        more_outputs=list(zip(args[:-1], outputs[:-1], strict=True)),
     )
-    return output
+    return outputs
 
 
 def spliced(recipe: VideoRecipe, plan: SegmentPlan) -> bool:

@@ -307,11 +307,12 @@ class BrokenQueue(MemoryQueue):
 def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settings: Settings, tmp_path: Path) -> None:
     conv = service(settings, tmp_path, queue=BrokenQueue())
     with pytest.raises(QueueUnavailable, match="try again"):
-        create(conv, ["720p", "480p", "mp3"])
+        create(conv, ["720p", "480p", "gif", "mp3"])
     (job_id,) = {key.split("/")[0] for key in MemoryParts(conv.rt).converted.objects}
     view = view_of(conv, job_id)
-    assert [o["status"] for o in view["outputs"]] == ["queued", "failed", "failed"]
-    assert view["outputs"][1]["error"] == "It could not be queued."
+    # 720p and 480p went in the first message (converted together), the others never left.
+    assert [o["status"] for o in view["outputs"]] == ["queued", "queued", "failed", "failed"]
+    assert view["outputs"][2]["error"] == "It could not be queued."
 
 
 def test_an_upload_link_cannot_replace_the_source_of_an_existing_job(conv: JobService) -> None:
