@@ -170,7 +170,10 @@ class VideoRecipe:
     def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
         """Input 0: the encoded segments, concatenated; input 1 (if any): the encoded sound. Both copied."""
         sound = ["-map", "1:a:0", "-c:a", "copy"] if with_audio else ["-an"]
-        return ["-map", "0:v:0", "-c:v", "copy", *sound, *NO_METADATA, "-sn", "-dn", *self.container]
+        # The pieces (NUT) carry no colour tags: the container's are set again on the copy (WebM would
+        # otherwise lose the primaries and transfer, which VP9 itself does not store).
+        picture = ["-map", "0:v:0", "-c:v", "copy", *_bt709_tags(source)]
+        return [*picture, *sound, *NO_METADATA, "-sn", "-dn", *self.container]
 
 
 def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_clip_file, probe_file
+from video_converter import segments
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path
-from video_converter.model import SourceInfo
+from video_converter.model import SegmentPlan, SourceInfo
 from video_converter.presets import PRESETS
 
 pytestmark = pytest.mark.e2e
@@ -154,6 +155,19 @@ def test_without_tone_mapping_the_output_is_grey(clips: dict[str, Path], kind: s
     measured = picture_stats(output)
     assert not close(measured, reference)
     assert measured[1] < 0.6 * reference[1]  # washed out: well under two thirds of the saturation
+
+
+def test_a_segmented_hdr_output_is_tone_mapped_and_tagged(clips: dict[str, Path], tmp_path: Path) -> None:
+    # Long videos: one piece encoded and joined as the segment path does (WebM: the case where the
+    # joined file would lose its tags, NUT pieces carrying none).
+    source, ffmpeg = clips["hlg"], FFmpeg()
+    info = ffmpeg.probe(source)
+    plan = SegmentPlan(source=info, starts=[0.0], duration=info.duration or 1.0, has_audio=False)
+    piece = segments.encode_piece(ffmpeg, PRESETS["webm"], plan, 0, source, tmp_path, timeout=60)
+    joined = segments.assemble(ffmpeg, PRESETS["webm"], plan, [piece], None, tmp_path / "joined.webm", timeout=60)
+    video = next(s for s in probe_file(joined)["streams"] if s["codec_type"] == "video")
+    assert (video.get("color_primaries"), video.get("color_transfer"), video.get("color_space")) == ("bt709",) * 3
+    assert close(picture_stats(joined), picture_stats(source, REFERENCE))
 
 
 def test_sdr_outputs_are_untagged_and_unchanged(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from video_converter.presets import (
     GIF_MAX_SECONDS,
     GIF_MAX_WIDTH,
     MAX_FPS,
+    NO_METADATA,
     PRESETS,
     UnsuitableSource,
     thumbnail_time,
@@ -319,6 +320,14 @@ def test_a_segment_of_an_hdr_source_is_tone_mapped_and_tagged() -> None:
         assert segment[i : i + 6] == TAGS_709
         sdr = recipe.segment(AV)
         assert "tonemap" not in value_after(sdr, "-vf") and "-color_primaries" not in sdr
+        # The join copies the pieces; the tags are set again there (NUT pieces carry none).
+        joined = recipe.assembly(PQ, with_audio=True)
+        i = joined.index("-color_primaries")
+        assert joined[i : i + 6] == TAGS_709 and value_after(joined, "-c:v") == "copy"
+        assert recipe.assembly(AV, with_audio=True) == [
+            "-map", "0:v:0", "-c:v", "copy", "-map", "1:a:0", "-c:a", "copy", *NO_METADATA, "-sn", "-dn",
+            *recipe.container,
+        ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
