@@ -243,7 +243,8 @@ def thumbnail_time(source: SourceInfo) -> float:
 
 def _thumbnail_args(source: SourceInfo) -> list[str]:
     box = f"w='min({THUMBNAIL_MAX_SIDE},iw)':h='min({THUMBNAIL_MAX_SIDE},ih)':force_original_aspect_ratio=decrease"
-    # Pick first: the filters after run on one frame (the tone map too).
+    # Pick first: the filters after run on one frame. The tone map too, although the picker works on
+    # 8-bit frames: 8-bit HLG/PQ is fine for a JPEG, tone mapping all 12 full-size frames is not cheap.
     vf = ",".join(["thumbnail=n=12", _picture(source), f"scale={box}", "setsar=1", *_sdr(source)])
     image = ["-frames:v", "1", "-q:v", "3", "-an", *NO_METADATA, "-f", "image2", "-update", "1"]
     return ["-map", "0:v:0", "-vf", vf, *image]
