@@ -48,6 +48,9 @@ class OutputStatus(StrEnum):
         return self in (OutputStatus.COMPLETED, OutputStatus.FAILED)
 
 
+HDR_TRANSFERS = ("arib-std-b67", "smpte2084")  # HLG and PQ (SMPTE ST 2084), as FFmpeg names them
+
+
 class SourceInfo(BaseModel):
     """What ffprobe saw in the uploaded file (display size, after rotation)."""
 
@@ -61,10 +64,20 @@ class SourceInfo(BaseModel):
     interlaced: bool = False
     audio_channels: int | None = None
     audio_layout: str | None = None  # FFmpeg's name ("5.1", "stereo"); None when it has none ("unknown")
+    # The video's colour tags, FFmpeg's names; None when untagged. Optional: older records lack them.
+    color_transfer: str | None = None  # "arib-std-b67" (HLG), "smpte2084" (PQ), "bt709", ...
+    color_primaries: str | None = None  # "bt2020", "bt709", ...
+    color_space: str | None = None  # the YUV matrix: "bt2020nc", "bt709", ...
 
     @property
     def has_video(self) -> bool:
         return self.video_codec is not None
+
+    @property
+    def hdr(self) -> bool:
+        """HDR (PQ or HLG) or wide-gamut BT.2020 video: 8-bit BT.709 outputs need it converted, or they
+        come out grey and washed out."""
+        return self.color_transfer in HDR_TRANSFERS or self.color_primaries == "bt2020"
 
     @property
     def has_audio(self) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .model import SourceInfo
+from .model import HDR_TRANSFERS, SourceInfo
 
 
 class Kind(StrEnum):
@@ -55,14 +55,68 @@ def _short_side_scale(size: int) -> str:
     return f"scale=w='if(gte(iw,ih),-2,{cap % 'iw'})':h='if(gte(iw,ih),{cap % 'ih'},-2)':flags=bicubic"
 
 
+# zscale's names for the colour tags ffprobe reports. Only these reach the filter graph (the tags come
+# from the upload); anything else counts as untagged.
+_ZSCALE_TRANSFER = {
+    "arib-std-b67": "arib-std-b67",
+    "smpte2084": "smpte2084",
+    "bt709": "709",
+    "bt2020-10": "2020_10",
+    "bt2020-12": "2020_12",
+    "smpte170m": "601",
+}
+_ZSCALE_PRIMARIES = {"bt2020": "2020", "bt709": "709", "smpte170m": "170m", "smpte432": "smpte432"}
+_ZSCALE_MATRIX = {"bt2020nc": "2020_ncl", "bt2020c": "2020_cl", "bt709": "709", "smpte170m": "170m"}
+
+# Nominal peak luminance: linear 1.0 is 100 nits, so HLG's peak (1000 nits on its reference display)
+# and PQ's bright highlights land well above 1 and the tone curve brings them down.
+HDR_NOMINAL_PEAK = 100
+
+
+def _sdr(source: SourceInfo) -> list[str]:
+    """For an HDR or BT.2020 source, the filters that turn it into 8-bit BT.709 SDR (yuv420p, TV range);
+    nothing for any other source. Placed after scaling down: converting the small picture costs a
+    fraction of converting the full-size one in float (measured in the README, "HDR video")."""
+    if not source.hdr:
+        return []
+    # zscale converts from what it is told, so the probed tags are passed explicitly: frames may carry
+    # none after the filters before (and the input's are what was detected). HDR video is BT.2020 with
+    # the non-constant-luminance matrix unless it says otherwise.
+    transfer = _ZSCALE_TRANSFER.get(source.color_transfer or "", "709")
+    primaries = _ZSCALE_PRIMARIES.get(source.color_primaries or "", "2020")
+    matrix = _ZSCALE_MATRIX.get(source.color_space or "", "2020_ncl")
+    tags_in = f"tin={transfer}:pin={primaries}:min={matrix}"
+    if source.color_transfer not in HDR_TRANSFERS:
+        # BT.2020 with an SDR transfer: only the gamut is converted; a tone curve would dim it.
+        return [f"zscale={tags_in}:t=709:p=709:m=709:r=tv", "format=yuv420p"]
+    # To linear light (float) in BT.709 primaries, compress the highlights into SDR's range with the
+    # Hable curve (desat=0: keep the colours of bright areas), back to the BT.709 curve and matrix.
+    return [
+        f"zscale={tags_in}:t=linear:npl={HDR_NOMINAL_PEAK}:p=709",
+        "format=gbrpf32le",
+        "tonemap=hable:desat=0",
+        "zscale=t=709:m=709:r=tv",
+        "format=yuv420p",
+    ]
+
+
+def _bt709_tags(source: SourceInfo) -> list[str]:
+    """Encoder options tagging the output BT.709, for outputs converted from HDR. Other sources keep
+    their arguments as they were: nothing is claimed about colours the converter did not convert."""
+    if not source.hdr:
+        return []
+    return ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
+
+
 def shared_picture(source: SourceInfo) -> str:
     """The part of the picture's filters every video rendition of a source shares: decoded once, it
     can feed them all (see ``picture_graph``)."""
     return f"{CAP_FPS},{_picture(source)}"
 
 
-def _sized(max_height: int) -> str:
-    return f"{_short_side_scale(max_height)},setsar=1,format=yuv420p"
+def _sized(source: SourceInfo, max_height: int) -> str:
+    """A rendition's own filters: its size, then (from HDR) the tone map, on the small picture."""
+    return ",".join([_short_side_scale(max_height), "setsar=1", *(_sdr(source) or ["format=yuv420p"])])
 
 
 def short_side(source: SourceInfo) -> int | None:
@@ -113,7 +167,7 @@ class VideoRecipe:
     decode_group: str | None = None
 
     def filters(self, source: SourceInfo) -> str:
-        return f"{shared_picture(source)},{_sized(self.size)}"
+        return f"{shared_picture(source)},{_sized(source, self.size)}"
 
     def video(self, source: SourceInfo) -> list[str]:
         """The picture from input 0, filtered and encoded."""
@@ -145,7 +199,10 @@ class VideoRecipe:
     def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
         """Input 0: the encoded segments, concatenated; input 1 (if any): the encoded sound. Both copied."""
         sound = ["-map", "1:a:0", "-c:a", "copy"] if with_audio else ["-an"]
-        return ["-map", "0:v:0", "-c:v", "copy", *sound, *NO_METADATA, "-sn", "-dn", *self.container]
+        # The pieces (NUT) carry no colour tags: the container's are set again on the copy (WebM would
+        # otherwise lose the primaries and transfer, which VP9 itself does not store).
+        picture = ["-map", "0:v:0", "-c:v", "copy", *_bt709_tags(source)]
+        return [*picture, *sound, *NO_METADATA, "-sn", "-dn", *self.container]
 
 
 def picture_graph(source: SourceInfo, recipes: list[VideoRecipe]) -> tuple[list[str], list[list[str]]]:
@@ -154,7 +211,7 @@ def picture_graph(source: SourceInfo, recipes: list[VideoRecipe]) -> tuple[list[
     map its branch (for ``whole`` or ``segment``)."""
     branches = "".join(f"[p{index}]" for index in range(len(recipes)))
     graph = [f"[0:v:0]{shared_picture(source)},split={len(recipes)}{branches}"]
-    graph += [f"[p{index}]{_sized(recipe.size)}[v{index}]" for index, recipe in enumerate(recipes)]
+    graph += [f"[p{index}]{_sized(source, recipe.size)}[v{index}]" for index, recipe in enumerate(recipes)]
     return ["-filter_complex", ";".join(graph)], [["-map", f"[v{index}]"] for index in range(len(recipes))]
 
 
@@ -163,7 +220,7 @@ def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:
         return [
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
             "-maxrate", f"{maxrate_kbps}k", "-bufsize", f"{maxrate_kbps * 2}k",
-            "-profile:v", "high", "-pix_fmt", "yuv420p",
+            "-profile:v", "high", "-pix_fmt", "yuv420p", *_bt709_tags(source),
         ]  # fmt: skip
 
     def audio(source: SourceInfo) -> list[str]:
@@ -176,7 +233,7 @@ def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:
 def _vp9_encoder(source: SourceInfo) -> list[str]:
     return [
         "-c:v", "libvpx-vp9", "-crf", "33", "-b:v", "0",
-        "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p",
+        "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-pix_fmt", "yuv420p", *_bt709_tags(source),
     ]  # fmt: skip
 
 
@@ -198,9 +255,18 @@ def _gif_args(source: SourceInfo) -> list[str]:
     # graph there too, since fps would otherwise repeat the last frame read up to its (declared, maybe
     # hours-long) duration. Frames are scaled down before split, so the palette step holds small ones.
     # eof_action=pass: a clip shorter than one GIF frame still gives a (one-frame) GIF.
+    frames = ",".join(
+        [
+            f"[0:v:0]fps={GIF_FPS}:eof_action=pass",
+            f"trim=end={GIF_MAX_SECONDS}",
+            _picture(source),
+            f"scale=w='min({GIF_MAX_WIDTH},iw)':h=-2:flags=lanczos",
+            "setsar=1",
+            *_sdr(source),
+        ]
+    )
     graph = (
-        f"[0:v:0]fps={GIF_FPS}:eof_action=pass,trim=end={GIF_MAX_SECONDS},{_picture(source)},"
-        f"scale=w='min({GIF_MAX_WIDTH},iw)':h=-2:flags=lanczos,setsar=1,split[a][b];"
+        f"{frames},split[a][b];"
         "[a]palettegen=max_colors=128:stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5"
     )
     return ["-filter_complex", graph, "-an", *NO_METADATA, "-loop", "0", "-f", "gif"]
@@ -215,7 +281,9 @@ def thumbnail_time(source: SourceInfo) -> float:
 
 def _thumbnail_args(source: SourceInfo) -> list[str]:
     box = f"w='min({THUMBNAIL_MAX_SIDE},iw)':h='min({THUMBNAIL_MAX_SIDE},ih)':force_original_aspect_ratio=decrease"
-    vf = f"thumbnail=n=12,{_picture(source)},scale={box},setsar=1"  # pick first: filters run on one frame
+    # Pick first: the filters after run on one frame. The tone map too, although the picker works on
+    # 8-bit frames: 8-bit HLG/PQ is fine for a JPEG, tone mapping all 12 full-size frames is not cheap.
+    vf = ",".join(["thumbnail=n=12", _picture(source), f"scale={box}", "setsar=1", *_sdr(source)])
     image = ["-frames:v", "1", "-q:v", "3", "-an", *NO_METADATA, "-f", "image2", "-update", "1"]
     return ["-map", "0:v:0", "-vf", vf, *image]
 

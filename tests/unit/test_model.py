@@ -96,3 +96,11 @@ def test_output_record_defaults() -> None:
     assert record.updated_at.tzinfo is not None
     again = OutputRecord.model_validate_json(record.model_dump_json())
     assert again == record
+
+
+def test_records_written_before_colour_tags_stay_readable() -> None:
+    old = '{"format": "720p", "status": "completed", "source": {"duration": 2.0, "video_codec": "h264"}}'
+    source = OutputRecord.model_validate_json(old).source
+    assert source is not None
+    assert (source.color_transfer, source.color_primaries, source.color_space) == (None, None, None)
+    assert not source.hdr

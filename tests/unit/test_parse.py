@@ -237,3 +237,56 @@ def test_interlaced_sources_are_recognised(field_order: str | None, interlaced: 
     if field_order:
         stream["field_order"] = field_order
     assert parse_probe(json.dumps({"streams": [stream], "format": {}})).interlaced is interlaced
+
+
+# --- colour tags: HDR detection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "transfer", "primaries", "space", "hdr"),
+    [
+        ("probe_mp4_hlg.json", "arib-std-b67", "bt2020", "bt2020nc", True),  # HLG, as phones record
+        ("probe_mp4_pq.json", "smpte2084", "bt2020", "bt2020nc", True),  # PQ (HDR10)
+        ("probe_mp4_bt709.json", "bt709", "bt709", "bt709", False),
+        ("probe_mp4_av.json", None, None, None, False),  # untagged (ffprobe prints no colour fields)
+    ],
+)
+def test_colour_tags(name: str, transfer: str | None, primaries: str | None, space: str | None, hdr: bool) -> None:
+    info = parse_probe(captured(name))
+    assert (info.color_transfer, info.color_primaries, info.color_space) == (transfer, primaries, space)
+    assert info.hdr is hdr
+
+
+def test_hdr_captures_are_ten_bit_hevc_with_sound() -> None:
+    # What the two HDR captures are: a 10-bit HEVC picture, the way phones store HDR video.
+    for name in ("probe_mp4_hlg.json", "probe_mp4_pq.json"):
+        video = json.loads(captured(name))["streams"][0]
+        assert (video["codec_name"], video["pix_fmt"]) == ("hevc", "yuv420p10le")
+        assert parse_probe(captured(name)).has_audio
+
+
+@pytest.mark.parametrize("value", ["unknown", "unspecified", "reserved", "", 7])
+def test_unknown_colour_tags_are_none(value: object) -> None:
+    info = parse_probe(_with_video(color_transfer=value, color_primaries=value, color_space=value))
+    assert (info.color_transfer, info.color_primaries, info.color_space) == (None, None, None)
+    assert not info.hdr
+
+
+@pytest.mark.parametrize(
+    ("transfer", "primaries", "hdr"),
+    [
+        ("arib-std-b67", None, True),  # the transfer alone is enough
+        ("smpte2084", "bt709", True),
+        (None, "bt2020", True),  # wide gamut with an SDR or missing transfer
+        ("bt2020-10", "bt2020", True),
+        ("bt709", None, False),
+        ("smpte170m", "smpte170m", False),
+    ],
+)
+def test_hdr_from_transfer_or_primaries(transfer: str | None, primaries: str | None, hdr: bool) -> None:
+    assert parse_probe(_with_video(color_transfer=transfer, color_primaries=primaries)).hdr is hdr
+
+
+def test_colour_tags_of_an_audio_file_are_none() -> None:
+    info = parse_probe(captured("probe_mp3_cover_art.json"))  # the cover picture's tags are not the source's
+    assert (info.color_transfer, info.color_primaries, info.color_space) == (None, None, None)

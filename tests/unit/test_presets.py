@@ -10,6 +10,7 @@ from video_converter.presets import (
     GIF_MAX_SECONDS,
     GIF_MAX_WIDTH,
     MAX_FPS,
+    NO_METADATA,
     PRESETS,
     UnsuitableSource,
     thumbnail_time,
@@ -232,3 +233,135 @@ def test_size_note_when_the_source_is_smaller(width: int, height: int, format_id
     assert (text is not None) == note
     if text:
         assert f"{width}x{height}" in text and "never upscaled" in text
+
+
+# --- HDR sources: tone mapped to BT.709 SDR, and tagged so -----------------------------------------
+
+HLG = AV.model_copy(update={"color_transfer": "arib-std-b67", "color_primaries": "bt2020", "color_space": "bt2020nc"})
+PQ = HLG.model_copy(update={"color_transfer": "smpte2084"})
+PICTURE_FORMATS = ["1080p", "720p", "480p", "360p", "webm", "gif", "thumbnail"]
+TAGS_709 = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
+
+
+def picture_filters(format_id: str, source: SourceInfo) -> str:
+    args = PRESETS[format_id].output_args(source)
+    return value_after(args, "-filter_complex" if "-filter_complex" in args else "-vf")
+
+
+# The picture filters of SDR sources, as they were before HDR sources were tone mapped: not one
+# character of them changes.
+_SCALE_MP4 = "scale=w='if(gte(iw,ih),-2,min({0},trunc(iw/2)*2))':h='if(gte(iw,ih),min({0},trunc(ih/2)*2),-2)'"
+_SDR_VIDEO = f"{CAP_FPS},scale=w='trunc(iw*sar/2)*2':h=ih,setsar=1,{_SCALE_MP4}:flags=bicubic,setsar=1,format=yuv420p"
+SDR_FILTERS = {
+    "720p": _SDR_VIDEO.format(720),
+    "360p": _SDR_VIDEO.format(360),
+    "webm": _SDR_VIDEO.format(720),
+    "gif": "[0:v:0]fps=12:eof_action=pass,trim=end=10,scale=w='trunc(iw*sar/2)*2':h=ih,setsar=1,"
+    "scale=w='min(480,iw)':h=-2:flags=lanczos,setsar=1,split[a][b];"
+    "[a]palettegen=max_colors=128:stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5",
+    "thumbnail": "thumbnail=n=12,scale=w='trunc(iw*sar/2)*2':h=ih,setsar=1,"
+    "scale=w='min(1280,iw)':h='min(1280,ih)':force_original_aspect_ratio=decrease,setsar=1",
+}
+
+
+@pytest.mark.parametrize("format_id", SDR_FILTERS)
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {},  # untagged
+        {"color_transfer": "bt709", "color_primaries": "bt709", "color_space": "bt709"},
+        {"color_transfer": "smpte170m", "color_primaries": "smpte170m", "color_space": "smpte170m"},
+        {"color_transfer": "bt709", "color_primaries": "bt709", "color_space": "bt2020nc"},  # odd, but not HDR
+    ],
+)
+def test_sdr_sources_keep_their_arguments(format_id: str, tags: dict[str, str]) -> None:
+    source = AV.model_copy(update=tags)
+    assert not source.hdr
+    assert picture_filters(format_id, source) == SDR_FILTERS[format_id]
+    args = PRESETS[format_id].output_args(source)
+    assert args == PRESETS[format_id].output_args(AV)
+    assert not {"-color_primaries", "-color_trc", "-colorspace"} & set(args)
+
+
+@pytest.mark.parametrize("format_id", PICTURE_FORMATS)
+@pytest.mark.parametrize(("source", "transfer"), [(HLG, "arib-std-b67"), (PQ, "smpte2084")])
+def test_hdr_sources_are_tone_mapped_after_scaling_down(format_id: str, source: SourceInfo, transfer: str) -> None:
+    graph = picture_filters(format_id, source)
+    tone_map = (
+        f"zscale=tin={transfer}:pin=2020:min=2020_ncl:t=linear:npl=100:p=709,format=gbrpf32le,"
+        "tonemap=hable:desat=0,zscale=t=709:m=709:r=tv,format=yuv420p"
+    )
+    assert graph.count(tone_map) == 1
+    # Scaled down first: the float steps run on the output-sized picture, not the 4K one.
+    last_scale = graph.rindex("scale=w=")
+    assert last_scale < graph.index(tone_map)
+    if format_id == "gif":
+        assert graph.index(tone_map) < graph.index("split")  # both the palette and the frames are SDR
+    else:
+        assert graph.endswith(tone_map)
+
+
+@pytest.mark.parametrize("format_id", ["1080p", "720p", "480p", "360p", "webm"])
+def test_video_from_hdr_is_tagged_bt709(format_id: str) -> None:
+    args = PRESETS[format_id].output_args(HLG)
+    i = args.index("-color_primaries")
+    assert args[i : i + 6] == TAGS_709
+    assert args.index("-c:v") < i < args.index("-fps_mode")  # video options, also in a segment's encode
+
+
+def test_a_segment_of_an_hdr_source_is_tone_mapped_and_tagged() -> None:
+    # Long videos are encoded in segments with the same picture arguments as a whole-file encode.
+    for format_id in ("720p", "webm"):
+        recipe = PRESETS[format_id].recipe
+        assert recipe is not None
+        segment = recipe.segment(PQ)
+        assert "tonemap=hable:desat=0" in value_after(segment, "-vf")
+        i = segment.index("-color_primaries")
+        assert segment[i : i + 6] == TAGS_709
+        sdr = recipe.segment(AV)
+        assert "tonemap" not in value_after(sdr, "-vf") and "-color_primaries" not in sdr
+        # The join copies the pieces; the tags are set again there (NUT pieces carry none).
+        joined = recipe.assembly(PQ, with_audio=True)
+        i = joined.index("-color_primaries")
+        assert joined[i : i + 6] == TAGS_709 and value_after(joined, "-c:v") == "copy"
+        assert recipe.assembly(AV, with_audio=True) == [
+            "-map", "0:v:0", "-c:v", "copy", "-map", "1:a:0", "-c:a", "copy", *NO_METADATA, "-sn", "-dn",
+            *recipe.container,
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tags", "zscale_in"),
+    [
+        # Only the transfer is known: HDR video is BT.2020 with the non-constant-luminance matrix.
+        ({"color_transfer": "arib-std-b67"}, "tin=arib-std-b67:pin=2020:min=2020_ncl"),
+        ({"color_transfer": "smpte2084", "color_space": "bt709"}, "tin=smpte2084:pin=2020:min=709"),
+        ({"color_transfer": "smpte2084", "color_primaries": "smpte432"}, "tin=smpte2084:pin=smpte432:min=2020_ncl"),
+        # A tag zscale does not know, or a crafted one, never reaches the graph: the default does.
+        ({"color_transfer": "arib-std-b67", "color_space": "ictcp"}, "tin=arib-std-b67:pin=2020:min=2020_ncl"),
+        ({"color_transfer": "smpte2084", "color_primaries": "bt709,drawtext=x"}, "tin=smpte2084:pin=2020:min=2020_ncl"),
+    ],
+)
+def test_hdr_input_tags_missing_or_unknown(tags: dict[str, str], zscale_in: str) -> None:
+    graph = picture_filters("720p", AV.model_copy(update=tags))
+    assert f"zscale={zscale_in}:t=linear:npl=100:p=709," in graph
+    assert "drawtext" not in graph
+
+
+@pytest.mark.parametrize("transfer", [None, "bt709", "bt2020-10"])
+def test_bt2020_with_an_sdr_transfer_is_converted_without_a_tone_curve(transfer: str | None) -> None:
+    # Wide-gamut SDR: its white is SDR white, so the tone curve (made for highlights far above it) would
+    # only dim it; converting the primaries is what it needs.
+    source = AV.model_copy(update={"color_transfer": transfer, "color_primaries": "bt2020"})
+    assert source.hdr
+    tin = {None: "709", "bt709": "709", "bt2020-10": "2020_10"}[transfer]
+    for format_id in PICTURE_FORMATS:
+        graph = picture_filters(format_id, source)
+        assert f"zscale=tin={tin}:pin=2020:min=2020_ncl:t=709:p=709:m=709:r=tv,format=yuv420p" in graph
+        assert "tonemap" not in graph and "linear" not in graph
+    assert "-color_primaries" in PRESETS["720p"].output_args(source)
+
+
+@pytest.mark.parametrize("format_id", ["gif", "thumbnail", "mp3"])
+def test_image_and_audio_formats_carry_no_colour_options(format_id: str) -> None:
+    assert "-color_primaries" not in PRESETS[format_id].output_args(HLG)

@@ -36,6 +36,13 @@ def _rotation(stream: dict[str, Any]) -> int:
     return int(_float((stream.get("tags") or {}).get("rotate")) or 0)
 
 
+def _color(value: object) -> str | None:
+    """A colour tag as FFmpeg names it; None when absent or unknown."""
+    if not isinstance(value, str) or value in ("", "unknown", "unspecified", "reserved"):
+        return None
+    return value
+
+
 def _int(value: object) -> int | None:
     number = _float(value)
     return int(number) if number is not None else None
@@ -138,6 +145,9 @@ def parse_probe_facts(text: str) -> ProbeFacts:
         interlaced=video is not None and video.get("field_order") in ("tt", "bb", "tb", "bt"),
         audio_channels=audio_facts.channels if audio_facts else None,
         audio_layout=audio_facts.channel_layout if audio_facts else None,
+        color_transfer=_color(video.get("color_transfer")) if video else None,
+        color_primaries=_color(video.get("color_primaries")) if video else None,
+        color_space=_color(video.get("color_space")) if video else None,
     )
     return ProbeFacts(
         info=info,
