@@ -163,8 +163,8 @@ def test_a_segmented_hdr_output_is_tone_mapped_and_tagged(clips: dict[str, Path]
     source, ffmpeg = clips["hlg"], FFmpeg()
     info = ffmpeg.probe(source)
     plan = SegmentPlan(source=info, starts=[0.0], duration=info.duration or 1.0, has_audio=False)
-    piece = segments.encode_piece(ffmpeg, PRESETS["webm"], plan, 0, source, tmp_path, timeout=60)
-    joined = segments.assemble(ffmpeg, PRESETS["webm"], plan, [piece], None, tmp_path / "joined.webm", timeout=60)
+    pieces = segments.encode_piece(ffmpeg, [PRESETS["webm"]], plan, 0, source, tmp_path, timeout=60)
+    joined = segments.assemble(ffmpeg, PRESETS["webm"], plan, pieces, [], tmp_path / "joined.webm", timeout=60)
     video = next(s for s in probe_file(joined)["streams"] if s["codec_type"] == "video")
     assert (video.get("color_primaries"), video.get("color_transfer"), video.get("color_space")) == ("bt709",) * 3
     assert close(picture_stats(joined), picture_stats(source, REFERENCE))
