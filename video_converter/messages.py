@@ -455,8 +455,11 @@ def _attempt_once(
     is retried without touching the output's record otherwise (the other parts are running). When
     several renditions fail together on FFmpeg's side, each is tried again alone."""
 
+    def unfinished() -> list[OutputTask]:  # renditions of a group may have been published before the failure
+        return [task for task in tasks if not task.record.status.finished]
+
     def fail(reason: str) -> None:
-        for task in tasks:
+        for task in unfinished():
             if part:
                 _fail_segmented(rt, task, reason)
             else:
@@ -467,7 +470,7 @@ def _attempt_once(
             return work(workdir, time_left(rt.settings.ffmpeg_timeout, deadline), cancel)
     except ConversionCancelled:
         if not part:
-            for task in tasks:
+            for task in unfinished():
                 task.released()
         return Outcome.release()
     except SourceRejected as exc:  # once per job: the other outputs fail fast without probing again
@@ -475,15 +478,15 @@ def _attempt_once(
         fail(NOT_CONVERTED)
         return Outcome.ack("failed for good")
     except FFmpegError as exc:
-        if len(tasks) > 1:
-            return _one_by_one(rt, ref, tasks, exc)
-        return _failed(rt, ref, tasks, attempt, exc, fail, part)
+        if len(unfinished()) > 1:
+            return _one_by_one(rt, ref, unfinished(), exc)
+        return _failed(rt, ref, unfinished(), attempt, exc, fail, part)
     except ObjectNotFound:
         what = "A piece of the original" if part else "The uploaded original"
         fail(f"{what} is missing (it may have expired).")
         return Outcome.ack("failed for good")
     except Exception as exc:
-        return _failed(rt, ref, tasks, attempt, exc, fail, part)
+        return _failed(rt, ref, unfinished(), attempt, exc, fail, part)
 
 
 def _failed(

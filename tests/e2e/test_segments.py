@@ -362,3 +362,38 @@ def test_the_sound_in_parts_splices_with_no_shift_and_no_damage_at_the_joins(
         assert min(seams) >= -3.0, seams
     else:
         assert min(seams) < -3.0, seams
+
+
+def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
+    env: Env, long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """360p and 480p together: one message per piece and per sound part for both (one decode of the
+    piece feeds both encoders; the sound, encoded the same way for both, is encoded once), then a join
+    each. Both are the source's video, frame for frame."""
+    runs: list[int] = []
+    convert = FFmpeg.convert
+
+    def counting(self: FFmpeg, source: Path, output: Path, args: Any, **options: Any) -> None:
+        runs.append(1 + len(options.get("more_outputs", ())))
+        convert(self, source, output, args, **options)
+
+    monkeypatch.setattr(FFmpeg, "convert", counting)
+    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p", "480p"]).job_id
+    (whole,) = env.pending()
+    env.queue.entries.clear()
+    assert env.deliver(whole) is Action.ACK
+    plan = segments.load_plan(env.rt.uploads, job_id)
+    assert plan is not None
+    sent = env.pending()
+    assert all(t.formats == ("360p", "480p") for t in sent) and len(sent) == plan.count + len(plan.sound_starts)
+    runs.clear()
+    run_all(env, job_id)
+    pieces_and_sounds, joins = runs[: len(sent)], runs[len(sent) :]
+    assert sorted(pieces_and_sounds) == [1] * len(plan.sound_starts) + [2] * plan.count  # sound once, pieces x2
+    assert joins == [1, 1]
+    for format_id in ("360p", "480p"):
+        record = env.rt.jobs.output(job_id, format_id)
+        assert record.status is OutputStatus.COMPLETED and record.segments == plan.count and record.key
+        path = tmp_path / f"{format_id}.mp4"
+        path.write_bytes(env.rt.converted.get_bytes(record.key))
+        assert abs(frames_of(path) - frames_of(long_clip)) <= 2

@@ -1,0 +1,191 @@
+"""Several MP4 renditions of one job from one decode, with real FFmpeg: one message and one FFmpeg run
+make them all; each keeps its own record; one unsuitable fails alone; renditions that fail together are
+tried again one by one, so only the failing one fails; a redelivery redoes only what is not done."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_clip_file, memory_runtime, probe_file
+from video_converter.config import Settings
+from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
+from video_converter.jobs import JobService
+from video_converter.messages import Action, Task, job_tasks, process_message
+from video_converter.model import OutputStatus
+from video_converter.presets import PRESETS
+from video_converter.queues import MemoryQueue, Message
+from video_converter.runtime import Runtime
+from video_converter.storage import MemoryStorage
+
+pytestmark = pytest.mark.e2e
+
+RENDITIONS = ["720p", "480p", "360p"]
+
+
+class Runs(FFmpeg):
+    """The real FFmpeg, counting its conversion runs and the outputs of each."""
+
+    def __init__(self, ffmpeg: str | None = None) -> None:
+        super().__init__(ffmpeg, ffprobe_path())
+        self.runs: list[int] = []
+
+    def convert(self, source: Path, output: Path, output_args: Any, **options: Any) -> None:
+        self.runs.append(1 + len(options.get("more_outputs", ())))
+        super().convert(source, output, output_args, **options)
+
+
+class Env:
+    def __init__(self, settings: Settings, scratch: Path, converted: MemoryStorage | None = None) -> None:
+        self.ffmpeg = Runs()
+        self.rt: Runtime = memory_runtime(
+            settings.model_copy(update={"segment_seconds": 0}), scratch, ffmpeg=self.ffmpeg
+        )
+        if converted is not None:
+            self.rt.converted = converted
+        self.service = JobService(self.rt)
+
+    @property
+    def queue(self) -> MemoryQueue:
+        assert isinstance(self.rt.queue, MemoryQueue)
+        return self.rt.queue
+
+    def create(self, clip: Path, formats: list[str]) -> str:
+        job_id = self.service.upload_and_create(io.BytesIO(clip.read_bytes()), clip.name, formats).job_id
+        return job_id
+
+    def take(self) -> list[Task]:
+        tasks = [t for body in self.queue.pending() if (t := Task.from_body(body))]
+        self.queue.entries.clear()
+        return tasks
+
+    def deliver(self, task: Task, attempt: int = 1) -> Action:
+        return process_message(self.rt, Message("m", task.body(), attempt, "h")).action
+
+    def status(self, job_id: str, format_id: str) -> OutputStatus:
+        return self.rt.jobs.output(job_id, format_id).status
+
+
+@pytest.fixture
+def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
+    env = Env(settings, tmp_path / "scratch")
+    yield env
+    env.rt.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip_file(tmp_path_factory.mktemp("renditions") / "hd.mp4", seconds=1.0, size="1280x720")
+
+
+def test_a_job_is_divided_into_one_message_for_the_mp4_sizes_and_one_per_other_format() -> None:
+    tasks = job_tasks("j", ["gif", "1080p", "webm", "480p", "mp3", "720p"])
+    assert tasks == [
+        Task("j", "gif"),
+        Task("j", "1080p", also=("480p", "720p")),  # where the first MP4 was asked for
+        Task("j", "webm"),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
+        Task("j", "mp3"),
+    ]
+    assert job_tasks("j", ["720p"]) == [Task("j", "720p")]
+    assert Task.from_body(tasks[1].body()) == tasks[1]
+
+
+@pytest.mark.parametrize(
+    "extra", [{"with": "720p,720p"}, {"with": "480p", "step": "assemble"}, {"with": ",".join(PRESETS)}]
+)
+def test_odd_groups_are_malformed(extra: dict[str, str]) -> None:
+    assert Task.from_body({"job_id": "j", "format": "1080p", **extra}) is None
+
+
+def test_all_renditions_come_from_one_run_and_each_has_its_own_record(env: Env, clip: Path, tmp_path: Path) -> None:
+    job_id = env.create(clip, RENDITIONS)
+    (task,) = env.take()
+    assert task.formats == tuple(RENDITIONS)
+    assert env.deliver(task) is Action.ACK
+    assert env.ffmpeg.runs == [3]  # one FFmpeg, three outputs
+    for format_id, height in zip(RENDITIONS, (720, 480, 360), strict=True):
+        record = env.rt.jobs.output(job_id, format_id)
+        assert record.status is OutputStatus.COMPLETED and record.progress == 100.0 and record.attempts == 1
+        assert record.key is not None and record.height == height
+        path = tmp_path / f"{format_id}.mp4"
+        path.write_bytes(env.rt.converted.get_bytes(record.key))
+        info = probe_file(path)
+        video = next(s for s in info["streams"] if s["codec_type"] == "video")
+        assert (video["codec_name"], video["height"]) == ("h264", height)
+        assert any(s["codec_type"] == "audio" for s in info["streams"])
+    assert env.take() == []
+
+
+def test_an_unsuitable_rendition_fails_alone(env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    silent = make_clip_file(tmp_path / "silent.mp4", seconds=1.0, size="640x360", audio=False)
+    monkeypatch.setitem(PRESETS, "480p", dataclasses.replace(PRESETS["480p"], needs_audio=True))
+    job_id = env.create(silent, RENDITIONS)
+    (task,) = env.take()
+    assert env.deliver(task) is Action.ACK
+    assert env.ffmpeg.runs == [2]  # the two it can give, still from one decode
+    assert env.status(job_id, "720p") is env.status(job_id, "360p") is OutputStatus.COMPLETED
+    failed = env.rt.jobs.output(job_id, "480p")
+    assert failed.status is OutputStatus.FAILED
+    assert failed.error == "The source has no audio track, so there is nothing to put in an MP4 480p."
+
+
+def test_renditions_that_fail_together_go_one_by_one_and_only_the_failing_one_fails(
+    env: Env, clip: Path, fake_binary: Any
+) -> None:
+    # An encoder that breaks on the 480p rendition's settings only (its -maxrate), the real FFmpeg otherwise.
+    breaking = fake_binary(
+        'for a in "$@"; do [ "$a" = "2500k" ] && { echo "480p encoder exploded" >&2; exit 1; }; done\n'
+        f'exec "{ffmpeg_path()}" "$@"'
+    )
+    env.rt.ffmpeg = env.ffmpeg = Runs(breaking)
+    job_id = env.create(clip, RENDITIONS)
+    (task,) = env.take()
+    assert env.deliver(task) is Action.ACK
+    alone = env.take()
+    assert alone == [Task(job_id, f) for f in RENDITIONS]
+    assert all(env.status(job_id, f) is OutputStatus.QUEUED for f in RENDITIONS)  # waiting again, not failed
+    for single in alone:
+        env.deliver(single, attempt=env.rt.settings.max_attempts)
+    assert env.status(job_id, "720p") is env.status(job_id, "360p") is OutputStatus.COMPLETED
+    failed = env.rt.jobs.output(job_id, "480p")
+    assert failed.status is OutputStatus.FAILED and "480p encoder exploded" in (failed.error or "")
+
+
+class FlakyStorage(MemoryStorage):
+    """Loses its connection at the ``fail_at``-th stored output (an output file, not a record)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at, self.stored = fail_at, 0
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+        self.stored += 1
+        if self.stored == self.fail_at:
+            raise ConnectionError("storage went away")
+        super().put_file(key, path, content_type)
+
+
+def test_a_redelivery_after_a_crash_redoes_only_the_renditions_not_done(
+    settings: Settings, clip: Path, tmp_path: Path
+) -> None:
+    env = Env(settings, tmp_path / "s", FlakyStorage(fail_at=2))  # 720p is published, then the store is lost
+    try:
+        job_id = env.create(clip, RENDITIONS)
+        (task,) = env.take()
+        assert env.deliver(task) is Action.RETRY
+        first = env.rt.jobs.output(job_id, "720p")
+        assert first.status is OutputStatus.COMPLETED
+        assert env.status(job_id, "480p") is env.status(job_id, "360p") is OutputStatus.QUEUED
+        assert env.deliver(task, attempt=2) is Action.ACK  # the redelivery
+        assert env.ffmpeg.runs == [3, 2]  # only the two not done
+        assert env.rt.jobs.output(job_id, "720p") == first  # untouched
+        for format_id in ("480p", "360p"):
+            record = env.rt.jobs.output(job_id, format_id)
+            assert record.status is OutputStatus.COMPLETED and record.attempts == 2
+    finally:
+        env.rt.close()
