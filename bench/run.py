@@ -498,7 +498,8 @@ def main(names: list[str]) -> int:
         return 2
     results: dict[str, object] = {}
     missed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="vc-bench-") as tmp:
+    # Not "vc-": an AWS-mode runtime on this machine sweeps the temp dir's vc-* folders that hold no lock.
+    with tempfile.TemporaryDirectory(prefix="bench-video-converter-") as tmp:
         for name in names or list(BENCHES):
             work = Path(tmp) / name
             work.mkdir()
