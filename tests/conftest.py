@@ -18,6 +18,7 @@ from video_converter.runtime import Runtime, Scratch
 from video_converter.storage import MemoryStorage
 
 ClipFactory = Callable[..., Path]
+H264_ULTRAFAST = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
 
 
 @pytest.fixture
@@ -64,19 +65,22 @@ def make_clip_file(
     video: bool = True,
     audio: bool = True,
     extra: tuple[str, ...] = (),
+    encoder: tuple[str, ...] = H264_ULTRAFAST,
+    timeout: float = 120,
 ) -> Path:
-    """A real clip from FFmpeg's test sources: test pattern video and/or a sine tone."""
+    """A real clip from FFmpeg's test sources: test pattern video (encoded with ``encoder``: the video codec
+    and its options) and/or a sine tone."""
     argv = [ffmpeg_path(), "-hide_banner", "-v", "error", "-y"]
     if video:
         argv += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
     if audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
     if video:
-        argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        argv += encoder
     if audio:
         argv += ["-c:a", "aac" if path.suffix != ".mp3" else "libmp3lame"]
     argv += [*extra, str(path)]
-    subprocess.run(argv, check=True, timeout=120)
+    subprocess.run(argv, check=True, timeout=timeout)
     return path
 
 
