@@ -27,7 +27,7 @@ from video_converter.records import JobStore
 from video_converter.storage import Storage
 
 EVENT_JOB_ID = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"  # the job_id in every events/*.json body
-EVENT_FORMATS = ["720p", "thumbnail", "mp3"]  # every format the sample events ask for
+EVENT_FORMATS = ["720p", "360p", "thumbnail", "mp3"]  # every format the sample events ask for
 FILENAME = "sample clip.mp4"
 
 

@@ -32,6 +32,7 @@ JOB_ID = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"
 # What each format's output must be, probed: (stream type, codec, height or None)
 EXPECTED = {
     "720p": ("video", "h264", 240),  # a 240-line source is never upscaled
+    "360p": ("video", "h264", 240),
     "thumbnail": ("video", "mjpeg", None),
     "mp3": ("audio", "mp3", None),
 }
@@ -113,13 +114,18 @@ def output_objects(aws) -> list[dict[str, Any]]:
     return [o for o in listing.get("Contents", []) if "/status/" not in o["Key"] and not o["Key"].endswith(records)]
 
 
+def formats(body: dict[str, str]) -> list[str]:
+    """The formats a message body names: its format, and those converted with it."""
+    return [body["format"], *filter(None, body.get("with", "").split(","))]
+
+
 def test_sample_events_name_the_seeded_job(seed_script: ModuleType):
     assert seed_script.EVENT_JOB_ID == JOB_ID
     for path in EVENT_FILES:
         for body in bodies(json.loads(path.read_text())):
             if body is not None:
                 assert body["job_id"] == JOB_ID
-                assert body["format"] in seed_script.EVENT_FORMATS
+                assert set(formats(body)) <= set(seed_script.EVENT_FORMATS)
 
 
 @pytest.mark.parametrize("event_file", EVENT_FILES, ids=[p.stem for p in EVENT_FILES])
@@ -131,7 +137,14 @@ def test_every_sample_event(event_file: Path, seeded, invoke, stores, aws, probe
     result = invoke(event)
 
     assert result == {"batchItemFailures": []}
-    asked = [b["format"] for b in bodies(event) if b is not None]
+    records = event["Records"]
+    attempt_of = {
+        f: int(r["attributes"]["ApproximateReceiveCount"])
+        for r, b in zip(records, bodies(event), strict=True)
+        if b
+        for f in formats(b)
+    }
+    asked = list(attempt_of)
     for format_id in seeded.formats:
         record = jobs.output(JOB_ID, format_id)
         if format_id not in asked:
@@ -139,7 +152,7 @@ def test_every_sample_event(event_file: Path, seeded, invoke, stores, aws, probe
             continue
         assert record.status is OutputStatus.COMPLETED, record.error
         assert record.key == keys.output_key(JOB_ID, seeded.stem, format_id, PRESETS[format_id].extension)
-        assert record.attempts == int(event["Records"][asked.index(format_id)]["attributes"]["ApproximateReceiveCount"])
+        assert record.attempts == attempt_of[format_id]
         local = tmp_path / f"downloaded-{format_id}"
         aws.s3.download_file(aws.converted_bucket, record.key, str(local))
         kind, codec, height = EXPECTED[format_id]
