@@ -129,7 +129,7 @@ def measured() -> Iterator[dict[str, float]]:
     result["wall"] = time.perf_counter() - started
     result["cpu"] = _cpu_seconds(resource.RUSAGE_CHILDREN) - children
     ours = result["cpu"] + _cpu_seconds(resource.RUSAGE_SELF) - own
-    result["others"] = _machine_cpu_seconds() - machine - ours
+    result["others"] = max(0.0, _machine_cpu_seconds() - machine - ours)  # clock ticks vs rusage: never below 0
 
 
 @dataclass(frozen=True)
