@@ -197,38 +197,57 @@ def encode(
 ) -> list[Path]:
     """Run the presets' FFmpeg command into ``workdir``: one output, or several renditions from one
     decode (one filter graph splits the picture, so the source is decoded and filtered once); return
-    the outputs' paths."""
+    the outputs' paths. The renditions' sound, encoded the same way for all of them (the MP4 sizes),
+    is encoded once too, and copied into each beside its picture."""
     source = facts.info
-    outputs = [workdir / keys.output_filename(t.job.stem, t.preset.id, t.preset.extension) for t in tasks]
+    finals = [workdir / keys.output_filename(t.job.stem, t.preset.id, t.preset.extension) for t in tasks]
     lead = tasks[0].preset
-    max_seconds = min(p.max_seconds or float("inf") for p in (t.preset for t in tasks))
-    duration = min(source.duration, max_seconds) if source.duration else None
-    args = [lead.output_args(source)]
-    if len(tasks) > 1:
-        recipes = [t.preset.recipe for t in tasks]
-        if any(r is None for r in recipes):
-            raise ValueError("Only video renditions are converted together")
-        graph, pictures = picture_graph(source, [r for r in recipes if r is not None])
-        args = [r.whole(source, picture) for r, picture in zip(recipes, pictures, strict=True) if r is not None]
-        args[0] = [*graph, *args[0]]
+    max_seconds = min(t.preset.max_seconds or float("inf") for t in tasks)
 
-    def save(percent: float) -> None:
-        for task in tasks:
-            task.progressed(percent)
+    def run(args: list[list[str]], outputs: list[Path]) -> None:
+        def save(percent: float) -> None:
+            for task in tasks:
+                task.progressed(percent)
 
-    ffmpeg.convert(
-        source_path,
-        outputs[-1],
-        args[-1],
-        input_args=lead.input_args(source),
-        duration=duration,
-        max_seconds=limits.input_seconds(facts, None if max_seconds == float("inf") else max_seconds),
-        timeout=timeout,
-        on_progress=progress_writer(save),
-        cancel=cancel,
-        more_outputs=list(zip(args[:-1], outputs[:-1], strict=True)),
-    )
-    return outputs
+        ffmpeg.convert(
+            source_path,
+            outputs[-1],
+            args[-1],
+            input_args=lead.input_args(source),
+            duration=min(source.duration, max_seconds) if source.duration else None,
+            max_seconds=limits.input_seconds(facts, None if max_seconds == float("inf") else max_seconds),
+            timeout=timeout,
+            on_progress=progress_writer(save),
+            cancel=cancel,
+            more_outputs=list(zip(args[:-1], outputs[:-1], strict=True)),
+        )
+
+    if len(tasks) == 1:
+        run([lead.output_args(source)], finals)
+        return finals
+    recipes = [t.preset.recipe for t in tasks if t.preset.recipe is not None]
+    if len(recipes) != len(tasks):
+        raise ValueError("Only video renditions are converted together")
+    graph, pictures = picture_graph(source, recipes)
+    if not source.has_audio or len({tuple(r.audio(source)) for r in recipes}) > 1:
+        args = [r.whole(source, picture) for r, picture in zip(recipes, pictures, strict=True)]
+        run([[*graph, *args[0]], *args[1:]], finals)
+        return finals
+    alone = [workdir / f"picture-{t.preset.id}.nut" for t in tasks]
+    sound = workdir / "sound.nut"
+    args = [r.segment(source, picture) for r, picture in zip(recipes, pictures, strict=True)]
+    run([[*graph, *args[0]], *args[1:], recipes[0].sound(source, spliced=False)], [*alone, sound])
+    for recipe, picture, final in zip(recipes, alone, finals, strict=True):  # copies: a fraction of a second
+        ffmpeg.convert(
+            picture,
+            final,
+            recipe.assembly(source, with_audio=True),
+            timeout=timeout,
+            cancel=cancel,
+            extra_inputs=[([], sound)],
+            trusted=True,
+        )
+    return finals
 
 
 def check_source(uploads: Storage, task: OutputTask) -> None:

@@ -181,15 +181,16 @@ class VideoRecipe:
         return [*video, *sound, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", *self.container]
 
     def segment(self, source: SourceInfo, picture: list[str] | None = None) -> list[str]:
-        """The picture of one segment, timestamps kept (NUT keeps the stream's exact time base), no sound:
-        the sound is encoded beside the segments and joined with them."""
+        """The picture alone, timestamps kept (NUT keeps the stream's exact time base), no sound: one
+        segment of a long video, or a rendition whose sound is encoded beside it and muxed in after."""
         video = [*picture, *self.encoder(source)] if picture else self.video(source)
         return [*video, "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
 
-    def sound(self, source: SourceInfo) -> list[str]:
-        """The sound alone, encoded while the pieces of the picture are: AAC frames (ADTS) from a part
-        of the sound, or the whole of it in NUT when it cannot be spliced."""
-        container = ["-f", "adts"] if self.spliced_sound else ["-f", "nut"]
+    def sound(self, source: SourceInfo, *, spliced: bool | None = None) -> list[str]:
+        """The sound alone: AAC frames (ADTS) to splice with other parts' (``spliced``, by default the
+        recipe's), or the whole sound in NUT, which keeps the encoder's priming for the muxer."""
+        frames = self.spliced_sound if spliced is None else spliced
+        container = ["-f", "adts"] if frames else ["-f", "nut"]
         return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, *container]
 
     @property
@@ -197,7 +198,8 @@ class VideoRecipe:
         return "aac" if self.spliced_sound else "nut"
 
     def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
-        """Input 0: the encoded segments, concatenated; input 1 (if any): the encoded sound. Both copied."""
+        """Input 0: the encoded picture (a rendition's, or the segments concatenated); input 1 (if any):
+        the encoded sound. Both copied."""
         sound = ["-map", "1:a:0", "-c:a", "copy"] if with_audio else ["-an"]
         # The pieces (NUT) carry no colour tags: the container's are set again on the copy (WebM would
         # otherwise lose the primaries and transfer, which VP9 itself does not store).

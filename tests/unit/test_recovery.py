@@ -88,3 +88,13 @@ def test_only_waiting_outputs_without_a_message_are_lost() -> None:
     queued = {Task(service_job, "gif")}  # its message is there
     found = lost_tasks(jobs, [service_job, "1b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11"], queued, stale_after=STALE, now=now)
     assert sorted(t.format_id for t in found) == ["1080p", "360p", "720p"]
+
+
+def test_renditions_converted_together_are_covered_by_their_one_message() -> None:
+    jobs = JobStore(MemoryStorage())
+    job_id = "0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c12"
+    record = new_job(job_id, "a.mp4", ["1080p", "720p", "480p"], 1)
+    record.created_at = utcnow() - timedelta(hours=1)
+    jobs.save_job(record)
+    together = {Task(job_id, "1080p", also=("720p",))}  # 480p's message is the one lost
+    assert list(lost_tasks(jobs, [job_id], together, stale_after=STALE)) == [Task(job_id, "480p")]
