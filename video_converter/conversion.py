@@ -234,9 +234,9 @@ def encode(
         run([[*graph, *args[0]], *args[1:]], finals)
         return finals
     alone = [workdir / f"picture-{t.preset.id}.nut" for t in tasks]
-    sound = workdir / "sound.nut"
+    sound = workdir / f"sound.{lead.extension}"
     args = [r.segment(source, picture) for r, picture in zip(recipes, pictures, strict=True)]
-    run([[*graph, *args[0]], *args[1:], recipes[0].sound(source, spliced=False)], [*alone, sound])
+    run([[*graph, *args[0]], *args[1:], recipes[0].sound(source, alone=True)], [*alone, sound])
     for recipe, picture, final in zip(recipes, alone, finals, strict=True):  # copies: a fraction of a second
         ffmpeg.convert(
             picture,

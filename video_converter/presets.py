@@ -186,11 +186,12 @@ class VideoRecipe:
         video = [*picture, *self.encoder(source)] if picture else self.video(source)
         return [*video, "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
 
-    def sound(self, source: SourceInfo, *, spliced: bool | None = None) -> list[str]:
-        """The sound alone: AAC frames (ADTS) to splice with other parts' (``spliced``, by default the
-        recipe's), or the whole sound in NUT, which keeps the encoder's priming for the muxer."""
-        frames = self.spliced_sound if spliced is None else spliced
-        container = ["-f", "adts"] if frames else ["-f", "nut"]
+    def sound(self, source: SourceInfo, *, alone: bool = False) -> list[str]:
+        """The sound without the picture: AAC frames (ADTS) to splice with other parts' when the recipe
+        splices its sound, else the whole sound in NUT; or (``alone``) in the format's own container,
+        which keeps the encoder's priming for the muxer (NUT and ADTS do not keep AAC's)."""
+        frames = ["-f", "adts"] if self.spliced_sound else ["-f", "nut"]
+        container = list(self.container) if alone else frames
         return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, *container]
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,22 @@ def test_odd_groups_are_malformed(extra: dict[str, str]) -> None:
     assert Task.from_body({"job_id": "j", "format": "1080p", **extra}) is None
 
 
+def pcm(path: Path) -> bytes:
+    """The sound as a player hears it (the MP4 edit list applied: no priming)."""
+    argv = [ffmpeg_path(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-"]
+    return subprocess.run(argv, check=True, capture_output=True, timeout=60).stdout
+
+
 def test_all_renditions_come_from_one_run_and_each_has_its_own_record(env: Env, clip: Path, tmp_path: Path) -> None:
     job_id = env.create(clip, RENDITIONS)
     (task,) = env.take()
     assert task.formats == tuple(RENDITIONS)
     assert env.deliver(task) is Action.ACK
-    assert env.ffmpeg.runs == [3]  # one FFmpeg, three outputs
+    # One FFmpeg decodes once for three pictures and the sound (encoded once), then each rendition's
+    # picture and that sound are copied into its MP4.
+    assert env.ffmpeg.runs == [4, 1, 1, 1]
+    alone = tmp_path / "alone.mp4"
+    FFmpeg().convert(clip, alone, PRESETS["720p"].output_args(FFmpeg().probe(clip)))
     for format_id, height in zip(RENDITIONS, (720, 480, 360), strict=True):
         record = env.rt.jobs.output(job_id, format_id)
         assert record.status is OutputStatus.COMPLETED and record.progress == 100.0 and record.attempts == 1
@@ -116,8 +127,14 @@ def test_all_renditions_come_from_one_run_and_each_has_its_own_record(env: Env, 
         path.write_bytes(env.rt.converted.get_bytes(record.key))
         info = probe_file(path)
         video = next(s for s in info["streams"] if s["codec_type"] == "video")
+        audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
         assert (video["codec_name"], video["height"]) == ("h264", height)
-        assert any(s["codec_type"] == "audio" for s in info["streams"])
+        # The sound is exactly a rendition converted alone's, and as in sync with the picture.
+        assert pcm(path) == pcm(alone)
+        reference = {s["codec_type"]: s for s in probe_file(alone)["streams"]}
+        for stream, same in ((video, reference["video"]), (audio, reference["audio"])):
+            assert abs(float(stream["start_time"]) - float(same["start_time"])) < 0.001
+            assert abs(float(stream["duration"]) - float(same["duration"])) < 0.001
     assert env.take() == []
 
 
@@ -127,7 +144,7 @@ def test_an_unsuitable_rendition_fails_alone(env: Env, monkeypatch: pytest.Monke
     job_id = env.create(silent, RENDITIONS)
     (task,) = env.take()
     assert env.deliver(task) is Action.ACK
-    assert env.ffmpeg.runs == [2]  # the two it can give, still from one decode
+    assert env.ffmpeg.runs == [2]  # the two it can give, still from one decode (no sound to share)
     assert env.status(job_id, "720p") is env.status(job_id, "360p") is OutputStatus.COMPLETED
     failed = env.rt.jobs.output(job_id, "480p")
     assert failed.status is OutputStatus.FAILED
@@ -182,7 +199,7 @@ def test_a_redelivery_after_a_crash_redoes_only_the_renditions_not_done(
         assert first.status is OutputStatus.COMPLETED
         assert env.status(job_id, "480p") is env.status(job_id, "360p") is OutputStatus.QUEUED
         assert env.deliver(task, attempt=2) is Action.ACK  # the redelivery
-        assert env.ffmpeg.runs == [3, 2]  # only the two not done
+        assert env.ffmpeg.runs == [4, 1, 1, 1, 3, 1, 1]  # again, only the two not done
         assert env.rt.jobs.output(job_id, "720p") == first  # untouched
         for format_id in ("480p", "360p"):
             record = env.rt.jobs.output(job_id, format_id)
