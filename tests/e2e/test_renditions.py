@@ -154,10 +154,11 @@ def test_an_unsuitable_rendition_fails_alone(env: Env, monkeypatch: pytest.Monke
 def test_renditions_that_fail_together_go_one_by_one_and_only_the_failing_one_fails(
     env: Env, clip: Path, fake_binary: Any
 ) -> None:
-    # An encoder that breaks on the 480p rendition's settings only (its -maxrate), the real FFmpeg otherwise.
+    # The real FFmpeg, which fails at the end of any run that makes the 480p rendition (its -maxrate):
+    # mid-way for the renditions converted together, whose files are all written by then.
     breaking = fake_binary(
-        'for a in "$@"; do [ "$a" = "2500k" ] && { echo "480p encoder exploded" >&2; exit 1; }; done\n'
-        f'exec "{ffmpeg_path()}" "$@"'
+        f'"{ffmpeg_path()}" "$@" || exit $?\n'
+        'for a in "$@"; do [ "$a" = "2500k" ] && { echo "480p encoder exploded" >&2; exit 1; }; done\nexit 0'
     )
     env.rt.ffmpeg = env.ffmpeg = Runs(breaking)
     job_id = env.create(clip, RENDITIONS)
@@ -165,7 +166,9 @@ def test_renditions_that_fail_together_go_one_by_one_and_only_the_failing_one_fa
     assert env.deliver(task) is Action.ACK
     alone = env.take()
     assert alone == [Task(job_id, f) for f in RENDITIONS]
-    assert all(env.status(job_id, f) is OutputStatus.QUEUED for f in RENDITIONS)  # waiting again, not failed
+    # Nothing of the failed run is published; each waits again, none failed.
+    assert all(env.status(job_id, f) is OutputStatus.QUEUED for f in RENDITIONS)
+    assert all(env.rt.jobs.output(job_id, f).key is None for f in RENDITIONS)
     for single in alone:
         env.deliver(single, attempt=env.rt.settings.max_attempts)
     assert env.status(job_id, "720p") is env.status(job_id, "360p") is OutputStatus.COMPLETED
