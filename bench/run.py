@@ -515,7 +515,6 @@ def main(names: list[str]) -> int:
         return 2
     results: dict[str, object] = {}
     missed: list[str] = []
-    # Not "vc-": an AWS-mode runtime on this machine sweeps the temp dir's vc-* folders that hold no lock.
     with tempfile.TemporaryDirectory(prefix="bench-video-converter-") as tmp:
         for name in names or list(BENCHES):
             work = Path(tmp) / name

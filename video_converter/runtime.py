@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -52,7 +53,10 @@ CONVERTED_URL = "/files/converted"
 RECONCILE_LOCK = "reconcile.lock"
 MIN_FREE_BYTES = 64 * 1024 * 1024  # below this the data folder's disk counts as full
 
-SCRATCH_PREFIX = "vc-"  # scratch folders (and their .lock files) start with this
+# Scratch folders (and their .lock files) are named video-converter-<pid>-<8 hex digits>. The sweep
+# removes only names of exactly that shape: on AWS the parent is the machine's temp folder, shared.
+SCRATCH_PREFIX = "video-converter-"
+_SCRATCH_NAME = re.compile(rf"{SCRATCH_PREFIX}\d+-[0-9a-f]{{8}}")
 RECONCILE_INTERVAL = 300.0  # seconds between reconciliations of the queue with the status records
 
 
@@ -113,6 +117,8 @@ def sweep_scratch(parent: Path) -> list[str]:
     """Remove the scratch folders of processes that are gone (their lock can be taken); keep the rest."""
     removed = []
     for lock in parent.glob(f"{SCRATCH_PREFIX}*.lock"):
+        if not _SCRATCH_NAME.fullmatch(lock.stem):
+            continue
         try:
             fd = os.open(lock, os.O_RDWR)
         except FileNotFoundError:
@@ -130,7 +136,8 @@ def sweep_scratch(parent: Path) -> list[str]:
             os.close(fd)
     for folder in parent.glob(f"{SCRATCH_PREFIX}*"):
         # A folder whose lock file is gone: its owner was removed mid-sweep or it predates the locks.
-        if folder.is_dir() and not folder.with_name(f"{folder.name}.lock").exists():
+        ours = _SCRATCH_NAME.fullmatch(folder.name)
+        if ours and folder.is_dir() and not folder.with_name(f"{folder.name}.lock").exists():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
     if removed:

@@ -346,16 +346,17 @@ def test_settings_and_stores_are_built_once_per_container(seeded, invoke, conver
 
 
 def test_leftover_work_directories_are_swept_on_cold_start(seeded, invoke, lambda_tmp):
-    for leftover in ("vc-123-killed-by-timeout", "vc-456-lock-left-behind"):
+    for leftover in ("video-converter-123-0badc0de", "video-converter-456-0000beef"):  # killed by a timeout
         (lambda_tmp / leftover / "convert-720p-x").mkdir(parents=True)
         (lambda_tmp / leftover / "convert-720p-x" / "source").write_bytes(b"x" * 1024)
-    (lambda_tmp / "vc-456-lock-left-behind.lock").write_text("")  # its process is gone: nobody holds it
+    (lambda_tmp / "video-converter-456-0000beef.lock").write_text("")  # its process is gone: nobody holds it
     other = lambda_tmp / "someone-elses-file"
     other.write_text("keep me")
+    (lambda_tmp / "video-converter-of-someone-else").mkdir()  # not a name of ours, though it starts alike
     invoke(load("malformed_body.json"))
     scratch = convert_app_runtime(invoke).scratch
     assert sorted(p.name for p in lambda_tmp.iterdir()) == sorted(
-        ["someone-elses-file", scratch.path.name, scratch.lock.name]
+        ["someone-elses-file", "video-converter-of-someone-else", scratch.path.name, scratch.lock.name]
     )
 
 
