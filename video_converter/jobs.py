@@ -177,7 +177,7 @@ class JobService:
     # --- jobs ---------------------------------------------------------------------------------------
 
     def create_job(self, upload_id: str, filename: str, formats: list[str], callback_url: str | None = None) -> JobView:
-        """Create a job from an original already in the upload store, and queue one message per format.
+        """Create a job from an original already in the upload store, and queue its messages (``job_tasks``).
 
         Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
         queues its messages; the others raise Conflict."""

@@ -1,4 +1,4 @@
-"""The one message handler: what happens to a (job, format) message, decided once for every entry point.
+"""The one message handler: what happens to a message, decided once for every entry point.
 
 A message names one output, or several video renditions of a job to convert together from one decode
 (``job_tasks`` decides how a job is divided); for a long video, one piece or sound part of them, or

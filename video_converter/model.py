@@ -102,7 +102,7 @@ class JobRecord(BaseModel):
 
 
 class OutputRecord(BaseModel):
-    """One per (job, format); only the worker holding that format's message writes it."""
+    """One per (job, format); only the worker holding a message for that format writes it."""
 
     format: str
     status: OutputStatus = OutputStatus.QUEUED
