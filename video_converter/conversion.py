@@ -23,7 +23,7 @@ from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo
-from .presets import PRESETS, Preset, UnsuitableSource, picture_graph
+from .presets import PRESETS, Preset, UnsuitableSource, picture_graph, shared_pictures
 from .records import JobStore
 from .storage import ObjectNotFound, Storage
 
@@ -228,23 +228,32 @@ def encode(
     recipes = [t.preset.recipe for t in tasks if t.preset.recipe is not None]
     if len(recipes) != len(tasks):
         raise ValueError("Only video renditions are converted together")
-    graph, pictures = picture_graph(source, recipes)
-    if not source.has_audio or len({tuple(r.audio(source)) for r in recipes}) > 1:
+    if len({tuple(r.audio(source)) for r in recipes}) > 1:  # not the MP4 sizes: each with its own sound
+        graph, pictures = picture_graph(source, recipes)
         args = [r.whole(source, picture) for r, picture in zip(recipes, pictures, strict=True)]
         run([[*graph, *args[0]], *args[1:]], finals)
         return finals
-    alone = [workdir / f"picture-{t.preset.id}.nut" for t in tasks]
+    # Each distinct picture once (sizes the source is too small for are one picture), and the sound
+    # once; then each rendition is a copy of its picture with that sound: a fraction of a second.
+    shares = shared_pictures(source, recipes)
+    encoded = sorted(set(shares))
+    graph, pictures = picture_graph(source, [recipes[i] for i in encoded])
+    alone = {i: workdir / f"picture-{tasks[i].preset.id}.nut" for i in encoded}
+    args = [recipes[i].segment(source, picture) for i, picture in zip(encoded, pictures, strict=True)]
+    outputs = [alone[i] for i in encoded]
     sound = workdir / f"sound.{lead.extension}"
-    args = [r.segment(source, picture) for r, picture in zip(recipes, pictures, strict=True)]
-    run([[*graph, *args[0]], *args[1:], recipes[0].sound(source, alone=True)], [*alone, sound])
-    for recipe, picture, final in zip(recipes, alone, finals, strict=True):  # copies: a fraction of a second
+    if source.has_audio:
+        args.append(recipes[0].sound(source, alone=True))
+        outputs.append(sound)
+    run([[*graph, *args[0]], *args[1:]], outputs)
+    for recipe, share, final in zip(recipes, shares, finals, strict=True):
         ffmpeg.convert(
-            picture,
+            alone[share],
             final,
-            recipe.assembly(source, with_audio=True),
+            recipe.assembly(source, with_audio=source.has_audio),
             timeout=timeout,
             cancel=cancel,
-            extra_inputs=[([], sound)],
+            extra_inputs=[([], sound)] if source.has_audio else [],
             trusted=True,
         )
     return finals

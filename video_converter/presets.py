@@ -218,6 +218,18 @@ def picture_graph(source: SourceInfo, recipes: list[VideoRecipe]) -> tuple[list[
     return ["-filter_complex", ";".join(graph)], [["-map", f"[v{index}]"] for index in range(len(recipes))]
 
 
+def shared_pictures(source: SourceInfo, recipes: list[VideoRecipe]) -> list[int]:
+    """For each recipe, the index of the recipe whose encoded picture it takes. Renditions at or above
+    the source's short side all keep the source's size (nothing is upscaled), so the smallest of them,
+    whose bit rate cap is the one meant for that size, is encoded once for all of them."""
+    side = short_side(source)
+    kept = [index for index, recipe in enumerate(recipes) if side is not None and recipe.size >= side]
+    if len(kept) < 2:
+        return list(range(len(recipes)))
+    smallest = min(kept, key=lambda index: recipes[index].size)
+    return [smallest if index in kept else index for index in range(len(recipes))]
+
+
 def _h264(max_height: int, maxrate_kbps: int) -> VideoRecipe:
     def encoder(source: SourceInfo) -> list[str]:
         return [

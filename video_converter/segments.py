@@ -36,7 +36,7 @@ from . import keys
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
 from .model import SegmentPlan, SourceInfo
-from .presets import Preset, VideoRecipe, downmix_filter, picture_graph
+from .presets import Preset, VideoRecipe, downmix_filter, picture_graph, shared_pictures
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -207,23 +207,26 @@ def encode_piece(
     recipes = [p.recipe for p in presets if p.recipe is not None]
     if len(recipes) != len(presets):
         raise ValueError("Only video formats are encoded in pieces")
-    outputs = [workdir / f"{index:05d}-{p.id}.nut" for p in presets]
-    args = [recipes[0].segment(plan.source)]
-    if len(recipes) > 1:
-        graph, pictures = picture_graph(plan.source, recipes)
-        args = [recipe.segment(plan.source, picture) for recipe, picture in zip(recipes, pictures, strict=True)]
+    shares = shared_pictures(plan.source, recipes)  # sizes the source is too small for: one picture
+    encoded = sorted(set(shares))
+    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.nut" for i in encoded}
+    args = [recipes[i].segment(plan.source) for i in encoded]
+    if len(encoded) > 1:
+        graph, pictures = picture_graph(plan.source, [recipes[i] for i in encoded])
+        args = [recipes[i].segment(plan.source, picture) for i, picture in zip(encoded, pictures, strict=True)]
         args[0] = [*graph, *args[0]]
+    paths = [outputs[i] for i in encoded]
     ffmpeg.convert(
         piece,
-        outputs[-1],
+        paths[-1],
         args[-1],
         input_args=["-copyts"],  # keep the original timeline: the join spaces pieces by it
         duration=plan.length(index),
         timeout=timeout,
         cancel=cancel,
-        more_outputs=list(zip(args[:-1], outputs[:-1], strict=True)),
+        more_outputs=list(zip(args[:-1], paths[:-1], strict=True)),
     )
-    return outputs
+    return [outputs[share] for share in shares]
 
 
 def spliced(recipe: VideoRecipe, plan: SegmentPlan) -> bool:

@@ -139,12 +139,12 @@ def test_all_renditions_come_from_one_run_and_each_has_its_own_record(env: Env, 
 
 
 def test_an_unsuitable_rendition_fails_alone(env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    silent = make_clip_file(tmp_path / "silent.mp4", seconds=1.0, size="640x360", audio=False)
+    silent = make_clip_file(tmp_path / "silent.mp4", seconds=1.0, size="1280x720", audio=False)
     monkeypatch.setitem(PRESETS, "480p", dataclasses.replace(PRESETS["480p"], needs_audio=True))
     job_id = env.create(silent, RENDITIONS)
     (task,) = env.take()
     assert env.deliver(task) is Action.ACK
-    assert env.ffmpeg.runs == [2]  # the two it can give, still from one decode (no sound to share)
+    assert env.ffmpeg.runs == [2, 1, 1]  # the two it can give, still from one decode (then each copied)
     assert env.status(job_id, "720p") is env.status(job_id, "360p") is OutputStatus.COMPLETED
     failed = env.rt.jobs.output(job_id, "480p")
     assert failed.status is OutputStatus.FAILED
@@ -209,3 +209,24 @@ def test_a_redelivery_after_a_crash_redoes_only_the_renditions_not_done(
             assert record.status is OutputStatus.COMPLETED and record.attempts == 2
     finally:
         env.rt.close()
+
+
+def test_sizes_the_source_is_too_small_for_are_one_picture(env: Env, tmp_path: Path) -> None:
+    """From a 320x240 clip, 720p, 480p and 360p all keep its size (nothing is upscaled): the picture is
+    encoded once, with the 360p settings (its bit rate cap is the one meant for that size), for all."""
+    small = make_clip_file(tmp_path / "small.mp4", seconds=1.0, size="320x240")
+    job_id = env.create(small, RENDITIONS)
+    (task,) = env.take()
+    assert env.deliver(task) is Action.ACK
+    assert env.ffmpeg.runs == [2, 1, 1, 1]  # one picture and the sound; three copies
+    pictures = set()
+    for format_id in RENDITIONS:
+        record = env.rt.jobs.output(job_id, format_id)
+        assert record.status is OutputStatus.COMPLETED and (record.width, record.height) == (320, 240)
+        assert record.key is not None
+        path = tmp_path / f"{format_id}.mp4"
+        path.write_bytes(env.rt.converted.get_bytes(record.key))
+        argv = [ffmpeg_path(), "-v", "error", "-i", str(path), "-map", "0:v", "-c", "copy", "-f", "data", "-"]
+        pictures.add(subprocess.run(argv, check=True, capture_output=True, timeout=60).stdout)
+    assert len(pictures) == 1  # the same encoded picture in each
+    assert (record.note or "").startswith("The source is 320x240")

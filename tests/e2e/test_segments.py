@@ -365,7 +365,7 @@ def test_the_sound_in_parts_splices_with_no_shift_and_no_damage_at_the_joins(
 
 
 def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
-    env: Env, long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """360p and 480p together: one message per piece and per sound part for both (one decode of the
     piece feeds both encoders; the sound, encoded the same way for both, is encoded once), then a join
@@ -378,7 +378,10 @@ def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
         convert(self, source, output, args, **options)
 
     monkeypatch.setattr(FFmpeg, "convert", counting)
-    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p", "480p"]).job_id
+    clip = make_clip_file(  # 480 lines: the 360p and 480p pictures differ (a smaller source makes one)
+        tmp_path / "vga.mp4", seconds=SECONDS, size="640x480", rate=RATE, extra=("-g", str(RATE))
+    )
+    job_id = env.service.upload_and_create(io.BytesIO(clip.read_bytes()), "long.mp4", ["360p", "480p"]).job_id
     (whole,) = env.pending()
     env.queue.entries.clear()
     assert env.deliver(whole) is Action.ACK
@@ -396,4 +399,4 @@ def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
         assert record.status is OutputStatus.COMPLETED and record.segments == plan.count and record.key
         path = tmp_path / f"{format_id}.mp4"
         path.write_bytes(env.rt.converted.get_bytes(record.key))
-        assert abs(frames_of(path) - frames_of(long_clip)) <= 2
+        assert abs(frames_of(path) - frames_of(clip)) <= 2

@@ -365,3 +365,23 @@ def test_bt2020_with_an_sdr_transfer_is_converted_without_a_tone_curve(transfer:
 @pytest.mark.parametrize("format_id", ["gif", "thumbnail", "mp3"])
 def test_image_and_audio_formats_carry_no_colour_options(format_id: str) -> None:
     assert "-color_primaries" not in PRESETS[format_id].output_args(HLG)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((1920, 1080), [0, 1, 2, 3]),  # every size is below the source: four pictures
+        ((1280, 720), [1, 1, 2, 3]),  # 1080p and 720p both keep 720 lines: 720p's picture for both
+        ((854, 480), [2, 2, 2, 3]),  # 1080p, 720p and 480p all keep 480 lines: one picture, 480p's
+        ((320, 240), [3, 3, 3, 3]),
+        ((240, 320), [3, 3, 3, 3]),  # portrait: the short side counts
+    ],
+)
+def test_sizes_a_source_is_too_small_for_share_the_smallest_ones_picture(
+    size: tuple[int, int], expected: list[int]
+) -> None:
+    from video_converter.presets import shared_pictures
+
+    source = AV.model_copy(update={"width": size[0], "height": size[1]})
+    recipes = [PRESETS[f].recipe for f in ("1080p", "720p", "480p", "360p")]
+    assert shared_pictures(source, [r for r in recipes if r is not None]) == expected
