@@ -161,13 +161,7 @@ class S3Storage:
                 attempt += 1
 
     def get_bytes(self, key: str) -> bytes:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
-        except Exception as exc:
-            if _is_not_found(exc):
-                raise ObjectNotFound(key) from None
-            raise
-        with contextlib.closing(response["Body"]) as body:
+        with self.open_read(key) as body:
             data: bytes = body.read()
         return data
 
