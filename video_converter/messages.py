@@ -212,16 +212,11 @@ def _process(
         if not tasks:
             return Outcome.ack("already done")  # a redelivery of finished work
         if rt.jobs.failure(ref.job_id) is not None:  # another output found the original unusable
-            for task in tasks:
-                if ref.whole:
-                    task.failed(NOT_CONVERTED)
-                else:
-                    _fail_segmented(rt, task, NOT_CONVERTED)
+            _fail(rt, tasks, NOT_CONVERTED, segmented=not ref.whole)
             return Outcome.ack("failed for good")
         if ref.whole:
             if attempt > rt.settings.max_attempts:
-                for task in tasks:
-                    task.failed(f"Gave up after {attempt - 1} interrupted attempts.")
+                _fail(rt, tasks, f"Gave up after {attempt - 1} interrupted attempts.")
                 return Outcome.ack("out of attempts")
             for task in tasks:
                 task.started(attempt)
@@ -232,8 +227,7 @@ def _process(
             return Outcome.ack("malformed")
         plan = load_plan(rt.uploads, ref.job_id)
         if plan is None:
-            for task in tasks:
-                task.failed("The pieces of the original are missing (they may have expired).")
+            _fail(rt, tasks, "The pieces of the original are missing (they may have expired).")
             return Outcome.ack("failed for good")
         if ref.assemble:
             part = "Joining the parts"
@@ -243,8 +237,7 @@ def _process(
         else:
             part = f"Part {(ref.segment or 0) + 1} of {plan.count}"
         if attempt > rt.settings.max_attempts:
-            for task in tasks:
-                _fail_segmented(rt, task, f"{part} gave up after {attempt - 1} interrupted attempts.")
+            _fail(rt, tasks, f"{part} gave up after {attempt - 1} interrupted attempts.", segmented=True)
             return Outcome.ack("out of attempts")
         if ref.assemble:
             work = functools.partial(_assemble, rt, tasks[0], plan)
@@ -399,9 +392,12 @@ def _videos_final(rt: Runtime, task: OutputTask) -> bool:
     return all(rt.jobs.output(task.job_id, f).status.finished for f in videos)
 
 
-def _fail_segmented(rt: Runtime, task: OutputTask, reason: str) -> None:
-    task.failed(reason)
-    segments.tidy(rt.uploads, rt.converted, task.job_id, task.format_id, all_final=_videos_final(rt, task))
+def _fail(rt: Runtime, tasks: list[OutputTask], reason: str, *, segmented: bool = False) -> None:
+    """Fail these outputs for good; a segmented one's pieces are tidied away too."""
+    for task in tasks:
+        task.failed(reason)
+        if segmented:
+            segments.tidy(rt.uploads, rt.converted, task.job_id, task.format_id, all_final=_videos_final(rt, task))
 
 
 def _attempt(
@@ -459,11 +455,7 @@ def _attempt_once(
         return [task for task in tasks if not task.record.status.finished]
 
     def fail(reason: str) -> None:
-        for task in unfinished():
-            if part:
-                _fail_segmented(rt, task, reason)
-            else:
-                task.failed(reason)
+        _fail(rt, unfinished(), reason, segmented=bool(part))
 
     try:
         with rt.scratch.workdir(f"convert-{ref.format_id}-") as workdir:
