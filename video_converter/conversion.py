@@ -23,7 +23,7 @@ from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo
-from .presets import PRESETS, Preset, UnsuitableSource, picture_graph, shared_pictures
+from .presets import PRESETS, Preset, UnsuitableSource, pictures_once, recipes_of
 from .records import JobStore
 from .storage import ObjectNotFound, Storage
 
@@ -225,27 +225,19 @@ def encode(
     if len(tasks) == 1:
         run([lead.output_args(source)], finals)
         return finals
-    recipes = [t.preset.recipe for t in tasks if t.preset.recipe is not None]
-    if len(recipes) != len(tasks):
-        raise ValueError("Only video renditions are converted together")
-    if len({tuple(r.audio(source)) for r in recipes}) > 1:  # not the MP4 sizes: each with its own sound
-        graph, pictures = picture_graph(source, recipes)
-        args = [r.whole(source, picture) for r, picture in zip(recipes, pictures, strict=True)]
-        run([[*graph, *args[0]], *args[1:]], finals)
-        return finals
+    recipes = recipes_of([t.preset for t in tasks])
+    if len({tuple(r.audio(source)) for r in recipes}) > 1:  # groups are the MP4 sizes (``decode_group``)
+        raise ValueError("Renditions converted together share one sound")
     # Each distinct picture once (sizes the source is too small for are one picture), and the sound
     # once; then each rendition is a copy of its picture with that sound: a fraction of a second.
-    shares = shared_pictures(source, recipes)
-    encoded = sorted(set(shares))
-    graph, pictures = picture_graph(source, [recipes[i] for i in encoded])
-    alone = {i: workdir / f"picture-{tasks[i].preset.id}.nut" for i in encoded}
-    args = [recipes[i].segment(source, picture) for i, picture in zip(encoded, pictures, strict=True)]
-    outputs = [alone[i] for i in encoded]
+    shares, pictures = pictures_once(source, recipes)
+    alone = {i: workdir / f"picture-{tasks[i].preset.id}.nut" for i in pictures}
+    args, outputs = list(pictures.values()), list(alone.values())
     sound = workdir / f"sound.{lead.extension}"
     if source.has_audio:
         args.append(recipes[0].sound(source, alone=True))
         outputs.append(sound)
-    run([[*graph, *args[0]], *args[1:]], outputs)
+    run(args, outputs)
     for recipe, share, final in zip(recipes, shares, finals, strict=True):
         ffmpeg.convert(
             alone[share],

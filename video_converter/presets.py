@@ -110,7 +110,7 @@ def _bt709_tags(source: SourceInfo) -> list[str]:
 
 def shared_picture(source: SourceInfo) -> str:
     """The part of the picture's filters every video rendition of a source shares: decoded once, it
-    can feed them all (see ``picture_graph``)."""
+    can feed them all (see ``pictures_once``)."""
     return f"{CAP_FPS},{_picture(source)}"
 
 
@@ -162,7 +162,7 @@ class VideoRecipe:
     # AAC frames decode alone (only their windows overlap), so a segmented output's sound can be encoded
     # in parts and spliced frame by frame. Opus frames predict from the one before: one part.
     spliced_sound: bool = False
-    # Renditions of one group are converted together, from one decode (``picture_graph``). Only encoders
+    # Renditions of one group are converted together, from one decode (``pictures_once``). Only encoders
     # of about the same speed share one: in one run every output goes at the pace of the slowest.
     decode_group: str | None = None
 
@@ -173,16 +173,15 @@ class VideoRecipe:
         """The picture from input 0, filtered and encoded."""
         return ["-map", "0:v:0", "-vf", self.filters(source), *self.encoder(source)]
 
-    def whole(self, source: SourceInfo, picture: list[str] | None = None) -> list[str]:
-        """One output of the original: picture and sound. ``picture`` maps a filtered picture from a
-        shared graph instead (``picture_graph``)."""
-        video = [*picture, *self.encoder(source)] if picture else self.video(source)
+    def whole(self, source: SourceInfo) -> list[str]:
+        """One output of the original: picture and sound."""
         sound = ["-map", "0:a:0", *self.audio(source)] if source.has_audio else ["-an"]
-        return [*video, *sound, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", *self.container]
+        return [*self.video(source), *sound, *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", *self.container]
 
     def segment(self, source: SourceInfo, picture: list[str] | None = None) -> list[str]:
         """The picture alone, timestamps kept (NUT keeps the stream's exact time base), no sound: one
-        segment of a long video, or a rendition whose sound is encoded beside it and muxed in after."""
+        segment of a long video, or a rendition whose sound is encoded beside it and muxed in after.
+        ``picture`` maps a filtered picture from a shared graph instead (``pictures_once``)."""
         video = [*picture, *self.encoder(source)] if picture else self.video(source)
         return [*video, "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
 
@@ -208,14 +207,21 @@ class VideoRecipe:
         return [*picture, *sound, *NO_METADATA, "-sn", "-dn", *self.container]
 
 
-def picture_graph(source: SourceInfo, recipes: list[VideoRecipe]) -> tuple[list[str], list[list[str]]]:
-    """One decode for several renditions: a filter graph that runs the shared filters once and splits
-    the picture into one branch per recipe, each scaled to its size; and, per recipe, the arguments that
-    map its branch (for ``whole`` or ``segment``)."""
-    branches = "".join(f"[p{index}]" for index in range(len(recipes)))
-    graph = [f"[0:v:0]{shared_picture(source)},split={len(recipes)}{branches}"]
-    graph += [f"[p{index}]{_sized(source, recipe.size)}[v{index}]" for index, recipe in enumerate(recipes)]
-    return ["-filter_complex", ";".join(graph)], [["-map", f"[v{index}]"] for index in range(len(recipes))]
+def pictures_once(source: SourceInfo, recipes: list[VideoRecipe]) -> tuple[list[int], dict[int, list[str]]]:
+    """The pictures of several renditions from one decode: for each recipe, the index of the recipe
+    whose picture it takes (``shared_pictures``); and, in order, the output arguments (``segment``) of
+    each picture to encode, the first carrying the filter graph that runs the shared filters once and
+    splits the picture into one branch per picture, each scaled to its size."""
+    shares = shared_pictures(source, recipes)
+    encoded = sorted(set(shares))
+    if len(encoded) == 1:
+        return shares, {encoded[0]: recipes[encoded[0]].segment(source)}
+    branches = "".join(f"[p{i}]" for i in encoded)
+    graph = [f"[0:v:0]{shared_picture(source)},split={len(encoded)}{branches}"]
+    graph += [f"[p{i}]{_sized(source, recipes[i].size)}[v{i}]" for i in encoded]
+    args = {i: recipes[i].segment(source, ["-map", f"[v{i}]"]) for i in encoded}
+    args[encoded[0]] = ["-filter_complex", ";".join(graph), *args[encoded[0]]]
+    return shares, args
 
 
 def shared_pictures(source: SourceInfo, recipes: list[VideoRecipe]) -> list[int]:
@@ -343,6 +349,14 @@ class Preset:
             raise UnsuitableSource(f"The source has no video stream, so it cannot be converted to {self.label}.")
         if self.needs_audio and not source.has_audio:
             raise UnsuitableSource(f"The source has no audio track, so there is nothing to put in an {self.label}.")
+
+
+def recipes_of(presets: list[Preset]) -> list[VideoRecipe]:
+    """The recipes of video formats converted together (only those have one)."""
+    recipes = [preset.recipe for preset in presets if preset.recipe is not None]
+    if len(recipes) != len(presets):
+        raise ValueError("Only video formats are converted together")
+    return recipes
 
 
 def _mp4(height: int, maxrate_kbps: int) -> Preset:

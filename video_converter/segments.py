@@ -36,7 +36,7 @@ from . import keys
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
 from .model import SegmentPlan, SourceInfo
-from .presets import Preset, VideoRecipe, downmix_filter, picture_graph, shared_pictures
+from .presets import Preset, VideoRecipe, downmix_filter, pictures_once, recipes_of
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -204,18 +204,9 @@ def encode_piece(
 ) -> list[Path]:
     """One piece's picture, encoded with each format's settings from one decode, its original
     timestamps kept; one file per preset."""
-    recipes = [p.recipe for p in presets if p.recipe is not None]
-    if len(recipes) != len(presets):
-        raise ValueError("Only video formats are encoded in pieces")
-    shares = shared_pictures(plan.source, recipes)  # sizes the source is too small for: one picture
-    encoded = sorted(set(shares))
-    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.nut" for i in encoded}
-    args = [recipes[i].segment(plan.source) for i in encoded]
-    if len(encoded) > 1:
-        graph, pictures = picture_graph(plan.source, [recipes[i] for i in encoded])
-        args = [recipes[i].segment(plan.source, picture) for i, picture in zip(encoded, pictures, strict=True)]
-        args[0] = [*graph, *args[0]]
-    paths = [outputs[i] for i in encoded]
+    shares, pictures = pictures_once(plan.source, recipes_of(presets))  # too small for several: one picture
+    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.nut" for i in pictures}
+    args, paths = list(pictures.values()), list(outputs.values())
     ffmpeg.convert(
         piece,
         paths[-1],
