@@ -121,25 +121,24 @@ def split(
     source = facts.info
     folder = workdir / "split"
     folder.mkdir()
+    audio = folder / "audio.nut" if source.has_audio else None
+    rate, starts = sound_layout(facts, segment_seconds) if audio is not None and sound_in_parts else (0, [])
+    sound_parts = [folder / f"sound-{index:05d}.flac" for index in range(len(starts))]
+    graph = ["-filter_complex", _sound_graph(facts, rate, starts)] if sound_parts else []  # global: anywhere
     outputs: list[tuple[list[str], Path]] = [
         (
             [
-                "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
+                *graph, "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
                 "-f", "segment", "-segment_time", f"{segment_seconds:.3f}", "-reset_timestamps", "0",
                 "-segment_format", "mp4",
             ],
             folder / "piece-%05d.mp4",
         )
     ]  # fmt: skip
-    audio = folder / "audio.nut" if source.has_audio else None
-    rate, starts = sound_layout(facts, segment_seconds) if audio is not None and sound_in_parts else (0, [])
-    sound_parts = [folder / f"sound-{index:05d}.flac" for index in range(len(starts))]
-    graph = ["-filter_complex", _sound_graph(facts, rate, starts)] if sound_parts else []
     outputs += [(["-map", f"[s{index}]", "-c:a", "flac", "-f", "flac"], part) for index, part in enumerate(sound_parts)]
     if audio is not None:
         outputs.append((["-map", "0:a:0", "-c", "copy", "-vn", "-sn", "-dn", "-f", "nut"], audio))
-    (first_args, first), *rest = outputs
-    *more, (last_args, last) = [([*graph, *first_args], first), *rest]  # -filter_complex is global
+    *more, (last_args, last) = outputs
     ffmpeg.convert(
         source_path, last, last_args, duration=source.duration, timeout=timeout, cancel=cancel, more_outputs=more
     )
