@@ -195,6 +195,13 @@ class Env:
         assert isinstance(self.rt.queue, MemoryQueue)
         return self.rt.queue
 
+    def create(self, clip: Path, formats: list[str]) -> str:
+        """A job for ``clip``, with the messages its creation sent taken off the queue: the tests deliver
+        them by hand."""
+        job_id = self.service.upload_and_create(io.BytesIO(clip.read_bytes()), clip.name, formats).job_id
+        self.queue.entries.clear()
+        return job_id
+
     def deliver(self, task: Task, attempt: int = 1) -> Action:
         return process_message(self.rt, Message("m", task.body(), attempt, "h")).action
 
@@ -212,8 +219,7 @@ def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
 def test_pieces_are_queued_redelivered_pieces_are_no_ops_and_the_last_queues_the_join(
     env: Env, long_clip: Path
 ) -> None:
-    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
-    env.queue.entries.clear()
+    job_id = env.create(long_clip, ["360p"])
     assert env.deliver(Task(job_id, "360p")) is Action.ACK  # the whole message: split, pieces queued
     sent = env.pending()
     sounds, pieces = [t for t in sent if t.sound is not None], [t for t in sent if t.segment is not None]
@@ -243,8 +249,7 @@ def test_pieces_are_queued_redelivered_pieces_are_no_ops_and_the_last_queues_the
 def test_a_piece_that_fails_for_good_fails_its_output_with_the_reason(
     env: Env, long_clip: Path, fake_binary: Any
 ) -> None:
-    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
-    env.queue.entries.clear()
+    job_id = env.create(long_clip, ["360p"])
     env.deliver(Task(job_id, "360p"))
     pieces = [t for t in env.pending() if t.segment is not None]
     env.queue.entries.clear()
@@ -262,8 +267,7 @@ def test_a_piece_that_fails_for_good_fails_its_output_with_the_reason(
 def test_a_crashing_encoder_is_retried_per_piece_and_fails_the_output_on_the_last_attempt(
     env: Env, long_clip: Path, fake_binary: Any
 ) -> None:
-    job_id = env.service.upload_and_create(io.BytesIO(long_clip.read_bytes()), "long.mp4", ["360p"]).job_id
-    env.queue.entries.clear()
+    job_id = env.create(long_clip, ["360p"])
     env.deliver(Task(job_id, "360p"))
     piece = [t for t in env.pending() if t.segment is not None][1]  # part 2
     env.rt.ffmpeg = FFmpeg(fake_binary('echo "encoder exploded" >&2; exit 1'), ffprobe_path())
@@ -279,8 +283,7 @@ def test_a_crashing_encoder_is_retried_per_piece_and_fails_the_output_on_the_las
 
 def test_short_sources_and_other_formats_stay_whole(env: Env, make_clip: Any) -> None:
     short = make_clip(seconds=1.5)
-    job_id = env.service.upload_and_create(io.BytesIO(short.read_bytes()), "short.mp4", ["360p", "gif"]).job_id
-    env.queue.entries.clear()
+    job_id = env.create(short, ["360p", "gif"])
     for format_id in ("360p", "gif"):
         assert env.deliver(Task(job_id, format_id)) is Action.ACK
         assert env.rt.jobs.output(job_id, format_id).status is OutputStatus.COMPLETED
@@ -338,8 +341,7 @@ def test_the_sound_in_parts_splices_with_no_shift_and_no_damage_at_the_joins(
     if not roll:
         monkeypatch.setattr(segments, "PRE_ROLL_FRAMES", 0)
         monkeypatch.setattr(segments, "POST_ROLL_FRAMES", 0)
-    job_id = env.service.upload_and_create(io.BytesIO(noisy_clip.read_bytes()), "noisy.mp4", ["360p"]).job_id
-    env.queue.entries.clear()
+    job_id = env.create(noisy_clip, ["360p"])
     env.deliver(Task(job_id, "360p"))
     plan = segments.load_plan(env.rt.uploads, job_id)
     assert plan is not None and plan.sound_rate == 48000 and len(plan.sound_starts) == SECONDS // 2
