@@ -6,7 +6,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from video_converter.documents import JobDocuments
 from video_converter.jobs import JobService
+from video_converter.runtime import Runtime
+from video_converter.uploads import Uploads
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 def get_jobs(request: Request) -> JobService:
@@ -14,4 +22,17 @@ def get_jobs(request: Request) -> JobService:
     return service
 
 
+def get_documents(request: Request) -> JobDocuments:
+    documents: JobDocuments = request.app.state.jobs.documents
+    return documents
+
+
+def get_uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.jobs.uploads
+    return uploads
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 JobsDep = Annotated[JobService, Depends(get_jobs)]
+DocumentsDep = Annotated[JobDocuments, Depends(get_documents)]
+UploadsDep = Annotated[Uploads, Depends(get_uploads)]

@@ -9,14 +9,12 @@ from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 
 from video_converter.errors import InvalidRequest
-from video_converter.jobs import JobService
 
 
 @asynccontextmanager
-async def multipart_upload(request: Request, jobs: JobService) -> AsyncIterator[tuple[UploadFile, FormData]]:
-    """The form's ``file`` (spooled to disk by Starlette) and the whole form; a body that already
-    declares too large a size is refused before any of it is read."""
-    jobs.check_declared_size(request.headers.get("content-length"))
+async def multipart_upload(request: Request) -> AsyncIterator[tuple[UploadFile, FormData]]:
+    """The form's ``file`` (spooled to disk by Starlette) and the whole form. Its size is capped by the
+    request limits middleware, before and while it is read."""
     async with request.form(max_files=1, max_fields=50) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):

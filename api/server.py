@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from api.limits import MAX_HEADER_BYTES
 from api.main import create_app
 from video_converter.config import Settings
+from video_converter.housekeeping import start_background
 from video_converter.runtime import build_runtime
 from video_converter.worker import start_workers, stop_workers
 
@@ -65,7 +66,7 @@ def serve(settings: Settings) -> None:
     rt = build_runtime(settings)
     app = create_app(rt)
     stop = threading.Event()
-    threads = rt.start_background(stop) + start_workers(rt, stop)
+    threads = start_background(rt, stop) + start_workers(rt, stop)
     rt.spool_uploads_in_scratch()
     plural = "" if settings.workers == 1 else "s"
     log.info(

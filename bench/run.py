@@ -155,9 +155,9 @@ def run_job(work: Path, clip: Path, formats: list[str], *, workers: int, segment
         with measured() as cost:
             with clip.open("rb") as fh:
                 job_id = service.upload_and_create(fh, clip.name, formats).job_id
-            while service.job_view(job_id).status not in ("completed", "failed", "partial"):
+            while service.documents.view(job_id).status not in ("completed", "failed", "partial"):
                 time.sleep(0.1)
-        assert service.job_view(job_id).status == "completed"
+        assert service.documents.view(job_id).status == "completed"
         outputs = {}
         for format_id in formats:
             key = rt.jobs.output(job_id, format_id).key
@@ -166,7 +166,7 @@ def run_job(work: Path, clip: Path, formats: list[str], *, workers: int, segment
                 outputs[format_id] = Path(shutil.copy(path, folder / f"{format_id}.{PRESETS[format_id].extension}"))
     finally:
         stop_workers(threads, stop)
-        service.close()
+        service.documents.close()
         rt.close()
     return JobRun(cost, outputs)
 

@@ -10,6 +10,7 @@ import threading
 
 from . import logsafe
 from .config import Settings, get_settings
+from .housekeeping import start_background
 from .runtime import build_runtime
 from .worker import start_workers, stop_workers
 
@@ -31,7 +32,7 @@ def work(settings: Settings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    threads = rt.start_background(stop) + start_workers(rt, stop)
+    threads = start_background(rt, stop) + start_workers(rt, stop)
     log.info("%d worker(s) polling the %s queue", settings.workers, settings.backend)
     stop.wait()
     stop_workers(threads, stop)

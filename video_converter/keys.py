@@ -1,15 +1,13 @@
-"""Object-key layout, shared by disk and S3.
+"""Object-key layout, shared by disk and S3 (the pieces of long videos: ``segmenting``).
 
 Upload store:     {job_id}/source                       the original
                   {job_id}/ticket-used                  empty: an upload claimed this upload ticket
-                  {job_id}/segments/plan.json           a long source split for segmenting: the plan,
-                  {job_id}/segments/source/{n}.mp4      its video in pieces cut at keyframes (stream copy),
-                  {job_id}/segments/audio.nut           and its audio track (stream copy)
-                  {job_id}/segments/sound/{n}.flac      or its sound in overlapping lossless parts
+                  {job_id}/segments/...                 a long source split for segmenting
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
-                  {job_id}/segments/{format}/{n}.nut    encoded segments, until they are assembled
-                  {job_id}/segments/{format}/sound-{n}.{aac|nut}  and the encoded sound (parts)
+                  {job_id}/failure.json                 why no output of the job can be made, if so
+                  {job_id}/webhook.json                 the job-finished webhook's marker and outcome
+                  {job_id}/segments/...                 encoded pieces of long videos, until joined
                   {job_id}/{stem}_{format}.{ext}        the result
 """
 
@@ -108,39 +106,3 @@ def content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII ``filename`` fallback and the exact name in RFC 5987 ``filename*``
     (RFC 6266: clients that understand ``filename*`` prefer it), for local downloads and S3 alike."""
     return f"attachment; filename=\"{ascii_filename(filename)}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def segments_prefix(job_id: str) -> str:
-    """Everything a segmented job keeps in the upload store besides its original."""
-    return f"{job_id}/segments/"
-
-
-def segment_plan_key(job_id: str) -> str:
-    return f"{job_id}/segments/plan.json"
-
-
-def segment_source_key(job_id: str, index: int) -> str:
-    return f"{job_id}/segments/source/{index:05d}.mp4"
-
-
-def segment_audio_key(job_id: str) -> str:
-    return f"{job_id}/segments/audio.nut"
-
-
-def encoded_segments_prefix(job_id: str, format_id: str) -> str:
-    return f"{job_id}/segments/{format_id}/"
-
-
-def encoded_segment_key(job_id: str, format_id: str, index: int) -> str:
-    return f"{encoded_segments_prefix(job_id, format_id)}{index:05d}.nut"
-
-
-def segment_sound_key(job_id: str, index: int) -> str:
-    """Part ``index`` of the decoded sound (lossless, with the overlap its encoder needs)."""
-    return f"{job_id}/segments/sound/{index:05d}.flac"
-
-
-def encoded_sound_key(job_id: str, format_id: str, index: int, extension: str) -> str:
-    """Part ``index`` of a segmented output's encoded sound (``aac``: frames ready to splice; ``nut``:
-    the whole sound in one part), until it is joined."""
-    return f"{encoded_segments_prefix(job_id, format_id)}sound-{index:05d}.{extension}"

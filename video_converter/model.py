@@ -119,6 +119,53 @@ class OutputRecord(BaseModel):
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
     updated_at: datetime = Field(default_factory=utcnow)
 
+    # The state changes a worker makes, as typed methods: each returns the changed copy to save.
+
+    def started(self, attempt: int) -> OutputRecord:
+        return self._changed(status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None)
+
+    def probed(self, source: SourceInfo, note: str | None) -> OutputRecord:
+        return self._changed(source=source, note=note)
+
+    def progressed(self, percent: float) -> OutputRecord:
+        return self._changed(progress=min(percent, 99.0))
+
+    def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
+        return self._changed(
+            status=OutputStatus.COMPLETED,
+            progress=100.0,
+            key=key,
+            size_bytes=size,
+            width=result.width,
+            height=result.height,
+            duration=result.duration,
+        )
+
+    def segmented(self, count: int) -> OutputRecord:
+        """Converted in ``count`` pieces from now on; progress is then counted from the pieces."""
+        return self._changed(segments=count, progress=0.0)
+
+    def failed(self, reason: str) -> OutputRecord:
+        return self._changed(status=OutputStatus.FAILED, error=reason)
+
+    def requeued(self, reason: str) -> OutputRecord:
+        """An attempt failed for a reason that may pass; the next delivery tries again."""
+        return self._changed(status=OutputStatus.QUEUED, progress=0.0, error=reason)
+
+    def released(self) -> OutputRecord:
+        """The worker is stopping: back to queued, as if the attempt had not started."""
+        return self._changed(status=OutputStatus.QUEUED, progress=0.0)
+
+    def seen(self, progress: float, alive_at: datetime) -> OutputRecord:
+        """As reported: ``progress`` done, and alive at ``alive_at`` if that is later than the record."""
+        return self._changed(progress=progress, updated_at=max(self.updated_at, alive_at))
+
+    def _changed(self, **changes: object) -> OutputRecord:
+        unknown = changes.keys() - type(self).model_fields.keys()
+        if unknown:  # model_copy would take a misspelled field silently
+            raise TypeError(f"OutputRecord has no field {', '.join(sorted(unknown))}")
+        return self.model_copy(update=changes)
+
 
 class SegmentPlan(BaseModel):
     """How a long source was split (written once, by whichever worker split it; read by the rest).

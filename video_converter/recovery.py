@@ -8,50 +8,79 @@ redelivery of finished work is acked without converting.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
-from . import segments
+from . import segmenting
 from .errors import JobNotFound
-from .messages import Task
-from .model import OutputStatus, utcnow
+from .model import OutputStatus, is_job_id, utcnow
+from .queues import SqliteQueue
 from .records import JobStore
+from .runtime import Runtime
+from .storage import LocalStorage
+from .work import Convert, Work, from_body, to_body
 
 log = logging.getLogger(__name__)
 
 # A queued record younger than this may be a job being created right now (records first, then messages).
 QUEUED_GRACE = timedelta(seconds=60)
+RECONCILE_LOCK = "reconcile.lock"
 
 
-def lost_tasks(
+def lost_work(
     jobs: JobStore,
     job_ids: Iterable[str],
-    queued: set[Task],
+    queued: set[Work],
     *,
     stale_after: timedelta,
     now: datetime | None = None,
-) -> Iterator[Task]:
+) -> Iterator[Convert]:
     """The outputs of these jobs that wait for a message the queue does not have (one converted with
     others is covered by their message; one that lost it is sent again alone)."""
     now = now or utcnow()
-    covered = {(t.job_id, f) for t in queued if t.whole for f in t.formats}
+    covered = {(w.job_id, f) for w in queued if isinstance(w, Convert) for f in w.formats}
     for job_id in job_ids:
         try:
             job = jobs.job(job_id)
         except JobNotFound:
             continue  # an upload that never became a job, or a job being deleted
         for format_id in job.formats:
-            task = Task(job_id, format_id)
             if (job_id, format_id) in covered:
                 continue
             record = jobs.output(job_id, format_id, missing_since=job.created_at)
             last = record.updated_at
-            if record.segments and record.status is OutputStatus.PROCESSING:  # alive while parts finish
-                newest = max(segments.finished(jobs.store, job_id, format_id).values(), default=0.0)
-                last = max(last, datetime.fromtimestamp(newest, UTC))
+            if segmenting.in_pieces(record):  # alive while its pieces are stored
+                last = segmenting.alive_at(record, segmenting.finished(jobs.store, job_id, format_id))
             age = now - last
             if (record.status is OutputStatus.QUEUED and age >= QUEUED_GRACE) or (
                 record.status is OutputStatus.PROCESSING and age >= stale_after
             ):
-                yield task
+                yield Convert(job_id, (format_id,))
+
+
+def reconcile(rt: Runtime) -> int:
+    """Local mode: send again every message the queue lost; return how many. One process at a time does
+    it (a lock beside the queue file)."""
+    if not isinstance(rt.queue, SqliteQueue) or not isinstance(rt.converted, LocalStorage):
+        return 0
+    with contextlib.ExitStack() as held:
+        fd = os.open(Path(rt.settings.data_dir) / RECONCILE_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        held.callback(os.close, fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # another process is at it
+        queued = {work for body in rt.queue.bodies() if (work := from_body(body))}
+        job_ids = [p.name for p in rt.converted.root.iterdir() if is_job_id(p.name)]
+        stale = timedelta(seconds=rt.settings.stale_after)
+        lost = list(lost_work(rt.jobs, job_ids, queued, stale_after=stale))
+        for work in lost:
+            rt.queue.send(to_body(work), group=work.job_id)
+        if lost:
+            log.warning("sent %d message(s) again that the queue had lost", len(lost))
+        return len(lost)

@@ -1,22 +1,20 @@
 """Local mode's counterpart of the S3 lifecycle rules: jobs older than RETENTION_DAYS are deleted.
 
 A job's age is that of the newest file in its folder, so nothing a worker is still writing is touched.
-Uploads that never became a job (an unused upload ticket) go the same way.
+Uploads that never became a job (an unused upload ticket) go the same way. ``housekeeping`` runs the
+sweep every hour.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 from pathlib import Path
 
 from .model import is_job_id
 
 log = logging.getLogger(__name__)
-
-SWEEP_INTERVAL = 3600.0  # seconds between sweeps
 
 
 def _last_change(folder: Path) -> float:
@@ -37,21 +35,3 @@ def purge_expired(roots: list[Path], max_age_days: float, now: float | None = No
     if purged:
         log.info("retention: deleted %d job(s) older than %s days", len(purged), max_age_days)
     return purged
-
-
-def start_janitor(roots: list[Path], max_age_days: float, stop: threading.Event) -> threading.Thread | None:
-    if max_age_days <= 0:
-        return None
-
-    def sweep() -> None:
-        while True:
-            try:
-                purge_expired(roots, max_age_days)
-            except Exception:
-                log.exception("retention sweep failed")
-            if stop.wait(SWEEP_INTERVAL):
-                return
-
-    thread = threading.Thread(target=sweep, name="retention", daemon=True)
-    thread.start()
-    return thread

@@ -1,8 +1,9 @@
 """The one place that turns settings into running parts, for ``serve``, ``worker`` and the Lambda.
 
-A ``Runtime`` holds the stores, the queue, FFmpeg and a scratch folder that belongs to this process
-alone. The backend (disk + SQLite, or S3 + SQS) is decided here and nowhere else, and so are the names
-of the folders under DATA_DIR.
+It only wires: what runs over these parts lives in the modules that import it. A ``Runtime`` holds
+the stores, the queue, FFmpeg and a scratch folder that belongs to this process alone. The backend
+(disk + SQLite, or S3 + SQS) is decided here and nowhere else, and so are the names of the folders
+under DATA_DIR.
 
 Scratch folders are claimed with a lock file held for the life of the process, so a process that starts
 beside another (``make worker`` next to ``make run`` on one DATA_DIR) sweeps only the folders of
@@ -19,22 +20,16 @@ import re
 import secrets
 import shutil
 import tempfile
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
 from .config import Settings
 from .ffmpeg import FFmpeg
-from .messages import Task
-from .model import is_job_id
 from .queues import Queue, SqliteQueue
 from .records import JobStore
-from .recovery import lost_tasks
-from .retention import start_janitor
 from .signing import Signer
 from .storage import LocalStorage, Storage
 
@@ -50,31 +45,12 @@ SECRET_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 UPLOADS_URL = "/files/uploads"
 CONVERTED_URL = "/files/converted"
 
-RECONCILE_LOCK = "reconcile.lock"
 MIN_FREE_BYTES = 64 * 1024 * 1024  # below this the data folder's disk counts as full
 
 # Scratch folders (and their .lock files) are named video-converter-<pid>-<8 hex digits>. The sweep
 # removes only names of exactly that shape: on AWS the parent is the machine's temp folder, shared.
 SCRATCH_PREFIX = "video-converter-"
 _SCRATCH_NAME = re.compile(rf"{SCRATCH_PREFIX}\d+-[0-9a-f]{{8}}")
-RECONCILE_INTERVAL = 300.0  # seconds between reconciliations of the queue with the status records
-
-
-def _every(interval: float, task: Callable[[], object], stop: threading.Event, *, name: str) -> threading.Thread:
-    """Run ``task`` now and then every ``interval`` seconds until ``stop``; a failure is logged, not fatal."""
-
-    def loop() -> None:
-        while True:
-            try:
-                task()
-            except Exception:
-                log.exception("%s failed", name)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=loop, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 class Scratch:
@@ -171,42 +147,6 @@ class Runtime:
         if self.settings.webhook_secret or self.settings.backend != "local":
             return self.settings.webhook_secret
         return local_secret(self.settings)
-
-    def start_background(self, stop: threading.Event) -> list[threading.Thread]:
-        """Housekeeping threads, in local mode: the retention sweep (on AWS, the buckets' lifecycle rules)
-        and, where this process converts, the reconciliation of the queue with the status records."""
-        if self.settings.backend != "local":
-            return []
-        data = Path(self.settings.data_dir)
-        threads = []
-        if janitor := start_janitor([data / UPLOADS_DIR, data / CONVERTED_DIR], self.settings.retention_days, stop):
-            threads.append(janitor)
-        if self.settings.workers > 0:
-            threads.append(_every(RECONCILE_INTERVAL, self.reconcile, stop, name="reconcile"))
-        return threads
-
-    def reconcile(self) -> int:
-        """Local mode: send again every message the queue lost (see ``recovery``); return how many. One
-        process at a time does it (a lock beside the queue file)."""
-        if not isinstance(self.queue, SqliteQueue) or not isinstance(self.converted, LocalStorage):
-            return 0
-        lock = Path(self.settings.data_dir) / RECONCILE_LOCK
-        with contextlib.ExitStack() as held:
-            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
-            held.callback(os.close, fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0  # another process is at it
-            queued = {task for body in self.queue.bodies() if (task := Task.from_body(body))}
-            job_ids = [p.name for p in self.converted.root.iterdir() if is_job_id(p.name)]
-            stale = timedelta(seconds=self.settings.stale_after)
-            lost = list(lost_tasks(self.jobs, job_ids, queued, stale_after=stale))
-            for task in lost:
-                self.queue.send(task.body(), group=task.job_id)
-            if lost:
-                log.warning("sent %d message(s) again that the queue had lost", len(lost))
-            return len(lost)
 
     def health_problem(self) -> str | None:
         """Why this process cannot do its work right now, as a sentence; None when it can. In local mode:

@@ -1,4 +1,5 @@
-"""Long videos in segments: split once, encode the pieces anywhere, join them seamlessly.
+"""Long videos in segments, the FFmpeg work: split once, encode the pieces anywhere, join them seamlessly
+(what is queued when, and where the pieces are kept, is ``segmenting``).
 
 A video format of a source longer than SEGMENT_SECONDS is not encoded in one run. The first worker to
 need it splits the original once (stream copy, so seconds of I/O): the video into pieces that start at
@@ -24,26 +25,18 @@ deterministic, stored whole (atomically), and a repeated message finds its work 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import keys
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
-from .model import SegmentPlan, SourceInfo
+from .model import SegmentPlan
 from .presets import Preset, VideoRecipe, downmix_filter, pictures_once, recipes_of
-from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
-
-ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the assembly step stands for
-_PIECE = re.compile(r"(\d{5})\.nut")
-_SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut)")
 
 AAC_FRAME = 1024  # samples per AAC frame: sound parts start and end on frame boundaries
 AAC_PRIMING = 1024  # FFmpeg's AAC encoder starts with one frame of priming (its initial_padding)
@@ -53,23 +46,6 @@ AAC_PRIMING = 1024  # FFmpeg's AAC encoder starts with one frame of priming (its
 PRE_ROLL_FRAMES = 8
 POST_ROLL_FRAMES = 2
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-
-
-def wants_segments(preset: Preset, source: SourceInfo, segment_seconds: float) -> bool:
-    """Long enough, and a format that can be encoded in pieces."""
-    return (
-        segment_seconds > 0
-        and preset.recipe is not None
-        and source.has_video
-        and (source.duration or 0.0) > segment_seconds
-    )
-
-
-def load_plan(uploads: Storage, job_id: str) -> SegmentPlan | None:
-    try:
-        return SegmentPlan.model_validate_json(uploads.get_bytes(keys.segment_plan_key(job_id)))
-    except ObjectNotFound:
-        return None
 
 
 @dataclass
@@ -161,35 +137,6 @@ def split(
     return Split(plan, pieces, audio, sound_parts)
 
 
-def store_split(uploads: Storage, job_id: str, done: Split) -> None:
-    """The pieces and the audio first, the plan last: a plan in the store means everything is there."""
-    for index, piece in enumerate(done.pieces):
-        uploads.put_file(keys.segment_source_key(job_id, index), piece, "video/mp4")
-    if done.audio is not None:
-        uploads.put_file(keys.segment_audio_key(job_id), done.audio, "application/octet-stream")
-    for index, part in enumerate(done.sound_parts):
-        uploads.put_file(keys.segment_sound_key(job_id, index), part, "audio/flac")
-    uploads.put_bytes(keys.segment_plan_key(job_id), done.plan.model_dump_json().encode(), "application/json")
-
-
-def finished(converted: Storage, job_id: str, format_id: str) -> dict[int, float]:
-    """The pieces of this output already encoded and stored: index -> when."""
-    found = {}
-    for item in converted.list(keys.encoded_segments_prefix(job_id, format_id)):
-        match = _PIECE.fullmatch(item.key.rsplit("/", 1)[-1])
-        if match:
-            found[int(match.group(1))] = item.modified
-    return found
-
-
-def progress(plan: SegmentPlan, done: dict[int, float]) -> float:
-    """Percent done: the seconds of video encoded, the assembly being the last few percent."""
-    if plan.duration <= 0:
-        return 0.0
-    seconds = sum(plan.length(index) for index in done if index < plan.count)
-    return round(min(100.0 - ASSEMBLY_SHARE, (100.0 - ASSEMBLY_SHARE) * seconds / plan.duration), 1)
-
-
 def encode_piece(
     ffmpeg: FFmpeg,
     presets: list[Preset],
@@ -229,11 +176,6 @@ def sound_parts(recipe: VideoRecipe, plan: SegmentPlan) -> int:
     if not plan.has_audio:
         return 0
     return len(plan.sound_starts) if spliced(recipe, plan) else 1
-
-
-def sound_source_key(recipe: VideoRecipe, plan: SegmentPlan, job_id: str, index: int) -> str:
-    """What part ``index`` of the sound is encoded from: a decoded part, or the whole audio track."""
-    return keys.segment_sound_key(job_id, index) if spliced(recipe, plan) else keys.segment_audio_key(job_id)
 
 
 def encode_sound(
@@ -294,23 +236,6 @@ def adts_frames(data: bytes) -> list[bytes]:
     return frames
 
 
-def sounds_done(converted: Storage, job_id: str, format_id: str) -> set[int]:
-    """The parts of this output's sound already encoded and stored."""
-    found = set()
-    for item in converted.list(keys.encoded_segments_prefix(job_id, format_id)):
-        match = _SOUND.fullmatch(item.key.rsplit("/", 1)[-1])
-        if match:
-            found.add(int(match.group(1)))
-    return found
-
-
-def ready_to_join(converted: Storage, plan: SegmentPlan, job_id: str, format_id: str, recipe: VideoRecipe) -> bool:
-    """Every piece encoded, and every part of the sound."""
-    if len(finished(converted, job_id, format_id)) < plan.count:
-        return False
-    return len(sounds_done(converted, job_id, format_id)) >= sound_parts(recipe, plan)
-
-
 def assemble(
     ffmpeg: FFmpeg,
     preset: Preset,
@@ -362,14 +287,3 @@ def assemble(
         trusted=True,
     )
     return output
-
-
-def tidy(uploads: Storage, converted: Storage, job_id: str, format_id: str, *, all_final: bool) -> None:
-    """Delete this output's encoded pieces; once every output of the job is final, the split too. Best
-    effort: what a crash leaves behind goes with the retention sweep or the buckets' lifecycle rules."""
-    with contextlib.suppress(Exception):
-        for item in converted.list(keys.encoded_segments_prefix(job_id, format_id)):
-            converted.delete(item.key)
-        if all_final:
-            for item in uploads.list(keys.segments_prefix(job_id)):
-                uploads.delete(item.key)

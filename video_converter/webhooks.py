@@ -20,17 +20,15 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
 from . import keys
+from .documents import JobDocuments
 from .errors import InvalidRequest, JobNotFound
 from .model import utcnow
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +151,7 @@ def notify_if_finished(rt: Runtime, job_id: str) -> bool:
     marker = keys.webhook_key(job_id)
     if not rt.converted.create_bytes(marker, json.dumps({"state": "sending", "at": utcnow().isoformat()}).encode()):
         return False  # another worker finished the last output at the same time and sends it
-    from .jobs import JobService  # the job document, exactly as GET /api/jobs/{id} answers it
-
-    service = JobService(rt)
-    try:
-        body = service.job_view(job_id).model_dump_json().encode()
-    finally:
-        service.close()
+    body = JobDocuments(rt).view(job_id).model_dump_json().encode()  # exactly as GET /api/jobs/{id} answers
     delivered, attempts, result = deliver(
         record.callback_url, body, rt.webhook_secret, allow_private=rt.settings.webhook_allow_private
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from .messages import Action, Outcome, process_message
+from .messages import process_message
+from .outcome import Action, Outcome
 from .queues import Message
 from .runtime import Runtime
 

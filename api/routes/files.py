@@ -7,11 +7,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep
+from api.deps import RuntimeDep, UploadsDep
 from api.forms import multipart_upload
 from video_converter.errors import LinkExpired, NotFound
-from video_converter.jobs import JobService
 from video_converter.keys import content_disposition
+from video_converter.runtime import Runtime
 from video_converter.storage import LocalStorage
 
 router = APIRouter(prefix="/files", tags=["files"], include_in_schema=False)
@@ -19,16 +19,16 @@ router = APIRouter(prefix="/files", tags=["files"], include_in_schema=False)
 Signature = Annotated[str, Query(min_length=1, max_length=128)]
 
 
-def _store(jobs: JobService, name: str) -> LocalStorage:
-    store = {"uploads": jobs.rt.uploads, "converted": jobs.rt.converted}.get(name)
+def _store(rt: Runtime, name: str) -> LocalStorage:
+    store = {"uploads": rt.uploads, "converted": rt.converted}.get(name)
     if not isinstance(store, LocalStorage):
         raise NotFound("Nothing here: check the address.")
     return store
 
 
 @router.get("/{store}/{key:path}")
-def download(store: str, key: str, filename: str, expires: str, signature: Signature, jobs: JobsDep) -> FileResponse:
-    storage = _store(jobs, store)
+def download(store: str, key: str, filename: str, expires: str, signature: Signature, rt: RuntimeDep) -> FileResponse:
+    storage = _store(rt, store)
     if not storage.verify(key, expires, signature, filename=filename):
         raise LinkExpired
     path = storage.path(key)
@@ -42,12 +42,18 @@ def download(store: str, key: str, filename: str, expires: str, signature: Signa
 
 @router.post("/uploads/{upload_id}/source", status_code=204)
 async def upload(
-    upload_id: str, request: Request, expires: str, signature: Signature, max_bytes: str, jobs: JobsDep
+    upload_id: str,
+    request: Request,
+    expires: str,
+    signature: Signature,
+    max_bytes: str,
+    rt: RuntimeDep,
+    uploads: UploadsDep,
 ) -> Response:
     """Accepts the same multipart form a browser sends to an S3 presigned POST."""
-    storage = _store(jobs, "uploads")
+    storage = _store(rt, "uploads")
     if not storage.verify(f"{upload_id}/source", expires, signature, max_bytes=max_bytes):
         raise LinkExpired
-    async with multipart_upload(request, jobs) as (file, _):
-        await run_in_threadpool(jobs.store_upload, upload_id, file.file)
+    async with multipart_upload(request) as (file, _):
+        await run_in_threadpool(uploads.store, upload_id, file.file)
     return Response(status_code=204)

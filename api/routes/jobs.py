@@ -7,11 +7,10 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import JobsDep
+from api.deps import DocumentsDep, JobsDep
 from api.errors import sentence
 from api.forms import multipart_upload
 from video_converter.errors import InvalidRequest
-from video_converter.jobs import archive
 from video_converter.keys import content_disposition
 from video_converter.views import JobView
 
@@ -69,7 +68,7 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
         return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
-    async with multipart_upload(request, jobs) as (upload, form):
+    async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
         callback_url = callback if isinstance(callback, str) else None
@@ -77,9 +76,9 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
 
 
 @router.get("/{job_id}")
-async def get_job(job_id: str, jobs: JobsDep) -> JobView:
+async def get_job(job_id: str, documents: DocumentsDep) -> JobView:
     """The job and each output's status; completed outputs carry a signed download URL."""
-    return await run_in_threadpool(jobs.job_view, job_id)
+    return await run_in_threadpool(documents.view, job_id)
 
 
 @router.delete("/{job_id}", status_code=204, responses={404: {"description": "No such job (or already deleted)."}})
@@ -98,22 +97,22 @@ async def delete_job(job_id: str, jobs: JobsDep) -> Response:
         409: {"description": "No output is ready yet."},
     },
 )
-async def download_archive(job_id: str, jobs: JobsDep) -> StreamingResponse:
+async def download_archive(job_id: str, documents: DocumentsDep) -> StreamingResponse:
     """Every completed output as one ZIP, streamed as it is made (never built whole in memory or on disk)."""
-    filename, chunks = await run_in_threadpool(archive, jobs, job_id)
+    filename, chunks = await run_in_threadpool(documents.archive, job_id)
     headers = {"Content-Disposition": content_disposition(filename), "Cache-Control": "no-store"}
     return StreamingResponse(chunks, media_type="application/zip", headers=headers)  # iterated in a thread
 
 
 @router.head("/{job_id}", include_in_schema=False)
-async def head_job(job_id: str, jobs: JobsDep) -> Response:
+async def head_job(job_id: str, documents: DocumentsDep) -> Response:
     """Whether the job exists (200 or 404), without a body."""
-    await run_in_threadpool(jobs.job, job_id)
+    await run_in_threadpool(documents.job, job_id)
     return Response(status_code=200, media_type="application/json")
 
 
 @router.get("/{job_id}/outputs/{format_id}", response_class=RedirectResponse, status_code=307)
-async def download_output(job_id: str, format_id: str, jobs: JobsDep) -> RedirectResponse:
+async def download_output(job_id: str, format_id: str, documents: DocumentsDep) -> RedirectResponse:
     """Redirect to a fresh, signed download URL once the output is ready (409 before)."""
-    url = await run_in_threadpool(jobs.output_url, job_id, format_id)
+    url = await run_in_threadpool(documents.output_url, job_id, format_id)
     return RedirectResponse(url, status_code=307)

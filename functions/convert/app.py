@@ -1,4 +1,4 @@
-"""Lambda handler: converts the (job, format) messages of an SQS event, reporting partial batch failures.
+"""Lambda handler: does the work the messages of an SQS event name, reporting partial batch failures.
 
 Translation only, as Powertools splits a record handler from the batch loop: each record becomes a
 ``Message`` for ``video_converter.messages.process_message`` (the same handler the local workers call),
@@ -25,7 +25,8 @@ from typing import Any
 from video_converter import logsafe
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpegNotFound, ffmpeg_path
-from video_converter.messages import Action, Outcome, process_message
+from video_converter.messages import process_message
+from video_converter.outcome import Action, Outcome
 from video_converter.queues.sqs import message_from_record
 from video_converter.runtime import Runtime, build_runtime
 

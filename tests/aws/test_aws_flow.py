@@ -248,7 +248,7 @@ def test_polling_worker_converts_from_sqs(aws, aws_settings: Settings, make_clip
     threads = start_workers(rt, stop)
     try:
         deadline = time.monotonic() + 60
-        while (job := service.job_view(job_id)).status not in ("completed", "failed", "partial"):
+        while (job := service.documents.view(job_id)).status not in ("completed", "failed", "partial"):
             assert time.monotonic() < deadline, job
             time.sleep(0.2)
     finally:

@@ -14,7 +14,7 @@ def test_policy_names_the_upload_and_converted_bucket_origins(aws_settings: Sett
     rt = build_runtime(aws_settings)
     policy = TestClient(create_app(rt)).get("/").headers["content-security-policy"]
     directives = dict(part.split(" ", 1) for part in policy.split("; "))
-    upload_url = JobService(rt).upload_ticket().url
+    upload_url = JobService(rt).uploads.ticket().url
     upload_origin = "/".join(upload_url.split("/", 3)[:3])
     assert aws_settings.upload_bucket in upload_origin
     assert directives["connect-src"] == f"'self' {upload_origin}"

@@ -17,8 +17,8 @@ from video_converter import keys
 from video_converter.aws import AwsConfigError
 from video_converter.ffmpeg.locate import ffmpeg_path
 from video_converter.ffmpeg.runner import FFmpeg
-from video_converter.messages import Outcome
 from video_converter.model import OutputStatus
+from video_converter.outcome import Outcome
 from video_converter.presets import PRESETS
 from video_converter.records import JobStore
 from video_converter.storage.s3 import S3Storage
@@ -308,7 +308,7 @@ def test_unexpected_error_is_reported_for_retry(seeded, invoke, convert_app, mon
 
 def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_sqs_event, convert_app, monkeypatch):
     """Lambda leaves a failed message hidden for the whole visibility timeout; the handler shortens it."""
-    monkeypatch.setattr("video_converter.messages.retry_delay", lambda attempt: 0)
+    monkeypatch.setattr("video_converter.outcome.retry_delay", lambda attempt: 0)
     aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"job_id": JOB_ID, "format": "720p"}))
     received = aws.sqs.receive_message(QueueUrl=aws.queue_url, AttributeNames=["All"])["Messages"]
     result = invoke(make_sqs_event(received, aws.queue_arn))

@@ -30,7 +30,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from api.main import create_app
 from tests.aws.conftest import CRASHING_FFMPEG, settings_for
-from video_converter.conversion import convert
+from video_converter.conversion import fetched_source
 from video_converter.queues import sqs as sqs_module
 from video_converter.runtime import build_runtime
 from video_converter.storage import s3 as s3_module
@@ -247,11 +247,11 @@ def flow(
 
     def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:
         aws.s3.delete_object(Bucket=aws.converted_bucket, Key=f"{doomed_id}/job.json")  # as the API does
-        return convert(*args, **kwargs)
+        return fetched_source(*args, **kwargs)
 
-    monkeypatch.setattr("video_converter.messages.convert", deleted_meanwhile)
+    monkeypatch.setattr("video_converter.conversion.fetched_source", deleted_meanwhile)
     assert convert_app.handler(make_sqs_event(wanted, aws.queue_arn), lambda_context()) == {"batchItemFailures": []}
-    monkeypatch.setattr("video_converter.messages.convert", convert)
+    monkeypatch.setattr("video_converter.conversion.fetched_source", fetched_source)
     assert aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{doomed_id}/").get("KeyCount") == 0
 
     recorder.role = "api"

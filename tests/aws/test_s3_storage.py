@@ -266,7 +266,7 @@ def test_an_oversized_stream_is_refused_and_deleted(aws, aws_settings):
     rt = build_runtime(aws_settings.model_copy(update={"max_upload_bytes": PART_SIZE + 10}))
     stream = NonSeekable(os.urandom(2 * PART_SIZE))
     with pytest.raises(InvalidRequest, match="larger than"):
-        JobService(rt).store_upload("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17", stream)
+        JobService(rt).uploads.store("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17", stream)
     rt.close()
     assert rt.uploads.size("3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17/source") is None
     assert aws.s3.list_multipart_uploads(Bucket=aws.upload_bucket).get("Uploads", []) == []  # aborted

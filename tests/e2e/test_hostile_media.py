@@ -24,10 +24,12 @@ from video_converter.config import Settings
 from video_converter.conversion import NOT_CONVERTED
 from video_converter.ffmpeg import FFmpeg, MemoryLimitExceeded, ffmpeg_path
 from video_converter.jobs import JobService
-from video_converter.messages import Action, Task, process_message
+from video_converter.messages import process_message
 from video_converter.model import OutputRecord, OutputStatus
+from video_converter.outcome import Action
 from video_converter.presets import PRESETS
 from video_converter.queues import Message
+from video_converter.work import Convert, to_body
 
 pytestmark = pytest.mark.e2e
 
@@ -166,7 +168,7 @@ class Env:
         results = {}
         for format_id in formats:
             started = time.monotonic()
-            message = Message(id="m", body=Task(job_id, format_id).body(), receive_count=1, handle="h")
+            message = Message(id="m", body=to_body(Convert(job_id, (format_id,))), receive_count=1, handle="h")
             with peak_rss() as peak:
                 outcome = process_message(self.rt, message)
             assert outcome.action is Action.ACK, outcome  # done or failed for good: never a retry

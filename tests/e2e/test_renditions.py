@@ -17,12 +17,14 @@ from tests.conftest import make_clip_file, memory_runtime, probe_file
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
 from video_converter.jobs import JobService
-from video_converter.messages import Action, Task, job_tasks, process_message
+from video_converter.messages import process_message
 from video_converter.model import OutputStatus
+from video_converter.outcome import Action
 from video_converter.presets import PRESETS
 from video_converter.queues import MemoryQueue, Message
 from video_converter.runtime import Runtime
 from video_converter.storage import MemoryStorage
+from video_converter.work import Convert, Work, divide, from_body, to_body
 
 pytestmark = pytest.mark.e2e
 
@@ -60,13 +62,13 @@ class Env:
         job_id = self.service.upload_and_create(io.BytesIO(clip.read_bytes()), clip.name, formats).job_id
         return job_id
 
-    def take(self) -> list[Task]:
-        tasks = [t for body in self.queue.pending() if (t := Task.from_body(body))]
+    def take(self) -> list[Work]:
+        tasks = [t for body in self.queue.pending() if (t := from_body(body))]
         self.queue.entries.clear()
         return tasks
 
-    def deliver(self, task: Task, attempt: int = 1) -> Action:
-        return process_message(self.rt, Message("m", task.body(), attempt, "h")).action
+    def deliver(self, task: Work, attempt: int = 1) -> Action:
+        return process_message(self.rt, Message("m", to_body(task), attempt, "h")).action
 
     def status(self, job_id: str, format_id: str) -> OutputStatus:
         return self.rt.jobs.output(job_id, format_id).status
@@ -85,22 +87,22 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_job_is_divided_into_one_message_for_the_mp4_sizes_and_one_per_other_format() -> None:
-    tasks = job_tasks("j", ["gif", "1080p", "webm", "480p", "mp3", "720p"])
+    tasks = divide("j", ["gif", "1080p", "webm", "480p", "mp3", "720p"])
     assert tasks == [
-        Task("j", "gif"),
-        Task("j", "1080p", also=("480p", "720p")),  # where the first MP4 was asked for
-        Task("j", "webm"),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
-        Task("j", "mp3"),
+        Convert("j", ("gif",)),
+        Convert("j", ("1080p", "480p", "720p")),  # where the first MP4 was asked for
+        Convert("j", ("webm",)),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
+        Convert("j", ("mp3",)),
     ]
-    assert job_tasks("j", ["720p"]) == [Task("j", "720p")]
-    assert Task.from_body(tasks[1].body()) == tasks[1]
+    assert divide("j", ["720p"]) == [Convert("j", ("720p",))]
+    assert from_body(to_body(tasks[1])) == tasks[1]
 
 
 @pytest.mark.parametrize(
     "extra", [{"with": "720p,720p"}, {"with": "480p", "step": "assemble"}, {"with": ",".join(PRESETS)}]
 )
 def test_odd_groups_are_malformed(extra: dict[str, str]) -> None:
-    assert Task.from_body({"job_id": "j", "format": "1080p", **extra}) is None
+    assert from_body({"job_id": "j", "format": "1080p", **extra}) is None
 
 
 def pcm(path: Path) -> bytes:
@@ -165,7 +167,7 @@ def test_renditions_that_fail_together_go_one_by_one_and_only_the_failing_one_fa
     (task,) = env.take()
     assert env.deliver(task) is Action.ACK
     alone = env.take()
-    assert alone == [Task(job_id, f) for f in RENDITIONS]
+    assert alone == [Convert(job_id, (f,)) for f in RENDITIONS]
     # Nothing of the failed run is published; each waits again, none failed.
     assert all(env.status(job_id, f) is OutputStatus.QUEUED for f in RENDITIONS)
     assert all(env.rt.jobs.output(job_id, f).key is None for f in RENDITIONS)

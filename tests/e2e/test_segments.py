@@ -18,15 +18,17 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import frames_of, make_clip_file, memory_runtime, probe_file
 from tests.e2e.conftest import served, wait_for_job
-from video_converter import keys, segments
+from video_converter import segmenting, segments
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
 from video_converter.jobs import JobService
-from video_converter.messages import Action, Task, process_message
+from video_converter.messages import process_message
 from video_converter.model import OutputStatus
+from video_converter.outcome import Action
 from video_converter.presets import PRESETS
 from video_converter.queues import MemoryQueue, Message
 from video_converter.runtime import Runtime
+from video_converter.work import Convert, Join, Piece, SoundPart, Work, from_body, to_body
 
 pytestmark = pytest.mark.e2e
 
@@ -127,8 +129,8 @@ def test_the_intermediate_pieces_are_gone_after_the_join(
     # The worker tidies up just after it marks the output completed (never before: a join redelivered
     # after a crash must still find its parts), so give it a moment.
     deadline = time.monotonic() + 30
-    while rt.uploads.list(keys.segments_prefix(job_id)) or rt.converted.list(
-        keys.encoded_segments_prefix(job_id, "360p")
+    while rt.uploads.list(segmenting.segments_prefix(job_id)) or rt.converted.list(
+        segmenting.encoded_prefix(job_id, "360p")
     ):
         assert time.monotonic() < deadline, "the split and the encoded parts are still there"
         time.sleep(0.1)
@@ -202,11 +204,11 @@ class Env:
         self.queue.entries.clear()
         return job_id
 
-    def deliver(self, task: Task, attempt: int = 1) -> Action:
-        return process_message(self.rt, Message("m", task.body(), attempt, "h")).action
+    def deliver(self, task: Work, attempt: int = 1) -> Action:
+        return process_message(self.rt, Message("m", to_body(task), attempt, "h")).action
 
-    def pending(self) -> list[Task]:
-        return [t for body in self.queue.pending() if (t := Task.from_body(body))]
+    def pending(self) -> list[Work]:
+        return [t for body in self.queue.pending() if (t := from_body(body))]
 
 
 @pytest.fixture
@@ -220,29 +222,29 @@ def test_pieces_are_queued_redelivered_pieces_are_no_ops_and_the_last_queues_the
     env: Env, long_clip: Path
 ) -> None:
     job_id = env.create(long_clip, ["360p"])
-    assert env.deliver(Task(job_id, "360p")) is Action.ACK  # the whole message: split, pieces queued
+    assert env.deliver(Convert(job_id, ("360p",))) is Action.ACK  # the whole message: split, pieces queued
     sent = env.pending()
-    sounds, pieces = [t for t in sent if t.sound is not None], [t for t in sent if t.segment is not None]
-    plan = segments.load_plan(env.rt.uploads, job_id)
-    assert plan is not None and [t.segment for t in pieces] == list(range(plan.count))
+    sounds, pieces = [t for t in sent if isinstance(t, SoundPart)], [t for t in sent if isinstance(t, Piece)]
+    plan = segmenting.load_plan(env.rt.uploads, job_id)
+    assert plan is not None and [t.index for t in pieces] == list(range(plan.count))
     # The sound in parts too (AAC splices), queued first, beside the pieces.
-    assert sent[: len(sounds)] == sounds == [Task(job_id, "360p", sound=n) for n in range(len(plan.sound_starts))]
+    assert sent[: len(sounds)] == sounds == [SoundPart(job_id, ("360p",), n) for n in range(len(plan.sound_starts))]
     assert len(sounds) == SECONDS // 2
     assert env.rt.jobs.output(job_id, "360p").segments == plan.count
     env.queue.entries.clear()
     for task in pieces:
         assert env.deliver(task) is Action.ACK
-    for task in sounds[:-1]:
-        assert env.deliver(task) is Action.ACK
+    for part in sounds[:-1]:
+        assert env.deliver(part) is Action.ACK
     assert env.pending() == []  # the sound is not all there yet: no join
     assert env.deliver(pieces[0], attempt=2) is Action.ACK  # a redelivery: already encoded, nothing sent
     assert env.pending() == []
     assert env.deliver(sounds[-1]) is Action.ACK
-    assert env.pending() == [Task(job_id, "360p", assemble=True)]
-    assert env.deliver(Task(job_id, "360p", assemble=True)) is Action.ACK
+    assert env.pending() == [Join(job_id, "360p")]
+    assert env.deliver(Join(job_id, "360p")) is Action.ACK
     done = env.rt.jobs.output(job_id, "360p")
     assert done.status is OutputStatus.COMPLETED and done.segments == plan.count
-    assert env.deliver(Task(job_id, "360p", assemble=True)) is Action.ACK  # a second join: a no-op
+    assert env.deliver(Join(job_id, "360p")) is Action.ACK  # a second join: a no-op
     assert env.rt.jobs.output(job_id, "360p") == done
 
 
@@ -250,26 +252,26 @@ def test_a_piece_that_fails_for_good_fails_its_output_with_the_reason(
     env: Env, long_clip: Path, fake_binary: Any
 ) -> None:
     job_id = env.create(long_clip, ["360p"])
-    env.deliver(Task(job_id, "360p"))
-    pieces = [t for t in env.pending() if t.segment is not None]
+    env.deliver(Convert(job_id, ("360p",)))
+    pieces = [t for t in env.pending() if isinstance(t, Piece)]
     env.queue.entries.clear()
     env.deliver(pieces[0])
-    env.rt.uploads.delete(keys.segment_source_key(job_id, 1))  # piece 2 of the original is gone
+    env.rt.uploads.delete(segmenting.source_piece_key(job_id, 1))  # piece 2 of the original is gone
     assert env.deliver(pieces[1]) is Action.ACK
     failed = env.rt.jobs.output(job_id, "360p")
     assert failed.status is OutputStatus.FAILED
     assert failed.error == "A piece of the original is missing (it may have expired)."
-    assert env.rt.converted.list(keys.encoded_segments_prefix(job_id, "360p")) == []  # tidied
+    assert env.rt.converted.list(segmenting.encoded_prefix(job_id, "360p")) == []  # tidied
     assert env.deliver(pieces[2]) is Action.ACK  # the rest are dropped: the output failed
-    assert env.rt.converted.list(keys.encoded_segments_prefix(job_id, "360p")) == []
+    assert env.rt.converted.list(segmenting.encoded_prefix(job_id, "360p")) == []
 
 
 def test_a_crashing_encoder_is_retried_per_piece_and_fails_the_output_on_the_last_attempt(
     env: Env, long_clip: Path, fake_binary: Any
 ) -> None:
     job_id = env.create(long_clip, ["360p"])
-    env.deliver(Task(job_id, "360p"))
-    piece = [t for t in env.pending() if t.segment is not None][1]  # part 2
+    env.deliver(Convert(job_id, ("360p",)))
+    piece = [t for t in env.pending() if isinstance(t, Piece)][1]  # part 2
     env.rt.ffmpeg = FFmpeg(fake_binary('echo "encoder exploded" >&2; exit 1'), ffprobe_path())
     assert env.deliver(piece, attempt=1) is Action.RETRY
     assert env.rt.jobs.output(job_id, "360p").status is OutputStatus.PROCESSING  # the other parts go on
@@ -285,10 +287,10 @@ def test_short_sources_and_other_formats_stay_whole(env: Env, make_clip: Any) ->
     short = make_clip(seconds=1.5)
     job_id = env.create(short, ["360p", "gif"])
     for format_id in ("360p", "gif"):
-        assert env.deliver(Task(job_id, format_id)) is Action.ACK
+        assert env.deliver(Convert(job_id, (format_id,))) is Action.ACK
         assert env.rt.jobs.output(job_id, format_id).status is OutputStatus.COMPLETED
         assert env.rt.jobs.output(job_id, format_id).segments == 0
-    assert env.pending() == [] and segments.load_plan(env.rt.uploads, job_id) is None
+    assert env.pending() == [] and segmenting.load_plan(env.rt.uploads, job_id) is None
 
 
 def test_progress_counts_the_seconds_encoded_and_the_join_is_last() -> None:
@@ -296,31 +298,31 @@ def test_progress_counts_the_seconds_encoded_and_the_join_is_last() -> None:
 
     plan = SegmentPlan(source=SourceInfo(duration=10), starts=[0, 4, 8], duration=10, has_audio=True)
     assert [plan.length(i) for i in range(3)] == [4, 4, 2]
-    assert segments.progress(plan, {}) == 0.0
-    assert segments.progress(plan, {0: 1.0}) == 38.0
-    assert segments.progress(plan, {0: 1.0, 1: 2.0, 2: 3.0}) == 95.0  # the join is the last 5 %
+    assert segmenting.progress(plan, {}) == 0.0
+    assert segmenting.progress(plan, {0: 1.0}) == 38.0
+    assert segmenting.progress(plan, {0: 1.0, 1: 2.0, 2: 3.0}) == 95.0  # the join is the last 5 %
 
 
 @pytest.mark.parametrize(
     ("body", "task"),
     [
-        ({"job_id": "j", "format": "720p"}, Task("j", "720p")),
-        ({"job_id": "j", "format": "720p", "segment": "3"}, Task("j", "720p", segment=3)),
-        ({"job_id": "j", "format": "720p", "step": "assemble"}, Task("j", "720p", assemble=True)),
+        ({"job_id": "j", "format": "720p"}, Convert("j", ("720p",))),
+        ({"job_id": "j", "format": "720p", "segment": "3"}, Piece("j", ("720p",), 3)),
+        ({"job_id": "j", "format": "720p", "step": "assemble"}, Join("j", "720p")),
         ({"job_id": "j", "format": "720p", "segment": "-1"}, None),
         ({"job_id": "j", "format": "720p", "segment": "x"}, None),
-        ({"job_id": "j", "format": "720p", "step": "audio", "part": "2"}, Task("j", "720p", sound=2)),
-        ({"job_id": "j", "format": "720p", "step": "audio"}, Task("j", "720p", sound=0)),  # from before parts
+        ({"job_id": "j", "format": "720p", "step": "audio", "part": "2"}, SoundPart("j", ("720p",), 2)),
+        ({"job_id": "j", "format": "720p", "step": "audio"}, SoundPart("j", ("720p",), 0)),  # from before parts
         ({"job_id": "j", "format": "720p", "step": "explode"}, None),
         ({"job_id": "j", "format": "720p", "step": "audio", "segment": "1"}, None),
         ({"job_id": "j", "format": "720p", "step": "audio", "part": "-1"}, None),
         ({"job_id": "j", "format": "720p", "part": "1"}, None),
     ],
 )
-def test_task_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Task | None) -> None:
-    assert Task.from_body(body) == task
+def test_task_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Work | None) -> None:
+    assert from_body(body) == task
     if task is not None:
-        assert Task.from_body(task.body()) == task
+        assert from_body(to_body(task)) == task
 
 
 def run_all(env: Env, job_id: str) -> None:
@@ -342,8 +344,8 @@ def test_the_sound_in_parts_splices_with_no_shift_and_no_damage_at_the_joins(
         monkeypatch.setattr(segments, "PRE_ROLL_FRAMES", 0)
         monkeypatch.setattr(segments, "POST_ROLL_FRAMES", 0)
     job_id = env.create(noisy_clip, ["360p"])
-    env.deliver(Task(job_id, "360p"))
-    plan = segments.load_plan(env.rt.uploads, job_id)
+    env.deliver(Convert(job_id, ("360p",)))
+    plan = segmenting.load_plan(env.rt.uploads, job_id)
     assert plan is not None and plan.sound_rate == 48000 and len(plan.sound_starts) == SECONDS // 2
     run_all(env, job_id)
     record = env.rt.jobs.output(job_id, "360p")
@@ -387,7 +389,7 @@ def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
     (whole,) = env.pending()
     env.queue.entries.clear()
     assert env.deliver(whole) is Action.ACK
-    plan = segments.load_plan(env.rt.uploads, job_id)
+    plan = segmenting.load_plan(env.rt.uploads, job_id)
     assert plan is not None
     sent = env.pending()
     assert all(t.formats == ("360p", "480p") for t in sent) and len(sent) == plan.count + len(plan.sound_starts)

@@ -19,11 +19,11 @@ from api.main import create_app
 from tests.conftest import MemoryParts, make_clip_file, memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
-from video_converter.jobs import JobService
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.queues import SqliteQueue
 from video_converter.runtime import Runtime, build_runtime
 from video_converter.storage import LocalStorage
+from video_converter.uploads import Uploads
 
 FORMAT_IDS = ["1080p", "720p", "480p", "360p", "webm", "mp3", "gif", "thumbnail"]
 
@@ -204,7 +204,7 @@ def test_unexpected_error_is_a_json_500(client: TestClient, monkeypatch: pytest.
     def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(JobService, "upload_ticket", broken)
+    monkeypatch.setattr(Uploads, "ticket", broken)
     detail = assert_sentence(client.post("/api/uploads"), 500)
     assert "disk on fire" not in detail
 

@@ -18,12 +18,14 @@ from tests.unit.test_messages import REAL, Env
 from video_converter import cancel
 from video_converter.conversion import NOT_CONVERTED
 from video_converter.ffmpeg import FFmpeg, ffprobe_path
-from video_converter.messages import Action, Outcome, Task, process_message
+from video_converter.messages import process_message
 from video_converter.model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
+from video_converter.outcome import Action, Outcome
 from video_converter.queues import Message
 from video_converter.records import JobStore
 from video_converter.runtime import build_runtime
 from video_converter.storage import LocalStorage, MemoryStorage
+from video_converter.work import Join, Piece, SoundPart, Work, to_body
 
 
 @pytest.fixture
@@ -98,13 +100,13 @@ def test_another_processs_cache_does_not_keep_a_deleted_job(env: Env, clip: Path
 
     job_id = env.job(clip, ["mp3"])
     other = JobService(env.rt)  # a second API process, which has the job record cached
-    other.job_view(job_id)
+    other.documents.view(job_id)
     env.service.delete_job(job_id)
     with pytest.raises(JobNotFound):
-        other.job_view(job_id)
+        other.documents.view(job_id)
     with pytest.raises(JobNotFound):
-        other.output_url(job_id, "mp3")
-    other.close()
+        other.documents.output_url(job_id, "mp3")
+    other.documents.close()
 
 
 def test_delete_over_http_in_local_mode(settings, clip: Path) -> None:
@@ -141,17 +143,17 @@ def test_delete_over_http_in_local_mode(settings, clip: Path) -> None:
     rt.close()
 
 
-def deliver(env: Env, task: Task) -> Outcome:
+def deliver(env: Env, task: Work) -> Outcome:
     env.rt.ffmpeg = REAL
-    return process_message(env.rt, Message(id="m", body=task.body(), receive_count=1, handle="h"))
+    return process_message(env.rt, Message(id="m", body=to_body(task), receive_count=1, handle="h"))
 
 
 @pytest.mark.parametrize(
     "task",
-    [Task("", "360p", segment=0), Task("", "360p", sound=0), Task("", "360p", assemble=True)],
+    [Piece("", ("360p",), 0), SoundPart("", ("360p",), 0), Join("", "360p")],
     ids=["part", "sound", "join"],
 )
-def test_the_part_sound_and_join_messages_of_a_deleted_job_are_dropped(env: Env, clip: Path, task: Task) -> None:
+def test_the_part_sound_and_join_messages_of_a_deleted_job_are_dropped(env: Env, clip: Path, task: Work) -> None:
     job_id = env.job(clip, ["360p"])
     env.service.delete_job(job_id)
     assert deliver(env, replace(task, job_id=job_id)) == Outcome.ack("no such job or format")
@@ -160,9 +162,11 @@ def test_the_part_sound_and_join_messages_of_a_deleted_job_are_dropped(env: Env,
 
 def test_deleting_forgets_the_cached_segment_plan(env: Env, clip: Path) -> None:
     job_id = env.job(clip, ["360p"])
-    env.service._plans[job_id] = SegmentPlan(source=SourceInfo(), starts=[0.0, 1.0], duration=2.0, has_audio=False)
+    env.service.documents._plans[job_id] = SegmentPlan(
+        source=SourceInfo(), starts=[0.0, 1.0], duration=2.0, has_audio=False
+    )
     env.service.delete_job(job_id)
-    assert job_id not in env.service._plans
+    assert job_id not in env.service.documents._plans
 
 
 def test_an_unusable_original_fails_the_parts_of_a_segmented_output_with_the_job_level_error(
@@ -170,7 +174,7 @@ def test_an_unusable_original_fails_the_parts_of_a_segmented_output_with_the_job
 ) -> None:
     job_id = env.job(clip, ["360p"])
     env.rt.jobs.save_failure(job_id, "This is not a video. Nothing was converted; upload a video or audio file.")
-    assert deliver(env, Task(job_id, "360p", segment=1)) == Outcome.ack("failed for good")
+    assert deliver(env, Piece(job_id, ("360p",), 1)) == Outcome.finished("failed for good")
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED and record.error == NOT_CONVERTED
     assert env.view(job_id)["error"].startswith("This is not a video.")

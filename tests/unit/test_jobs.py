@@ -20,7 +20,6 @@ from video_converter.errors import (
     JobNotFound,
     OutputNotReady,
     QueueUnavailable,
-    UploadTooLarge,
 )
 from video_converter.jobs import JobService, new_job, register_job, validate_formats
 from video_converter.model import OutputRecord, OutputStatus, SourceInfo, new_job_id, utcnow
@@ -57,7 +56,7 @@ def create(
 
 
 def view_of(conv: JobService, job_id: str) -> dict[str, Any]:
-    return conv.job_view(job_id).model_dump(mode="json")
+    return conv.documents.view(job_id).model_dump(mode="json")
 
 
 def test_no_format_names_the_choices(conv: JobService) -> None:
@@ -122,15 +121,15 @@ def test_too_large_upload_is_stopped_early_and_deleted(settings: Settings, tmp_p
 
 def test_upload_limit_boundaries(settings: Settings, tmp_path: Path) -> None:
     conv = service(settings, tmp_path, max_upload_bytes=1000)
-    assert conv.store_upload(new_job_id(), io.BytesIO(b"x" * 1000)) == 1000
+    assert conv.uploads.store(new_job_id(), io.BytesIO(b"x" * 1000)) == 1000
     with pytest.raises(InvalidRequest, match="1000 bytes"):
-        conv.store_upload(new_job_id(), io.BytesIO(b"x" * 1001))
+        conv.uploads.store(new_job_id(), io.BytesIO(b"x" * 1001))
 
 
 def test_limit_message_is_human(settings: Settings, tmp_path: Path) -> None:
     conv = service(settings, tmp_path, max_upload_bytes=3 * 1024**2)
     with pytest.raises(InvalidRequest, match=r"larger than the 3\.0 MiB limit"):
-        conv.store_upload(new_job_id(), CountingStream(4 * 1024**2))
+        conv.uploads.store(new_job_id(), CountingStream(4 * 1024**2))
 
 
 def test_job_view_shape(conv: JobService) -> None:
@@ -175,7 +174,7 @@ def test_job_view_completed_output(conv: JobService) -> None:
     assert view["source"] == source.model_dump()
     done, running = view["outputs"]
     assert done["progress"] == 100.0
-    assert done["download_url"] == conv.output_url(job_id, "720p")
+    assert done["download_url"] == conv.documents.output_url(job_id, "720p")
     assert done["download_url"].startswith(f"memory://{job_id}/Clip_720p.mp4?filename=Clip_720p.mp4")
     assert (done["size_bytes"], done["width"], done["height"]) == (4, 320, 240)
     assert running["progress"] == 40.0 and running["download_url"] is None
@@ -210,7 +209,7 @@ def test_stale_processing_output_without_attempts_left_is_failed(conv: JobServic
     )
     assert view["status"] == "failed"
     with pytest.raises(OutputNotReady, match="stopped responding"):
-        conv.output_url(job_id, "720p")
+        conv.documents.output_url(job_id, "720p")
 
 
 def test_recent_processing_output_is_left_alone(conv: JobService) -> None:
@@ -234,18 +233,18 @@ def test_stale_queued_or_failed_outputs_are_not_touched(conv: JobService) -> Non
 def test_output_url_errors(conv: JobService) -> None:
     job_id = create(conv, ["720p", "mp3"])["job_id"]
     with pytest.raises(OutputNotReady, match=r"^The 720p output is not ready yet \(queued\)\.$"):
-        conv.output_url(job_id, "720p")
+        conv.documents.output_url(job_id, "720p")
     save(conv, job_id, OutputRecord(format="mp3", status=OutputStatus.FAILED, error="no audio"))
     with pytest.raises(OutputNotReady, match=r"^The mp3 output failed: no audio$"):
-        conv.output_url(job_id, "mp3")
+        conv.documents.output_url(job_id, "mp3")
     with pytest.raises(JobNotFound):
-        conv.output_url(job_id, "gif")  # not ordered
+        conv.documents.output_url(job_id, "gif")  # not ordered
     with pytest.raises(JobNotFound):
-        conv.output_url(job_id, "avi")
+        conv.documents.output_url(job_id, "avi")
     with pytest.raises(JobNotFound):
-        conv.output_url("0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11", "720p")
+        conv.documents.output_url("0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11", "720p")
     with pytest.raises(JobNotFound):
-        conv.output_url("../../etc", "720p")
+        conv.documents.output_url("../../etc", "720p")
 
 
 @pytest.mark.parametrize("job_id", ["", "nope", "../x", "0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11", "a/b"])
@@ -256,7 +255,7 @@ def test_job_view_unknown(conv: JobService, job_id: str) -> None:
 
 def test_create_job_from_upload_twice_is_refused(conv: JobService) -> None:
     upload_id = new_job_id()
-    conv.store_upload(upload_id, io.BytesIO(b"data"))
+    conv.uploads.store(upload_id, io.BytesIO(b"data"))
     assert conv.create_job(upload_id, "a.mp4", ["720p"]).job_id == upload_id
     with pytest.raises(Conflict, match="already exists"):
         conv.create_job(upload_id, "a.mp4", ["mp3"])
@@ -287,12 +286,12 @@ def test_create_job_from_empty_upload(conv: JobService) -> None:
 
 
 def test_upload_ticket(conv: JobService) -> None:
-    ticket: dict[str, Any] = conv.upload_ticket().model_dump()
+    ticket: dict[str, Any] = conv.uploads.ticket().model_dump()
     assert set(ticket) == {"upload_id", "url", "fields", "max_bytes", "expires_in"}
     assert ticket["url"] == f"memory://{ticket['upload_id']}/source"
     assert ticket["max_bytes"] == conv.settings.max_upload_bytes
     assert ticket["expires_in"] == conv.settings.upload_url_ttl
-    assert conv.upload_ticket().upload_id != ticket["upload_id"]
+    assert conv.uploads.ticket().upload_id != ticket["upload_id"]
 
 
 class BrokenQueue(MemoryQueue):
@@ -318,16 +317,8 @@ def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settin
 def test_an_upload_link_cannot_replace_the_source_of_an_existing_job(conv: JobService) -> None:
     job = create(conv, ["720p"], data=b"original")
     with pytest.raises(Conflict, match="already used"):
-        conv.store_upload(job["job_id"], io.BytesIO(b"replacement"))
+        conv.uploads.store(job["job_id"], io.BytesIO(b"replacement"))
     assert conv.rt.uploads.get_bytes(keys.source_key(job["job_id"])) == b"original"
-
-
-def test_a_declared_size_over_the_limit_is_refused_before_reading(settings: Settings, tmp_path: Path) -> None:
-    conv = service(settings, tmp_path, max_upload_bytes=10)
-    conv.check_declared_size(None)
-    conv.check_declared_size("1048586")  # the limit plus room for the multipart envelope
-    with pytest.raises(UploadTooLarge, match="larger than the 10 bytes limit"):
-        conv.check_declared_size("1048587")
 
 
 # --- one upload, one job --------------------------------------------------------------------------
@@ -347,7 +338,7 @@ class HeldStream(io.RawIOBase):
 
 def test_concurrent_creations_from_one_upload_make_one_job(conv: JobService, monkeypatch: pytest.MonkeyPatch) -> None:
     upload_id = new_job_id()
-    conv.store_upload(upload_id, io.BytesIO(b"data"))
+    conv.uploads.store(upload_id, io.BytesIO(b"data"))
     monkeypatch.setattr(conv.rt.jobs, "exists", lambda job_id: False)  # only the claim of job.json decides
     start = threading.Barrier(20)
 
@@ -369,15 +360,15 @@ def test_concurrent_creations_from_one_upload_make_one_job(conv: JobService, mon
 
 def test_a_ticket_uploads_once(conv: JobService) -> None:
     upload_id = new_job_id()
-    assert conv.store_upload(upload_id, io.BytesIO(b"first")) == 5
+    assert conv.uploads.store(upload_id, io.BytesIO(b"first")) == 5
     with pytest.raises(Conflict) as info:
-        conv.store_upload(upload_id, io.BytesIO(b"second, before any job"))
+        conv.uploads.store(upload_id, io.BytesIO(b"second, before any job"))
     assert str(info.value) == "This upload link was already used; ask for a new one."
     conv.create_job(upload_id, "a.mp4", ["720p"])
     with pytest.raises(Conflict, match="already used"):
-        conv.store_upload(upload_id, io.BytesIO(b"third, after the job"))
+        conv.uploads.store(upload_id, io.BytesIO(b"third, after the job"))
     assert conv.rt.uploads.get_bytes(keys.source_key(upload_id)) == b"first"
-    assert conv.job(upload_id).source_size == 5
+    assert conv.documents.job(upload_id).source_size == 5
 
 
 @pytest.mark.parametrize("data", [b"", b"x" * 1001], ids=["empty", "too large"])
@@ -385,9 +376,9 @@ def test_a_refused_upload_gives_the_ticket_back(settings: Settings, tmp_path: Pa
     conv = service(settings, tmp_path, max_upload_bytes=1000)
     upload_id = new_job_id()
     with pytest.raises(InvalidRequest):
-        conv.store_upload(upload_id, io.BytesIO(data))
+        conv.uploads.store(upload_id, io.BytesIO(data))
     assert MemoryParts(conv.rt).uploads.objects == {}  # no original, no claim
-    assert conv.store_upload(upload_id, io.BytesIO(b"retry")) == 5
+    assert conv.uploads.store(upload_id, io.BytesIO(b"retry")) == 5
 
 
 def test_an_interrupted_upload_gives_the_ticket_back(conv: JobService) -> None:
@@ -397,9 +388,9 @@ def test_an_interrupted_upload_gives_the_ticket_back(conv: JobService) -> None:
 
     upload_id = new_job_id()
     with pytest.raises(ConnectionResetError):
-        conv.store_upload(upload_id, Disconnects())
+        conv.uploads.store(upload_id, Disconnects())
     assert MemoryParts(conv.rt).uploads.objects == {}
-    assert conv.store_upload(upload_id, io.BytesIO(b"retry")) == 5
+    assert conv.uploads.store(upload_id, io.BytesIO(b"retry")) == 5
 
 
 def test_an_upload_racing_a_job_creation_cannot_replace_the_source(conv: JobService) -> None:
@@ -408,17 +399,17 @@ def test_an_upload_racing_a_job_creation_cannot_replace_the_source(conv: JobServ
     upload_id = new_job_id()
     first = HeldStream(b"first upload")
     with ThreadPoolExecutor(1) as pool:
-        storing = pool.submit(conv.store_upload, upload_id, first)
+        storing = pool.submit(conv.uploads.store, upload_id, first)
         assert first.reading.wait(10)
         with pytest.raises(InvalidRequest, match="Nothing was uploaded"):
             conv.create_job(upload_id, "a.mp4", ["720p"])  # nothing stored yet
         with pytest.raises(Conflict, match="already used"):
-            conv.store_upload(upload_id, io.BytesIO(b"a second upload"))
+            conv.uploads.store(upload_id, io.BytesIO(b"a second upload"))
         first.go.set()
         assert storing.result(10) == len(b"first upload")
     conv.create_job(upload_id, "a.mp4", ["720p"])
     with pytest.raises(Conflict, match="already used"):
-        conv.store_upload(upload_id, io.BytesIO(b"x" * 100))
+        conv.uploads.store(upload_id, io.BytesIO(b"x" * 100))
     assert conv.rt.uploads.get_bytes(keys.source_key(upload_id)) == b"first upload"
 
 

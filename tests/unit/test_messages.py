@@ -18,11 +18,13 @@ from video_converter import conversion, keys
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
 from video_converter.jobs import JobService
-from video_converter.messages import Action, Outcome, Task, process_message, retry_delay, time_left
+from video_converter.messages import process_message, time_left
 from video_converter.model import OutputRecord, OutputStatus
+from video_converter.outcome import Action, Outcome, retry_delay
 from video_converter.queues import MemoryQueue, Message, Queue, SqliteQueue
 from video_converter.runtime import Runtime
 from video_converter.storage import MemoryStorage
+from video_converter.work import Convert, to_body
 from video_converter.worker import Worker, start_workers, stop_workers
 
 DATA = Path(__file__).parent / "data"
@@ -71,14 +73,14 @@ class Env:
     ) -> Outcome:
         """Deliver a (job, format) message with this receive count to process_message."""
         self.rt.ffmpeg = ffmpeg or REAL
-        message = Message(id="m1", body=Task(job_id, format_id).body(), receive_count=attempt, handle="h")
+        message = Message(id="m1", body=to_body(Convert(job_id, (format_id,))), receive_count=attempt, handle="h")
         return process_message(self.rt, message, **kwargs)
 
     def record(self, job_id: str, format_id: str) -> OutputRecord:
         return self.rt.jobs.output(job_id, format_id)
 
     def view(self, job_id: str) -> dict[str, Any]:
-        return self.service.job_view(job_id).model_dump(mode="json")
+        return self.service.documents.view(job_id).model_dump(mode="json")
 
     def scratch_is_empty(self) -> bool:
         return list(self.rt.scratch.path.iterdir()) == []
@@ -130,7 +132,7 @@ ACK = Action.ACK
 @pytest.mark.parametrize("format_id", EXPECTED)
 def test_real_conversion(env: Env, clip: Path, format_id: str, probe, tmp_path: Path) -> None:
     job_id = env.job(clip, [format_id])
-    assert env.convert(job_id, format_id) == Outcome.ack("completed")
+    assert env.convert(job_id, format_id) == Outcome.finished("completed")
     record = env.record(job_id, format_id)
     assert record.status is OutputStatus.COMPLETED, record.error
     assert record.progress == 100.0 and record.error is None and record.attempts == 1
@@ -327,7 +329,7 @@ def test_an_original_replaced_after_the_job_was_created_fails_at_once(
     """On AWS a second POST with the ticket can overwrite the original in S3: the size tells."""
     job_id = env.job(clip, ["360p"])
     env.uploads.put_bytes(keys.source_key(job_id), clip.read_bytes() + b"\0" * 1_000_000)
-    assert env.convert(job_id, "360p", 1, ffmpeg=failing) == Outcome.ack("failed for good")
+    assert env.convert(job_id, "360p", 1, ffmpeg=failing) == Outcome.finished("failed for good")
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED and record.attempts == 1
     assert record.error == "The original was replaced after the job was created; upload it again as a new job."
@@ -348,7 +350,7 @@ def test_an_original_replaced_between_the_check_and_the_fetch_fails(
         return answer
 
     monkeypatch.setattr(env.uploads, "size", size_then_replace)
-    assert env.convert(job_id, "360p", 1, ffmpeg=failing) == Outcome.ack("failed for good")
+    assert env.convert(job_id, "360p", 1, ffmpeg=failing) == Outcome.finished("failed for good")
     assert env.record(job_id, "360p").error == (
         "The original was replaced after the job was created; upload it again as a new job."
     )
@@ -373,7 +375,7 @@ def test_completed_record_whose_file_vanished_is_redone(env: Env, clip: Path) ->
     first = env.record(job_id, "thumbnail")
     assert first.key is not None
     env.converted.delete(first.key)
-    assert env.convert(job_id, "thumbnail", 2) == Outcome.ack("completed")
+    assert env.convert(job_id, "thumbnail", 2) == Outcome.finished("completed")
     again = env.record(job_id, "thumbnail")
     assert again.status is OutputStatus.COMPLETED and again.attempts == 2
     assert env.converted.size(first.key)
@@ -500,7 +502,7 @@ def test_a_storage_error_is_retried_and_then_succeeds(env: Env, clip: Path) -> N
     assert env.convert(job_id, "thumbnail", 1).action is Action.RETRY
     assert env.record(job_id, "thumbnail").status is OutputStatus.QUEUED
     assert "SlowDown" in (env.record(job_id, "thumbnail").error or "")
-    assert env.convert(job_id, "thumbnail", 2) == Outcome.ack("completed")
+    assert env.convert(job_id, "thumbnail", 2) == Outcome.finished("completed")
     assert env.record(job_id, "thumbnail").status is OutputStatus.COMPLETED
 
 

@@ -12,13 +12,13 @@ import pytest
 from video_converter import keys
 from video_converter.config import Settings
 from video_converter.jobs import JobService, new_job
-from video_converter.messages import Task
 from video_converter.model import OutputRecord, OutputStatus, utcnow
 from video_converter.queues import SqliteQueue
 from video_converter.records import JobStore
-from video_converter.recovery import QUEUED_GRACE, lost_tasks
+from video_converter.recovery import QUEUED_GRACE, lost_work, reconcile
 from video_converter.runtime import Runtime, build_runtime
 from video_converter.storage import MemoryStorage
+from video_converter.work import Convert, Work
 
 STALE = timedelta(seconds=1200)
 
@@ -49,9 +49,9 @@ def test_a_deleted_queue_file_loses_no_job(rt: Runtime) -> None:
     path = Path(rt.settings.data_dir) / "queue.sqlite3"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    assert rt.reconcile() == 2
+    assert reconcile(rt) == 2
     assert sorted(b["format"] for b in queue_of(rt).bodies()) == ["720p", "mp3"]
-    assert rt.reconcile() == 0  # sent once: now they are in the queue
+    assert reconcile(rt) == 0  # sent once: now they are in the queue
 
 
 def test_a_corrupt_queue_file_is_rebuilt_from_the_records(rt: Runtime, settings: Settings) -> None:
@@ -65,7 +65,7 @@ def test_a_corrupt_queue_file_is_rebuilt_from_the_records(rt: Runtime, settings:
     path.write_bytes(b"garbage" * 1000)
     again = build_runtime(settings.model_copy(update={"workers": 1}))  # a restart: the file is moved aside
     try:
-        assert again.reconcile() == 1
+        assert reconcile(again) == 1
         assert queue_of(again).bodies() == [{"job_id": job_id, "format": "gif"}]
     finally:
         again.close()
@@ -85,9 +85,9 @@ def test_only_waiting_outputs_without_a_message_are_lost() -> None:
     write_raw(jobs, service_job, OutputRecord(format="webm", status=OutputStatus.PROCESSING, updated_at=fresh))
     write_raw(jobs, service_job, OutputRecord(format="mp3", status=OutputStatus.COMPLETED, updated_at=old))
     write_raw(jobs, service_job, OutputRecord(format="gif", updated_at=old))
-    queued = {Task(service_job, "gif")}  # its message is there
-    found = lost_tasks(jobs, [service_job, "1b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11"], queued, stale_after=STALE, now=now)
-    assert sorted(t.format_id for t in found) == ["1080p", "360p", "720p"]
+    queued: set[Work] = {Convert(service_job, ("gif",))}  # its message is there
+    found = lost_work(jobs, [service_job, "1b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11"], queued, stale_after=STALE, now=now)
+    assert sorted(f for w in found for f in w.formats) == ["1080p", "360p", "720p"]
 
 
 def test_renditions_converted_together_are_covered_by_their_one_message() -> None:
@@ -96,5 +96,5 @@ def test_renditions_converted_together_are_covered_by_their_one_message() -> Non
     record = new_job(job_id, "a.mp4", ["1080p", "720p", "480p"], 1)
     record.created_at = utcnow() - timedelta(hours=1)
     jobs.save_job(record)
-    together = {Task(job_id, "1080p", also=("720p",))}  # 480p's message is the one lost
-    assert list(lost_tasks(jobs, [job_id], together, stale_after=STALE)) == [Task(job_id, "480p")]
+    together: set[Work] = {Convert(job_id, ("1080p", "720p"))}  # 480p's message is the one lost
+    assert list(lost_work(jobs, [job_id], together, stale_after=STALE)) == [Convert(job_id, ("480p",))]

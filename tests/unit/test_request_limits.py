@@ -133,7 +133,7 @@ def test_oversized_headers(app_and_uploads: tuple[TestClient, MemoryStorage]) ->
 def test_chunked_local_upload_over_the_limit_leaves_nothing(small: Settings) -> None:
     rt = build_runtime(small)
     client = TestClient(create_app(rt), raise_server_exceptions=False)
-    url = JobService(rt).upload_ticket().url
+    url = JobService(rt).uploads.ticket().url
     content_type = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
     response = client.post(url, content=chunks(multipart(b"v" * 2_000_000)), headers=content_type)
     assert response.status_code == 413

@@ -8,7 +8,10 @@ import time
 import uuid
 from pathlib import Path
 
-from video_converter.retention import purge_expired, start_janitor
+from video_converter.config import Settings
+from video_converter.housekeeping import start_background
+from video_converter.retention import purge_expired
+from video_converter.runtime import build_runtime
 
 DAY = 86400
 
@@ -47,21 +50,31 @@ def test_only_jobs_untouched_for_the_whole_period_are_deleted(tmp_path: Path) ->
     assert (converted / "not-a-job").exists()  # only job folders are ever touched
 
 
-def test_missing_roots_and_zero_retention(tmp_path: Path) -> None:
+def test_missing_roots(tmp_path: Path) -> None:
     assert purge_expired([tmp_path / "nope"], max_age_days=7) == []
-    assert start_janitor([tmp_path], 0, threading.Event()) is None  # 0 keeps everything
 
 
-def test_the_janitor_sweeps_at_start_and_stops_when_asked(tmp_path: Path) -> None:
+def test_zero_retention_starts_no_sweep(settings: Settings) -> None:
+    rt = build_runtime(settings.model_copy(update={"retention_days": 0, "workers": 0}))
+    try:
+        assert start_background(rt, threading.Event()) == []  # 0 keeps everything
+    finally:
+        rt.close()
+
+
+def test_the_sweep_runs_at_start_and_stops_when_asked(settings: Settings, tmp_path: Path) -> None:
+    rt = build_runtime(settings.model_copy(update={"retention_days": 7, "workers": 0}))
+    uploads = Path(settings.data_dir) / "uploads"
     job_id = str(uuid.uuid4())
-    job_files(tmp_path, job_id, 10, "job.json")
+    job_files(uploads, job_id, 10, "source")
     stop = threading.Event()
-    thread = start_janitor([tmp_path], 7, stop)
-    assert thread is not None
+    (thread,) = start_background(rt, stop)
+    assert thread.name == "retention"
     deadline = time.monotonic() + 5
-    while (tmp_path / job_id).exists() and time.monotonic() < deadline:
+    while (uploads / job_id).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not (tmp_path / job_id).exists()
+    assert not (uploads / job_id).exists()
     stop.set()
     thread.join(timeout=5)
     assert not thread.is_alive()
+    rt.close()

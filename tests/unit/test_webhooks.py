@@ -17,7 +17,7 @@ from api.main import create_app
 from tests.unit.test_messages import Env
 from video_converter import keys, webhooks
 from video_converter.errors import InvalidRequest
-from video_converter.messages import Action
+from video_converter.outcome import Action
 
 SECRET = "webhook-test-secret"
 

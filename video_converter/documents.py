@@ -1,0 +1,199 @@
+"""The read side: the job document as the API answers it (and as the webhook sends it), each output
+as it stands, its download link, and the ZIP of every completed output.
+
+Job records never change once written, and neither do segment plans, so each reader keeps the recent
+ones. An output's record is read as it stands: a segmented one's progress is counted from its encoded
+pieces, and a record whose worker went silent is reported as waiting for a retry (or failed when no
+attempt is left).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TypeVar
+
+from . import segmenting
+from .archive import Member, zip_stream
+from .errors import JobNotFound, OutputNotReady
+from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
+from .presets import PRESETS
+from .runtime import Runtime
+from .views import JobView, OutputView
+
+# Records kept per reader: job records and segment plans never change once written.
+CACHE_SIZE = 1024
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class _Recent(collections.OrderedDict[str, _T]):
+    """The most recently used ``CACHE_SIZE`` values, safe to share between threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def get_or_read(self, key: str, read: Callable[[], _T | None]) -> _T | None:
+        with self.lock:
+            if key in self:
+                self.move_to_end(key)
+                return self[key]
+        value = read()
+        if value is not None:
+            with self.lock:
+                self[key] = value
+                while len(self) > CACHE_SIZE:
+                    self.popitem(last=False)
+        return value
+
+    def drop(self, key: str) -> None:
+        with self.lock:
+            self.pop(key, None)
+
+
+class JobDocuments:
+    """Reads jobs for the API and the webhook. With ``read_threads`` > 1, an output's records are read
+    in parallel: a poll of an 8-format job then costs one S3 round trip, not eight."""
+
+    def __init__(self, rt: Runtime, *, read_threads: int = 1) -> None:
+        self.rt = rt
+        self._pool = ThreadPoolExecutor(read_threads, thread_name_prefix="records") if read_threads > 1 else None
+        self._jobs: _Recent[JobRecord] = _Recent()
+        self._plans: _Recent[SegmentPlan] = _Recent()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _map(self, read: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        return list(self._pool.map(read, items) if self._pool is not None else map(read, items))
+
+    def job(self, job_id: str) -> JobRecord:
+        record = self._jobs.get_or_read(job_id, lambda: self.rt.jobs.job(job_id))
+        assert record is not None  # JobStore.job raises JobNotFound instead
+        return record
+
+    def forget(self, job_id: str) -> None:
+        """Drop what this reader keeps of a job (its record and its segment plan)."""
+        self._jobs.drop(job_id)
+        self._plans.drop(job_id)
+
+    def outputs(self, record: JobRecord) -> list[OutputRecord]:
+        """Every output's record as the API reports it. Every output has a record from the job's creation
+        on (once ``register_job`` has written them), so a missing one means the job is being created or
+        was deleted (maybe by another API process, whose deletion this reader's cache did not see)."""
+        read = self._map(lambda format_id: self._current(record.job_id, format_id), record.formats)
+        if any(out is None for out in read) and not self.rt.jobs.exists(record.job_id):
+            self.forget(record.job_id)
+            raise JobNotFound(record.job_id)
+        return [out or OutputRecord(format=f) for out, f in zip(read, record.formats, strict=True)]
+
+    def _current(self, job_id: str, format_id: str) -> OutputRecord | None:
+        """An output's record as it stands (None if there is none)."""
+        out = self.rt.jobs.find_output(job_id, format_id)
+        if out is None:
+            return None
+        if segmenting.in_pieces(out):
+            plan = self._plans.get_or_read(job_id, lambda: segmenting.load_plan(self.rt.uploads, job_id))
+            if plan is not None:
+                out = segmenting.as_seen(out, plan, segmenting.finished(self.rt.converted, job_id, format_id))
+        return self._effective(out)
+
+    def _effective(self, out: OutputRecord) -> OutputRecord:
+        """A record whose worker went silent is reported as waiting for a retry, or failed when none is left."""
+        settings = self.rt.settings
+        if out.status is not OutputStatus.PROCESSING or utcnow() - out.updated_at < timedelta(
+            seconds=settings.stale_after
+        ):
+            return out
+        if out.attempts >= settings.max_attempts:
+            return out.failed(
+                f"The conversion stopped responding {out.attempts} times (the worker was stopped or ran out of time)."
+            )
+        return out.released()
+
+    def view(self, job_id: str) -> JobView:
+        """The job document: GET /api/jobs/{id}, and the webhook's body."""
+        record = self.job(job_id)
+        outputs = self.outputs(record)
+        source: SourceInfo | None = next((o.source for o in outputs if o.source is not None), None)
+        failed = any(o.status is OutputStatus.FAILED for o in outputs)
+        return JobView(
+            job_id=record.job_id,
+            filename=record.filename,
+            error=self.rt.jobs.failure(job_id) if failed else None,  # read only when it can exist
+            status=job_status(o.status for o in outputs),
+            created_at=record.created_at,
+            source=source,
+            outputs=[self._output_view(record, o) for o in outputs],
+        )
+
+    def _output_view(self, record: JobRecord, out: OutputRecord) -> OutputView:
+        preset = PRESETS[out.format]
+        completed = out.status is OutputStatus.COMPLETED and out.key is not None
+        return OutputView(
+            format=out.format,
+            label=preset.label,
+            kind=preset.kind,
+            media_type=preset.media_type,
+            status=out.status,
+            progress=100.0 if completed else out.progress,
+            error=out.error,
+            download_url=self._download_url(record, out) if completed else None,
+            filename=record.download_filename(out.format, preset.extension),
+            size_bytes=out.size_bytes,
+            width=out.width,
+            height=out.height,
+            duration=out.duration,
+            attempts=out.attempts,
+            note=out.note,
+            segments=out.segments,
+        )
+
+    def _download_url(self, record: JobRecord, out: OutputRecord) -> str:
+        preset = PRESETS[out.format]
+        assert out.key is not None
+        return self.rt.converted.download_url(
+            out.key,
+            record.download_filename(out.format, preset.extension),
+            preset.media_type,
+            self.rt.settings.download_url_ttl,
+        )
+
+    def output_url(self, job_id: str, format_id: str) -> str:
+        """A fresh signed link to a completed output; OutputNotReady says why there is none."""
+        record = self.job(job_id)
+        if format_id not in record.formats:
+            raise JobNotFound(f"{job_id}/{format_id}")
+        found = self._current(job_id, format_id)
+        if found is None and not self.rt.jobs.exists(job_id):  # deleted (see ``outputs``)
+            self.forget(job_id)
+            raise JobNotFound(job_id)
+        out = found or OutputRecord(format=format_id)
+        if out.status is OutputStatus.FAILED:
+            raise OutputNotReady(f"The {format_id} output failed: {out.error}")
+        if out.status is not OutputStatus.COMPLETED or out.key is None:
+            raise OutputNotReady(f"The {format_id} output is not ready yet ({out.status.value}).")
+        return self._download_url(record, out)
+
+    def archive(self, job_id: str) -> tuple[str, Iterator[bytes]]:
+        """The archive's download name and its bytes, streamed: every completed output of the job."""
+        record = self.job(job_id)
+        members = [
+            Member(
+                name=record.download_filename(out.format, PRESETS[out.format].extension),
+                key=out.key,
+                size=out.size_bytes or 0,
+                modified=out.updated_at,
+            )
+            for out in self.outputs(record)
+            if out.status is OutputStatus.COMPLETED and out.key is not None and out.size_bytes is not None
+        ]
+        if not members:
+            raise OutputNotReady("No output of this job is ready yet, so there is nothing to put in an archive.")
+        return f"{record.download_stem or record.stem}.zip", zip_stream(self.rt.converted, members)

@@ -1,0 +1,372 @@
+"""Long videos in segments, the orchestration: when to split, where the pieces are kept, the messages
+for the pieces, the sound parts and the joins, and how a segmented output's progress and liveness are
+seen. The FFmpeg work itself (split, encode a piece or a sound part, join) is in ``segments``.
+
+The first worker to convert a video format of a source longer than SEGMENT_SECONDS splits the
+original once and queues a ``Piece`` per piece and a ``SoundPart`` per part of the sound for the
+formats of its message; other video formats of the job find the plan and queue theirs without fetching
+the original. The worker that stores the last piece (or sound part) of an output queues its ``Join``;
+the join publishes the output and tidies its pieces away (the split too, once every video output of
+the job is final). While the pieces are encoded, the output's record says only that it is segmented:
+its progress and its last sign of life are read from the encoded pieces.
+
+Keys (upload store):    {job_id}/segments/plan.json             the plan (written last)
+                        {job_id}/segments/source/{n}.mp4        the video in pieces cut at keyframes
+                        {job_id}/segments/audio.nut             the audio track (stream copy)
+                        {job_id}/segments/sound/{n}.flac        or the sound in overlapping lossless parts
+Keys (converted store): {job_id}/segments/{format}/{n}.nut      encoded pieces, until they are joined
+                        {job_id}/segments/{format}/sound-{n}.{aac|nut}  and the encoded sound (parts)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import segments
+from .conversion import check_output, publish, suitable
+from .ffmpeg.parse import ProbeFacts
+from .keys import output_filename
+from .limits import MediaRejected
+from .model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
+from .outcome import Outcome, Step
+from .output import Output
+from .presets import PRESETS, Preset, VideoRecipe, recipes_of
+from .runtime import Runtime
+from .storage import ObjectNotFound, Storage
+from .work import Join, Piece, SegmentWork, SoundPart, to_body
+
+log = logging.getLogger(__name__)
+
+ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
+_PIECE = re.compile(r"(\d{5})\.nut")
+_SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut)")
+
+
+# --- keys -----------------------------------------------------------------------------------------------
+
+
+def segments_prefix(job_id: str) -> str:
+    """Everything a segmented job keeps in the upload store besides its original."""
+    return f"{job_id}/segments/"
+
+
+def plan_key(job_id: str) -> str:
+    return f"{job_id}/segments/plan.json"
+
+
+def source_piece_key(job_id: str, index: int) -> str:
+    return f"{job_id}/segments/source/{index:05d}.mp4"
+
+
+def audio_key(job_id: str) -> str:
+    return f"{job_id}/segments/audio.nut"
+
+
+def sound_key(job_id: str, index: int) -> str:
+    """Part ``index`` of the decoded sound (lossless, with the overlap its encoder needs)."""
+    return f"{job_id}/segments/sound/{index:05d}.flac"
+
+
+def encoded_prefix(job_id: str, format_id: str) -> str:
+    return f"{job_id}/segments/{format_id}/"
+
+
+def encoded_piece_key(job_id: str, format_id: str, index: int) -> str:
+    return f"{encoded_prefix(job_id, format_id)}{index:05d}.nut"
+
+
+def encoded_sound_key(job_id: str, format_id: str, index: int, extension: str) -> str:
+    """Part ``index`` of an output's encoded sound (``aac``: frames ready to splice; ``nut``: the whole
+    sound in one part), until it is joined."""
+    return f"{encoded_prefix(job_id, format_id)}sound-{index:05d}.{extension}"
+
+
+# --- the plan and what is done ----------------------------------------------------------------------------
+
+
+def load_plan(uploads: Storage, job_id: str) -> SegmentPlan | None:
+    try:
+        return SegmentPlan.model_validate_json(uploads.get_bytes(plan_key(job_id)))
+    except ObjectNotFound:
+        return None
+
+
+def store_split(uploads: Storage, job_id: str, done: segments.Split) -> None:
+    """The pieces and the audio first, the plan last: a plan in the store means everything is there."""
+    for index, piece in enumerate(done.pieces):
+        uploads.put_file(source_piece_key(job_id, index), piece, "video/mp4")
+    if done.audio is not None:
+        uploads.put_file(audio_key(job_id), done.audio, "application/octet-stream")
+    for index, part in enumerate(done.sound_parts):
+        uploads.put_file(sound_key(job_id, index), part, "audio/flac")
+    uploads.put_bytes(plan_key(job_id), done.plan.model_dump_json().encode(), "application/json")
+
+
+def finished(converted: Storage, job_id: str, format_id: str) -> dict[int, float]:
+    """The pieces of this output already encoded and stored: index -> when."""
+    found = {}
+    for item in converted.list(encoded_prefix(job_id, format_id)):
+        match = _PIECE.fullmatch(item.key.rsplit("/", 1)[-1])
+        if match:
+            found[int(match.group(1))] = item.modified
+    return found
+
+
+def sounds_done(converted: Storage, job_id: str, format_id: str) -> set[int]:
+    """The parts of this output's sound already encoded and stored."""
+    found = set()
+    for item in converted.list(encoded_prefix(job_id, format_id)):
+        match = _SOUND.fullmatch(item.key.rsplit("/", 1)[-1])
+        if match:
+            found.add(int(match.group(1)))
+    return found
+
+
+def ready_to_join(converted: Storage, plan: SegmentPlan, job_id: str, format_id: str, recipe: VideoRecipe) -> bool:
+    """Every piece encoded, and every part of the sound."""
+    if len(finished(converted, job_id, format_id)) < plan.count:
+        return False
+    return len(sounds_done(converted, job_id, format_id)) >= segments.sound_parts(recipe, plan)
+
+
+def progress(plan: SegmentPlan, done: dict[int, float]) -> float:
+    """Percent done: the seconds of video encoded, the join being the last few percent."""
+    if plan.duration <= 0:
+        return 0.0
+    seconds = sum(plan.length(index) for index in done if index < plan.count)
+    return round(min(100.0 - ASSEMBLY_SHARE, (100.0 - ASSEMBLY_SHARE) * seconds / plan.duration), 1)
+
+
+def in_pieces(record: OutputRecord) -> bool:
+    """The output's pieces are being encoded: its record stands still while they are stored."""
+    return record.segments > 0 and record.status is OutputStatus.PROCESSING
+
+
+def alive_at(record: OutputRecord, done: dict[int, float]) -> datetime:
+    """A segmented output's last sign of life: its record, or the newest piece stored since."""
+    newest = datetime.fromtimestamp(max(done.values(), default=0.0), UTC)
+    return max(record.updated_at, newest)
+
+
+def as_seen(record: OutputRecord, plan: SegmentPlan, done: dict[int, float]) -> OutputRecord:
+    """The record of an output in pieces as it stands: progress counted from the pieces, alive when the
+    newest was stored."""
+    return record.seen(progress(plan, done), alive_at(record, done))
+
+
+def tidy(uploads: Storage, converted: Storage, job_id: str, format_id: str, *, all_final: bool) -> None:
+    """Delete this output's encoded pieces; once every output of the job is final, the split too. Best
+    effort: what a crash leaves behind goes with the retention sweep or the buckets' lifecycle rules."""
+    with contextlib.suppress(Exception):
+        for item in converted.list(encoded_prefix(job_id, format_id)):
+            converted.delete(item.key)
+        if all_final:
+            for item in uploads.list(segments_prefix(job_id)):
+                uploads.delete(item.key)
+
+
+def fail(rt: Runtime, outputs: list[Output], reason: str) -> None:
+    """Fail segmented outputs for good, and tidy their pieces away."""
+    for output in outputs:
+        output.failed(reason)
+        tidy(rt.uploads, rt.converted, output.job_id, output.format_id, all_final=_videos_final(rt, output))
+
+
+def _videos_final(rt: Runtime, output: Output) -> bool:
+    """Every video output of the job is completed or failed: nothing needs the split any more."""
+    videos = [f for f in output.job.formats if PRESETS[f].recipe is not None]
+    return all(rt.jobs.output(output.job_id, f).status.finished for f in videos)
+
+
+# --- splitting ---------------------------------------------------------------------------------------------
+
+
+def wants_segments(preset: Preset, source: SourceInfo, segment_seconds: float) -> bool:
+    """Long enough, and a format that can be encoded in pieces."""
+    return (
+        segment_seconds > 0
+        and preset.recipe is not None
+        and source.has_video
+        and (source.duration or 0.0) > segment_seconds
+    )
+
+
+def _all_video(outputs: list[Output]) -> bool:
+    return all(output.preset.recipe is not None for output in outputs)
+
+
+def split_already(rt: Runtime, outputs: list[Output]) -> SegmentPlan | None:
+    """The plan of a split another format of the job made (the pieces were cut from the checked
+    original, so there is no need to fetch it): these outputs are converted in its pieces too."""
+    if rt.settings.segment_seconds <= 0 or not _all_video(outputs):
+        return None
+    plan = load_plan(rt.uploads, outputs[0].job_id)
+    if plan is None or plan.count <= 1:
+        return None
+    for output in outputs:
+        output.probed(plan.source)
+    for output in suitable(outputs, plan.source):
+        output.segmented(plan.count)
+    return plan
+
+
+def split_if_long(
+    rt: Runtime,
+    outputs: list[Output],
+    source_path: Path,
+    facts: ProbeFacts,
+    workdir: Path,
+    *,
+    timeout: float,
+    cancel: threading.Event | None,
+) -> SegmentPlan | None:
+    """Split a long original into pieces (once per job) and store them; None when it is converted whole."""
+    lead = outputs[0]
+    if not _all_video(outputs) or not wants_segments(lead.preset, facts.info, rt.settings.segment_seconds):
+        return None
+    spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
+    done = segments.split(
+        rt.ffmpeg,
+        source_path,
+        facts,
+        workdir,
+        rt.settings.segment_seconds,
+        timeout=timeout,
+        cancel=cancel,
+        sound_in_parts=spliced,
+    )
+    if done.plan.count <= 1:
+        return None
+    store_split(rt.uploads, lead.job_id, done)
+    for output in outputs:
+        output.segmented(done.plan.count)
+    return done.plan
+
+
+def queue_parts(rt: Runtime, outputs: list[Output], plan: SegmentPlan) -> Outcome:
+    """Queue the sound parts (first: a part of the sound may be long) and the pieces of the outputs the
+    source can give, one message each for all of them."""
+    going = [output for output in outputs if output.record.segments]
+    job_id, formats = outputs[0].job_id, tuple(output.format_id for output in going)
+    parts = max(segments.sound_parts(recipe, plan) for recipe in recipes_of([o.preset for o in going]))
+    for index in range(parts):
+        rt.queue.send(to_body(SoundPart(job_id, formats, index)), group=job_id)
+    for index in range(plan.count):
+        rt.queue.send(to_body(Piece(job_id, formats, index)), group=job_id)
+    log.info("job %s: %s in %d parts", job_id, ",".join(formats), plan.count)
+    return Outcome.ack(f"split into {plan.count} parts")
+
+
+# --- the pieces, the sound parts and the joins ------------------------------------------------------------
+
+
+def step(rt: Runtime, work: SegmentWork, outputs: list[Output]) -> Step | Outcome:
+    """The work of a piece, a sound part or a join, with its label; or the outcome when it cannot run
+    (a message naming a format that is never segmented, or a split that is gone)."""
+    try:
+        recipes = recipes_of([output.preset for output in outputs])
+    except ValueError:
+        return Outcome.ack("malformed")
+    plan = load_plan(rt.uploads, work.job_id)
+    if plan is None:
+        fail(rt, outputs, "The pieces of the original are missing (they may have expired).")
+        return Outcome.finished("failed for good")
+    parts = _Parts(rt, outputs, recipes, plan)
+    if isinstance(work, Piece):
+        return Step(functools.partial(parts.piece, work.index), work.label(plan.count))
+    if isinstance(work, SoundPart):
+        count = max(segments.sound_parts(recipe, plan) for recipe in recipes)
+        return Step(functools.partial(parts.sound, work.index), work.label(count))
+    return Step(parts.join, work.label(1))
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The outputs of one message about a split job, with their recipes and the split's plan."""
+
+    rt: Runtime
+    outputs: list[Output]
+    recipes: list[VideoRecipe]
+    plan: SegmentPlan
+
+    @property
+    def job_id(self) -> str:
+        return self.outputs[0].job_id
+
+    def piece(self, index: int, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
+        """Encode one piece for each output that lacks it, from one decode (an earlier delivery may have
+        stored some); whoever stores the last piece of an output asks for its join."""
+        rt, plan, job_id = self.rt, self.plan, self.job_id
+        if index >= plan.count:
+            raise MediaRejected(f"There is no part {index + 1}; the video has {plan.count}.")
+        todo = [o for o in self.outputs if rt.converted.size(encoded_piece_key(job_id, o.format_id, index)) is None]
+        if todo:
+            with rt.uploads.local_path(source_piece_key(job_id, index), workdir) as piece:
+                encoded = segments.encode_piece(
+                    rt.ffmpeg, [o.preset for o in todo], plan, index, piece, workdir, timeout=timeout, cancel=cancel
+                )
+            for output, path in zip(todo, encoded, strict=True):
+                rt.converted.put_file(
+                    encoded_piece_key(job_id, output.format_id, index), path, "application/octet-stream"
+                )
+        self._join_when_ready()
+        return Outcome.ack("part encoded")
+
+    def sound(self, index: int, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
+        """Encode one part of the sound for the outputs that lack it (unless an earlier delivery did):
+        once for all the outputs whose sound is encoded the same way (the MP4 sizes), stored for each."""
+        rt, plan, job_id = self.rt, self.plan, self.job_id
+        done: dict[tuple[str, ...], Path] = {}
+        for output, recipe in zip(self.outputs, self.recipes, strict=True):
+            key = encoded_sound_key(job_id, output.format_id, index, recipe.sound_extension)
+            if index >= segments.sound_parts(recipe, plan) or rt.converted.size(key) is not None:
+                continue  # an output whose sound has fewer parts (one, for WebM), or done already
+            spliced = segments.spliced(recipe, plan)
+            how = (*recipe.sound(plan.source), recipe.sound_extension, str(spliced))
+            if how not in done:
+                folder = workdir / f"sound-{len(done)}"
+                folder.mkdir()
+                with rt.uploads.local_path(sound_key(job_id, index) if spliced else audio_key(job_id), folder) as audio:
+                    done[how] = segments.encode_sound(
+                        rt.ffmpeg, output.preset, plan, index, audio, folder, timeout=timeout, cancel=cancel
+                    )
+            rt.converted.put_file(key, done[how], "application/octet-stream")
+        self._join_when_ready()
+        return Outcome.ack("sound encoded")
+
+    def _join_when_ready(self) -> None:
+        """Whoever stores the last piece (or sound part) asks for the join; two asking at once is harmless."""
+        for output, recipe in zip(self.outputs, self.recipes, strict=True):
+            if ready_to_join(self.rt.converted, self.plan, output.job_id, output.format_id, recipe):
+                self.rt.queue.send(to_body(Join(output.job_id, output.format_id)), group=output.job_id)
+
+    def join(self, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
+        """Join the encoded pieces with the sound into the output, publish it, and clear the pieces away."""
+        rt, plan, output, recipe = self.rt, self.plan, self.outputs[0], self.recipes[0]
+        job_id, format_id = output.job_id, output.format_id
+        if not ready_to_join(rt.converted, plan, job_id, format_id, recipe):
+            raise RuntimeError("Some parts (or the sound) are not encoded yet")
+        with contextlib.ExitStack() as stack:
+
+            def fetched(key: str, name: str) -> Path:
+                folder = workdir / name
+                folder.mkdir()
+                return stack.enter_context(rt.converted.local_path(key, folder))
+
+            pieces = [fetched(encoded_piece_key(job_id, format_id, i), f"part-{i:05d}") for i in range(plan.count)]
+            sounds = [
+                fetched(encoded_sound_key(job_id, format_id, i, recipe.sound_extension), f"s{i}")
+                for i in range(segments.sound_parts(recipe, plan))
+            ]
+            path = workdir / output_filename(output.job.stem, output.preset.id, output.preset.extension)
+            segments.assemble(rt.ffmpeg, output.preset, plan, pieces, sounds, path, timeout=timeout, cancel=cancel)
+            publish(rt.converted, output, path, check_output(rt.ffmpeg, path))
+        tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
+        return Outcome.finished("completed")

@@ -1,0 +1,105 @@
+"""Originals coming in: upload tickets (where the browser sends a file directly) and storing an upload
+streamed through the API, each refused with a sentence when it is empty, too large or a reused ticket."""
+
+from __future__ import annotations
+
+from . import keys
+from .errors import Conflict, InvalidRequest, UploadTooLarge
+from .model import new_job_id
+from .runtime import Runtime
+from .storage import Readable
+from .views import UploadTicket
+
+TICKET_USED = "This upload link was already used; ask for a new one."
+
+
+class Uploads:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def ticket(self) -> UploadTicket:
+        """Where the browser sends the original directly (S3 presigned POST, or a signed local URL)."""
+        settings = self.rt.settings
+        upload_id = new_job_id()
+        url, fields = self.rt.uploads.upload_form(
+            keys.source_key(upload_id), settings.max_upload_bytes, settings.upload_url_ttl
+        )
+        return UploadTicket(
+            upload_id=upload_id,
+            url=url,
+            fields=fields,
+            max_bytes=settings.max_upload_bytes,
+            expires_in=settings.upload_url_ttl,
+        )
+
+    def store(self, upload_id: str, stream: Readable) -> int:
+        """Stream an original into the upload store under its ticket's id; refuse empty or oversized files.
+
+        A ticket stores one original, once. The upload first claims the ticket (an empty marker created
+        only if absent), so a second upload with the same ticket is refused (Conflict), even while the
+        first is still being stored. A job needs its original, so once a job exists the one upload that
+        claimed the ticket has finished and nothing can replace the source, whatever the timing. An upload
+        that stores nothing (too large, empty, interrupted) gives the ticket back.
+        """
+        if not self.rt.uploads.create_bytes(keys.ticket_key(upload_id), b""):
+            raise Conflict(TICKET_USED)
+        if self.rt.jobs.exists(upload_id):  # a job over an original stored without a ticket (a seeded job)
+            raise Conflict(TICKET_USED)
+        try:
+            return self._store(upload_id, stream)
+        except Exception:
+            self._give_back(upload_id)
+            raise
+
+    def store_new(self, stream: Readable) -> str:
+        """Stream an original under a new id no one else knows (no ticket to claim); return the id."""
+        upload_id = new_job_id()
+        self._store(upload_id, stream)
+        return upload_id
+
+    def _store(self, upload_id: str, stream: Readable) -> int:
+        """Stream the original to its key; on a refusal or a failure nothing stays stored."""
+        key = keys.source_key(upload_id)
+        limit = self.rt.settings.max_upload_bytes
+        try:
+            size = self.rt.uploads.put_stream(key, _Limited(stream, limit))
+        except _TooLarge:
+            self.rt.uploads.delete(key)
+            raise UploadTooLarge(f"The file is larger than the {_human(limit)} limit.") from None
+        if size == 0:
+            self.rt.uploads.delete(key)
+            raise InvalidRequest("The uploaded file is empty.")
+        return size
+
+    def _give_back(self, upload_id: str) -> None:
+        """Delete what a failed upload stored, then its claim on the ticket (in that order, so the upload
+        that claims the ticket next never has its original deleted)."""
+        self.rt.uploads.delete(keys.source_key(upload_id))
+        self.rt.uploads.delete(keys.ticket_key(upload_id))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Limited:
+    """A reader that stops a stream as soon as it passes the size limit (before it is all stored)."""
+
+    def __init__(self, stream: Readable, limit: int) -> None:
+        self._stream, self._left = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        self._left -= len(chunk)
+        if self._left < 0:
+            raise _TooLarge
+        return chunk
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
