@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("video_converter", "api")
 
@@ -19,36 +21,60 @@ def package_of(path: Path) -> str:
     return module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
 
 
+def _absolute(node: ast.ImportFrom, package: str) -> str:
+    base = node.module or ""
+    if not node.level:
+        return base
+    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join([*anchor, base] if base else anchor)
+
+
+def _names(node: ast.stmt, package: str) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    if isinstance(node, ast.ImportFrom):
+        base = _absolute(node, package)
+        return {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return set()
+
+
+def every_import(path: Path, package: str) -> set[str]:
+    """Absolute names of every module this file imports, wherever: at module level, under
+    ``if TYPE_CHECKING:``, in function and class bodies, under ``else:``, ``with``, ``try``, anything.
+    A circle through any of them is a circle (a lazy or type-only import only hides it)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found |= _names(node, package)
+    return found
+
+
 def imports_at_load(path: Path, package: str) -> set[str]:
-    """Absolute names of the modules this file imports when it is loaded: imports inside functions
-    (lazy ones) and under ``if TYPE_CHECKING:`` are not run then, so they are left out."""
-    tree = ast.parse(path.read_text())
+    """Absolute names of the modules this file imports when it is loaded: every import but those inside
+    functions (lazy ones) and under ``if TYPE_CHECKING:``, which are not run then."""
     found: set[str] = set()
 
     def visit(nodes: list[ast.stmt]) -> None:
         for node in nodes:
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join([*anchor, base] if base else anchor)
-                found.add(base)
-                found.update(f"{base}.{alias.name}" for alias in node.names)
-            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
-                visit(node.body + node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body + node.orelse + node.finalbody)
+            found.update(_names(node, package))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                for child in getattr(node, field, []):
+                    visit(child.body if isinstance(child, ast.ExceptHandler | ast.match_case) else [child])
 
-    visit(tree.body)
+    visit(ast.parse(path.read_text()).body)
     return found
 
 
 def graph() -> dict[str, set[str]]:
+    """Which of the project's modules each one imports, by any kind of import."""
     files = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
     return {
-        name: {m for m in imports_at_load(path, package_of(path)) if m in files and m != name}
+        name: {m for m in every_import(path, package_of(path)) if m in files and m != name}
         for name, path in files.items()
     }
 
@@ -88,15 +114,43 @@ def test_no_import_cycles() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def test_the_checks_see_cycles_and_skip_lazy_imports(tmp_path: Path) -> None:
+def test_the_checks_see_cycles(tmp_path: Path) -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+HIDDEN_IMPORTS = {
+    "type-only": "if TYPE_CHECKING:\n    from .hidden import T\n",
+    "in a function": "def f():\n    from .hidden import T\n",
+    "in a method": "class C:\n    def f(self):\n        from . import hidden\n",
+    "in a class body": "class C:\n    import pkg.sub.hidden\n",
+    "under else": "if X:\n    pass\nelse:\n    from .hidden import T\n",
+    "under with": "with x:\n    from .hidden import T\n",
+    "under try/except": "try:\n    pass\nexcept ImportError:\n    from .hidden import T\n",
+    "under match": "match x:\n    case 1:\n        from .hidden import T\n",
+}
+
+
+@pytest.mark.parametrize("source", HIDDEN_IMPORTS.values(), ids=HIDDEN_IMPORTS.keys())
+def test_every_kind_of_import_is_an_edge(tmp_path: Path, source: str) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(source)
+    assert "pkg.sub.hidden" in every_import(module, "pkg.sub")
+    # ...and so a circle through it is found.
+    edges = {"pkg.sub.m": {m for m in every_import(module, "pkg.sub") if m == "pkg.sub.hidden"}}
+    assert find_cycle({**edges, "pkg.sub.hidden": {"pkg.sub.m"}}) == ["pkg.sub.hidden", "pkg.sub.m", "pkg.sub.hidden"]
+
+
+def test_the_load_time_check_skips_only_lazy_and_type_only_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(
         "import os\nfrom . import sibling\nfrom ..up import thing\n"
         "if TYPE_CHECKING:\n    from .typing_only import T\n"
         "def f():\n    import boto3\n"
+        "with x:\n    import fastapi\n"
+        "class C:\n    import starlette\n"
+        "if X:\n    pass\nelse:\n    import jinja2\n"
     )
     assert imports_at_load(module, "pkg.sub") == {
-        "os", "pkg.sub", "pkg.sub.sibling", "pkg.up", "pkg.up.thing"
+        "os", "pkg.sub", "pkg.sub.sibling", "pkg.up", "pkg.up.thing", "fastapi", "starlette", "jinja2"
     }  # fmt: skip
