@@ -104,3 +104,14 @@ def test_records_written_before_colour_tags_stay_readable() -> None:
     assert source is not None
     assert (source.color_transfer, source.color_primaries, source.color_space) == (None, None, None)
     assert not source.hdr
+
+
+def test_state_changes_return_changed_copies_and_refuse_unknown_fields() -> None:
+    record = OutputRecord(format="720p")
+    started = record.started(2)
+    assert (started.status, started.attempts, record.status) == (OutputStatus.PROCESSING, 2, Q)
+    assert started.progressed(120.0).progress == 99.0  # 100 % is only ever "completed"
+    assert started.failed("broken").model_dump(include={"status", "error"}) == {"status": F, "error": "broken"}
+    assert started.requeued("again").model_dump(include={"status", "progress"}) == {"status": Q, "progress": 0.0}
+    with pytest.raises(TypeError, match="no field progres"):
+        record._changed(progres=1.0)  # model_copy alone would store it silently
