@@ -24,7 +24,7 @@ from .errors import (
     OutputTooLarge,
 )
 from .locate import ffmpeg_path, ffprobe_path
-from .parse import ProbeFacts, ProgressTracker, parse_packet_times, parse_probe_facts, tail
+from .parse import ProbeFacts, ProgressTracker, parse_packet_times, parse_probe_facts, says_out_of_memory, tail
 
 # Inputs are opened with the file protocol only and a fixed list of container demuxers, so a crafted
 # upload (an HLS playlist, a concat script, a tee/subfile URL) cannot make FFmpeg read anything but the
@@ -70,7 +70,6 @@ DEFAULT_MEMORY_MB = 3072
 # count, which FFmpeg takes from the number of cores. A fixed cap keeps the memory limit meaningful on
 # a 64-core host (8 threads: ~1.6 GB for x264 1080p from an 8K source; 32 threads: ~3.1 GB).
 MAX_THREADS = min(os.cpu_count() or 1, 8)
-_OUT_OF_MEMORY = ("cannot allocate memory", "out of memory", "malloc of size", "failed to allocate")
 
 ProgressCallback = Callable[[float], None]
 
@@ -253,7 +252,7 @@ class FFmpeg:
             assert proc.stderr is not None
             for line in proc.stderr:
                 stderr_lines.append(line)
-                if not out_of_memory and _says_out_of_memory(line):
+                if not out_of_memory and says_out_of_memory(line):
                     out_of_memory.append(line)  # early: later lines are the decoder's consequences
 
         threads = [threading.Thread(target=f, daemon=True) for f in (watchdog, read_stderr)]
@@ -292,10 +291,3 @@ class FFmpeg:
         for _, path in outputs:
             if self.max_output_bytes and path.is_file() and path.stat().st_size >= self.max_output_bytes:
                 raise OutputTooLarge(f"The converted file reached the {self.max_output_bytes} byte size limit")
-
-
-def _says_out_of_memory(line: str) -> bool:
-    """An allocation refused by the address-space limit, as FFmpeg and its libraries report it (a
-    library may also abort on one: SIGABRT/SIGSEGV count too)."""
-    text = line.lower()
-    return any(sign in text for sign in _OUT_OF_MEMORY)
