@@ -17,11 +17,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from video_converter.limits import human_bytes
+from video_converter.limits import UPLOAD_SLACK_BYTES, human_bytes
 
 log = logging.getLogger(__name__)
 
-UPLOAD_SLACK = 1024 * 1024  # multipart boundaries and the other fields around the file
 # Header bytes per request: far above what a browser sends here (no cookies), far below a flood.
 # uvicorn's h11 parser refuses more before buffering it (api/server.py); this checks every protocol.
 MAX_HEADER_BYTES = 32 * 1024
@@ -53,7 +52,7 @@ class RequestLimits:
             and _UPLOAD_ROUTES.fullmatch(scope["path"])
         ):
             sentence = f"The file is larger than the {human_bytes(self.max_upload_bytes)} limit."
-            return self.max_upload_bytes + UPLOAD_SLACK, sentence
+            return self.max_upload_bytes + UPLOAD_SLACK_BYTES, sentence
         return self.max_body_bytes, f"The request body is larger than the {human_bytes(self.max_body_bytes)} limit."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -7,7 +7,7 @@ so a gap or a 0.001 fps source never becomes hours of duplicated frames, their f
 by dropping frames, and the GIF is cut on the input side and inside its filter graph.
 
 Also here, for every layer that states a size limit: ``human_bytes`` words a size in the sentences
-users see.
+users see, and ``UPLOAD_SLACK_BYTES`` is the room an upload's request gets beyond the file limit.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ MAX_PIXELS_PER_BYTE = 10_000_000
 # or be estimated from the bit rate (MPEG program streams). Files whose duration is unknown (raw
 # H.264) are read up to MAX_DURATION_SECONDS.
 DURATION_MARGIN = 0.1
+# A multipart upload's request may pass MAX_UPLOAD_BYTES by this much: the boundaries and the other
+# fields around the file.
+UPLOAD_SLACK_BYTES = 1024 * 1024
 
 
 class MediaRejected(InvalidRequest):
