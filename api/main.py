@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.headers import SecurityHeaders, content_security_policy, signed_origins
-from api.limits import RequestLimits
+from api.request_limits import RequestLimits
 from api.routes import docs, files, formats, health, jobs, pages, uploads
 from video_converter import __version__
 from video_converter.config import get_settings

@@ -12,8 +12,8 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
-from api.limits import MAX_HEADER_BYTES
 from api.main import create_app
+from api.request_limits import MAX_HEADER_BYTES
 from video_converter.config import Settings
 from video_converter.housekeeping import start_background
 from video_converter.runtime import build_runtime

@@ -5,6 +5,9 @@ limit, far more declared picture than the file's bytes can hold) and normalised 
 cannot be seen without decoding everything: video outputs pass timestamps through (``-fps_mode vfr``)
 so a gap or a 0.001 fps source never becomes hours of duplicated frames, their frame rate is capped
 by dropping frames, and the GIF is cut on the input side and inside its filter graph.
+
+Also here, for every layer that states a size limit: ``human_bytes`` words a size in the sentences
+users see, and ``UPLOAD_SLACK_BYTES`` is the room an upload's request gets beyond the file limit.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ MAX_PIXELS_PER_BYTE = 10_000_000
 # or be estimated from the bit rate (MPEG program streams). Files whose duration is unknown (raw
 # H.264) are read up to MAX_DURATION_SECONDS.
 DURATION_MARGIN = 0.1
+# A multipart upload's request may pass MAX_UPLOAD_BYTES by this much: the boundaries and the other
+# fields around the file.
+UPLOAD_SLACK_BYTES = 1024 * 1024
 
 
 class MediaRejected(InvalidRequest):
@@ -68,10 +74,11 @@ def human_duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _human_bytes(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+def human_bytes(size: int) -> str:
+    """``512 bytes``, ``1.0 KiB``, ``195.3 KiB``, ``3.0 MiB``, ``4.0 GiB``: a size in binary units, for sentences."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if size >= scale:
-            return f"{size / scale:.0f} {unit}"
+            return f"{size / scale:.1f} {unit}"
     return f"{size} bytes"
 
 
@@ -140,7 +147,7 @@ def _check_density(facts: ProbeFacts) -> None:
         frames = int(min(rates) * seconds)
     if video.width * video.height * frames > MAX_PIXELS_PER_BYTE * size:
         raise MediaRejected(
-            f"This {_human_bytes(size)} file declares {frames} frames of {video.width}x{video.height} pixels, "
+            f"This {human_bytes(size)} file declares {frames} frames of {video.width}x{video.height} pixels, "
             "far more picture than it can hold; it looks crafted and is refused."
         )
 

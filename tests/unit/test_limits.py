@@ -14,7 +14,7 @@ import pytest
 
 from video_converter.config import Settings
 from video_converter.ffmpeg.parse import ProbeFacts, StreamFacts, parse_probe_facts
-from video_converter.limits import Limits, MediaRejected, check_media, human_duration
+from video_converter.limits import Limits, MediaRejected, check_media, human_bytes, human_duration
 from video_converter.model import SourceInfo
 from video_converter.runtime import Runtime
 
@@ -129,7 +129,7 @@ def test_a_few_kilobytes_declaring_hours_of_8k_are_refused() -> None:
     with pytest.raises(MediaRejected) as info:
         check_media(probe, Limits())
     assert str(info.value) == (
-        "This 30 KB file declares 648000 frames of 7680x4320 pixels, far more picture than it can hold; "
+        "This 29.3 KiB file declares 648000 frames of 7680x4320 pixels, far more picture than it can hold; "
         "it looks crafted and is refused."
     )
     # The same picture in a plausible size passes: a static 8K clip compresses well, but not that well.
@@ -156,6 +156,26 @@ def test_limits_from_settings_and_input_seconds() -> None:
 )
 def test_human_duration(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (1024, "1.0 KiB"),
+        (200_000, "195.3 KiB"),
+        (32 * 1024, "32.0 KiB"),
+        (3 * 1024**2, "3.0 MiB"),
+        (1024**2 - 1, "1024.0 KiB"),  # rounded, not promoted: the unit is the largest the size reaches
+        (4 * 1024**3, "4.0 GiB"),
+        (5 * 1024**4, "5120.0 GiB"),
+    ],
+)
+def test_human_bytes(size: int, text: str) -> None:
+    """The words of every size limit's sentence (the API's 413 and 431 bodies, the upload check, the
+    density refusal)."""
+    assert human_bytes(size) == text
 
 
 def test_the_api_answers_a_refusal_with_422_and_the_sentence(mem_runtime: Runtime) -> None:

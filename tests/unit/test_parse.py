@@ -1,4 +1,5 @@
-"""parse_probe, ProgressTracker and tail on output captured from the real FFmpeg 7 (tests/unit/data)."""
+"""parse_probe, ProgressTracker, tail and says_out_of_memory on output captured from the real FFmpeg 7
+(tests/unit/data)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from video_converter.ffmpeg.parse import ProgressTracker, parse_probe, tail
+from video_converter.ffmpeg.parse import ProgressTracker, parse_probe, says_out_of_memory, tail
 
 DATA = Path(__file__).parent / "data"
 
@@ -226,6 +227,20 @@ def test_tail_caps_width_keeping_the_end() -> None:
 def test_tail_of_nothing_is_empty() -> None:
     assert tail([]) == ""
     assert tail(["", "  ", "\n"]) == ""
+
+
+# --- a refused allocation ------------------------------------------------------------------------
+
+
+def test_a_refused_allocation_is_recognised_in_captured_stderr() -> None:
+    # FFmpeg 7 decoding a GIF whose logical screen says 16000x16000, under ulimit -v 524288 (512 MB).
+    lines = captured("stderr_gif_memory_limit.txt").splitlines()
+    flagged = [i for i, line in enumerate(lines) if says_out_of_memory(line)]
+    assert flagged[0] == 2 and lines[2].endswith("Error submitting packet to decoder: Cannot allocate memory")
+    # The decoder's consequences that follow are not signs of their own.
+    assert not any(says_out_of_memory(line) for line in lines[3:12])
+    for sign in ("malloc of size 123 failed", "Out of memory", "Failed to allocate buffer"):
+        assert says_out_of_memory(sign)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""api.limits: bodies limited while they are read (413), headers bounded (431), quiet disconnects."""
+"""api.request_limits: bodies limited while they are read (413), headers bounded (431), quiet disconnects."""
 
 from __future__ import annotations
 

@@ -191,6 +191,7 @@ class ProgressTracker:
 
 
 _POINTER = re.compile(r" @ 0x[0-9a-f]+")
+_OUT_OF_MEMORY = ("cannot allocate memory", "out of memory", "malloc of size", "failed to allocate")
 
 
 def tail(lines: Iterable[str], count: int = 8, width: int = 600) -> str:
@@ -203,3 +204,10 @@ def tail(lines: Iterable[str], count: int = 8, width: int = 600) -> str:
 def parse_packet_times(text: str) -> list[float]:
     """``ffprobe -show_entries packet=pts_time -of csv=p=0`` lines as seconds (packets without one skipped)."""
     return [t for line in text.splitlines() if (t := _float(line.strip().rstrip(","))) is not None]
+
+
+def says_out_of_memory(line: str) -> bool:
+    """Whether an FFmpeg stderr line reports an allocation refused by the address-space limit, as FFmpeg
+    and its libraries word it (a library may also abort on one: the runner counts SIGABRT/SIGSEGV too)."""
+    text = line.lower()
+    return any(sign in text for sign in _OUT_OF_MEMORY)

@@ -11,7 +11,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..config import Settings
 from ..model import SourceInfo
@@ -24,7 +26,7 @@ from .errors import (
     OutputTooLarge,
 )
 from .locate import ffmpeg_path, ffprobe_path
-from .parse import ProbeFacts, ProgressTracker, parse_packet_times, parse_probe_facts, tail
+from .parse import ProbeFacts, ProgressTracker, parse_packet_times, parse_probe_facts, says_out_of_memory, tail
 
 # Inputs are opened with the file protocol only and a fixed list of container demuxers, so a crafted
 # upload (an HLS playlist, a concat script, a tee/subfile URL) cannot make FFmpeg read anything but the
@@ -70,9 +72,9 @@ DEFAULT_MEMORY_MB = 3072
 # count, which FFmpeg takes from the number of cores. A fixed cap keeps the memory limit meaningful on
 # a 64-core host (8 threads: ~1.6 GB for x264 1080p from an 8K source; 32 threads: ~3.1 GB).
 MAX_THREADS = min(os.cpu_count() or 1, 8)
-_OUT_OF_MEMORY = ("cannot allocate memory", "out of memory", "malloc of size", "failed to allocate")
 
 ProgressCallback = Callable[[float], None]
+Files = Sequence[tuple[Sequence[str], Path]]  # (options, path) inputs or (arguments, path) outputs
 
 
 def _child_env() -> dict[str, str]:
@@ -209,19 +211,84 @@ class FFmpeg:
         ``extra_inputs`` are further (options, path) inputs and ``more_outputs`` further (arguments,
         path) outputs of the same run, each bounded like ``output``; ``trusted`` admits the concat
         demuxer, for the lists of our own segments only."""
-        reading = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
-        safety = TRUSTED_INPUT_OPTIONS if trusted else SAFE_INPUT_OPTIONS
-        more = [arg for options, path in extra_inputs for arg in (*safety, *options, "-i", str(path))]
-        size_cap = ["-fs", str(self.max_output_bytes)] if self.max_output_bytes else []
-        thread_cap = ["-threads", str(MAX_THREADS)]
         outputs = [*more_outputs, (output_args, output)]
-        written = [arg for args, path in outputs for arg in (*args, *thread_cap, *size_cap, str(path))]
-        argv = [
-            self.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
-            "-progress", "pipe:1", "-filter_threads", str(MAX_THREADS),
-            *safety, *thread_cap, *input_args, *reading, "-i", str(source), *more, *written,
-        ]  # fmt: skip
-        stderr_lines: collections.deque[str] = collections.deque(maxlen=40)
+        argv = ffmpeg_argv(
+            self.ffmpeg, source, outputs,
+            input_args=input_args, max_seconds=max_seconds, extra_inputs=extra_inputs, trusted=trusted,
+            max_output_bytes=self.max_output_bytes,
+        )  # fmt: skip
+        run = _Run.start(argv, self.memory_mb)
+        returncode = run.supervise(timeout, cancel, ProgressTracker(duration), on_progress)
+        self._raise_if_failed(run, returncode, timeout, source, outputs)
+        self._check_sizes(outputs)
+
+    def _raise_if_failed(self, run: _Run, returncode: int, timeout: float, source: Path, outputs: Files) -> None:
+        """The finished run as an error, most telling first: cancelled, timed out, over the memory limit,
+        failed (its stderr tail naming files by role). Nothing when FFmpeg exited 0."""
+        if run.stop_reason == "cancelled":
+            raise ConversionCancelled("The worker stopped before the conversion finished")
+        stderr_tail = _redact(tail(run.stderr_lines), source, *(str(path) for _, path in outputs))
+        if run.stop_reason == "timeout":
+            message = f"The conversion took longer than the {timeout:.0f} s limit"
+            raise ConversionTimeout(message, stderr_tail=stderr_tail)
+        if returncode == 0:
+            return
+        if self.memory_mb and (run.out_of_memory or returncode in (-signal.SIGABRT, -signal.SIGSEGV)):
+            raise MemoryLimitExceeded(
+                f"The conversion needed more than the {self.memory_mb} MB memory limit",
+                returncode=returncode,
+                stderr_tail=stderr_tail,
+            )
+        raise FFmpegError("FFmpeg failed", returncode=returncode, stderr_tail=stderr_tail)
+
+    def _check_sizes(self, outputs: Files) -> None:
+        """-fs stops writing at the limit and still exits 0: a file that reached it is cut short."""
+        for _, path in outputs:
+            if self.max_output_bytes and path.is_file() and path.stat().st_size >= self.max_output_bytes:
+                raise OutputTooLarge(f"The converted file reached the {self.max_output_bytes} byte size limit")
+
+
+def ffmpeg_argv(
+    ffmpeg: str,
+    source: Path,
+    outputs: Files,
+    *,
+    input_args: Sequence[str] = (),
+    max_seconds: float | None = None,
+    extra_inputs: Files = (),
+    trusted: bool = False,
+    max_output_bytes: int | None = None,
+) -> list[str]:
+    """The command line of one ffmpeg run (pure): progress as key=value lines on stdout, the input
+    whitelist before every input, ``source`` read for ``max_seconds`` at most, then each (arguments,
+    path) output bounded in threads and, with ``max_output_bytes``, in size."""
+    safety = TRUSTED_INPUT_OPTIONS if trusted else SAFE_INPUT_OPTIONS
+    reading = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
+    more = [arg for options, path in extra_inputs for arg in (*safety, *options, "-i", str(path))]
+    size_cap = ["-fs", str(max_output_bytes)] if max_output_bytes else []
+    thread_cap = ["-threads", str(MAX_THREADS)]
+    written = [arg for args, path in outputs for arg in (*args, *thread_cap, *size_cap, str(path))]
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
+        "-progress", "pipe:1", "-filter_threads", str(MAX_THREADS),
+        *safety, *thread_cap, *input_args, *reading, "-i", str(source), *more, *written,
+    ]  # fmt: skip
+
+
+@dataclass
+class _Run:
+    """One running ffmpeg and what its watchers saw. The watchdog thread sets ``stop_reason`` before it
+    kills the process; the stderr thread keeps the last lines and notes a refused allocation; the
+    caller's thread reads the progress. ``finished`` tells the watchdog the process is gone."""
+
+    proc: subprocess.Popen[str]
+    stop_reason: Literal["cancelled", "timeout"] | None = None
+    stderr_lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
+    out_of_memory: bool = False
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def start(cls, argv: list[str], memory_mb: int | None) -> _Run:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -232,70 +299,58 @@ class FFmpeg:
             bufsize=1,
             start_new_session=True,  # its own process group: a kill reaches wrapper scripts' children too
             env=_child_env(),
-            preexec_fn=_address_space_limit(self.memory_mb),
+            preexec_fn=_address_space_limit(memory_mb),
         )
-        stop_reason: list[str] = []
-        out_of_memory: list[str] = []
-        finished = threading.Event()
+        return cls(proc)
 
-        def watchdog() -> None:
-            deadline = time.monotonic() + timeout
-            while not finished.wait(0.2):
-                if cancel is not None and cancel.is_set():
-                    stop_reason.append("cancelled")
-                elif time.monotonic() > deadline:
-                    stop_reason.append("timeout")
-                if stop_reason:
-                    _kill_group(proc)
-                    return
-
-        def read_stderr() -> None:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                stderr_lines.append(line)
-                if not out_of_memory and _says_out_of_memory(line):
-                    out_of_memory.append(line)  # early: later lines are the decoder's consequences
-
-        threads = [threading.Thread(target=f, daemon=True) for f in (watchdog, read_stderr)]
+    def supervise(
+        self,
+        timeout: float,
+        cancel: threading.Event | None,
+        tracker: ProgressTracker,
+        on_progress: ProgressCallback | None,
+    ) -> int:
+        """Read the progress until ffmpeg exits, watched and with its stderr read alongside; its exit code.
+        However this ends (an ``on_progress`` that raises too), the process is gone when it returns."""
+        threads = [
+            threading.Thread(target=self._watch, args=(timeout, cancel), daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
         for thread in threads:
             thread.start()
-        tracker = ProgressTracker(duration)
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                percent = tracker.feed(line)
-                if percent is not None and on_progress is not None:
-                    on_progress(percent)
-            returncode = proc.wait()
+            self._read_progress(tracker, on_progress)
+            return self.proc.wait()
         finally:
-            finished.set()
-            if proc.poll() is None:
-                _kill_group(proc)
-                proc.wait()
+            self.finished.set()
+            if self.proc.poll() is None:
+                _kill_group(self.proc)
+                self.proc.wait()
             for thread in threads:
                 thread.join(timeout=5)
-        if "cancelled" in stop_reason:
-            raise ConversionCancelled("The worker stopped before the conversion finished")
-        stderr_tail = _redact(tail(stderr_lines), source, *(str(path) for _, path in outputs))
-        if "timeout" in stop_reason:
-            message = f"The conversion took longer than the {timeout:.0f} s limit"
-            raise ConversionTimeout(message, stderr_tail=stderr_tail)
-        if returncode != 0:
-            if self.memory_mb and (out_of_memory or returncode in (-signal.SIGABRT, -signal.SIGSEGV)):
-                raise MemoryLimitExceeded(
-                    f"The conversion needed more than the {self.memory_mb} MB memory limit",
-                    returncode=returncode,
-                    stderr_tail=stderr_tail,
-                )
-            raise FFmpegError("FFmpeg failed", returncode=returncode, stderr_tail=stderr_tail)
-        # -fs stops writing at the limit and still exits 0: a file that reached it is cut short.
-        for _, path in outputs:
-            if self.max_output_bytes and path.is_file() and path.stat().st_size >= self.max_output_bytes:
-                raise OutputTooLarge(f"The converted file reached the {self.max_output_bytes} byte size limit")
 
+    def _watch(self, timeout: float, cancel: threading.Event | None) -> None:
+        """Kill the process group when ``cancel`` is set or ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        while not self.finished.wait(0.2):
+            if cancel is not None and cancel.is_set():
+                self.stop_reason = "cancelled"
+            elif time.monotonic() > deadline:
+                self.stop_reason = "timeout"
+            if self.stop_reason:
+                _kill_group(self.proc)
+                return
 
-def _says_out_of_memory(line: str) -> bool:
-    """An allocation refused by the address-space limit, as FFmpeg and its libraries report it (a
-    library may also abort on one: SIGABRT/SIGSEGV count too)."""
-    text = line.lower()
-    return any(sign in text for sign in _OUT_OF_MEMORY)
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            if not self.out_of_memory and says_out_of_memory(line):
+                self.out_of_memory = True  # noted as it passes: the 40 lines kept may end with its consequences
+
+    def _read_progress(self, tracker: ProgressTracker, on_progress: ProgressCallback | None) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            percent = tracker.feed(line)
+            if percent is not None and on_progress is not None:
+                on_progress(percent)

@@ -12,6 +12,7 @@ import logging
 import math
 from typing import Any
 
+from ..awserrors import error_code
 from .base import Message, decode_body, encode_body
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,8 @@ def make_sqs_client() -> Any:
     return boto3.session.Session().client("sqs", config=_client_config())
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 def _stale_handle(exc: Exception) -> bool:
-    code = _error_code(exc)
+    code = error_code(exc)
     return bool(code) and code.rsplit(".", 1)[-1] in _STALE_HANDLE
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..awserrors import error_code
 from ..keys import content_disposition
 from .base import Listed, ObjectNotFound, Readable, folder_prefix, validate_key, validate_prefix
 
@@ -67,12 +68,7 @@ def make_s3_client() -> Any:
 
 def _is_not_found(exc: Exception) -> bool:
     """A missing key (not a missing bucket: GET says NoSuchBucket; a HEAD answer has no body to tell)."""
-    return _error_code(exc) in _NOT_FOUND
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
+    return error_code(exc) in _NOT_FOUND
 
 
 class _CountingReader:
@@ -153,7 +149,7 @@ class S3Storage:
                 self.client.put_object(IfNoneMatch="*", **params)
                 return True
             except Exception as exc:
-                code = _error_code(exc)
+                code = error_code(exc)
                 if code == _EXISTS:
                     return False
                 if code != _CONFLICT or attempt >= CONFLICT_ATTEMPTS:

@@ -17,20 +17,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from video_converter.limits import UPLOAD_SLACK_BYTES, human_bytes
+
 log = logging.getLogger(__name__)
 
-UPLOAD_SLACK = 1024 * 1024  # multipart boundaries and the other fields around the file
 # Header bytes per request: far above what a browser sends here (no cookies), far below a flood.
 # uvicorn's h11 parser refuses more before buffering it (api/server.py); this checks every protocol.
 MAX_HEADER_BYTES = 32 * 1024
 _UPLOAD_ROUTES = re.compile(r"/api/jobs|/files/uploads/[^/]+/source")
-
-
-def _human(size: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
 
 
 class BodyTooLarge(HTTPException):
@@ -57,9 +51,9 @@ class RequestLimits:
             and content_type.startswith("multipart/form-data")
             and _UPLOAD_ROUTES.fullmatch(scope["path"])
         ):
-            sentence = f"The file is larger than the {_human(self.max_upload_bytes)} limit."
-            return self.max_upload_bytes + UPLOAD_SLACK, sentence
-        return self.max_body_bytes, f"The request body is larger than the {_human(self.max_body_bytes)} limit."
+            sentence = f"The file is larger than the {human_bytes(self.max_upload_bytes)} limit."
+            return self.max_upload_bytes + UPLOAD_SLACK_BYTES, sentence
+        return self.max_body_bytes, f"The request body is larger than the {human_bytes(self.max_body_bytes)} limit."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +64,7 @@ class RequestLimits:
             await _refuse(send, 431, f"The request has more than {self.max_headers} headers.")
             return
         if sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
-            await _refuse(send, 431, f"The request headers are larger than the {_human(MAX_HEADER_BYTES)} limit.")
+            await _refuse(send, 431, f"The request headers are larger than the {human_bytes(MAX_HEADER_BYTES)} limit.")
             return
         limit, sentence = self._body_limit(scope)
         declared = _header(scope, b"content-length")
