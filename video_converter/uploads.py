@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import keys
 from .errors import Conflict, InvalidRequest, UploadTooLarge
+from .limits import human_bytes
 from .model import new_job_id
 from .runtime import Runtime
 from .storage import Readable
@@ -65,7 +66,7 @@ class Uploads:
             size = self.rt.uploads.put_stream(key, _Limited(stream, limit))
         except _TooLarge:
             self.rt.uploads.delete(key)
-            raise UploadTooLarge(f"The file is larger than the {_human(limit)} limit.") from None
+            raise UploadTooLarge(f"The file is larger than the {human_bytes(limit)} limit.") from None
         if size == 0:
             self.rt.uploads.delete(key)
             raise InvalidRequest("The uploaded file is empty.")
@@ -94,12 +95,3 @@ class _Limited:
         if self._left < 0:
             raise _TooLarge
         return chunk
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

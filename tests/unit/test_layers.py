@@ -154,3 +154,29 @@ def test_the_load_time_check_skips_only_lazy_and_type_only_imports(tmp_path: Pat
     assert imports_at_load(module, "pkg.sub") == {
         "os", "pkg.sub", "pkg.sub.sibling", "pkg.up", "pkg.up.thing", "fastapi", "starlette", "jinja2"
     }  # fmt: skip
+
+
+MAX_FUNCTION_LINES = 60
+PRODUCT = ("video_converter", "api", "functions")
+
+
+def long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """The functions (methods and nested ones too) of a file longer than ``limit`` lines."""
+    return [
+        f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_no_function_of_the_product_is_longer_than_60_lines() -> None:
+    found = [entry for pkg in PRODUCT for path in sorted((ROOT / pkg).rglob("*.py")) for entry in long_functions(path)]
+    assert not found, "split these: " + "; ".join(found)
+
+
+def test_the_length_check_sees_a_long_method(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("class C:\n    def f(self):\n" + "        x = 1\n" * 60)
+    assert [entry.split(" ")[1] for entry in long_functions(module, 60)] == ["f"]
