@@ -1,7 +1,7 @@
 """Hostile media, crafted with FFmpeg in each test, through the real conversion path (process_message).
 
 Each must end quickly with a clear refusal (MediaRejected, no retry) or a bounded, correct conversion,
-while a sampler watches the resident memory of the FFmpeg processes this test starts.
+while a sampler watches the resident memory of the FFmpeg processes run on the file under test.
 """
 
 from __future__ import annotations
@@ -87,57 +87,49 @@ def many_channels(path: Path, channels: int = 64) -> Path:
 # --- the sampler ----------------------------------------------------------------------------------------
 
 
-def _children_rss_mb(parent: int, ignore: frozenset[int] = frozenset()) -> int:
-    """Resident memory of the process tree under ``parent`` (FFmpeg and anything it starts), leaving out
-    the processes in ``ignore`` (those that were there before the measurement: other tests' servers)."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
+def _processes() -> dict[int, tuple[int, int, bytes]]:
+    """Every process now: pid -> (parent pid, resident KB, argv as NUL-separated bytes)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             status = Path(f"/proc/{entry}/status").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
-            continue
+            continue  # gone meanwhile
         ppid = re.search(r"^PPid:\s+(\d+)", status, re.M)
         vmrss = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
         if ppid:
-            parents[int(entry)] = int(ppid.group(1))
-            rss[int(entry)] = int(vmrss.group(1)) if vmrss else 0
-    tree, frontier = set(), {parent}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
-        tree |= frontier
-    return sum(rss[pid] for pid in tree - ignore) // 1024
+            found[int(entry)] = (int(ppid.group(1)), int(vmrss.group(1)) if vmrss else 0, argv)
+    return found
 
 
-def _descendants(parent: int) -> frozenset[int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                match = re.search(r"^PPid:\s+(\d+)", Path(f"/proc/{entry}/status").read_text(), re.M)
-            except OSError:
-                continue
-            if match:
-                parents[int(entry)] = int(match.group(1))
-    tree, frontier = set(), {parent}
+def _tree_rss_mb(names: bytes) -> int:
+    """Resident memory of the processes whose argv contains ``names`` (the ffprobe and FFmpeg runs on the
+    input under test) and of everything they start. Other work of this pytest process (another thread's
+    FFmpeg, a test server's workers) names other files and is not counted."""
+    processes = _processes()
+    tree = {pid for pid, (_, _, argv) in processes.items() if names in argv and pid != os.getpid()}
+    frontier = set(tree)
     while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
+        frontier = {pid for pid, (ppid, _, _) in processes.items() if ppid in frontier and pid not in tree}
         tree |= frontier
-    return frozenset(tree)
+    return sum(processes[pid][1] for pid in tree) // 1024
 
 
 @contextmanager
-def peak_rss() -> Iterator[list[int]]:
-    """Samples the children's resident memory every 20 ms; yields [peak MB] (filled in as it runs)."""
+def peak_rss(names: Path) -> Iterator[list[int]]:
+    """Samples, every 20 ms, the resident memory of the process trees of the FFmpeg (and ffprobe) runs
+    whose argv names ``names`` (the input file, or a folder only this test's runs read from); yields
+    [peak MB], filled in as it runs."""
     peak = [0]
     done = threading.Event()
-    already = _descendants(os.getpid())
+    marker = os.fsencode(names)
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], _children_rss_mb(os.getpid(), already))
+            peak[0] = max(peak[0], _tree_rss_mb(marker))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -167,7 +159,7 @@ class Env:
         for format_id in formats:
             started = time.monotonic()
             message = Message(id="m", body=Task(job_id, format_id).body(), receive_count=1, handle="h")
-            with peak_rss() as peak:
+            with peak_rss(self.rt.scratch.path) as peak:
                 outcome = process_message(self.rt, message)
             assert outcome.action is Action.ACK, outcome  # done or failed for good: never a retry
             record = self.rt.jobs.output(job_id, format_id)
@@ -284,7 +276,7 @@ def test_ffmpeg_past_the_checks_is_stopped_by_its_memory_limit(tmp_path: Path) -
     bounded = FFmpeg(memory_mb=512)
     info = bounded.probe(source)
     started = time.monotonic()
-    with peak_rss() as peak, pytest.raises(MemoryLimitExceeded) as failed:
+    with peak_rss(source) as peak, pytest.raises(MemoryLimitExceeded) as failed:
         bounded.convert(source, tmp_path / "out.gif", preset.output_args(info), max_seconds=preset.max_seconds)
     assert time.monotonic() - started < 10
     assert peak[0] < 512
