@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,31 @@ def fake_binary(tmp_path: Path) -> FakeBinary:
         return str(path)
 
     return make
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` every 20 ms until it holds; fail, saying ``what`` was awaited, after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: still not so after {timeout:.0f} s"
+        time.sleep(0.02)
+
+
+def set_once_exists(marker: Path, event: threading.Event, timeout: float = 60.0) -> list[float]:
+    """Set ``event`` from a thread of its own as soon as ``marker`` exists: a fake FFmpeg that starts with
+    ``touch marker`` is then known to be running, however slowly this machine got there (never after a
+    guessed delay). Returns [the time.monotonic() it was set at], filled in then; gives up, leaving the
+    event alone, after ``timeout`` s."""
+    when: list[float] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        when.append(time.monotonic())
+        event.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return when

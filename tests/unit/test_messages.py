@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import memory_runtime
+from tests.conftest import memory_runtime, set_once_exists
 from video_converter import conversion, keys
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
@@ -408,14 +408,14 @@ def test_malformed_messages_are_acked_without_touching_anything(env: Env, body: 
     assert env.converted.objects == {}
 
 
-def test_cancel_puts_the_output_back(env: Env, clip: Path, fake_binary) -> None:
-    slow = FFmpeg(ffmpeg=fake_binary("exec sleep 30"), ffprobe=ffprobe_path())
+def test_cancel_puts_the_output_back(env: Env, clip: Path, fake_binary, tmp_path: Path) -> None:
+    running = tmp_path / "ffmpeg-running"
+    slow = FFmpeg(ffmpeg=fake_binary(f"touch {running}; exec sleep 30"), ffprobe=ffprobe_path())
     job_id = env.job(clip, ["360p"])
     cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
+    cancelled = set_once_exists(running, cancel)  # a cancel while FFmpeg runs
     assert env.convert(job_id, "360p", 1, ffmpeg=slow, cancel=cancel) == Outcome.release()
-    assert time.monotonic() - started < 5
+    assert cancelled and time.monotonic() - cancelled[0] < 5
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.QUEUED and record.progress == 0.0
     assert env.view(job_id)["status"] == "queued"
@@ -626,14 +626,17 @@ def test_stopping_several_workers_again_and_again_spends_no_attempt(
     env.rt.close()
 
 
-def test_worker_stopping_mid_conversion_hands_the_message_back(qenv: Env, clip: Path, fake_binary) -> None:
+def test_worker_stopping_mid_conversion_hands_the_message_back(
+    qenv: Env, clip: Path, fake_binary, tmp_path: Path
+) -> None:
     queue = recorded(qenv)
     job_id = qenv.job(clip, ["360p"])
-    qenv.rt.ffmpeg = FFmpeg(fake_binary("exec sleep 30"), ffprobe_path())
+    running = tmp_path / "ffmpeg-running"
+    qenv.rt.ffmpeg = FFmpeg(fake_binary(f"touch {running}; exec sleep 30"), ffprobe_path())
     stop = threading.Event()
     message = queue.receive()
     assert message is not None
-    threading.Timer(0.3, stop.set).start()
+    set_once_exists(running, stop)  # the worker is stopped while FFmpeg runs
     assert Worker(qenv.rt, stop).handle(message) == Outcome.release()
     assert queue.visibility == [] and queue.released == [message]
     assert queue.acked == []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -148,18 +150,44 @@ def test_dead_letter_after_max_receives(make_queue) -> None:
         assert q.pending() == []
 
 
+def receive_in_background(
+    q: Queue, wait_seconds: float
+) -> tuple[threading.Thread, list[Message | None], threading.Event]:
+    """``q.receive(wait_seconds)`` on a thread of its own (started), what it got, and an event set when
+    that thread has found the queue empty and begun to wait: when it first calls time.sleep or a
+    Condition's or Event's wait (a profile hook on that thread alone sees the call)."""
+    got: list[Message | None] = []
+    waiting = threading.Event()
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        if (event == "c_call" and arg is time.sleep) or (
+            event == "call" and frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__
+        ):
+            waiting.set()
+
+    def receive() -> None:
+        sys.setprofile(hook)
+        try:
+            got.append(q.receive(wait_seconds=wait_seconds))
+        finally:
+            sys.setprofile(None)
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread, got, waiting
+
+
 def test_wait_wakes_up_when_a_message_arrives(make_queue) -> None:
     q = make_queue()
     if isinstance(q, SqliteQueue):
         q.poll_interval = 30.0  # only the notification can wake it in time
-    got: list[Message | None] = []
-    started = time.monotonic()
-    t = threading.Thread(target=lambda: got.append(q.receive(wait_seconds=10)))
-    t.start()
-    time.sleep(0.3)
+    t, got, waiting = receive_in_background(q, wait_seconds=10)
+    assert waiting.wait(30), "the receiver never began to wait"
+    assert got == []  # still waiting: the message arrives during the wait
+    sent = time.monotonic()
     q.send({"n": "1"})
     t.join(timeout=10)
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - sent
     assert got and got[0] is not None and got[0].body == {"n": "1"}
     assert elapsed < 2.0
 
