@@ -17,7 +17,6 @@ import requests
 
 from video_converter.errors import InvalidRequest
 from video_converter.jobs import JobService
-from video_converter.keys import content_disposition
 from video_converter.runtime import build_runtime
 from video_converter.storage import ObjectNotFound
 from video_converter.storage.s3 import PART_SIZE, S3Storage
@@ -229,11 +228,6 @@ def test_download_url_serves_an_attachment(store: S3Storage):
     assert 'filename="my_clip_480p.mp4"' in response.headers["Content-Disposition"]
 
 
-def test_content_disposition_keeps_unicode_in_filename_star():
-    value = content_disposition('vidéo "1"_480p.mp4')
-    assert value == "attachment; filename=\"video _1__480p.mp4\"; filename*=UTF-8''vid%C3%A9o%20%221%22_480p.mp4"
-
-
 def test_upload_form_is_a_presigned_post_for_the_exact_key(store: S3Storage, aws):
     url, fields = store.upload_form("job/source", 1000, 600)
     assert fields["key"] == "job/source"
@@ -275,14 +269,6 @@ def test_an_oversized_stream_is_refused_and_deleted(aws, aws_settings):
 def test_store_needs_a_bucket():
     with pytest.raises(ValueError, match="bucket"):
         S3Storage("")
-
-
-def test_content_disposition_keeps_a_non_latin_name_for_browsers_with_an_ascii_fallback():
-    from video_converter.keys import content_disposition
-
-    value = content_disposition("Отпуск_2024_720p.mp4")
-    assert value.startswith('attachment; filename="Otpusk_2024_720p.mp4"; ')  # transliterated (anyascii)
-    assert value.endswith("filename*=UTF-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_720p.mp4")
 
 
 def test_delete_prefix_deletes_every_page_of_a_folder(store: S3Storage, aws, monkeypatch):
