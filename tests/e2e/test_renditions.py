@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Env, MakeEnv, RecordingStorage, make_clip_file, probe_file
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
-from video_converter.messages import Action, Task, job_tasks
+from video_converter.messages import Action, Task
 from video_converter.model import OutputStatus
 from video_converter.presets import PRESETS
 
@@ -48,25 +48,6 @@ def env(make_env: MakeEnv) -> Env:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip_file(tmp_path_factory.mktemp("renditions") / "hd.mp4", seconds=1.0, size="1280x720")
-
-
-def test_a_job_is_divided_into_one_message_for_the_mp4_sizes_and_one_per_other_format() -> None:
-    tasks = job_tasks("j", ["gif", "1080p", "webm", "480p", "mp3", "720p"])
-    assert tasks == [
-        Task("j", "gif"),
-        Task("j", "1080p", also=("480p", "720p")),  # where the first MP4 was asked for
-        Task("j", "webm"),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
-        Task("j", "mp3"),
-    ]
-    assert job_tasks("j", ["720p"]) == [Task("j", "720p")]
-    assert Task.from_body(tasks[1].body()) == tasks[1]
-
-
-@pytest.mark.parametrize(
-    "extra", [{"with": "720p,720p"}, {"with": "480p", "step": "assemble"}, {"with": ",".join(PRESETS)}]
-)
-def test_odd_groups_are_malformed(extra: dict[str, str]) -> None:
-    assert Task.from_body({"job_id": "j", "format": "1080p", **extra}) is None
 
 
 def pcm(path: Path) -> bytes:

@@ -262,38 +262,6 @@ def test_short_sources_and_other_formats_stay_whole(env: Env, make_clip: Any) ->
     assert env.pending() == [] and segments.load_plan(env.rt.uploads, job_id) is None
 
 
-def test_progress_counts_the_seconds_encoded_and_the_join_is_last() -> None:
-    from video_converter.model import SegmentPlan, SourceInfo
-
-    plan = SegmentPlan(source=SourceInfo(duration=10), starts=[0, 4, 8], duration=10, has_audio=True)
-    assert [plan.length(i) for i in range(3)] == [4, 4, 2]
-    assert segments.progress(plan, {}) == 0.0
-    assert segments.progress(plan, {0: 1.0}) == 38.0
-    assert segments.progress(plan, {0: 1.0, 1: 2.0, 2: 3.0}) == 95.0  # the join is the last 5 %
-
-
-@pytest.mark.parametrize(
-    ("body", "task"),
-    [
-        ({"job_id": "j", "format": "720p"}, Task("j", "720p")),
-        ({"job_id": "j", "format": "720p", "segment": "3"}, Task("j", "720p", segment=3)),
-        ({"job_id": "j", "format": "720p", "step": "assemble"}, Task("j", "720p", assemble=True)),
-        ({"job_id": "j", "format": "720p", "segment": "-1"}, None),
-        ({"job_id": "j", "format": "720p", "segment": "x"}, None),
-        ({"job_id": "j", "format": "720p", "step": "audio", "part": "2"}, Task("j", "720p", sound=2)),
-        ({"job_id": "j", "format": "720p", "step": "audio"}, Task("j", "720p", sound=0)),  # from before parts
-        ({"job_id": "j", "format": "720p", "step": "explode"}, None),
-        ({"job_id": "j", "format": "720p", "step": "audio", "segment": "1"}, None),
-        ({"job_id": "j", "format": "720p", "step": "audio", "part": "-1"}, None),
-        ({"job_id": "j", "format": "720p", "part": "1"}, None),
-    ],
-)
-def test_task_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Task | None) -> None:
-    assert Task.from_body(body) == task
-    if task is not None:
-        assert Task.from_body(task.body()) == task
-
-
 def run_all(env: Env, job_id: str) -> None:
     while pending := env.pending():
         env.queue.entries.clear()
