@@ -47,9 +47,16 @@ sam-build: $(TOOLS_STAMP) ## sam build: the convert function and the FFmpeg laye
 
 # The offline dress rehearsal: every template linted, the SAM template validated and built, and the
 # template tests, which also check each boto3 call the code makes against the role that runs it.
+# `make test` runs those tests too (it runs all of tests/): a caller that has just run it, as .ci/run
+# does, says so with AWS_CHECK_TESTS_RAN=1, and they are not run a second time.
+AWS_CHECK_TESTS := tests/aws/test_template.py tests/aws/test_deploy_stacks.py tests/aws/test_iam_calls.py
+
 aws-check: lint-template sam-build install-dev ## cfn-lint, sam validate --lint, sam build, IAM-vs-code tests
-	$(BIN)/pytest -p no:cacheprovider -q tests/aws/test_template.py tests/aws/test_deploy_stacks.py \
-		tests/aws/test_iam_calls.py
+ifeq ($(AWS_CHECK_TESTS_RAN),1)
+	@echo "aws-check: $(AWS_CHECK_TESTS) already ran (AWS_CHECK_TESTS_RAN=1)"
+else
+	$(BIN)/pytest -p no:cacheprovider -q $(AWS_CHECK_TESTS)
+endif
 
 deploy: sam-build ## sam deploy (default config: shows and confirms the change set)
 	@echo "First deployment to this account? Run: $(SAM) deploy --guided"

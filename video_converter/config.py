@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     webhook_secret: str = ""
     webhook_allow_private: bool = False
 
-    # Abusive requests (api.limits)
+    # Abusive requests (api.request_limits)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
 

@@ -102,7 +102,7 @@ class JobRecord(BaseModel):
 
 
 class OutputRecord(BaseModel):
-    """One per (job, format); only the worker holding a message for that format writes it."""
+    """One per (job, format); only the worker holding the message that names this format writes it."""
 
     format: str
     status: OutputStatus = OutputStatus.QUEUED

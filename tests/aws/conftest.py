@@ -134,8 +134,7 @@ def install_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     ffmpeg_path.cache_clear()
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def use_fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials and a region; no profile, config file or endpoint from the machine leaks in."""
     for name in (
         "AWS_PROFILE",
@@ -157,6 +156,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake credentials and a region (``use_fake_credentials``)."""
+    use_fake_credentials(monkeypatch, tmp_path)
 
 
 @pytest.fixture

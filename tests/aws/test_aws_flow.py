@@ -122,7 +122,7 @@ def test_browser_upload_flow(
     head = resources.s3.head_object(Bucket=resources.upload_bucket, Key=f"{ticket['upload_id']}/source")
     assert head["ContentLength"] == clip.stat().st_size
 
-    # 3. The job: one SQS message per format.
+    # 3. The job: one SQS message per format (480p alone, the thumbnail alone).
     response = client.post(
         "/api/jobs", json={"upload_id": ticket["upload_id"], "filename": clip.name, "formats": ["480p", "thumbnail"]}
     )

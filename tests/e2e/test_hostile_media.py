@@ -1,12 +1,11 @@
 """Hostile media, crafted with FFmpeg in each test, through the real conversion path (process_message).
 
 Each must end quickly with a clear refusal (MediaRejected, no retry) or a bounded, correct conversion,
-while a sampler watches the resident memory of the FFmpeg processes this test starts.
+while a sampler watches the resident memory of the FFmpeg processes run on the file under test.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
@@ -19,17 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import frames_of, memory_runtime, probe_file
-from video_converter.config import Settings
+from tests.conftest import Env, MakeEnv, frames_of, probe_file
 from video_converter.conversion import NOT_CONVERTED
 from video_converter.ffmpeg import FFmpeg, MemoryLimitExceeded, ffmpeg_path
-from video_converter.jobs import JobService
-from video_converter.messages import process_message
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.outcome import Action
 from video_converter.presets import PRESETS
-from video_converter.queues import Message
-from video_converter.work import Convert, to_body
 
 pytestmark = pytest.mark.e2e
 
@@ -89,57 +83,49 @@ def many_channels(path: Path, channels: int = 64) -> Path:
 # --- the sampler ----------------------------------------------------------------------------------------
 
 
-def _children_rss_mb(parent: int, ignore: frozenset[int] = frozenset()) -> int:
-    """Resident memory of the process tree under ``parent`` (FFmpeg and anything it starts), leaving out
-    the processes in ``ignore`` (those that were there before the measurement: other tests' servers)."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
+def _processes() -> dict[int, tuple[int, int, bytes]]:
+    """Every process now: pid -> (parent pid, resident KB, argv as NUL-separated bytes)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             status = Path(f"/proc/{entry}/status").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
-            continue
+            continue  # gone meanwhile
         ppid = re.search(r"^PPid:\s+(\d+)", status, re.M)
         vmrss = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
         if ppid:
-            parents[int(entry)] = int(ppid.group(1))
-            rss[int(entry)] = int(vmrss.group(1)) if vmrss else 0
-    tree, frontier = set(), {parent}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
-        tree |= frontier
-    return sum(rss[pid] for pid in tree - ignore) // 1024
+            found[int(entry)] = (int(ppid.group(1)), int(vmrss.group(1)) if vmrss else 0, argv)
+    return found
 
 
-def _descendants(parent: int) -> frozenset[int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                match = re.search(r"^PPid:\s+(\d+)", Path(f"/proc/{entry}/status").read_text(), re.M)
-            except OSError:
-                continue
-            if match:
-                parents[int(entry)] = int(match.group(1))
-    tree, frontier = set(), {parent}
+def _tree_rss_mb(names: bytes) -> int:
+    """Resident memory of the processes whose argv contains ``names`` (the ffprobe and FFmpeg runs on the
+    input under test) and of everything they start. Other work of this pytest process (another thread's
+    FFmpeg, a test server's workers) names other files and is not counted."""
+    processes = _processes()
+    tree = {pid for pid, (_, _, argv) in processes.items() if names in argv and pid != os.getpid()}
+    frontier = set(tree)
     while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
+        frontier = {pid for pid, (ppid, _, _) in processes.items() if ppid in frontier and pid not in tree}
         tree |= frontier
-    return frozenset(tree)
+    return sum(processes[pid][1] for pid in tree) // 1024
 
 
 @contextmanager
-def peak_rss() -> Iterator[list[int]]:
-    """Samples the children's resident memory every 20 ms; yields [peak MB] (filled in as it runs)."""
+def peak_rss(names: Path) -> Iterator[list[int]]:
+    """Samples, every 20 ms, the resident memory of the process trees of the FFmpeg (and ffprobe) runs
+    whose argv names ``names`` (the input file, or a folder only this test's runs read from); yields
+    [peak MB], filled in as it runs."""
     peak = [0]
     done = threading.Event()
-    already = _descendants(os.getpid())
+    marker = os.fsencode(names)
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], _children_rss_mb(os.getpid(), already))
+            peak[0] = max(peak[0], _tree_rss_mb(marker))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -153,50 +139,27 @@ def peak_rss() -> Iterator[list[int]]:
 # --- the conversion path --------------------------------------------------------------------------------
 
 
-class Env:
-    def __init__(self, settings: Settings, scratch: Path) -> None:
-        self.settings = settings
-        self.rt = memory_runtime(settings, scratch)
-        self.service = JobService(self.rt)
-        self.ffmpeg = FFmpeg.from_settings(settings)
-
-    def convert(self, source: Path, formats: list[str]) -> dict[str, tuple[OutputRecord, float, int]]:
-        """Each format converted once (attempt 1): its record, the seconds it took and the peak RSS."""
-        job_id = self.service.upload_and_create(io.BytesIO(source.read_bytes()), source.name, formats).job_id
-        self.job_id = job_id
-        self.rt.ffmpeg = self.ffmpeg
-        results = {}
-        for format_id in formats:
-            started = time.monotonic()
-            message = Message(id="m", body=to_body(Convert(job_id, (format_id,))), receive_count=1, handle="h")
-            with peak_rss() as peak:
-                outcome = process_message(self.rt, message)
-            assert outcome.action is Action.ACK, outcome  # done or failed for good: never a retry
-            record = self.rt.jobs.output(job_id, format_id)
-            seconds = time.monotonic() - started
-            results[format_id] = (record, seconds, peak[0])
-            if os.environ.get("REPORT_PEAKS"):  # REPORT_PEAKS=1 pytest -s: the figures for the issue
-                print(f"{source.name} -> {format_id}: {record.status.value}, {seconds:.1f} s, peak {peak[0]} MB")
-        return results
-
-    def job_error(self) -> str:
-        """The job-level sentence a refused original gets (its outputs say "Not converted")."""
-        error = self.rt.jobs.failure(self.job_id)
-        assert error is not None
-        return error
-
-    def output_file(self, record: OutputRecord, tmp_path: Path) -> Path:
-        assert record.key
-        path = tmp_path / record.key.replace("/", "_")
-        path.write_bytes(self.rt.converted.get_bytes(record.key))
-        return path
+def convert(env: Env, source: Path, formats: list[str]) -> dict[str, tuple[OutputRecord, float, int]]:
+    """A job for ``source``, each format converted once (attempt 1) by ``env.ffmpeg``: its record, the
+    seconds it took and the peak RSS of the FFmpeg runs on the job's files."""
+    job_id = env.job(source, formats, source.name)
+    results = {}
+    for format_id in formats:
+        started = time.monotonic()
+        with peak_rss(env.rt.scratch.path) as peak:  # where the runtime puts the files FFmpeg reads
+            outcome = env.convert(job_id, format_id)
+        assert outcome.action is Action.ACK, outcome  # done or failed for good: never a retry
+        record = env.record(job_id, format_id)
+        seconds = time.monotonic() - started
+        results[format_id] = (record, seconds, peak[0])
+        if os.environ.get("REPORT_PEAKS"):  # REPORT_PEAKS=1 pytest -s: the figures for the issue
+            print(f"{source.name} -> {format_id}: {record.status.value}, {seconds:.1f} s, peak {peak[0]} MB")
+    return results
 
 
 @pytest.fixture
-def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
-    env = Env(settings.model_copy(update={"ffmpeg_memory_mb": MEMORY_MB}), tmp_path / "scratch")
-    yield env
-    env.rt.close()
+def env(make_env: MakeEnv) -> Env:
+    return make_env(ffmpeg_memory_mb=MEMORY_MB)
 
 
 # --- refused at once --------------------------------------------------------------------------------------
@@ -205,7 +168,7 @@ def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
 def test_tiny_gif_declaring_16000x16000_is_refused_before_any_encode(env: Env, tmp_path: Path) -> None:
     source = huge_gif(tmp_path / "bomb.gif")
     assert source.stat().st_size < 2000
-    results = env.convert(source, ["gif", "720p", "thumbnail"])
+    results = convert(env, source, ["gif", "720p", "thumbnail"])
     for record, seconds, peak in results.values():
         assert record.status is OutputStatus.FAILED
         assert record.error == NOT_CONVERTED
@@ -217,7 +180,7 @@ def test_tiny_gif_declaring_16000x16000_is_refused_before_any_encode(env: Env, t
 
 def test_video_behind_a_ten_hour_empty_edit_list_is_refused(env: Env, make_clip, tmp_path: Path) -> None:
     source = empty_edit_list(tmp_path / "edit.mp4", make_clip(seconds=2, size="160x120"), 36000)
-    (record, seconds, _), *_ = env.convert(source, ["360p"]).values()
+    (record, seconds, _), *_ = convert(env, source, ["360p"]).values()
     assert record.status is OutputStatus.FAILED and seconds < 5
     assert record.error == NOT_CONVERTED
     assert env.job_error().startswith("The video track starts 10 h after the audio track")
@@ -225,7 +188,7 @@ def test_video_behind_a_ten_hour_empty_edit_list_is_refused(env: Env, make_clip,
 
 def test_ten_hour_timestamp_gap_is_over_the_duration_limit(env: Env, tmp_path: Path) -> None:
     source = timestamp_gap(tmp_path / "gap10h.mp4", 36000)
-    (record, seconds, _), *_ = env.convert(source, ["gif"]).values()
+    (record, seconds, _), *_ = convert(env, source, ["gif"]).values()
     assert record.status is OutputStatus.FAILED and seconds < 5
     assert record.error == NOT_CONVERTED
     assert env.job_error().startswith("This file lasts 10 h 0 min; the limit is 4 h.")
@@ -236,7 +199,7 @@ def test_ten_hour_timestamp_gap_is_over_the_duration_limit(env: Env, tmp_path: P
 
 def test_one_hour_timestamp_gap_costs_its_frames_not_an_hour_of_copies(env: Env, tmp_path: Path) -> None:
     source = timestamp_gap(tmp_path / "gap1h.mp4", 3600)
-    results = env.convert(source, ["360p", "webm", "gif", "thumbnail"])
+    results = convert(env, source, ["360p", "webm", "gif", "thumbnail"])
     for format_id, (record, seconds, peak) in results.items():
         assert record.status is OutputStatus.COMPLETED, (format_id, record.error)
         assert seconds < 20 and peak < MEMORY_MB, (format_id, seconds, peak)
@@ -248,7 +211,7 @@ def test_one_hour_timestamp_gap_costs_its_frames_not_an_hour_of_copies(env: Env,
 
 def test_a_thousandth_of_a_frame_per_second_gives_small_bounded_outputs(env: Env, tmp_path: Path) -> None:
     source = tiny_frame_rate(tmp_path / "slow.mp4")
-    results = env.convert(source, ["360p", "gif"])
+    results = convert(env, source, ["360p", "gif"])
     for format_id, (record, seconds, peak) in results.items():
         assert record.status is OutputStatus.COMPLETED, (format_id, record.error)
         assert seconds < 20 and peak < MEMORY_MB, (format_id, seconds, peak)
@@ -261,7 +224,7 @@ def test_a_thousandth_of_a_frame_per_second_gives_small_bounded_outputs(env: Env
 def test_sixty_four_channel_wav_gives_a_stereo_mp3(env: Env, tmp_path: Path) -> None:
     source = many_channels(tmp_path / "channels.wav")
     assert probe_file(source)["streams"][0]["channels"] == 64
-    (record, seconds, peak), *_ = env.convert(source, ["mp3"]).values()
+    (record, seconds, peak), *_ = convert(env, source, ["mp3"]).values()
     assert record.status is OutputStatus.COMPLETED, record.error
     assert seconds < 10 and peak < MEMORY_MB
     stream = probe_file(env.output_file(record, tmp_path))["streams"][0]
@@ -270,7 +233,7 @@ def test_sixty_four_channel_wav_gives_a_stereo_mp3(env: Env, tmp_path: Path) -> 
 
 def test_high_frame_rate_is_capped_at_sixty_by_dropping_frames(env: Env, make_clip, tmp_path: Path) -> None:
     source = make_clip(seconds=1, size="160x120", rate=120, audio=False)
-    (record, _, _), *_ = env.convert(source, ["360p"]).values()
+    (record, _, _), *_ = convert(env, source, ["360p"]).values()
     assert record.status is OutputStatus.COMPLETED, record.error
     assert 55 <= frames_of(env.output_file(record, tmp_path)) <= 61
 
@@ -286,7 +249,7 @@ def test_ffmpeg_past_the_checks_is_stopped_by_its_memory_limit(tmp_path: Path) -
     bounded = FFmpeg(memory_mb=512)
     info = bounded.probe(source)
     started = time.monotonic()
-    with peak_rss() as peak, pytest.raises(MemoryLimitExceeded) as failed:
+    with peak_rss(source) as peak, pytest.raises(MemoryLimitExceeded) as failed:
         bounded.convert(source, tmp_path / "out.gif", preset.output_args(info), max_seconds=preset.max_seconds)
     assert time.monotonic() - started < 10
     assert peak[0] < 512
@@ -296,7 +259,7 @@ def test_ffmpeg_past_the_checks_is_stopped_by_its_memory_limit(tmp_path: Path) -
 def test_output_size_limit_ends_the_conversion_without_retry(env: Env, make_clip) -> None:
     env.ffmpeg = FFmpeg(memory_mb=MEMORY_MB, max_output_bytes=20_000)
     source = make_clip(seconds=2, size="320x240")
-    (record, _, _), *_ = env.convert(source, ["360p"]).values()
+    (record, _, _), *_ = convert(env, source, ["360p"]).values()
     assert record.status is OutputStatus.FAILED and record.attempts == 1
     assert record.error is not None and record.error.startswith("The converted file reached the 20000 byte size limit")
 
@@ -319,7 +282,7 @@ def test_outputs_carry_no_location_comment_or_chapters_of_the_source(env: Env, m
         extra=("-metadata", "location=+48.8566+002.3522/", "-metadata", "comment=secret", "-metadata", "title=secret"),
     )
     assert {"location", "comment"} <= set(_tags(probe_file(source)))
-    results = env.convert(source, list(PRESETS))
+    results = convert(env, source, list(PRESETS))
     for format_id, (record, _, _) in results.items():
         assert record.status is OutputStatus.COMPLETED, (format_id, record.error)
         probed = probe_file(env.output_file(record, tmp_path))

@@ -5,26 +5,18 @@ tried again one by one, so only the failing one fails; a redelivery redoes only 
 from __future__ import annotations
 
 import dataclasses
-import io
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import make_clip_file, memory_runtime, probe_file
-from video_converter.config import Settings
+from tests.conftest import Env, MakeEnv, RecordingStorage, make_clip_file, probe_file
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
-from video_converter.jobs import JobService
-from video_converter.messages import process_message
 from video_converter.model import OutputStatus
 from video_converter.outcome import Action
 from video_converter.presets import PRESETS
-from video_converter.queues import MemoryQueue, Message
-from video_converter.runtime import Runtime
-from video_converter.storage import MemoryStorage
-from video_converter.work import Convert, Work, divide, from_body, to_body
+from video_converter.work import Convert
 
 pytestmark = pytest.mark.e2e
 
@@ -43,66 +35,20 @@ class Runs(FFmpeg):
         super().convert(source, output, output_args, **options)
 
 
-class Env:
-    def __init__(self, settings: Settings, scratch: Path, converted: MemoryStorage | None = None) -> None:
-        self.ffmpeg = Runs()
-        self.rt: Runtime = memory_runtime(
-            settings.model_copy(update={"segment_seconds": 0}), scratch, ffmpeg=self.ffmpeg
-        )
-        if converted is not None:
-            self.rt.converted = converted
-        self.service = JobService(self.rt)
-
-    @property
-    def queue(self) -> MemoryQueue:
-        assert isinstance(self.rt.queue, MemoryQueue)
-        return self.rt.queue
-
-    def create(self, clip: Path, formats: list[str]) -> str:
-        job_id = self.service.upload_and_create(io.BytesIO(clip.read_bytes()), clip.name, formats).job_id
-        return job_id
-
-    def take(self) -> list[Work]:
-        tasks = [t for body in self.queue.pending() if (t := from_body(body))]
-        self.queue.entries.clear()
-        return tasks
-
-    def deliver(self, task: Work, attempt: int = 1) -> Action:
-        return process_message(self.rt, Message("m", to_body(task), attempt, "h")).action
-
-    def status(self, job_id: str, format_id: str) -> OutputStatus:
-        return self.rt.jobs.output(job_id, format_id).status
+def runs(env: Env) -> list[int]:
+    """The outputs of each conversion run so far."""
+    assert isinstance(env.ffmpeg, Runs)
+    return env.ffmpeg.runs
 
 
 @pytest.fixture
-def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
-    env = Env(settings, tmp_path / "scratch")
-    yield env
-    env.rt.close()
+def env(make_env: MakeEnv) -> Env:
+    return make_env(ffmpeg=Runs(), segment_seconds=0)
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip_file(tmp_path_factory.mktemp("renditions") / "hd.mp4", seconds=1.0, size="1280x720")
-
-
-def test_a_job_is_divided_into_one_message_for_the_mp4_sizes_and_one_per_other_format() -> None:
-    tasks = divide("j", ["gif", "1080p", "webm", "480p", "mp3", "720p"])
-    assert tasks == [
-        Convert("j", ("gif",)),
-        Convert("j", ("1080p", "480p", "720p")),  # where the first MP4 was asked for
-        Convert("j", ("webm",)),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
-        Convert("j", ("mp3",)),
-    ]
-    assert divide("j", ["720p"]) == [Convert("j", ("720p",))]
-    assert from_body(to_body(tasks[1])) == tasks[1]
-
-
-@pytest.mark.parametrize(
-    "extra", [{"with": "720p,720p"}, {"with": "480p", "step": "assemble"}, {"with": ",".join(PRESETS)}]
-)
-def test_odd_groups_are_malformed(extra: dict[str, str]) -> None:
-    assert from_body({"job_id": "j", "format": "1080p", **extra}) is None
 
 
 def pcm(path: Path) -> bytes:
@@ -113,12 +59,12 @@ def pcm(path: Path) -> bytes:
 
 def test_all_renditions_come_from_one_run_and_each_has_its_own_record(env: Env, clip: Path, tmp_path: Path) -> None:
     job_id = env.create(clip, RENDITIONS)
-    (task,) = env.take()
+    (task,) = env.created
     assert task.formats == tuple(RENDITIONS)
     assert env.deliver(task) is Action.ACK
     # One FFmpeg decodes once for three pictures and the sound (encoded once), then each rendition's
     # picture and that sound are copied into its MP4.
-    assert env.ffmpeg.runs == [4, 1, 1, 1]
+    assert runs(env) == [4, 1, 1, 1]
     alone = tmp_path / "alone.mp4"
     FFmpeg().convert(clip, alone, PRESETS["720p"].output_args(FFmpeg().probe(clip)))
     for format_id, height in zip(RENDITIONS, (720, 480, 360), strict=True):
@@ -144,9 +90,9 @@ def test_an_unsuitable_rendition_fails_alone(env: Env, monkeypatch: pytest.Monke
     silent = make_clip_file(tmp_path / "silent.mp4", seconds=1.0, size="1280x720", audio=False)
     monkeypatch.setitem(PRESETS, "480p", dataclasses.replace(PRESETS["480p"], needs_audio=True))
     job_id = env.create(silent, RENDITIONS)
-    (task,) = env.take()
+    (task,) = env.created
     assert env.deliver(task) is Action.ACK
-    assert env.ffmpeg.runs == [2, 1, 1]  # the two it can give, still from one decode (then each copied)
+    assert runs(env) == [2, 1, 1]  # the two it can give, still from one decode (then each copied)
     assert env.status(job_id, "720p") is env.status(job_id, "360p") is OutputStatus.COMPLETED
     failed = env.rt.jobs.output(job_id, "480p")
     assert failed.status is OutputStatus.FAILED
@@ -164,7 +110,7 @@ def test_renditions_that_fail_together_go_one_by_one_and_only_the_failing_one_fa
     )
     env.rt.ffmpeg = env.ffmpeg = Runs(breaking)
     job_id = env.create(clip, RENDITIONS)
-    (task,) = env.take()
+    (task,) = env.created
     assert env.deliver(task) is Action.ACK
     alone = env.take()
     assert alone == [Convert(job_id, (f,)) for f in RENDITIONS]
@@ -178,7 +124,7 @@ def test_renditions_that_fail_together_go_one_by_one_and_only_the_failing_one_fa
     assert failed.status is OutputStatus.FAILED and "480p encoder exploded" in (failed.error or "")
 
 
-class FlakyStorage(MemoryStorage):
+class FlakyStorage(RecordingStorage):
     """Loses its connection at the ``fail_at``-th stored output (an output file, not a record)."""
 
     def __init__(self, fail_at: int) -> None:
@@ -192,25 +138,21 @@ class FlakyStorage(MemoryStorage):
         super().put_file(key, path, content_type)
 
 
-def test_a_redelivery_after_a_crash_redoes_only_the_renditions_not_done(
-    settings: Settings, clip: Path, tmp_path: Path
-) -> None:
-    env = Env(settings, tmp_path / "s", FlakyStorage(fail_at=2))  # 720p is published, then the store is lost
-    try:
-        job_id = env.create(clip, RENDITIONS)
-        (task,) = env.take()
-        assert env.deliver(task) is Action.RETRY
-        first = env.rt.jobs.output(job_id, "720p")
-        assert first.status is OutputStatus.COMPLETED
-        assert env.status(job_id, "480p") is env.status(job_id, "360p") is OutputStatus.QUEUED
-        assert env.deliver(task, attempt=2) is Action.ACK  # the redelivery
-        assert env.ffmpeg.runs == [4, 1, 1, 1, 3, 1, 1]  # again, only the two not done
-        assert env.rt.jobs.output(job_id, "720p") == first  # untouched
-        for format_id in ("480p", "360p"):
-            record = env.rt.jobs.output(job_id, format_id)
-            assert record.status is OutputStatus.COMPLETED and record.attempts == 2
-    finally:
-        env.rt.close()
+def test_a_redelivery_after_a_crash_redoes_only_the_renditions_not_done(make_env: MakeEnv, clip: Path) -> None:
+    # 720p is published, then the store is lost.
+    env = make_env(ffmpeg=Runs(), converted=FlakyStorage(fail_at=2), segment_seconds=0)
+    job_id = env.create(clip, RENDITIONS)
+    (task,) = env.created
+    assert env.deliver(task) is Action.RETRY
+    first = env.rt.jobs.output(job_id, "720p")
+    assert first.status is OutputStatus.COMPLETED
+    assert env.status(job_id, "480p") is env.status(job_id, "360p") is OutputStatus.QUEUED
+    assert env.deliver(task, attempt=2) is Action.ACK  # the redelivery
+    assert runs(env) == [4, 1, 1, 1, 3, 1, 1]  # again, only the two not done
+    assert env.rt.jobs.output(job_id, "720p") == first  # untouched
+    for format_id in ("480p", "360p"):
+        record = env.rt.jobs.output(job_id, format_id)
+        assert record.status is OutputStatus.COMPLETED and record.attempts == 2
 
 
 def test_sizes_the_source_is_too_small_for_are_one_picture(env: Env, tmp_path: Path) -> None:
@@ -218,9 +160,9 @@ def test_sizes_the_source_is_too_small_for_are_one_picture(env: Env, tmp_path: P
     encoded once, with the 360p settings (its bit rate cap is the one meant for that size), for all."""
     small = make_clip_file(tmp_path / "small.mp4", seconds=1.0, size="320x240")
     job_id = env.create(small, RENDITIONS)
-    (task,) = env.take()
+    (task,) = env.created
     assert env.deliver(task) is Action.ACK
-    assert env.ffmpeg.runs == [2, 1, 1, 1]  # one picture and the sound; three copies
+    assert runs(env) == [2, 1, 1, 1]  # one picture and the sound; three copies
     pictures = set()
     for format_id in RENDITIONS:
         record = env.rt.jobs.output(job_id, format_id)

@@ -4,7 +4,6 @@ pieces go through the queue like any message, and a piece that fails or comes tw
 
 from __future__ import annotations
 
-import io
 import math
 import subprocess
 import time
@@ -16,19 +15,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import frames_of, make_clip_file, memory_runtime, probe_file
+from tests.conftest import Env, MakeEnv, frames_of, make_clip_file, probe_file
 from tests.e2e.conftest import served, wait_for_job
 from video_converter import segmenting, segments
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
-from video_converter.jobs import JobService
-from video_converter.messages import process_message
 from video_converter.model import OutputStatus
 from video_converter.outcome import Action
 from video_converter.presets import PRESETS
-from video_converter.queues import MemoryQueue, Message
 from video_converter.runtime import Runtime
-from video_converter.work import Convert, Join, Piece, SoundPart, Work, from_body, to_body
+from video_converter.work import Convert, Join, Piece, SoundPart
 
 pytestmark = pytest.mark.e2e
 
@@ -187,35 +183,9 @@ def noisy_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- one message at a time, by hand ---------------------------------------------------------------------
 
 
-class Env:
-    def __init__(self, settings: Settings, scratch: Path) -> None:
-        self.rt = memory_runtime(settings.model_copy(update={"segment_seconds": 2}), scratch)
-        self.service = JobService(self.rt)
-
-    @property
-    def queue(self) -> MemoryQueue:
-        assert isinstance(self.rt.queue, MemoryQueue)
-        return self.rt.queue
-
-    def create(self, clip: Path, formats: list[str]) -> str:
-        """A job for ``clip``, with the messages its creation sent taken off the queue: the tests deliver
-        them by hand."""
-        job_id = self.service.upload_and_create(io.BytesIO(clip.read_bytes()), clip.name, formats).job_id
-        self.queue.entries.clear()
-        return job_id
-
-    def deliver(self, task: Work, attempt: int = 1) -> Action:
-        return process_message(self.rt, Message("m", to_body(task), attempt, "h")).action
-
-    def pending(self) -> list[Work]:
-        return [t for body in self.queue.pending() if (t := from_body(body))]
-
-
 @pytest.fixture
-def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
-    env = Env(settings, tmp_path / "scratch")
-    yield env
-    env.rt.close()
+def env(make_env: MakeEnv) -> Env:
+    return make_env(segment_seconds=2)
 
 
 def test_pieces_are_queued_redelivered_pieces_are_no_ops_and_the_last_queues_the_join(
@@ -293,38 +263,6 @@ def test_short_sources_and_other_formats_stay_whole(env: Env, make_clip: Any) ->
     assert env.pending() == [] and segmenting.load_plan(env.rt.uploads, job_id) is None
 
 
-def test_progress_counts_the_seconds_encoded_and_the_join_is_last() -> None:
-    from video_converter.model import SegmentPlan, SourceInfo
-
-    plan = SegmentPlan(source=SourceInfo(duration=10), starts=[0, 4, 8], duration=10, has_audio=True)
-    assert [plan.length(i) for i in range(3)] == [4, 4, 2]
-    assert segmenting.progress(plan, {}) == 0.0
-    assert segmenting.progress(plan, {0: 1.0}) == 38.0
-    assert segmenting.progress(plan, {0: 1.0, 1: 2.0, 2: 3.0}) == 95.0  # the join is the last 5 %
-
-
-@pytest.mark.parametrize(
-    ("body", "task"),
-    [
-        ({"job_id": "j", "format": "720p"}, Convert("j", ("720p",))),
-        ({"job_id": "j", "format": "720p", "segment": "3"}, Piece("j", ("720p",), 3)),
-        ({"job_id": "j", "format": "720p", "step": "assemble"}, Join("j", "720p")),
-        ({"job_id": "j", "format": "720p", "segment": "-1"}, None),
-        ({"job_id": "j", "format": "720p", "segment": "x"}, None),
-        ({"job_id": "j", "format": "720p", "step": "audio", "part": "2"}, SoundPart("j", ("720p",), 2)),
-        ({"job_id": "j", "format": "720p", "step": "audio"}, SoundPart("j", ("720p",), 0)),  # from before parts
-        ({"job_id": "j", "format": "720p", "step": "explode"}, None),
-        ({"job_id": "j", "format": "720p", "step": "audio", "segment": "1"}, None),
-        ({"job_id": "j", "format": "720p", "step": "audio", "part": "-1"}, None),
-        ({"job_id": "j", "format": "720p", "part": "1"}, None),
-    ],
-)
-def test_task_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Work | None) -> None:
-    assert from_body(body) == task
-    if task is not None:
-        assert from_body(to_body(task)) == task
-
-
 def run_all(env: Env, job_id: str) -> None:
     while pending := env.pending():
         env.queue.entries.clear()
@@ -385,9 +323,8 @@ def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
     clip = make_clip_file(  # 480 lines: the 360p and 480p pictures differ (a smaller source makes one)
         tmp_path / "vga.mp4", seconds=SECONDS, size="640x480", rate=RATE, extra=("-g", str(RATE))
     )
-    job_id = env.service.upload_and_create(io.BytesIO(clip.read_bytes()), "long.mp4", ["360p", "480p"]).job_id
-    (whole,) = env.pending()
-    env.queue.entries.clear()
+    job_id = env.job(clip, ["360p", "480p"], "long.mp4")
+    (whole,) = env.take()
     assert env.deliver(whole) is Action.ACK
     plan = segmenting.load_plan(env.rt.uploads, job_id)
     assert plan is not None

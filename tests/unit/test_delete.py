@@ -14,25 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.unit.test_messages import REAL, Env
+from tests.conftest import Env
 from video_converter import cancel
 from video_converter.conversion import NOT_CONVERTED
 from video_converter.ffmpeg import FFmpeg, ffprobe_path
-from video_converter.messages import process_message
 from video_converter.model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
 from video_converter.outcome import Action, Outcome
-from video_converter.queues import Message
 from video_converter.records import JobStore
 from video_converter.runtime import build_runtime
 from video_converter.storage import LocalStorage, MemoryStorage
-from video_converter.work import Join, Piece, SoundPart, Work, to_body
-
-
-@pytest.fixture
-def env(settings, tmp_path: Path):
-    env = Env(settings, tmp_path / "scratch")
-    yield env
-    env.rt.close()
+from video_converter.work import Join, Piece, SoundPart, Work
 
 
 @pytest.fixture(scope="module")
@@ -143,11 +134,6 @@ def test_delete_over_http_in_local_mode(settings, clip: Path) -> None:
     rt.close()
 
 
-def deliver(env: Env, task: Work) -> Outcome:
-    env.rt.ffmpeg = REAL
-    return process_message(env.rt, Message(id="m", body=to_body(task), receive_count=1, handle="h"))
-
-
 @pytest.mark.parametrize(
     "task",
     [Piece("", ("360p",), 0), SoundPart("", ("360p",), 0), Join("", "360p")],
@@ -156,7 +142,7 @@ def deliver(env: Env, task: Work) -> Outcome:
 def test_the_part_sound_and_join_messages_of_a_deleted_job_are_dropped(env: Env, clip: Path, task: Work) -> None:
     job_id = env.job(clip, ["360p"])
     env.service.delete_job(job_id)
-    assert deliver(env, replace(task, job_id=job_id)) == Outcome.ack("no such job or format")
+    assert env.outcome(replace(task, job_id=job_id)) == Outcome.ack("no such job or format")
     assert [k for k in env.converted.objects if k.startswith(job_id)] == []
 
 
@@ -174,7 +160,7 @@ def test_an_unusable_original_fails_the_parts_of_a_segmented_output_with_the_job
 ) -> None:
     job_id = env.job(clip, ["360p"])
     env.rt.jobs.save_failure(job_id, "This is not a video. Nothing was converted; upload a video or audio file.")
-    assert deliver(env, Piece(job_id, ("360p",), 1)) == Outcome.finished("failed for good")
+    assert env.outcome(Piece(job_id, ("360p",), 1)) == Outcome.finished("failed for good")
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED and record.error == NOT_CONVERTED
     assert env.view(job_id)["error"].startswith("This is not a video.")

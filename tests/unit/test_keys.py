@@ -161,3 +161,14 @@ def test_content_disposition_has_both_names() -> None:
     assert value == (
         "attachment; filename=\"otpusk_720p.mp4\"; filename*=UTF-8''%D0%BE%D1%82%D0%BF%D1%83%D1%81%D0%BA_720p.mp4"
     )
+
+
+def test_content_disposition_keeps_unicode_in_filename_star() -> None:
+    value = keys.content_disposition('vidéo "1"_480p.mp4')
+    assert value == "attachment; filename=\"video _1__480p.mp4\"; filename*=UTF-8''vid%C3%A9o%20%221%22_480p.mp4"
+
+
+def test_content_disposition_keeps_a_non_latin_name_for_browsers_with_an_ascii_fallback() -> None:
+    value = keys.content_disposition("Отпуск_2024_720p.mp4")
+    assert value.startswith('attachment; filename="Otpusk_2024_720p.mp4"; ')  # transliterated (anyascii)
+    assert value.endswith("filename*=UTF-8''%D0%9E%D1%82%D0%BF%D1%83%D1%81%D0%BA_2024_720p.mp4")

@@ -3,97 +3,25 @@ and the local Worker loop that translates its outcomes into queue calls."""
 
 from __future__ import annotations
 
-import io
-import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import memory_runtime
+from tests.conftest import Env, MakeEnv, RecordingStorage, set_once_exists
 from video_converter import conversion, keys
 from video_converter.config import Settings
-from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
-from video_converter.jobs import JobService
+from video_converter.ffmpeg import FFmpeg, ffprobe_path
 from video_converter.messages import process_message, time_left
-from video_converter.model import OutputRecord, OutputStatus
+from video_converter.model import OutputStatus
 from video_converter.outcome import Action, Outcome, retry_delay
-from video_converter.queues import MemoryQueue, Message, Queue, SqliteQueue
-from video_converter.runtime import Runtime
-from video_converter.storage import MemoryStorage
-from video_converter.work import Convert, to_body
+from video_converter.queues import MemoryQueue, Message, SqliteQueue
 from video_converter.worker import Worker, start_workers, stop_workers
 
 DATA = Path(__file__).parent / "data"
-
-
-class RecordingStorage(MemoryStorage):
-    """Remembers every status record written, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.status_writes: list[dict[str, Any]] = []
-
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        if "/status/" in key:
-            self.status_writes.append(json.loads(data))
-        super().put_bytes(key, data, content_type)
-
-
-class Env:
-    """A memory runtime (with a converted store that records status writes) and the job service over it."""
-
-    def __init__(self, settings: Settings, scratch: Path, queue: Queue | None = None) -> None:
-        self.settings = settings
-        self.rt: Runtime = memory_runtime(settings, scratch, queue=queue, ffmpeg=REAL)
-        self.converted = RecordingStorage()
-        self.rt.converted = self.converted
-        self.uploads = self.rt.uploads
-        self.service = JobService(self.rt)
-
-    @property
-    def queue(self) -> MemoryQueue:
-        assert isinstance(self.rt.queue, MemoryQueue)
-        return self.rt.queue
-
-    def job(self, source: Path | bytes, formats: list[str], filename: str = "My Clip.mp4") -> str:
-        data = source if isinstance(source, bytes) else source.read_bytes()
-        return self.service.upload_and_create(io.BytesIO(data), filename, formats).job_id
-
-    def convert(
-        self,
-        job_id: str,
-        format_id: str,
-        attempt: int = 1,
-        ffmpeg: FFmpeg | None = None,
-        **kwargs: Any,
-    ) -> Outcome:
-        """Deliver a (job, format) message with this receive count to process_message."""
-        self.rt.ffmpeg = ffmpeg or REAL
-        message = Message(id="m1", body=to_body(Convert(job_id, (format_id,))), receive_count=attempt, handle="h")
-        return process_message(self.rt, message, **kwargs)
-
-    def record(self, job_id: str, format_id: str) -> OutputRecord:
-        return self.rt.jobs.output(job_id, format_id)
-
-    def view(self, job_id: str) -> dict[str, Any]:
-        return self.service.documents.view(job_id).model_dump(mode="json")
-
-    def scratch_is_empty(self) -> bool:
-        return list(self.rt.scratch.path.iterdir()) == []
-
-
-REAL = FFmpeg(ffmpeg=ffmpeg_path(), ffprobe=ffprobe_path())
-
-
-@pytest.fixture
-def env(settings: Settings, tmp_path: Path) -> Iterator[Env]:
-    env = Env(settings, tmp_path / "scratch")
-    yield env
-    env.rt.close()
 
 
 @pytest.fixture(scope="module")
@@ -410,14 +338,14 @@ def test_malformed_messages_are_acked_without_touching_anything(env: Env, body: 
     assert env.converted.objects == {}
 
 
-def test_cancel_puts_the_output_back(env: Env, clip: Path, fake_binary) -> None:
-    slow = FFmpeg(ffmpeg=fake_binary("exec sleep 30"), ffprobe=ffprobe_path())
+def test_cancel_puts_the_output_back(env: Env, clip: Path, fake_binary, tmp_path: Path) -> None:
+    running = tmp_path / "ffmpeg-running"
+    slow = FFmpeg(ffmpeg=fake_binary(f"touch {running}; exec sleep 30"), ffprobe=ffprobe_path())
     job_id = env.job(clip, ["360p"])
     cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
+    cancelled = set_once_exists(running, cancel)  # a cancel while FFmpeg runs
     assert env.convert(job_id, "360p", 1, ffmpeg=slow, cancel=cancel) == Outcome.release()
-    assert time.monotonic() - started < 5
+    assert cancelled and time.monotonic() - cancelled[0] < 5
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.QUEUED and record.progress == 0.0
     assert env.view(job_id)["status"] == "queued"
@@ -533,10 +461,8 @@ class RecordingQueue(MemoryQueue):
 
 
 @pytest.fixture
-def qenv(settings: Settings, tmp_path: Path) -> Iterator[Env]:
-    env = Env(settings, tmp_path / "scratch", queue=RecordingQueue())
-    yield env
-    env.rt.close()
+def qenv(make_env: MakeEnv) -> Env:
+    return make_env(queue=RecordingQueue())
 
 
 def recorded(env: Env) -> RecordingQueue:
@@ -544,8 +470,8 @@ def recorded(env: Env) -> RecordingQueue:
     return env.rt.queue
 
 
-def run_worker(env: Env, until: Callable[[], bool], ffmpeg: FFmpeg = REAL) -> None:
-    env.rt.ffmpeg = ffmpeg
+def run_worker(env: Env, until: Callable[[], bool], ffmpeg: FFmpeg | None = None) -> None:
+    env.rt.ffmpeg = ffmpeg or env.ffmpeg
     stop = threading.Event()
     thread = threading.Thread(target=Worker(env.rt, stop).run, daemon=True)
     thread.start()
@@ -605,12 +531,12 @@ def test_worker_survives_a_crash_and_backs_off(qenv: Env, clip: Path) -> None:
 
 
 def test_stopping_several_workers_again_and_again_spends_no_attempt(
-    settings: Settings, tmp_path: Path, clip: Path, fake_binary
+    settings: Settings, make_env: MakeEnv, tmp_path: Path, clip: Path, fake_binary
 ) -> None:
     """A graceful stop with WORKERS >= 2 used to let one stopping worker take the message another had
     just handed back, counting a delivery each time: restarts then failed healthy outputs."""
     queue = SqliteQueue(tmp_path / "q.sqlite3", visibility_timeout=60, max_receives=settings.max_attempts + 1)
-    env = Env(settings.model_copy(update={"workers": 3}), tmp_path / "scratch", queue=queue)
+    env = make_env(queue=queue, workers=3)
     job_id = env.job(clip, ["360p", "mp3"])
     env.rt.ffmpeg = FFmpeg(fake_binary("exec sleep 30"), ffprobe_path())
     for _ in range(settings.max_attempts + 2):  # more restarts than there are attempts
@@ -625,17 +551,19 @@ def test_stopping_several_workers_again_and_again_spends_no_attempt(
         record = env.record(job_id, format_id)
         assert record.status is OutputStatus.QUEUED and record.error is None, record
     assert sorted(m.receive_count for m in (queue.receive(), queue.receive()) if m) == [1, 1]
-    env.rt.close()
 
 
-def test_worker_stopping_mid_conversion_hands_the_message_back(qenv: Env, clip: Path, fake_binary) -> None:
+def test_worker_stopping_mid_conversion_hands_the_message_back(
+    qenv: Env, clip: Path, fake_binary, tmp_path: Path
+) -> None:
     queue = recorded(qenv)
     job_id = qenv.job(clip, ["360p"])
-    qenv.rt.ffmpeg = FFmpeg(fake_binary("exec sleep 30"), ffprobe_path())
+    running = tmp_path / "ffmpeg-running"
+    qenv.rt.ffmpeg = FFmpeg(fake_binary(f"touch {running}; exec sleep 30"), ffprobe_path())
     stop = threading.Event()
     message = queue.receive()
     assert message is not None
-    threading.Timer(0.3, stop.set).start()
+    set_once_exists(running, stop)  # the worker is stopped while FFmpeg runs
     assert Worker(qenv.rt, stop).handle(message) == Outcome.release()
     assert queue.visibility == [] and queue.released == [message]
     assert queue.acked == []

@@ -1,25 +1,66 @@
-"""Queue semantics (SQS-like): SqliteQueue, and the shared contract also over MemoryQueue."""
+"""Queue semantics (SQS-like): the contract over SqliteQueue and MemoryQueue, the part of it SQS keeps over
+SqsQueue too (moto), and SqliteQueue's own."""
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from tests.aws.conftest import use_fake_credentials
 from video_converter.queues import MemoryQueue, Message, Queue, SqliteQueue
+from video_converter.queues.sqs import SqsQueue
+
+QueueFactory = Callable[..., Queue]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path):
+def local_queues(kind: str, tmp_path: Path) -> QueueFactory:
     def factory(visibility_timeout: int = 60, max_receives: int = 4) -> Queue:
-        if request.param == "sqlite":
+        if kind == "sqlite":
             return SqliteQueue(tmp_path / "q.sqlite3", visibility_timeout=visibility_timeout, max_receives=max_receives)
         return MemoryQueue(visibility_timeout=visibility_timeout, max_receives=max_receives)
 
     return factory
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> QueueFactory:
+    """SqliteQueue and MemoryQueue: the whole contract, a settable clock included."""
+    return local_queues(request.param, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "memory", pytest.param("sqs", marks=pytest.mark.aws)])
+def make_any_queue(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[QueueFactory]:
+    """The three, SqsQueue (moto, in-process) too, for the part of the contract SQS keeps: SQS has its own
+    clock, cannot take a delivery back (release), and neither orders nor groups a standard queue."""
+    if request.param != "sqs":
+        yield local_queues(request.param, tmp_path)
+        return
+    use_fake_credentials(monkeypatch, tmp_path)
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        names = iter(range(100))
+
+        def factory(visibility_timeout: int = 60, max_receives: int = 4) -> Queue:
+            name = f"contract-{next(names)}"
+            dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+            dlq = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            redrive = json.dumps({"deadLetterTargetArn": dlq, "maxReceiveCount": max_receives})
+            attributes = {"VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive}
+            return SqsQueue(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
+
+        yield factory
 
 
 def must_receive(queue: Queue) -> Message:
@@ -44,8 +85,8 @@ def test_fifo(make_queue) -> None:
     assert q.receive() is None
 
 
-def test_body_round_trip_and_first_delivery(make_queue) -> None:
-    q = make_queue()
+def test_body_round_trip_and_first_delivery(make_any_queue) -> None:
+    q = make_any_queue()
     q.send({"job_id": "abc", "format": "720p"})
     m = must_receive(q)
     assert m.body == {"job_id": "abc", "format": "720p"}
@@ -67,8 +108,8 @@ def test_receive_hides_until_visibility_timeout(make_queue, clock) -> None:
     assert again.handle != first.handle
 
 
-def test_ack_deletes(make_queue) -> None:
-    q = make_queue()
+def test_ack_deletes(make_any_queue) -> None:
+    q = make_any_queue()
     q.send({"n": "1"})
     m = must_receive(q)
     q.ack(m)
@@ -93,14 +134,19 @@ def test_stale_receipt_does_not_ack_redelivery(make_queue, clock) -> None:
     assert q.receive() is None
 
 
-def test_set_visibility_zero_makes_it_visible_now(make_queue) -> None:
-    q = make_queue(visibility_timeout=60)
+def test_set_visibility_zero_makes_it_visible_now(make_any_queue) -> None:
+    q = make_any_queue(visibility_timeout=60)
     q.send({"n": "1"})
     m = must_receive(q)
+    assert m.receive_count == 1
     assert q.receive() is None
     q.set_visibility(m, 0)
     again = must_receive(q)
     assert again.receive_count == 2
+    assert again.id == m.id and again.handle != m.handle
+    q.set_visibility(again, 300)  # heartbeat: stays hidden
+    assert q.receive() is None
+    q.ack(again)
 
 
 def test_release_hands_back_without_counting_the_delivery(make_queue) -> None:
@@ -148,24 +194,51 @@ def test_dead_letter_after_max_receives(make_queue) -> None:
         assert q.pending() == []
 
 
-def test_wait_wakes_up_when_a_message_arrives(make_queue) -> None:
-    q = make_queue()
+def receive_in_background(
+    q: Queue, wait_seconds: float
+) -> tuple[threading.Thread, list[Message | None], threading.Event]:
+    """``q.receive(wait_seconds)`` on a thread of its own (started), what it got, and an event set when
+    that thread has found the queue empty and begun to wait: when it first calls time.sleep or a
+    Condition's or Event's wait (a profile hook on that thread alone sees the call)."""
+    got: list[Message | None] = []
+    waiting = threading.Event()
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        if (event == "c_call" and arg is time.sleep) or (
+            event == "call" and frame.f_code.co_name == "wait" and frame.f_code.co_filename == threading.__file__
+        ):
+            waiting.set()
+
+    def receive() -> None:
+        sys.setprofile(hook)
+        try:
+            got.append(q.receive(wait_seconds=wait_seconds))
+        finally:
+            sys.setprofile(None)
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread, got, waiting
+
+
+def test_wait_wakes_up_when_a_message_arrives(make_any_queue) -> None:
+    q = make_any_queue()
     if isinstance(q, SqliteQueue):
         q.poll_interval = 30.0  # only the notification can wake it in time
-    got: list[Message | None] = []
-    started = time.monotonic()
-    t = threading.Thread(target=lambda: got.append(q.receive(wait_seconds=10)))
-    t.start()
-    time.sleep(0.3)
+    t, got, waiting = receive_in_background(q, wait_seconds=10)
+    assert waiting.wait(30), "the receiver never began to wait"
+    assert got == []  # still waiting: the message arrives during the wait
+    sent = time.monotonic()
     q.send({"n": "1"})
     t.join(timeout=10)
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - sent
     assert got and got[0] is not None and got[0].body == {"n": "1"}
     assert elapsed < 2.0
 
 
-def test_wait_times_out(make_queue) -> None:
-    q = make_queue()
+def test_wait_times_out(make_any_queue) -> None:
+    q = make_any_queue()
+    assert q.receive(wait_seconds=0) is None
     started = time.monotonic()
     assert q.receive(wait_seconds=0.3) is None
     assert 0.25 <= time.monotonic() - started < 2.0

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import set_once_exists
 from video_converter.ffmpeg import (
     ConversionCancelled,
     ConversionTimeout,
@@ -167,14 +168,14 @@ def test_convert_timeout_kills_and_raises(fake_binary) -> None:
     assert info.value.stderr_tail == "started"
 
 
-def test_convert_cancel_stops_quickly(fake_binary) -> None:
-    ffmpeg = fake_binary("exec sleep 30")
+def test_convert_cancel_stops_quickly(fake_binary, tmp_path: Path) -> None:
+    running = tmp_path / "ffmpeg-running"
+    ffmpeg = fake_binary(f"touch {running}; exec sleep 30")
     cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
+    cancelled = set_once_exists(running, cancel)  # a cancel while FFmpeg runs
     with pytest.raises(ConversionCancelled):
         FFmpeg(ffmpeg=ffmpeg, ffprobe="/bin/false").convert(Path("in"), Path("out"), [], timeout=60, cancel=cancel)
-    assert time.monotonic() - started < 3
+    assert cancelled and time.monotonic() - cancelled[0] < 3
 
 
 def test_convert_already_cancelled(fake_binary) -> None:

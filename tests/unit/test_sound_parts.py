@@ -1,11 +1,12 @@
 """The sound of a segmented output in parts: where the parts start, which frames of each encode are its
-own, and reading AAC frames out of ADTS (pure functions; the real splice is tested in e2e)."""
+own, and reading AAC frames out of ADTS; and the progress of a segmented output (pure functions; the real
+splice is tested in e2e)."""
 
 from __future__ import annotations
 
 import pytest
 
-from video_converter import segments
+from video_converter import segmenting, segments
 from video_converter.ffmpeg import FFmpegError
 from video_converter.ffmpeg.parse import ProbeFacts, StreamFacts
 from video_converter.model import SegmentPlan, SourceInfo
@@ -83,3 +84,11 @@ def test_adts_frames_are_read_by_their_own_lengths() -> None:
 def test_damaged_adts_is_an_error_not_a_silent_splice(data: bytes) -> None:
     with pytest.raises(FFmpegError):
         segments.adts_frames(data)
+
+
+def test_progress_counts_the_seconds_encoded_and_the_join_is_last() -> None:
+    plan = SegmentPlan(source=SourceInfo(duration=10), starts=[0, 4, 8], duration=10, has_audio=True)
+    assert [plan.length(i) for i in range(3)] == [4, 4, 2]
+    assert segmenting.progress(plan, {}) == 0.0
+    assert segmenting.progress(plan, {0: 1.0}) == 38.0
+    assert segmenting.progress(plan, {0: 1.0, 1: 2.0, 2: 3.0}) == 95.0  # the join is the last 5 %

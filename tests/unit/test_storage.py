@@ -1,50 +1,73 @@
-"""LocalStorage (atomic, streamed, confined to its root, signed URLs) and the MemoryStorage contract."""
+"""The Storage contract over LocalStorage, MemoryStorage and S3Storage (moto, in-process), and LocalStorage's
+own (atomic, confined to its root, signed URLs); S3's own is in tests/aws/test_s3_storage.py."""
 
 from __future__ import annotations
 
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from tests.aws.conftest import UPLOAD_BUCKET, use_fake_credentials
 from video_converter.signing import Signer
 from video_converter.storage import LocalStorage, MemoryStorage, ObjectNotFound, Storage, validate_key
 from video_converter.storage.base import CHUNK
+from video_converter.storage.s3 import PART_SIZE, S3Storage
 
 
 class CountingStream(io.RawIOBase):
-    """Yields ``total`` bytes in reads of at most the requested size; optionally raises after N reads."""
+    """Yields ``total`` bytes in reads of at most the requested size (read n is bytes of value n % 256);
+    optionally raises after N reads. Remembers the largest read asked of it and what it gave."""
 
     def __init__(self, total: int, fail_after_reads: int | None = None) -> None:
-        self.total, self.sent, self.reads = total, 0, 0
+        self.total, self.sent, self.reads, self.largest_read = total, 0, 0, 0
         self.fail_after_reads = fail_after_reads
+        self.given = bytearray()
 
     def read(self, size: int = -1) -> bytes:
         if self.fail_after_reads is not None and self.reads >= self.fail_after_reads:
             raise ConnectionResetError("client went away")
         self.reads += 1
+        self.largest_read = max(self.largest_read, size if size >= 0 else self.total)
         n = self.total - self.sent if size < 0 else min(size, self.total - self.sent)
         self.sent += n
-        return bytes([self.reads % 256]) * n
+        data = bytes([self.reads % 256]) * n
+        self.given += data
+        return data
 
 
-@pytest.fixture(params=["local", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+def read_size(store: Storage) -> int:
+    """How much of a stream a store reads at a time: a chunk, or for S3 a part of a multipart upload."""
+    return PART_SIZE if isinstance(store, S3Storage) else CHUNK
+
+
+@pytest.fixture(params=["local", "memory", pytest.param("s3", marks=pytest.mark.aws)])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Storage]:
+    """Each implementation of the Storage protocol: on disk, in memory, and S3 (moto, in-process, as
+    tests/aws sets it up)."""
     if request.param == "local":
-        return LocalStorage(tmp_path / "store", signer=Signer("k"), url_prefix="/files/converted")
-    return MemoryStorage()
+        yield LocalStorage(tmp_path / "store", signer=Signer("k"), url_prefix="/files/converted")
+    elif request.param == "memory":
+        yield MemoryStorage()
+    else:
+        use_fake_credentials(monkeypatch, tmp_path)
+        with mock_aws():
+            boto3.client("s3").create_bucket(Bucket=UPLOAD_BUCKET)
+            yield S3Storage(UPLOAD_BUCKET)
 
 
 def local(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "store", signer=Signer("k"), url_prefix="/files/converted/")
 
 
-# --- contract, both implementations ------------------------------------------------------------
+# --- contract, every implementation ------------------------------------------------------------
 
 
 def test_bytes_round_trip_and_overwrite(store: Storage) -> None:
@@ -70,6 +93,9 @@ def test_create_bytes_does_not_replace_what_put_bytes_wrote(store: Storage) -> N
     assert store.get_bytes("job/job.json") == b"seeded"
 
 
+# Not S3 under moto: moto checks If-None-Match and stores the key in separate steps, without a lock; S3's
+# own atomic answer is checked in tests/aws/test_s3_storage.py.
+@pytest.mark.parametrize("store", ["local", "memory"], indirect=True)
 def test_create_bytes_concurrently_has_exactly_one_winner(store: Storage) -> None:
     start = threading.Barrier(20)
 
@@ -88,20 +114,27 @@ def test_missing_object(store: Storage, tmp_path: Path) -> None:
         store.get_bytes("nope/x")
     assert store.size("nope/x") is None
     store.delete("nope/x")  # deleting nothing is fine
-    with pytest.raises(ObjectNotFound), store.local_path("nope/x", tmp_path):
+    store.delete("nope/x")  # ... again too
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ObjectNotFound), store.local_path("nope/x", work):
         pass
+    assert list(work.iterdir()) == []  # and leaves nothing behind
 
 
 def test_put_stream_streams_in_chunks_and_returns_size(store: Storage) -> None:
-    stream = CountingStream(5 * 1024 * 1024 + 17)
-    assert store.put_stream("big/source", stream) == 5 * 1024 * 1024 + 17
-    assert store.size("big/source") == 5 * 1024 * 1024 + 17
-    assert stream.reads >= 6  # read chunk by chunk, never in one go
-    data = store.get_bytes("big/source")
-    assert data[:1] == b"\x01" and data[CHUNK : CHUNK + 1] == b"\x02"
+    step = read_size(store)
+    total = max(5 * CHUNK, 2 * step) + 17  # S3: a multipart upload of three parts
+    stream = CountingStream(total)
+    assert store.put_stream("big/source", stream) == total
+    assert store.size("big/source") == total
+    assert stream.largest_read <= step and stream.reads >= total // step + 1  # chunk by chunk, never in one go
+    assert store.get_bytes("big/source") == stream.given  # in the order read
 
 
-def test_put_empty_stream(store: Storage) -> None:
+def test_put_small_and_empty_streams(store: Storage) -> None:
+    assert store.put_stream("a/small", io.BytesIO(b"hello")) == 5
+    assert store.get_bytes("a/small") == b"hello"
     assert store.put_stream("e/source", io.BytesIO(b"")) == 0
     assert store.size("e/source") == 0
 
@@ -122,7 +155,22 @@ def test_delete(store: Storage) -> None:
     assert store.size("j/x") is None
 
 
-BAD_KEYS = ["../x", "/abs", "a/../../b", "a//b", "a/./b", "", ".", "..", "a/", ".hidden", "a\\b", "a b", "x" * 513]
+BAD_KEYS = [
+    "../x",
+    "/abs",
+    "a/../b",
+    "a/../../b",
+    "a//b",
+    "a/./b",
+    "",
+    ".",
+    "..",
+    "a/",
+    ".hidden",
+    "a\\b",
+    "a b",
+    "x" * 513,
+]
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
@@ -134,8 +182,10 @@ def test_bad_keys_raise_value_error(store: Storage, key: str) -> None:
         lambda: store.size(key),
         lambda: store.delete(key),
         lambda: store.put_stream(key, io.BytesIO(b"x")),
+        lambda: store.download_url(key, "x.mp4", "video/mp4", 60),
+        lambda: store.upload_form(key, 10, 60),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="Invalid object key"):
             op()
 
 
@@ -263,7 +313,7 @@ def test_memory_urls_name_the_key() -> None:
 StoreFactory = Callable[[], Storage]
 
 
-# --- delete_prefix and open_read: contract, both implementations (S3: tests/aws/test_s3_storage.py) ---
+# --- delete_prefix, open_read and list: contract, every implementation ---
 
 
 def test_delete_prefix_removes_the_folder_only(store: Storage) -> None:
@@ -286,12 +336,14 @@ def test_delete_prefix_refuses_what_is_not_a_folder_key(store: Storage, prefix: 
 
 
 def test_open_read_streams_in_chunks(store: Storage) -> None:
-    store.put_stream("big/out.mp4", CountingStream(3 * CHUNK + 5))
+    written = CountingStream(3 * CHUNK + 5)
+    store.put_stream("big/out.mp4", written)
     with store.open_read("big/out.mp4") as stream:
-        sizes = []
+        chunks = []
         while chunk := stream.read(CHUNK):
-            sizes.append(len(chunk))
-    assert sizes == [CHUNK, CHUNK, CHUNK, 5]
+            chunks.append(chunk)
+    assert [len(chunk) for chunk in chunks] == [CHUNK, CHUNK, CHUNK, 5]
+    assert b"".join(chunks) == written.given
     with pytest.raises(ObjectNotFound), store.open_read("big/missing.mp4"):
         pass
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.unit.test_messages import Env
+from tests.conftest import Env, MakeEnv
 from video_converter import keys, webhooks
 from video_converter.errors import InvalidRequest
 from video_converter.outcome import Action
@@ -56,12 +55,9 @@ class Receiver:
 
 
 @pytest.fixture
-def env(settings, tmp_path: Path, monkeypatch) -> Iterator[Env]:
+def env(make_env: MakeEnv, monkeypatch) -> Env:
     monkeypatch.setattr(webhooks, "DELAYS", (0.05, 0.1, 0.2))
-    allowed = settings.model_copy(update={"webhook_secret": SECRET, "webhook_allow_private": True})
-    env = Env(allowed, tmp_path / "scratch")
-    yield env
-    env.rt.close()
+    return make_env(webhook_secret=SECRET, webhook_allow_private=True)
 
 
 @pytest.fixture(scope="module")

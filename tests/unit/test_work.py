@@ -1,0 +1,50 @@
+"""How a job is divided into messages (``divide``) and how a message body is read as the work it names
+(``from_body``, ``to_body``): pure logic, no FFmpeg."""
+
+from __future__ import annotations
+
+import pytest
+
+from video_converter.presets import PRESETS
+from video_converter.work import Convert, Join, Piece, SoundPart, Work, divide, from_body, to_body
+
+
+def test_a_job_is_divided_into_one_message_for_the_mp4_sizes_and_one_per_other_format() -> None:
+    tasks = divide("j", ["gif", "1080p", "webm", "480p", "mp3", "720p"])
+    assert tasks == [
+        Convert("j", ("gif",)),
+        Convert("j", ("1080p", "480p", "720p")),  # where the first MP4 was asked for
+        Convert("j", ("webm",)),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
+        Convert("j", ("mp3",)),
+    ]
+    assert divide("j", ["720p"]) == [Convert("j", ("720p",))]
+    assert from_body(to_body(tasks[1])) == tasks[1]
+
+
+@pytest.mark.parametrize(
+    "extra", [{"with": "720p,720p"}, {"with": "480p", "step": "assemble"}, {"with": ",".join(PRESETS)}]
+)
+def test_odd_groups_are_malformed(extra: dict[str, str]) -> None:
+    assert from_body({"job_id": "j", "format": "1080p", **extra}) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "task"),
+    [
+        ({"job_id": "j", "format": "720p"}, Convert("j", ("720p",))),
+        ({"job_id": "j", "format": "720p", "segment": "3"}, Piece("j", ("720p",), 3)),
+        ({"job_id": "j", "format": "720p", "step": "assemble"}, Join("j", "720p")),
+        ({"job_id": "j", "format": "720p", "segment": "-1"}, None),
+        ({"job_id": "j", "format": "720p", "segment": "x"}, None),
+        ({"job_id": "j", "format": "720p", "step": "audio", "part": "2"}, SoundPart("j", ("720p",), 2)),
+        ({"job_id": "j", "format": "720p", "step": "audio"}, SoundPart("j", ("720p",), 0)),  # from before parts
+        ({"job_id": "j", "format": "720p", "step": "explode"}, None),
+        ({"job_id": "j", "format": "720p", "step": "audio", "segment": "1"}, None),
+        ({"job_id": "j", "format": "720p", "step": "audio", "part": "-1"}, None),
+        ({"job_id": "j", "format": "720p", "part": "1"}, None),
+    ],
+)
+def test_work_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Work | None) -> None:
+    assert from_body(body) == task
+    if task is not None:
+        assert from_body(to_body(task)) == task
