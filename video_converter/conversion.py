@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import keys
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
+from .ffmpeg.failures import failed_outputs
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import OutputRecord, SourceInfo
@@ -48,6 +49,15 @@ def progress_writer(save: Callable[[float], object], interval: float = PROGRESS_
         save(percent)
 
     return on_progress
+
+
+class RenditionsFailed(FFmpegError):
+    """Renditions converted together failed in their one run; ``at_fault`` are those whose outputs the
+    failure names (empty when it names none of them, or the sound they share)."""
+
+    def __init__(self, cause: FFmpegError, at_fault: frozenset[str]) -> None:
+        super().__init__("FFmpeg failed", returncode=cause.returncode, stderr_tail=cause.stderr_tail)
+        self.at_fault = at_fault
 
 
 class SourceRejected(Exception):
@@ -166,7 +176,15 @@ def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> None:
     if source.has_audio:
         args.append(recipes[0].sound(source, alone=True))
         paths.append(sound)
-    run.run(args, paths)
+    try:
+        run.run(args, paths)
+    except FFmpegError as exc:
+        if type(exc) is not FFmpegError:
+            raise  # a limit, a timeout: not one rendition's doing
+        named = [list(pictures).index(share) in failed_outputs(exc.stderr_tail) for share in shares]
+        raise RenditionsFailed(
+            exc, frozenset(o.format_id for o, bad in zip(outputs, named, strict=True) if bad)
+        ) from exc
     for recipe, share, final in zip(recipes, shares, finals, strict=True):
         run.ffmpeg.convert(
             alone[share],

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from . import conversion, segmenting, webhooks
 from .cancel import JobWatch
-from .conversion import NOT_CONVERTED, SourceRejected, SourceReplaced
+from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
+from .ffmpeg.failures import is_certain
 from .limits import Limits, MediaRejected
 from .outcome import Action, Outcome, Step
 from .output import Output, load_outputs
@@ -155,9 +156,7 @@ class _Attempt:
             self.fail(NOT_CONVERTED)
             return Outcome.finished("failed for good")
         except FFmpegError as exc:
-            if len(self.unfinished()) > 1:
-                return self._one_by_one(exc)
-            return self._failed(exc)
+            return self._ffmpeg_failed(exc)
         except ObjectNotFound:
             what = "The uploaded original" if self.whole else "A piece of the original"
             self.fail(f"{what} is missing (it may have expired).")
@@ -165,10 +164,23 @@ class _Attempt:
         except Exception as exc:
             return self._failed(exc)
 
-    def _one_by_one(self, exc: Exception) -> Outcome:
-        """Renditions converted together failed: do each again on its own, so that one rendition's failure
-        (its encoder, its size limit) is its own and the others still finish."""
+    def _ffmpeg_failed(self, exc: FFmpegError) -> Outcome:
+        """FFmpeg failed. Renditions converted together are each tried again on their own, so that one
+        rendition's failure (its encoder, its size limit) is its own and the others still finish; those
+        the failure names, when it is one the same input would meet again, fail at once instead."""
         outputs = self.unfinished()
+        if len(outputs) <= 1:
+            return self._failed(exc)
+        at_fault = exc.at_fault if isinstance(exc, RenditionsFailed) and is_certain(exc.stderr_tail) else frozenset()
+        if at_fault:
+            self.fail(self._reason(exc), [output for output in outputs if output.format_id in at_fault])
+            outputs = [output for output in outputs if output.format_id not in at_fault]
+            if not outputs:
+                return Outcome.finished("failed for good")
+        return self._one_by_one(exc, outputs)
+
+    def _one_by_one(self, exc: Exception, outputs: list[Output]) -> Outcome:
+        """Send the work again for each of these outputs alone."""
         log.warning("job %s: %s together failed, each goes alone now: %s", self.work.job_id, self.formats, exc)
         for output in outputs:
             if self.whole:
@@ -180,12 +192,16 @@ class _Attempt:
     def formats(self) -> str:
         return ",".join(self.work.formats)
 
+    def _reason(self, exc: Exception) -> str:
+        return f"{self.label} failed: {exc}" if self.label else str(exc)
+
     def _failed(self, exc: Exception) -> Outcome:
-        """A failure that will not pass (FINAL_FAILURES) fails the outputs; any other (FFmpeg crashed, a
-        storage call failed, ...) may pass, so the message is retried while attempts last."""
+        """A failure that will not pass (FINAL_FAILURES, or FFmpeg saying the input or the settings are at
+        fault) fails the outputs; any other (FFmpeg crashed, a storage call failed, ...) may pass, so the
+        message is retried while attempts last."""
         part = f"{self.label} failed: " if self.label else ""
-        if isinstance(exc, FINAL_FAILURES):
-            self.fail(f"{part}{exc}")
+        if isinstance(exc, FINAL_FAILURES) or (isinstance(exc, FFmpegError) and is_certain(exc.stderr_tail)):
+            self.fail(self._reason(exc))
             return Outcome.finished("failed for good")
         reason = str(exc) if isinstance(exc, FFmpegError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, FFmpegError):

@@ -40,7 +40,7 @@ from .output import Output
 from .presets import PRESETS, Preset, VideoRecipe, recipes_of
 from .runtime import Runtime
 from .storage import ObjectNotFound, Storage
-from .work import Join, Piece, SegmentWork, SoundPart, to_body
+from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, to_body
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,24 @@ def _videos_final(rt: Runtime, output: Output) -> bool:
     """Every video output of the job is completed or failed: nothing needs the split any more."""
     videos = [f for f in output.job.formats if PRESETS[f].recipe is not None]
     return all(rt.jobs.output(output.job_id, f).status.finished for f in videos)
+
+
+def lost_parts(uploads: Storage, converted: Storage, job_id: str, format_id: str, queued: set[Work]) -> list[Work]:
+    """The messages an output in pieces waits for that are neither done nor in the queue: its missing
+    pieces and sound parts, or its join once all of them are there; the whole output again when its
+    split is gone."""
+    plan, recipe = load_plan(uploads, job_id), PRESETS[format_id].recipe
+    if plan is None or recipe is None:
+        return [Convert(job_id, (format_id,))]
+    ours = [w for w in queued if w.job_id == job_id and format_id in w.formats]
+    if ready_to_join(converted, plan, job_id, format_id, recipe):
+        return [] if any(isinstance(w, Join) for w in ours) else [Join(job_id, format_id)]
+    waiting = {(type(w), w.index) for w in ours if isinstance(w, Piece | SoundPart)}
+    done, sounds = finished(converted, job_id, format_id), sounds_done(converted, job_id, format_id)
+    pieces = [Piece(job_id, (format_id,), i) for i in range(plan.count) if i not in done]
+    parts = [SoundPart(job_id, (format_id,), i) for i in range(segments.sound_parts(recipe, plan)) if i not in sounds]
+    candidates: list[Piece | SoundPart] = [*parts, *pieces]
+    return [w for w in candidates if (type(w), w.index) not in waiting]
 
 
 # --- splitting ---------------------------------------------------------------------------------------------
