@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import threading
 import time
 from array import array
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import Env, MakeEnv, frames_of, make_clip_file, probe_file
 from tests.e2e.conftest import served, wait_for_job
-from video_converter import segmenting, segments
+from video_converter import conversion, segmenting, segments
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
 from video_converter.model import OutputStatus, utcnow
@@ -387,3 +389,35 @@ def test_reconciliation_sends_again_only_the_pieces_the_queue_lost(env: Env, lon
 
 def to_body_key(work: Work) -> str:
     return json.dumps(to_body(work), sort_keys=True)
+
+
+def test_two_formats_racing_for_the_split_split_the_original_once(
+    env: Env, long_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = env.create(long_clip, ["360p", "webm"])
+    both_probed = threading.Barrier(2, timeout=60)
+    inspect, split = conversion.inspect, segments.split
+    splits: list[str] = []
+
+    def probed_together(*args: Any, **kwargs: Any) -> Any:
+        facts = inspect(*args, **kwargs)
+        both_probed.wait()  # both have looked for a plan and found none: they race for the split
+        return facts
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        splits.append(threading.current_thread().name)
+        return split(*args, **kwargs)
+
+    monkeypatch.setattr(conversion, "inspect", probed_together)
+    monkeypatch.setattr(segments, "split", counted)
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(env.deliver, [Convert(job_id, ("360p",)), Convert(job_id, ("webm",))]))
+    assert outcomes == [Action.ACK, Action.ACK] and len(splits) == 1
+    plan = segmenting.load_plan(env.rt.uploads, job_id)
+    assert plan is not None and plan.count > 1
+    assert env.record(job_id, "360p").segments == env.record(job_id, "webm").segments == plan.count
+    queued = env.pending()
+    for format_id in ("360p", "webm"):
+        assert sorted(w.index for w in queued if isinstance(w, Piece) and w.formats == (format_id,)) == list(
+            range(plan.count)
+        )
