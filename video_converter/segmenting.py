@@ -259,16 +259,38 @@ def split_if_long(
     if not _all_video(outputs) or not wants_segments(lead.preset, facts.info, rt.settings.segment_seconds):
         return None
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
-        plan = _wait_for_split(rt, lead.job_id, timeout, cancel)
-        if plan is None:
-            raise RuntimeError("Another worker was splitting the original and stopped; trying again")
-        for output in suitable(outputs, plan.source):
-            output.segmented(plan.count)
-        return plan
+        return _split_by_another(rt, outputs, timeout, cancel)
+    spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
     try:
-        return _split(rt, outputs, source_path, facts, workdir, timeout=timeout, cancel=cancel)
+        done = segments.split(
+            rt.ffmpeg,
+            source_path,
+            facts,
+            workdir,
+            rt.settings.segment_seconds,
+            timeout=timeout,
+            cancel=cancel,
+            sound_in_parts=spliced,
+        )
+        if done.plan.count <= 1:
+            return None  # one piece only: converted whole
+        store_split(rt.uploads, lead.job_id, done)
     finally:
         rt.uploads.delete(split_claim_key(lead.job_id))  # done (the plan is there) or failed: others go on
+    for output in outputs:
+        output.segmented(done.plan.count)
+    return done.plan
+
+
+def _split_by_another(
+    rt: Runtime, outputs: list[Output], timeout: float, cancel: threading.Event | None
+) -> SegmentPlan:
+    plan = _wait_for_split(rt, outputs[0].job_id, timeout, cancel)
+    if plan is None:
+        raise RuntimeError("Another worker was splitting the original and stopped; trying again")
+    for output in suitable(outputs, plan.source):
+        output.segmented(plan.count)
+    return plan
 
 
 def _claim_split(rt: Runtime, job_id: str, timeout: float) -> bool:
@@ -301,37 +323,6 @@ def _wait_for_split(rt: Runtime, job_id: str, timeout: float, cancel: threading.
         if stop.wait(SPLIT_POLL):
             raise ConversionCancelled("The worker stopped while waiting for the split")
     return None
-
-
-def _split(
-    rt: Runtime,
-    outputs: list[Output],
-    source_path: Path,
-    facts: ProbeFacts,
-    workdir: Path,
-    *,
-    timeout: float,
-    cancel: threading.Event | None,
-) -> SegmentPlan | None:
-    """Split the original and store the pieces; None when it gives one piece only."""
-    lead = outputs[0]
-    spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
-    done = segments.split(
-        rt.ffmpeg,
-        source_path,
-        facts,
-        workdir,
-        rt.settings.segment_seconds,
-        timeout=timeout,
-        cancel=cancel,
-        sound_in_parts=spliced,
-    )
-    if done.plan.count <= 1:
-        return None
-    store_split(rt.uploads, lead.job_id, done)
-    for output in outputs:
-        output.segmented(done.plan.count)
-    return done.plan
 
 
 def queue_parts(rt: Runtime, outputs: list[Output], plan: SegmentPlan) -> Outcome:
