@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # ~1.1 GB of address space with 3 threads and ~1.6 GB with 8 (FFmpeg runs with at most 8 threads).
     ffmpeg_memory_mb: int = Field(default=3072, ge=256)
     max_output_bytes: int = Field(default=4 * 1024**3, gt=0)  # FFmpeg's -fs: one output file at most
+    # The work one job may ask for, in minutes of 1080p at 30 fps summed over its formats
+    # (video_converter.budget): checked on the probe, before any work starts.
+    max_job_work_minutes: float = Field(default=600, gt=0)
 
     # Webhooks (video_converter.webhooks): the key of X-Signature (local mode falls back to the signing
     # secret; AWS mode needs it set to accept callback_url), and whether callbacks may go to private,
