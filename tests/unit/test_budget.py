@@ -1,4 +1,5 @@
-"""The work budget of a job (video_converter.budget): the pure computation on probe facts.
+"""The work budget of a job (video_converter.budget): the pure computation on probe facts, and the
+refusal where a worker probes (on AWS; in local mode the API refuses first: tests/unit/test_api.py).
 
 The cost bomb of the issue "Hostile input, round 2" is tests/unit/data/probe_mp4_8k60_4h_static.json:
 ffprobe's output for a 43.5 MB MP4 of 3 h 59 min of static 8K at 60 fps (a keyframe a minute), written
@@ -11,13 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from video_converter import budget
+from tests.conftest import FakeBinary, MakeEnv
+from video_converter import budget, conversion
 from video_converter.budget import OverBudget, check_budget, format_work, job_work, picture_size
 from video_converter.config import Settings
+from video_converter.ffmpeg import FFmpeg
 from video_converter.ffmpeg.parse import ProbeFacts, parse_probe_facts
 from video_converter.limits import Limits, check_media
-from video_converter.model import SourceInfo
+from video_converter.model import OutputStatus, SourceInfo
+from video_converter.outcome import Action
 from video_converter.presets import PRESETS
+from video_converter.work import Convert
 
 DATA = Path(__file__).parent / "data"
 BOMB = DATA / "probe_mp4_8k60_4h_static.json"
@@ -85,6 +90,12 @@ def test_the_bomb_to_every_format_is_refused_with_what_would_fit() -> None:
     assert check_budget(bomb(), ["1080p"], Limits()).total == pytest.approx(478)
 
 
+def test_the_refusal_is_a_job_level_sentence_that_is_not_upload_something_else() -> None:
+    with pytest.raises(OverBudget) as info:
+        check_budget(bomb(), ALL, Limits())
+    assert conversion.source_problem(info.value) == f"{BOMB_SENTENCE} Nothing was converted."
+
+
 def test_output_sizes_are_the_real_ones_never_upscaled() -> None:
     eight_k = hd(size=(7680, 4320))
     assert picture_size(PRESETS["480p"], eight_k) == (854, 480)  # as FFmpeg's -2 rounds it
@@ -124,3 +135,36 @@ def test_the_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Limits.from_settings(settings).max_job_work_minutes == 2000
     assert check_budget(bomb(), ALL, Limits.from_settings(settings)).fits
     assert Limits().max_job_work_minutes == Settings(_env_file=None, max_job_work_minutes=600).max_job_work_minutes
+
+
+# --- where it is enforced: a worker's probe (AWS mode) -------------------------------------------------------
+
+
+@pytest.fixture
+def bomb_ffmpeg(fake_binary: FakeBinary, tmp_path: Path) -> FFmpeg:
+    """An FFmpeg whose ffprobe reports the bomb and whose ffmpeg only leaves a mark if it is ever run."""
+    marker = tmp_path / "ffmpeg-was-called"
+    return FFmpeg(ffmpeg=fake_binary(f"touch {marker}; exit 1"), ffprobe=fake_binary(f"cat {BOMB}"))
+
+
+def test_a_worker_fails_the_bomb_job_once_with_the_sentence(
+    make_env: MakeEnv, bomb_ffmpeg: FFmpeg, tmp_path: Path
+) -> None:
+    env = make_env(ffmpeg=bomb_ffmpeg)  # probe_uploads is off: as on AWS, the worker probes
+    job_id = env.create(DATA / "probe_mp4_av.json", ALL)  # any bytes: the fake ffprobe reports the bomb
+    mp4s = next(w for w in env.created if isinstance(w, Convert) and "1080p" in w.formats)
+    assert env.deliver(mp4s) is Action.ACK  # attempt 1, acked: never retried
+    assert env.rt.jobs.failure(job_id) == f"{BOMB_SENTENCE} Nothing was converted."
+    for format_id in mp4s.formats:
+        assert env.record(job_id, format_id).error == conversion.NOT_CONVERTED
+    assert env.deliver(Convert(job_id, ("webm",))) is Action.ACK  # fails fast, without probing
+    assert env.status(job_id, "webm") is OutputStatus.FAILED
+    assert not (tmp_path / "ffmpeg-was-called").exists()
+    assert env.pending() == []  # nothing split, nothing queued
+
+
+def test_a_job_within_its_budget_is_not_refused_by_it(make_env: MakeEnv, bomb_ffmpeg: FFmpeg) -> None:
+    env = make_env(ffmpeg=bomb_ffmpeg, max_job_work_minutes=2000)
+    job_id = env.create(DATA / "probe_mp4_av.json", ["360p"])
+    env.deliver(env.created[0])
+    assert env.rt.jobs.failure(job_id) is None  # past the probe (the fake ffmpeg then fails the split)
