@@ -19,6 +19,7 @@ of the video, would fit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, human_duration, span
@@ -154,3 +155,30 @@ def check_budget(facts: ProbeFacts, formats: list[str], limits: Limits) -> Budge
     if not budget.fits:
         raise OverBudget(budget.refusal(facts.info))
     return budget
+
+
+# --- the job's deadline -------------------------------------------------------------------------------------
+
+
+def deadline(created_at: datetime, job_seconds: float) -> datetime:
+    """When a job's last FFmpeg work may start: its creation (in the job record every worker reads) plus
+    the time a job may take. Queue waits count: the bound is on the job, whatever it waited for."""
+    return created_at + timedelta(seconds=job_seconds)
+
+
+def past_deadline(created_at: datetime, job_seconds: float, now: datetime | None = None) -> bool:
+    return (now or datetime.now(UTC)) >= deadline(created_at, job_seconds)
+
+
+def seconds_left(created_at: datetime, job_seconds: float, now: datetime | None = None) -> float:
+    """How long FFmpeg work of this job may still run (0 once past its deadline)."""
+    return max(0.0, (deadline(created_at, job_seconds) - (now or datetime.now(UTC))).total_seconds())
+
+
+def out_of_time(label: str, job_seconds: float) -> str:
+    """The sentence of an output whose remaining work came up (or was still running) past the deadline."""
+    what = label or "this output"
+    return (
+        f"Out of time: a job's conversions must be done within {human_duration(job_seconds)} of its creation, "
+        f"and {what} was not done by then. Nothing more is converted for it; try fewer formats or a shorter video."
+    )

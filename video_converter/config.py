@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # The work one job may ask for, in minutes of 1080p at 30 fps summed over its formats
     # (video_converter.budget): checked on the probe, before any work starts.
     max_job_work_minutes: float = Field(default=600, gt=0)
+    # No FFmpeg work of a job starts later than this many seconds after the job was created (queue
+    # waits included); its remaining pieces fail instead. Unset: one second per second of the budget's
+    # 1080p30 work (MAX_JOB_WORK_MINUTES x 60, 10 h by default).
+    max_job_seconds: int | None = Field(default=None, gt=0)
 
     # Webhooks (video_converter.webhooks): the key of X-Signature (local mode falls back to the signing
     # secret; AWS mode needs it set to accept callback_url), and whether callbacks may go to private,
@@ -66,6 +70,11 @@ class Settings(BaseSettings):
     # Abusive requests (api.request_limits)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
+
+    @property
+    def job_seconds(self) -> float:
+        """The time a job's conversions may take from its creation (MAX_JOB_SECONDS or its default)."""
+        return float(self.max_job_seconds or self.max_job_work_minutes * 60)
 
 
 @lru_cache

@@ -1,5 +1,5 @@
-"""The work budget of a job (video_converter.budget): the pure computation on probe facts, and the
-refusal where a worker probes (on AWS; in local mode the API refuses first: tests/unit/test_api.py).
+"""The work budget of a job (video_converter.budget): the pure computation on probe facts, the job's
+deadline, and both refusals where they happen (a worker's probe, the next piece past the deadline).
 
 The cost bomb of the issue "Hostile input, round 2" is tests/unit/data/probe_mp4_8k60_4h_static.json:
 ffprobe's output for a 43.5 MB MP4 of 3 h 59 min of static 8K at 60 fps (a keyframe a minute), written
@@ -8,21 +8,22 @@ in the shape of the bundled ffprobe's captures; no such file is ever made or dec
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FakeBinary, MakeEnv
-from video_converter import budget, conversion
+from tests.conftest import Env, FakeBinary, MakeEnv
+from video_converter import budget, conversion, segmenting
 from video_converter.budget import OverBudget, check_budget, format_work, job_work, picture_size
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg
 from video_converter.ffmpeg.parse import ProbeFacts, parse_probe_facts
 from video_converter.limits import Limits, check_media
-from video_converter.model import OutputStatus, SourceInfo
+from video_converter.model import OutputStatus, SegmentPlan, SourceInfo
 from video_converter.outcome import Action
 from video_converter.presets import PRESETS
-from video_converter.work import Convert
+from video_converter.work import Convert, Join, Piece, SoundPart
 
 DATA = Path(__file__).parent / "data"
 BOMB = DATA / "probe_mp4_8k60_4h_static.json"
@@ -137,7 +138,19 @@ def test_the_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Limits().max_job_work_minutes == Settings(_env_file=None, max_job_work_minutes=600).max_job_work_minutes
 
 
-# --- where it is enforced: a worker's probe (AWS mode) -------------------------------------------------------
+def test_the_job_deadline_derives_from_the_budget_unless_set() -> None:
+    assert Settings(_env_file=None).job_seconds == 600 * 60  # 10 h
+    assert Settings(_env_file=None, max_job_work_minutes=120).job_seconds == 7200
+    assert Settings(_env_file=None, max_job_seconds=900).job_seconds == 900
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    assert budget.deadline(created, 3600) == created + timedelta(hours=1)
+    assert not budget.past_deadline(created, 3600, now=created + timedelta(minutes=59))
+    assert budget.past_deadline(created, 3600, now=created + timedelta(hours=1))
+    assert budget.seconds_left(created, 3600, now=created + timedelta(minutes=50)) == 600
+    assert budget.seconds_left(created, 3600, now=created + timedelta(hours=2)) == 0
+
+
+# --- where it is enforced: a worker's probe (AWS mode), the pieces past the deadline --------------------------
 
 
 @pytest.fixture
@@ -168,3 +181,60 @@ def test_a_job_within_its_budget_is_not_refused_by_it(make_env: MakeEnv, bomb_ff
     job_id = env.create(DATA / "probe_mp4_av.json", ["360p"])
     env.deliver(env.created[0])
     assert env.rt.jobs.failure(job_id) is None  # past the probe (the fake ffmpeg then fails the split)
+
+
+def _segmented_job(make_env: MakeEnv, tmp_path: Path, *, age: timedelta) -> tuple[Env, str]:
+    """A job of 720p and 480p split into 3 pieces (the plan and the pieces stored as a split leaves them),
+    created ``age`` ago, run by an FFmpeg that only leaves a mark."""
+    marker = tmp_path / "ffmpeg-was-called"
+    script = tmp_path / "ffmpeg"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    script.chmod(0o755)
+    env = make_env(ffmpeg=FFmpeg(ffmpeg=str(script), ffprobe=str(script)), max_job_seconds=3600)
+    env.rt.probe_uploads = False
+    job_id = env.create(DATA / "probe_mp4_av.json", ["720p", "480p"])
+    record = env.rt.jobs.job(job_id)
+    env.rt.jobs.save_job(record.model_copy(update={"created_at": datetime.now(UTC) - age}))
+    source = SourceInfo(duration=180, width=1920, height=1080, video_codec="h264", audio_codec="aac", frame_rate=30)
+    plan = SegmentPlan(source=source, starts=[0.0, 60.0, 120.0], duration=180.0, has_audio=True)
+    for index in range(plan.count):
+        env.uploads.put_bytes(segmenting.source_piece_key(job_id, index), b"piece")
+    env.uploads.put_bytes(segmenting.plan_key(job_id), plan.model_dump_json().encode())
+    for format_id in ("720p", "480p"):
+        env.rt.jobs.save_output(job_id, env.record(job_id, format_id).segmented(plan.count))
+    return env, job_id
+
+
+def test_past_its_deadline_the_next_piece_fails_the_outputs_without_ffmpeg(make_env: MakeEnv, tmp_path: Path) -> None:
+    env, job_id = _segmented_job(make_env, tmp_path, age=timedelta(hours=1, seconds=1))
+    assert env.deliver(Piece(job_id, ("720p", "480p"), 1)) is Action.ACK
+    sentence = (
+        "Out of time: a job's conversions must be done within 1 h of its creation, and Part 2 of 3 was not done "
+        "by then. Nothing more is converted for it; try fewer formats or a shorter video."
+    )
+    for format_id in ("720p", "480p"):
+        record = env.record(job_id, format_id)
+        assert (record.status, record.error) == (OutputStatus.FAILED, sentence)
+    assert not (tmp_path / "ffmpeg-was-called").exists()
+    # The other pieces and the sound parts find the outputs failed: acked, nothing run.
+    assert env.deliver(Piece(job_id, ("720p", "480p"), 2)) is Action.ACK
+    assert env.deliver(SoundPart(job_id, ("720p", "480p"), 0)) is Action.ACK
+    assert env.record(job_id, "720p").error == sentence
+    assert not (tmp_path / "ffmpeg-was-called").exists()
+
+
+def test_a_sound_part_past_the_deadline_fails_too_but_a_join_is_not_held_to_it(
+    make_env: MakeEnv, tmp_path: Path
+) -> None:
+    env, job_id = _segmented_job(make_env, tmp_path, age=timedelta(hours=2))
+    env.deliver(SoundPart(job_id, ("720p",), 0))
+    assert (env.record(job_id, "720p").error or "").startswith("Out of time: ")
+    assert env.deliver(Join(job_id, "480p")) is Action.RETRY  # the join ran: its parts are not all there yet
+    assert env.record(job_id, "480p").error is None
+
+
+def test_within_its_deadline_a_piece_runs_ffmpeg_bounded_by_the_time_left(make_env: MakeEnv, tmp_path: Path) -> None:
+    env, job_id = _segmented_job(make_env, tmp_path, age=timedelta(minutes=30))
+    env.deliver(Piece(job_id, ("720p", "480p"), 0))
+    assert (tmp_path / "ffmpeg-was-called").exists()
+    assert not (env.record(job_id, "720p").error or "").startswith("Out of time")
