@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # Limits
     max_upload_bytes: int = Field(default=4 * 1024**3, gt=0)
     max_attempts: int = Field(default=5, ge=1)  # = the SQS maxReceiveCount (template.yaml)
-    ffmpeg_timeout: int = Field(default=3600, gt=0)  # seconds one conversion may take
+    ffmpeg_timeout: int = Field(default=3600, gt=0)  # seconds one FFmpeg run (an output, or a piece) may take
     download_url_ttl: int = Field(default=3600, gt=0)
     upload_url_ttl: int = Field(default=3600, gt=0)
     # A "processing" output whose record has not changed for this long is treated as abandoned.
