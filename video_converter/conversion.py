@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import keys
+from .budget import OverBudget, check_budget
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.failures import failed_outputs
 from .ffmpeg.parse import ProbeFacts
@@ -70,17 +71,21 @@ NOT_CONVERTED = "Not converted: the original could not be used (the job's error 
 
 def source_problem(exc: Exception) -> str:
     """The one sentence for an unusable original, the same from the API's upload check and a worker."""
+    if isinstance(exc, OverBudget):  # the sentence says what would fit
+        return f"{exc} Nothing was converted."
     message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
     return f"{message} Nothing was converted; upload a video or audio file."
 
 
 def inspect(ffmpeg: FFmpeg, outputs: list[Output], source_path: Path, limits: Limits) -> ProbeFacts:
-    """Probe the original once and refuse it before any encode if it is over a limit."""
+    """Probe the original once and refuse it before any encode if it is over a limit, or if the job's
+    formats (all of them, whichever message probes) would cost more work than a job may."""
     try:
         facts = ffmpeg.inspect(source_path)
         for output in outputs:
             output.probed(facts.info)
         check_media(facts, limits)
+        check_budget(facts, outputs[0].job.formats, limits)
     except (InvalidMedia, MediaRejected) as exc:
         raise SourceRejected(source_problem(exc)) from exc
     return facts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from . import keys, webhooks
+from .budget import check_budget
 from .conversion import source_problem
 from .documents import JobDocuments
 from .errors import Conflict, InvalidRequest, QueueUnavailable
@@ -99,7 +100,7 @@ class JobService:
         if self.rt.jobs.exists(upload_id):
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
         if self.rt.probe_uploads:
-            self._check_media(upload_id)
+            self._check_media(upload_id, formats)
         record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
         register_job(self.rt.jobs, record)
         self._enqueue(record)
@@ -135,13 +136,17 @@ class JobService:
         webhooks.check_url(url, allow_private=self.settings.webhook_allow_private)
         return url
 
-    def _check_media(self, upload_id: str) -> None:
-        """Probe an upload the API can read in place; refuse (and delete) one that is not media or is over
-        a limit, with the sentence the worker would have recorded, before any job or message exists."""
+    def _check_media(self, upload_id: str, formats: list[str]) -> None:
+        """Probe an upload the API can read in place; refuse (and delete) one that is not media, is over
+        a limit or would cost more work in these formats than a job may, with the sentence the worker
+        would have recorded, before any job or message exists."""
         key = keys.source_key(upload_id)
+        limits = Limits.from_settings(self.settings)
         try:
             with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
-                check_media(self.rt.ffmpeg.inspect(path), Limits.from_settings(self.settings))
+                facts = self.rt.ffmpeg.inspect(path)
+            check_media(facts, limits)
+            check_budget(facts, formats, limits)
         except (InvalidMedia, MediaRejected) as exc:
             # The ticket stays spent (a re-upload could race a creation still probing the first file), and
             # an original that a concurrent creation's probe accepted is kept.

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import conversion, segmenting, webhooks
+from . import budget, conversion, segmenting, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
@@ -28,7 +28,7 @@ from .presets import UnsuitableSource
 from .queues import Message
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Convert, Work, alone, from_body, to_body
+from .work import Convert, Join, Work, alone, from_body, to_body
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,9 @@ class _Attempt:
         if isinstance(step, Outcome):
             return step
         self.label = step.label
+        if self._out_of_time():
+            self.fail(budget.out_of_time(self.label, self.rt.settings.job_seconds), self.outputs)
+            return Outcome.finished("out of time")
         if self.number > self.rt.settings.max_attempts:
             gave_up = f"gave up after {self.number - 1} interrupted attempts."
             self.fail(f"{self.label} {gave_up}" if self.label else gave_up.capitalize(), self.outputs)
@@ -113,6 +116,22 @@ class _Attempt:
         if isinstance(self.work, Convert):
             return Step(functools.partial(_convert, self.rt, self.outputs))
         return segmenting.step(self.rt, self.work, self.outputs)
+
+    def _out_of_time(self) -> bool:
+        """The job is past its deadline (MAX_JOB_SECONDS from its creation): no FFmpeg work of it starts
+        any more. A join still runs: it copies what is encoded already, in seconds."""
+        if isinstance(self.work, Join):
+            return False
+        return budget.past_deadline(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+
+    def _timeout(self) -> float:
+        """FFmpeg's time limit for this attempt: FFMPEG_TIMEOUT, the invocation's, and the job's own time
+        left, whichever ends first (a join is not held to the job's: it only copies)."""
+        timeout = time_left(self.rt.settings.ffmpeg_timeout, self.deadline)
+        if isinstance(self.work, Join):
+            return timeout
+        left = budget.seconds_left(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+        return max(1.0, min(timeout, left))
 
     def unfinished(self) -> list[Output]:
         """Renditions of a group may have been published before a failure."""
@@ -145,7 +164,7 @@ class _Attempt:
     def _run(self, step: Step) -> Outcome:
         try:
             with self.rt.scratch.workdir(f"convert-{self.work.formats[0]}-") as workdir:
-                return step.run(workdir, time_left(self.rt.settings.ffmpeg_timeout, self.deadline), self.cancel)
+                return step.run(workdir, self._timeout(), self.cancel)
         except ConversionCancelled:
             if self.whole:
                 for output in self.unfinished():
@@ -200,6 +219,9 @@ class _Attempt:
         fault) fails the outputs; any other (FFmpeg crashed, a storage call failed, ...) may pass, so the
         message is retried while attempts last."""
         part = f"{self.label} failed: " if self.label else ""
+        if isinstance(exc, ConversionTimeout) and self._out_of_time():  # cut short by the job's deadline
+            self.fail(budget.out_of_time(self.label, self.rt.settings.job_seconds))
+            return Outcome.finished("out of time")
         if isinstance(exc, FINAL_FAILURES) or (isinstance(exc, FFmpegError) and is_certain(exc.stderr_tail)):
             self.fail(self._reason(exc))
             return Outcome.finished("failed for good")
