@@ -10,10 +10,14 @@ summed over the formats the source can give, with each format's real output for 
 never upscaled and capped by the preset (the short side, as FFmpeg scales it), its frame rate capped at
 ``MAX_FPS``. The GIF counts its first ``GIF_MAX_SECONDS`` at ``GIF_FPS`` and its width; the thumbnail
 the ``THUMBNAIL_FRAMES`` frames it picks from, at its size; an audio-only output (MP3) counts
-``AUDIO_WORK`` of a minute per minute of sound. Decoding the source is not counted: the outputs'
-pictures are what grows with what people ask for, and the frame size and duration limits bound the rest.
-A job over ``MAX_JOB_WORK_MINUTES`` is refused with a sentence saying which formats, or how many minutes
-of the video, would fit.
+``AUDIO_WORK`` of a minute per minute of sound. Decoding the source counts too, once per decode (the
+MP4 sizes share one, WebM has its own), shared among the formats of that decode:
+
+    decode = minutes x source pixels / (1920 x 1080) x source fps / 30 x DECODE_WORK
+
+which is what makes a long 8K60 file costly whatever size it is converted to. A job over
+``MAX_JOB_WORK_MINUTES`` is refused with a sentence saying which formats, or how many minutes of the
+video, would fit.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ REFERENCE_FPS = 30.0
 # LAME encodes stereo at well over 50 times real time on one core, where x264 "veryfast" does 1080p30 at
 # about real time: a minute of MP3 is counted as 1/50 of a minute of 1080p30.
 AUDIO_WORK = 1 / 50
+# Decoding costs a fraction of encoding the same pixels: a 4K 10-bit HEVC source takes ~0.8 CPU-s per
+# second of video to decode (0.2 per 1080p's worth of pixels) where x264 "veryfast" takes ~1.4 CPU-s per
+# second of 1080p30 (README, bench); 8-bit H.264, what most uploads are, decodes at about half that cost.
+DECODE_WORK = 0.1
 THUMBNAIL_FRAMES = 12  # the thumbnail filter picks the poster frame from this many (presets)
 
 
@@ -93,9 +101,28 @@ def format_work(format_id: str, source: SourceInfo, seconds: float) -> float:
     return seconds / 60 * area * output_fps(source) / REFERENCE_FPS
 
 
+def decode_work(source: SourceInfo, seconds: float) -> float:
+    """Minutes of 1080p30-equivalent work to decode ``seconds`` of the source's picture once."""
+    if not source.has_video or not source.width or not source.height:
+        return 0.0
+    rate = source.frame_rate if source.frame_rate and source.frame_rate > 0 else float(MAX_FPS)
+    return seconds / 60 * source.width * source.height / REFERENCE_PIXELS * rate / REFERENCE_FPS * DECODE_WORK
+
+
 def job_work(formats: list[str], source: SourceInfo, seconds: float) -> dict[str, float]:
-    """Each format's work (minutes of 1080p30), in the order asked."""
-    return {format_id: format_work(format_id, source, seconds) for format_id in formats}
+    """Each format's work (minutes of 1080p30), in the order asked: its encode, and its share of the
+    decode it is converted from."""
+    work = {format_id: format_work(format_id, source, seconds) for format_id in formats}
+    decodes: dict[str, list[str]] = {}  # one decode per decode group, and one per other video format
+    for format_id in formats:
+        recipe = PRESETS[format_id].recipe
+        if recipe is not None and work[format_id] > 0:
+            decodes.setdefault(recipe.decode_group or format_id, []).append(format_id)
+    once = decode_work(source, seconds)
+    for members in decodes.values():
+        for format_id in members:
+            work[format_id] += once / len(members)
+    return work
 
 
 def source_seconds(facts: ProbeFacts, limits: Limits) -> float:
@@ -111,6 +138,7 @@ class Budget:
     work: dict[str, float]
     limit: float
     seconds: float
+    source: SourceInfo
 
     @property
     def total(self) -> float:
@@ -121,13 +149,14 @@ class Budget:
         return self.total <= self.limit
 
     def formats_that_fit(self) -> list[str]:
-        """As many of the formats asked as fit together (the cheapest first), in the order asked."""
-        chosen, used = set(), 0.0
-        for format_id, minutes in sorted(self.work.items(), key=lambda item: item[1]):
-            if used + minutes <= self.limit:
-                chosen.add(format_id)
-                used += minutes
-        return [format_id for format_id in self.work if format_id in chosen]
+        """As many of the formats asked as fit together (the cheapest first), in the order asked; each
+        choice counted again as a job of its own (a decode shared by fewer formats weighs more on each)."""
+        chosen: list[str] = []
+        for format_id, _ in sorted(self.work.items(), key=lambda item: item[1]):
+            trial = [f for f in self.work if f in {*chosen, format_id}]
+            if sum(job_work(trial, self.source, self.seconds).values()) <= self.limit:
+                chosen = trial
+        return chosen
 
     def seconds_that_fit(self) -> float:
         """How long a video like this one could be, with every format asked, to fit."""
@@ -139,7 +168,8 @@ class Budget:
         what = f"{source.width}x{source.height} at {output_fps(source):g} fps" if source.has_video else "audio"
         options = [f"all these formats for a video of at most {human_duration(self.seconds_that_fit())}"]
         if fits:
-            options.insert(0, f"{', '.join(fits)} ({round(sum(self.work[f] for f in fits))} min)")
+            cost = sum(job_work(fits, self.source, self.seconds).values())
+            options.insert(0, f"{', '.join(fits)} ({round(cost)} min)")
         return (
             f"Converting this {human_duration(self.seconds)} video ({what}) to {asked} is about "
             f"{round(self.total)} minutes of work (counted as minutes of 1080p at 30 fps); a job may cost at most "
@@ -151,7 +181,7 @@ def check_budget(facts: ProbeFacts, formats: list[str], limits: Limits) -> Budge
     """Raise OverBudget (a sentence saying what would fit) when these formats of this source cost more
     than a job may; else the budget."""
     seconds = source_seconds(facts, limits)
-    budget = Budget(job_work(formats, facts.info, seconds), limits.max_job_work_minutes, seconds)
+    budget = Budget(job_work(formats, facts.info, seconds), limits.max_job_work_minutes, seconds, facts.info)
     if not budget.fits:
         raise OverBudget(budget.refusal(facts.info))
     return budget

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Env, FakeBinary, MakeEnv
 from video_converter import budget, conversion, segmenting
-from video_converter.budget import OverBudget, check_budget, format_work, job_work, picture_size
+from video_converter.budget import DECODE_WORK, OverBudget, check_budget, format_work, job_work, picture_size
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg
 from video_converter.ffmpeg.parse import ProbeFacts, parse_probe_facts
@@ -31,9 +31,9 @@ ALL = list(PRESETS)
 
 BOMB_SENTENCE = (
     "Converting this 3 h 59 min video (7680x4320 at 60 fps) to 1080p, 720p, 480p, 360p, webm, mp3, gif, "
-    "thumbnail is about 1055 minutes of work (counted as minutes of 1080p at 30 fps); a job may cost at most 600. "
-    "What would fit: 720p, 480p, 360p, webm, mp3, gif, thumbnail (577 min), "
-    "or all these formats for a video of at most 2 h 16 min."
+    "thumbnail is about 2585 minutes of work (counted as minutes of 1080p at 30 fps); a job may cost at most 600. "
+    "What would fit: mp3, gif, thumbnail (5 min), "
+    "or all these formats for a video of at most 55 min."
 )
 
 
@@ -59,9 +59,13 @@ def test_the_bomb_passes_every_other_limit() -> None:
 
 def test_ten_minutes_of_1080p30_to_720p_and_480p_fit() -> None:
     work = job_work(["720p", "480p"], hd(), 600)
-    # 10 min x (1280x720 / 1920x1080) = 4.44; 10 min x (854x480 / 1920x1080) = 1.98.
-    assert work == pytest.approx({"720p": 10 * 1280 * 720 / 2073600, "480p": 10 * 854 * 480 / 2073600})
-    assert sum(work.values()) == pytest.approx(6.42, abs=0.01)
+    # 10 min x (1280x720 / 1920x1080) = 4.44; 10 min x (854x480 / 1920x1080) = 1.98; and one decode of
+    # 10 min of 1080p30 (10 x 0.1 = 1) that the two sizes share.
+    decode = 10 * DECODE_WORK / 2
+    assert work == pytest.approx(
+        {"720p": 10 * 1280 * 720 / 2073600 + decode, "480p": 10 * 854 * 480 / 2073600 + decode}
+    )
+    assert sum(work.values()) == pytest.approx(7.42, abs=0.01)
     facts = ProbeFacts(info=hd(), streams=(), duration=600)
     assert check_budget(facts, ["720p", "480p"], Limits()).fits
 
@@ -70,25 +74,28 @@ def test_the_bomb_to_every_format_is_refused_with_what_would_fit() -> None:
     seconds = budget.source_seconds(bomb(), Limits())
     assert seconds == 14340
     work = job_work(ALL, bomb().info, seconds)
+    decode = 239 * 16 * 2 * DECODE_WORK  # 8K is 16 times 1080p, 60 fps twice 30: 764.8 per decode
     assert work == pytest.approx(
         {
-            "1080p": 239 * 1.0 * 2,  # full 1080p, 60 fps is twice 30
-            "720p": 239 * (1280 * 720 / 2073600) * 2,  # 212.4
-            "480p": 239 * (854 * 480 / 2073600) * 2,  # 94.5
-            "360p": 239 * (640 * 360 / 2073600) * 2,  # 53.1
-            "webm": 239 * (1280 * 720 / 2073600) * 2,  # capped at 720p
+            "1080p": 239 * 1.0 * 2 + decode / 4,  # full 1080p, 60 fps is twice 30; a quarter of the MP4s' decode
+            "720p": 239 * (1280 * 720 / 2073600) * 2 + decode / 4,  # 212.4 + 191.2
+            "480p": 239 * (854 * 480 / 2073600) * 2 + decode / 4,  # 94.5 + 191.2
+            "360p": 239 * (640 * 360 / 2073600) * 2 + decode / 4,  # 53.1 + 191.2
+            "webm": 239 * (1280 * 720 / 2073600) * 2 + decode,  # capped at 720p; a decode of its own
             "mp3": 239 / 50,  # audio: 1/50 of a minute per minute
             "gif": 10 / 60 * (480 * 270 / 2073600) * 12 / 30,  # its 10 s at 12 fps, 480 wide
             "thumbnail": 12 / 30 / 60 * (1280 * 720 / 2073600),  # the 12 frames it picks from
         }
     )
-    assert sum(work.values()) == pytest.approx(1055.3, abs=0.1)
+    assert sum(work.values()) == pytest.approx(2584.9, abs=0.1)
     with pytest.raises(OverBudget) as info:
         check_budget(bomb(), ALL, Limits())
     assert str(info.value) == BOMB_SENTENCE
     # What the sentence offers does fit.
-    assert check_budget(bomb(), ["720p", "480p", "360p", "webm", "mp3", "gif", "thumbnail"], Limits()).total < 600
-    assert check_budget(bomb(), ["1080p"], Limits()).total == pytest.approx(478)
+    assert check_budget(bomb(), ["mp3", "gif", "thumbnail"], Limits()).total < 600
+    # Whatever size it is converted to, decoding 4 h of 8K60 alone is over the budget.
+    with pytest.raises(OverBudget):
+        check_budget(bomb(), ["360p"], Limits())
 
 
 def test_the_refusal_is_a_job_level_sentence_that_is_not_upload_something_else() -> None:
@@ -131,9 +138,9 @@ def test_unknown_duration_counts_as_much_as_ffmpeg_may_read() -> None:
 
 
 def test_the_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAX_JOB_WORK_MINUTES", "2000")
+    monkeypatch.setenv("MAX_JOB_WORK_MINUTES", "4000")
     settings = Settings(_env_file=None)
-    assert Limits.from_settings(settings).max_job_work_minutes == 2000
+    assert Limits.from_settings(settings).max_job_work_minutes == 4000
     assert check_budget(bomb(), ALL, Limits.from_settings(settings)).fits
     assert Limits().max_job_work_minutes == Settings(_env_file=None, max_job_work_minutes=600).max_job_work_minutes
 
@@ -177,7 +184,7 @@ def test_a_worker_fails_the_bomb_job_once_with_the_sentence(
 
 
 def test_a_job_within_its_budget_is_not_refused_by_it(make_env: MakeEnv, bomb_ffmpeg: FFmpeg) -> None:
-    env = make_env(ffmpeg=bomb_ffmpeg, max_job_work_minutes=2000)
+    env = make_env(ffmpeg=bomb_ffmpeg, max_job_work_minutes=4000)
     job_id = env.create(DATA / "probe_mp4_av.json", ["360p"])
     env.deliver(env.created[0])
     assert env.rt.jobs.failure(job_id) is None  # past the probe (the fake ffmpeg then fails the split)
