@@ -3,6 +3,8 @@ job, and refused private, loopback, link-local and metadata addresses."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from tests.conftest import Env, MakeEnv
-from video_converter import keys, webhooks
+from video_converter import cli, keys, runtime, webhooks
+from video_converter.config import Settings
 from video_converter.errors import InvalidRequest
 from video_converter.outcome import Action
 
@@ -188,3 +191,28 @@ def test_webhooks_need_a_secret_on_aws(env: Env) -> None:
     env.rt.__dict__.pop("webhook_secret", None)
     with pytest.raises(InvalidRequest, match="WEBHOOK_SECRET"):
         env.service.check_callback("https://hooks.test/x")
+
+
+def test_the_local_webhook_key_is_derived_from_the_signing_secret_under_its_own_label(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unset, WEBHOOK_SECRET is HMAC-SHA256(signing secret, "video-converter webhook v1") in hex: never the
+    URL-signing key itself, so a webhook signature is never a valid URL signature. The CLI prints it."""
+    key = runtime.webhook_secret(settings)
+    expected = hmac.new(b"test-secret", b"video-converter webhook v1", hashlib.sha256).hexdigest()
+    assert key == expected and key != settings.secret_key
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    cli.main(["webhook-secret"])
+    assert capsys.readouterr().out == key + "\n"
+    assert runtime.webhook_secret(settings.model_copy(update={"webhook_secret": "set"})) == "set"
+    aws = settings.model_copy(update={"backend": "aws"})
+    monkeypatch.setattr(cli, "get_settings", lambda: aws)
+    with pytest.raises(SystemExit, match="WEBHOOK_SECRET"):
+        cli.main(["webhook-secret"])
+
+
+def test_the_local_webhook_key_is_derived_from_the_generated_secret_too(settings: Settings) -> None:
+    generated = settings.model_copy(update={"secret_key": ""})
+    master = runtime.local_secret(generated)  # kept in DATA_DIR/secret.key
+    key = runtime.webhook_secret(generated)
+    assert key == hmac.new(master.encode(), runtime.WEBHOOK_KEY_LABEL, hashlib.sha256).hexdigest() != master
