@@ -39,6 +39,9 @@ SIGNATURE_HEADER = "X-Signature"
 # The instance metadata services of AWS and others; also caught by the link-local / private checks.
 METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the IPv4 address is the last 32 bits.
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -59,10 +62,30 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which is where a packet to it ends up: IPv4-mapped
+    (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64
+    (64:ff9b::/96, and the local-use 64:ff9b:1::/48 with the IPv4 last), 6to4 (2002:ab:cd::) and Teredo
+    (its server and client). Python's ``is_global`` judges only the IPv6 prefix, and says True for most."""
+    value, low = int(ip), ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip.teredo:
+        return list(ip.teredo)
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if value >> 32 in (0, 0xFFFF0000) and value > 1:  # IPv4-compatible or -translated; not :: or ::1
+        return [low]
+    if any(ip in net for net in NAT64):
+        return [low]
+    return []
+
+
 def _allowed(address: str, allow_private: bool) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    embedded = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
+    if embedded:  # judged by where it leads
+        return all(_allowed(str(inner), allow_private) for inner in embedded)
     if ip in METADATA or ip.is_multicast or ip.is_unspecified:
         return False  # never, whatever the operator allows
     return allow_private or ip.is_global

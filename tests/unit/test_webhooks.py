@@ -216,3 +216,43 @@ def test_the_local_webhook_key_is_derived_from_the_generated_secret_too(settings
     master = runtime.local_secret(generated)  # kept in DATA_DIR/secret.key
     key = runtime.webhook_secret(generated)
     assert key == hmac.new(master.encode(), runtime.WEBHOOK_KEY_LABEL, hashlib.sha256).hexdigest() != master
+
+
+# IPv6 forms that carry an IPv4 address, judged by that address (Python's is_global says True for them).
+EMBEDDED_PRIVATE = [
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 of the metadata address
+    "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
+    "::127.0.0.1",  # IPv4-compatible
+    "::ffff:0:7f00:1",  # IPv4-translated
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "2002:a9fe:a9fe::",  # 6to4 of the metadata address
+    "2001:0:5db8:d822:0:f227:f5ff:fffe",  # Teredo: server 93.184.216.34, client 10.0.0.1
+]
+
+
+@pytest.mark.parametrize("address", EMBEDDED_PRIVATE)
+def test_the_api_refuses_ipv6_forms_that_embed_a_private_ipv4(mem_runtime, address: str) -> None:
+    with TestClient(create_app(mem_runtime)) as client:
+        response = client.post(
+            "/api/jobs",
+            data={"formats": ["mp3"], "callback_url": f"http://[{address}]:8080/hook"},
+            files={"file": ("a.mp4", b"data", "video/mp4")},
+        )
+    assert response.status_code == 422
+    assert "private, loopback, link-local or metadata address" in response.json()["detail"]
+
+
+def test_embedded_metadata_is_refused_even_when_private_addresses_are_allowed() -> None:
+    for address in ("64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::", "::ffff:0:a9fe:a9fe"):
+        with pytest.raises(webhooks.WebhookRefused):
+            webhooks.check_url("http://hooks.test/x", allow_private=True, resolver=lambda h, p, a=address: [a])
+
+
+def test_a_public_ipv4_embedded_in_nat64_is_judged_public() -> None:
+    _, _, address = webhooks.check_url(
+        "http://hooks.test/x", allow_private=False, resolver=lambda h, p: ["64:ff9b::5db8:d822"]
+    )  # 93.184.216.34 through the NAT64 gateway
+    assert address == "64:ff9b::5db8:d822"
+    with pytest.raises(webhooks.WebhookRefused):  # a private client inside Teredo is enough
+        webhooks.check_url("http://h.test/x", allow_private=False, resolver=lambda h, p: [EMBEDDED_PRIVATE[-1]])
