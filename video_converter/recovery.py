@@ -75,7 +75,7 @@ def reconcile(rt: Runtime) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # another process is at it
-        queued = {work for body in rt.queue.bodies() if (work := from_body(body))}
+        queued = {work for body in rt.queue.bodies() if isinstance(work := from_body(body), Work)}
         job_ids = [p.name for p in rt.converted.root.iterdir() if is_job_id(p.name)]
         stale = timedelta(seconds=rt.settings.stale_after)
         lost = list(lost_work(rt.jobs, job_ids, queued, stale_after=stale))

@@ -1,12 +1,17 @@
-"""Webhooks against a local receiver: signed job JSON when the job ends, retries with back-off, once per
-job, and refused private, loopback, link-local and metadata addresses."""
+"""Webhooks against local receivers: signed job JSON when the job ends, queued as its own message (no
+conversion waits for a receiver), one bounded attempt per delivery with the queue's back-off between
+them, once per job, and refused private, loopback, link-local and metadata addresses."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,11 +20,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.conftest import Env, MakeEnv
+from tests.conftest import Env, MakeEnv, wait_for
 from video_converter import cli, keys, runtime, webhooks
 from video_converter.config import Settings
 from video_converter.errors import InvalidRequest
-from video_converter.outcome import Action
+from video_converter.model import OutputStatus
+from video_converter.outcome import Action, Outcome
+from video_converter.work import Notify
+from video_converter.worker import Worker
 
 SECRET = "webhook-test-secret"
 
@@ -58,8 +66,7 @@ class Receiver:
 
 
 @pytest.fixture
-def env(make_env: MakeEnv, monkeypatch) -> Env:
-    monkeypatch.setattr(webhooks, "DELAYS", (0.05, 0.1, 0.2))
+def env(make_env: MakeEnv) -> Env:
     return make_env(webhook_secret=SECRET, webhook_allow_private=True)
 
 
@@ -84,14 +91,29 @@ def test_signature_round_trip() -> None:
     assert not webhooks.verify("other", body, signature)
 
 
-def test_the_last_output_sends_the_signed_job_once_after_retries(env: Env, clip: Path) -> None:
+def marker(env: Env, job_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(env.converted.get_bytes(keys.webhook_key(job_id)))
+    return data
+
+
+def test_the_last_output_queues_one_notice_delivered_signed_after_retries(env: Env, clip: Path) -> None:
     with Receiver(failures=2) as receiver:
         job_id = job_with_callback(env, clip, receiver.url, ["thumbnail", "mp3"])
+        env.take()
         assert env.convert(job_id, "thumbnail").action is Action.ACK
-        assert receiver.requests == []  # mp3 is not final yet
+        assert env.notices() == []  # mp3 is not final yet
         assert env.convert(job_id, "mp3").action is Action.ACK
-        assert len(receiver.requests) == 3  # two 500s, then delivered
-        env.convert(job_id, "mp3")  # a redelivery of finished work sends nothing more
+        assert receiver.requests == []  # the conversion only queued the notice
+        assert env.notices() == [Notify(job_id)] and marker(env, job_id)["state"] == "queued"
+        env.convert(job_id, "mp3")  # a redelivery of finished work queues nothing more
+        assert env.notices() == [Notify(job_id)]
+        for attempt, delay in ((1, 5), (2, 20)):  # two 500s: back to the queue with its back-off
+            assert env.outcome(Notify(job_id), attempt) == Outcome.retry(attempt, "webhook: HTTP 500")
+            assert Outcome.retry(attempt, "").delay == delay
+            assert marker(env, job_id) == {**marker(env, job_id), "state": "retrying", "attempts": attempt}
+        assert env.outcome(Notify(job_id), 3).action is Action.ACK
+        assert len(receiver.requests) == 3
+        assert env.outcome(Notify(job_id), 4).action is Action.ACK  # a redelivery sends nothing more
         assert len(receiver.requests) == 3
     last = receiver.requests[-1]
     assert last["path"] == "/hooks/video?token=abc"
@@ -102,8 +124,8 @@ def test_the_last_output_sends_the_signed_job_once_after_retries(env: Env, clip:
     assert job["job_id"] == job_id and job["status"] == "completed"
     assert {out["format"]: out["status"] for out in job["outputs"]} == {"thumbnail": "completed", "mp3": "completed"}
     assert all(out["download_url"] for out in job["outputs"])
-    marker = json.loads(env.converted.get_bytes(keys.webhook_key(job_id)))
-    assert marker["state"] == "delivered" and marker["attempts"] == 3
+    state = marker(env, job_id)
+    assert state["state"] == "delivered" and state["attempts"] == 3
 
 
 def test_a_failed_job_is_reported_too_and_giving_up_is_recorded(env: Env, clip: Path) -> None:
@@ -111,10 +133,20 @@ def test_a_failed_job_is_reported_too_and_giving_up_is_recorded(env: Env, clip: 
         job_id = job_with_callback(env, clip, receiver.url, ["gif"])
         env.rt.jobs.save_failure(job_id, "Not media.")
         env.convert(job_id, "gif")
-    assert len(receiver.requests) == 1 + len(webhooks.DELAYS)
+        outcomes = [env.outcome(Notify(job_id), n).action for n in range(1, webhooks.ATTEMPTS + 1)]
+    assert outcomes == [Action.RETRY] * (webhooks.ATTEMPTS - 1) + [Action.ACK]
+    assert len(receiver.requests) == webhooks.ATTEMPTS
     assert json.loads(receiver.requests[0]["body"])["status"] == "failed"
-    marker = json.loads(env.converted.get_bytes(keys.webhook_key(job_id)))
-    assert marker == {**marker, "state": "failed", "result": "HTTP 500"}
+    assert marker(env, job_id) == {**marker(env, job_id), "state": "failed", "result": "HTTP 500", "attempts": 4}
+
+
+def test_a_deleted_job_drops_its_notice(env: Env, clip: Path) -> None:
+    with Receiver() as receiver:
+        job_id = job_with_callback(env, clip, receiver.url, ["thumbnail"])
+        env.convert(job_id, "thumbnail")
+        env.service.delete_job(job_id)
+        assert env.outcome(Notify(job_id)).action is Action.ACK
+    assert receiver.requests == []
 
 
 def test_the_checked_address_is_the_one_connected_to(env: Env, clip: Path) -> None:
@@ -128,10 +160,10 @@ def test_the_checked_address_is_the_one_connected_to(env: Env, clip: Path) -> No
             answers.append(host)
             return ["127.0.0.1"]
 
-        delivered, attempts, _ = webhooks.deliver(
+        delivered, result = webhooks.deliver(
             f"http://hooks.example.test:{port}/x", b"{}", SECRET, allow_private=True, resolver=resolver
         )
-    assert delivered and attempts == 1 and answers == ["hooks.example.test"]
+    assert delivered and result == "HTTP 204" and answers == ["hooks.example.test"]
     assert receiver.requests[0]["headers"]["Host"] == f"hooks.example.test:{port}"
 
 
@@ -161,11 +193,14 @@ def test_a_public_address_is_allowed() -> None:
     assert (host, port, address) == ("hooks.test", 443, "93.184.216.34")
 
 
-def test_delivery_to_a_private_address_is_refused_without_retrying() -> None:
-    delivered, attempts, result = webhooks.deliver(
-        "http://hooks.test/x", b"{}", SECRET, allow_private=False, resolver=lambda h, p: ["10.1.2.3"]
-    )
-    assert (delivered, attempts) == (False, 1) and "private" in result
+def test_delivery_to_a_private_address_is_refused_without_retrying(make_env: MakeEnv, clip: Path) -> None:
+    env = make_env(webhook_secret=SECRET, webhook_allow_private=True)
+    job_id = job_with_callback(env, clip, "http://127.0.0.1:9/x", ["thumbnail"])  # allowed then
+    env.convert(job_id, "thumbnail")
+    env.rt.settings = env.rt.settings.model_copy(update={"webhook_allow_private": False})  # not any more
+    assert env.outcome(Notify(job_id)).action is Action.ACK
+    state = marker(env, job_id)
+    assert state["state"] == "failed" and state["attempts"] == 1 and "private" in state["result"]
 
 
 def test_the_api_refuses_a_private_callback_with_a_sentence(mem_runtime) -> None:
@@ -245,8 +280,12 @@ def test_the_api_refuses_ipv6_forms_that_embed_a_private_ipv4(mem_runtime, addre
 
 def test_embedded_metadata_is_refused_even_when_private_addresses_are_allowed() -> None:
     for address in ("64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::", "::ffff:0:a9fe:a9fe"):
+
+        def resolver(host: str, port: int, address: str = address) -> list[str]:
+            return [address]
+
         with pytest.raises(webhooks.WebhookRefused):
-            webhooks.check_url("http://hooks.test/x", allow_private=True, resolver=lambda h, p, a=address: [a])
+            webhooks.check_url("http://hooks.test/x", allow_private=True, resolver=resolver)
 
 
 def test_a_public_ipv4_embedded_in_nat64_is_judged_public() -> None:
@@ -256,3 +295,138 @@ def test_a_public_ipv4_embedded_in_nat64_is_judged_public() -> None:
     assert address == "64:ff9b::5db8:d822"
     with pytest.raises(webhooks.WebhookRefused):  # a private client inside Teredo is enough
         webhooks.check_url("http://h.test/x", allow_private=False, resolver=lambda h, p: [EMBEDDED_PRIVATE[-1]])
+
+
+class Hostile:
+    """A raw TCP server on 127.0.0.1: each connection's request is read, ``connected`` is set, then
+    ``answer(connection, sent)`` runs until it returns, the test ends (``stop``) or the client hangs up;
+    ``sent`` counts the bytes written to the client."""
+
+    def __init__(self, answer: Callable[[socket.socket, Hostile], None]) -> None:
+        self.answer, self.stop, self.connected = answer, threading.Event(), threading.Event()
+        self.sent, self.connections, self.done = 0, 0, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            self.connections += 1
+            self.connected.set()
+            with contextlib.suppress(OSError):  # the client hung up: what a bounded attempt does
+                self.answer(conn, self)
+            self.done.set()
+
+    def write(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def __enter__(self) -> Hostile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def drip(conn: socket.socket, server: Hostile) -> None:
+    """A byte of the answer's head every 0.2 s, for ever: every read succeeds, none ends it."""
+    while not server.stop.wait(0.2):
+        server.write(conn, b"X" if server.sent > 20 else b"HTTP/1.1 200 OK\r\nX-Slow: "[server.sent : server.sent + 1])
+
+
+def huge(conn: socket.socket, server: Hostile) -> None:
+    """A 200 whose body claims a GiB and is written as fast as the client takes it."""
+    server.write(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")
+    chunk = bytes(65536)
+    while server.sent < 1 << 30 and not server.stop.is_set():
+        server.write(conn, chunk)
+
+
+def endless_head(conn: socket.socket, server: Hostile) -> None:
+    """An answer's head that never ends: header lines as fast as the client takes them."""
+    server.write(conn, b"HTTP/1.1 200 OK\r\n")
+    while server.sent < 1 << 30 and not server.stop.is_set():
+        server.write(conn, b"X-Pad: " + b"a" * 1000 + b"\r\n")
+
+
+def test_two_dripping_receivers_do_not_delay_a_third_jobs_mp3(env: Env, clip: Path) -> None:
+    """Two jobs' receivers drip their answers a byte at a time (so no per-read timeout ever fires) while
+    both workers are on them; a third job's MP3 is still done within 15 s, because each attempt ends at
+    its total deadline and its retry waits on the queue, not in the worker."""
+    stop = threading.Event()
+    with Hostile(drip) as first, Hostile(drip) as second:
+        hooked = [job_with_callback(env, clip, receiver.url, ["thumbnail"]) for receiver in (first, second)]
+        workers = [threading.Thread(target=Worker(env.rt, stop).run, daemon=True) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        try:
+            assert first.connected.wait(60) and second.connected.wait(60)  # both workers are on a receiver
+            started = time.monotonic()
+            with clip.open("rb") as fh:
+                third = env.service.upload_and_create(fh, "clip.mp4", ["mp3"]).job_id
+            wait_for(lambda: env.status(third, "mp3").finished, "the third job's MP3", timeout=60)
+            took = time.monotonic() - started
+            assert env.status(third, "mp3") is OutputStatus.COMPLETED
+            assert took < 15, f"the third job's MP3 took {took:.1f} s"
+            # Each attempt ended by its deadline and went back to the queue for its retry.
+            wait_for(lambda: all(marker(env, j)["state"] == "retrying" for j in hooked), "both attempts' end", 30)
+        finally:
+            first.stop.set()
+            second.stop.set()
+            stop.set()
+            for worker in workers:
+                worker.join(30)
+    assert first.connections == second.connections == 1  # one attempt each; the retries wait 5 s
+
+
+def test_a_huge_answer_is_not_read(env: Env) -> None:
+    with Hostile(huge) as receiver:
+        delivered, result = webhooks.deliver(receiver.url, b"{}", SECRET, allow_private=True)
+        assert receiver.done.wait(30)  # the client hung up
+    assert (delivered, result) == (True, "HTTP 200")
+    # What the server managed to write is what the sockets' buffers hold, far from the GiB it offered.
+    assert receiver.sent < 32 * 1024 * 1024, receiver.sent
+
+
+def test_an_answer_head_that_never_ends_is_cut_off(env: Env) -> None:
+    with Hostile(endless_head) as receiver:
+        delivered, result = webhooks.deliver(receiver.url, b"{}", SECRET, allow_private=True)
+        assert receiver.done.wait(30)
+    assert not delivered and "longer than" in result
+    assert receiver.sent < 32 * 1024 * 1024, receiver.sent
+
+
+def test_a_dripping_answer_ends_at_the_attempts_deadline(env: Env) -> None:
+    with Hostile(drip) as receiver:
+        started = time.monotonic()
+        delivered, result = webhooks.deliver(receiver.url, b"{}", SECRET, allow_private=True, timeout=1.5)
+        took = time.monotonic() - started
+    assert (delivered, result) == (False, "Timeout: no whole answer within 1.5 s")
+    assert 1.4 < took < 3, took
+
+
+def test_a_refused_connection_costs_one_quick_attempt(env: Env, clip: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]  # closed below: nothing listens there
+    job_id = job_with_callback(env, clip, f"http://127.0.0.1:{port}/hook", ["thumbnail"])
+    assert env.convert(job_id, "thumbnail").final  # queues the notice, calls no one
+    started = time.monotonic()
+    outcome = env.outcome(Notify(job_id))
+    took = time.monotonic() - started
+    assert outcome.action is Action.RETRY and outcome.delay == 5  # the queue waits, not the worker
+    assert took < 2, took
+    state = marker(env, job_id)
+    assert state["state"] == "retrying" and state["result"].startswith("ConnectError")
