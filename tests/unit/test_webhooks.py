@@ -9,6 +9,8 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -322,7 +324,10 @@ class Hostile:
             conn.settimeout(30)
             request = b""
             while b"\r\n\r\n" not in request:
-                request += conn.recv(65536)
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
             self.connections += 1
             self.connected.set()
             with contextlib.suppress(OSError):  # the client hung up: what a bounded attempt does
@@ -430,3 +435,49 @@ def test_a_refused_connection_costs_one_quick_attempt(env: Env, clip: Path) -> N
     assert took < 2, took
     state = marker(env, job_id)
     assert state["state"] == "retrying" and state["result"].startswith("ConnectError")
+
+
+def test_a_redirect_is_not_followed(env: Env) -> None:
+    def redirect(conn: socket.socket, server: Hostile) -> None:
+        server.write(conn, b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\n\r\n")
+
+    with Hostile(redirect) as receiver:
+        assert webhooks.deliver(receiver.url, b"{}", SECRET, allow_private=True) == (False, "HTTP 302")
+    assert receiver.connections == 1
+
+
+def test_https_goes_to_the_checked_address_with_the_urls_name_and_checks_the_certificate(tmp_path: Path) -> None:
+    """The TLS server name is the URL's host though the connection goes to the checked address; a
+    certificate no authority signed is refused (a self-signed one here)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hooks.example.test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def sni(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    context.sni_callback = sni
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+
+        threading.Thread(target=serve, daemon=True).start()
+        delivered, result = webhooks.deliver(
+            f"https://hooks.example.test:{port}/x",
+            b"{}",
+            SECRET,
+            allow_private=True,
+            resolver=lambda h, p: ["127.0.0.1"],
+        )
+    assert not delivered and result.startswith("ConnectError") and "CERTIFICATE_VERIFY_FAILED" in result
+    assert names == ["hooks.example.test"]
