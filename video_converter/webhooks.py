@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -300,6 +301,17 @@ def handle(rt: Runtime, notice: Notify, attempt: int) -> Outcome:
     rt.converted.put_bytes(keys.webhook_key(job_id), _state("retrying", attempt, result), "application/json")
     log.warning("job %s webhook attempt %d failed (%s); the queue tries again", job_id, attempt, result)
     return Outcome.retry(attempt, f"webhook: {result}")
+
+
+def notice_due(rt: Runtime, job_id: str, older_than: timedelta) -> bool:
+    """Whether the job's notice is still to be delivered and its marker last changed more than
+    ``older_than`` ago (then a queue that does not hold the notice lost it)."""
+    try:
+        state = json.loads(rt.converted.get_bytes(keys.webhook_key(job_id)))
+        at = datetime.fromisoformat(state["at"])
+    except (ObjectNotFound, ValueError, KeyError, TypeError):
+        return False
+    return state.get("state") in ("queued", "retrying") and utcnow() - at >= older_than
 
 
 def _state(state: str, attempts: int = 0, result: str = "") -> bytes:

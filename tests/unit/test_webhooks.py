@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import json
 import socket
 import ssl
@@ -14,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,12 @@ from tests.conftest import Env, MakeEnv, wait_for
 from video_converter import cli, keys, runtime, webhooks
 from video_converter.config import Settings
 from video_converter.errors import InvalidRequest
-from video_converter.model import OutputStatus
+from video_converter.jobs import JobService
+from video_converter.model import OutputStatus, utcnow
 from video_converter.outcome import Action, Outcome
-from video_converter.work import Notify
+from video_converter.queues import SqliteQueue
+from video_converter.recovery import QUEUED_GRACE, reconcile
+from video_converter.work import Notify, to_body
 from video_converter.worker import Worker
 
 SECRET = "webhook-test-secret"
@@ -481,3 +486,28 @@ def test_https_goes_to_the_checked_address_with_the_urls_name_and_checks_the_cer
         )
     assert not delivered and result.startswith("ConnectError") and "CERTIFICATE_VERIFY_FAILED" in result
     assert names == ["hooks.example.test"]
+
+
+def test_a_notice_the_local_queue_lost_is_sent_again(settings: Settings) -> None:
+    """The queue file is state that can be lost: a marker still waiting for its delivery, past the grace
+    of a notice being queued right now, with no notice on the queue, is queued again (once)."""
+    rt = runtime.build_runtime(settings.model_copy(update={"webhook_secret": SECRET, "webhook_allow_private": True}))
+    try:
+        rt.probe_uploads = False
+        fresh, old = (
+            JobService(rt).upload_and_create(io.BytesIO(b"x"), "a.mp4", ["gif"], "http://127.0.0.1:9/").job_id
+            for _ in range(2)
+        )
+        while (message := rt.queue.receive()) is not None:  # their outputs' messages: not what is looked at
+            rt.queue.ack(message)
+        long_ago = (utcnow() - QUEUED_GRACE - timedelta(seconds=1)).isoformat()
+        rt.converted.put_bytes(keys.webhook_key(old), json.dumps({"state": "retrying", "at": long_ago}).encode())
+        rt.converted.put_bytes(
+            keys.webhook_key(fresh), json.dumps({"state": "queued", "at": utcnow().isoformat()}).encode()
+        )
+        assert reconcile(rt) == 1
+        assert isinstance(rt.queue, SqliteQueue)
+        assert rt.queue.bodies() == [to_body(Notify(old))]
+        assert reconcile(rt) == 0  # it is on the queue now
+    finally:
+        rt.close()
