@@ -130,7 +130,7 @@ class Env:
         return [t for body in self.queue.pending() if isinstance(t := from_body(body), Notify)]
 
     def take(self) -> list[Work]:
-        """The messages on the queue, as tasks, taken off it."""
+        """The conversion messages on the queue, as tasks; every message (webhook notices too) is taken off."""
         tasks = self.pending()
         self.queue.entries.clear()
         return tasks

@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     ffmpeg_memory_mb: int = Field(default=3072, ge=256)
     max_output_bytes: int = Field(default=4 * 1024**3, gt=0)  # FFmpeg's -fs: one output file at most
 
-    # Webhooks (video_converter.webhooks): the key of X-Signature (local mode falls back to the signing
-    # secret; AWS mode needs it set to accept callback_url), and whether callbacks may go to private,
-    # loopback or link-local addresses (only for a receiver on the operator's own network, or tests)
+    # Webhooks (video_converter.webhooks): the key of X-Signature (unset, local mode derives one from the
+    # signing secret, runtime.webhook_secret; AWS mode needs it set to accept callback_url), and whether
+    # callbacks may go to private, loopback or link-local addresses (only for a receiver on the operator's
+    # own network, or tests)
     webhook_secret: str = ""
     webhook_allow_private: bool = False
 
