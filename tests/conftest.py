@@ -23,7 +23,7 @@ from video_converter.outcome import Action, Outcome
 from video_converter.queues import MemoryQueue, Message, Queue
 from video_converter.runtime import Runtime, Scratch
 from video_converter.storage import MemoryStorage
-from video_converter.work import Convert, Work, from_body, to_body
+from video_converter.work import Convert, Notify, Task, Work, from_body, to_body
 
 ClipFactory = Callable[..., Path]
 H264_ULTRAFAST = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
@@ -122,21 +122,25 @@ class Env:
         return job_id
 
     def pending(self) -> list[Work]:
-        """The messages on the queue, as tasks (left there)."""
-        return [t for body in self.queue.pending() if (t := from_body(body))]
+        """The conversion messages on the queue, as tasks (left there)."""
+        return [t for body in self.queue.pending() if isinstance(t := from_body(body), Work)]
+
+    def notices(self) -> list[Notify]:
+        """The webhook notices on the queue (left there)."""
+        return [t for body in self.queue.pending() if isinstance(t := from_body(body), Notify)]
 
     def take(self) -> list[Work]:
-        """The messages on the queue, as tasks, taken off it."""
+        """The conversion messages on the queue, as tasks; every message (webhook notices too) is taken off."""
         tasks = self.pending()
         self.queue.entries.clear()
         return tasks
 
-    def outcome(self, task: Work, attempt: int = 1, **kwargs: Any) -> Outcome:
+    def outcome(self, task: Task, attempt: int = 1, **kwargs: Any) -> Outcome:
         """Deliver ``task`` with this receive count to process_message (with the runtime's FFmpeg as it is)."""
         message = Message(id="m", body=to_body(task), receive_count=attempt, handle="h")
         return process_message(self.rt, message, **kwargs)
 
-    def deliver(self, task: Work, attempt: int = 1) -> Action:
+    def deliver(self, task: Task, attempt: int = 1) -> Action:
         return self.outcome(task, attempt).action
 
     def convert(

@@ -1,4 +1,5 @@
-"""Command line: ``serve`` (API + workers, what ``make run`` starts) and ``worker`` (workers only)."""
+"""Command line: ``serve`` (API + workers, what ``make run`` starts), ``worker`` (workers only) and
+``webhook-secret`` (the key webhook receivers verify ``X-Signature`` with)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 from . import logsafe
 from .config import Settings, get_settings
 from .housekeeping import start_background
-from .runtime import build_runtime
+from .runtime import build_runtime, webhook_secret
 from .worker import start_workers, stop_workers
 
 log = logging.getLogger("video_converter")
@@ -44,9 +45,16 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the web UI and API, with WORKERS conversions at a time")
     sub.add_parser("worker", help="only convert: poll the queue with WORKERS workers")
+    sub.add_parser("webhook-secret", help="print the key webhook receivers verify X-Signature with")
     args = parser.parse_args(argv)
-    _setup_logging()
     settings = get_settings()
+    if args.command == "webhook-secret":
+        secret = webhook_secret(settings)
+        if not secret:
+            raise SystemExit("Webhooks are off: set WEBHOOK_SECRET (AWS mode needs it).")
+        print(secret)
+        return
+    _setup_logging()
     if args.command == "serve":
         from api.server import serve  # the API and uvicorn load only for `serve`
 

@@ -1,7 +1,8 @@
 """The one message handler: what happens to a message, decided once for every entry point.
 
 A message names some work (``video_converter.work``): outputs of a job converted from the original,
-or, for a long video, a piece, a sound part or a join (``video_converter.segmenting``).
+or, for a long video, a piece, a sound part or a join (``video_converter.segmenting``); or the delivery
+of a finished job's webhook (``video_converter.webhooks``), queued when its last output became final.
 ``process_message`` does that work and says what to do with the message as an ``Outcome``: ack it
 (done, failed for good, or not worth keeping), retry it after a delay, or release it at once (the
 worker is stopping). It never raises for a failed conversion. The local worker loop and the Lambda
@@ -28,7 +29,7 @@ from .presets import UnsuitableSource
 from .queues import Message
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Convert, Join, Work, alone, from_body, to_body
+from .work import Convert, Join, Notify, Work, alone, from_body, to_body
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,13 @@ def process_message(
     cancel: threading.Event | None = None,
 ) -> Outcome:
     """Do the work ``message`` names, record the result, and say what to do with the message; when that
-    made the job's last output final, send the job's webhook."""
+    made the job's last output final, queue the job's webhook."""
     work = from_body(message.body)
     if work is None:
         log.error("malformed message %s dropped: %.200r", message.id, message.body)
         return Outcome.ack("malformed")
+    if isinstance(work, Notify):
+        return _notify(rt, work, message.receive_count)
     attempt = _Attempt(rt, work, message.receive_count, deadline, cancel)
     try:
         outcome = attempt.process()
@@ -68,8 +71,16 @@ def process_message(
         try:
             webhooks.notify_if_finished(rt, work.job_id)
         except Exception:  # the conversion's outcome stands whatever happens to the notification
-            log.exception("job %s: the webhook could not be sent", work.job_id)
+            log.exception("job %s: the webhook could not be queued", work.job_id)
     return outcome
+
+
+def _notify(rt: Runtime, notice: Notify, attempt: int) -> Outcome:
+    try:
+        return webhooks.handle(rt, notice, attempt)
+    except Exception as exc:  # the records could not be read or written: try again later
+        log.exception("job %s: the webhook hit an unexpected error", notice.job_id)
+        return Outcome.retry(attempt, f"{type(exc).__name__}: {exc}")
 
 
 class _Attempt:

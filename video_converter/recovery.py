@@ -3,7 +3,8 @@
 An output whose record says it is waiting (queued for a while, or processing but silent past
 STALE_AFTER) and that has no message in the queue lost its message: the queue file was deleted,
 replaced or found corrupt. Sending it again loses nothing; a duplicate would be harmless anyway, since a
-redelivery of finished work is acked without converting.
+redelivery of finished work is acked without converting. So does a finished job's webhook notice whose
+marker says it is still to be delivered.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import segmenting
+from . import segmenting, webhooks
 from .errors import JobNotFound
 from .model import OutputStatus, is_job_id, utcnow
 from .queues import SqliteQueue
 from .records import JobStore
 from .runtime import Runtime
 from .storage import LocalStorage, Storage
-from .work import Convert, Work, from_body, to_body
+from .work import Convert, Notify, Task, Work, from_body, to_body
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,12 @@ def reconcile(rt: Runtime) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # another process is at it
-        queued = {work for body in rt.queue.bodies() if (work := from_body(body))}
+        tasks = {task for body in rt.queue.bodies() if (task := from_body(body))}
+        queued = {task for task in tasks if isinstance(task, Work)}
         job_ids = [p.name for p in rt.converted.root.iterdir() if is_job_id(p.name)]
         stale = timedelta(seconds=rt.settings.stale_after)
-        lost = list(lost_work(rt.jobs, rt.uploads, job_ids, queued, stale_after=stale))
+        lost: list[Task] = list(lost_work(rt.jobs, rt.uploads, job_ids, queued, stale_after=stale))
+        lost += [Notify(j) for j in job_ids if Notify(j) not in tasks and webhooks.notice_due(rt, j, QUEUED_GRACE)]
         for work in lost:
             rt.queue.send(to_body(work), group=work.job_id)
         if lost:

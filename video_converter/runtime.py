@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -41,6 +43,8 @@ CONVERTED_DIR = "converted"
 QUEUE_FILE = "queue.sqlite3"
 SCRATCH_DIR = "tmp"
 SECRET_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
+# The label the local webhook key is derived under: a webhook signature is never a URL signature.
+WEBHOOK_KEY_LABEL = b"video-converter webhook v1"
 # Where local mode's signed URLs point (served by api/routes/files.py).
 UPLOADS_URL = "/files/uploads"
 CONVERTED_URL = "/files/converted"
@@ -143,10 +147,8 @@ class Runtime:
 
     @cached_property
     def webhook_secret(self) -> str:
-        """WEBHOOK_SECRET; in local mode, else the URL-signing secret. Empty: webhooks are off."""
-        if self.settings.webhook_secret or self.settings.backend != "local":
-            return self.settings.webhook_secret
-        return local_secret(self.settings)
+        """The key of the webhook's X-Signature (``webhook_secret``). Empty: webhooks are off."""
+        return webhook_secret(self.settings)
 
     def health_problem(self) -> str | None:
         """Why this process cannot do its work right now, as a sentence; None when it can. In local mode:
@@ -193,6 +195,15 @@ def local_secret(settings: Settings) -> str:
     except FileExistsError:
         pass
     return path.read_text().strip()
+
+
+def webhook_secret(settings: Settings) -> str:
+    """WEBHOOK_SECRET; in local mode when it is unset, a key derived from the URL-signing secret under its
+    own label (HMAC-SHA256, hex), so that no webhook signature can pass as a URL signature or the other
+    way round. ``video-converter webhook-secret`` prints it for receivers. On AWS it must be set."""
+    if settings.webhook_secret or settings.backend != "local":
+        return settings.webhook_secret
+    return hmac.new(local_secret(settings).encode(), WEBHOOK_KEY_LABEL, hashlib.sha256).hexdigest()
 
 
 def build_runtime(settings: Settings, *, ffmpeg: FFmpeg | None = None) -> Runtime:

@@ -1,13 +1,18 @@
 """The job-finished webhook: when every output of a job is final, POST the job's JSON to its
 ``callback_url``, signed, retried with back-off, and never to an address inside the operator's network.
 
-Runs where the last output finishes (a local worker thread or the Lambda), right after that output's
-final record is written. "Once" is a create-if-absent marker in the converted store: of several workers
-finishing a job's last outputs together, exactly one wins it and sends. The marker is taken before
-sending, so delivery is at most once per job if that worker dies mid-send; the outcome is written back
-into the marker.
+Delivery is work of its own, off the conversion path. The worker that makes a job's last output final
+only queues a ``Notify`` message (``notify_if_finished``); "once" is a create-if-absent marker in the
+converted store, so of several workers finishing a job's last outputs together exactly one queues it.
+Whichever worker receives the notice makes one attempt (``deliver``): at most ``TIMEOUT`` seconds in all
+(resolving, connecting, TLS, sending, the answer's head: a wall-clock deadline, not a per-read timeout),
+the answer's body never read, and a failed attempt goes back to the queue with its back-off
+(``Outcome.retry``), never a sleep in the worker. The marker records each attempt's result, and after
+``ATTEMPTS`` "failed". A worker that dies mid-attempt leaves the notice to come back, so a receiver may
+see a job twice (at least once; its ``job_id`` tells).
 
-Receivers check ``X-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under WEBHOOK_SECRET.
+Receivers check ``X-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body under the webhook key
+(``Runtime.webhook_secret``).
 """
 
 from __future__ import annotations
@@ -18,26 +23,38 @@ import ipaddress
 import json
 import logging
 import socket
+import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 
 from . import keys
 from .documents import JobDocuments
 from .errors import InvalidRequest, JobNotFound
 from .model import utcnow
+from .outcome import Outcome
 from .runtime import Runtime
+from .storage import ObjectNotFound
+from .work import Notify, to_body
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = 10.0  # seconds per delivery attempt
-DELAYS = (1.0, 4.0, 15.0)  # back-off between attempts: four attempts in about 20 s
+TIMEOUT = 10.0  # seconds one delivery attempt may take in all, whatever the receiver does
+ATTEMPTS = 4  # deliveries of a notice, the queue's back-off between them (5, 20, 45 s); fewer if MAX_ATTEMPTS is
+READ_CHUNK = 4096  # bytes asked of the socket at a time
+MAX_ANSWER = 32 * 1024  # bytes of the answer read at most: enough for its status line and headers
 MAX_URL = 2048
 SIGNATURE_HEADER = "X-Signature"
 # The instance metadata services of AWS and others; also caught by the link-local / private checks.
 METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the IPv4 address is the last 32 bits.
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -59,10 +76,30 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which is where a packet to it ends up: IPv4-mapped
+    (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64
+    (64:ff9b::/96, and the local-use 64:ff9b:1::/48 with the IPv4 last), 6to4 (2002:ab:cd::) and Teredo
+    (its server and client). Python's ``is_global`` judges only the IPv6 prefix, and says True for most."""
+    value, low = int(ip), ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped:
+        return [ip.ipv4_mapped]
+    if ip.teredo:
+        return list(ip.teredo)
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if value >> 32 in (0, 0xFFFF0000) and value > 1:  # IPv4-compatible or -translated; not :: or ::1
+        return [low]
+    if any(ip in net for net in NAT64):
+        return [low]
+    return []
+
+
 def _allowed(address: str, allow_private: bool) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    embedded = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
+    if embedded:  # judged by where it leads
+        return all(_allowed(str(inner), allow_private) for inner in embedded)
     if ip in METADATA or ip.is_multicast or ip.is_unspecified:
         return False  # never, whatever the operator allows
     return allow_private or ip.is_global
@@ -89,56 +126,139 @@ def check_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) ->
     return parts.hostname, port, addresses[0]
 
 
+class Deadline:
+    """The wall-clock end of one attempt: every blocking step gets only the time that is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout(self.missed)
+        return left
+
+    @property
+    def missed(self) -> str:
+        return f"no whole answer within {self.seconds:g} s"
+
+
+def resolve_within(resolver: Resolver, deadline: Deadline) -> Resolver:
+    """``resolver``, given up on when the deadline passes (a slow name server cannot hold the worker;
+    the lookup thread ends by itself when the system resolver does)."""
+
+    def within(host: str, port: int) -> list[str]:
+        answer: list[list[str] | BaseException] = []
+
+        def run() -> None:
+            try:
+                answer.append(resolver(host, port))
+            except BaseException as exc:  # handed to the caller
+                answer.append(exc)
+
+        thread = threading.Thread(target=run, name="webhook-resolve", daemon=True)
+        thread.start()
+        thread.join(deadline.left())
+        if not answer:
+            raise httpcore.ConnectTimeout(f"resolving {host!r} took longer than the attempt may")
+        if isinstance(answer[0], BaseException):
+            raise answer[0]
+        return answer[0]
+
+    return within
+
+
+class _Stream(httpcore.NetworkStream):
+    """A connection whose every read and write is bounded by the attempt's deadline, read in small chunks
+    and at most ``MAX_ANSWER`` bytes in all."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: Deadline) -> None:
+        self.inner, self.deadline, self.received = inner, deadline, 0
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = self.inner.read(min(max_bytes, READ_CHUNK), self.deadline.left())
+        self.received += len(data)
+        if self.received > MAX_ANSWER:
+            raise httpcore.ReadError(f"the answer's head is longer than {MAX_ANSWER} bytes")
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, self.deadline.left())
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _Stream(self.inner.start_tls(ssl_context, server_hostname, self.deadline.left()), self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _Pinned(httpcore.NetworkBackend):
+    """Connects to the checked address, whatever host the URL names (which stays the Host header and the
+    TLS server name), within the deadline."""
+
+    def __init__(self, address: str, deadline: Deadline) -> None:
+        self.address, self.deadline = address, deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = httpcore.SyncBackend().connect_tcp(
+            self.address, port, self.deadline.left(), local_address, socket_options
+        )
+        return _Stream(inner, self.deadline)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("webhooks go over TCP only")
+
+
+# What a failed attempt raises: it is tried again later.
+FAILED = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
+
+
 def deliver(
-    url: str,
-    body: bytes,
-    secret: str,
-    *,
-    allow_private: bool,
-    resolver: Resolver = resolve,
-    delays: tuple[float, ...] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[bool, int, str]:
-    """POST ``body`` until a 2xx answer or the attempts run out; return (delivered, attempts, last result).
-    Each attempt resolves and checks the host again and connects to that checked address (the Host
-    header and TLS name stay the URL's), so a DNS answer that changes after the check is never used."""
-    delays = DELAYS if delays is None else delays
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(secret, body),
-        "User-Agent": "video-converter",
-    }
-    result = ""
-    for attempt in range(1, len(delays) + 2):
-        try:
-            host, port, address = check_url(url, allow_private=allow_private, resolver=resolver)
-        except WebhookRefused as exc:
-            return False, attempt, str(exc)  # refused is final: no retry
-        parts = urlsplit(url)
-        netloc = f"[{address}]" if ":" in address else address
-        pinned = parts._replace(netloc=f"{netloc}:{port}").geturl()
-        host_header = parts.netloc.rsplit("@", 1)[-1]
-        try:
-            with httpx.Client(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as http:
-                response = http.post(
-                    pinned,
-                    content=body,
-                    headers={**headers, "Host": host_header},
-                    extensions={"sni_hostname": host},
-                )
-            result = f"HTTP {response.status_code}"
-            if 200 <= response.status_code < 300:
-                return True, attempt, result
-        except httpx.HTTPError as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        if attempt <= len(delays):
-            log.warning("webhook %s attempt %d failed (%s); retrying", parts.hostname, attempt, result)
-            sleep(delays[attempt - 1])
-    return False, len(delays) + 1, result
+    url: str, body: bytes, secret: str, *, allow_private: bool, resolver: Resolver = resolve, timeout: float = TIMEOUT
+) -> tuple[bool, str]:
+    """One POST of ``body``, over within ``timeout`` seconds whatever the receiver does; return (delivered:
+    a 2xx answer, what happened). The host is resolved and checked again and the request goes to that
+    checked address, so a DNS answer that changes after the check is never used. Redirects are not
+    followed and the answer's body is never read. Raises ``WebhookRefused`` (final: no retry)."""
+    deadline = Deadline(timeout)
+    try:
+        _, _, address = check_url(url, allow_private=allow_private, resolver=resolve_within(resolver, deadline))
+        headers: list[tuple[bytes | str, bytes | str]] = [
+            ("Host", urlsplit(url).netloc),
+            ("Content-Type", "application/json"),
+            (SIGNATURE_HEADER, sign(secret, body)),
+            ("User-Agent", "video-converter"),
+        ]
+        backend = _Pinned(address, deadline)
+        with (
+            httpcore.ConnectionPool(network_backend=backend, max_connections=1) as pool,
+            pool.stream("POST", url, headers=headers, content=body) as response,
+        ):
+            status = response.status
+    except httpcore.TimeoutException:  # the socket's own "timed out" is the deadline too
+        return False, f"Timeout: {deadline.missed}"
+    except FAILED as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return 200 <= status < 300, f"HTTP {status}"
 
 
 def notify_if_finished(rt: Runtime, job_id: str) -> bool:
-    """Send the job's webhook if it has one and every output is final; return whether this call sent it."""
+    """Queue the job's notice if it has a callback and every output is final; return whether this call
+    queued it. Sends nothing: a conversion never waits for a receiver."""
     try:
         record = rt.jobs.job(job_id)
     except JobNotFound:
@@ -148,16 +268,61 @@ def notify_if_finished(rt: Runtime, job_id: str) -> bool:
     outputs = [rt.jobs.find_output(job_id, f) for f in record.formats]
     if not all(out is not None and out.status.finished for out in outputs):
         return False
-    marker = keys.webhook_key(job_id)
-    if not rt.converted.create_bytes(marker, json.dumps({"state": "sending", "at": utcnow().isoformat()}).encode()):
-        return False  # another worker finished the last output at the same time and sends it
+    if not rt.converted.create_bytes(keys.webhook_key(job_id), _state("queued")):
+        return False  # another worker finished the last output at the same time and queued it
+    try:
+        rt.queue.send(to_body(Notify(job_id)), group=job_id)
+    except Exception:
+        _record(rt, job_id, "failed", 0, "the notice could not be queued")
+        raise
+    return True
+
+
+def handle(rt: Runtime, notice: Notify, attempt: int) -> Outcome:
+    """One delivery of a job's notice: a 2xx answer or a refused URL ends it, any other failure comes back
+    with the queue's back-off until the attempts run out."""
+    job_id = notice.job_id
+    try:
+        state = json.loads(rt.converted.get_bytes(keys.webhook_key(job_id))).get("state")
+        record = rt.jobs.job(job_id)
+    except (ObjectNotFound, JobNotFound):
+        return Outcome.ack("no such job")  # deleted meanwhile
+    if state in ("delivered", "failed") or not record.callback_url:
+        return Outcome.ack(f"webhook {state}")  # a redelivery
     body = JobDocuments(rt).view(job_id).model_dump_json().encode()  # exactly as GET /api/jobs/{id} answers
-    delivered, attempts, result = deliver(
-        record.callback_url, body, rt.webhook_secret, allow_private=rt.settings.webhook_allow_private
+    try:
+        delivered, result = deliver(
+            record.callback_url, body, rt.webhook_secret, allow_private=rt.settings.webhook_allow_private
+        )
+    except WebhookRefused as exc:
+        return _record(rt, job_id, "failed", attempt, str(exc))
+    if delivered or attempt >= min(ATTEMPTS, rt.settings.max_attempts):
+        return _record(rt, job_id, "delivered" if delivered else "failed", attempt, result)
+    rt.converted.put_bytes(keys.webhook_key(job_id), _state("retrying", attempt, result), "application/json")
+    log.warning("job %s webhook attempt %d failed (%s); the queue tries again", job_id, attempt, result)
+    return Outcome.retry(attempt, f"webhook: {result}")
+
+
+def notice_due(rt: Runtime, job_id: str, older_than: timedelta) -> bool:
+    """Whether the job's notice is still to be delivered and its marker last changed more than
+    ``older_than`` ago (then a queue that does not hold the notice lost it)."""
+    try:
+        state = json.loads(rt.converted.get_bytes(keys.webhook_key(job_id)))
+        at = datetime.fromisoformat(state["at"])
+    except (ObjectNotFound, ValueError, KeyError, TypeError):
+        return False
+    return state.get("state") in ("queued", "retrying") and utcnow() - at >= older_than
+
+
+def _state(state: str, attempts: int = 0, result: str = "") -> bytes:
+    extra = {"attempts": attempts, "result": result} if attempts or result else {}
+    return json.dumps({"state": state, **extra, "at": utcnow().isoformat()}).encode()
+
+
+def _record(rt: Runtime, job_id: str, state: str, attempts: int, result: str) -> Outcome:
+    """The notice's end, written into the marker."""
+    rt.converted.put_bytes(keys.webhook_key(job_id), _state(state, attempts, result), "application/json")
+    (log.info if state == "delivered" else log.warning)(
+        "job %s webhook %s after %d attempt(s): %s", job_id, state, attempts, result
     )
-    state = {"state": "delivered" if delivered else "failed", "attempts": attempts, "result": result}
-    rt.converted.put_bytes(marker, json.dumps({**state, "at": utcnow().isoformat()}).encode(), "application/json")
-    (log.info if delivered else log.warning)(
-        "job %s webhook %s after %d attempt(s): %s", job_id, state["state"], attempts, result
-    )
-    return delivered
+    return Outcome.ack(f"webhook {state}")

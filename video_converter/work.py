@@ -5,10 +5,13 @@ divided into them.
   decode group (the MP4 sizes), converted together from one decode.
 - For a long video, split into pieces (``video_converter.segmenting``), the same formats' ``Piece``
   (one piece of the picture), ``SoundPart`` (one part of the sound) and, per output, its ``Join``.
+- ``Notify``: not conversion work: the delivery of a finished job's webhook (``video_converter.webhooks``),
+  sent by the worker that made its last output final, so no conversion waits for a receiver.
 
 Bodies are flat string maps, as SQS and the SQLite queue carry them: ``{"job_id", "format", "with"}``
-plus ``"segment": n``, ``"step": "audio", "part": n`` or ``"step": "assemble"``. Bodies written by
-earlier versions still read: an ``"audio"`` step without a part is part 0 (the sound was one part).
+plus ``"segment": n``, ``"step": "audio", "part": n`` or ``"step": "assemble"``; a notice is
+``{"job_id", "step": "webhook"}``. Bodies written by earlier versions still read: an ``"audio"`` step
+without a part is part 0 (the sound was one part).
 """
 
 from __future__ import annotations
@@ -67,8 +70,17 @@ class Join:
         return "Joining the parts"
 
 
-Work = Convert | Piece | SoundPart | Join
+@dataclass(frozen=True)
+class Notify:
+    """Deliver the job's webhook: its outputs are all final."""
+
+    job_id: str
+
+
+Work = Convert | Piece | SoundPart | Join  # conversion work: it names outputs
 SegmentWork = Piece | SoundPart | Join
+Task = Work | Notify  # what a message names
+NOTIFY_STEP = "webhook"
 
 
 def alone(work: Work, format_id: str) -> Work:
@@ -76,7 +88,9 @@ def alone(work: Work, format_id: str) -> Work:
     return work if isinstance(work, Join) else dataclasses.replace(work, formats=(format_id,))
 
 
-def to_body(work: Work) -> dict[str, str]:
+def to_body(work: Task) -> dict[str, str]:
+    if isinstance(work, Notify):
+        return {"job_id": work.job_id, "step": NOTIFY_STEP}
     first, *rest = work.formats
     body = {"job_id": work.job_id, "format": first}
     if rest:
@@ -90,9 +104,11 @@ def to_body(work: Work) -> dict[str, str]:
     return body
 
 
-def from_body(body: dict[str, str]) -> Work | None:
+def from_body(body: dict[str, str]) -> Task | None:
     """The work a body names, or None when it is malformed."""
     job_id, first = body.get("job_id"), body.get("format")
+    if body.get("step") == NOTIFY_STEP:
+        return Notify(job_id) if job_id and set(body) == {"job_id", "step"} else None
     segment, part, step = body.get("segment"), body.get("part"), body.get("step")
     if not job_id or not first or any(n is not None and not n.isdigit() for n in (segment, part)):
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from video_converter.presets import PRESETS
-from video_converter.work import Convert, Join, Piece, SoundPart, Work, divide, from_body, to_body
+from video_converter.work import Convert, Join, Notify, Piece, SoundPart, Task, divide, from_body, to_body
 
 
 def test_a_job_is_divided_into_one_message_for_the_mp4_sizes_and_one_per_other_format() -> None:
@@ -42,9 +42,12 @@ def test_odd_groups_are_malformed(extra: dict[str, str]) -> None:
         ({"job_id": "j", "format": "720p", "step": "audio", "segment": "1"}, None),
         ({"job_id": "j", "format": "720p", "step": "audio", "part": "-1"}, None),
         ({"job_id": "j", "format": "720p", "part": "1"}, None),
+        ({"job_id": "j", "step": "webhook"}, Notify("j")),  # a finished job's webhook, delivered on its own
+        ({"job_id": "j", "step": "webhook", "format": "720p"}, None),
+        ({"job_id": "", "step": "webhook"}, None),
     ],
 )
-def test_work_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Work | None) -> None:
+def test_work_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str], task: Task | None) -> None:
     assert from_body(body) == task
     if task is not None:
         assert from_body(to_body(task)) == task
