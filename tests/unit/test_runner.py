@@ -261,3 +261,12 @@ def test_an_output_that_reached_its_size_limit_is_a_final_error(fake_binary, tmp
 def test_from_settings(settings) -> None:
     ffmpeg = FFmpeg.from_settings(settings.model_copy(update={"ffmpeg_memory_mb": 999, "max_output_bytes": 77}))
     assert (ffmpeg.memory_mb, ffmpeg.max_output_bytes) == (999, 77)
+
+
+def test_ffmpeg_children_run_without_the_hosts_gconv_modules(fake_binary, tmp_path: Path) -> None:
+    """The bundled static FFmpeg crashes on MPEG-TS when its iconv loads the host's gconv modules."""
+    seen = tmp_path / "env.txt"
+    probed = '{"streams": [{"codec_type": "audio", "codec_name": "aac"}], "format": {}}'
+    ffprobe = fake_binary(f"env > {seen}; echo '{probed}'")
+    FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe).probe(Path("x"))
+    assert "GCONV_PATH=/nonexistent/gconv" in seen.read_text().splitlines()

@@ -77,9 +77,17 @@ ProgressCallback = Callable[[float], None]
 Files = Sequence[tuple[Sequence[str], Path]]  # (options, path) inputs or (arguments, path) outputs
 
 
-def _child_env() -> dict[str, str]:
+# The bundled static FFmpeg carries its own glibc, whose iconv (the MPEG-TS demuxer decodes DVB service
+# names with it) loads the host's gconv modules, built for another glibc: on Debian 12 ffmpeg and ffprobe
+# die of SIGSEGV on every .ts/.m2ts/.mts. With GCONV_PATH naming a folder that does not exist they do not
+# (checked on FFmpeg 7.0.2: exit -11 without it, 0 with it); a distribution's FFmpeg is unaffected.
+NO_GCONV_MODULES = "/nonexistent/gconv"
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every ffmpeg and ffprobe, in local mode and on Lambda alike (and in the tests)."""
     # glibc reserves 64 MB of address space per malloc arena (RLIMIT_AS counts reservations, not use).
-    return {**os.environ, "MALLOC_ARENA_MAX": "2"}
+    return {**os.environ, "MALLOC_ARENA_MAX": "2", "GCONV_PATH": NO_GCONV_MODULES}
 
 
 def _address_space_limit(memory_mb: int | None) -> Callable[[], None] | None:
@@ -172,7 +180,7 @@ class FFmpeg:
             text=True,
             timeout=timeout,
             check=False,
-            env=_child_env(),
+            env=child_env(),
             preexec_fn=_address_space_limit(self.memory_mb),
         )
 
@@ -298,7 +306,7 @@ class _Run:
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: a kill reaches wrapper scripts' children too
-            env=_child_env(),
+            env=child_env(),
             preexec_fn=_address_space_limit(memory_mb),
         )
         return cls(proc)
