@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from video_converter.ffmpeg.parse import ProgressTracker, parse_probe, says_out_of_memory, tail
+from video_converter.ffmpeg.parse import ProgressTracker, parse_probe, parse_probe_facts, says_out_of_memory, tail
 
 DATA = Path(__file__).parent / "data"
 
@@ -305,3 +305,28 @@ def test_hdr_from_transfer_or_primaries(transfer: str | None, primaries: str | N
 def test_colour_tags_of_an_audio_file_are_none() -> None:
     info = parse_probe(captured("probe_mp3_cover_art.json"))  # the cover picture's tags are not the source's
     assert (info.color_transfer, info.color_primaries, info.color_space) == (None, None, None)
+
+
+# --- the fields the runner asks for (-show_entries PROBE_ENTRIES), as FFmpeg 7.0.2 prints them --------
+
+
+def test_the_asked_for_fields_give_the_rotated_display_size() -> None:
+    facts = parse_probe_facts(captured("probe_entries_mp4_rotated90.json"))
+    assert (facts.info.width, facts.info.height) == (240, 320)
+    assert facts.info.video_codec == "h264" and facts.info.audio_codec == "aac"
+    assert facts.video is not None and facts.video.nb_frames == 50 and facts.size == 194678
+
+
+def test_the_asked_for_fields_tell_cover_art_from_video() -> None:
+    facts = parse_probe_facts(captured("probe_entries_mp3_cover_art.json"))
+    assert not facts.info.has_video and facts.info.audio_codec == "mp3"
+    assert [s.attached_pic for s in facts.streams] == [False, True]
+
+
+def test_the_asked_for_fields_of_a_transport_stream_count_each_stream_once() -> None:
+    """ffprobe lists an MPEG-TS file's streams under its programs too; only the top-level list counts."""
+    text = captured("probe_entries_ts_h264_aac.json")
+    assert json.loads(text)["programs"][0]["streams"]
+    facts = parse_probe_facts(text)
+    assert [s.kind for s in facts.streams] == ["video", "audio"]
+    assert (facts.info.width, facts.info.height, facts.info.format_name) == (160, 120, "mpegts")

@@ -107,8 +107,30 @@ def _stream_facts(stream: dict[str, Any]) -> StreamFacts:
     )
 
 
+# What ffprobe is asked to print (its -show_entries): exactly the fields parse_probe_facts and
+# _stream_facts read, and of the tags only ``rotate``. A file's other tags can be any size (60 MB of
+# U+0001 in a Matroska tag is 377 MB of JSON escapes): they are never printed.
+PROBE_ENTRIES = ":".join(
+    [
+        "stream=" + ",".join(
+            [
+                "codec_type", "codec_name", "width", "height", "coded_width", "coded_height",
+                "start_time", "duration", "nb_frames", "r_frame_rate", "avg_frame_rate", "time_base",
+                "channels", "sample_rate", "channel_layout", "field_order",
+                "color_transfer", "color_primaries", "color_space",
+            ]
+        ),
+        "stream_disposition=attached_pic",
+        "stream_side_data=rotation",
+        "stream_tags=rotate",
+        "format=format_name,start_time,duration,size",
+    ]
+)  # fmt: skip
+
+
 def parse_probe_facts(text: str) -> ProbeFacts:
-    """Turn ``ffprobe -print_format json -show_format -show_streams`` output into SourceInfo and facts.
+    """Turn ``ffprobe -print_format json -show_entries PROBE_ENTRIES`` output (or the fuller
+    ``-show_format -show_streams``) into SourceInfo and facts.
 
     Cover art in audio files (``attached_pic``) does not count as video. Width and height are the
     displayed ones: a phone video recorded in portrait reports portrait dimensions.
