@@ -123,6 +123,24 @@ def metadata_bomb(path: Path, megabytes: int = 16) -> Path:
     return path
 
 
+def growing_stream(path: Path, tmp: Path, second: str = "1920x1080") -> Path:
+    """An MP4 of two H.264 elementary streams one after the other: one second at 160x120, then five
+    frames at ``second``, whose in-band SPS the decoder meets partway through. The container, and so
+    the probe, say 160x120."""
+    parts = []
+    for size, seconds in (("160x120", 1), (second, 0.2)):
+        part = tmp / f"part-{size}.h264"
+        ffmpeg(
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "h264", str(part),
+        )  # fmt: skip
+        parts.append(part.read_bytes())
+    joined = tmp / "joined.h264"
+    joined.write_bytes(b"".join(parts))
+    ffmpeg("-f", "h264", "-framerate", "25", "-i", str(joined), "-c", "copy", str(path))
+    return path
+
+
 # --- the sampler ----------------------------------------------------------------------------------------
 
 
@@ -282,6 +300,23 @@ def test_high_frame_rate_is_capped_at_sixty_by_dropping_frames(env: Env, make_cl
     (record, _, _), *_ = convert(env, source, ["360p"]).values()
     assert record.status is OutputStatus.COMPLETED, record.error
     assert 55 <= frames_of(env.output_file(record, tmp_path)) <= 61
+
+
+# --- refused while decoding ---------------------------------------------------------------------------------
+
+
+def test_a_stream_that_grows_past_the_pixel_limit_partway_fails_with_a_sentence(
+    make_env: MakeEnv, tmp_path: Path
+) -> None:
+    """The probe sees 160x120; the decoder meets 1920x1080 a second in and refuses it (-max_pixels), so the
+    output fails for good, saying why, instead of decoding frames the limit was set against."""
+    env = make_env(ffmpeg_memory_mb=MEMORY_MB, max_pixels=640 * 480)
+    source = growing_stream(tmp_path / "grows.mp4", tmp_path)
+    assert [(s["width"], s["height"]) for s in probe_file(source)["streams"]] == [(160, 120)]
+    (record, seconds, peak), *_ = convert(env, source, ["360p"]).values()
+    assert record.status is OutputStatus.FAILED and record.attempts == 1
+    assert record.error == "This video changes to 1920x1080 pixels partway through; the limit is 307200 pixels."
+    assert seconds < 20 and peak < MEMORY_MB
 
 
 # --- the memory bound itself --------------------------------------------------------------------------------

@@ -212,6 +212,30 @@ class ProgressTracker:
         return round(min(99.0, max(0.0, 100.0 * self._out_time / self.duration)), 1)
 
 
+EIGHT_K = (7680, 4320)
+# What a decoder prints when -max_pixels refuses a frame (libavutil's av_image_check_size2, FFmpeg 7).
+_OVER_MAX_PIXELS = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count (\d+)")
+
+
+def describe_pixels(max_pixels: int) -> str:
+    """A pixel limit in words: ``8K (7680x4320)``, ``33.2 megapixels``, ``307200 pixels``."""
+    if max_pixels == EIGHT_K[0] * EIGHT_K[1]:
+        return "8K (7680x4320)"
+    if max_pixels >= 1_000_000:
+        return f"{max_pixels / 1e6:.1f} megapixels"
+    return f"{max_pixels} pixels"
+
+
+def frame_over_max_pixels(line: str) -> str | None:
+    """The sentence for an FFmpeg stderr line saying a decoder refused a frame larger than -max_pixels
+    (a stream that grows partway through, past what the probe saw); None for any other line."""
+    found = _OVER_MAX_PIXELS.search(line)
+    if found is None:
+        return None
+    width, height, limit = (int(group) for group in found.groups())
+    return f"This video changes to {width}x{height} pixels partway through; the limit is {describe_pixels(limit)}."
+
+
 _POINTER = re.compile(r" @ 0x[0-9a-f]+")
 _OUT_OF_MEMORY = ("cannot allocate memory", "out of memory", "malloc of size", "failed to allocate")
 

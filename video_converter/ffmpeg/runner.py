@@ -21,6 +21,7 @@ from .errors import (
     ConversionCancelled,
     ConversionTimeout,
     FFmpegError,
+    FrameTooLarge,
     InvalidMedia,
     MemoryLimitExceeded,
     OutputTooLarge,
@@ -30,6 +31,7 @@ from .parse import (
     PROBE_ENTRIES,
     ProbeFacts,
     ProgressTracker,
+    frame_over_max_pixels,
     parse_packet_times,
     parse_probe_facts,
     says_out_of_memory,
@@ -211,11 +213,15 @@ class FFmpeg:
         max_output_bytes: int | None = None,
         probe_memory_mb: int | None = DEFAULT_PROBE_MEMORY_MB,
         max_concurrent_probes: int = DEFAULT_CONCURRENT_PROBES,
+        max_pixels: int | None = None,
     ) -> None:
         self._ffmpeg = ffmpeg
         self._ffprobe = ffprobe
         self.memory_mb = memory_mb
         self.max_output_bytes = max_output_bytes
+        # Decoders refuse frames over this (-max_pixels): the probe checks the declared size, but a stream
+        # can switch to a larger one partway through (a 160x120 file whose SPS turns 16000x16000).
+        self.max_pixels = max_pixels
         self._probe_memory_mb = probe_memory_mb
         # The API's request threads and the workers of a process share the runtime's one FFmpeg: at most
         # this many ffprobes run at once, the others wait for a turn.
@@ -228,6 +234,7 @@ class FFmpeg:
             max_output_bytes=settings.max_output_bytes,
             probe_memory_mb=settings.probe_memory_mb,
             max_concurrent_probes=settings.max_concurrent_probes,
+            max_pixels=settings.max_pixels,
         )
 
     @property
@@ -319,7 +326,7 @@ class FFmpeg:
         argv = ffmpeg_argv(
             self.ffmpeg, source, outputs,
             input_args=input_args, max_seconds=max_seconds, extra_inputs=extra_inputs, trusted=trusted,
-            max_output_bytes=self.max_output_bytes,
+            max_output_bytes=self.max_output_bytes, max_pixels=self.max_pixels,
         )  # fmt: skip
         run = _Run.start(argv, self.memory_mb)
         returncode = run.supervise(timeout, cancel, ProgressTracker(duration), on_progress)
@@ -331,6 +338,8 @@ class FFmpeg:
         failed (its stderr tail naming files by role). Nothing when FFmpeg exited 0."""
         if run.stop_reason == "cancelled":
             raise ConversionCancelled("The worker stopped before the conversion finished")
+        if run.frame_too_large:
+            raise FrameTooLarge(run.frame_too_large)
         stderr_tail = _redact(tail(run.stderr_lines), source, *(str(path) for _, path in outputs))
         if run.stop_reason == "timeout":
             message = f"The conversion took longer than the {timeout:.0f} s limit"
@@ -362,11 +371,15 @@ def ffmpeg_argv(
     extra_inputs: Files = (),
     trusted: bool = False,
     max_output_bytes: int | None = None,
+    max_pixels: int | None = None,
 ) -> list[str]:
     """The command line of one ffmpeg run (pure): progress as key=value lines on stdout, the input
-    whitelist before every input, ``source`` read for ``max_seconds`` at most, then each (arguments,
-    path) output bounded in threads and, with ``max_output_bytes``, in size."""
+    whitelist (and, with ``max_pixels``, the decoders' frame size limit) before every input, ``source``
+    read for ``max_seconds`` at most, then each (arguments, path) output bounded in threads and, with
+    ``max_output_bytes``, in size."""
     safety = TRUSTED_INPUT_OPTIONS if trusted else SAFE_INPUT_OPTIONS
+    if max_pixels:
+        safety = [*safety, "-max_pixels", str(max_pixels)]
     reading = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
     more = [arg for options, path in extra_inputs for arg in (*safety, *options, "-i", str(path))]
     size_cap = ["-fs", str(max_output_bytes)] if max_output_bytes else []
@@ -382,13 +395,15 @@ def ffmpeg_argv(
 @dataclass
 class _Run:
     """One running ffmpeg and what its watchers saw. The watchdog thread sets ``stop_reason`` before it
-    kills the process; the stderr thread keeps the last lines and notes a refused allocation; the
-    caller's thread reads the progress. ``finished`` tells the watchdog the process is gone."""
+    kills the process; the stderr thread keeps the last lines, notes a refused allocation, and
+    stops the process at a frame refused over the pixel limit; the caller's thread reads the progress.
+    ``finished`` tells the watchdog the process is gone."""
 
     proc: subprocess.Popen[str]
     stop_reason: Literal["cancelled", "timeout"] | None = None
     stderr_lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
     out_of_memory: bool = False
+    frame_too_large: str | None = None  # the sentence, once a decoder refused a frame over -max_pixels
     finished: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -451,6 +466,9 @@ class _Run:
             self.stderr_lines.append(line)
             if not self.out_of_memory and says_out_of_memory(line):
                 self.out_of_memory = True  # noted as it passes: the 40 lines kept may end with its consequences
+            if self.frame_too_large is None and (sentence := frame_over_max_pixels(line)):
+                self.frame_too_large = sentence
+                _kill_group(self.proc)  # the rest would be dropped frame by frame: the output is lost anyway
 
     def _read_progress(self, tracker: ProgressTracker, on_progress: ProgressCallback | None) -> None:
         assert self.proc.stdout is not None
