@@ -16,6 +16,7 @@ import pytest
 
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
+from video_converter.ffmpeg.runner import child_env
 from video_converter.jobs import JobService
 from video_converter.messages import process_message
 from video_converter.model import OutputRecord, OutputStatus
@@ -233,7 +234,7 @@ def make_clip_file(
     if audio:
         argv += ["-c:a", "aac" if path.suffix != ".mp3" else "libmp3lame"]
     argv += [*extra, str(path)]
-    subprocess.run(argv, check=True, timeout=timeout)
+    subprocess.run(argv, check=True, timeout=timeout, env=child_env())
     return path
 
 
@@ -257,6 +258,7 @@ def probe_file(path: Path) -> dict[str, Any]:
         text=True,
         check=True,
         timeout=60,
+        env=child_env(),  # as the product runs it (the bundled FFmpeg crashes on MPEG-TS without)
     )
     return json.loads(done.stdout)
 
@@ -266,7 +268,7 @@ def frames_of(path: Path) -> int:
     done = subprocess.run(
         [ffprobe_path(), "-v", "error", "-count_frames", "-select_streams", "v:0",
          "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True, text=True, check=True, timeout=60, env=child_env(),
     )  # fmt: skip
     return int(done.stdout.strip())
 

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # Address space of each ffmpeg/ffprobe process (RLIMIT_AS). x264 1080p from an 8K source peaked at
     # ~1.1 GB of address space with 3 threads and ~1.6 GB with 8 (FFmpeg runs with at most 8 threads).
     ffmpeg_memory_mb: int = Field(default=3072, ge=256)
+    # ffprobe's own address-space cap (the lower of this and FFMPEG_MEMORY_MB): an 8K H.264 probe is ~100 MB
+    # resident, while a 1.3 KB MP4 declaring 89 million samples made ffprobe allocate 2.1 GB.
+    probe_memory_mb: int = Field(default=512, ge=128)
+    # ffprobes running at once in a process (API request threads and workers share them); more wait.
+    max_concurrent_probes: int = Field(default=2, ge=1)
     max_output_bytes: int = Field(default=4 * 1024**3, gt=0)  # FFmpeg's -fs: one output file at most
     # The work one job may ask for, in minutes of 1080p at 30 fps summed over its formats
     # (video_converter.budget): checked on the probe, before any work starts.

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from .config import Settings
 from .errors import InvalidRequest
-from .ffmpeg.parse import ProbeFacts, StreamFacts
+from .ffmpeg.parse import EIGHT_K, ProbeFacts, StreamFacts, describe_pixels
 
-EIGHT_K = (7680, 4320)
 # Audio and video of one file start together, give or take a few seconds (MPEG-TS captures, encoder
 # delay); an hour between them is an empty edit list or a rewritten timestamp, not a recording.
 MAX_STREAM_OFFSET = 60.0
@@ -53,11 +52,7 @@ class Limits:
         )
 
     def describe_pixels(self) -> str:
-        if self.max_pixels == EIGHT_K[0] * EIGHT_K[1]:
-            return "8K (7680x4320)"
-        if self.max_pixels >= 1_000_000:
-            return f"{self.max_pixels / 1e6:.1f} megapixels"
-        return f"{self.max_pixels} pixels"
+        return describe_pixels(self.max_pixels)
 
     def input_seconds(self, facts: ProbeFacts, cap: float | None = None) -> float:
         """How much of the source FFmpeg may read (its input ``-t``): the probed duration, the limit,

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Env, MakeEnv, frames_of, probe_file
+from tests.e2e.server import Server
 from video_converter.conversion import NOT_CONVERTED
 from video_converter.ffmpeg import FFmpeg, MemoryLimitExceeded, ffmpeg_path
 from video_converter.model import OutputRecord, OutputStatus
@@ -80,6 +84,63 @@ def many_channels(path: Path, channels: int = 64) -> Path:
     return path
 
 
+def sample_count_bomb(path: Path, samples: int = 89_000_000) -> Path:
+    """A one-frame 160x120 MP4 (~5 KB) whose sample tables, one stts, stsc and stsz entry each, say the
+    frame is ``samples`` frames of one constant size: a demuxer building the index takes 24 bytes a
+    sample (2.1 GB for 89 million)."""
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-frames:v", "1",
+        "-c:v", "libx264", "-preset", "ultrafast", str(path),
+    )  # fmt: skip
+    data = bytearray(path.read_bytes())
+    _declare_samples(data, 0, len(data), samples)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _declare_samples(data: bytearray, start: int, end: int, samples: int) -> None:
+    """Rewrite the sample count of every stts/stsc/stsz box between ``start`` and ``end`` (boxes nest)."""
+    offsets = {b"stts": 16, b"stsc": 20, b"stsz": 16}  # the count in each table's first (only) entry
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+            _declare_samples(data, start + 8, start + size, samples)
+        elif kind in offsets:
+            struct.pack_into(">I", data, start + offsets[kind], samples)
+        start += size
+
+
+def metadata_bomb(path: Path, megabytes: int = 16) -> Path:
+    """A one-second Matroska file whose comment tag is ``megabytes`` MB of U+0001 (six bytes each once
+    escaped in JSON), set with -map_metadata from a generated ffmetadata file (an argument could not
+    hold it)."""
+    metadata = path.with_suffix(".ffmetadata")
+    metadata.write_bytes(b";FFMETADATA1\ncomment=" + b"\x01" * (megabytes * 1024 * 1024) + b"\n")
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1", "-i", str(metadata),
+        "-map", "0", "-map_metadata", "1", "-c:v", "libx264", "-preset", "ultrafast", str(path),
+    )  # fmt: skip
+    return path
+
+
+def growing_stream(path: Path, tmp: Path, second: str = "1920x1080") -> Path:
+    """An MP4 of two H.264 elementary streams one after the other: one second at 160x120, then five
+    frames at ``second``, whose in-band SPS the decoder meets partway through. The container, and so
+    the probe, say 160x120."""
+    parts = []
+    for size, seconds in (("160x120", 1), (second, 0.2)):
+        part = tmp / f"part-{size}.h264"
+        ffmpeg(
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "h264", str(part),
+        )  # fmt: skip
+        parts.append(part.read_bytes())
+    joined = tmp / "joined.h264"
+    joined.write_bytes(b"".join(parts))
+    ffmpeg("-f", "h264", "-framerate", "25", "-i", str(joined), "-c", "copy", str(path))
+    return path
+
+
 # --- the sampler ----------------------------------------------------------------------------------------
 
 
@@ -101,12 +162,15 @@ def _processes() -> dict[int, tuple[int, int, bytes]]:
     return found
 
 
-def _tree_rss_mb(names: bytes) -> int:
+def _tree_rss_mb(names: bytes | int) -> int:
     """Resident memory of the processes whose argv contains ``names`` (the ffprobe and FFmpeg runs on the
-    input under test) and of everything they start. Other work of this pytest process (another thread's
-    FFmpeg, a test server's workers) names other files and is not counted."""
+    input under test), or of the process with that pid (a server), and of everything they start. Other
+    work of this pytest process (another thread's FFmpeg, a test server's workers) is not counted."""
     processes = _processes()
-    tree = {pid for pid, (_, _, argv) in processes.items() if names in argv and pid != os.getpid()}
+    if isinstance(names, int):
+        tree = {names} & set(processes)
+    else:
+        tree = {pid for pid, (_, _, argv) in processes.items() if names in argv and pid != os.getpid()}
     frontier = set(tree)
     while frontier:
         frontier = {pid for pid, (ppid, _, _) in processes.items() if ppid in frontier and pid not in tree}
@@ -115,13 +179,13 @@ def _tree_rss_mb(names: bytes) -> int:
 
 
 @contextmanager
-def peak_rss(names: Path) -> Iterator[list[int]]:
+def peak_rss(names: Path | int) -> Iterator[list[int]]:
     """Samples, every 20 ms, the resident memory of the process trees of the FFmpeg (and ffprobe) runs
-    whose argv names ``names`` (the input file, or a folder only this test's runs read from); yields
-    [peak MB], filled in as it runs."""
+    whose argv names ``names`` (the input file, or a folder only this test's runs read from), or of the
+    process with that pid and its children; yields [peak MB], filled in as it runs."""
     peak = [0]
     done = threading.Event()
-    marker = os.fsencode(names)
+    marker = names if isinstance(names, int) else os.fsencode(names)
 
     def sample() -> None:
         while not done.wait(0.02):
@@ -238,6 +302,23 @@ def test_high_frame_rate_is_capped_at_sixty_by_dropping_frames(env: Env, make_cl
     assert 55 <= frames_of(env.output_file(record, tmp_path)) <= 61
 
 
+# --- refused while decoding ---------------------------------------------------------------------------------
+
+
+def test_a_stream_that_grows_past_the_pixel_limit_partway_fails_with_a_sentence(
+    make_env: MakeEnv, tmp_path: Path
+) -> None:
+    """The probe sees 160x120; the decoder meets 1920x1080 a second in and refuses it (-max_pixels), so the
+    output fails for good, saying why, instead of decoding frames the limit was set against."""
+    env = make_env(ffmpeg_memory_mb=MEMORY_MB, max_pixels=640 * 480)
+    source = growing_stream(tmp_path / "grows.mp4", tmp_path)
+    assert [(s["width"], s["height"]) for s in probe_file(source)["streams"]] == [(160, 120)]
+    (record, seconds, peak), *_ = convert(env, source, ["360p"]).values()
+    assert record.status is OutputStatus.FAILED and record.attempts == 1
+    assert record.error == "This video changes to 1920x1080 pixels partway through; the limit is 307200 pixels."
+    assert seconds < 20 and peak < MEMORY_MB
+
+
 # --- the memory bound itself --------------------------------------------------------------------------------
 
 
@@ -290,3 +371,47 @@ def test_outputs_carry_no_location_comment_or_chapters_of_the_source(env: Env, m
         assert not {"location", "location-eng", "comment", "title"} & set(tags), (format_id, tags)
         assert not any("secret" in v or "48.8566" in v for v in tags.values()), (format_id, tags)
         assert not probed.get("chapters")
+
+
+# --- probes of uploads, in the API's request threads ---------------------------------------------------------
+
+
+def upload(server: Server, source: Path, name: str) -> httpx.Response:
+    with source.open("rb") as fh:
+        files = {"file": (name, fh, "video/mp4")}
+        return httpx.post(f"{server.url}/api/jobs", files=files, data={"formats": ["360p"]}, timeout=60)
+
+
+def test_four_concurrent_sample_count_bombs_are_refused_with_the_server_under_1_gb(tmp_path: Path) -> None:
+    """Each 5 KB file once cost its ffprobe 2.1 GB: the probe's own memory cap makes the index allocation
+    fail at once, at most two probes run at a time, and the declared 89 million frames are refused."""
+    bomb = sample_count_bomb(tmp_path / "bomb.mp4")
+    assert bomb.stat().st_size < 10_000
+    with Server(tmp_path / "data", workers=0) as server:
+        assert server.proc is not None
+        with peak_rss(server.proc.pid) as peak, ThreadPoolExecutor(4) as pool:
+            started = time.monotonic()
+            responses = list(pool.map(lambda n: upload(server, bomb, f"bomb{n}.mp4"), range(4)))
+            seconds = time.monotonic() - started
+    if os.environ.get("REPORT_PEAKS"):
+        print(f"4 sample-count bombs: {seconds:.1f} s, server tree peak {peak[0]} MB")
+    for response in responses:
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"].startswith("This 5.4 KiB file declares 89000000 frames of 160x120 pixels")
+    assert peak[0] < 1024 and seconds < 20
+
+
+def test_a_huge_tag_is_never_printed_and_the_upload_is_accepted(tmp_path: Path) -> None:
+    """16 MB of U+0001 in a tag was ~100 MB of JSON for the server to read and parse; the probe asks for
+    no tag but ``rotate``, so the file is what it is, a valid one-second video, and is accepted."""
+    bomb = metadata_bomb(tmp_path / "tagged.mkv")
+    with Server(tmp_path / "data", workers=0) as server:
+        assert server.proc is not None
+        before = _tree_rss_mb(server.proc.pid)
+        with peak_rss(server.proc.pid) as peak:
+            response = upload(server, bomb, "tagged.mkv")
+    grown = peak[0] - before
+    if os.environ.get("REPORT_PEAKS"):
+        print(f"16 MB tag: server tree {before} MB before, peak {peak[0]} MB (+{grown} MB)")
+    assert response.status_code == 201, response.text
+    assert grown < 200

@@ -37,3 +37,17 @@ def test_trusted_runs_admit_the_concat_demuxer_and_no_cap_adds_no_option() -> No
         "-threads", THREADS, "joined.mp4",
     ]  # fmt: skip
     assert "concat" in TRUSTED_INPUT_OPTIONS[-1].split(",") and "concat" not in SAFE_INPUT_OPTIONS[-1].split(",")
+
+
+def test_with_a_pixel_limit_every_input_is_decoded_under_it() -> None:
+    argv = ffmpeg_argv(
+        "ffmpeg",
+        Path("/in/source"),
+        [([], Path("/out/a.mp4"))],
+        extra_inputs=[([], Path("/in/sound.wav"))],
+        max_pixels=307200,
+    )
+    inputs = [n for n, arg in enumerate(argv) if arg == "-i"]
+    caps = [n for n, arg in enumerate(argv) if arg == "-max_pixels"]
+    assert len(caps) == len(inputs) == 2 and all(argv[n + 1] == "307200" for n in caps)
+    assert caps[0] < inputs[0] < caps[1] < inputs[1]

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from video_converter.ffmpeg.parse import ProgressTracker, parse_probe, says_out_of_memory, tail
+from video_converter.ffmpeg.parse import (
+    ProgressTracker,
+    frame_over_max_pixels,
+    parse_probe,
+    parse_probe_facts,
+    says_out_of_memory,
+    tail,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -305,3 +312,54 @@ def test_hdr_from_transfer_or_primaries(transfer: str | None, primaries: str | N
 def test_colour_tags_of_an_audio_file_are_none() -> None:
     info = parse_probe(captured("probe_mp3_cover_art.json"))  # the cover picture's tags are not the source's
     assert (info.color_transfer, info.color_primaries, info.color_space) == (None, None, None)
+
+
+# --- the fields the runner asks for (-show_entries PROBE_ENTRIES), as FFmpeg 7.0.2 prints them --------
+
+
+def test_the_asked_for_fields_give_the_rotated_display_size() -> None:
+    facts = parse_probe_facts(captured("probe_entries_mp4_rotated90.json"))
+    assert (facts.info.width, facts.info.height) == (240, 320)
+    assert facts.info.video_codec == "h264" and facts.info.audio_codec == "aac"
+    assert facts.video is not None and facts.video.nb_frames == 50 and facts.size == 194678
+
+
+def test_the_asked_for_fields_tell_cover_art_from_video() -> None:
+    facts = parse_probe_facts(captured("probe_entries_mp3_cover_art.json"))
+    assert not facts.info.has_video and facts.info.audio_codec == "mp3"
+    assert [s.attached_pic for s in facts.streams] == [False, True]
+
+
+def test_the_asked_for_fields_of_a_transport_stream_count_each_stream_once() -> None:
+    """ffprobe lists an MPEG-TS file's streams under its programs too; only the top-level list counts."""
+    text = captured("probe_entries_ts_h264_aac.json")
+    assert json.loads(text)["programs"][0]["streams"]
+    facts = parse_probe_facts(text)
+    assert [s.kind for s in facts.streams] == ["video", "audio"]
+    assert (facts.info.width, facts.info.height, facts.info.format_name) == (160, 120, "mpegts")
+
+
+# --- a decoder refusing a frame over -max_pixels ----------------------------------------------------------
+
+
+def test_a_frame_over_max_pixels_is_worded_from_the_decoders_line() -> None:
+    """Captured from FFmpeg 7.0.2 decoding a 160x120 H.264 stream whose SPS turns 1280x720, with
+    -max_pixels 307200: the first line says it; the others are its consequences."""
+    lines = captured("stderr_h264_over_max_pixels.txt").splitlines()
+    sentences = [s for line in lines if (s := frame_over_max_pixels(line))]
+    assert sentences and set(sentences) == {
+        "This video changes to 1280x720 pixels partway through; the limit is 307200 pixels."
+    }
+    assert frame_over_max_pixels(lines[0]) is not None
+    assert frame_over_max_pixels("[h264] decode_slice_header error") is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "words"), [(7680 * 4320, "8K (7680x4320)"), (3840 * 2160, "8.3 megapixels"), (307200, "307200 pixels")]
+)
+def test_pixel_limits_in_words(limit: int, words: str) -> None:
+    line = f"[IMGUTILS] Picture size 16000x16000 exceeds specified max pixel count {limit}, see the documentation"
+    assert (
+        frame_over_max_pixels(line)
+        == f"This video changes to 16000x16000 pixels partway through; the limit is {words}."
+    )

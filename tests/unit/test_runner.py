@@ -22,6 +22,7 @@ from video_converter.ffmpeg import (
     ffmpeg_path,
     ffprobe_path,
 )
+from video_converter.ffmpeg.parse import PROBE_ENTRIES
 
 DATA = Path(__file__).parent / "data"
 
@@ -233,12 +234,55 @@ def test_each_ffmpeg_runs_under_an_address_space_limit(fake_binary, tmp_path: Pa
     assert int(argv[argv.index("-filter_threads") + 1]) <= 8
 
 
-def test_the_probe_is_bounded_too(fake_binary, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("memory_mb", "probe_memory_mb", "applied"), [(600, 512, 512), (300, 512, 300), (None, 400, 400)]
+)
+def test_the_probe_is_bounded_by_the_lower_of_its_own_and_the_ffmpeg_limit(
+    fake_binary, tmp_path: Path, memory_mb: int | None, probe_memory_mb: int, applied: int
+) -> None:
     seen = tmp_path / "seen"
     ffprobe = fake_binary(f"ulimit -v > {seen}; cat {DATA / 'probe_mp4_av.json'}")
-    facts = FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe, memory_mb=600).inspect(Path("in"))
-    assert seen.read_text().strip() == str(600 * 1024)
+    bounded = FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe, memory_mb=memory_mb, probe_memory_mb=probe_memory_mb)
+    facts = bounded.inspect(Path("in"))
+    assert seen.read_text().strip() == str(applied * 1024)
     assert facts.info.width == 320 and facts.video is not None and facts.video.nb_frames == 50
+
+
+def test_the_probe_asks_for_the_fields_it_reads_only(fake_binary, tmp_path: Path) -> None:
+    seen = tmp_path / "argv"
+    ffprobe = fake_binary(f'printf "%s\\n" "$@" > {seen}; cat {DATA / "probe_mp4_av.json"}')
+    FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe).inspect(Path("in"))
+    argv = seen.read_text().splitlines()
+    assert argv[argv.index("-show_entries") + 1] == PROBE_ENTRIES
+    assert "-show_streams" not in argv and "-show_format" not in argv
+    assert "stream_tags=rotate" in PROBE_ENTRIES and "format_tags" not in PROBE_ENTRIES
+
+
+def test_a_probe_printing_more_than_its_limit_is_killed_and_invalid_media(fake_binary) -> None:
+    ffprobe = fake_binary("yes '{\"streams\": []}'")  # prints until stopped
+    started = time.monotonic()
+    with pytest.raises(InvalidMedia) as info:
+        FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe).inspect(Path("in"))
+    assert str(info.value).startswith("Describing this file takes more than 1 MiB of text")
+    assert time.monotonic() - started < 5
+
+
+def test_probes_wait_for_a_turn_beyond_the_concurrency_cap(fake_binary, tmp_path: Path) -> None:
+    """Of six probes started at once, at most two run at any moment."""
+    running, counts = tmp_path / "running", tmp_path / "counts"
+    running.mkdir()
+    ffprobe = fake_binary(
+        f"touch {running}/$$; ls {running} | wc -l >> {counts}; sleep 0.2; rm {running}/$$; "
+        f"cat {DATA / 'probe_mp4_av.json'}"
+    )
+    ffmpeg = FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe, max_concurrent_probes=2)
+    threads = [threading.Thread(target=ffmpeg.inspect, args=(Path(f"in{n}"),)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seen = [int(line) for line in counts.read_text().split()]
+    assert len(seen) == 6 and max(seen) <= 2
 
 
 def test_an_allocation_refused_by_the_limit_is_a_final_error(fake_binary) -> None:
@@ -259,5 +303,15 @@ def test_an_output_that_reached_its_size_limit_is_a_final_error(fake_binary, tmp
 
 
 def test_from_settings(settings) -> None:
-    ffmpeg = FFmpeg.from_settings(settings.model_copy(update={"ffmpeg_memory_mb": 999, "max_output_bytes": 77}))
-    assert (ffmpeg.memory_mb, ffmpeg.max_output_bytes) == (999, 77)
+    update = {"ffmpeg_memory_mb": 999, "max_output_bytes": 77, "probe_memory_mb": 300, "max_concurrent_probes": 3}
+    ffmpeg = FFmpeg.from_settings(settings.model_copy(update=update))
+    assert (ffmpeg.memory_mb, ffmpeg.max_output_bytes, ffmpeg.probe_memory_mb) == (999, 77, 300)
+
+
+def test_ffmpeg_children_run_without_the_hosts_gconv_modules(fake_binary, tmp_path: Path) -> None:
+    """The bundled static FFmpeg crashes on MPEG-TS when its iconv loads the host's gconv modules."""
+    seen = tmp_path / "env.txt"
+    probed = '{"streams": [{"codec_type": "audio", "codec_name": "aac"}], "format": {}}'
+    ffprobe = fake_binary(f"env > {seen}; echo '{probed}'")
+    FFmpeg(ffmpeg="/bin/false", ffprobe=ffprobe).probe(Path("x"))
+    assert "GCONV_PATH=/nonexistent/gconv" in seen.read_text().splitlines()

@@ -40,3 +40,7 @@ class MemoryLimitExceeded(LimitExceeded):
 
 class OutputTooLarge(LimitExceeded):
     pass
+
+
+class FrameTooLarge(LimitExceeded):
+    """A decoder refused a frame over the pixel limit (-max_pixels) that the probe could not see."""

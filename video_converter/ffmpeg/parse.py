@@ -107,8 +107,30 @@ def _stream_facts(stream: dict[str, Any]) -> StreamFacts:
     )
 
 
+# What ffprobe is asked to print (its -show_entries): exactly the fields parse_probe_facts and
+# _stream_facts read, and of the tags only ``rotate``. A file's other tags can be any size (60 MB of
+# U+0001 in a Matroska tag is 377 MB of JSON escapes): they are never printed.
+PROBE_ENTRIES = ":".join(
+    [
+        "stream=" + ",".join(
+            [
+                "codec_type", "codec_name", "width", "height", "coded_width", "coded_height",
+                "start_time", "duration", "nb_frames", "r_frame_rate", "avg_frame_rate", "time_base",
+                "channels", "sample_rate", "channel_layout", "field_order",
+                "color_transfer", "color_primaries", "color_space",
+            ]
+        ),
+        "stream_disposition=attached_pic",
+        "stream_side_data=rotation",
+        "stream_tags=rotate",
+        "format=format_name,start_time,duration,size",
+    ]
+)  # fmt: skip
+
+
 def parse_probe_facts(text: str) -> ProbeFacts:
-    """Turn ``ffprobe -print_format json -show_format -show_streams`` output into SourceInfo and facts.
+    """Turn ``ffprobe -print_format json -show_entries PROBE_ENTRIES`` output (or the fuller
+    ``-show_format -show_streams``) into SourceInfo and facts.
 
     Cover art in audio files (``attached_pic``) does not count as video. Width and height are the
     displayed ones: a phone video recorded in portrait reports portrait dimensions.
@@ -188,6 +210,30 @@ class ProgressTracker:
         if not self.duration or self.duration <= 0:
             return 0.0
         return round(min(99.0, max(0.0, 100.0 * self._out_time / self.duration)), 1)
+
+
+EIGHT_K = (7680, 4320)
+# What a decoder prints when -max_pixels refuses a frame (libavutil's av_image_check_size2, FFmpeg 7).
+_OVER_MAX_PIXELS = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count (\d+)")
+
+
+def describe_pixels(max_pixels: int) -> str:
+    """A pixel limit in words: ``8K (7680x4320)``, ``33.2 megapixels``, ``307200 pixels``."""
+    if max_pixels == EIGHT_K[0] * EIGHT_K[1]:
+        return "8K (7680x4320)"
+    if max_pixels >= 1_000_000:
+        return f"{max_pixels / 1e6:.1f} megapixels"
+    return f"{max_pixels} pixels"
+
+
+def frame_over_max_pixels(line: str) -> str | None:
+    """The sentence for an FFmpeg stderr line saying a decoder refused a frame larger than -max_pixels
+    (a stream that grows partway through, past what the probe saw); None for any other line."""
+    found = _OVER_MAX_PIXELS.search(line)
+    if found is None:
+        return None
+    width, height, limit = (int(group) for group in found.groups())
+    return f"This video changes to {width}x{height} pixels partway through; the limit is {describe_pixels(limit)}."
 
 
 _POINTER = re.compile(r" @ 0x[0-9a-f]+")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from ..config import Settings
 from ..model import SourceInfo
@@ -21,12 +21,22 @@ from .errors import (
     ConversionCancelled,
     ConversionTimeout,
     FFmpegError,
+    FrameTooLarge,
     InvalidMedia,
     MemoryLimitExceeded,
     OutputTooLarge,
 )
 from .locate import ffmpeg_path, ffprobe_path
-from .parse import ProbeFacts, ProgressTracker, parse_packet_times, parse_probe_facts, says_out_of_memory, tail
+from .parse import (
+    PROBE_ENTRIES,
+    ProbeFacts,
+    ProgressTracker,
+    frame_over_max_pixels,
+    parse_packet_times,
+    parse_probe_facts,
+    says_out_of_memory,
+    tail,
+)
 
 # Inputs are opened with the file protocol only and a fixed list of container demuxers, so a crafted
 # upload (an HLS playlist, a concat script, a tee/subfile URL) cannot make FFmpeg read anything but the
@@ -68,6 +78,15 @@ SAFE_INPUT_OPTIONS = ["-protocol_whitelist", "file", "-format_whitelist", ALLOWE
 TRUSTED_INPUT_OPTIONS = ["-protocol_whitelist", "file", "-format_whitelist", f"{ALLOWED_DEMUXERS},concat"]
 PROBE_TIMEOUT = 60.0
 DEFAULT_MEMORY_MB = 3072
+# ffprobe reads headers and decodes a frame or so, single-threaded: ~100 MB resident for an 8K H.264 MP4.
+# Its own, tighter address-space cap refuses what a crafted header makes it allocate: a 1.3 KB MP4 whose
+# one stts/stsz entry declares 89 million samples gets a 2.1 GB index under the 3072 MB FFmpeg limit;
+# under this one the allocation fails, the demuxer leaves the index empty and the probe costs ~15 MB.
+DEFAULT_PROBE_MEMORY_MB = 512
+DEFAULT_CONCURRENT_PROBES = 2
+# What ffprobe prints, read at most: its -show_entries answer for a real file is a few KB.
+PROBE_OUTPUT_LIMIT = 1024 * 1024
+PROBE_STDERR_KEPT = 64 * 1024
 # Each thread reserves a stack and, with glibc, a malloc arena: address space grows with the thread
 # count, which FFmpeg takes from the number of cores. A fixed cap keeps the memory limit meaningful on
 # a 64-core host (8 threads: ~1.6 GB for x264 1080p from an 8K source; 32 threads: ~3.1 GB).
@@ -77,9 +96,17 @@ ProgressCallback = Callable[[float], None]
 Files = Sequence[tuple[Sequence[str], Path]]  # (options, path) inputs or (arguments, path) outputs
 
 
-def _child_env() -> dict[str, str]:
+# The bundled static FFmpeg carries its own glibc, whose iconv (the MPEG-TS demuxer decodes DVB service
+# names with it) loads the host's gconv modules, built for another glibc: on Debian 12 ffmpeg and ffprobe
+# die of SIGSEGV on every .ts/.m2ts/.mts. With GCONV_PATH naming a folder that does not exist they do not
+# (checked on FFmpeg 7.0.2: exit -11 without it, 0 with it); a distribution's FFmpeg is unaffected.
+NO_GCONV_MODULES = "/nonexistent/gconv"
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every ffmpeg and ffprobe, in local mode and on Lambda alike (and in the tests)."""
     # glibc reserves 64 MB of address space per malloc arena (RLIMIT_AS counts reservations, not use).
-    return {**os.environ, "MALLOC_ARENA_MAX": "2"}
+    return {**os.environ, "MALLOC_ARENA_MAX": "2", "GCONV_PATH": NO_GCONV_MODULES}
 
 
 def _address_space_limit(memory_mb: int | None) -> Callable[[], None] | None:
@@ -95,9 +122,74 @@ def _address_space_limit(memory_mb: int | None) -> Callable[[], None] | None:
     return apply
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class _Probed:
+    """One ffprobe run: its exit code, what it printed (stdout up to the limit, the end of stderr), and
+    whether it was stopped for taking too long or printing too much."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    too_long: bool = False
+
+
+def _keep_tail(stream: IO[bytes], kept: bytearray) -> None:
+    """Read ``stream`` to its end, keeping its last PROBE_STDERR_KEPT bytes."""
+    while chunk := stream.read(65536):
+        kept += chunk
+        del kept[:-PROBE_STDERR_KEPT]
+
+
+def _probe_bounded(argv: list[str], timeout: float, memory_mb: int | None) -> _Probed:
+    """Run ffprobe with at most PROBE_OUTPUT_LIMIT bytes of its stdout read (killed past them) and its
+    stderr's tail kept, killed after ``timeout`` s. The process is gone when this returns."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=child_env(),
+        preexec_fn=_address_space_limit(memory_mb),
+    )
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        _kill_group(proc)
+
+    timer = threading.Timer(timeout, expire)
+    stderr = bytearray()
+    assert proc.stdout is not None and proc.stderr is not None
+    reader = threading.Thread(target=_keep_tail, args=(proc.stderr, stderr), daemon=True)
+    timer.start()
+    reader.start()
+    try:
+        stdout = proc.stdout.read(PROBE_OUTPUT_LIMIT + 1)
+        if len(stdout) > PROBE_OUTPUT_LIMIT:
+            _kill_group(proc)
+        returncode = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            _kill_group(proc)
+            proc.wait()
+        reader.join(timeout=5)
+        proc.stdout.close()
+        proc.stderr.close()
+    return _Probed(
+        returncode=returncode,
+        stdout=stdout[:PROBE_OUTPUT_LIMIT].decode(errors="replace"),
+        stderr=stderr.decode(errors="replace"),
+        timed_out=expired.is_set(),
+        too_long=len(stdout) > PROBE_OUTPUT_LIMIT,
+    )
 
 
 def _redact(text: str, source: Path, *outputs: str) -> str:
@@ -119,15 +211,37 @@ class FFmpeg:
         *,
         memory_mb: int | None = DEFAULT_MEMORY_MB,
         max_output_bytes: int | None = None,
+        probe_memory_mb: int | None = DEFAULT_PROBE_MEMORY_MB,
+        max_concurrent_probes: int = DEFAULT_CONCURRENT_PROBES,
+        max_pixels: int | None = None,
     ) -> None:
         self._ffmpeg = ffmpeg
         self._ffprobe = ffprobe
         self.memory_mb = memory_mb
         self.max_output_bytes = max_output_bytes
+        # Decoders refuse frames over this (-max_pixels): the probe checks the declared size, but a stream
+        # can switch to a larger one partway through (a 160x120 file whose SPS turns 16000x16000).
+        self.max_pixels = max_pixels
+        self._probe_memory_mb = probe_memory_mb
+        # The API's request threads and the workers of a process share the runtime's one FFmpeg: at most
+        # this many ffprobes run at once, the others wait for a turn.
+        self._probes = threading.BoundedSemaphore(max_concurrent_probes)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FFmpeg:
-        return cls(memory_mb=settings.ffmpeg_memory_mb, max_output_bytes=settings.max_output_bytes)
+        return cls(
+            memory_mb=settings.ffmpeg_memory_mb,
+            max_output_bytes=settings.max_output_bytes,
+            probe_memory_mb=settings.probe_memory_mb,
+            max_concurrent_probes=settings.max_concurrent_probes,
+            max_pixels=settings.max_pixels,
+        )
+
+    @property
+    def probe_memory_mb(self) -> int | None:
+        """The address-space limit of each ffprobe: the FFmpeg limit, or the probe's own when lower."""
+        limits = [mb for mb in (self.memory_mb, self._probe_memory_mb) if mb]
+        return min(limits) if limits else None
 
     @property
     def ffmpeg(self) -> str:
@@ -147,12 +261,16 @@ class FFmpeg:
         safety = [] if trusted else SAFE_INPUT_OPTIONS
         argv = [
             self.ffprobe, "-v", "error", *safety,
-            "-print_format", "json", "-show_format", "-show_streams", str(path),
+            "-print_format", "json=compact=1", "-show_entries", PROBE_ENTRIES, str(path),
         ]  # fmt: skip
-        try:
-            done = self._run_probe(argv, timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise InvalidMedia(f"Reading the file took longer than {timeout:.0f} s") from exc
+        done = self._run_probe(argv, timeout)
+        if done.timed_out:
+            raise InvalidMedia(f"Reading the file took longer than {timeout:.0f} s")
+        if done.too_long:
+            raise InvalidMedia(
+                f"Describing this file takes more than {PROBE_OUTPUT_LIMIT // 2**20} MiB of text (thousands "
+                "of streams, or a crafted header); files like this are refused"
+            )
         if done.returncode != 0:
             raise InvalidMedia(
                 "This file is not a video or audio file that FFmpeg can read",
@@ -164,17 +282,10 @@ class FFmpeg:
             raise InvalidMedia("This file has no video or audio stream")
         return facts
 
-    def _run_probe(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-        """ffprobe, bounded in time and memory like every FFmpeg process."""
-        return subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=_child_env(),
-            preexec_fn=_address_space_limit(self.memory_mb),
-        )
+    def _run_probe(self, argv: list[str], timeout: float) -> _Probed:
+        """ffprobe, when its turn comes, bounded in time, memory and what it prints."""
+        with self._probes:
+            return _probe_bounded(argv, timeout, self.probe_memory_mb)
 
     def first_video_time(self, path: Path, timeout: float = PROBE_TIMEOUT) -> float:
         """When the first frame of one of our own files is shown: the smallest timestamp among its first
@@ -185,7 +296,7 @@ class FFmpeg:
         ]  # fmt: skip
         done = self._run_probe(argv, timeout)
         times = parse_packet_times(done.stdout)
-        if done.returncode != 0 or not times:
+        if done.timed_out or done.returncode != 0 or not times:
             raise FFmpegError("Reading the timestamps of a part failed", returncode=done.returncode)
         return min(times)
 
@@ -215,7 +326,7 @@ class FFmpeg:
         argv = ffmpeg_argv(
             self.ffmpeg, source, outputs,
             input_args=input_args, max_seconds=max_seconds, extra_inputs=extra_inputs, trusted=trusted,
-            max_output_bytes=self.max_output_bytes,
+            max_output_bytes=self.max_output_bytes, max_pixels=self.max_pixels,
         )  # fmt: skip
         run = _Run.start(argv, self.memory_mb)
         returncode = run.supervise(timeout, cancel, ProgressTracker(duration), on_progress)
@@ -227,6 +338,8 @@ class FFmpeg:
         failed (its stderr tail naming files by role). Nothing when FFmpeg exited 0."""
         if run.stop_reason == "cancelled":
             raise ConversionCancelled("The worker stopped before the conversion finished")
+        if run.frame_too_large:
+            raise FrameTooLarge(run.frame_too_large)
         stderr_tail = _redact(tail(run.stderr_lines), source, *(str(path) for _, path in outputs))
         if run.stop_reason == "timeout":
             message = f"The conversion took longer than the {timeout:.0f} s limit"
@@ -258,11 +371,15 @@ def ffmpeg_argv(
     extra_inputs: Files = (),
     trusted: bool = False,
     max_output_bytes: int | None = None,
+    max_pixels: int | None = None,
 ) -> list[str]:
     """The command line of one ffmpeg run (pure): progress as key=value lines on stdout, the input
-    whitelist before every input, ``source`` read for ``max_seconds`` at most, then each (arguments,
-    path) output bounded in threads and, with ``max_output_bytes``, in size."""
+    whitelist (and, with ``max_pixels``, the decoders' frame size limit) before every input, ``source``
+    read for ``max_seconds`` at most, then each (arguments, path) output bounded in threads and, with
+    ``max_output_bytes``, in size."""
     safety = TRUSTED_INPUT_OPTIONS if trusted else SAFE_INPUT_OPTIONS
+    if max_pixels:
+        safety = [*safety, "-max_pixels", str(max_pixels)]
     reading = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
     more = [arg for options, path in extra_inputs for arg in (*safety, *options, "-i", str(path))]
     size_cap = ["-fs", str(max_output_bytes)] if max_output_bytes else []
@@ -278,13 +395,15 @@ def ffmpeg_argv(
 @dataclass
 class _Run:
     """One running ffmpeg and what its watchers saw. The watchdog thread sets ``stop_reason`` before it
-    kills the process; the stderr thread keeps the last lines and notes a refused allocation; the
-    caller's thread reads the progress. ``finished`` tells the watchdog the process is gone."""
+    kills the process; the stderr thread keeps the last lines, notes a refused allocation, and
+    stops the process at a frame refused over the pixel limit; the caller's thread reads the progress.
+    ``finished`` tells the watchdog the process is gone."""
 
     proc: subprocess.Popen[str]
     stop_reason: Literal["cancelled", "timeout"] | None = None
     stderr_lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=40))
     out_of_memory: bool = False
+    frame_too_large: str | None = None  # the sentence, once a decoder refused a frame over -max_pixels
     finished: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -298,7 +417,7 @@ class _Run:
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: a kill reaches wrapper scripts' children too
-            env=_child_env(),
+            env=child_env(),
             preexec_fn=_address_space_limit(memory_mb),
         )
         return cls(proc)
@@ -347,6 +466,9 @@ class _Run:
             self.stderr_lines.append(line)
             if not self.out_of_memory and says_out_of_memory(line):
                 self.out_of_memory = True  # noted as it passes: the 40 lines kept may end with its consequences
+            if self.frame_too_large is None and (sentence := frame_over_max_pixels(line)):
+                self.frame_too_large = sentence
+                _kill_group(self.proc)  # the rest would be dropped frame by frame: the output is lost anyway
 
     def _read_progress(self, tracker: ProgressTracker, on_progress: ProgressCallback | None) -> None:
         assert self.proc.stdout is not None
