@@ -21,7 +21,7 @@ from video_converter import keys
 from video_converter.config import Settings
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.queues import SqliteQueue
-from video_converter.runtime import Runtime, build_runtime
+from video_converter.runtime import Runtime, build_runtime, sweep_scratch
 from video_converter.storage import LocalStorage
 from video_converter.uploads import Uploads
 
@@ -465,6 +465,44 @@ def test_local_mode_spools_uploads_in_its_scratch_folder_not_in_tmp(
     assert spool == rt.scratch.path / "spool" and spool.is_dir()
     assert spool.is_relative_to(Path(settings.data_dir).resolve() / "tmp")
     rt.close()
+
+
+def test_health_brings_back_a_removed_scratch_folder_and_uploads_work_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With DATA_DIR/tmp removed under a running process every upload over the in-memory spool limit
+    answered 500 while /health said 200: the check now recreates the folder (and its lock, so that no
+    other process's sweep takes it for a dead one's), and says so when it cannot."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    rt = build_runtime(settings)
+    rt.spool_uploads_in_scratch()
+    raw = ("-c:v", "rawvideo", "-pix_fmt", "yuv420p")
+    big = make_clip_file(Path(settings.data_dir).parent / "big.mkv", seconds=2, size="160x120", encoder=raw)
+    assert big.stat().st_size > 1024 * 1024
+    try:
+        with TestClient(create_app(rt), raise_server_exceptions=False) as client:
+            shutil.rmtree(Path(settings.data_dir) / "tmp")
+            assert client.get("/health").json() == {"status": "ok"}
+            assert (rt.scratch.path / "spool").is_dir() and rt.scratch.lock.is_file()
+            assert rt.scratch.path.name not in sweep_scratch(rt.scratch.path.parent)  # claimed again: alive
+            assert post_job(client, ["mp3"], big.read_bytes()).status_code == 201
+
+            real = tempfile.TemporaryFile
+
+            def refused(dir: Path) -> Any:
+                if Path(dir).is_relative_to(rt.scratch.path):
+                    raise OSError(errno.EACCES, "Permission denied")
+                return real(dir=dir)
+
+            monkeypatch.setattr("video_converter.runtime.tempfile.TemporaryFile", refused)
+            assert client.get("/health").json() == {
+                "status": "unhealthy",
+                "detail": "The scratch folder cannot be written to (permission denied).",
+            }
+    finally:
+        rt.close()
 
 
 @pytest.mark.parametrize(
