@@ -10,17 +10,20 @@ handler only translate the outcome: ack/visibility calls on the queue, or a batc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
 from pathlib import Path
 
-from . import conversion, segmenting, webhooks
+from . import conversion, diskspace, segmenting, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, SourceRejected, SourceReplaced
+from .diskspace import is_disk_full
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .limits import Limits, MediaRejected
+from .model import utcnow
 from .outcome import Action, Outcome, Step
 from .output import Output, load_outputs
 from .presets import UnsuitableSource
@@ -61,6 +64,11 @@ def process_message(
     try:
         outcome = attempt.process()
     except Exception as exc:  # the records could not be read or written (storage down): try again later
+        if is_disk_full(exc):  # a record did not fit: wait for room, not as an attempt
+            log.warning(
+                "job %s: %s, message %s: the disk is full, it waits: %s", work.job_id, work.formats[0], message.id, exc
+            )
+            return Outcome.wait_for_disk(rt.settings.disk_full_wait)
         log.exception("job %s: %s, message %s hit an unexpected error", work.job_id, work.formats[0], message.id)
         return Outcome.retry(attempt.number, f"{type(exc).__name__}: {exc}")
     if outcome.final:
@@ -155,7 +163,7 @@ class _Attempt:
             self.fail(NOT_CONVERTED)
             return Outcome.finished("failed for good")
         except FFmpegError as exc:
-            if len(self.unfinished()) > 1:
+            if len(self.unfinished()) > 1 and not is_disk_full(exc):
                 return self._one_by_one(exc)
             return self._failed(exc)
         except ObjectNotFound:
@@ -182,7 +190,10 @@ class _Attempt:
 
     def _failed(self, exc: Exception) -> Outcome:
         """A failure that will not pass (FINAL_FAILURES) fails the outputs; any other (FFmpeg crashed, a
-        storage call failed, ...) may pass, so the message is retried while attempts last."""
+        storage call failed, ...) may pass, so the message is retried while attempts last. A full disk
+        is waited out without spending one (``diskspace``)."""
+        if is_disk_full(exc) and self._may_wait_for_disk():
+            return self._wait_for_disk(exc)
         part = f"{self.label} failed: " if self.label else ""
         if isinstance(exc, FINAL_FAILURES):
             self.fail(f"{part}{exc}")
@@ -201,6 +212,23 @@ class _Attempt:
             for output in self.unfinished():
                 output.requeued(f"Attempt {self.number} failed: {reason}")
         return Outcome.retry(self.number, reason)
+
+    def _may_wait_for_disk(self) -> bool:
+        return not self.outputs or utcnow() - self.outputs[0].job.created_at < diskspace.GIVE_UP_AFTER
+
+    def _wait_for_disk(self, exc: Exception) -> Outcome:
+        """Hand the message back for later, the outputs queued and saying why (when their records still
+        fit on the disk: the note is for people, the message comes back either way)."""
+        delay = self.rt.settings.disk_full_wait
+        log.warning(
+            "job %s: %s %s: the disk is full, back in %d s (not as an attempt): %s",
+            self.work.job_id, self.formats, self.label, delay, exc,
+        )  # fmt: skip
+        if self.whole:
+            with contextlib.suppress(OSError):
+                for output in self.unfinished():
+                    output.requeued(diskspace.WAITING)
+        return Outcome.wait_for_disk(delay)
 
 
 def _convert(

@@ -46,6 +46,10 @@ UPLOADS_URL = "/files/uploads"
 CONVERTED_URL = "/files/converted"
 
 MIN_FREE_BYTES = 64 * 1024 * 1024  # below this the data folder's disk counts as full
+DISK_FULL = (
+    f"The data folder's disk is full (under {MIN_FREE_BYTES // 2**20} MB free): uploads are refused "
+    "and conversions wait for room."
+)
 
 # Scratch folders (and their .lock files) are named video-converter-<pid>-<8 hex digits>. The sweep
 # removes only names of exactly that shape: on AWS the parent is the machine's temp folder, shared.
@@ -177,7 +181,7 @@ class Runtime:
                 with tempfile.TemporaryFile(dir=folder):
                     pass
                 if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
-                    return "The data folder's disk is full."
+                    return DISK_FULL
         except OSError as exc:
             return f"The data folder cannot be written to ({os.strerror(exc.errno or 0).lower()})."
         if (problem := self._scratch_problem()) is not None:

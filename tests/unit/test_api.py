@@ -553,7 +553,13 @@ def test_health_says_unhealthy_when_the_disk_is_full(
 ) -> None:
     client, _ = local
     monkeypatch.setattr("video_converter.runtime.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
-    assert client.get("/health").json() == {"status": "unhealthy", "detail": "The data folder's disk is full."}
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unhealthy",
+        "detail": "The data folder's disk is full (under 64 MB free): uploads are refused and conversions wait "
+        "for room.",
+    }
 
 
 def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, Runtime]) -> None:
