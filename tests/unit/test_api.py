@@ -392,6 +392,21 @@ def test_uploads_racing_job_creations_store_one_original(local: tuple[TestClient
     assert rt.uploads.get_bytes(keys.source_key(ticket["upload_id"])) == stored
 
 
+def test_a_local_upload_is_probed_before_it_counts_as_received(local: tuple[TestClient, Runtime]) -> None:
+    """Unprobed bytes used to sit in the upload store until the retention sweep: the upload route now
+    refuses what is not media (422, the sentence a job would get) and deletes it at once."""
+    client, rt = local
+    ticket = client.post("/api/uploads").json()
+    refused = _upload(client, ticket, b"#!/bin/sh\necho not a video\n" * 100)
+    detail = assert_sentence(refused, 422)
+    assert detail.endswith("Nothing was converted; upload a video or audio file.")
+    assert rt.uploads.size(keys.source_key(ticket["upload_id"])) is None
+    assert not rt.jobs.exists(ticket["upload_id"])
+    # The ticket stays spent: a re-upload could race a job creation still probing the first file.
+    again = _upload(client, ticket, b"again")
+    assert assert_sentence(again, 409) == "This upload link was already used; ask for a new one."
+
+
 def test_local_upload_refuses_tampered_ticket(local: tuple[TestClient, Runtime]) -> None:
     client, rt = local
     t = client.post("/api/uploads").json()
