@@ -20,6 +20,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class Scratch:
         name = f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.lock = parent / f"{name}.lock"
         self.path = parent / name
+        self._ensuring = threading.Lock()  # concurrent health checks must not both claim the lock again
         self._fd = self._claim()
         self.path.mkdir()
 
@@ -86,13 +88,14 @@ class Scratch:
         """Bring the folder back if someone removed it (a tidy-up of DATA_DIR/tmp, a tmp cleaner): its lock
         file first, so that no other process's sweep takes the new folder for a dead one's; then the
         folder and these subfolders. Raises OSError when the disk refuses."""
-        if not self.lock.exists():
-            self.lock.parent.mkdir(parents=True, exist_ok=True)
-            old, self._fd = self._fd, self._claim()
-            with contextlib.suppress(OSError):
-                os.close(old)
-        for folder in (self.path, *(self.path / sub for sub in subfolders)):
-            folder.mkdir(exist_ok=True)
+        with self._ensuring:
+            if not self.lock.exists():
+                self.lock.parent.mkdir(parents=True, exist_ok=True)
+                old, self._fd = self._fd, self._claim()
+                with contextlib.suppress(OSError):
+                    os.close(old)
+            for folder in (self.path, *(self.path / sub for sub in subfolders)):
+                folder.mkdir(exist_ok=True)
 
     @contextlib.contextmanager
     def workdir(self, prefix: str) -> Iterator[Path]:

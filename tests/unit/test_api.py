@@ -503,6 +503,9 @@ def test_health_brings_back_a_removed_scratch_folder_and_uploads_work_again(
             assert (rt.scratch.path / "spool").is_dir() and rt.scratch.lock.is_file()
             assert rt.scratch.path.name not in sweep_scratch(rt.scratch.path.parent)  # claimed again: alive
             assert post_job(client, ["mp3"], big.read_bytes()).status_code == 201
+            shutil.rmtree(Path(settings.data_dir) / "tmp")
+            with ThreadPoolExecutor(8) as pool:  # checks at once: one claims the lock again, none fails
+                assert set(pool.map(lambda _: rt.health_problem(), range(8))) == {None}
 
             real = tempfile.TemporaryFile
 
