@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # Limits
     max_upload_bytes: int = Field(default=4 * 1024**3, gt=0)
     max_attempts: int = Field(default=5, ge=1)  # = the SQS maxReceiveCount (template.yaml)
-    ffmpeg_timeout: int = Field(default=3600, gt=0)  # seconds one conversion may take
+    ffmpeg_timeout: int = Field(default=3600, gt=0)  # seconds one FFmpeg run (an output, or a piece) may take
     download_url_ttl: int = Field(default=3600, gt=0)
     upload_url_ttl: int = Field(default=3600, gt=0)
     # A message whose work ran out of disk space (ENOSPC) is handed back, not spending an attempt, and
@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # ~1.1 GB of address space with 3 threads and ~1.6 GB with 8 (FFmpeg runs with at most 8 threads).
     ffmpeg_memory_mb: int = Field(default=3072, ge=256)
     max_output_bytes: int = Field(default=4 * 1024**3, gt=0)  # FFmpeg's -fs: one output file at most
+    # The work one job may ask for, in minutes of 1080p at 30 fps summed over its formats
+    # (video_converter.budget): checked on the probe, before any work starts.
+    max_job_work_minutes: float = Field(default=600, gt=0)
+    # No FFmpeg work of a job starts later than this many seconds after the job was created (queue
+    # waits included); its remaining pieces fail instead. Unset: one second per second of the budget's
+    # 1080p30 work (MAX_JOB_WORK_MINUTES x 60, 10 h by default).
+    max_job_seconds: int | None = Field(default=None, gt=0)
 
     # Webhooks (video_converter.webhooks): the key of X-Signature (local mode falls back to the signing
     # secret; AWS mode needs it set to accept callback_url), and whether callbacks may go to private,
@@ -66,6 +73,11 @@ class Settings(BaseSettings):
     # Abusive requests (api.request_limits)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
+
+    @property
+    def job_seconds(self) -> float:
+        """The time a job's conversions may take from its creation (MAX_JOB_SECONDS or its default)."""
+        return float(self.max_job_seconds or self.max_job_work_minutes * 60)
 
 
 @lru_cache

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import keys
+from .budget import OverBudget, check_budget
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
+from .ffmpeg.failures import failed_outputs
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import OutputRecord, SourceInfo
@@ -50,6 +52,15 @@ def progress_writer(save: Callable[[float], object], interval: float = PROGRESS_
     return on_progress
 
 
+class RenditionsFailed(FFmpegError):
+    """Renditions converted together failed in their one run; ``at_fault`` are those whose outputs the
+    failure names (empty when it names none of them, or the sound they share)."""
+
+    def __init__(self, cause: FFmpegError, at_fault: frozenset[str]) -> None:
+        super().__init__("FFmpeg failed", returncode=cause.returncode, stderr_tail=cause.stderr_tail)
+        self.at_fault = at_fault
+
+
 class SourceRejected(Exception):
     """The original is not media FFmpeg can read, or is over a limit: no output of its job can be made.
     ``str()`` is the job-level sentence, saying what to do."""
@@ -60,17 +71,21 @@ NOT_CONVERTED = "Not converted: the original could not be used (the job's error 
 
 def source_problem(exc: Exception) -> str:
     """The one sentence for an unusable original, the same from the API's upload check and a worker."""
+    if isinstance(exc, OverBudget):  # the sentence says what would fit
+        return f"{exc} Nothing was converted."
     message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
     return f"{message} Nothing was converted; upload a video or audio file."
 
 
 def inspect(ffmpeg: FFmpeg, outputs: list[Output], source_path: Path, limits: Limits) -> ProbeFacts:
-    """Probe the original once and refuse it before any encode if it is over a limit."""
+    """Probe the original once and refuse it before any encode if it is over a limit, or if the job's
+    formats (all of them, whichever message probes) would cost more work than a job may."""
     try:
         facts = ffmpeg.inspect(source_path)
         for output in outputs:
             output.probed(facts.info)
         check_media(facts, limits)
+        check_budget(facts, outputs[0].job.formats, limits)
     except (InvalidMedia, MediaRejected) as exc:
         raise SourceRejected(source_problem(exc)) from exc
     return facts
@@ -166,7 +181,15 @@ def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> None:
     if source.has_audio:
         args.append(recipes[0].sound(source, alone=True))
         paths.append(sound)
-    run.run(args, paths)
+    try:
+        run.run(args, paths)
+    except FFmpegError as exc:
+        if type(exc) is not FFmpegError:
+            raise  # a limit, a timeout: not one rendition's doing
+        named = [list(pictures).index(share) in failed_outputs(exc.stderr_tail) for share in shares]
+        raise RenditionsFailed(
+            exc, frozenset(o.format_id for o, bad in zip(outputs, named, strict=True) if bad)
+        ) from exc
     for recipe, share, final in zip(recipes, shares, finals, strict=True):
         run.ffmpeg.convert(
             alone[share],

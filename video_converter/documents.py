@@ -145,23 +145,9 @@ class JobDocuments:
     def _output_view(self, record: JobRecord, out: OutputRecord) -> OutputView:
         preset = PRESETS[out.format]
         completed = out.status is OutputStatus.COMPLETED and out.key is not None
-        return OutputView(
-            format=out.format,
-            label=preset.label,
-            kind=preset.kind,
-            media_type=preset.media_type,
-            status=out.status,
-            progress=100.0 if completed else out.progress,
-            error=out.error,
-            download_url=self._download_url(record, out) if completed else None,
-            filename=record.download_filename(out.format, preset.extension),
-            size_bytes=out.size_bytes,
-            width=out.width,
-            height=out.height,
-            duration=out.duration,
-            attempts=out.attempts,
-            note=out.note,
-            segments=out.segments,
+        link = self._download_url(record, out) if completed else None
+        return OutputView.of(
+            preset, out, download_url=link, filename=record.download_filename(out.format, preset.extension)
         )
 
     def _download_url(self, record: JobRecord, out: OutputRecord) -> str:

@@ -96,7 +96,7 @@ class JobService:
         if self.rt.jobs.exists(upload_id):
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
         if self.rt.probe_uploads:  # refused (and deleted) before any job or message exists
-            self.uploads.check_media(upload_id)
+            self.uploads.check_media(upload_id, formats)
         record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
         register_job(self.rt.jobs, record)
         self._enqueue(record)

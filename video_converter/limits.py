@@ -42,10 +42,15 @@ class MediaRejected(InvalidRequest):
 class Limits:
     max_pixels: int = EIGHT_K[0] * EIGHT_K[1]
     max_duration: float = 4 * 3600.0
+    max_job_work_minutes: float = 600.0  # minutes of 1080p30-equivalent work per job (video_converter.budget)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(max_pixels=settings.max_pixels, max_duration=settings.max_duration_seconds)
+        return cls(
+            max_pixels=settings.max_pixels,
+            max_duration=settings.max_duration_seconds,
+            max_job_work_minutes=settings.max_job_work_minutes,
+        )
 
     def describe_pixels(self) -> str:
         if self.max_pixels == EIGHT_K[0] * EIGHT_K[1]:
@@ -87,7 +92,7 @@ def _pictures(facts: ProbeFacts) -> list[StreamFacts]:
     return [s for s in facts.streams if s.kind == "video" and (s.width or s.coded_width)]
 
 
-def _span(facts: ProbeFacts) -> float | None:
+def span(facts: ProbeFacts) -> float | None:
     """The time the file covers: its declared duration, or its streams' extent when that is longer."""
     ends = [
         (s.start_time or 0.0) + s.duration
@@ -125,10 +130,10 @@ def _check_offsets(facts: ProbeFacts) -> None:
 
 
 def _check_duration(facts: ProbeFacts, limits: Limits) -> None:
-    span = _span(facts)
-    if span is not None and span > limits.max_duration:
+    seconds = span(facts)
+    if seconds is not None and seconds > limits.max_duration:
         raise MediaRejected(
-            f"This file lasts {human_duration(span)}; the limit is {human_duration(limits.max_duration)}."
+            f"This file lasts {human_duration(seconds)}; the limit is {human_duration(limits.max_duration)}."
         )
 
 

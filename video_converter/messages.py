@@ -17,11 +17,12 @@ import threading
 import time
 from pathlib import Path
 
-from . import conversion, diskspace, segmenting, webhooks
+from . import budget, conversion, diskspace, segmenting, webhooks
 from .cancel import JobWatch
-from .conversion import NOT_CONVERTED, SourceRejected, SourceReplaced
+from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .diskspace import is_disk_full
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
+from .ffmpeg.failures import is_certain
 from .limits import Limits, MediaRejected
 from .model import utcnow
 from .outcome import Action, Outcome, Step
@@ -30,7 +31,7 @@ from .presets import UnsuitableSource
 from .queues import Message
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Convert, Work, alone, from_body, to_body
+from .work import Convert, Join, Work, alone, from_body, to_body
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class _Attempt:
         if isinstance(step, Outcome):
             return step
         self.label = step.label
+        if self._out_of_time():
+            self.fail(budget.out_of_time(self.label, self.rt.settings.job_seconds), self.outputs)
+            return Outcome.finished("out of time")
         if self.number > self.rt.settings.max_attempts:
             gave_up = f"gave up after {self.number - 1} interrupted attempts."
             self.fail(f"{self.label} {gave_up}" if self.label else gave_up.capitalize(), self.outputs)
@@ -120,6 +124,22 @@ class _Attempt:
         if isinstance(self.work, Convert):
             return Step(functools.partial(_convert, self.rt, self.outputs))
         return segmenting.step(self.rt, self.work, self.outputs)
+
+    def _out_of_time(self) -> bool:
+        """The job is past its deadline (MAX_JOB_SECONDS from its creation): no FFmpeg work of it starts
+        any more. A join still runs: it copies what is encoded already, in seconds."""
+        if isinstance(self.work, Join):
+            return False
+        return budget.past_deadline(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+
+    def _timeout(self) -> float:
+        """FFmpeg's time limit for this attempt: FFMPEG_TIMEOUT, the invocation's, and the job's own time
+        left, whichever ends first (a join is not held to the job's: it only copies)."""
+        timeout = time_left(self.rt.settings.ffmpeg_timeout, self.deadline)
+        if isinstance(self.work, Join):
+            return timeout
+        left = budget.seconds_left(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+        return max(1.0, min(timeout, left))
 
     def unfinished(self) -> list[Output]:
         """Renditions of a group may have been published before a failure."""
@@ -152,7 +172,7 @@ class _Attempt:
     def _run(self, step: Step) -> Outcome:
         try:
             with self.rt.scratch.workdir(f"convert-{self.work.formats[0]}-") as workdir:
-                return step.run(workdir, time_left(self.rt.settings.ffmpeg_timeout, self.deadline), self.cancel)
+                return step.run(workdir, self._timeout(), self.cancel)
         except ConversionCancelled:
             if self.whole:
                 for output in self.unfinished():
@@ -163,9 +183,7 @@ class _Attempt:
             self.fail(NOT_CONVERTED)
             return Outcome.finished("failed for good")
         except FFmpegError as exc:
-            if len(self.unfinished()) > 1 and not is_disk_full(exc):
-                return self._one_by_one(exc)
-            return self._failed(exc)
+            return self._ffmpeg_failed(exc)
         except ObjectNotFound:
             what = "The uploaded original" if self.whole else "A piece of the original"
             self.fail(f"{what} is missing (it may have expired).")
@@ -173,10 +191,23 @@ class _Attempt:
         except Exception as exc:
             return self._failed(exc)
 
-    def _one_by_one(self, exc: Exception) -> Outcome:
-        """Renditions converted together failed: do each again on its own, so that one rendition's failure
-        (its encoder, its size limit) is its own and the others still finish."""
+    def _ffmpeg_failed(self, exc: FFmpegError) -> Outcome:
+        """FFmpeg failed. Renditions converted together are each tried again on their own, so that one
+        rendition's failure (its encoder, its size limit) is its own and the others still finish; those
+        the failure names, when it is one the same input would meet again, fail at once instead."""
         outputs = self.unfinished()
+        if len(outputs) <= 1 or is_disk_full(exc):  # a full disk is no rendition's fault: they wait together
+            return self._failed(exc)
+        at_fault = exc.at_fault if isinstance(exc, RenditionsFailed) and is_certain(exc.stderr_tail) else frozenset()
+        if at_fault:
+            self.fail(self._reason(exc), [output for output in outputs if output.format_id in at_fault])
+            outputs = [output for output in outputs if output.format_id not in at_fault]
+            if not outputs:
+                return Outcome.finished("failed for good")
+        return self._one_by_one(exc, outputs)
+
+    def _one_by_one(self, exc: Exception, outputs: list[Output]) -> Outcome:
+        """Send the work again for each of these outputs alone."""
         log.warning("job %s: %s together failed, each goes alone now: %s", self.work.job_id, self.formats, exc)
         for output in outputs:
             if self.whole:
@@ -188,15 +219,22 @@ class _Attempt:
     def formats(self) -> str:
         return ",".join(self.work.formats)
 
+    def _reason(self, exc: Exception) -> str:
+        return f"{self.label} failed: {exc}" if self.label else str(exc)
+
     def _failed(self, exc: Exception) -> Outcome:
-        """A failure that will not pass (FINAL_FAILURES) fails the outputs; any other (FFmpeg crashed, a
-        storage call failed, ...) may pass, so the message is retried while attempts last. A full disk
-        is waited out without spending one (``diskspace``)."""
+        """A failure that will not pass (FINAL_FAILURES, or FFmpeg saying the input or the settings are at
+        fault) fails the outputs; any other (FFmpeg crashed, a storage call failed, ...) may pass, so the
+        message is retried while attempts last. A full disk is waited out without spending one
+        (``diskspace``)."""
         if is_disk_full(exc) and self._may_wait_for_disk():
             return self._wait_for_disk(exc)
         part = f"{self.label} failed: " if self.label else ""
-        if isinstance(exc, FINAL_FAILURES):
-            self.fail(f"{part}{exc}")
+        if isinstance(exc, ConversionTimeout) and self._out_of_time():  # cut short by the job's deadline
+            self.fail(budget.out_of_time(self.label, self.rt.settings.job_seconds))
+            return Outcome.finished("out of time")
+        if isinstance(exc, FINAL_FAILURES) or (isinstance(exc, FFmpegError) and is_certain(exc.stderr_tail)):
+            self.fail(self._reason(exc))
             return Outcome.finished("failed for good")
         reason = str(exc) if isinstance(exc, FFmpegError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, FFmpegError):

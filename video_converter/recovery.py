@@ -22,7 +22,7 @@ from .model import OutputStatus, is_job_id, utcnow
 from .queues import SqliteQueue
 from .records import JobStore
 from .runtime import Runtime
-from .storage import LocalStorage
+from .storage import LocalStorage, Storage
 from .work import Convert, Work, from_body, to_body
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,16 @@ RECONCILE_LOCK = "reconcile.lock"
 
 def lost_work(
     jobs: JobStore,
+    uploads: Storage,
     job_ids: Iterable[str],
     queued: set[Work],
     *,
     stale_after: timedelta,
     now: datetime | None = None,
-) -> Iterator[Convert]:
-    """The outputs of these jobs that wait for a message the queue does not have (one converted with
-    others is covered by their message; one that lost it is sent again alone)."""
+) -> Iterator[Work]:
+    """The work these jobs wait for that the queue does not have: an output whose message was lost goes
+    again alone (one converted with others is covered by their message); an output in pieces gets only
+    its lost pieces, sound parts or join."""
     now = now or utcnow()
     covered = {(w.job_id, f) for w in queued if isinstance(w, Convert) for f in w.formats}
     for job_id in job_ids:
@@ -53,10 +55,12 @@ def lost_work(
             if (job_id, format_id) in covered:
                 continue
             record = jobs.output(job_id, format_id, missing_since=job.created_at)
-            last = record.updated_at
             if segmenting.in_pieces(record):  # alive while its pieces are stored
                 last = segmenting.alive_at(record, segmenting.finished(jobs.store, job_id, format_id))
-            age = now - last
+                if now - last >= stale_after:
+                    yield from segmenting.lost_parts(uploads, jobs.store, job_id, format_id, queued)
+                continue
+            age = now - record.updated_at
             if (record.status is OutputStatus.QUEUED and age >= QUEUED_GRACE) or (
                 record.status is OutputStatus.PROCESSING and age >= stale_after
             ):
@@ -78,7 +82,7 @@ def reconcile(rt: Runtime) -> int:
         queued = {work for body in rt.queue.bodies() if (work := from_body(body))}
         job_ids = [p.name for p in rt.converted.root.iterdir() if is_job_id(p.name)]
         stale = timedelta(seconds=rt.settings.stale_after)
-        lost = list(lost_work(rt.jobs, job_ids, queued, stale_after=stale))
+        lost = list(lost_work(rt.jobs, rt.uploads, job_ids, queued, stale_after=stale))
         for work in lost:
             rt.queue.send(to_body(work), group=work.job_id)
         if lost:

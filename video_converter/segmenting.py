@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import segments
 from .conversion import check_output, publish, suitable
+from .ffmpeg import ConversionCancelled
 from .ffmpeg.parse import ProbeFacts
 from .keys import output_filename
 from .limits import MediaRejected
@@ -40,11 +43,12 @@ from .output import Output
 from .presets import PRESETS, Preset, VideoRecipe, recipes_of
 from .runtime import Runtime
 from .storage import ObjectNotFound, Storage
-from .work import Join, Piece, SegmentWork, SoundPart, to_body
+from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, to_body
 
 log = logging.getLogger(__name__)
 
 ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
+SPLIT_POLL = 0.5  # seconds between looks for the plan while another worker splits the original
 _PIECE = re.compile(r"(\d{5})\.nut")
 _SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut)")
 
@@ -59,6 +63,11 @@ def segments_prefix(job_id: str) -> str:
 
 def plan_key(job_id: str) -> str:
     return f"{job_id}/segments/plan.json"
+
+
+def split_claim_key(job_id: str) -> str:
+    """Created by the worker that splits the original (when), so that one worker does it."""
+    return f"{job_id}/segments/splitting.json"
 
 
 def source_piece_key(job_id: str, index: int) -> str:
@@ -185,6 +194,24 @@ def _videos_final(rt: Runtime, output: Output) -> bool:
     return all(rt.jobs.output(output.job_id, f).status.finished for f in videos)
 
 
+def lost_parts(uploads: Storage, converted: Storage, job_id: str, format_id: str, queued: set[Work]) -> list[Work]:
+    """The messages an output in pieces waits for that are neither done nor in the queue: its missing
+    pieces and sound parts, or its join once all of them are there; the whole output again when its
+    split is gone."""
+    plan, recipe = load_plan(uploads, job_id), PRESETS[format_id].recipe
+    if plan is None or recipe is None:
+        return [Convert(job_id, (format_id,))]
+    ours = [w for w in queued if w.job_id == job_id and format_id in w.formats]
+    if ready_to_join(converted, plan, job_id, format_id, recipe):
+        return [] if any(isinstance(w, Join) for w in ours) else [Join(job_id, format_id)]
+    waiting = {(type(w), w.index) for w in ours if isinstance(w, Piece | SoundPart)}
+    done, sounds = finished(converted, job_id, format_id), sounds_done(converted, job_id, format_id)
+    pieces = [Piece(job_id, (format_id,), i) for i in range(plan.count) if i not in done]
+    parts = [SoundPart(job_id, (format_id,), i) for i in range(segments.sound_parts(recipe, plan)) if i not in sounds]
+    candidates: list[Piece | SoundPart] = [*parts, *pieces]
+    return [w for w in candidates if (type(w), w.index) not in waiting]
+
+
 # --- splitting ---------------------------------------------------------------------------------------------
 
 
@@ -231,23 +258,71 @@ def split_if_long(
     lead = outputs[0]
     if not _all_video(outputs) or not wants_segments(lead.preset, facts.info, rt.settings.segment_seconds):
         return None
+    if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
+        return _split_by_another(rt, outputs, timeout, cancel)
     spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
-    done = segments.split(
-        rt.ffmpeg,
-        source_path,
-        facts,
-        workdir,
-        rt.settings.segment_seconds,
-        timeout=timeout,
-        cancel=cancel,
-        sound_in_parts=spliced,
-    )
-    if done.plan.count <= 1:
-        return None
-    store_split(rt.uploads, lead.job_id, done)
+    try:
+        done = segments.split(
+            rt.ffmpeg,
+            source_path,
+            facts,
+            workdir,
+            rt.settings.segment_seconds,
+            timeout=timeout,
+            cancel=cancel,
+            sound_in_parts=spliced,
+        )
+        if done.plan.count <= 1:
+            return None  # one piece only: converted whole
+        store_split(rt.uploads, lead.job_id, done)
+    finally:
+        rt.uploads.delete(split_claim_key(lead.job_id))  # done (the plan is there) or failed: others go on
     for output in outputs:
         output.segmented(done.plan.count)
     return done.plan
+
+
+def _split_by_another(
+    rt: Runtime, outputs: list[Output], timeout: float, cancel: threading.Event | None
+) -> SegmentPlan:
+    plan = _wait_for_split(rt, outputs[0].job_id, timeout, cancel)
+    if plan is None:
+        raise RuntimeError("Another worker was splitting the original and stopped; trying again")
+    for output in suitable(outputs, plan.source):
+        output.segmented(plan.count)
+    return plan
+
+
+def _claim_split(rt: Runtime, job_id: str, timeout: float) -> bool:
+    """Claim the split of this job's original; a claim older than a split may take is one whose worker
+    died, and is taken over."""
+    key, now = split_claim_key(job_id), time.time()
+    if rt.uploads.create_bytes(key, json.dumps({"at": now}).encode(), "application/json"):
+        return True
+    try:
+        claimed_at = float(json.loads(rt.uploads.get_bytes(key))["at"])
+    except ObjectNotFound:
+        return rt.uploads.create_bytes(key, json.dumps({"at": now}).encode(), "application/json")
+    except (ValueError, KeyError, TypeError):
+        claimed_at = 0.0
+    if now - claimed_at <= max(timeout, rt.settings.ffmpeg_timeout):
+        return False
+    rt.uploads.put_bytes(key, json.dumps({"at": now}).encode(), "application/json")
+    return True
+
+
+def _wait_for_split(rt: Runtime, job_id: str, timeout: float, cancel: threading.Event | None) -> SegmentPlan | None:
+    """The plan the claiming worker stores; None when it stopped without one (its claim is gone) or
+    did not finish in ``timeout``."""
+    stop = cancel or threading.Event()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        plan = load_plan(rt.uploads, job_id)
+        if plan is not None or rt.uploads.size(split_claim_key(job_id)) is None:
+            return plan
+        if stop.wait(SPLIT_POLL):
+            raise ConversionCancelled("The worker stopped while waiting for the split")
+    return None
 
 
 def queue_parts(rt: Runtime, outputs: list[Output], plan: SegmentPlan) -> Outcome:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import keys
+from .budget import check_budget
 from .conversion import source_problem
 from .errors import Conflict, InvalidRequest, UploadTooLarge
 from .ffmpeg import InvalidMedia
@@ -70,13 +71,18 @@ class Uploads:
             self.check_media(upload_id)
         return size
 
-    def check_media(self, upload_id: str) -> None:
-        """Probe an upload the API can read in place; refuse (and delete) one that is not media or is over
-        a limit, with the sentence the worker would have recorded."""
+    def check_media(self, upload_id: str, formats: list[str] | None = None) -> None:
+        """Probe an upload the API can read in place; refuse (and delete) one that is not media, is over
+        a limit or would cost more work in these ``formats`` than a job may (once a job asks for them),
+        with the sentence the worker would have recorded."""
         key = keys.source_key(upload_id)
+        limits = Limits.from_settings(self.rt.settings)
         try:
             with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
-                check_media(self.rt.ffmpeg.inspect(path), Limits.from_settings(self.rt.settings))
+                facts = self.rt.ffmpeg.inspect(path)
+            check_media(facts, limits)
+            if formats is not None:
+                check_budget(facts, formats, limits)
         except (InvalidMedia, MediaRejected) as exc:
             # The ticket stays spent (a re-upload could race a creation still probing the first file), and
             # an original that a concurrent creation's probe accepted is kept.

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer
 
-from .model import JobStatus, OutputStatus, SourceInfo
+from .model import JobStatus, OutputRecord, OutputStatus, SourceInfo
 from .presets import Kind, Preset
 
 # "2026-11-29T09:00:00.123456+00:00", as the API has always written it (pydantic's default is "...Z").
@@ -67,6 +67,23 @@ class OutputView(BaseModel):
         "(renditions are never upscaled: 1080p of a 1280x720 source stays 1280x720).",
     )
     segments: int = Field(default=0, description="Converted in this many parts at once (0: in one piece).")
+
+    @classmethod
+    def of(cls, preset: Preset, out: OutputRecord, *, download_url: str | None, filename: str) -> OutputView:
+        """An output as the API shows it: its format's names, its record, and its link once completed."""
+        return cls(
+            format=out.format,
+            label=preset.label,
+            kind=preset.kind,
+            media_type=preset.media_type,
+            status=out.status,
+            progress=100.0 if download_url else out.progress,
+            download_url=download_url,
+            filename=filename,
+            **out.model_dump(
+                include={"error", "size_bytes", "width", "height", "duration", "attempts", "note", "segments"}
+            ),
+        )
 
 
 class JobView(BaseModel):

@@ -174,3 +174,45 @@ def test_sizes_the_source_is_too_small_for_are_one_picture(env: Env, tmp_path: P
         pictures.add(subprocess.run(argv, check=True, capture_output=True, timeout=60).stdout)
     assert len(pictures) == 1  # the same encoded picture in each
     assert (record.note or "").startswith("The source is 320x240")
+
+
+def test_a_certain_failure_of_one_rendition_fails_it_at_once_and_only_the_others_go_again(
+    env: Env, clip: Path, fake_binary: Any
+) -> None:
+    # The real FFmpeg, except that a run writing several files fails as x264 does on a size it refuses,
+    # naming the second output of the run (the 480p picture).
+    refusing = fake_binary(
+        'n=0; for a in "$@"; do case "$a" in *.nut|*.mp4) n=$((n+1));; esac; done\n'
+        'if [ "$n" -gt 2 ]; then\n'
+        '  echo "[vost#1:0/libx264 @ 0x1] Error while opening encoder - maybe incorrect parameters" >&2\n'
+        '  echo "[out#1/nut @ 0x2] Nothing was written into output file" >&2; exit 187\n'
+        f'fi\nexec "{ffmpeg_path()}" "$@"'
+    )
+    env.rt.ffmpeg = env.ffmpeg = Runs(refusing)
+    job_id = env.create(clip, RENDITIONS)
+    (task,) = env.created
+    assert env.deliver(task) is Action.ACK
+    failed = env.record(job_id, "480p")
+    assert failed.status is OutputStatus.FAILED and "Error while opening encoder" in (failed.error or "")
+    assert failed.attempts == 1  # not retried: the same picture would be refused again
+    again = env.take()
+    assert again == [Convert(job_id, ("720p",)), Convert(job_id, ("360p",))]
+    for single in again:
+        assert env.deliver(single) is Action.ACK
+    assert env.status(job_id, "720p") is env.status(job_id, "360p") is OutputStatus.COMPLETED
+
+
+def test_a_source_too_small_to_encode_fails_after_one_run(env: Env, tmp_path: Path) -> None:
+    tiny = tmp_path / "one.mkv"
+    lavfi = ["-f", "lavfi", "-i", "color=c=red:size=2x2:rate=25:duration=1", "-vf", "scale=1:1", "-c:v", "ffv1"]
+    subprocess.run([ffmpeg_path(), "-v", "error", *lavfi, str(tiny)], check=True, timeout=60)
+    job_id = env.create(tiny, ["1080p", "360p"])
+    (task,) = env.created
+    assert env.deliver(task) is Action.ACK
+    assert env.take() == []  # nothing goes again: x264 would refuse the same picture
+    assert len(runs(env)) == 1
+    for format_id in ("1080p", "360p"):
+        record = env.record(job_id, format_id)
+        assert record.status is OutputStatus.FAILED and record.attempts == 1
+        assert (record.error or "").startswith("FFmpeg failed (exit code 187): ")
+        assert "Could not open encoder" in (record.error or "") and (record.error or "").count("FFmpeg failed") == 1

@@ -4,11 +4,15 @@ pieces go through the queue like any message, and a piece that fails or comes tw
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
+import threading
 import time
 from array import array
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +21,15 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import Env, MakeEnv, frames_of, make_clip_file, probe_file
 from tests.e2e.conftest import served, wait_for_job
-from video_converter import segmenting, segments
+from video_converter import conversion, segmenting, segments
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path, ffprobe_path
-from video_converter.model import OutputStatus
+from video_converter.model import OutputStatus, utcnow
 from video_converter.outcome import Action
 from video_converter.presets import PRESETS
+from video_converter.recovery import lost_work
 from video_converter.runtime import Runtime
-from video_converter.work import Convert, Join, Piece, SoundPart
+from video_converter.work import Convert, Join, Piece, SoundPart, Work, to_body
 
 pytestmark = pytest.mark.e2e
 
@@ -341,3 +346,78 @@ def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
         path = tmp_path / f"{format_id}.mp4"
         path.write_bytes(env.rt.converted.get_bytes(record.key))
         assert abs(frames_of(path) - frames_of(clip)) <= 2
+
+
+def test_reconciliation_sends_again_only_the_pieces_the_queue_lost(env: Env, long_clip: Path) -> None:
+    job_id = env.create(long_clip, ["360p"])
+    assert env.deliver(Convert(job_id, ("360p",))) is Action.ACK  # split: parts and pieces queued
+    sent = env.take()
+    pieces = [w for w in sent if isinstance(w, Piece)]
+    sounds = [w for w in sent if isinstance(w, SoundPart)]
+    assert env.deliver(pieces[0]) is Action.ACK and env.deliver(sounds[0]) is Action.ACK  # done
+    still_queued: set[Work] = {pieces[2], sounds[1]}  # the queue kept these; the rest was lost
+    later = utcnow() + timedelta(seconds=env.settings.stale_after + 1)
+    lost = list(
+        lost_work(
+            env.rt.jobs,
+            env.rt.uploads,
+            [job_id],
+            still_queued,
+            stale_after=timedelta(seconds=env.settings.stale_after),
+            now=later,
+        )
+    )
+    every: list[Work] = [*pieces, *sounds]
+    assert sorted(map(to_body_key, lost)) == sorted(
+        map(to_body_key, [w for w in every if w not in {pieces[0], sounds[0], *still_queued}])
+    )
+    for work in every:
+        env.deliver(work)
+    assert env.take() == [Join(job_id, "360p")]
+    # Every piece and part done, the join lost: only the join goes again.
+    assert list(
+        lost_work(
+            env.rt.jobs,
+            env.rt.uploads,
+            [job_id],
+            set(),
+            stale_after=timedelta(seconds=env.settings.stale_after),
+            now=later,
+        )
+    ) == [Join(job_id, "360p")]
+
+
+def to_body_key(work: Work) -> str:
+    return json.dumps(to_body(work), sort_keys=True)
+
+
+def test_two_formats_racing_for_the_split_split_the_original_once(
+    env: Env, long_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = env.create(long_clip, ["360p", "webm"])
+    both_probed = threading.Barrier(2, timeout=60)
+    inspect, split = conversion.inspect, segments.split
+    splits: list[str] = []
+
+    def probed_together(*args: Any, **kwargs: Any) -> Any:
+        facts = inspect(*args, **kwargs)
+        both_probed.wait()  # both have looked for a plan and found none: they race for the split
+        return facts
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        splits.append(threading.current_thread().name)
+        return split(*args, **kwargs)
+
+    monkeypatch.setattr(conversion, "inspect", probed_together)
+    monkeypatch.setattr(segments, "split", counted)
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(env.deliver, [Convert(job_id, ("360p",)), Convert(job_id, ("webm",))]))
+    assert outcomes == [Action.ACK, Action.ACK] and len(splits) == 1
+    plan = segmenting.load_plan(env.rt.uploads, job_id)
+    assert plan is not None and plan.count > 1
+    assert env.record(job_id, "360p").segments == env.record(job_id, "webm").segments == plan.count
+    queued = env.pending()
+    for format_id in ("360p", "webm"):
+        assert sorted(w.index for w in queued if isinstance(w, Piece) and w.formats == (format_id,)) == list(
+            range(plan.count)
+        )

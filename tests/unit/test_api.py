@@ -16,9 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.conftest import MemoryParts, make_clip_file, memory_runtime
+from tests.conftest import FakeBinary, MemoryParts, make_clip_file, memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
+from video_converter.ffmpeg import FFmpeg
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.queues import SqliteQueue
 from video_converter.runtime import Runtime, build_runtime, sweep_scratch
@@ -588,6 +589,41 @@ def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, R
     assert str(rt.settings.data_dir) not in detail  # no server paths
     assert isinstance(rt.queue, SqliteQueue) and rt.queue.counts()["visible"] == 0
     assert not any(p.is_file() for p in (Path(rt.settings.data_dir) / "uploads").rglob("*"))  # nothing kept
+
+
+@pytest.fixture
+def bomb_app(settings: Settings, fake_binary: FakeBinary) -> Iterator[tuple[TestClient, Runtime]]:
+    """Local mode over an FFmpeg whose ffprobe reports the issue's cost bomb, a 43.5 MB file of 3 h 59 min
+    of static 8K at 60 fps (it prints the captured JSON; nothing is decoded), and whose ffmpeg only leaves
+    a mark (``ffmpeg-was-called`` beside the data folder) if it is ever run."""
+    marker = Path(settings.data_dir).parent / "ffmpeg-was-called"
+    bomb = Path(__file__).parent / "data" / "probe_mp4_8k60_4h_static.json"
+    ffmpeg = FFmpeg(ffmpeg=fake_binary(f"touch {marker}; exit 1"), ffprobe=fake_binary(f"cat {bomb}"))
+    client, rt = app_over(build_runtime(settings, ffmpeg=ffmpeg))
+    with client:
+        yield client, rt
+    rt.close()
+
+
+def test_local_mode_refuses_the_cost_bomb_at_once_saying_what_would_fit(bomb_app: tuple[TestClient, Runtime]) -> None:
+    client, rt = bomb_app
+    detail = assert_sentence(post_job(client, FORMAT_IDS, data=b"\0" * 4096, name="static.mp4"), 422)
+    assert detail.startswith("Converting this 3 h 59 min video (7680x4320 at 60 fps) to 1080p, 720p, 480p,")
+    assert "about 2585 minutes of work" in detail and "a job may cost at most 600." in detail
+    assert "What would fit: mp3, gif, thumbnail (5 min)" in detail
+    assert detail.endswith("or all these formats for a video of at most 55 min. Nothing was converted.")
+    assert isinstance(rt.queue, SqliteQueue) and rt.queue.counts()["visible"] == 0
+    data = Path(rt.settings.data_dir)
+    assert not any(p.is_file() for d in ("uploads", "converted") for p in (data / d).rglob("*"))  # nothing kept
+    assert not (data.parent / "ffmpeg-was-called").exists()  # FFmpeg never ran
+
+
+def test_what_the_refusal_offers_is_accepted(bomb_app: tuple[TestClient, Runtime]) -> None:
+    client, rt = bomb_app
+    offered = ["mp3", "gif", "thumbnail"]
+    response = post_job(client, offered, data=b"\0" * 4096, name="static.mp4")
+    assert response.status_code == 201, response.text
+    assert isinstance(rt.queue, SqliteQueue) and rt.queue.counts()["visible"] > 0
 
 
 def test_local_download_of_a_non_latin_name_has_an_ascii_fallback(local: tuple[TestClient, Runtime], media) -> None:

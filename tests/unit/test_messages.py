@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from video_converter import conversion, keys
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg, ffprobe_path
 from video_converter.messages import process_message, time_left
-from video_converter.model import OutputStatus
+from video_converter.model import OutputStatus, utcnow
 from video_converter.outcome import Action, Outcome, retry_delay
 from video_converter.queues import MemoryQueue, Message, SqliteQueue
 from video_converter.worker import Worker, start_workers, stop_workers
@@ -396,6 +397,24 @@ def test_a_conversion_over_the_time_limit_fails_at_once_without_retry(
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED
     assert "longer than the 1 s limit" in (record.error or "")
+
+
+def test_a_conversion_running_into_the_jobs_deadline_is_stopped_there_with_its_sentence(
+    make_env: MakeEnv, clip: Path, fake_binary: Callable[[str], str]
+) -> None:
+    """FFMPEG_TIMEOUT bounds one run; the job's deadline (MAX_JOB_SECONDS from its creation) bounds them
+    all: a run started 2 s before it is stopped at it, and the output says the job ran out of time."""
+    env = make_env(max_job_seconds=3600)
+    slow = FFmpeg(ffmpeg=fake_binary("exec sleep 30"), ffprobe=ffprobe_path())
+    job_id = env.job(clip, ["360p"])
+    record = env.rt.jobs.job(job_id)
+    env.rt.jobs.save_job(record.model_copy(update={"created_at": utcnow() - timedelta(seconds=3598)}))
+    started = time.monotonic()
+    assert env.convert(job_id, "360p", 1, ffmpeg=slow).action is ACK
+    assert time.monotonic() - started < 20  # not FFMPEG_TIMEOUT (an hour), nor the 30 s of the fake
+    output = env.record(job_id, "360p")
+    assert output.status is OutputStatus.FAILED
+    assert (output.error or "").startswith("Out of time: a job's conversions must be done within 1 h of its creation")
 
 
 def test_ffmpeg_writing_nothing_is_a_clear_failure_not_a_stored_empty_file(

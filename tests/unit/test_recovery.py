@@ -86,7 +86,9 @@ def test_only_waiting_outputs_without_a_message_are_lost() -> None:
     write_raw(jobs, service_job, OutputRecord(format="mp3", status=OutputStatus.COMPLETED, updated_at=old))
     write_raw(jobs, service_job, OutputRecord(format="gif", updated_at=old))
     queued: set[Work] = {Convert(service_job, ("gif",))}  # its message is there
-    found = lost_work(jobs, [service_job, "1b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11"], queued, stale_after=STALE, now=now)
+    found = lost_work(
+        jobs, MemoryStorage(), [service_job, "1b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11"], queued, stale_after=STALE, now=now
+    )
     assert sorted(f for w in found for f in w.formats) == ["1080p", "360p", "720p"]
 
 
@@ -97,4 +99,4 @@ def test_renditions_converted_together_are_covered_by_their_one_message() -> Non
     record.created_at = utcnow() - timedelta(hours=1)
     jobs.save_job(record)
     together: set[Work] = {Convert(job_id, ("1080p", "720p"))}  # 480p's message is the one lost
-    assert list(lost_work(jobs, [job_id], together, stale_after=STALE)) == [Convert(job_id, ("480p",))]
+    assert list(lost_work(jobs, MemoryStorage(), [job_id], together, stale_after=STALE)) == [Convert(job_id, ("480p",))]
