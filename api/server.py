@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from api.main import create_app
 from api.request_limits import MAX_HEADER_BYTES
+from video_converter import logsafe
 from video_converter.config import Settings
 from video_converter.housekeeping import start_background
 from video_converter.runtime import build_runtime
@@ -54,7 +55,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     """Behind a load balancer (ECS Express Mode, Copilot) the scheme the browser used arrives in
     X-Forwarded-Proto. uvicorn believes it only from the addresses in FORWARDED_ALLOW_IPS (default:
     this host), so the deployments set it to the load balancer's reach ("*": only it can reach the
-    task); redirects the app builds then keep https instead of downgrading to http."""
+    task); redirects the app builds then keep https instead of downgrading to http. Its access log
+    keeps no signed link (``logsafe.redact_access_log``)."""
+    logsafe.redact_access_log()
     # h11, not httptools: only h11 refuses an oversized header block before buffering all of it.
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, proxy_headers=True, log_config=None,

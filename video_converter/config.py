@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     ffmpeg_timeout: int = Field(default=3600, gt=0)  # seconds one FFmpeg run (an output, or a piece) may take
     download_url_ttl: int = Field(default=3600, gt=0)
     upload_url_ttl: int = Field(default=3600, gt=0)
+    # A message whose work ran out of disk space (ENOSPC) is handed back, not spending an attempt, and
+    # comes up again after this many seconds.
+    disk_full_wait: int = Field(default=60, ge=0)
     # A "processing" output whose record has not changed for this long is treated as abandoned.
     stale_after: int = Field(default=1200, gt=0)
 

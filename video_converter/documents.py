@@ -78,6 +78,15 @@ class JobDocuments:
         assert record is not None  # JobStore.job raises JobNotFound instead
         return record
 
+    def existing(self, job_id: str) -> JobRecord:
+        """The job's record, once the store confirms the job still exists: a cached record alone would keep
+        answering for a job another API process deleted (HEAD /api/jobs/{id} must agree with GET)."""
+        record = self.job(job_id)
+        if not self.rt.jobs.exists(job_id):
+            self.forget(job_id)
+            raise JobNotFound(job_id)
+        return record
+
     def forget(self, job_id: str) -> None:
         """Drop what this reader keeps of a job (its record and its segment plan)."""
         self._jobs.drop(job_id)

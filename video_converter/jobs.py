@@ -10,12 +10,8 @@ from __future__ import annotations
 import logging
 
 from . import keys, webhooks
-from .budget import check_budget
-from .conversion import source_problem
 from .documents import JobDocuments
 from .errors import Conflict, InvalidRequest, QueueUnavailable
-from .ffmpeg import InvalidMedia
-from .limits import Limits, MediaRejected, check_media
 from .model import JobRecord, OutputRecord, OutputStatus, is_job_id
 from .presets import PRESETS
 from .records import JobStore
@@ -99,8 +95,8 @@ class JobService:
         size = self._uploaded_size(upload_id)
         if self.rt.jobs.exists(upload_id):
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
-        if self.rt.probe_uploads:
-            self._check_media(upload_id, formats)
+        if self.rt.probe_uploads:  # refused (and deleted) before any job or message exists
+            self.uploads.check_media(upload_id, formats)
         record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
         register_job(self.rt.jobs, record)
         self._enqueue(record)
@@ -135,24 +131,6 @@ class JobService:
             raise InvalidRequest("Webhooks are not enabled on this server (the operator sets WEBHOOK_SECRET).")
         webhooks.check_url(url, allow_private=self.settings.webhook_allow_private)
         return url
-
-    def _check_media(self, upload_id: str, formats: list[str]) -> None:
-        """Probe an upload the API can read in place; refuse (and delete) one that is not media, is over
-        a limit or would cost more work in these formats than a job may, with the sentence the worker
-        would have recorded, before any job or message exists."""
-        key = keys.source_key(upload_id)
-        limits = Limits.from_settings(self.settings)
-        try:
-            with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
-                facts = self.rt.ffmpeg.inspect(path)
-            check_media(facts, limits)
-            check_budget(facts, formats, limits)
-        except (InvalidMedia, MediaRejected) as exc:
-            # The ticket stays spent (a re-upload could race a creation still probing the first file), and
-            # an original that a concurrent creation's probe accepted is kept.
-            if not self.rt.jobs.exists(upload_id):
-                self.rt.uploads.delete(key)
-            raise InvalidRequest(source_problem(exc)) from None
 
     def _enqueue(self, record: JobRecord) -> None:
         messages = divide(record.job_id, record.formats)

@@ -11,18 +11,21 @@ handler only translate the outcome: ack/visibility calls on the queue, or a batc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
 from pathlib import Path
 
-from . import budget, conversion, segmenting, webhooks
+from . import budget, conversion, diskspace, segmenting, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
+from .diskspace import is_disk_full
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .ffmpeg.failures import is_certain
 from .limits import Limits, MediaRejected
+from .model import utcnow
 from .outcome import Action, Outcome, Step
 from .output import Output, load_outputs
 from .presets import UnsuitableSource
@@ -65,6 +68,11 @@ def process_message(
     try:
         outcome = attempt.process()
     except Exception as exc:  # the records could not be read or written (storage down): try again later
+        if is_disk_full(exc):  # a record did not fit: wait for room, not as an attempt
+            log.warning(
+                "job %s: %s, message %s: the disk is full, it waits: %s", work.job_id, work.formats[0], message.id, exc
+            )
+            return Outcome.wait_for_disk(rt.settings.disk_full_wait)
         log.exception("job %s: %s, message %s hit an unexpected error", work.job_id, work.formats[0], message.id)
         return Outcome.retry(attempt.number, f"{type(exc).__name__}: {exc}")
     if outcome.final:
@@ -199,7 +207,7 @@ class _Attempt:
         rendition's failure (its encoder, its size limit) is its own and the others still finish; those
         the failure names, when it is one the same input would meet again, fail at once instead."""
         outputs = self.unfinished()
-        if len(outputs) <= 1:
+        if len(outputs) <= 1 or is_disk_full(exc):  # a full disk is no rendition's fault: they wait together
             return self._failed(exc)
         at_fault = exc.at_fault if isinstance(exc, RenditionsFailed) and is_certain(exc.stderr_tail) else frozenset()
         if at_fault:
@@ -228,7 +236,10 @@ class _Attempt:
     def _failed(self, exc: Exception) -> Outcome:
         """A failure that will not pass (FINAL_FAILURES, or FFmpeg saying the input or the settings are at
         fault) fails the outputs; any other (FFmpeg crashed, a storage call failed, ...) may pass, so the
-        message is retried while attempts last."""
+        message is retried while attempts last. A full disk is waited out without spending one
+        (``diskspace``)."""
+        if is_disk_full(exc) and self._may_wait_for_disk():
+            return self._wait_for_disk(exc)
         part = f"{self.label} failed: " if self.label else ""
         if isinstance(exc, ConversionTimeout) and self._out_of_time():  # cut short by the job's deadline
             self.fail(budget.out_of_time(self.label, self.rt.settings.job_seconds))
@@ -250,6 +261,23 @@ class _Attempt:
             for output in self.unfinished():
                 output.requeued(f"Attempt {self.number} failed: {reason}")
         return Outcome.retry(self.number, reason)
+
+    def _may_wait_for_disk(self) -> bool:
+        return not self.outputs or utcnow() - self.outputs[0].job.created_at < diskspace.GIVE_UP_AFTER
+
+    def _wait_for_disk(self, exc: Exception) -> Outcome:
+        """Hand the message back for later, the outputs queued and saying why (when their records still
+        fit on the disk: the note is for people, the message comes back either way)."""
+        delay = self.rt.settings.disk_full_wait
+        log.warning(
+            "job %s: %s %s: the disk is full, back in %d s (not as an attempt): %s",
+            self.work.job_id, self.formats, self.label, delay, exc,
+        )  # fmt: skip
+        if self.whole:
+            with contextlib.suppress(OSError):
+                for output in self.unfinished():
+                    output.requeued(diskspace.WAITING)
+        return Outcome.wait_for_disk(delay)
 
 
 def _convert(

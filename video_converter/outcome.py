@@ -17,7 +17,9 @@ from pathlib import Path
 class Action(StrEnum):
     ACK = "ack"  # delete the message: done, failed for good, or malformed
     RETRY = "retry"  # hand it back after ``delay`` seconds; the delivery counts as an attempt
-    RELEASE = "release"  # hand it back now: the worker is stopping
+    # Hand it back without spending an attempt, after ``delay`` seconds: at once when the worker is stopping,
+    # later when the server's disk is full (nothing about the message is wrong; it waits for room).
+    RELEASE = "release"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class Outcome:
     @classmethod
     def release(cls) -> Outcome:
         return cls(Action.RELEASE, reason="the worker is stopping")
+
+    @classmethod
+    def wait_for_disk(cls, delay: int) -> Outcome:
+        """The disk filled up: back after ``delay`` seconds (not hot-looped), and not as an attempt."""
+        return cls(Action.RELEASE, delay=delay, reason="the disk is full")
 
 
 def retry_delay(attempt: int) -> int:

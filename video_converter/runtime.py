@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ UPLOADS_URL = "/files/uploads"
 CONVERTED_URL = "/files/converted"
 
 MIN_FREE_BYTES = 64 * 1024 * 1024  # below this the data folder's disk counts as full
+DISK_FULL = (
+    f"The data folder's disk is full (under {MIN_FREE_BYTES // 2**20} MB free): uploads are refused "
+    "and conversions wait for room."
+)
 
 # Scratch folders (and their .lock files) are named video-converter-<pid>-<8 hex digits>. The sweep
 # removes only names of exactly that shape: on AWS the parent is the machine's temp folder, shared.
@@ -69,13 +74,32 @@ class Scratch:
         parent.mkdir(parents=True, exist_ok=True)
         sweep_scratch(parent)
         name = f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        staging = parent / f".{name}.lock"
-        self._fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        staging.rename(parent / f"{name}.lock")
         self.lock = parent / f"{name}.lock"
         self.path = parent / name
+        self._ensuring = threading.Lock()  # concurrent health checks must not both claim the lock again
+        self._fd = self._claim()
         self.path.mkdir()
+
+    def _claim(self) -> int:
+        """Create the lock file under a temporary name, lock it, then rename it into place."""
+        staging = self.lock.with_name(f".{self.lock.name}")
+        fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        staging.rename(self.lock)
+        return fd
+
+    def ensure(self, *subfolders: str) -> None:
+        """Bring the folder back if someone removed it (a tidy-up of DATA_DIR/tmp, a tmp cleaner): its lock
+        file first, so that no other process's sweep takes the new folder for a dead one's; then the
+        folder and these subfolders. Raises OSError when the disk refuses."""
+        with self._ensuring:
+            if not self.lock.exists():
+                self.lock.parent.mkdir(parents=True, exist_ok=True)
+                old, self._fd = self._fd, self._claim()
+                with contextlib.suppress(OSError):
+                    os.close(old)
+            for folder in (self.path, *(self.path / sub for sub in subfolders)):
+                folder.mkdir(exist_ok=True)
 
     @contextlib.contextmanager
     def workdir(self, prefix: str) -> Iterator[Path]:
@@ -140,6 +164,8 @@ class Runtime:
     # The API can read uploads in place (local disk): it probes them and refuses bad media at once. On S3
     # that would mean downloading every upload into the API, so the workers do it there.
     probe_uploads: bool = False
+    # The subfolder of the scratch folder request bodies are spooled into (local mode), once set up.
+    spool: str = ""
 
     @cached_property
     def jobs(self) -> JobStore:
@@ -153,16 +179,18 @@ class Runtime:
     def health_problem(self) -> str | None:
         """Why this process cannot do its work right now, as a sentence; None when it can. In local mode:
         the data folders take writes and have room, and the queue answers (on AWS the buckets and the
-        queue are not called on every load-balancer check)."""
+        queue are not called on every load-balancer check). Everywhere: the scratch folder is there."""
         folders = [store.root for store in (self.uploads, self.converted) if isinstance(store, LocalStorage)]
         try:
             for folder in folders:
                 with tempfile.TemporaryFile(dir=folder):
                     pass
                 if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
-                    return "The data folder's disk is full."
+                    return DISK_FULL
         except OSError as exc:
             return f"The data folder cannot be written to ({os.strerror(exc.errno or 0).lower()})."
+        if (problem := self._scratch_problem()) is not None:
+            return problem
         try:
             if isinstance(self.queue, SqliteQueue):
                 self.queue.counts()
@@ -170,13 +198,24 @@ class Runtime:
             return f"The queue cannot be read ({type(exc).__name__})."
         return None
 
+    def _scratch_problem(self) -> str | None:
+        """The scratch folder (and the upload spool in it) is there, recreated if it was removed, and takes
+        writes: without it every upload larger than the in-memory spool limit fails."""
+        try:
+            self.scratch.ensure(self.spool)
+            with tempfile.TemporaryFile(dir=self.scratch.path / self.spool):
+                pass
+        except OSError as exc:
+            return f"The scratch folder cannot be written to ({os.strerror(exc.errno or 0).lower()})."
+        return None
+
     def spool_uploads_in_scratch(self) -> None:
         """Request bodies are spooled to the temp dir, which is often RAM (tmpfs): in local mode spool them
         into this process's scratch folder beside the data, so a large upload never sits in memory."""
         if self.settings.backend == "local":
-            spool = self.scratch.path / "spool"
-            spool.mkdir(exist_ok=True)
-            tempfile.tempdir = str(spool)
+            self.spool = "spool"
+            self.scratch.ensure(self.spool)
+            tempfile.tempdir = str(self.scratch.path / self.spool)
 
     def close(self) -> None:
         self.scratch.close()

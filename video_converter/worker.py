@@ -53,8 +53,8 @@ class Worker:
             self.rt.queue.ack(message)
         elif outcome.action is Action.RETRY:
             self.rt.queue.set_visibility(message, outcome.delay)
-        else:  # RELEASE: back at once for the next start, and this delivery does not count as an attempt
-            self.rt.queue.release(message)
+        else:  # RELEASE: back (at once, or after a wait for disk space); this delivery is not an attempt
+            self.rt.queue.release(message, outcome.delay)
         return outcome
 
     def _release(self, message: Message) -> None:

@@ -106,8 +106,8 @@ async def download_archive(job_id: str, documents: DocumentsDep) -> StreamingRes
 
 @router.head("/{job_id}", include_in_schema=False)
 async def head_job(job_id: str, documents: DocumentsDep) -> Response:
-    """Whether the job exists (200 or 404), without a body."""
-    await run_in_threadpool(documents.job, job_id)
+    """Whether the job exists (200 or 404), without a body; asked of the store, as GET does."""
+    await run_in_threadpool(documents.existing, job_id)
     return Response(status_code=200, media_type="application/json")
 
 

@@ -8,7 +8,9 @@ and its ``Outcome`` becomes this function's answer. The event source mapping use
 - ack (converted, already done, failed for good, malformed): success, SQS deletes the message;
 - retry: the messageId goes into ``batchItemFailures`` and the message's visibility is cut to the
   back-off delay (Lambda would otherwise leave it hidden for the queue's whole visibility timeout);
-- release: not used here (nothing cancels an invocation), reported like a retry with no delay.
+- release: the disk (/tmp) is full, so the message comes back after DISK_FULL_WAIT seconds, reported
+  like a retry with that delay (nothing cancels an invocation, so never for a stop). SQS cannot
+  un-count a receive, so here a wait for disk space still counts towards the queue's maxReceiveCount.
 
 Settings come from the environment (BACKEND=aws, UPLOAD_BUCKET, CONVERTED_BUCKET, QUEUE_URL,
 MAX_ATTEMPTS, FFMPEG_TIMEOUT, LOG_LEVEL) and the runtime is built once per container. FFmpeg comes from

@@ -318,6 +318,16 @@ def test_retry_is_brought_forward_on_the_queue(broken_ffmpeg, invoke, aws, make_
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
 
 
+def test_a_full_tmp_is_waited_out_on_the_queue(seeded, invoke, aws, make_sqs_event, convert_app, monkeypatch):
+    """A full disk hands the message back for DISK_FULL_WAIT seconds (on SQS the receive stays counted)."""
+    monkeypatch.setattr(convert_app, "process_message", lambda *args, **kwargs: Outcome.wait_for_disk(600))
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"job_id": JOB_ID, "format": "720p"}))
+    received = aws.sqs.receive_message(QueueUrl=aws.queue_url, VisibilityTimeout=0)["Messages"]
+    result = invoke(make_sqs_event(received, aws.queue_arn))
+    assert result == {"batchItemFailures": [{"itemIdentifier": received[0]["MessageId"]}]}
+    assert "Messages" not in aws.sqs.receive_message(QueueUrl=aws.queue_url)  # hidden for the wait
+
+
 def test_ffmpeg_gets_the_remaining_time_minus_a_margin(seeded, invoke, convert_app, monkeypatch):
     seen: list[float] = []
 

@@ -258,20 +258,23 @@ def test_client_checks_failed_outputs_and_recent_jobs(
     page.set_input_files("#file", fake)
     choose_formats(page, {"360p", "mp3"})
 
-    # A refused job creation is reported in the server's words, and the form stays usable.
+    # The server probes what it received (local mode probes the upload itself) and refuses it with a sentence.
+    page.locator("#submit").click()
+    sync_api.expect(page.locator("#file-error")).to_contain_text("not a video or audio file")
+    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
+    sync_api.expect(page.locator("#submit")).to_be_enabled()
+
+    # A refused job creation is reported in the server's words, and the form stays usable (the upload
+    # is let through here: the server would refuse these bytes before any job is asked for).
     refusal = "The conversion queue is unavailable right now; please try again in a minute."
+    page.route("**/files/uploads/**", lambda route: route.fulfill(status=204))
     page.route("**/api/jobs", lambda route: route.fulfill(status=503, json={"detail": refusal}))
     page.locator("#submit").click()
     sync_api.expect(page.locator("#form-error")).to_have_text(refusal)
     sync_api.expect(page.locator("#submit")).to_be_enabled()
     sync_api.expect(page.locator("#upload-status")).to_be_hidden()
     page.unroute("**/api/jobs")
-
-    # The server probes what it received (local mode has the file) and refuses it with a sentence.
-    page.locator("#submit").click()
-    sync_api.expect(page.locator("#file-error")).to_contain_text("not a video or audio file")
-    sync_api.expect(page.locator("#file-error")).to_be_in_viewport()
-    sync_api.expect(page.locator("#submit")).to_be_enabled()
+    page.unroute("**/files/uploads/**")
     assert page.url.rstrip("/") == server.url
 
     # Real media that cannot give what was asked: an audio file, for a video and a poster frame.

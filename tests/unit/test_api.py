@@ -22,7 +22,7 @@ from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpeg
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.queues import SqliteQueue
-from video_converter.runtime import Runtime, build_runtime
+from video_converter.runtime import Runtime, build_runtime, sweep_scratch
 from video_converter.storage import LocalStorage
 from video_converter.uploads import Uploads
 
@@ -393,6 +393,21 @@ def test_uploads_racing_job_creations_store_one_original(local: tuple[TestClient
     assert rt.uploads.get_bytes(keys.source_key(ticket["upload_id"])) == stored
 
 
+def test_a_local_upload_is_probed_before_it_counts_as_received(local: tuple[TestClient, Runtime]) -> None:
+    """Unprobed bytes used to sit in the upload store until the retention sweep: the upload route now
+    refuses what is not media (422, the sentence a job would get) and deletes it at once."""
+    client, rt = local
+    ticket = client.post("/api/uploads").json()
+    refused = _upload(client, ticket, b"#!/bin/sh\necho not a video\n" * 100)
+    detail = assert_sentence(refused, 422)
+    assert detail.endswith("Nothing was converted; upload a video or audio file.")
+    assert rt.uploads.size(keys.source_key(ticket["upload_id"])) is None
+    assert not rt.jobs.exists(ticket["upload_id"])
+    # The ticket stays spent: a re-upload could race a job creation still probing the first file.
+    again = _upload(client, ticket, b"again")
+    assert assert_sentence(again, 409) == "This upload link was already used; ask for a new one."
+
+
 def test_local_upload_refuses_tampered_ticket(local: tuple[TestClient, Runtime]) -> None:
     client, rt = local
     t = client.post("/api/uploads").json()
@@ -468,6 +483,47 @@ def test_local_mode_spools_uploads_in_its_scratch_folder_not_in_tmp(
     rt.close()
 
 
+def test_health_brings_back_a_removed_scratch_folder_and_uploads_work_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With DATA_DIR/tmp removed under a running process every upload over the in-memory spool limit
+    answered 500 while /health said 200: the check now recreates the folder (and its lock, so that no
+    other process's sweep takes it for a dead one's), and says so when it cannot."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    rt = build_runtime(settings)
+    rt.spool_uploads_in_scratch()
+    raw = ("-c:v", "rawvideo", "-pix_fmt", "yuv420p")
+    big = make_clip_file(Path(settings.data_dir).parent / "big.mkv", seconds=2, size="160x120", encoder=raw)
+    assert big.stat().st_size > 1024 * 1024
+    try:
+        with TestClient(create_app(rt), raise_server_exceptions=False) as client:
+            shutil.rmtree(Path(settings.data_dir) / "tmp")
+            assert client.get("/health").json() == {"status": "ok"}
+            assert (rt.scratch.path / "spool").is_dir() and rt.scratch.lock.is_file()
+            assert rt.scratch.path.name not in sweep_scratch(rt.scratch.path.parent)  # claimed again: alive
+            assert post_job(client, ["mp3"], big.read_bytes()).status_code == 201
+            shutil.rmtree(Path(settings.data_dir) / "tmp")
+            with ThreadPoolExecutor(8) as pool:  # checks at once: one claims the lock again, none fails
+                assert set(pool.map(lambda _: rt.health_problem(), range(8))) == {None}
+
+            real = tempfile.TemporaryFile
+
+            def refused(dir: Path) -> Any:
+                if Path(dir).is_relative_to(rt.scratch.path):
+                    raise OSError(errno.EACCES, "Permission denied")
+                return real(dir=dir)
+
+            monkeypatch.setattr("video_converter.runtime.tempfile.TemporaryFile", refused)
+            assert client.get("/health").json() == {
+                "status": "unhealthy",
+                "detail": "The scratch folder cannot be written to (permission denied).",
+            }
+    finally:
+        rt.close()
+
+
 @pytest.mark.parametrize(
     ("error", "status"),
     [
@@ -516,7 +572,13 @@ def test_health_says_unhealthy_when_the_disk_is_full(
 ) -> None:
     client, _ = local
     monkeypatch.setattr("video_converter.runtime.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
-    assert client.get("/health").json() == {"status": "unhealthy", "detail": "The data folder's disk is full."}
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unhealthy",
+        "detail": "The data folder's disk is full (under 64 MB free): uploads are refused and conversions wait "
+        "for room.",
+    }
 
 
 def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, Runtime]) -> None:

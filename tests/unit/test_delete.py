@@ -164,3 +164,22 @@ def test_an_unusable_original_fails_the_parts_of_a_segmented_output_with_the_job
     record = env.record(job_id, "360p")
     assert record.status is OutputStatus.FAILED and record.error == NOT_CONVERTED
     assert env.view(job_id)["error"].startswith("This is not a video.")
+
+
+def test_head_agrees_with_get_in_another_api_process(settings, clip: Path) -> None:
+    """Two API processes over one DATA_DIR: the one that did not delete the job had its record cached, and
+    its HEAD said 200 for a job its GET called 404."""
+    first, second = build_runtime(settings), build_runtime(settings)
+    try:
+        with TestClient(create_app(first)) as one, TestClient(create_app(second)) as two:
+            with clip.open("rb") as fh:
+                job = one.post("/api/jobs", data={"formats": ["mp3"]}, files={"file": ("a.mp4", fh, "video/mp4")})
+            job_id = job.json()["job_id"]
+            assert two.head(f"/api/jobs/{job_id}").status_code == 200  # now cached in the second process
+            assert one.delete(f"/api/jobs/{job_id}").status_code == 204
+            assert two.head(f"/api/jobs/{job_id}").status_code == 404  # before any GET clears the cache
+            assert two.get(f"/api/jobs/{job_id}").status_code == 404
+            assert two.head(f"/api/jobs/{uuid.uuid4()}").status_code == 404
+    finally:
+        first.close()
+        second.close()

@@ -474,9 +474,9 @@ class RecordingQueue(MemoryQueue):
         self.visibility.append((message, seconds))
         super().set_visibility(message, seconds)
 
-    def release(self, message: Message) -> None:
+    def release(self, message: Message, delay: int = 0) -> None:
         self.released.append(message)
-        super().release(message)
+        super().release(message, delay)
 
 
 @pytest.fixture

@@ -160,6 +160,28 @@ def test_release_hands_back_without_counting_the_delivery(make_queue) -> None:
     assert must_receive(q).receive_count == 1
 
 
+def test_release_after_a_delay_hides_the_message_and_counts_no_delivery(make_queue, clock) -> None:
+    """A full disk hands the message back for later: not hot-looped, and not an attempt spent."""
+    q = make_queue(max_receives=2)
+    q.send({"n": "1"})
+    for _ in range(3):
+        message = must_receive(q)
+        assert message.receive_count == 1
+        q.release(message, 60)
+        clock[0] += 59
+        assert q.receive() is None  # still waiting
+        clock[0] += 2
+    assert must_receive(q).receive_count == 1
+
+
+def test_release_after_a_delay_hides_the_message(make_any_queue) -> None:
+    """SQS too (there the receive stays counted)."""
+    q = make_any_queue()
+    q.send({"n": "1"})
+    q.release(must_receive(q), 600)
+    assert q.receive() is None
+
+
 def test_set_visibility_extends(make_queue, clock) -> None:
     q = make_queue(visibility_timeout=10)
     q.send({"n": "1"})

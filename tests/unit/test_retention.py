@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import pytest
+
+from video_converter import keys
 from video_converter.config import Settings
+from video_converter.errors import InvalidRequest
 from video_converter.housekeeping import start_background
+from video_converter.jobs import JobService
 from video_converter.retention import purge_expired
 from video_converter.runtime import build_runtime
+from video_converter.uploads import UNCLAIMED_AFTER, purge_unclaimed
 
 DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    from tests.conftest import make_clip_file
+
+    return make_clip_file(tmp_path_factory.mktemp("clips") / "clip.mp4", seconds=1, size="160x120").read_bytes()
 
 
 def job_files(root: Path, job_id: str, age_days: float, *names: str) -> Path:
@@ -54,11 +68,14 @@ def test_missing_roots(tmp_path: Path) -> None:
     assert purge_expired([tmp_path / "nope"], max_age_days=7) == []
 
 
-def test_zero_retention_starts_no_sweep(settings: Settings) -> None:
+def test_zero_retention_starts_no_retention_sweep(settings: Settings) -> None:
     rt = build_runtime(settings.model_copy(update={"retention_days": 0, "workers": 0}))
+    stop = threading.Event()
     try:
-        assert start_background(rt, threading.Event()) == []  # 0 keeps everything
+        threads = start_background(rt, stop)
+        assert [t.name for t in threads] == ["unclaimed-uploads"]  # 0 keeps every job, not stray uploads
     finally:
+        stop.set()
         rt.close()
 
 
@@ -68,13 +85,43 @@ def test_the_sweep_runs_at_start_and_stops_when_asked(settings: Settings, tmp_pa
     job_id = str(uuid.uuid4())
     job_files(uploads, job_id, 10, "source")
     stop = threading.Event()
-    (thread,) = start_background(rt, stop)
-    assert thread.name == "retention"
+    threads = start_background(rt, stop)
+    assert [t.name for t in threads] == ["retention", "unclaimed-uploads"]
     deadline = time.monotonic() + 5
     while (uploads / job_id).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not (uploads / job_id).exists()
     stop.set()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+    for thread in threads:
+        thread.join(timeout=5)
+        assert not thread.is_alive()
     rt.close()
+
+
+def test_an_upload_no_job_was_made_from_within_an_hour_is_deleted(settings: Settings, clip_bytes: bytes) -> None:
+    """Tickets stored unprobed bytes for the whole retention with no way to delete them; now an upload
+    waits an hour for its job. The ticket stays spent, and a job asked for later is refused."""
+    rt = build_runtime(settings)
+    service = JobService(rt)
+    try:
+        stale, fresh, used = (service.uploads.ticket().upload_id for _ in range(3))
+        for upload_id in (stale, fresh, used):
+            service.uploads.store(upload_id, io.BytesIO(clip_bytes))
+        service.create_job(used, "a.mp4", ["mp3"])
+        uploads = Path(settings.data_dir) / "uploads"
+        hour_ago = time.time() - UNCLAIMED_AFTER - 5
+        for upload_id in (stale, used):
+            os.utime(uploads / upload_id / "source", (hour_ago, hour_ago))
+
+        assert purge_unclaimed(rt) == [stale]
+
+        assert rt.uploads.size(keys.source_key(stale)) is None
+        assert (uploads / stale / "ticket-used").exists()  # the link cannot bring it back
+        assert rt.uploads.size(keys.source_key(fresh)) == len(clip_bytes)  # within the hour: kept
+        assert rt.uploads.size(keys.source_key(used)) == len(clip_bytes)  # its job needs it
+        with pytest.raises(InvalidRequest, match="expired"):
+            service.create_job(stale, "a.mp4", ["mp3"])
+        assert purge_unclaimed(rt) == []  # nothing left to do
+    finally:
+        service.documents.close()
+        rt.close()

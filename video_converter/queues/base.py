@@ -40,6 +40,7 @@ class Queue(Protocol):
     def set_visibility(self, message: Message, seconds: int) -> None:
         """Keep a message hidden longer (heartbeat), or make it visible again sooner (0 = now)."""
 
-    def release(self, message: Message) -> None:
-        """Hand a message back at once without counting this delivery (the worker is stopping), where the
-        queue can (SQLite, memory); SQS cannot un-count a receive, so there it is only made visible."""
+    def release(self, message: Message, delay: int = 0) -> None:
+        """Hand a message back without counting this delivery, visible again after ``delay`` seconds (0:
+        at once, the worker is stopping; later: the disk is full), where the queue can (SQLite, memory);
+        SQS cannot un-count a receive, so there it is only made visible again after the delay."""

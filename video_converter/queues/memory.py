@@ -69,11 +69,11 @@ class MemoryQueue:
             if entry is not None and entry.receipt == message.handle and not entry.dead:
                 entry.visible_at = time.time() + seconds
 
-    def release(self, message: Message) -> None:
+    def release(self, message: Message, delay: int = 0) -> None:
         with self._lock:
             entry = self.entries.get(message.id)
             if entry is not None and entry.receipt == message.handle and not entry.dead:
-                entry.visible_at, entry.receipt = time.time(), None
+                entry.visible_at, entry.receipt = time.time() + delay, None
                 entry.receive_count = max(entry.receive_count - 1, 0)
 
     def pending(self) -> list[dict[str, str]]:

@@ -187,12 +187,12 @@ class SqliteQueue:
             with self._sent:
                 self._sent.notify_all()
 
-    def release(self, message: Message) -> None:
+    def release(self, message: Message, delay: int = 0) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE messages SET visible_at = ?, receive_count = MAX(receive_count - 1, 0), receipt = NULL "
                 "WHERE id = ? AND receipt = ? AND state = 'ready'",
-                (time.time(), int(message.id), message.handle),
+                (time.time() + delay, int(message.id), message.handle),
             )
         with self._sent:
             self._sent.notify_all()

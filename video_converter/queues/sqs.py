@@ -115,9 +115,10 @@ class SqsQueue:
                 raise
             log.warning("message %s was not deleted, its receipt handle is stale: %s", message.id, exc)
 
-    def release(self, message: Message) -> None:
-        """Visible again at once; SQS keeps counting the receive (ApproximateReceiveCount cannot go down)."""
-        self.set_visibility(message, 0)
+    def release(self, message: Message, delay: int = 0) -> None:
+        """Visible again after ``delay`` seconds; SQS keeps counting the receive (ApproximateReceiveCount
+        cannot go down)."""
+        self.set_visibility(message, delay)
 
     def set_visibility(self, message: Message, seconds: int) -> None:
         try:
