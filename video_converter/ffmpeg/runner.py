@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from ..config import Settings
 from ..model import SourceInfo
@@ -109,6 +109,21 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "MALLOC_ARENA_MAX": "2", "GCONV_PATH": NO_GCONV_MODULES}
 
 
+def _spawn(argv: list[str], memory_mb: int | None, **pipes: Any) -> subprocess.Popen[Any]:
+    """An ffmpeg or ffprobe with no stdin, its output piped, bounded in address space, in its own
+    process group (a kill reaches a wrapper script's children too), without the host's gconv modules."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=child_env(),
+        preexec_fn=_address_space_limit(memory_mb),
+        **pipes,
+    )
+
+
 def _address_space_limit(memory_mb: int | None) -> Callable[[], None] | None:
     """A preexec_fn that caps the child's address space. It runs between fork and exec, where only
     async-signal-safe work is safe: setrlimit is one system call and takes no lock."""
@@ -149,15 +164,7 @@ def _keep_tail(stream: IO[bytes], kept: bytearray) -> None:
 def _probe_bounded(argv: list[str], timeout: float, memory_mb: int | None) -> _Probed:
     """Run ffprobe with at most PROBE_OUTPUT_LIMIT bytes of its stdout read (killed past them) and its
     stderr's tail kept, killed after ``timeout`` s. The process is gone when this returns."""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env=child_env(),
-        preexec_fn=_address_space_limit(memory_mb),
-    )
+    proc = _spawn(argv, memory_mb)
     expired = threading.Event()
 
     def expire() -> None:
@@ -408,19 +415,7 @@ class _Run:
 
     @classmethod
     def start(cls, argv: list[str], memory_mb: int | None) -> _Run:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            start_new_session=True,  # its own process group: a kill reaches wrapper scripts' children too
-            env=child_env(),
-            preexec_fn=_address_space_limit(memory_mb),
-        )
-        return cls(proc)
+        return cls(_spawn(argv, memory_mb, text=True, errors="replace", bufsize=1))
 
     def supervise(
         self,
