@@ -211,6 +211,19 @@ def test_event_source_mapping(cfn: dict[str, Any]):
     assert props["FunctionName"] == {"Ref": "ConvertFunction"}
     assert props["BatchSize"] == 1
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Always bounded: a throttled function's messages are otherwise received, hidden for the visibility
+    # timeout and dead-lettered without running.
+    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrency"}}
+
+
+def test_max_concurrency_parameter(sam: dict[str, Any]):
+    param = sam["Parameters"]["MaxConcurrency"]
+    assert (param["MinValue"], param["MaxValue"]) == (2, 1000)  # what SQS event sources accept
+    assert 2 <= param["Default"] <= 10  # within a new account's quota of 10
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = dict(i.split("=", 1) for i in config["prod"]["deploy"]["parameters"]["parameter_overrides"])
+    assert 2 <= int(overrides["MaxConcurrency"]) <= 1000
+    assert overrides["ReservedConcurrency"] in ("0", overrides["MaxConcurrency"])
 
 
 def test_function_role_is_least_privilege(cfn: dict[str, Any]):
@@ -324,12 +337,18 @@ def test_outputs(cfn: dict[str, Any]):
 # --- rules: refused before anything is created -----------------------------------------------------
 
 
-def test_rule_refuses_a_reserved_concurrency_of_one(sam: dict[str, Any]):
-    """ReservedConcurrency is also the event source's MaximumConcurrency, which must be 2-1000."""
+def test_rule_keeps_reserved_concurrency_at_the_event_sources_maximum(sam: dict[str, Any]):
+    """A reservation below MaximumConcurrency throttles while the pollers still receive; Rules cannot
+    compare numbers, so the reservation is 0 or exactly MaxConcurrency."""
     (rule,) = [r for r in sam["Rules"].values() if "ReservedConcurrency" in json.dumps(r)]
     assert "RuleCondition" not in rule
     (assertion,) = rule["Assertions"]
-    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "1"]}]}
+    assert assertion["Assert"] == {
+        "Fn::Or": [
+            {"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "0"]},
+            {"Fn::Equals": [{"Ref": "ReservedConcurrency"}, {"Ref": "MaxConcurrency"}]},
+        ]
+    }
     param = sam["Parameters"]["ReservedConcurrency"]
     assert param["Default"] == 0 and param["MinValue"] == 0
     assert "quota" in param["Description"]
