@@ -281,11 +281,13 @@ def test_ssm_parameters(cfn: dict[str, Any], sam: dict[str, Any]):
         "UploadBucketParameter": "/video-converter/upload-bucket",
         "ConvertedBucketParameter": "/video-converter/converted-bucket",
         "QueueUrlParameter": "/video-converter/sqs-queue-url",
+        "AlarmTopicParameter": "/video-converter/alarm-topic-arn",  # the API stacks' alarms use it
     }
     values = {
         "UploadBucketParameter": {"Ref": "UploadBucket"},
         "ConvertedBucketParameter": {"Ref": "ConvertedBucket"},
         "QueueUrlParameter": {"Ref": "ConvertQueue"},
+        "AlarmTopicParameter": {"Ref": "AlarmTopic"},
     }
     for logical_id, value in values.items():
         props = cfn["Resources"][logical_id]["Properties"]
@@ -301,21 +303,80 @@ def test_ssm_parameters(cfn: dict[str, Any], sam: dict[str, Any]):
     assert (COPILOT / "environments" / default(sam, "CopilotEnvironment") / "manifest.yml").is_file()
 
 
-def test_alarms(cfn: dict[str, Any]):
-    alarms = of_type(cfn, "AWS::CloudWatch::Alarm").values()
-    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
-    assert {
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-        ("AWS/Lambda", "Errors"),
-        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
-    } <= watched
-    dlq_alarm = cfn["Resources"]["DeadLetterQueueAlarm"]["Properties"]
+def metric_of(alarm: dict[str, Any]) -> tuple[str, str]:
+    """(namespace, metric) of a single-metric alarm, or ("insights", query) of a Metrics Insights one."""
+    if "MetricName" in alarm:
+        return alarm["Namespace"], alarm["MetricName"]
+    (query,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    return "insights", query["Expression"]
+
+
+def test_alarms(cfn: dict[str, Any], sam: dict[str, Any]):
+    alarms = {name: a["Properties"] for name, a in of_type(cfn, "AWS::CloudWatch::Alarm").items()}
+    watched = {name: metric_of(a) for name, a in alarms.items()}
+    assert watched == {
+        "DeadLetterQueueAlarm": ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        "FunctionErrorsAlarm": ("AWS/Lambda", "Errors"),
+        "FunctionThrottlesAlarm": ("AWS/Lambda", "Throttles"),
+        "QueueAgeAlarm": ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        "OutputsFailedAlarm": ("insights", "SELECT SUM(OutputsFailed) FROM SCHEMA(VideoConverter, Format)"),
+    }
+    dlq_alarm = alarms["DeadLetterQueueAlarm"]
     assert dlq_alarm["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ConvertDeadLetterQueue", "QueueName"]}}
     ]
     assert dlq_alarm["Threshold"] == 0 and dlq_alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    topic = cfn["Resources"]["AlarmTopic"]
-    assert topic["Condition"] == "HasAlarmEmail"
+    age = alarms["QueueAgeAlarm"]
+    assert age["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["ConvertQueue", "QueueName"]}}]
+    assert age["Threshold"] == {"Ref": "QueueAgeAlarmSeconds"}
+    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        assert alarms[name]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ConvertFunction"}}]
+        assert alarms[name]["Threshold"] == 0
+    assert alarms["OutputsFailedAlarm"]["Threshold"] == {"Ref": "OutputsFailedAlarmCount"}
+    # Every alarm notifies the topic, which always exists (the API stacks' alarms notify it too);
+    # only the e-mail subscription depends on AlarmEmail.
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no traffic is not an outage
+    assert "Condition" not in cfn["Resources"]["AlarmTopic"]
+    subscription = cfn["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+
+
+def test_dashboard(cfn: dict[str, Any]):
+    (dashboard,) = of_type(cfn, "AWS::CloudWatch::Dashboard").values()
+    body, names = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert names == {
+        "Queue": {"Fn::GetAtt": ["ConvertQueue", "QueueName"]},
+        "DeadLetterQueue": {"Fn::GetAtt": ["ConvertDeadLetterQueue", "QueueName"]},
+    }
+    values = {"AWS::Region": "us-east-1", "ConvertFunction": "fn", "MaxConcurrency": "5", **{k: k for k in names}}
+    widgets = json.loads(re.sub(r"\$\{([^}!]+)\}", lambda m: values[m[1]], body))["widgets"]
+    shown: set[tuple[str, ...]] = set()
+    for widget in widgets:
+        for line in widget["properties"]["metrics"]:
+            if isinstance(line[0], dict):
+                shown.add(("search", line[0]["expression"].split("MetricName=")[1].split('"')[1]))
+            else:
+                shown.add(tuple(x for x in line[:4] if isinstance(x, str)))
+    assert {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "Queue"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "Queue"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "DeadLetterQueue"),
+        ("AWS/Lambda", "Invocations", "FunctionName", "fn"),
+        ("AWS/Lambda", "Errors", "FunctionName", "fn"),
+        ("AWS/Lambda", "Throttles", "FunctionName", "fn"),
+        ("AWS/Lambda", "Duration", "FunctionName", "fn"),
+        ("AWS/Lambda", "ConcurrentExecutions", "FunctionName", "fn"),
+        ("search", "OutputsFailed"),
+        ("search", "OutputsCompleted"),
+    } <= shown
+    assert "{VideoConverter,Format}" in body  # failures per format
 
 
 def test_outputs(cfn: dict[str, Any]):
@@ -328,6 +389,8 @@ def test_outputs(cfn: dict[str, Any]):
         "ConvertFunctionName",
         "ConvertFunctionArn",
         "FfmpegLayerArn",
+        "AlarmTopicArn",
+        "DashboardName",
         "UploadBucketParameterName",
         "ConvertedBucketParameterName",
         "QueueUrlParameterName",
@@ -412,7 +475,7 @@ def test_api_manifest(sam: dict[str, Any]):
     assert variables["BACKEND"] == "aws" and variables["WORKERS"] == 0 and variables["PORT"] == 8000
     expected = {env: f"{default(sam, 'ParameterPrefix')}/{suffix}" for env, suffix in SSM_SUFFIXES.items()}
     assert manifest["secrets"] == expected
-    assert set(expected.values()) == set(ssm_names(sam).values())
+    assert set(expected.values()) <= set(ssm_names(sam).values())
 
 
 def test_environment_manifest_takes_a_certificate():
@@ -439,7 +502,7 @@ def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
         params["UploadBucketName"]["Default"],
         params["ConvertedBucketName"]["Default"],
         params["QueueUrl"]["Default"],
-    } == set(ssm_names(sam).values())
+    } <= set(ssm_names(sam).values())
 
     policies = of_type(addon, "AWS::IAM::ManagedPolicy")
     assert len(policies) == 1
