@@ -471,10 +471,15 @@ def test_api_manifest(sam: dict[str, Any]):
     assert (manifest["cpu"], manifest["memory"]) == (512, 1024)
     assert manifest["platform"] == "linux/x86_64"
     assert manifest["count"] == {"range": "1-10", "cpu_percentage": 70}
+    # prod: two tasks at least, spread over the environment VPC's two Availability Zones
+    assert manifest["environments"]["prod"]["count"] == {"range": "2-10", "cpu_percentage": 70}
+    assert manifest["exec"] is False  # no shell into a task holding every job's access
     variables = manifest["variables"]
     assert variables["BACKEND"] == "aws" and variables["WORKERS"] == 0 and variables["PORT"] == 8000
+    assert variables["DOWNLOAD_URL_TTL"] <= 900  # credentials are renewed ~15 min before they expire
     expected = {env: f"{default(sam, 'ParameterPrefix')}/{suffix}" for env, suffix in SSM_SUFFIXES.items()}
-    assert manifest["secrets"] == expected
+    # the webhook secret: an SSM SecureString created by hand (CloudFormation cannot create one)
+    assert manifest["secrets"] == {**expected, "WEBHOOK_SECRET": "/video-converter/webhook-secret"}
     assert set(expected.values()) <= set(ssm_names(sam).values())
 
 
@@ -502,7 +507,8 @@ def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
         params["UploadBucketName"]["Default"],
         params["ConvertedBucketName"]["Default"],
         params["QueueUrl"]["Default"],
-    } <= set(ssm_names(sam).values())
+        params["AlarmTopicArn"]["Default"],
+    } == set(ssm_names(sam).values())
 
     policies = of_type(addon, "AWS::IAM::ManagedPolicy")
     assert len(policies) == 1
@@ -523,6 +529,30 @@ def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
         "s3:ListBucket",
         "sqs:SendMessage",
     }  # the API calls nothing else (tests/aws/test_iam_calls.py); Copilot's execution role reads SSM
+
+
+def test_addon_alarms_on_the_environments_load_balancer_and_cluster():
+    addon = yaml_parse(ADDON.read_text())
+    alarms = {name: a["Properties"] for name, a in of_type(addon, "AWS::CloudWatch::Alarm").items()}
+    assert set(alarms) == {"LoadBalancer5xxAlarm", "CpuAlarm"}
+    five = {m["Id"]: m for m in alarms["LoadBalancer5xxAlarm"]["Metrics"]}
+    assert {five[i]["MetricStat"]["Metric"]["MetricName"] for i in ("elb", "target")} == {
+        "HTTPCode_ELB_5XX_Count",
+        "HTTPCode_Target_5XX_Count",
+    }
+    for i in ("elb", "target"):
+        (dimension,) = five[i]["MetricStat"]["Metric"]["Dimensions"]
+        assert dimension == {
+            "Name": "LoadBalancer",
+            "Value": {"Fn::ImportValue": {"Fn::Sub": "${App}-${Env}-PublicLoadBalancerFullName"}},
+        }
+    cpu = alarms["CpuAlarm"]
+    assert (cpu["Namespace"], cpu["MetricName"]) == ("AWS/ECS", "CPUUtilization")
+    assert cpu["Dimensions"] == [
+        {"Name": "ClusterName", "Value": {"Fn::ImportValue": {"Fn::Sub": "${App}-${Env}-ClusterId"}}}
+    ]
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
 
 
 # --- build inputs ----------------------------------------------------------------------------------
