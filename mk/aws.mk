@@ -65,10 +65,16 @@ deploy: sam-build ## sam deploy (default config: shows and confirms the change s
 # prod's AllowedOrigin is the service's https:// URL (the template refuses "*" in prod), known only once
 # the api is deployed, so it is given here: make deploy-prod ALLOWED_ORIGIN=https://... A command-line
 # --parameter-overrides replaces samconfig.toml's list, so that list is read and passed along with it.
+# ALARM_EMAIL (CI: the repository variable ALARM_EMAIL) subscribes an address to the alarms;
+# WEBHOOK_SECRET_PARAMETER (CI: the variable of that name) names the SSM SecureString of the webhook
+# key. Both may be empty (no e-mail; webhooks off): quoted, so SAM receives Key="" rather than Key=.
+ALARM_EMAIL ?=
+WEBHOOK_SECRET_PARAMETER ?=
 PROD_OVERRIDES = $(shell $(TOOLS_PYTHON) -c 'import tomllib; \
 	print(" ".join(tomllib.load(open("samconfig.toml", "rb"))["prod"]["deploy"]["parameters"]["parameter_overrides"]))')
 
 deploy-prod: sam-build ## sam deploy --config-env prod ALLOWED_ORIGIN=https://<the api's URL> (what CI runs)
 	@case "$(ALLOWED_ORIGIN)" in https://*) ;; *) echo "Set ALLOWED_ORIGIN to the api's https:// URL."; exit 2;; esac
 	$(SAM_CLI_ENV) $(SAM) deploy --config-env prod --no-confirm-changeset --no-fail-on-empty-changeset \
-		--parameter-overrides $(PROD_OVERRIDES) AllowedOrigin=$(ALLOWED_ORIGIN)
+		--parameter-overrides $(PROD_OVERRIDES) AllowedOrigin=$(ALLOWED_ORIGIN) \
+		'AlarmEmail="$(ALARM_EMAIL)"' 'WebhookSecretParameter="$(WEBHOOK_SECRET_PARAMETER)"'

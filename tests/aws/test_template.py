@@ -72,8 +72,15 @@ def ssm_names(sam: dict[str, Any]) -> dict[str, str]:
 
 
 def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements, a conditional one (``Fn::If [cond, statement, AWS::NoValue]``) as if granted."""
     found = document["Statement"]
-    return found if isinstance(found, list) else [found]
+    found = found if isinstance(found, list) else [found]
+    return [s["Fn::If"][1] if "Fn::If" in s else s for s in found]
+
+
+def conditional_statements(document: dict[str, Any]) -> dict[str, str]:
+    """Sid -> condition of the statements granted only under a template condition."""
+    return {s["Fn::If"][1]["Sid"]: s["Fn::If"][0] for s in as_list(document["Statement"]) if "Fn::If" in s}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -182,6 +189,12 @@ def test_function(cfn: dict[str, Any], sam: dict[str, Any]):
     assert env["QUEUE_URL"] == {"Ref": "ConvertQueue"}
     assert env["FFMPEG_PATH"] == "/opt/bin/ffmpeg" and env["FFPROBE_PATH"] == "/opt/bin/ffprobe"
     assert "LOG_LEVEL" in env
+    # The SecureString's name, read at start (Lambda env vars cannot take {{resolve:ssm-secure}}).
+    assert env["WEBHOOK_SECRET_PARAMETER"] == {"Ref": "WebhookSecretParameter"}
+    assert default(sam, "WebhookSecretParameter") == ""  # webhooks off until one is created
+    # A presigned link dies with the credentials that signed it; botocore renews them ~15 min early.
+    assert env["DOWNLOAD_URL_TTL"] == {"Ref": "DownloadUrlTtl"}
+    assert default(sam, "DownloadUrlTtl") <= sam["Parameters"]["DownloadUrlTtl"]["MaxValue"] <= 900
     max_receive = cfn["Resources"]["ConvertQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
     assert int(env["MAX_ATTEMPTS"]) == max_receive == Settings.model_fields["max_attempts"].default == 5
     # One FFmpeg run must end before the function does, and stay within its memory (with room for Python).
@@ -253,7 +266,23 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]):
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
         "sqs:SendMessage",
+        "ssm:GetParameter",
+        "kms:Decrypt",
     }
+    # The webhook secret: only when WebhookSecretParameter names one, only that parameter, and its key
+    # only through SSM for that parameter.
+    (document,) = [p["PolicyDocument"] for p in role["Policies"]]
+    assert conditional_statements(document) == {
+        "ReadWebhookSecret": "HasWebhookSecret",
+        "DecryptWebhookSecret": "HasWebhookSecret",
+    }
+    parameter_arn = {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"
+    }
+    assert granted["ssm:GetParameter"] == [parameter_arn]
+    (decrypt,) = [s for s in statements(document) if s.get("Sid") == "DecryptWebhookSecret"]
+    assert decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"] == parameter_arn
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}
     # Writes go to the converted bucket, and to a long video's pieces beside its original; the
     # originals themselves are read-only.
     pieces = {"Fn::Sub": "${UploadBucket.Arn}/*/segments/*"}
@@ -346,6 +375,14 @@ def test_alarms(cfn: dict[str, Any], sam: dict[str, Any]):
         "Protocol": "email",
         "Endpoint": {"Ref": "AlarmEmail"},
     }
+
+
+def test_alarm_email_comes_from_a_ci_variable(sam: dict[str, Any]):
+    assert default(sam, "AlarmEmail") == ""
+    makefile = (ROOT / "mk" / "aws.mk").read_text()
+    assert """'AlarmEmail="$(ALARM_EMAIL)"'""" in makefile  # SAM takes Key="" for empty, not Key=
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    assert workflow["jobs"]["deploy"]["env"]["ALARM_EMAIL"] == "${{ vars.ALARM_EMAIL }}"
 
 
 def test_dashboard(cfn: dict[str, Any]):
