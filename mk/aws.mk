@@ -46,10 +46,12 @@ sam-build: $(TOOLS_STAMP) ## sam build: the convert function and the FFmpeg laye
 	$(SAM_BUILD_ENV) $(SAM) build --template-file template.yaml
 
 # The offline dress rehearsal: every template linted, the SAM template validated and built, and the
-# template tests, which also check each boto3 call the code makes against the role that runs it.
+# template tests, which also check each boto3 call the code makes against the role that runs it, and
+# every action CloudFormation's handlers call against the deploy role.
 # `make test` runs those tests too (it runs all of tests/): a caller that has just run it, as .ci/run
 # does, says so with AWS_CHECK_TESTS_RAN=1, and they are not run a second time.
-AWS_CHECK_TESTS := tests/aws/test_template.py tests/aws/test_deploy_stacks.py tests/aws/test_iam_calls.py
+AWS_CHECK_TESTS := tests/aws/test_template.py tests/aws/test_deploy_stacks.py tests/aws/test_deploy_permissions.py \
+	tests/aws/test_iam_calls.py
 
 aws-check: lint-template sam-build install-dev ## cfn-lint, sam validate --lint, sam build, IAM-vs-code tests
 ifeq ($(AWS_CHECK_TESTS_RAN),1)
