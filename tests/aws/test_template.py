@@ -385,6 +385,19 @@ def test_alarm_email_comes_from_a_ci_variable(sam: dict[str, Any]):
     assert workflow["jobs"]["deploy"]["env"]["ALARM_EMAIL"] == "${{ vars.ALARM_EMAIL }}"
 
 
+def test_readme_documents_the_first_deploy_the_alarms_and_the_costs(cfn: dict[str, Any]):
+    readme = (ROOT / "README.md").read_text()
+    for heading in ("#### A first deploy from a fresh account", "### Alarms: what each means and what to do"):
+        assert heading in readme
+    for variable in ("ALARM_EMAIL", "WEBHOOK_SECRET_PARAMETER", "AWS_DEPLOY_ROLE_ARN", "AWS_REGION"):
+        assert f"`{variable}`" in readme, variable
+    alarms = [*of_type(cfn, "AWS::CloudWatch::Alarm"), "LoadBalancer5xxAlarm", "CpuAlarm"]
+    section = readme[readme.index("### Alarms: what each means") : readme.index("### The dashboard")]
+    for alarm in alarms:
+        assert f"`{alarm}`" in section, f"say what {alarm} means and what to do"
+    assert "**A conversion per hour of video**" in readme and "**Polling.**" in readme
+
+
 def test_dashboard(cfn: dict[str, Any]):
     (dashboard,) = of_type(cfn, "AWS::CloudWatch::Dashboard").values()
     body, names = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
