@@ -260,3 +260,51 @@ def test_event_source_mapping_changes_are_scoped_to_the_stacks_functions():
             }
         }
     }
+
+
+def _arns(statement: dict[str, Any]) -> list[str]:
+    """The statement's resources with the role stack's parameters at their defaults."""
+    values = {
+        "AWS::Partition": "aws",
+        "AWS::Region": REGION,
+        "AWS::AccountId": "123456789012",
+        "StackPrefix": "video-converter",
+    }
+    found = []
+    for resource in as_list(statement["Resource"]):
+        text = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+        for name, value in values.items():
+            text = text.replace("${" + name + "}", value)
+        found.append(text)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("action", "arn"),
+    [
+        # what the handlers call on ARNs the stacks' own names do not start (generated ids, other forms)
+        ("lambda:ListTags", "arn:aws:lambda:us-east-1:123456789012:event-source-mapping:0f4c2b1e-uuid"),
+        ("ecs:ListServiceDeployments", "arn:aws:ecs:us-east-1:123456789012:service/default/video-converter-api"),
+        (
+            "ecs:DescribeServiceDeployments",
+            "arn:aws:ecs:us-east-1:123456789012:service-deployment/default/video-converter-api/Ab12",
+        ),
+        (
+            "ecs:DescribeServiceRevisions",
+            "arn:aws:ecs:us-east-1:123456789012:service-revision/default/video-converter-api/4211",
+        ),
+        ("cloudwatch:PutDashboard", "arn:aws:cloudwatch::123456789012:dashboard/video-converter-us-east-1"),
+        ("cloudwatch:ListTagsForResource", "arn:aws:cloudwatch:us-east-1:123456789012:alarm:video-converter-Dead-1"),
+        ("iam:ListRolePolicies", "arn:aws:iam::123456789012:role/video-converter-ConvertFunctionRole-AbC"),
+        ("sns:GetSubscriptionAttributes", "arn:aws:sns:us-east-1:123456789012:video-converter-AlarmTopic-X:uuid"),
+        ("s3:GetBucketAcl", "arn:aws:s3:::video-converter-uploadbucket-abc"),
+        ("ecr:GetLifecyclePolicy", "arn:aws:ecr:us-east-1:123456789012:repository/video-converter-api"),
+    ],
+)
+def test_the_handlers_calls_are_granted_on_their_resources(action: str, arn: str):
+    statements = [s for s in deploy_role_statements() if "Condition" not in s]
+    assert any(
+        any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in as_list(s["Action"]))
+        and any(fnmatch.fnmatchcase(arn, r) for r in _arns(s))
+        for s in statements
+    ), f"{action} on {arn}"
