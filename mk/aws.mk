@@ -46,10 +46,12 @@ sam-build: $(TOOLS_STAMP) ## sam build: the convert function and the FFmpeg laye
 	$(SAM_BUILD_ENV) $(SAM) build --template-file template.yaml
 
 # The offline dress rehearsal: every template linted, the SAM template validated and built, and the
-# template tests, which also check each boto3 call the code makes against the role that runs it.
+# template tests, which also check each boto3 call the code makes against the role that runs it, and
+# every action CloudFormation's handlers call against the deploy role.
 # `make test` runs those tests too (it runs all of tests/): a caller that has just run it, as .ci/run
 # does, says so with AWS_CHECK_TESTS_RAN=1, and they are not run a second time.
-AWS_CHECK_TESTS := tests/aws/test_template.py tests/aws/test_deploy_stacks.py tests/aws/test_iam_calls.py
+AWS_CHECK_TESTS := tests/aws/test_template.py tests/aws/test_deploy_stacks.py tests/aws/test_deploy_permissions.py \
+	tests/aws/test_iam_calls.py
 
 aws-check: lint-template sam-build install-dev ## cfn-lint, sam validate --lint, sam build, IAM-vs-code tests
 ifeq ($(AWS_CHECK_TESTS_RAN),1)
@@ -65,10 +67,16 @@ deploy: sam-build ## sam deploy (default config: shows and confirms the change s
 # prod's AllowedOrigin is the service's https:// URL (the template refuses "*" in prod), known only once
 # the api is deployed, so it is given here: make deploy-prod ALLOWED_ORIGIN=https://... A command-line
 # --parameter-overrides replaces samconfig.toml's list, so that list is read and passed along with it.
+# ALARM_EMAIL (CI: the repository variable ALARM_EMAIL) subscribes an address to the alarms;
+# WEBHOOK_SECRET_PARAMETER (CI: the variable of that name) names the SSM SecureString of the webhook
+# key. Both may be empty (no e-mail; webhooks off): quoted, so SAM receives Key="" rather than Key=.
+ALARM_EMAIL ?=
+WEBHOOK_SECRET_PARAMETER ?=
 PROD_OVERRIDES = $(shell $(TOOLS_PYTHON) -c 'import tomllib; \
 	print(" ".join(tomllib.load(open("samconfig.toml", "rb"))["prod"]["deploy"]["parameters"]["parameter_overrides"]))')
 
 deploy-prod: sam-build ## sam deploy --config-env prod ALLOWED_ORIGIN=https://<the api's URL> (what CI runs)
 	@case "$(ALLOWED_ORIGIN)" in https://*) ;; *) echo "Set ALLOWED_ORIGIN to the api's https:// URL."; exit 2;; esac
 	$(SAM_CLI_ENV) $(SAM) deploy --config-env prod --no-confirm-changeset --no-fail-on-empty-changeset \
-		--parameter-overrides $(PROD_OVERRIDES) AllowedOrigin=$(ALLOWED_ORIGIN)
+		--parameter-overrides $(PROD_OVERRIDES) AllowedOrigin=$(ALLOWED_ORIGIN) \
+		'AlarmEmail="$(ALARM_EMAIL)"' 'WebhookSecretParameter="$(WEBHOOK_SECRET_PARAMETER)"'

@@ -64,7 +64,14 @@ def test_express_service(express: dict[str, Any]):
     scaling = props["ScalingTarget"]
     assert scaling["MinTaskCount"] == {"Ref": "MinTasks"} and scaling["MaxTaskCount"] == {"Ref": "MaxTasks"}
     params = express["Parameters"]
-    assert (params["MinTasks"]["Default"], params["MaxTasks"]["Default"]) == (1, 10)
+    # two tasks in prod, spread by ECS over the subnets' zones (the default VPC's: one per zone)
+    assert (params["MinTasks"]["Default"], params["MaxTasks"]["Default"]) == (2, 10)
+    assert props["NetworkConfiguration"] == {
+        "Fn::If": ["HasSubnets", {"Subnets": {"Ref": "Subnets"}}, {"Ref": "AWS::NoValue"}]
+    }
+    assert params["Subnets"]["Type"] == "CommaDelimitedList" and "two Availability Zones" in params["Subnets"][
+        "Description"
+    ].replace("\n", " ")
     assert params["MinTasks"]["MinValue"] == 1 and params["MaxTasks"]["MaxValue"] == 10
     assert (params["Cpu"]["Default"], params["Memory"]["Default"]) == ("512", "1024")  # as the Copilot manifest
 
@@ -78,6 +85,8 @@ def test_express_environment_matches_the_sam_stacks_parameters(express: dict[str
     assert env["UPLOAD_BUCKET"] == {"Ref": "UploadBucketName"}
     assert env["CONVERTED_BUCKET"] == {"Ref": "ConvertedBucketName"}
     assert env["QUEUE_URL"] == {"Ref": "QueueUrl"}
+    assert env["DOWNLOAD_URL_TTL"] == {"Ref": "DownloadUrlTtl"}
+    assert express["Parameters"]["DownloadUrlTtl"]["MaxValue"] <= 900  # credentials renewed ~15 min early
     sam = yaml_parse((ROOT / "template.yaml").read_text())
     prefix = sam["Parameters"]["ParameterPrefix"]["Default"]
     published = {
@@ -86,9 +95,45 @@ def test_express_environment_matches_the_sam_stacks_parameters(express: dict[str
         if res["Type"] == "AWS::SSM::Parameter"
     }
     params = express["Parameters"]
-    for name in ("UploadBucketName", "ConvertedBucketName", "QueueUrl"):
+    names = ("UploadBucketName", "ConvertedBucketName", "QueueUrl", "AlarmTopicArn")
+    for name in names:
         assert params[name]["Type"] == "AWS::SSM::Parameter::Value<String>"
-    assert {params[n]["Default"] for n in ("UploadBucketName", "ConvertedBucketName", "QueueUrl")} == published
+    assert {params[n]["Default"] for n in names} == published
+
+
+def test_express_webhook_secret_comes_from_ssm(express: dict[str, Any]):
+    props = express["Resources"]["Service"]["Properties"]
+    arn = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"}
+    assert props["PrimaryContainer"]["Secrets"] == {
+        "Fn::If": ["HasWebhookSecret", [{"Name": "WEBHOOK_SECRET", "ValueFrom": arn}], {"Ref": "AWS::NoValue"}]
+    }
+    (policy,) = express["Resources"]["ExecutionRole"]["Properties"]["Policies"]
+    (grant,) = [s["Fn::If"] for s in statements(policy["PolicyDocument"]) if "Fn::If" in s]
+    assert grant[0] == "HasWebhookSecret"
+    assert grant[1]["Action"] == "ssm:GetParameters" and grant[1]["Resource"] == arn  # what ECS calls
+    assert express["Parameters"]["WebhookSecretParameter"]["Default"] == ""
+
+
+def test_express_alarms(express: dict[str, Any]):
+    resources = express["Resources"]
+    alarms = {n: r for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {"LoadBalancer5xxAlarm", "CpuAlarm"}
+    assert all(a["Condition"] == "HasImage" for a in alarms.values())  # with the service
+    five = {m["Id"]: m for m in alarms["LoadBalancer5xxAlarm"]["Properties"]["Metrics"]}
+    arn = {"Fn::GetAtt": ["Service", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}
+    lb = {"Fn::Select": [1, {"Fn::Split": ["loadbalancer/", arn]}]}  # app/<name>/<id>
+    for metric_id, name in (("elb", "HTTPCode_ELB_5XX_Count"), ("target", "HTTPCode_Target_5XX_Count")):
+        metric = five[metric_id]["MetricStat"]["Metric"]
+        assert metric["MetricName"] == name
+        assert metric["Dimensions"] == [{"Name": "LoadBalancer", "Value": lb}]
+    cpu = alarms["CpuAlarm"]["Properties"]
+    assert (cpu["Namespace"], cpu["MetricName"]) == ("AWS/ECS", "CPUUtilization")
+    assert {d["Name"]: d["Value"] for d in cpu["Dimensions"]} == {
+        "ClusterName": "default",
+        "ServiceName": {"Ref": "ServiceName"},
+    }
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
 
 
 def test_express_roles(express: dict[str, Any]):
@@ -107,7 +152,7 @@ def test_express_roles(express: dict[str, Any]):
         s for p in resources["ExecutionRole"]["Properties"]["Policies"] for s in statements(p["PolicyDocument"])
     ]
     for statement in execution:
-        if statement["Resource"] == "*":
+        if statement.get("Resource") == "*":
             assert statement["Action"] == "ecr:GetAuthorizationToken"
     assert "FullAccess" not in json.dumps(express)
 
@@ -164,8 +209,9 @@ def test_deploy_role_has_no_broad_grants(role_stack: dict[str, Any]):
             assert statement["Effect"] == "Allow"
             for action in as_list(statement["Action"]):
                 assert "*" not in action, action  # every action named
-            if statement["Resource"] == "*":  # only calls IAM cannot scope to a resource
-                assert statement["Sid"] == "NoResourceScope"
+            if statement["Resource"] == "*":  # only calls IAM cannot scope to a resource, or scoped by a condition
+                assert statement["Sid"] in ("NoResourceScope", "EventSourceMappings")
+                assert statement["Sid"] == "NoResourceScope" or statement["Condition"]
                 assert not [a for a in statement["Action"] if a.split(":")[0] in ("s3", "sqs", "iam", "ssm")]
     statements_by_sid = {s["Sid"]: s for p in role["Policies"] for s in statements(p["PolicyDocument"])}
     assert statements_by_sid["PassStackRoles"]["Condition"]["StringEquals"]["iam:PassedToService"]

@@ -62,6 +62,9 @@ CALLS: dict[str, tuple[tuple[str, str], ...]] = {
     "receive_message": (("sqs:ReceiveMessage", "queue"),),
     "delete_message": (("sqs:DeleteMessage", "queue"),),
     "change_message_visibility": (("sqs:ChangeMessageVisibility", "queue"),),
+    # The webhook key: WEBHOOK_SECRET_PARAMETER names an SSM SecureString, read WithDecryption (KMS is
+    # then called by SSM, under the function role's kms:Decrypt for that parameter).
+    "get_parameter": (("ssm:GetParameter", "parameter"),),
 }
 
 # Called only by `video-converter worker` polling SQS itself (a container no stack here deploys); in
@@ -274,17 +277,25 @@ class _NoManagedPolicies:
         return {}
 
 
+_NO_VALUE = object()
+WEBHOOK_SECRET = "/video-converter/webhook-secret"
+
+
 def resolve(node: Any, refs: dict[str, Any]) -> Any:
-    """The intrinsic functions these policies use (Ref, GetAtt, Sub, Select, Split), with values from
-    ``refs`` (``Name`` for Ref, ``Name.Attr`` for GetAtt)."""
+    """The intrinsic functions these policies use (Ref, GetAtt, Sub, Select, Split, If), with values
+    from ``refs`` (``Name`` for Ref, ``Name.Attr`` for GetAtt); a condition is true when ``refs`` names
+    it true, and an ``AWS::NoValue`` item of a list is dropped."""
     if isinstance(node, list):
-        return [resolve(item, refs) for item in node]
+        items = [resolve(item, refs) for item in node]
+        return [item for item in items if item is not _NO_VALUE]
     if not isinstance(node, dict):
         return node
     if len(node) == 1:
         ((key, value),) = node.items()
         if key == "Ref":
-            return refs[value]
+            return _NO_VALUE if value == "AWS::NoValue" else refs[value]
+        if key == "Fn::If":
+            return resolve(value[1] if refs.get(value[0]) else value[2], refs)
         if key == "Fn::GetAtt":
             return refs[".".join(value) if isinstance(value, list) else value]
         if key == "Fn::Sub":
@@ -307,7 +318,9 @@ def as_list(value: Any) -> list[Any]:
 
 
 def allowed(policy: list[dict[str, Any]], action: str, resource: str) -> bool:
-    """Allowed by an Allow statement (these roles have no Deny and no conditions: asserted below)."""
+    """Allowed by an Allow statement (these roles have no Deny: asserted below; a statement with a
+    Condition counts as granting nothing)."""
+    policy = [s for s in policy if "Condition" not in s]
     return any(
         any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in as_list(s["Action"]))
         and any(fnmatch.fnmatchcase(resource, r) for r in as_list(s["Resource"]))
@@ -350,6 +363,8 @@ def function_policy(aws: Any) -> list[dict[str, Any]]:
         "ConvertQueue": aws.queue_url,
         "ConvertQueue.Arn": queue_arn(aws.queue_url),
         "ConvertFunctionLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/video-converter-convert",
+        "WebhookSecretParameter": WEBHOOK_SECRET,  # as set in prod: its grants are checked too
+        "HasWebhookSecret": True,
     }
     return [s for p in role["Policies"] for s in statements(resolve(p["PolicyDocument"], refs))]
 
@@ -383,6 +398,8 @@ def required(call: Call) -> list[tuple[str, str]]:
     for action, kind in CALLS[call.method]:
         if kind == "queue":
             needs.append((action, queue_arn(params["QueueUrl"])))
+        elif kind == "parameter":
+            needs.append((action, f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}"))
         elif kind == "bucket":
             needs.append((action, f"arn:aws:s3:::{params['Bucket']}"))
         elif call.method == "delete_objects":
@@ -393,7 +410,9 @@ def required(call: Call) -> list[tuple[str, str]]:
 
 
 def _check(policy: list[dict[str, Any]], calls: list[Call]) -> list[str]:
-    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in policy)
+    assert all(s["Effect"] == "Allow" for s in policy)
+    # A statement with a Condition is not evaluated here, so it can grant none of these calls.
+    policy = [s for s in policy if "Condition" not in s]
     return [
         f"{c.method} needs {action} on {arn}"
         for c in calls
@@ -445,3 +464,19 @@ def test_the_function_role_cannot_replace_or_delete_originals(flow: Recorder, aw
     assert not allowed(policy, "s3:DeleteObject", f"arn:aws:s3:::{aws.upload_bucket}/x/source")
     assert allowed(policy, "s3:PutObject", f"arn:aws:s3:::{aws.upload_bucket}/x/segments/source/00001.mp4")
     assert allowed(policy, "sqs:SendMessage", queue_arn(aws.queue_url))
+
+
+def test_the_function_role_reads_only_the_webhook_secret(aws):
+    """WEBHOOK_SECRET_PARAMETER's SecureString: GetParameter on it alone; its key only through SSM."""
+    policy = function_policy(aws)
+    parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{WEBHOOK_SECRET}"
+    assert allowed(policy, "ssm:GetParameter", parameter)
+    assert not allowed(policy, "ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/other")
+    (decrypt,) = [s for s in policy if s.get("Sid") == "DecryptWebhookSecret"]
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+            "kms:EncryptionContext:PARAMETER_ARN": parameter,
+        }
+    }

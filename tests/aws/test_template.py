@@ -72,8 +72,15 @@ def ssm_names(sam: dict[str, Any]) -> dict[str, str]:
 
 
 def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements, a conditional one (``Fn::If [cond, statement, AWS::NoValue]``) as if granted."""
     found = document["Statement"]
-    return found if isinstance(found, list) else [found]
+    found = found if isinstance(found, list) else [found]
+    return [s["Fn::If"][1] if "Fn::If" in s else s for s in found]
+
+
+def conditional_statements(document: dict[str, Any]) -> dict[str, str]:
+    """Sid -> condition of the statements granted only under a template condition."""
+    return {s["Fn::If"][1]["Sid"]: s["Fn::If"][0] for s in as_list(document["Statement"]) if "Fn::If" in s}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -182,6 +189,12 @@ def test_function(cfn: dict[str, Any], sam: dict[str, Any]):
     assert env["QUEUE_URL"] == {"Ref": "ConvertQueue"}
     assert env["FFMPEG_PATH"] == "/opt/bin/ffmpeg" and env["FFPROBE_PATH"] == "/opt/bin/ffprobe"
     assert "LOG_LEVEL" in env
+    # The SecureString's name, read at start (Lambda env vars cannot take {{resolve:ssm-secure}}).
+    assert env["WEBHOOK_SECRET_PARAMETER"] == {"Ref": "WebhookSecretParameter"}
+    assert default(sam, "WebhookSecretParameter") == ""  # webhooks off until one is created
+    # A presigned link dies with the credentials that signed it; botocore renews them ~15 min early.
+    assert env["DOWNLOAD_URL_TTL"] == {"Ref": "DownloadUrlTtl"}
+    assert default(sam, "DownloadUrlTtl") <= sam["Parameters"]["DownloadUrlTtl"]["MaxValue"] <= 900
     max_receive = cfn["Resources"]["ConvertQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
     assert int(env["MAX_ATTEMPTS"]) == max_receive == Settings.model_fields["max_attempts"].default == 5
     # One FFmpeg run must end before the function does, and stay within its memory (with room for Python).
@@ -211,6 +224,19 @@ def test_event_source_mapping(cfn: dict[str, Any]):
     assert props["FunctionName"] == {"Ref": "ConvertFunction"}
     assert props["BatchSize"] == 1
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Always bounded: a throttled function's messages are otherwise received, hidden for the visibility
+    # timeout and dead-lettered without running.
+    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrency"}}
+
+
+def test_max_concurrency_parameter(sam: dict[str, Any]):
+    param = sam["Parameters"]["MaxConcurrency"]
+    assert (param["MinValue"], param["MaxValue"]) == (2, 1000)  # what SQS event sources accept
+    assert 2 <= param["Default"] <= 10  # within a new account's quota of 10
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = dict(i.split("=", 1) for i in config["prod"]["deploy"]["parameters"]["parameter_overrides"])
+    assert 2 <= int(overrides["MaxConcurrency"]) <= 1000
+    assert overrides["ReservedConcurrency"] in ("0", overrides["MaxConcurrency"])
 
 
 def test_function_role_is_least_privilege(cfn: dict[str, Any]):
@@ -240,7 +266,23 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]):
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
         "sqs:SendMessage",
+        "ssm:GetParameter",
+        "kms:Decrypt",
     }
+    # The webhook secret: only when WebhookSecretParameter names one, only that parameter, and its key
+    # only through SSM for that parameter.
+    (document,) = [p["PolicyDocument"] for p in role["Policies"]]
+    assert conditional_statements(document) == {
+        "ReadWebhookSecret": "HasWebhookSecret",
+        "DecryptWebhookSecret": "HasWebhookSecret",
+    }
+    parameter_arn = {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookSecretParameter}"
+    }
+    assert granted["ssm:GetParameter"] == [parameter_arn]
+    (decrypt,) = [s for s in statements(document) if s.get("Sid") == "DecryptWebhookSecret"]
+    assert decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"] == parameter_arn
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}
     # Writes go to the converted bucket, and to a long video's pieces beside its original; the
     # originals themselves are read-only.
     pieces = {"Fn::Sub": "${UploadBucket.Arn}/*/segments/*"}
@@ -268,11 +310,13 @@ def test_ssm_parameters(cfn: dict[str, Any], sam: dict[str, Any]):
         "UploadBucketParameter": "/video-converter/upload-bucket",
         "ConvertedBucketParameter": "/video-converter/converted-bucket",
         "QueueUrlParameter": "/video-converter/sqs-queue-url",
+        "AlarmTopicParameter": "/video-converter/alarm-topic-arn",  # the API stacks' alarms use it
     }
     values = {
         "UploadBucketParameter": {"Ref": "UploadBucket"},
         "ConvertedBucketParameter": {"Ref": "ConvertedBucket"},
         "QueueUrlParameter": {"Ref": "ConvertQueue"},
+        "AlarmTopicParameter": {"Ref": "AlarmTopic"},
     }
     for logical_id, value in values.items():
         props = cfn["Resources"][logical_id]["Properties"]
@@ -288,21 +332,101 @@ def test_ssm_parameters(cfn: dict[str, Any], sam: dict[str, Any]):
     assert (COPILOT / "environments" / default(sam, "CopilotEnvironment") / "manifest.yml").is_file()
 
 
-def test_alarms(cfn: dict[str, Any]):
-    alarms = of_type(cfn, "AWS::CloudWatch::Alarm").values()
-    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
-    assert {
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-        ("AWS/Lambda", "Errors"),
-        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
-    } <= watched
-    dlq_alarm = cfn["Resources"]["DeadLetterQueueAlarm"]["Properties"]
+def metric_of(alarm: dict[str, Any]) -> tuple[str, str]:
+    """(namespace, metric) of a single-metric alarm, or ("insights", query) of a Metrics Insights one."""
+    if "MetricName" in alarm:
+        return alarm["Namespace"], alarm["MetricName"]
+    (query,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    return "insights", query["Expression"]
+
+
+def test_alarms(cfn: dict[str, Any], sam: dict[str, Any]):
+    alarms = {name: a["Properties"] for name, a in of_type(cfn, "AWS::CloudWatch::Alarm").items()}
+    watched = {name: metric_of(a) for name, a in alarms.items()}
+    assert watched == {
+        "DeadLetterQueueAlarm": ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        "FunctionErrorsAlarm": ("AWS/Lambda", "Errors"),
+        "FunctionThrottlesAlarm": ("AWS/Lambda", "Throttles"),
+        "QueueAgeAlarm": ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        "OutputsFailedAlarm": ("insights", "SELECT SUM(OutputsFailed) FROM SCHEMA(VideoConverter, Format)"),
+    }
+    dlq_alarm = alarms["DeadLetterQueueAlarm"]
     assert dlq_alarm["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ConvertDeadLetterQueue", "QueueName"]}}
     ]
     assert dlq_alarm["Threshold"] == 0 and dlq_alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    topic = cfn["Resources"]["AlarmTopic"]
-    assert topic["Condition"] == "HasAlarmEmail"
+    age = alarms["QueueAgeAlarm"]
+    assert age["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["ConvertQueue", "QueueName"]}}]
+    assert age["Threshold"] == {"Ref": "QueueAgeAlarmSeconds"}
+    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        assert alarms[name]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ConvertFunction"}}]
+        assert alarms[name]["Threshold"] == 0
+    assert alarms["OutputsFailedAlarm"]["Threshold"] == {"Ref": "OutputsFailedAlarmCount"}
+    # Every alarm notifies the topic, which always exists (the API stacks' alarms notify it too);
+    # only the e-mail subscription depends on AlarmEmail.
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no traffic is not an outage
+    assert "Condition" not in cfn["Resources"]["AlarmTopic"]
+    subscription = cfn["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+
+
+def test_alarm_email_comes_from_a_ci_variable(sam: dict[str, Any]):
+    assert default(sam, "AlarmEmail") == ""
+    makefile = (ROOT / "mk" / "aws.mk").read_text()
+    assert """'AlarmEmail="$(ALARM_EMAIL)"'""" in makefile  # SAM takes Key="" for empty, not Key=
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    assert workflow["jobs"]["deploy"]["env"]["ALARM_EMAIL"] == "${{ vars.ALARM_EMAIL }}"
+
+
+def test_readme_documents_the_first_deploy_the_alarms_and_the_costs(cfn: dict[str, Any]):
+    readme = (ROOT / "README.md").read_text()
+    for heading in ("#### A first deploy from a fresh account", "### Alarms: what each means and what to do"):
+        assert heading in readme
+    for variable in ("ALARM_EMAIL", "WEBHOOK_SECRET_PARAMETER", "AWS_DEPLOY_ROLE_ARN", "AWS_REGION"):
+        assert f"`{variable}`" in readme, variable
+    alarms = [*of_type(cfn, "AWS::CloudWatch::Alarm"), "LoadBalancer5xxAlarm", "CpuAlarm"]
+    section = readme[readme.index("### Alarms: what each means") : readme.index("### The dashboard")]
+    for alarm in alarms:
+        assert f"`{alarm}`" in section, f"say what {alarm} means and what to do"
+    assert "**A conversion per hour of video**" in readme and "**Polling.**" in readme
+
+
+def test_dashboard(cfn: dict[str, Any]):
+    (dashboard,) = of_type(cfn, "AWS::CloudWatch::Dashboard").values()
+    body, names = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert names == {
+        "Queue": {"Fn::GetAtt": ["ConvertQueue", "QueueName"]},
+        "DeadLetterQueue": {"Fn::GetAtt": ["ConvertDeadLetterQueue", "QueueName"]},
+    }
+    values = {"AWS::Region": "us-east-1", "ConvertFunction": "fn", "MaxConcurrency": "5", **{k: k for k in names}}
+    widgets = json.loads(re.sub(r"\$\{([^}!]+)\}", lambda m: values[m[1]], body))["widgets"]
+    shown: set[tuple[str, ...]] = set()
+    for widget in widgets:
+        for line in widget["properties"]["metrics"]:
+            if isinstance(line[0], dict):
+                shown.add(("search", line[0]["expression"].split("MetricName=")[1].split('"')[1]))
+            else:
+                shown.add(tuple(x for x in line[:4] if isinstance(x, str)))
+    assert {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "Queue"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "Queue"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "DeadLetterQueue"),
+        ("AWS/Lambda", "Invocations", "FunctionName", "fn"),
+        ("AWS/Lambda", "Errors", "FunctionName", "fn"),
+        ("AWS/Lambda", "Throttles", "FunctionName", "fn"),
+        ("AWS/Lambda", "Duration", "FunctionName", "fn"),
+        ("AWS/Lambda", "ConcurrentExecutions", "FunctionName", "fn"),
+        ("search", "OutputsFailed"),
+        ("search", "OutputsCompleted"),
+    } <= shown
+    assert "{VideoConverter,Format}" in body  # failures per format
 
 
 def test_outputs(cfn: dict[str, Any]):
@@ -315,6 +439,8 @@ def test_outputs(cfn: dict[str, Any]):
         "ConvertFunctionName",
         "ConvertFunctionArn",
         "FfmpegLayerArn",
+        "AlarmTopicArn",
+        "DashboardName",
         "UploadBucketParameterName",
         "ConvertedBucketParameterName",
         "QueueUrlParameterName",
@@ -324,12 +450,18 @@ def test_outputs(cfn: dict[str, Any]):
 # --- rules: refused before anything is created -----------------------------------------------------
 
 
-def test_rule_refuses_a_reserved_concurrency_of_one(sam: dict[str, Any]):
-    """ReservedConcurrency is also the event source's MaximumConcurrency, which must be 2-1000."""
+def test_rule_keeps_reserved_concurrency_at_the_event_sources_maximum(sam: dict[str, Any]):
+    """A reservation below MaximumConcurrency throttles while the pollers still receive; Rules cannot
+    compare numbers, so the reservation is 0 or exactly MaxConcurrency."""
     (rule,) = [r for r in sam["Rules"].values() if "ReservedConcurrency" in json.dumps(r)]
     assert "RuleCondition" not in rule
     (assertion,) = rule["Assertions"]
-    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "1"]}]}
+    assert assertion["Assert"] == {
+        "Fn::Or": [
+            {"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "0"]},
+            {"Fn::Equals": [{"Ref": "ReservedConcurrency"}, {"Ref": "MaxConcurrency"}]},
+        ]
+    }
     param = sam["Parameters"]["ReservedConcurrency"]
     assert param["Default"] == 0 and param["MinValue"] == 0
     assert "quota" in param["Description"]
@@ -389,11 +521,16 @@ def test_api_manifest(sam: dict[str, Any]):
     assert (manifest["cpu"], manifest["memory"]) == (512, 1024)
     assert manifest["platform"] == "linux/x86_64"
     assert manifest["count"] == {"range": "1-10", "cpu_percentage": 70}
+    # prod: two tasks at least, spread over the environment VPC's two Availability Zones
+    assert manifest["environments"]["prod"]["count"] == {"range": "2-10", "cpu_percentage": 70}
+    assert manifest["exec"] is False  # no shell into a task holding every job's access
     variables = manifest["variables"]
     assert variables["BACKEND"] == "aws" and variables["WORKERS"] == 0 and variables["PORT"] == 8000
+    assert variables["DOWNLOAD_URL_TTL"] <= 900  # credentials are renewed ~15 min before they expire
     expected = {env: f"{default(sam, 'ParameterPrefix')}/{suffix}" for env, suffix in SSM_SUFFIXES.items()}
-    assert manifest["secrets"] == expected
-    assert set(expected.values()) == set(ssm_names(sam).values())
+    # the webhook secret: an SSM SecureString created by hand (CloudFormation cannot create one)
+    assert manifest["secrets"] == {**expected, "WEBHOOK_SECRET": "/video-converter/webhook-secret"}
+    assert set(expected.values()) <= set(ssm_names(sam).values())
 
 
 def test_environment_manifest_takes_a_certificate():
@@ -420,6 +557,7 @@ def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
         params["UploadBucketName"]["Default"],
         params["ConvertedBucketName"]["Default"],
         params["QueueUrl"]["Default"],
+        params["AlarmTopicArn"]["Default"],
     } == set(ssm_names(sam).values())
 
     policies = of_type(addon, "AWS::IAM::ManagedPolicy")
@@ -441,6 +579,30 @@ def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
         "s3:ListBucket",
         "sqs:SendMessage",
     }  # the API calls nothing else (tests/aws/test_iam_calls.py); Copilot's execution role reads SSM
+
+
+def test_addon_alarms_on_the_environments_load_balancer_and_cluster():
+    addon = yaml_parse(ADDON.read_text())
+    alarms = {name: a["Properties"] for name, a in of_type(addon, "AWS::CloudWatch::Alarm").items()}
+    assert set(alarms) == {"LoadBalancer5xxAlarm", "CpuAlarm"}
+    five = {m["Id"]: m for m in alarms["LoadBalancer5xxAlarm"]["Metrics"]}
+    assert {five[i]["MetricStat"]["Metric"]["MetricName"] for i in ("elb", "target")} == {
+        "HTTPCode_ELB_5XX_Count",
+        "HTTPCode_Target_5XX_Count",
+    }
+    for i in ("elb", "target"):
+        (dimension,) = five[i]["MetricStat"]["Metric"]["Dimensions"]
+        assert dimension == {
+            "Name": "LoadBalancer",
+            "Value": {"Fn::ImportValue": {"Fn::Sub": "${App}-${Env}-PublicLoadBalancerFullName"}},
+        }
+    cpu = alarms["CpuAlarm"]
+    assert (cpu["Namespace"], cpu["MetricName"]) == ("AWS/ECS", "CPUUtilization")
+    assert cpu["Dimensions"] == [
+        {"Name": "ClusterName", "Value": {"Fn::ImportValue": {"Fn::Sub": "${App}-${Env}-ClusterId"}}}
+    ]
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
 
 
 # --- build inputs ----------------------------------------------------------------------------------
