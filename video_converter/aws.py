@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import Settings
 from .queues.sqs import SqsQueue
 from .storage.s3 import S3Storage
@@ -11,6 +13,18 @@ _ENV_NAMES = {"upload_bucket": "UPLOAD_BUCKET", "converted_bucket": "CONVERTED_B
 
 class AwsConfigError(ValueError):
     """AWS mode is missing a setting; the message says which, as a sentence."""
+
+
+def make_ssm_client() -> Any:
+    import boto3
+
+    return boto3.session.Session().client("ssm")
+
+
+def secure_parameter(name: str) -> str:
+    """The decrypted value of an SSM SecureString parameter."""
+    response = make_ssm_client().get_parameter(Name=name, WithDecryption=True)
+    return str(response["Parameter"]["Value"])
 
 
 def build_aws_parts(settings: Settings) -> tuple[S3Storage, S3Storage, SqsQueue]:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # callbacks may go to private, loopback or link-local addresses (only for a receiver on the operator's
     # own network, or tests)
     webhook_secret: str = ""
+    # AWS: the name of an SSM SecureString holding it, read once when WEBHOOK_SECRET is empty (a Lambda's
+    # environment cannot take ssm-secure references)
+    webhook_secret_parameter: str = ""
     webhook_allow_private: bool = False
 
     # Abusive requests (api.request_limits)

@@ -239,9 +239,16 @@ def local_secret(settings: Settings) -> str:
 def webhook_secret(settings: Settings) -> str:
     """WEBHOOK_SECRET; in local mode when it is unset, a key derived from the URL-signing secret under its
     own label (HMAC-SHA256, hex), so that no webhook signature can pass as a URL signature or the other
-    way round. ``video-converter webhook-secret`` prints it for receivers. On AWS it must be set."""
-    if settings.webhook_secret or settings.backend != "local":
+    way round. ``video-converter webhook-secret`` prints it for receivers. On AWS it is set, or read from
+    the SSM SecureString WEBHOOK_SECRET_PARAMETER names."""
+    if settings.webhook_secret:
         return settings.webhook_secret
+    if settings.backend != "local":
+        if not settings.webhook_secret_parameter:
+            return ""
+        from .aws import secure_parameter
+
+        return secure_parameter(settings.webhook_secret_parameter)
     return hmac.new(local_secret(settings).encode(), WEBHOOK_KEY_LABEL, hashlib.sha256).hexdigest()
 
 

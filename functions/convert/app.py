@@ -57,6 +57,7 @@ def runtime() -> Runtime:
         _configure_logging()
         # A function is always AWS mode, whatever BACKEND says; a missing bucket or queue raises a sentence.
         rt = build_runtime(Settings(_env_file=None, backend="aws"))
+        log.info("webhooks: %s", "on" if rt.webhook_secret else "off")  # the SSM key, if named, read once here
         try:
             log.info("ffmpeg: %s", ffmpeg_path())
         except FFmpegNotFound as exc:

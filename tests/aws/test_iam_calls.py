@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from fastapi.testclient import TestClient
 from samtranslator.translator.transform import transform
@@ -30,6 +31,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from api.main import create_app
 from tests.aws.conftest import CRASHING_FFMPEG, settings_for
+from video_converter import aws as aws_module
 from video_converter.conversion import fetched_source
 from video_converter.queues import sqs as sqs_module
 from video_converter.runtime import build_runtime
@@ -159,9 +161,10 @@ class RecordingClient:
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
-    make_s3, make_sqs = s3_module.make_s3_client, sqs_module.make_sqs_client
+    make_s3, make_sqs, make_ssm = s3_module.make_s3_client, sqs_module.make_sqs_client, aws_module.make_ssm_client
     monkeypatch.setattr(s3_module, "make_s3_client", lambda: RecordingClient(make_s3(), rec))
     monkeypatch.setattr(sqs_module, "make_sqs_client", lambda: RecordingClient(make_sqs(), rec))
+    monkeypatch.setattr(aws_module, "make_ssm_client", lambda: RecordingClient(make_ssm(), rec))
     return rec
 
 
@@ -191,6 +194,10 @@ def flow(
     clip = make_clip("clip.mp4", seconds=1.0, size="160x120")
     long_clip = make_clip("long.mp4", seconds=5.0, size="160x120", extra=("-g", "25"))
     monkeypatch.setenv("SEGMENT_SECONDS", "2")  # before the function's first invocation builds its runtime
+    # The webhook key as prod gives it: a SecureString the function reads once when it starts.
+    ssm = boto3.client("ssm", region_name=REGION)  # not recorded: the operator made it
+    ssm.put_parameter(Name=WEBHOOK_SECRET, Value="s3cret", Type="SecureString")
+    monkeypatch.setenv("WEBHOOK_SECRET_PARAMETER", WEBHOOK_SECRET)
 
     recorder.role = "api"
     api_runtime = build_runtime(settings_for(aws, tmp_path))
