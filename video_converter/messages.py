@@ -65,11 +65,18 @@ def process_message(
         log.exception("job %s: %s, message %s hit an unexpected error", work.job_id, work.formats[0], message.id)
         return Outcome.retry(attempt.number, f"{type(exc).__name__}: {exc}")
     if outcome.final:
-        try:
-            webhooks.notify_if_finished(rt, work.job_id)
-        except Exception:  # the conversion's outcome stands whatever happens to the notification
-            log.exception("job %s: the webhook could not be sent", work.job_id)
+        after_final(rt, work.job_id)
     return outcome
+
+
+def after_final(rt: Runtime, job_id: str) -> None:
+    """Some outputs of the job became final (completed, or failed for good): send its webhook if that
+    finished the job. Every path that makes an output final ends here (a message's outcome, the AWS
+    dead-letter consumer and sweep)."""
+    try:
+        webhooks.notify_if_finished(rt, job_id)
+    except Exception:  # the outputs' outcome stands whatever happens to the notification
+        log.exception("job %s: the webhook could not be sent", job_id)
 
 
 class _Attempt:

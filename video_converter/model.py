@@ -114,6 +114,7 @@ class OutputRecord(BaseModel):
     height: int | None = None
     duration: float | None = None
     attempts: int = 0
+    resent: int = 0  # times the AWS sweep sent its work again after it was lost (video_converter.sweep)
     segments: int = 0  # converted in this many segments (0: in one piece)
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
@@ -155,6 +156,13 @@ class OutputRecord(BaseModel):
     def released(self) -> OutputRecord:
         """The worker is stopping: back to queued, as if the attempt had not started."""
         return self._changed(status=OutputStatus.QUEUED, progress=0.0)
+
+    def sent_again(self) -> OutputRecord:
+        """Its work was lost and sent again (the AWS sweep): counted, so that it cannot loop. A silent
+        whole conversion goes back to queued; an output in pieces stays as it is (its pieces run)."""
+        if self.status is OutputStatus.PROCESSING and self.segments == 0:
+            return self._changed(resent=self.resent + 1, status=OutputStatus.QUEUED, progress=0.0)
+        return self._changed(resent=self.resent + 1)
 
     def seen(self, progress: float, alive_at: datetime) -> OutputRecord:
         """As reported: ``progress`` done, and alive at ``alive_at`` if that is later than the record."""

@@ -68,6 +68,9 @@ class Output:
     def requeued(self, reason: str) -> OutputRecord:
         return self._save(self.record.requeued(reason))
 
+    def sent_again(self) -> OutputRecord:
+        return self._save(self.record.sent_again())
+
     def released(self) -> OutputRecord:
         return self._save(self.record.released())
 
