@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import budget, conversion, segmenting, webhooks
+from . import budget, conversion, segmenting, telemetry, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
@@ -58,15 +58,16 @@ def process_message(
     if work is None:
         log.error("malformed message %s dropped: %.200r", message.id, message.body)
         return Outcome.ack("malformed")
-    attempt = _Attempt(rt, work, message.receive_count, deadline, cancel)
-    try:
-        outcome = attempt.process()
-    except Exception as exc:  # the records could not be read or written (storage down): try again later
-        log.exception("job %s: %s, message %s hit an unexpected error", work.job_id, work.formats[0], message.id)
-        return Outcome.retry(attempt.number, f"{type(exc).__name__}: {exc}")
-    if outcome.final:
-        after_final(rt, work.job_id)
-    return outcome
+    with telemetry.fields(job_id=work.job_id, format=",".join(work.formats), attempt=message.receive_count):
+        attempt = _Attempt(rt, work, message.receive_count, deadline, cancel)
+        try:
+            outcome = attempt.process()
+        except Exception as exc:  # the records could not be read or written (storage down): try again later
+            log.exception("job %s: %s, message %s hit an unexpected error", work.job_id, work.formats[0], message.id)
+            return Outcome.retry(attempt.number, f"{type(exc).__name__}: {exc}")
+        if outcome.final:
+            after_final(rt, work.job_id)
+        return outcome
 
 
 def after_final(rt: Runtime, job_id: str) -> None:

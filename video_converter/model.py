@@ -117,13 +117,16 @@ class OutputRecord(BaseModel):
     resent: int = 0  # times the AWS sweep sent its work again after it was lost (video_converter.sweep)
     segments: int = 0  # converted in this many segments (0: in one piece)
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
+    started_at: datetime | None = None  # when the attempt that is converting it started (metrics)
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
     updated_at: datetime = Field(default_factory=utcnow)
 
     # The state changes a worker makes, as typed methods: each returns the changed copy to save.
 
     def started(self, attempt: int) -> OutputRecord:
-        return self._changed(status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None)
+        return self._changed(
+            status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None, started_at=utcnow()
+        )
 
     def probed(self, source: SourceInfo, note: str | None) -> OutputRecord:
         return self._changed(source=source, note=note)

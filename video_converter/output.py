@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from . import telemetry
 from .errors import JobNotFound
-from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo
+from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo, utcnow
 from .presets import PRESETS, Preset
 from .records import JobStore
 from .storage import Storage
@@ -46,6 +47,9 @@ class Output:
         )
 
     def started(self, attempt: int) -> OutputRecord:
+        if self.record.status is OutputStatus.QUEUED:  # stamped when it was queued (or queued again)
+            waited = (utcnow() - self.record.updated_at).total_seconds()
+            telemetry.metric(self.format_id, {"QueueWaitSeconds": (max(0.0, waited), "Seconds")})
         return self._save(self.record.started(attempt))
 
     def probed(self, source: SourceInfo) -> OutputRecord:
@@ -56,14 +60,21 @@ class Output:
 
     def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
         log.info("job %s: %s done (%d bytes)", self.job_id, self.format_id, size)
-        return self._save(self.record.completed(key, size, result))
+        saved = self._save(self.record.completed(key, size, result))
+        values = {"OutputsCompleted": (1.0, "Count"), "SecondsConverted": (result.duration or 0.0, "Seconds")}
+        if saved.started_at is not None:
+            values["ConversionSeconds"] = ((saved.updated_at - saved.started_at).total_seconds(), "Seconds")
+        telemetry.metric(self.format_id, values, job_id=self.job_id, size_bytes=size)
+        return saved
 
     def segmented(self, count: int) -> OutputRecord:
         return self._save(self.record.segmented(count))
 
     def failed(self, reason: str) -> OutputRecord:
         log.warning("job %s: %s failed: %s", self.job_id, self.format_id, reason)
-        return self._save(self.record.failed(reason))
+        saved = self._save(self.record.failed(reason))
+        telemetry.metric(self.format_id, {"OutputsFailed": (1.0, "Count")}, job_id=self.job_id, error=reason)
+        return saved
 
     def requeued(self, reason: str) -> OutputRecord:
         return self._save(self.record.requeued(reason))

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from . import segmenting
+from . import segmenting, telemetry
 from .config import Settings
 from .errors import JobNotFound
 from .messages import after_final
@@ -73,13 +73,14 @@ def dead_lettered(rt: Runtime, body: dict[str, str]) -> int:
     if work is None:
         log.error("malformed dead-lettered message dropped: %.200r", body)
         return 0
-    outputs = [o for o in load_outputs(rt.jobs, work.job_id, work.formats) if not o.is_done(rt.converted)]
-    if not outputs:
-        return 0  # finished after all (the last receive did it, but could not say so)
-    log.warning("job %s: %s dead-lettered", work.job_id, ",".join(o.format_id for o in outputs))
-    fail(rt, outputs, DEAD_LETTERED.format(attempts=rt.settings.max_attempts))
-    after_final(rt, work.job_id)
-    return len(outputs)
+    with telemetry.fields(job_id=work.job_id, format=",".join(work.formats)):
+        outputs = [o for o in load_outputs(rt.jobs, work.job_id, work.formats) if not o.is_done(rt.converted)]
+        if not outputs:
+            return 0  # finished after all (the last receive did it, but could not say so)
+        log.warning("job %s: %s dead-lettered", work.job_id, ",".join(o.format_id for o in outputs))
+        fail(rt, outputs, DEAD_LETTERED.format(attempts=rt.settings.max_attempts))
+        after_final(rt, work.job_id)
+        return len(outputs)
 
 
 @dataclass
@@ -96,7 +97,8 @@ def sweep(rt: Runtime, *, limit: int = SWEEP_JOBS, now: datetime | None = None) 
     for job_id in filter(is_job_id, names):
         report.jobs += 1
         try:
-            resent, failed = sweep_job(rt, job_id, now=now or utcnow())
+            with telemetry.fields(job_id=job_id):
+                resent, failed = sweep_job(rt, job_id, now=now or utcnow())
         except Exception:  # one job's records could not be read: the others still get their turn
             log.exception("job %s could not be swept", job_id)
             continue

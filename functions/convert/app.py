@@ -27,7 +27,7 @@ import os
 import time
 from typing import Any
 
-from video_converter import logsafe, sweep
+from video_converter import logsafe, sweep, telemetry
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpegNotFound, ffmpeg_path
 from video_converter.messages import process_message
@@ -44,11 +44,8 @@ _runtime: Runtime | None = None
 
 
 def _configure_logging() -> None:
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    root = logging.getLogger()
-    if not root.handlers:  # the Lambda runtime installs its own handler; plain Python does not
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+    # JSON lines with job_id, format and attempt (video_converter.telemetry), on the runtime's handler
+    telemetry.configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
     logsafe.install()  # a crafted file name must not forge a log line
 
 
@@ -100,7 +97,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
     for record in records:
         message_id = str(record.get("messageId", ""))
         try:
-            outcome = record_handler(record, context)
+            with telemetry.fields(request_id=request_id, message_id=message_id):
+                outcome = record_handler(record, context)
         except Exception:  # process_message does not raise; this is a bug or a broken record
             log.exception("request %s: message %s crashed; it will be retried", request_id, message_id)
             failures.append({"itemIdentifier": message_id})
