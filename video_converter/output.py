@@ -4,9 +4,10 @@ with the state changes the worker writes (started, probed, progressed, completed
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
-from . import telemetry
+from . import summary, telemetry
 from .errors import JobNotFound
 from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo, utcnow
 from .presets import PRESETS, Preset
@@ -22,6 +23,7 @@ class Output:
     job: JobRecord
     preset: Preset
     record: OutputRecord
+    summarized: float = field(default=float("-inf"), repr=False)  # time.monotonic() of its last summary write
 
     @property
     def job_id(self) -> str:
@@ -31,8 +33,11 @@ class Output:
     def format_id(self) -> str:
         return self.preset.id
 
-    def _save(self, changed: OutputRecord) -> OutputRecord:
-        self.record = self.jobs.save_output(self.job_id, changed)
+    def _save(self, changed: OutputRecord, *, progress_only: bool = False) -> OutputRecord:
+        now = time.monotonic()
+        summarize = not progress_only or now - self.summarized >= summary.PROGRESS_EVERY
+        self.record = self.jobs.save_output(self.job_id, changed, summarize=summarize)
+        self.summarized = now if summarize else self.summarized
         return self.record
 
     def is_done(self, converted: Storage) -> bool:
@@ -56,7 +61,7 @@ class Output:
         return self._save(self.record.probed(source, self.preset.size_note(source)))
 
     def progressed(self, percent: float) -> OutputRecord:
-        return self._save(self.record.progressed(percent))
+        return self._save(self.record.progressed(percent), progress_only=True)
 
     def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
         log.info("job %s: %s done (%d bytes)", self.job_id, self.format_id, size)

@@ -102,8 +102,8 @@ class Storage(Protocol):
 
 def top_folders(keys: Iterable[str], start_after: str, limit: int) -> list[str]:
     """``Storage.folders`` over a sorted or unsorted set of keys (the memory and local stores)."""
-    names = sorted({key.split("/", 1)[0] for key in keys if "/" in key})
-    return [name for name in names if name > start_after][: max(1, min(limit, 1000))]
+    names = sorted({key.split("/", 1)[0] for key in keys if "/" in key}, key=lambda name: f"{name}/")  # as S3 does
+    return [name for name in names if f"{name}/" > f"{start_after}/"][: max(1, min(limit, 1000))]
 
 
 def tag_of(data: bytes) -> str:
