@@ -121,6 +121,9 @@ def _cursor(rt: Runtime) -> str:
 def sweep_job(rt: Runtime, job_id: str, *, now: datetime) -> tuple[int, int]:
     """Send again this job's lost work, or fail the outputs whose work was lost too often; return
     (messages sent, outputs failed)."""
+    done = rt.jobs.summary(job_id)  # never behind the records: finished there is finished (one GET)
+    if done is not None and done.outputs and all(o.status.finished for o in done.outputs.values()):
+        return 0, 0
     try:
         job = rt.jobs.job(job_id)
     except JobNotFound:

@@ -130,6 +130,14 @@ def test_the_sweep_sends_lost_work_again_and_fails_what_was_lost_too_often(aws, 
     assert again == {"jobs": 1, "resent": 0, "failed": 0}
 
 
+def test_the_sweep_reads_only_the_summary_of_a_finished_job(aws, job, monkeypatch: pytest.MonkeyPatch):
+    for format_id in ("720p", "360p", "thumbnail", "mp3"):
+        job.save_output(JOB_ID, job.output(JOB_ID, format_id).failed("Done with."))
+    rt = _runtime(aws, monkeypatch)
+    monkeypatch.setattr(type(rt.jobs), "job", lambda self, job_id: pytest.fail("the job record was read"))
+    assert sweep.sweep_job(rt, JOB_ID, now=utcnow() + timedelta(days=1)) == (0, 0)
+
+
 def test_the_sweep_is_bounded_and_goes_on_where_it_stopped(aws, job, monkeypatch: pytest.MonkeyPatch):
     rt = _runtime(aws, monkeypatch)
     other = "6a0c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"
