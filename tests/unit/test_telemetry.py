@@ -80,3 +80,26 @@ def test_fields_nest_and_end_with_their_block():
             assert telemetry.current() == {"job_id": "j", "format": "720p"}
         assert telemetry.current() == {"job_id": "j"}
     assert telemetry.current() == {}
+
+
+def test_api_lines_carry_the_job_and_format_of_the_request(
+    env: Env, make_clip: ClipFactory, monkeypatch: pytest.MonkeyPatch
+):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from video_converter.documents import JobDocuments
+
+    job_id = env.create(make_clip(seconds=1.0), ["mp3"])
+    seen: list[dict[str, Any]] = []
+    output_url = JobDocuments.output_url
+
+    def watched(self: JobDocuments, job: str, format_id: str) -> str:
+        seen.append(telemetry.current())  # what a log line written here would carry
+        return output_url(self, job, format_id)
+
+    monkeypatch.setattr(JobDocuments, "output_url", watched)
+    client = TestClient(create_app(env.rt))
+    assert client.get(f"/api/jobs/{job_id}/outputs/mp3", follow_redirects=False).status_code == 409
+    assert seen == [{"job_id": job_id, "format": "mp3"}]
+    assert client.get("/api/jobs/not-a-job").status_code == 404  # no field from a path that is no job
