@@ -518,12 +518,14 @@ def test_dockerignore_keeps_secrets_and_bulk_out_of_the_build_context():
 
 
 def test_sweep_functions(cfn: dict[str, Any]):
-    """The dead-letter consumer reads the DLQ; the sweep runs every 5 minutes, one at a time; both run
+    """The dead-letter consumer reads the DLQ; the sweep runs every 5 minutes, each run over before the
+    next; both run
     other handlers of the convert function's code, with a role of their own."""
     functions = of_type(cfn, "AWS::Lambda::Function")
     assert functions["DeadLetterFunction"]["Properties"]["Handler"] == "app.deadletter_handler"
     assert functions["SweepFunction"]["Properties"]["Handler"] == "app.sweep_handler"
-    assert functions["SweepFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
+    assert functions["SweepFunction"]["Properties"]["Timeout"] < 300  # shorter than the schedule's period
+    assert "ReservedConcurrentExecutions" not in functions["SweepFunction"]["Properties"]
     for name in ("DeadLetterFunction", "SweepFunction"):
         assert functions[name]["Properties"]["Role"] == {"Fn::GetAtt": ["RecoveryFunctionRole", "Arn"]}
     mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
@@ -532,6 +534,7 @@ def test_sweep_functions(cfn: dict[str, Any]):
     assert dlq["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     (schedule,) = of_type(cfn, "AWS::Scheduler::Schedule").values()
     assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert schedule["Properties"]["Target"]["RetryPolicy"] == {"MaximumRetryAttempts": 0}  # no overlapping runs
     env = functions["SweepFunction"]["Properties"]["Environment"]["Variables"]
     queue = of_type(cfn, "AWS::SQS::Queue")["ConvertQueue"]["Properties"]
     assert env["VISIBILITY_TIMEOUT"] == str(queue["VisibilityTimeout"])  # lost after this x MAX_ATTEMPTS
