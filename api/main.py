@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.headers import SecurityHeaders, content_security_policy, signed_origins
+from api.logfields import JobLogFields
 from api.request_limits import RequestLimits
 from api.routes import docs, files, formats, health, jobs, pages, uploads
 from video_converter import __version__
@@ -57,6 +58,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         upload_origins=signed_origins(rt.uploads, "upload"),
         media_origins=signed_origins(rt.converted, "download"),
     )
+    app.add_middleware(JobLogFields)  # the job (and format) a request is about, on its log lines
     app.add_middleware(SecurityHeaders, csp=csp)  # added last, so outermost: refusals carry the headers too
     for module in (health, formats, uploads, jobs, files, pages, docs):
         app.include_router(module.router)

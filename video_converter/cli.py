@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 
-from . import logsafe
+from . import logsafe, telemetry
 from .config import Settings, get_settings
 from .housekeeping import start_background
 from .runtime import build_runtime, webhook_secret
@@ -19,10 +19,8 @@ log = logging.getLogger("video_converter")
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    # JSON lines (with job_id, format and attempt while a message is worked on); LOG_FORMAT=text for a terminal
+    telemetry.configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
     logsafe.install()
 
 

@@ -2,8 +2,10 @@
 as it stands, its download link, and the ZIP of every completed output.
 
 Job records never change once written, and neither do segment plans, so each reader keeps the recent
-ones. An output's record is read as it stands: a segmented one's progress is counted from its encoded
-pieces, and a record whose worker went silent is reported as waiting for a retry (or failed when no
+ones. A poll reads the job's summary, every output's record in one object (``video_converter.summary``),
+and the records one by one only when there is none. An output's record is read as it stands: a
+segmented one's progress is counted from its encoded pieces (as the summary lists them, or listed),
+and a record whose worker went silent is reported as waiting for a retry (or failed when no
 attempt is left).
 """
 
@@ -22,6 +24,7 @@ from .errors import JobNotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
 from .presets import PRESETS
 from .runtime import Runtime
+from .summary import Pieces
 from .views import JobView, OutputView
 
 # Records kept per reader: job records and segment plans never change once written.
@@ -96,11 +99,29 @@ class JobDocuments:
         """Every output's record as the API reports it. Every output has a record from the job's creation
         on (once ``register_job`` has written them), so a missing one means the job is being created or
         was deleted (maybe by another API process, whose deletion this reader's cache did not see)."""
+        summarized = self._summarized(record)
+        if summarized is not None:
+            return summarized
         read = self._map(lambda format_id: self._current(record.job_id, format_id), record.formats)
         if any(out is None for out in read) and not self.rt.jobs.exists(record.job_id):
             self.forget(record.job_id)
             raise JobNotFound(record.job_id)
         return [out or OutputRecord(format=f) for out, f in zip(read, record.formats, strict=True)]
+
+    def _summarized(self, record: JobRecord) -> list[OutputRecord] | None:
+        """Every output's record from the job's summary, in one read (``video_converter.summary``); None
+        when there is none or it lacks an output (then the records are read one by one)."""
+        found = self.rt.jobs.summary(record.job_id)
+        if found is None or not all(f in found.outputs for f in record.formats):
+            return None
+        outputs = []
+        for format_id in record.formats:
+            out = found.outputs[format_id]
+            if segmenting.in_pieces(out):
+                pieces = found.pieces.get(format_id) or Pieces()
+                out = out.seen(pieces.progress, segmenting.alive_at(out, pieces.done))
+            outputs.append(self._effective(out))
+        return outputs
 
     def _current(self, job_id: str, format_id: str) -> OutputRecord | None:
         """An output's record as it stands (None if there is none)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from . import keys, webhooks
+from . import keys, summary, webhooks
 from .documents import JobDocuments
 from .errors import Conflict, InvalidRequest, QueueUnavailable
 from .model import JobRecord, OutputRecord, OutputStatus, is_job_id
@@ -70,8 +70,9 @@ def register_job(jobs: JobStore, record: JobRecord, *, replace: bool = False) ->
         jobs.save_job(record)
     elif not jobs.create_job(record):
         raise Conflict(JOB_EXISTS)
-    for format_id in record.formats:
-        jobs.save_output(record.job_id, OutputRecord(format=format_id))
+    outputs = [jobs.save_output(record.job_id, OutputRecord(format=f), summarize=False) for f in record.formats]
+    # No worker writes before the messages are sent, after this: the summary is written whole.
+    summary.write(jobs.store, record.job_id, summary.JobSummary(outputs={o.format: o for o in outputs}))
 
 
 class JobService:

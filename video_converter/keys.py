@@ -73,6 +73,11 @@ def status_key(job_id: str, format_id: str) -> str:
     return f"{job_id}/status/{format_id}.json"
 
 
+def summary_key(job_id: str) -> str:
+    """Every output's record in one object, so that a poll reads one (video_converter.summary)."""
+    return f"{job_id}/summary.json"
+
+
 def failure_key(job_id: str) -> str:
     """Why the whole job failed (the original is not usable), written once by the first worker to see it."""
     return f"{job_id}/failure.json"

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import budget, conversion, diskspace, segmenting, webhooks
+from . import budget, conversion, diskspace, segmenting, telemetry, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .diskspace import is_disk_full
@@ -64,23 +64,35 @@ def process_message(
         return Outcome.ack("malformed")
     if isinstance(work, Notify):
         return _notify(rt, work, message.receive_count)
-    attempt = _Attempt(rt, work, message.receive_count, deadline, cancel)
-    try:
-        outcome = attempt.process()
-    except Exception as exc:  # the records could not be read or written (storage down): try again later
-        if is_disk_full(exc):  # a record did not fit: wait for room, not as an attempt
-            log.warning(
-                "job %s: %s, message %s: the disk is full, it waits: %s", work.job_id, work.formats[0], message.id, exc
-            )
-            return Outcome.wait_for_disk(rt.settings.disk_full_wait)
-        log.exception("job %s: %s, message %s hit an unexpected error", work.job_id, work.formats[0], message.id)
-        return Outcome.retry(attempt.number, f"{type(exc).__name__}: {exc}")
-    if outcome.final:
+    with telemetry.fields(job_id=work.job_id, format=",".join(work.formats), attempt=message.receive_count):
+        attempt = _Attempt(rt, work, message.receive_count, deadline, cancel)
         try:
-            webhooks.notify_if_finished(rt, work.job_id)
-        except Exception:  # the conversion's outcome stands whatever happens to the notification
-            log.exception("job %s: the webhook could not be queued", work.job_id)
-    return outcome
+            outcome = attempt.process()
+        except Exception as exc:  # the records could not be read or written (storage down): try again later
+            if is_disk_full(exc):  # a record did not fit: wait for room, not as an attempt
+                log.warning(
+                    "job %s: %s, message %s: the disk is full, it waits: %s",
+                    work.job_id,
+                    work.formats[0],
+                    message.id,
+                    exc,
+                )
+                return Outcome.wait_for_disk(rt.settings.disk_full_wait)
+            log.exception("job %s: %s, message %s hit an unexpected error", work.job_id, work.formats[0], message.id)
+            return Outcome.retry(attempt.number, f"{type(exc).__name__}: {exc}")
+        if outcome.final:
+            after_final(rt, work.job_id)
+        return outcome
+
+
+def after_final(rt: Runtime, job_id: str) -> None:
+    """Some outputs of the job became final (completed, or failed for good): queue its webhook if that
+    finished the job. Every path that makes an output final ends here (a message's outcome, the AWS
+    dead-letter consumer and sweep)."""
+    try:
+        webhooks.notify_if_finished(rt, job_id)
+    except Exception:  # the outputs' outcome stands whatever happens to the notification
+        log.exception("job %s: the webhook could not be queued", job_id)
 
 
 def _notify(rt: Runtime, notice: Notify, attempt: int) -> Outcome:

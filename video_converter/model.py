@@ -114,15 +114,19 @@ class OutputRecord(BaseModel):
     height: int | None = None
     duration: float | None = None
     attempts: int = 0
+    resent: int = 0  # times the AWS sweep sent its work again after it was lost (video_converter.sweep)
     segments: int = 0  # converted in this many segments (0: in one piece)
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
+    started_at: datetime | None = None  # when the attempt that is converting it started (metrics)
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
     updated_at: datetime = Field(default_factory=utcnow)
 
     # The state changes a worker makes, as typed methods: each returns the changed copy to save.
 
     def started(self, attempt: int) -> OutputRecord:
-        return self._changed(status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None)
+        return self._changed(
+            status=OutputStatus.PROCESSING, progress=0.0, attempts=attempt, error=None, started_at=utcnow()
+        )
 
     def probed(self, source: SourceInfo, note: str | None) -> OutputRecord:
         return self._changed(source=source, note=note)
@@ -155,6 +159,13 @@ class OutputRecord(BaseModel):
     def released(self) -> OutputRecord:
         """The worker is stopping: back to queued, as if the attempt had not started."""
         return self._changed(status=OutputStatus.QUEUED, progress=0.0)
+
+    def sent_again(self) -> OutputRecord:
+        """Its work was lost and sent again (the AWS sweep): counted, so that it cannot loop. A silent
+        whole conversion goes back to queued; an output in pieces stays as it is (its pieces run)."""
+        if self.status is OutputStatus.PROCESSING and self.segments == 0:
+            return self._changed(resent=self.resent + 1, status=OutputStatus.QUEUED, progress=0.0)
+        return self._changed(resent=self.resent + 1)
 
     def seen(self, progress: float, alive_at: datetime) -> OutputRecord:
         """As reported: ``progress`` done, and alive at ``alive_at`` if that is later than the record."""

@@ -4,10 +4,12 @@ with the state changes the worker writes (started, probed, progressed, completed
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+from . import summary, telemetry
 from .errors import JobNotFound
-from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo
+from .model import JobRecord, OutputRecord, OutputStatus, SourceInfo, utcnow
 from .presets import PRESETS, Preset
 from .records import JobStore
 from .storage import Storage
@@ -21,6 +23,7 @@ class Output:
     job: JobRecord
     preset: Preset
     record: OutputRecord
+    summarized: float = field(default=float("-inf"), repr=False)  # time.monotonic() of its last summary write
 
     @property
     def job_id(self) -> str:
@@ -30,8 +33,11 @@ class Output:
     def format_id(self) -> str:
         return self.preset.id
 
-    def _save(self, changed: OutputRecord) -> OutputRecord:
-        self.record = self.jobs.save_output(self.job_id, changed)
+    def _save(self, changed: OutputRecord, *, progress_only: bool = False) -> OutputRecord:
+        now = time.monotonic()
+        summarize = not progress_only or now - self.summarized >= summary.PROGRESS_EVERY
+        self.record = self.jobs.save_output(self.job_id, changed, summarize=summarize)
+        self.summarized = now if summarize else self.summarized
         return self.record
 
     def is_done(self, converted: Storage) -> bool:
@@ -46,27 +52,40 @@ class Output:
         )
 
     def started(self, attempt: int) -> OutputRecord:
+        if self.record.status is OutputStatus.QUEUED:  # stamped when it was queued (or queued again)
+            waited = (utcnow() - self.record.updated_at).total_seconds()
+            telemetry.metric(self.format_id, {"QueueWaitSeconds": (max(0.0, waited), "Seconds")})
         return self._save(self.record.started(attempt))
 
     def probed(self, source: SourceInfo) -> OutputRecord:
         return self._save(self.record.probed(source, self.preset.size_note(source)))
 
     def progressed(self, percent: float) -> OutputRecord:
-        return self._save(self.record.progressed(percent))
+        return self._save(self.record.progressed(percent), progress_only=True)
 
     def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
         log.info("job %s: %s done (%d bytes)", self.job_id, self.format_id, size)
-        return self._save(self.record.completed(key, size, result))
+        saved = self._save(self.record.completed(key, size, result))
+        values = {"OutputsCompleted": (1.0, "Count"), "SecondsConverted": (result.duration or 0.0, "Seconds")}
+        if saved.started_at is not None:
+            values["ConversionSeconds"] = ((saved.updated_at - saved.started_at).total_seconds(), "Seconds")
+        telemetry.metric(self.format_id, values, job_id=self.job_id, size_bytes=size)
+        return saved
 
     def segmented(self, count: int) -> OutputRecord:
         return self._save(self.record.segmented(count))
 
     def failed(self, reason: str) -> OutputRecord:
         log.warning("job %s: %s failed: %s", self.job_id, self.format_id, reason)
-        return self._save(self.record.failed(reason))
+        saved = self._save(self.record.failed(reason))
+        telemetry.metric(self.format_id, {"OutputsFailed": (1.0, "Count")}, job_id=self.job_id, error=reason)
+        return saved
 
     def requeued(self, reason: str) -> OutputRecord:
         return self._save(self.record.requeued(reason))
+
+    def sent_again(self) -> OutputRecord:
+        return self._save(self.record.sent_again())
 
     def released(self) -> OutputRecord:
         return self._save(self.record.released())

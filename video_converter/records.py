@@ -1,7 +1,9 @@
 """Job and output records in the converted store.
 
 Each output has its own small JSON record, written only by the worker that holds its message, and the
-job's status is derived from them, so no two writers ever race on one object (on disk or on S3).
+job's status is derived from them, so no two writers ever race on one object (on disk or on S3). Every
+record written is merged first into the job's summary (``video_converter.summary``), which readers read
+in one go; the records stay the truth.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from . import keys
+from . import keys, summary
 from .errors import JobNotFound
 from .model import JobRecord, OutputRecord, is_job_id, utcnow
 from .storage import ObjectNotFound, Storage
@@ -48,13 +50,32 @@ class JobStore:
         except ObjectNotFound:
             return OutputRecord(format=format_id, updated_at=missing_since or utcnow())
 
-    def save_output(self, job_id: str, record: OutputRecord) -> OutputRecord:
-        """Store the record, stamped with the time; return the stamped copy."""
+    def save_output(self, job_id: str, record: OutputRecord, *, summarize: bool = True) -> OutputRecord:
+        """Store the record, stamped with the time; return the stamped copy. The summary gets it first
+        (``summarize``: False for a change it may miss, progress alone)."""
         stamped = record.model_copy(update={"updated_at": utcnow()})
+        if summarize:
+            self.update_summary(job_id, lambda current: current.with_output(stamped))
         self.store.put_bytes(
             keys.status_key(job_id, stamped.format), stamped.model_dump_json().encode(), "application/json"
         )
         return stamped
+
+    def update_summary(self, job_id: str, change: summary.Change) -> None:
+        """Change the job's summary, safe against the other outputs' writers; rebuilt from the records
+        when it is missing (and left missing when the job is gone)."""
+        summary.update(self.store, job_id, change, lambda: self._summary_from_records(job_id))
+
+    def _summary_from_records(self, job_id: str) -> summary.JobSummary | None:
+        try:
+            job = self.job(job_id)
+        except JobNotFound:
+            return None
+        outputs = {f: self.output(job_id, f, missing_since=job.created_at) for f in job.formats}
+        return summary.JobSummary(outputs=outputs)
+
+    def summary(self, job_id: str) -> summary.JobSummary | None:
+        return summary.read(self.store, job_id)
 
     def find_output(self, job_id: str, format_id: str) -> OutputRecord | None:
         """The output's record, or None when there is none (its job was deleted)."""

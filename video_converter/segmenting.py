@@ -391,6 +391,7 @@ class _Parts:
                 rt.converted.put_file(
                     encoded_piece_key(job_id, output.format_id, index), path, "application/octet-stream"
                 )
+                self._summarize(output.format_id, index)
         self._join_when_ready()
         return Outcome.ack("part encoded")
 
@@ -415,6 +416,13 @@ class _Parts:
             rt.converted.put_file(key, done[how], "application/octet-stream")
         self._join_when_ready()
         return Outcome.ack("sound encoded")
+
+    def _summarize(self, format_id: str, index: int) -> None:
+        """The job's summary learns of the stored piece (readers count the progress from it, unlisted)."""
+        at, plan = time.time(), self.plan
+        self.rt.jobs.update_summary(
+            self.job_id, lambda current: current.with_piece(format_id, index, at, lambda done: progress(plan, done))
+        )
 
     def _join_when_ready(self) -> None:
         """Whoever stores the last piece (or sound part) asks for the join; two asking at once is harmless."""

@@ -32,6 +32,9 @@ const deleteButton = document.getElementById("job-delete");
 
 const POLL_VISIBLE_MS = 1000;
 const POLL_HIDDEN_MS = 5000;
+// While the document does not change, each poll waits twice as long as the last, up to this; any
+// change (a status, progress) brings the next poll back to POLL_VISIBLE_MS.
+const POLL_MAX_MS = 10000;
 const MAX_RETRY_MS = 15000;
 
 const CODECS = {
@@ -58,6 +61,8 @@ let timer = null;
 let failures = 0;
 let finished = false;
 let lastStatus = null;
+let lastSeen = null; // the last document, without its signed links (they change with every poll)
+let unchanged = 0; // polls in a row that found it unchanged
 
 function announce(message) {
   // Replace rather than append so screen readers read only the news.
@@ -378,6 +383,15 @@ function schedule(delay) {
   timer = window.setTimeout(poll, delay);
 }
 
+// The next poll's delay: back off (doubling, up to POLL_MAX_MS) while nothing changes.
+function nextDelay(job) {
+  const seen = JSON.stringify(job, (key, value) => (key === "download_url" ? undefined : value));
+  unchanged = seen === lastSeen ? unchanged + 1 : 0;
+  lastSeen = seen;
+  const base = document.hidden ? POLL_HIDDEN_MS : POLL_VISIBLE_MS;
+  return Math.min(POLL_MAX_MS, base * 2 ** unchanged);
+}
+
 async function poll() {
   if (finished) return;
   window.clearTimeout(timer);
@@ -393,7 +407,7 @@ async function poll() {
       finished = true;
       return;
     }
-    schedule(document.hidden ? POLL_HIDDEN_MS : POLL_VISIBLE_MS);
+    schedule(nextDelay(job));
   } catch (error) {
     if (error.status === 404) {
       showMissing();

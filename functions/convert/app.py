@@ -12,6 +12,10 @@ and its ``Outcome`` becomes this function's answer. The event source mapping use
   like a retry with that delay (nothing cancels an invocation, so never for a stop). SQS cannot
   un-count a receive, so here a wait for disk space still counts towards the queue's maxReceiveCount.
 
+Two more handlers share this code (template.yaml: DeadLetterFunction, SweepFunction), AWS mode's
+reconciliation from the records (``video_converter.sweep``): ``deadletter_handler`` fails the outputs
+each dead-lettered message names, ``sweep_handler`` (every 5 minutes) sends lost work again.
+
 Settings come from the environment (BACKEND=aws, UPLOAD_BUCKET, CONVERTED_BUCKET, QUEUE_URL,
 MAX_ATTEMPTS, FFMPEG_TIMEOUT, LOG_LEVEL) and the runtime is built once per container. FFmpeg comes from
 the layer's /opt/bin (or FFMPEG_PATH/FFPROBE_PATH), found by the core's locator.
@@ -19,12 +23,13 @@ the layer's /opt/bin (or FFMPEG_PATH/FFPROBE_PATH), found by the core's locator.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from typing import Any
 
-from video_converter import logsafe
+from video_converter import logsafe, sweep, telemetry
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpegNotFound, ffmpeg_path
 from video_converter.messages import process_message
@@ -41,27 +46,26 @@ _runtime: Runtime | None = None
 
 
 def _configure_logging() -> None:
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    root = logging.getLogger()
-    if not root.handlers:  # the Lambda runtime installs its own handler; plain Python does not
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+    # JSON lines with job_id, format and attempt (video_converter.telemetry), on the runtime's handler
+    telemetry.configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "json"))
     logsafe.install()  # a crafted file name must not forge a log line
 
 
-def runtime() -> Runtime:
+def runtime(*, converts: bool = True) -> Runtime:
     """Built on the first invocation and kept for the container's life. Building it sweeps the scratch
-    folders an invocation killed by its timeout left in /tmp."""
+    folders an invocation killed by its timeout left in /tmp. ``converts``: FFmpeg is looked for (the
+    dead-letter and sweep functions run none)."""
     global _runtime
     if _runtime is None:
         _configure_logging()
         # A function is always AWS mode, whatever BACKEND says; a missing bucket or queue raises a sentence.
         rt = build_runtime(Settings(_env_file=None, backend="aws"))
         log.info("webhooks: %s", "on" if rt.webhook_secret else "off")  # the SSM key, if named, read once here
-        try:
-            log.info("ffmpeg: %s", ffmpeg_path())
-        except FFmpegNotFound as exc:
-            log.error("%s", exc)
+        if converts:
+            try:
+                log.info("ffmpeg: %s", ffmpeg_path())
+            except FFmpegNotFound as exc:
+                log.error("%s", exc)
         _runtime = rt
     return _runtime
 
@@ -96,7 +100,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
     for record in records:
         message_id = str(record.get("messageId", ""))
         try:
-            outcome = record_handler(record, context)
+            with telemetry.fields(request_id=request_id, message_id=message_id):
+                outcome = record_handler(record, context)
         except Exception:  # process_message does not raise; this is a bug or a broken record
             log.exception("request %s: message %s crashed; it will be retried", request_id, message_id)
             failures.append({"itemIdentifier": message_id})
@@ -105,3 +110,28 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
             log.warning("request %s: message %s will be retried: %s", request_id, message_id, outcome.reason)
             failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}
+
+
+def deadletter_handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """The dead-letter queue's event source: each record's outputs are failed for good with a sentence.
+    A record whose records could not be written is reported, so the queue hands it back later."""
+    rt = runtime(converts=False)
+    records = (event.get("Records") or []) if isinstance(event, dict) else []
+    failures: list[dict[str, str]] = []
+    for record in records:
+        message = message_from_record(record)
+        try:
+            failed = sweep.dead_lettered(rt, message.body)
+        except Exception:
+            log.exception("dead-lettered message %s could not be recorded; it will be retried", message.id)
+            failures.append({"itemIdentifier": message.id})
+            continue
+        log.info("dead-lettered message %s: %d output(s) failed", message.id, failed)
+    return {"batchItemFailures": failures}
+
+
+def sweep_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    """The schedule's invocation: one sweep run (``video_converter.sweep.sweep``)."""
+    report = sweep.sweep(runtime(converts=False))
+    log.info("sweep: %d job(s), %d message(s) sent again, %d output(s) failed", *dataclasses.astuple(report))
+    return dataclasses.asdict(report)

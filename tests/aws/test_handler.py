@@ -110,7 +110,7 @@ def scratch_is_empty(invoke: Invoker) -> bool:
 
 def output_objects(aws) -> list[dict[str, Any]]:
     listing = aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{JOB_ID}/")
-    records = ("job.json", "failure.json", "webhook.json")
+    records = ("job.json", "failure.json", "webhook.json", "summary.json")
     return [o for o in listing.get("Contents", []) if "/status/" not in o["Key"] and not o["Key"].endswith(records)]
 
 

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -352,14 +353,15 @@ def base_refs(aws: Any) -> dict[str, Any]:
     }
 
 
-def function_policy(aws: Any) -> list[dict[str, Any]]:
+def function_policy(aws: Any, role_name: str = "ConvertFunctionRole") -> list[dict[str, Any]]:
     template = yaml_parse((ROOT / "template.yaml").read_text())
-    template["Resources"]["ConvertFunction"]["Properties"]["CodeUri"] = "s3://artifacts/convert.zip"
+    for name in ("ConvertFunction", "DeadLetterFunction", "SweepFunction"):  # one code, three handlers
+        template["Resources"][name]["Properties"]["CodeUri"] = "s3://artifacts/convert.zip"
     template["Resources"]["FfmpegLayer"]["Properties"]["ContentUri"] = "s3://artifacts/ffmpeg.zip"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_DEFAULT_REGION", REGION)
         cfn = transform(copy.deepcopy(template), {}, _NoManagedPolicies())
-    role = cfn["Resources"]["ConvertFunctionRole"]["Properties"]
+    role = cfn["Resources"][role_name]["Properties"]
     assert cfn["Resources"]["ConvertFunction"]["Properties"]["Role"] == {"Fn::GetAtt": ["ConvertFunctionRole", "Arn"]}
     refs = {
         **base_refs(aws),
@@ -372,6 +374,9 @@ def function_policy(aws: Any) -> list[dict[str, Any]]:
         "ConvertFunctionLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/video-converter-convert",
         "WebhookSecretParameter": WEBHOOK_SECRET,  # as set in prod: its grants are checked too
         "HasWebhookSecret": True,
+        "ConvertDeadLetterQueue.Arn": queue_arn(aws.dlq_url),
+        "DeadLetterFunctionLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/video-converter-dlq",
+        "SweepFunctionLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/video-converter-sweep",
     }
     return [s for p in role["Policies"] for s in statements(resolve(p["PolicyDocument"], refs))]
 
@@ -487,3 +492,54 @@ def test_the_function_role_reads_only_the_webhook_secret(aws):
             "kms:EncryptionContext:PARAMETER_ARN": parameter,
         }
     }
+
+
+def test_the_recovery_role_allows_every_call_the_dead_letter_consumer_and_the_sweep_make(
+    recorder: Recorder,
+    aws,
+    function_env,
+    convert_app,
+    make_sqs_event,
+    lambda_context,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A long video's output in pieces, silent past the sweep's limit: the sweep reads its plan and its
+    pieces and sends them again; the dead-letter consumer fails it and tidies its pieces and the split."""
+    from video_converter import keys, segmenting
+    from video_converter.model import JobRecord, OutputRecord, SegmentPlan, SourceInfo, utcnow
+
+    recorder.role = "setup"
+    rt = build_runtime(settings_for(aws, tmp_path))
+    job_id = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"
+    rt.jobs.save_job(
+        JobRecord(job_id=job_id, filename="a.mp4", stem="a", formats=["360p"], source_key="k", source_size=1)
+    )
+    plan = SegmentPlan(
+        source=SourceInfo(duration=4.0, video_codec="h264"), starts=[0.0, 2.0], duration=4.0, has_audio=False
+    )
+    rt.uploads.put_bytes(segmenting.plan_key(job_id), plan.model_dump_json().encode())
+    rt.converted.put_bytes(segmenting.encoded_piece_key(job_id, "360p", 0), b"piece")
+    old = (
+        OutputRecord(format="360p")
+        .started(1)
+        .segmented(2)
+        .model_copy(update={"updated_at": utcnow().replace(year=2000)})
+    )
+    rt.converted.put_bytes(keys.status_key(job_id, "360p"), old.model_dump_json().encode())
+
+    later = utcnow() + timedelta(days=1)  # the piece stored above is the output's last sign of life
+    monkeypatch.setattr("video_converter.sweep.utcnow", lambda: later)
+    recorder.role = "recovery"
+    assert convert_app.sweep_handler({}, lambda_context())["resent"] == 1
+    sent = aws.sqs.receive_message(QueueUrl=aws.queue_url, AttributeNames=["All"])["Messages"]
+    dead = make_sqs_event(sent, queue_arn(aws.dlq_url))
+    assert convert_app.deadletter_handler(dead, lambda_context()) == {"batchItemFailures": []}
+    assert rt.jobs.output(job_id, "360p").status.value == "failed"
+    assert rt.uploads.list(segmenting.segments_prefix(job_id)) == []  # tidied
+
+    calls = [c for c in recorder.calls if c.role == "recovery"]
+    assert {"list_objects_v2", "get_object", "put_object", "send_message", "delete_object"} <= {c.method for c in calls}
+    assert _check(function_policy(aws, "RecoveryFunctionRole"), calls) == []
+    for action in EVENT_SOURCE_ACTIONS:
+        assert allowed(function_policy(aws, "RecoveryFunctionRole"), action, queue_arn(aws.dlq_url)), action

@@ -269,3 +269,56 @@ def test_an_endpoint_override_keeps_path_style(aws_env, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:5000")
     url = urlsplit(S3Storage("my-videos").download_url("job/a.mp4", "a.mp4", "video/mp4", 300))
     assert (url.scheme, url.netloc, url.path) == ("http", "localhost:5000", "/my-videos/job/a.mp4")
+
+
+def test_a_poll_of_the_job_document_costs_one_get(aws, aws_settings, make_clip, tmp_path):
+    """Every output's record comes from the job's summary: one GET per poll, whatever the formats, and no
+    listing for an output in pieces (after the first poll, which reads the job record once)."""
+    from tests.aws.test_iam_calls import Recorder, RecordingClient
+    from video_converter.documents import JobDocuments
+    from video_converter.model import JobRecord, OutputRecord
+    from video_converter.records import JobStore
+    from video_converter.runtime import build_runtime
+    from video_converter.storage.s3 import S3Storage, make_s3_client
+
+    writer = JobStore(S3Storage(aws.converted_bucket))  # the workers
+    job_id = "3f1c2b9e-7d4a-4e8b-9c61-5a2f0d8e4b17"
+    formats = ["720p", "480p", "360p", "webm", "mp3", "gif", "thumbnail"]
+    writer.save_job(
+        JobRecord(job_id=job_id, filename="a.mp4", stem="a", formats=formats, source_key="k", source_size=1)
+    )
+    for format_id in formats:
+        writer.save_output(job_id, OutputRecord(format=format_id))
+    writer.save_output(job_id, OutputRecord(format="720p").started(1).segmented(3))  # in pieces
+    recorder = Recorder(role="api")
+    rt = build_runtime(aws_settings)  # the API's
+    rt.converted = S3Storage(aws.converted_bucket, client=RecordingClient(make_s3_client(), recorder))
+    documents = JobDocuments(rt)
+    documents.view(job_id)  # the first poll reads the job record too (kept: it never changes)
+    recorder.calls.clear()
+
+    view = documents.view(job_id)
+
+    assert [c.method for c in recorder.calls] == ["get_object"]
+    assert recorder.calls[0].kwargs["Key"] == f"{job_id}/summary.json"
+    assert [o.status.value for o in view.outputs] == ["processing"] + ["queued"] * 6
+    rt.close()
+
+
+def test_replace_bytes_writes_only_over_the_version_read(store: S3Storage):
+    store.put_bytes("job/summary.json", b"1")
+    data, tag = store.get_tagged("job/summary.json")
+    assert data == b"1"
+    assert store.replace_bytes("job/summary.json", b"2", tag) is True
+    assert store.replace_bytes("job/summary.json", b"3", tag) is False  # another writer came in between
+    assert store.get_bytes("job/summary.json") == b"2"
+    assert store.replace_bytes("gone/summary.json", b"3", tag) is False  # deleted meanwhile
+    assert store.size("gone/summary.json") is None
+
+
+def test_folders_lists_top_level_folders_after_a_cursor_in_one_call(store: S3Storage):
+    for key in ("a/job.json", "a/status/x.json", "b/job.json", "b.c/x", "c/job.json"):
+        store.put_bytes(key, b"{}")
+    assert store.folders() == ["a", "b.c", "b", "c"]  # in key order: "b.c/" before "b/"
+    assert store.folders(limit=2) == ["a", "b.c"]
+    assert store.folders("b.c", limit=2) == ["b", "c"]

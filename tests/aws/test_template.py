@@ -46,7 +46,8 @@ def cfn(sam: dict[str, Any]) -> dict[str, Any]:
     """The template as CloudFormation would receive it after `sam package` and the SAM transform."""
     template = copy.deepcopy(sam)
     resources = template["Resources"]
-    resources["ConvertFunction"]["Properties"]["CodeUri"] = "s3://artifacts/convert.zip"
+    for name in ("ConvertFunction", "DeadLetterFunction", "SweepFunction"):  # one code, three handlers
+        resources[name]["Properties"]["CodeUri"] = "s3://artifacts/convert.zip"
     resources["FfmpegLayer"]["Properties"]["ContentUri"] = "s3://artifacts/ffmpeg.zip"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -218,7 +219,8 @@ def test_layer(cfn: dict[str, Any], sam: dict[str, Any]):
 
 
 def test_event_source_mapping(cfn: dict[str, Any]):
-    (esm,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    (esm,) = [m for m in mappings if m["Properties"]["FunctionName"] == {"Ref": "ConvertFunction"}]
     props = esm["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["ConvertQueue", "Arn"]}
     assert props["FunctionName"] == {"Ref": "ConvertFunction"}
@@ -242,7 +244,8 @@ def test_max_concurrency_parameter(sam: dict[str, Any]):
 def test_function_role_is_least_privilege(cfn: dict[str, Any]):
     assert "FullAccess" not in json.dumps(cfn)
     roles = of_type(cfn, "AWS::IAM::Role")
-    assert list(roles) == ["ConvertFunctionRole"]
+    # and the recovery functions' (test_sweep_functions), and the one SAM makes for the schedule
+    assert sorted(roles) == ["ConvertFunctionRole", "RecoveryFunctionRole", "SweepFunctionEveryFiveMinutesRole"]
     role = roles["ConvertFunctionRole"]["Properties"]
     assert not role.get("ManagedPolicyArns")  # no account-wide managed policies
     granted: dict[str, list[Any]] = {}
@@ -674,3 +677,31 @@ def test_dockerignore_keeps_secrets_and_bulk_out_of_the_build_context():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".env", "data", "tests", ".aws-sam"} <= ignored
     assert not {"video_converter", "api", "requirements", "pyproject.toml"} & ignored
+
+
+def test_sweep_functions(cfn: dict[str, Any]):
+    """The dead-letter consumer reads the DLQ; the sweep runs every 5 minutes, each run over before the
+    next; both run
+    other handlers of the convert function's code, with a role of their own."""
+    functions = of_type(cfn, "AWS::Lambda::Function")
+    assert functions["DeadLetterFunction"]["Properties"]["Handler"] == "app.deadletter_handler"
+    assert functions["SweepFunction"]["Properties"]["Handler"] == "app.sweep_handler"
+    assert functions["SweepFunction"]["Properties"]["Timeout"] < 300  # shorter than the schedule's period
+    assert "ReservedConcurrentExecutions" not in functions["SweepFunction"]["Properties"]
+    for name in ("DeadLetterFunction", "SweepFunction"):
+        assert functions[name]["Properties"]["Role"] == {"Fn::GetAtt": ["RecoveryFunctionRole", "Arn"]}
+    mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    (dlq,) = [m["Properties"] for m in mappings if m["Properties"]["FunctionName"] == {"Ref": "DeadLetterFunction"}]
+    assert dlq["EventSourceArn"] == {"Fn::GetAtt": ["ConvertDeadLetterQueue", "Arn"]}
+    assert dlq["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (schedule,) = of_type(cfn, "AWS::Scheduler::Schedule").values()
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert schedule["Properties"]["Target"]["RetryPolicy"] == {"MaximumRetryAttempts": 0}  # no overlapping runs
+    env = functions["SweepFunction"]["Properties"]["Environment"]["Variables"]
+    queue = of_type(cfn, "AWS::SQS::Queue")["ConvertQueue"]["Properties"]
+    assert env["VISIBILITY_TIMEOUT"] == str(queue["VisibilityTimeout"])  # lost after this x MAX_ATTEMPTS
+    assert env["MAX_ATTEMPTS"] == str(queue["RedrivePolicy"]["maxReceiveCount"])
+    role = of_type(cfn, "AWS::IAM::Role")["RecoveryFunctionRole"]["Properties"]
+    granted = {a for p in role["Policies"] for st in statements(p["PolicyDocument"]) for a in as_list(st["Action"])}
+    assert "s3:PutObject" in granted and "sqs:SendMessage" in granted
+    assert not granted & {"sqs:ChangeMessageVisibility", "s3:AbortMultipartUpload"}  # it converts nothing

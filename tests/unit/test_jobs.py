@@ -181,8 +181,11 @@ def test_job_view_completed_output(conv: JobService) -> None:
 
 
 def write_raw(conv: JobService, job_id: str, record: OutputRecord) -> None:
-    """Write a record as-is (JobStore.save_output would refresh updated_at)."""
+    """Write a record as-is (JobStore.save_output would refresh updated_at), in the job's summary too."""
     conv.rt.converted.put_bytes(keys.status_key(job_id, record.format), record.model_dump_json().encode())
+    conv.rt.jobs.update_summary(
+        job_id, lambda s: s.model_copy(update={"outputs": {**s.outputs, record.format: record}})
+    )
 
 
 def test_stale_processing_output_with_attempts_left_is_queued(conv: JobService) -> None:

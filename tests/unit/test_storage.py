@@ -364,3 +364,14 @@ def test_list_names_what_is_under_a_prefix(store: Storage) -> None:
         store.list("job/segments")  # a prefix is a folder
     with pytest.raises(ValueError):
         store.list("../")
+
+
+def test_folders_are_listed_as_s3_lists_them(tmp_path):
+    from video_converter.storage import LocalStorage, MemoryStorage
+
+    for store in (MemoryStorage(), LocalStorage(tmp_path / "store")):
+        for key in ("a/job.json", "a/status/x.json", "b/job.json", "b.c/x", "c/job.json"):
+            store.put_bytes(key, b"{}")
+        assert store.folders() == ["a", "b.c", "b", "c"]  # in key order: "b.c/" before "b/"
+        assert store.folders(limit=2) == ["a", "b.c"]
+        assert store.folders("b.c", limit=2) == ["b", "c"]

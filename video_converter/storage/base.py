@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,17 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def folders(self, start_after: str = "", limit: int = 1000) -> list[str]:
+        """The names of the top-level folders (job ids and the like), in key order, those after
+        ``start_after`` only, at most ``limit`` (1 to 1000) of them: one listing call on S3."""
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """A small object and its version tag (S3's ETag) for ``replace_bytes``; raise ObjectNotFound."""
+
+    def replace_bytes(self, key: str, data: bytes, tag: str, content_type: str | None = None) -> bool:
+        """Overwrite a small object only if it still has version ``tag``, atomically (S3: If-Match); False,
+        changing nothing, if it was changed or deleted since it was read."""
+
     def list(self, prefix: str) -> list[Listed]:
         """The objects whose keys start with ``prefix`` (a folder ending in ``/``), with size and time."""
 
@@ -86,6 +98,18 @@ class Storage(Protocol):
 
     def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
         """Where a browser POSTs a multipart form (``fields`` first, then ``file``) to store ``key``."""
+
+
+def top_folders(keys: Iterable[str], start_after: str, limit: int) -> list[str]:
+    """``Storage.folders`` over a sorted or unsorted set of keys (the memory and local stores)."""
+    names = sorted({key.split("/", 1)[0] for key in keys if "/" in key}, key=lambda name: f"{name}/")  # as S3 does
+    return [name for name in names if f"{name}/" > f"{start_after}/"][: max(1, min(limit, 1000))]
+
+
+def tag_of(data: bytes) -> str:
+    """The version tag of an object's bytes where the store keeps none (memory, disk): their MD5, as S3's
+    ETag of a small object is."""
+    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
 
 
 def folder_prefix(prefix: str) -> str:

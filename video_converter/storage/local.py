@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
@@ -12,7 +13,17 @@ from stat import S_ISREG
 from typing import BinaryIO
 
 from ..signing import Signer
-from .base import Listed, ObjectNotFound, Readable, folder_prefix, iter_chunks, validate_key, validate_prefix
+from .base import (
+    Listed,
+    ObjectNotFound,
+    Readable,
+    folder_prefix,
+    iter_chunks,
+    tag_of,
+    top_folders,
+    validate_key,
+    validate_prefix,
+)
 
 
 class LocalStorage:
@@ -92,6 +103,33 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def folders(self, start_after: str = "", limit: int = 1000) -> list[str]:
+        names = [f"{p.name}/" for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return top_folders(names, start_after, limit)
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.get_bytes(key)  # whole: writes are renamed into place
+        return data, tag_of(data)
+
+    def replace_bytes(self, key: str, data: bytes, tag: str, content_type: str | None = None) -> bool:
+        """Compare and write under an exclusive lock beside the object, which every process writing it
+        this way takes (the disk has no conditional rename)."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target.with_name(f".{target.name}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = target.read_bytes()
+            except FileNotFoundError:
+                return False
+            if tag_of(current) != tag:
+                return False
+            self.put_bytes(key, data, content_type)
+            return True
+        finally:
+            os.close(fd)  # releases the lock
 
     def list(self, prefix: str) -> list[Listed]:
         folder = self.path(validate_prefix(prefix).rstrip("/"))

@@ -10,7 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import Listed, ObjectNotFound, Readable, folder_prefix, iter_chunks, validate_key, validate_prefix
+from .base import (
+    Listed,
+    ObjectNotFound,
+    Readable,
+    folder_prefix,
+    iter_chunks,
+    tag_of,
+    top_folders,
+    validate_key,
+    validate_prefix,
+)
 
 
 class MemoryStorage:
@@ -64,6 +74,24 @@ class MemoryStorage:
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(validate_key(key), None)
+
+    def folders(self, start_after: str = "", limit: int = 1000) -> list[str]:
+        with self._lock:
+            return top_folders(list(self.objects), start_after, limit)
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.get_bytes(key)
+        return data, tag_of(data)
+
+    def replace_bytes(self, key: str, data: bytes, tag: str, content_type: str | None = None) -> bool:
+        with self._lock:
+            current = self.objects.get(validate_key(key))
+            if current is None or tag_of(current) != tag:
+                return False
+            self.objects[key] = bytes(data)
+            self.content_types[key] = content_type
+            self.modified[key] = time.time()
+        return True
 
     def list(self, prefix: str) -> list[Listed]:
         validate_prefix(prefix)

@@ -188,6 +188,38 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=validate_key(key))
 
+    def folders(self, start_after: str = "", limit: int = 1000) -> list[str]:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Delimiter": "/", "MaxKeys": max(1, min(limit, 1000))}
+        if start_after:  # past every key of that folder: "/" sorts just before "0"
+            params["StartAfter"] = f"{validate_key(start_after)}0"
+        page = self.client.list_objects_v2(**params)
+        return [str(p["Prefix"]).rstrip("/") for p in page.get("CommonPrefixes", [])]
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
+        except Exception as exc:
+            if _is_not_found(exc):
+                raise ObjectNotFound(key) from None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            data: bytes = body.read()
+        return data, str(response["ETag"])
+
+    def replace_bytes(self, key: str, data: bytes, tag: str, content_type: str | None = None) -> bool:
+        # S3's conditional write: If-Match makes the PUT fail (412) unless the object still has this ETag,
+        # and 404 when it was deleted; 409 (a concurrent write finished meanwhile) is a lost race too.
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key), "Body": bytes(data), "IfMatch": tag}
+        if content_type:
+            params["ContentType"] = content_type
+        try:
+            self.client.put_object(**params)
+        except Exception as exc:
+            if error_code(exc) in (_EXISTS, _CONFLICT) or _is_not_found(exc):
+                return False
+            raise
+        return True
+
     def list(self, prefix: str) -> list[Listed]:
         found: list[Listed] = []
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": validate_prefix(prefix)}
