@@ -196,12 +196,7 @@ class S3Storage:
         return [str(p["Prefix"]).rstrip("/") for p in page.get("CommonPrefixes", [])]
 
     def get_tagged(self, key: str) -> tuple[bytes, str]:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
-        except Exception as exc:
-            if _is_not_found(exc):
-                raise ObjectNotFound(key) from None
-            raise
+        response = self._get_object(key)
         with contextlib.closing(response["Body"]) as body:
             data: bytes = body.read()
         return data, str(response["ETag"])
@@ -239,14 +234,18 @@ class S3Storage:
                 raise RuntimeError(f"S3 refused to delete {len(errors)} object(s): {errors[0].get('Message')}")
         return len(keys)
 
-    @contextlib.contextmanager
-    def open_read(self, key: str) -> Iterator[Any]:
+    def _get_object(self, key: str) -> Any:
+        """GetObject's response (its Body not read yet); ObjectNotFound when there is no such key."""
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
+            return self.client.get_object(Bucket=self.bucket, Key=validate_key(key))
         except Exception as exc:
             if _is_not_found(exc):
                 raise ObjectNotFound(key) from None
             raise
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[Any]:
+        response = self._get_object(key)
         with contextlib.closing(response["Body"]) as body:  # botocore's StreamingBody: read(size) in chunks
             yield body
 
