@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .owners import AuthMode
+
 
 def _default_workers() -> int:
     return os.cpu_count() or 1
@@ -82,6 +84,17 @@ class Settings(BaseSettings):
     # Abusive requests (api.request_limits)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
+
+    # Who may do what (video_converter.owners): AUTH=none (default locally) or keys (default on AWS);
+    # ANONYMOUS=true beside keys gives a visitor without a key a session owner of its own.
+    auth: AuthMode | None = None  # unset: none locally, keys when BACKEND=aws (see ``auth_mode``)
+    anonymous: bool = False
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        if self.auth is not None:
+            return self.auth
+        return AuthMode.KEYS if self.backend == "aws" else AuthMode.NONE
 
     @property
     def job_seconds(self) -> float:

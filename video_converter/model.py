@@ -95,6 +95,7 @@ class JobRecord(BaseModel):
     source_key: str  # key of the original in the upload store
     source_size: int
     callback_url: str | None = None  # POSTed the job's JSON when it is finished (video_converter.webhooks)
+    owner: str | None = None  # the owner id (video_converter.owners); None: made before owners existed
     created_at: datetime = Field(default_factory=utcnow)
 
     def download_filename(self, format_id: str, extension: str) -> str:
