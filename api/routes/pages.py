@@ -8,7 +8,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.deps import JobsDep
 from video_converter.model import is_job_id
-from video_converter.presets import PRESETS
+from video_converter.presets import DEFAULT_FORMATS, PRESETS
 from video_converter.views import FormatView
 
 router = APIRouter(include_in_schema=False)
@@ -20,7 +20,11 @@ def index(request: Request, jobs: JobsDep) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"formats": [FormatView.of(p) for p in PRESETS.values()], "max_bytes": jobs.settings.max_upload_bytes},
+        {
+            "formats": [FormatView.of(p) for p in PRESETS.values()],
+            "defaults": DEFAULT_FORMATS,
+            "max_bytes": jobs.settings.max_upload_bytes,
+        },
     )
 
 
