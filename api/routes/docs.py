@@ -15,14 +15,13 @@ import fastapi_offline
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from api.responses import JOB_EXAMPLE
+from api.templating import templates
 from video_converter.views import JobView
 
 router = APIRouter(include_in_schema=False)
 webhooks = APIRouter()  # documented only (OpenAPI 3.1 ``webhooks``): what this service sends to receivers
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"

@@ -68,7 +68,8 @@ _BODY_DOC: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "A video or audio file."},
                         "formats": FORMATS_DOC,
-                        "callback_url": {"type": "string", "description": CALLBACK_DOC},
+                        # Empty by default: "Try it out" leaves it out rather than sending a sample "string".
+                        "callback_url": {"type": "string", "format": "uri", "default": "", "description": CALLBACK_DOC},
                     },
                 },
                 "encoding": {"formats": {"style": "form", "explode": True}},
@@ -121,7 +122,7 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
     async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
-        callback_url = callback if isinstance(callback, str) else None
+        callback_url = callback if isinstance(callback, str) and callback else None  # an empty field: none
         return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats, callback_url)
 
 
