@@ -773,6 +773,11 @@ def test_first_screen_details_and_accessibility(
     assert_details(page, httpx.get(f"{server.url}/api/jobs/{job_id}").json())
     assert serious_violations(page) == []
     shoot_view(page, f"finished-{size}")
+    assert_running_page_accessible(
+        page, server.url + f"/jobs/{job_id}", httpx.get(f"{server.url}/api/jobs/{job_id}").json()
+    )
+    page.goto(server.url + f"/jobs/{job_id}")
+    assert set(wait_until_finished(page).values()) == {"completed"}
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#job-delete").click()
@@ -792,6 +797,28 @@ def test_first_screen_details_and_accessibility(
     context.close()
     assert not errors, errors
     assert not violations, violations
+
+
+def assert_running_page_accessible(page: Any, url: str, job: dict[str, Any]) -> None:
+    """The job page while it runs, in each state an output card can show (converting, waiting, retrying,
+    failed), from the job's real document with its outputs' states set: nothing serious for axe either."""
+    states = [
+        {"status": "processing", "progress": 42.0},
+        {"status": "queued", "progress": 0.0},
+        {"status": "queued", "progress": 0.0, "error": "FFmpeg stopped (killed); trying again."},
+        {"status": "failed", "progress": 0.0, "error": "The source has no audio track, so there is no MP3."},
+    ]
+    running = {
+        **job,
+        "status": "processing",
+        "outputs": [{**out, **state, "download_url": None} for out, state in zip(job["outputs"], states, strict=False)],
+    }
+    page.route("**/api/jobs/*", lambda route: route.fulfill(json=running))
+    page.goto(url)
+    sync_api.expect(page.locator("article[data-status='failed']")).to_have_count(1)
+    sync_api.expect(page.locator("article[data-status='processing'] progress")).to_be_visible()
+    assert serious_violations(page) == []
+    page.unroute("**/api/jobs/*")
 
 
 def assert_details(page: Any, job: dict[str, Any]) -> None:
