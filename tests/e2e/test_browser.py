@@ -13,6 +13,7 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,15 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser profile (own localStorage) per test; uncaught page errors fail the test."""
-    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
-    context.set_default_timeout(15_000)
+    with checked_page(browser, DESKTOP) as tab:
+        yield tab
+
+
+@contextmanager
+def checked_page(browser: Any, viewport: dict[str, int], timeout: float = 15_000) -> Iterator[Any]:
+    """A tab in a fresh profile at ``viewport``; JavaScript errors or policy reports on it fail the test."""
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
+    context.set_default_timeout(timeout)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -718,85 +726,77 @@ def test_first_screen_details_and_accessibility(
     duration; axe-core finds nothing serious on any of these pages, nor during the upload, nor on the page
     left after Delete, nor on the 404 page."""
     size = "desktop" if viewport == DESKTOP else "phone"
-    context = browser.new_context(viewport=viewport)
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    violations = csp_violations(page)
     clip = make_clip(f"first screen {size}.mp4", seconds=2, size="320x240")
     earlier = httpx.post(f"{server.url}/api/jobs", data={"formats": ["mp3"]}, files={"file": clip.open("rb")}).json()
     recent = json.dumps([{"id": earlier["job_id"], "filename": "earlier.mp4", "created": earlier["created_at"]}])
-    page.add_init_script(f"localStorage.setItem('video-converter.recent-jobs', {json.dumps(recent)})")
+    with checked_page(browser, viewport, timeout=20_000) as page:
+        page.add_init_script(f"localStorage.setItem('video-converter.recent-jobs', {json.dumps(recent)})")
 
-    page.goto(server.url + "/")
-    sync_api.expect(page.locator("#recent-list li")).to_have_count(1)
-    assert serious_violations(page) == []
-    page.set_input_files("#file", clip)
-    choose_formats(page, {"480p", "mp3", "gif", "thumbnail"})
-    sync_api.expect(page.locator("#submit")).to_be_enabled()
-    if viewport == DESKTOP:  # on a laptop all of it is in the first screen, without scrolling
-        sync_api.expect(page.locator("#recent")).to_be_in_viewport(ratio=1)
-        sync_api.expect(page.locator("#upload-form")).to_be_in_viewport(ratio=1)
-    assert_nothing_under_the_bar(page, whole_cards=viewport == DESKTOP)
-    assert serious_violations(page) == []
-    shoot_view(page, f"first-screen-{size}")
+        page.goto(server.url + "/")
+        sync_api.expect(page.locator("#recent-list li")).to_have_count(1)
+        assert serious_violations(page) == []
+        page.set_input_files("#file", clip)
+        choose_formats(page, {"480p", "mp3", "gif", "thumbnail"})
+        sync_api.expect(page.locator("#submit")).to_be_enabled()
+        if viewport == DESKTOP:  # on a laptop all of it is in the first screen, without scrolling
+            sync_api.expect(page.locator("#recent")).to_be_in_viewport(ratio=1)
+            sync_api.expect(page.locator("#upload-form")).to_be_in_viewport(ratio=1)
+        assert_nothing_under_the_bar(page, whole_cards=viewport == DESKTOP)
+        assert serious_violations(page) == []
+        shoot_view(page, f"first-screen-{size}")
 
-    # During the upload (held back, so the page stays in that state while axe looks at it).
-    held: list[Any] = []
-    page.route("**/files/uploads/**", lambda route: held.append(route))
-    page.locator("#submit").click()
-    sync_api.expect(page.locator("#upload-status")).to_be_visible()
-    sync_api.expect(page.locator("#cancel")).to_be_visible()
-    assert serious_violations(page) == []
-    shoot_view(page, f"uploading-{size}")
-    for _ in range(100):  # the route handler runs while Playwright waits; give it a moment to see the upload
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert len(held) == 1, "the upload was not sent"
-    held[0].continue_()
-    page.wait_for_url(JOB_URL, timeout=30_000)
-    job_id = page.url.rsplit("/", 1)[-1]
-    assert set(wait_until_finished(page).values()) == {"completed"}
+        # During the upload (held back, so the page stays in that state while axe looks at it).
+        held: list[Any] = []
+        page.route("**/files/uploads/**", lambda route: held.append(route))
+        page.locator("#submit").click()
+        sync_api.expect(page.locator("#upload-status")).to_be_visible()
+        sync_api.expect(page.locator("#cancel")).to_be_visible()
+        assert serious_violations(page) == []
+        shoot_view(page, f"uploading-{size}")
+        for _ in range(100):  # the route handler runs while Playwright waits; give it a moment to see the upload
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert len(held) == 1, "the upload was not sent"
+        held[0].continue_()
+        page.wait_for_url(JOB_URL, timeout=30_000)
+        job_id = page.url.rsplit("/", 1)[-1]
+        assert set(wait_until_finished(page).values()) == {"completed"}
 
-    first = page.locator("article[data-format]").first
-    sync_api.expect(first).to_be_in_viewport(ratio=1)  # the whole first card, without scrolling
-    video = page.locator("article[data-format='480p'] video")
-    thumbnail = f"/api/jobs/{job_id}/outputs/thumbnail"
-    sync_api.expect(video).to_have_attribute("poster", thumbnail)
-    poster = httpx.get(server.url + thumbnail, follow_redirects=True)
-    assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
-    gif = page.locator("article[data-format='gif'] img")
-    assert gif.get_attribute("loading") == "eager"  # the finished page shows it, not an empty box
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=gif.element_handle())
-    assert_details(page, httpx.get(f"{server.url}/api/jobs/{job_id}").json())
-    assert serious_violations(page) == []
-    shoot_view(page, f"finished-{size}")
-    assert_running_page_accessible(
-        page, server.url + f"/jobs/{job_id}", httpx.get(f"{server.url}/api/jobs/{job_id}").json()
-    )
-    page.goto(server.url + f"/jobs/{job_id}")
-    assert set(wait_until_finished(page).values()) == {"completed"}
+        first = page.locator("article[data-format]").first
+        sync_api.expect(first).to_be_in_viewport(ratio=1)  # the whole first card, without scrolling
+        video = page.locator("article[data-format='480p'] video")
+        thumbnail = f"/api/jobs/{job_id}/outputs/thumbnail"
+        sync_api.expect(video).to_have_attribute("poster", thumbnail)
+        poster = httpx.get(server.url + thumbnail, follow_redirects=True)
+        assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
+        gif = page.locator("article[data-format='gif'] img")
+        assert gif.get_attribute("loading") == "eager"  # the finished page shows it, not an empty box
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=gif.element_handle())
+        assert_details(page, httpx.get(f"{server.url}/api/jobs/{job_id}").json())
+        assert serious_violations(page) == []
+        shoot_view(page, f"finished-{size}")
+        assert_running_page_accessible(
+            page, server.url + f"/jobs/{job_id}", httpx.get(f"{server.url}/api/jobs/{job_id}").json()
+        )
+        page.goto(server.url + f"/jobs/{job_id}")
+        assert set(wait_until_finished(page).values()) == {"completed"}
 
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.locator("#job-delete").click()
-    sync_api.expect(page.locator("#job-filename")).to_have_text("Job deleted")
-    sync_api.expect(page.locator("#job-created")).to_have_text("")  # no "Started ..." left of a deleted job
-    sync_api.expect(page.locator("#job-bar")).to_be_hidden()
-    sync_api.expect(page.locator("#outputs-section")).to_be_hidden()
-    sync_api.expect(page.locator("main a[href='/']:visible")).to_have_count(1)  # one way on, not two
-    assert serious_violations(page) == []
-    shoot_view(page, f"deleted-{size}")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("#job-delete").click()
+        sync_api.expect(page.locator("#job-filename")).to_have_text("Job deleted")
+        sync_api.expect(page.locator("#job-created")).to_have_text("")  # no "Started ..." left of a deleted job
+        sync_api.expect(page.locator("#job-bar")).to_be_hidden()
+        sync_api.expect(page.locator("#outputs-section")).to_be_hidden()
+        sync_api.expect(page.locator("main a[href='/']:visible")).to_have_count(1)  # one way on, not two
+        assert serious_violations(page) == []
+        shoot_view(page, f"deleted-{size}")
 
-    response = page.goto(server.url + "/no/such/page")
-    assert response is not None and response.status == 404
-    sync_api.expect(page.get_by_role("heading", name="Nothing here")).to_be_visible()
-    sync_api.expect(page.locator("main a[href='/']")).to_be_visible()
-    assert serious_violations(page) == []
-    context.close()
-    assert not errors, errors
-    assert not violations, violations
+        response = page.goto(server.url + "/no/such/page")
+        assert response is not None and response.status == 404
+        sync_api.expect(page.get_by_role("heading", name="Nothing here")).to_be_visible()
+        sync_api.expect(page.locator("main a[href='/']")).to_be_visible()
+        assert serious_violations(page) == []
 
 
 def assert_running_page_accessible(page: Any, url: str, job: dict[str, Any]) -> None:
