@@ -692,6 +692,18 @@ def serious_violations(page: Any) -> list[str]:
     ]
 
 
+def serious_violations_light_and_dark(page: Any) -> list[str]:
+    """``serious_violations`` in the light scheme, then in the dark one (the page follows the system's)."""
+    found = serious_violations(page)
+    page.emulate_media(color_scheme="dark")
+    # Colours change with a transition: look once they have settled (the indicator of a running card
+    # pulses forever: only transitions count).
+    page.wait_for_function("() => !document.getAnimations().some((a) => a instanceof CSSTransition)")
+    found += [f"dark: {v}" for v in serious_violations(page)]
+    page.emulate_media(color_scheme="light")
+    return found
+
+
 def box(page: Any, selector: str) -> dict[str, float]:
     found: dict[str, float] = page.locator(selector).first.evaluate(
         "e => { const r = e.getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; }"
@@ -742,7 +754,7 @@ def test_first_screen_details_and_accessibility(
             sync_api.expect(page.locator("#recent")).to_be_in_viewport(ratio=1)
             sync_api.expect(page.locator("#upload-form")).to_be_in_viewport(ratio=1)
         assert_nothing_under_the_bar(page, whole_cards=viewport == DESKTOP)
-        assert serious_violations(page) == []
+        assert serious_violations_light_and_dark(page) == []
         shoot_view(page, f"first-screen-{size}")
 
         # During the upload (held back, so the page stays in that state while axe looks at it).
@@ -774,7 +786,7 @@ def test_first_screen_details_and_accessibility(
         assert gif.get_attribute("loading") == "eager"  # the finished page shows it, not an empty box
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=gif.element_handle())
         assert_details(page, httpx.get(f"{server.url}/api/jobs/{job_id}").json())
-        assert serious_violations(page) == []
+        assert serious_violations_light_and_dark(page) == []
         shoot_view(page, f"finished-{size}")
         assert_running_page_accessible(
             page, server.url + f"/jobs/{job_id}", httpx.get(f"{server.url}/api/jobs/{job_id}").json()
