@@ -206,23 +206,28 @@ function previewFor(out) {
   if (out.kind === "audio") {
     return el("audio", { class: "preview", controls: true, preload: "none", src, "aria-label": `Preview of ${out.filename}` });
   }
-  // The GIF loads at once (the finished page shows it, not an empty box); the thumbnail is lazy.
-  const loading = out.format === "gif" ? "eager" : "lazy";
-  return el("img", { class: "preview", src, alt: `${out.label} of ${out.filename}`, loading, decoding: "async", ...size });
+  // The GIF loads at once (the finished page shows it, not an empty box), over the thumbnail until then.
+  const gif = out.format === "gif";
+  const image = el("img", { class: "preview", src, alt: `${out.label} of ${out.filename}`, loading: gif ? "eager" : "lazy", decoding: "async", ...size });
+  if (gif && posterHref) showPosterBehind(image);
+  return image;
 }
 
-// Once the thumbnail is ready: the poster of every video shown so far, and the GIF's box until it loads.
+function showPosterBehind(image) {
+  image.classList.add("preview--poster");
+  image.style.backgroundImage = `url("${posterHref}")`; // CSSOM: allowed by style-src 'self'
+}
+
+// Once the thumbnail is ready: the poster of every video shown so far, and behind the GIF until it loads.
 function applyPoster(job) {
   const thumbnail = job.outputs.find((out) => out.format === "thumbnail" && out.status === "completed");
   if (!thumbnail || posterHref) return;
   posterHref = downloadHref(thumbnail);
-  for (const { node, parts } of cards.values()) {
+  for (const { parts } of cards.values()) {
     const video = parts.preview.querySelector("video:not([poster])");
     if (video) video.poster = posterHref;
-    if (node.dataset.format !== thumbnail.format && parts.preview.querySelector("img")) {
-      parts.preview.classList.add("card__preview--poster");
-      parts.preview.style.backgroundImage = `url("${posterHref}")`; // CSSOM: allowed by style-src 'self'
-    }
+    const gif = parts.preview.querySelector("img[loading=eager]");
+    if (gif) showPosterBehind(gif);
   }
 }
 

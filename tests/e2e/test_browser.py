@@ -784,6 +784,8 @@ def test_first_screen_details_and_accessibility(
         assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
         gif = page.locator("article[data-format='gif'] img")
         assert gif.get_attribute("loading") == "eager"  # the finished page shows it, not an empty box
+        sync_api.expect(gif).to_have_class(re.compile(r"\bpreview--poster\b"))  # over the thumbnail while loading
+        assert thumbnail in gif.evaluate("img => img.style.backgroundImage")
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=gif.element_handle())
         assert_details(page, httpx.get(f"{server.url}/api/jobs/{job_id}").json())
         assert serious_violations_light_and_dark(page) == []
