@@ -37,8 +37,8 @@ FORMATS_DOC: dict[str, Any] = {
     "type": "array",
     "items": FORMAT_IDS,
     "minItems": 1,
-    "default": DEFAULT_FORMATS,
     "description": "Output formats (GET /api/formats); repeat the field or separate them with commas.",
+    "examples": [DEFAULT_FORMATS],
 }
 CALLBACK_DOC = "POSTed the job's JSON, signed (X-Signature), when the job is finished: the job-finished webhook."
 
@@ -67,7 +67,7 @@ _BODY_DOC: dict[str, Any] = {
                     "required": ["file", "formats"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "A video or audio file."},
-                        "formats": FORMATS_DOC,
+                        "formats": {**FORMATS_DOC, "default": DEFAULT_FORMATS},  # what "Try it out" sends
                         # Empty by default: "Try it out" leaves it out rather than sending a sample "string".
                         "callback_url": {"type": "string", "format": "uri", "default": "", "description": CALLBACK_DOC},
                     },
