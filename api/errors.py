@@ -12,9 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.templating import templates
 from video_converter.errors import (
     Conflict,
     InvalidRequest,
@@ -61,6 +62,15 @@ def sentence(errors: Sequence[Any]) -> str:
     return ("Invalid request: " + "; ".join(parts) + ".") if parts else "Invalid request."
 
 
+def wants_page(request: Request) -> bool:
+    """A browser opening an address (not a script asking the API): it gets a page, not JSON."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def not_found_page(request: Request) -> Response:
+    return templates.TemplateResponse(request, "404.html", {}, status_code=404)
+
+
 def status_of(exc: RequestError) -> int:
     return next((status for kind, status in STATUS if isinstance(exc, kind)), 400)
 
@@ -79,9 +89,11 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": sentence(exc.errors())}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # Only the framework raises these now (no route, wrong method).
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and wants_page(request):
+            return not_found_page(request)
         if exc.status_code == 404:
             detail = "Nothing here: check the address."
         elif exc.status_code == 405:

@@ -37,10 +37,9 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         if runtime is None:
             rt.close()
 
-    app = FastAPI(
+    app = docs.DocumentedAPI(  # a FastAPI app whose OpenAPI document describes the flow and real errors
         title="video-converter",
         version=__version__,
-        description="Upload a video; get MP4 renditions, WebM, MP3, GIF and thumbnails back.",
         lifespan=lifespan,
         docs_url=None,  # served by api.routes.docs, with the assets from the app instead of a CDN
         redoc_url=None,

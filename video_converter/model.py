@@ -114,6 +114,8 @@ class OutputRecord(BaseModel):
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    video_codec: str | None = None  # what ffprobe saw in the output (FFmpeg's names: "h264", "vp9", "gif")
+    audio_codec: str | None = None  # "aac", "opus", "mp3"
     attempts: int = 0
     resent: int = 0  # times the AWS sweep sent its work again after it was lost (video_converter.sweep)
     segments: int = 0  # converted in this many segments (0: in one piece)
@@ -144,6 +146,8 @@ class OutputRecord(BaseModel):
             width=result.width,
             height=result.height,
             duration=result.duration,
+            video_codec=result.video_codec,
+            audio_codec=result.audio_codec,
         )
 
     def segmented(self, count: int) -> OutputRecord:

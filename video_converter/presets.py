@@ -427,3 +427,6 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+# What a new job suggests (the form's ticked boxes, the API docs' "Try it out"): quick, and plays everywhere.
+DEFAULT_FORMATS = ["720p", "mp3", "thumbnail"]

@@ -59,7 +59,12 @@ class OutputView(BaseModel):
     size_bytes: int | None = None
     width: int | None = None
     height: int | None = None
-    duration: float | None = None
+    duration: float | None = Field(default=None, description="Seconds, for outputs that play (not a still).")
+    video_codec: str | None = Field(default=None, description="FFmpeg's name for its picture.", examples=["h264"])
+    audio_codec: str | None = Field(default=None, description="FFmpeg's name for its sound.", examples=["aac"])
+    bit_rate: int | None = Field(
+        default=None, description="Bits per second, over the whole file (size / duration), for outputs that play."
+    )
     attempts: int = 0
     note: str | None = Field(
         default=None,
@@ -71,6 +76,8 @@ class OutputView(BaseModel):
     @classmethod
     def of(cls, preset: Preset, out: OutputRecord, *, download_url: str | None, filename: str) -> OutputView:
         """An output as the API shows it: its format's names, its record, and its link once completed."""
+        plays = preset.kind is not Kind.IMAGE or preset.max_seconds is not None  # a GIF plays; a JPEG does not
+        duration = out.duration if plays else None
         return cls(
             format=out.format,
             label=preset.label,
@@ -80,8 +87,20 @@ class OutputView(BaseModel):
             progress=100.0 if download_url else out.progress,
             download_url=download_url,
             filename=filename,
+            duration=duration,
+            bit_rate=round(out.size_bytes * 8 / duration) if out.size_bytes and duration else None,
             **out.model_dump(
-                include={"error", "size_bytes", "width", "height", "duration", "attempts", "note", "segments"}
+                include={
+                    "error",
+                    "size_bytes",
+                    "width",
+                    "height",
+                    "video_codec",
+                    "audio_codec",
+                    "attempts",
+                    "note",
+                    "segments",
+                }
             ),
         )
 

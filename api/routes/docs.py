@@ -1,4 +1,6 @@
-"""/docs (Swagger UI) and /redoc, served with their assets from the app: they work without internet.
+"""/docs (Swagger UI) and /redoc, served with their assets from the app: they work without internet; and
+what the OpenAPI document says beyond the routes: the flow from upload to download, the webhook, and
+errors as the service really answers them.
 
 The files come from fastapi-offline's bundled copy of Swagger UI and ReDoc; Swagger UI starts from
 /static/docs.js instead of FastAPI's inline script, so /docs keeps a strict Content-Security-Policy.
@@ -7,15 +9,19 @@ The files come from fastapi-offline's bundled copy of Swagger UI and ReDoc; Swag
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import fastapi_offline
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
+
+from api.responses import JOB_EXAMPLE
+from api.templating import templates
+from video_converter.views import JobView
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+webhooks = APIRouter()  # documented only (OpenAPI 3.1 ``webhooks``): what this service sends to receivers
 
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
@@ -38,3 +44,88 @@ def swagger_ui(request: Request) -> HTMLResponse:
 @router.get("/redoc", response_class=HTMLResponse)
 def redoc(request: Request) -> HTMLResponse:
     return _page(request, "redoc.html")
+
+
+DESCRIPTION = """\
+Upload a video; get MP4 renditions, WebM, MP3, GIF and thumbnails back. [Back to the converter](/)
+
+## From upload to download
+
+1. **Send the file.** Small files: `POST /api/jobs` as `multipart/form-data` with `file` and `formats`
+   (repeated, or comma-separated), which answers the job at once. Large files: `POST /api/uploads` for a
+   ticket, POST the file to its `url` (every `fields` entry, then `file`; on AWS this goes straight to
+   S3), then `POST /api/jobs` as JSON naming its `upload_id`.
+2. **Follow the job.** `GET /api/jobs/{job_id}` until `status` is `completed`, `partial` or `failed`
+   (every second or two; back off while nothing changes), or give a `callback_url` and receive the
+   `job-finished` webhook (below) instead.
+3. **Download.** `GET /api/jobs/{job_id}/outputs/{format}` redirects (307) to a fresh signed link;
+   `GET /api/jobs/{job_id}/archive` streams every completed output as one ZIP. `DELETE` removes it all.
+
+```sh
+curl -F file=@holiday.mov -F formats=720p,mp3 http://127.0.0.1:8000/api/jobs
+curl http://127.0.0.1:8000/api/jobs/JOB_ID
+curl -LOJ http://127.0.0.1:8000/api/jobs/JOB_ID/outputs/720p
+```
+
+## Errors
+
+Every error is JSON `{"detail": "<one sentence saying what went wrong and what to do>"}`, with the
+status saying what kind: 404 no such job, 409 not ready (or already done), 413 too large, 422 invalid
+request, 503 try again after `Retry-After`.
+"""
+
+TAGS = [
+    {"name": "jobs", "description": "Create a job from a file, follow it, download its outputs, delete it."},
+    {"name": "uploads", "description": "Tickets to send a large file straight to storage before its job."},
+    {"name": "formats", "description": "The output formats a job can ask for."},
+    {"name": "health", "description": "For load balancers and uptime monitors."},
+]
+
+
+@webhooks.post(
+    "job-finished",
+    response_class=Response,  # the receiver's answer has no body the service reads
+    responses={
+        200: {"description": "Received: any 2xx answer within 10 s ends the delivery (its body is not read)."},
+        "default": {"description": "Any other answer, a redirect, or none within 10 s is retried (4 attempts)."},
+    },
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": JOB_EXAMPLE}}}},
+)
+def job_finished(
+    job: JobView,
+    x_signature: Annotated[
+        str, Header(description="`sha256=<hex>`: HMAC-SHA256 of the raw body under the webhook key.")
+    ],
+) -> None:
+    """Sent to the job's `callback_url` once every output is final: the job's JSON, exactly as
+    `GET /api/jobs/{job_id}` answers it. Verify `X-Signature` against the raw body before trusting it;
+    answer 2xx within 10 s. Delivered at least once: a receiver may see a job twice (its `job_id` tells)."""
+
+
+STOCK_ERRORS = ("HTTPValidationError", "ValidationError")
+
+
+def drop_stock_errors(schema: dict[str, Any]) -> None:
+    """Take FastAPI's stock 422 (a list of pydantic errors, which the service never answers: its errors
+    are ``{"detail": "<sentence>"}``, declared on each route) out of ``schema``."""
+    for path in [*schema.get("paths", {}).values(), *schema.get("webhooks", {}).values()]:
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            if any(name in str(responses.get("422", "")) for name in STOCK_ERRORS):
+                del responses["422"]
+    for name in STOCK_ERRORS:
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+
+
+class DocumentedAPI(FastAPI):
+    """FastAPI with this service's docs: the flow, the tags, the webhook it sends, its real errors."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # One JobView schema for what the API answers and the webhook sends (the same document).
+        super().__init__(description=DESCRIPTION, openapi_tags=TAGS, separate_input_output_schemas=False, **kwargs)
+        self.webhooks.include_router(webhooks)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            drop_stock_errors(super().openapi())
+        return super().openapi()

@@ -14,7 +14,20 @@ router = APIRouter(tags=["health"])
     "/health",
     response_model=Health,
     response_model_exclude_none=True,
-    responses={503: {"model": Health, "description": "Cannot do its work right now."}},
+    responses={
+        503: {
+            "model": Health,
+            "description": "Cannot do its work right now.",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "status": "unhealthy",
+                        "detail": "The data folder cannot be written to (no space left).",
+                    }
+                }
+            },
+        }
+    },
 )
 async def health(rt: RuntimeDep) -> Health | JSONResponse:
     """The process is up and can do its work: 200, or 503 with the reason (a read-only or full data

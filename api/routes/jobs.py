@@ -1,8 +1,8 @@
 """Jobs: create one (multipart upload, or JSON naming an upload), follow it, download its outputs."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -10,20 +10,51 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import DocumentsDep, JobsDep
 from api.errors import sentence
 from api.forms import multipart_upload
+from api.responses import (
+    ALREADY_USED,
+    INVALID,
+    JOB_EXAMPLE,
+    JOB_ID,
+    NO_JOB,
+    NOT_READY,
+    NOTHING_READY,
+    REDIRECT,
+    TOO_LARGE,
+    UNAVAILABLE,
+    answers,
+    example,
+)
 from video_converter.errors import InvalidRequest
 from video_converter.keys import content_disposition
+from video_converter.presets import DEFAULT_FORMATS, PRESETS
 from video_converter.views import JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
+# Documented as an enum, validated by the service (so an unknown one gets its own sentence, not pydantic's).
+FORMAT_IDS: dict[str, Any] = {"type": "string", "enum": list(PRESETS)}
+FORMATS_DOC: dict[str, Any] = {
+    "type": "array",
+    "items": FORMAT_IDS,
+    "minItems": 1,
+    "description": "Output formats (GET /api/formats); repeat the field or separate them with commas.",
+    "examples": [DEFAULT_FORMATS],
+}
+CALLBACK_DOC = "POSTed the job's JSON, signed (X-Signature), when the job is finished: the job-finished webhook."
+
+JobId = Annotated[
+    str, Path(description="The job's id, from its creation.", openapi_examples={"a job": {"value": JOB_ID}})
+]
+FormatId = Annotated[str, Path(description="One of the job's formats.", json_schema_extra=FORMAT_IDS)]
+
 
 class JobFromUpload(BaseModel):
-    upload_id: str
-    filename: str
-    formats: list[str]
-    callback_url: str | None = Field(
-        default=None, description="POSTed the job's JSON, signed (X-Signature), when the job is finished."
-    )
+    """A job for a file already sent with an upload ticket (POST /api/uploads)."""
+
+    upload_id: str = Field(description="The ticket's upload_id.", examples=["b7e1c0d2-8a4f-4c3e-9d5b-2f6a1e0c9b84"])
+    filename: str = Field(description="The file's name, for display and download names.", examples=["holiday.mov"])
+    formats: list[str] = Field(json_schema_extra=FORMATS_DOC)
+    callback_url: str | None = Field(default=None, description=CALLBACK_DOC, examples=["https://example.com/hooks"])
 
 
 _BODY_DOC: dict[str, Any] = {
@@ -35,13 +66,22 @@ _BODY_DOC: dict[str, Any] = {
                     "type": "object",
                     "required": ["file", "formats"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "formats": {"type": "array", "items": {"type": "string"}},
-                        "callback_url": {"type": "string", "description": "Webhook called when the job ends."},
+                        "file": {"type": "string", "format": "binary", "description": "A video or audio file."},
+                        "formats": {**FORMATS_DOC, "default": DEFAULT_FORMATS},  # what "Try it out" sends
+                        # Empty by default: "Try it out" leaves it out rather than sending a sample "string".
+                        "callback_url": {"type": "string", "format": "uri", "default": "", "description": CALLBACK_DOC},
                     },
-                }
+                },
+                "encoding": {"formats": {"style": "form", "explode": True}},
             },
-            "application/json": {"schema": JobFromUpload.model_json_schema()},
+            "application/json": {
+                "schema": JobFromUpload.model_json_schema(),
+                "example": {
+                    "upload_id": "b7e1c0d2-8a4f-4c3e-9d5b-2f6a1e0c9b84",
+                    "filename": "holiday.mov",
+                    "formats": DEFAULT_FORMATS,
+                },
+            },
         },
     }
 }
@@ -59,7 +99,18 @@ def _parse_json(body: bytes) -> JobFromUpload:
         raise InvalidRequest(sentence(exc.errors())) from None
 
 
-@router.post("", status_code=201, openapi_extra=_BODY_DOC)
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=_BODY_DOC,
+    responses=answers(
+        example(201, JOB_EXAMPLE, "The job, queued: follow it with GET /api/jobs/{job_id}."),
+        ALREADY_USED,
+        TOO_LARGE,
+        INVALID,
+        UNAVAILABLE,
+    ),
+)
 async def create_job(request: Request, jobs: JobsDep) -> JobView:
     """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``."""
     content_type = request.headers.get("content-type", "")
@@ -71,18 +122,18 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
     async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
-        callback_url = callback if isinstance(callback, str) else None
+        callback_url = callback if isinstance(callback, str) and callback else None  # an empty field: none
         return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats, callback_url)
 
 
-@router.get("/{job_id}")
-async def get_job(job_id: str, documents: DocumentsDep) -> JobView:
+@router.get("/{job_id}", responses=answers(example(200, JOB_EXAMPLE, "The job now."), NO_JOB))
+async def get_job(job_id: JobId, documents: DocumentsDep) -> JobView:
     """The job and each output's status; completed outputs carry a signed download URL."""
     return await run_in_threadpool(documents.view, job_id)
 
 
-@router.delete("/{job_id}", status_code=204, responses={404: {"description": "No such job (or already deleted)."}})
-async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+@router.delete("/{job_id}", status_code=204, responses=NO_JOB)
+async def delete_job(job_id: JobId, jobs: JobsDep) -> Response:
     """Cancel the job's conversions (a running FFmpeg is stopped within seconds) and delete its original,
     outputs and records. Afterwards the job answers 404 and its download links stop working."""
     await run_in_threadpool(jobs.delete_job, job_id)
@@ -94,10 +145,11 @@ async def delete_job(job_id: str, jobs: JobsDep) -> Response:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}, "description": "A ZIP of every completed output."},
-        409: {"description": "No output is ready yet."},
+        **NO_JOB,
+        **NOTHING_READY,
     },
 )
-async def download_archive(job_id: str, documents: DocumentsDep) -> StreamingResponse:
+async def download_archive(job_id: JobId, documents: DocumentsDep) -> StreamingResponse:
     """Every completed output as one ZIP, streamed as it is made (never built whole in memory or on disk)."""
     filename, chunks = await run_in_threadpool(documents.archive, job_id)
     headers = {"Content-Disposition": content_disposition(filename), "Cache-Control": "no-store"}
@@ -111,8 +163,13 @@ async def head_job(job_id: str, documents: DocumentsDep) -> Response:
     return Response(status_code=200, media_type="application/json")
 
 
-@router.get("/{job_id}/outputs/{format_id}", response_class=RedirectResponse, status_code=307)
-async def download_output(job_id: str, format_id: str, documents: DocumentsDep) -> RedirectResponse:
+@router.get(
+    "/{job_id}/outputs/{format_id}",
+    response_class=RedirectResponse,
+    status_code=307,
+    responses=answers(REDIRECT, NO_JOB, NOT_READY),
+)
+async def download_output(job_id: JobId, format_id: FormatId, documents: DocumentsDep) -> RedirectResponse:
     """Redirect to a fresh, signed download URL once the output is ready (409 before)."""
     url = await run_in_threadpool(documents.output_url, job_id, format_id)
     return RedirectResponse(url, status_code=307)

@@ -1,18 +1,15 @@
 """The browser UI: server-rendered shells; the data comes from the JSON API."""
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from api.deps import JobsDep
+from api.templating import templates
 from video_converter.model import is_job_id
-from video_converter.presets import PRESETS
+from video_converter.presets import DEFAULT_FORMATS, PRESETS
 from video_converter.views import FormatView
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -20,7 +17,11 @@ def index(request: Request, jobs: JobsDep) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"formats": [FormatView.of(p) for p in PRESETS.values()], "max_bytes": jobs.settings.max_upload_bytes},
+        {
+            "formats": [FormatView.of(p) for p in PRESETS.values()],
+            "defaults": DEFAULT_FORMATS,
+            "max_bytes": jobs.settings.max_upload_bytes,
+        },
     )
 
 

@@ -54,6 +54,9 @@ const CODECS = {
   ac3: "AC-3",
   eac3: "E-AC-3",
   alac: "ALAC",
+  gif: "GIF",
+  mjpeg: "JPEG",
+  png: "PNG",
 };
 
 const cards = new Map(); // format id -> {node, parts, status}
@@ -77,22 +80,24 @@ function setBadge(node, status) {
   node.textContent = STATUS_TEXT[status] || status;
 }
 
-function showMissing(message) {
+// No job here (never was, expired, or just deleted): one sentence, nothing left of the job, and one way on
+// (the "Convert another file" button below).
+function showMissing(message, title = "No such job", status = "missing") {
   finished = true;
   window.clearTimeout(timer);
-  setBadge(statusBadge, "missing");
-  filenameEl.textContent = "No such job";
-  document.title = "No such job · Video converter";
-  errorBox.replaceChildren(
-    message || "There is no conversion job at this address. The link may be mistyped, or the job has expired. ",
-    el("a", { href: "/", text: "Start a new conversion" }),
-    ".",
-  );
+  setBadge(statusBadge, status);
+  filenameEl.textContent = title;
+  document.title = `${title} · Video converter`;
+  createdEl.textContent = "";
+  errorBox.className = status === "deleted" ? "msg msg--done" : "msg msg--error";
+  errorBox.textContent =
+    message || "There is no conversion job at this address. The link may be mistyped, or the job has expired.";
   errorBox.hidden = false;
   networkBox.hidden = true;
   sourceSection.hidden = true;
   outputsSection.hidden = true;
   jobBar.hidden = true;
+  document.getElementById("job-api").hidden = true;
 }
 
 function codec(name) {
@@ -179,6 +184,10 @@ function createCard(out) {
   return card;
 }
 
+// A picture for a video before it plays: the job's thumbnail once it is ready, else the video's own first
+// frame (preload="metadata" fetches only enough to show it).
+let posterHref = null;
+
 function previewFor(out) {
   const src = downloadHref(out);
   const size = out.width && out.height ? { width: String(out.width), height: String(out.height) } : {};
@@ -186,35 +195,69 @@ function previewFor(out) {
     return el("video", {
       class: "preview",
       controls: true,
-      preload: "none", // nothing is fetched until the person plays it
+      preload: posterHref ? "none" : "metadata", // with a poster, nothing is fetched until it is played
       playsinline: true,
       src,
       "aria-label": `Preview of ${out.filename}`,
+      ...(posterHref ? { poster: posterHref } : {}),
       ...size,
     });
   }
   if (out.kind === "audio") {
     return el("audio", { class: "preview", controls: true, preload: "none", src, "aria-label": `Preview of ${out.filename}` });
   }
-  // loading=lazy: a GIF below the fold (often over a megabyte) loads only when scrolled to.
-  return el("img", { class: "preview", src, alt: `${out.label} of ${out.filename}`, loading: "lazy", decoding: "async", ...size });
+  // The GIF loads at once (the finished page shows it, not an empty box), over the thumbnail until then.
+  const gif = out.format === "gif";
+  const image = el("img", { class: "preview", src, alt: `${out.label} of ${out.filename}`, loading: gif ? "eager" : "lazy", decoding: "async", ...size });
+  if (gif && posterHref) showPosterBehind(image);
+  return image;
+}
+
+function showPosterBehind(image) {
+  image.classList.add("preview--poster");
+  image.style.backgroundImage = `url("${posterHref}")`; // CSSOM: allowed by style-src 'self'
+}
+
+// Once the thumbnail is ready: the poster of every video shown so far, and behind the GIF until it loads.
+function applyPoster(job) {
+  const thumbnail = job.outputs.find((out) => out.format === "thumbnail" && out.status === "completed");
+  if (!thumbnail || posterHref) return;
+  posterHref = downloadHref(thumbnail);
+  for (const { parts } of cards.values()) {
+    const video = parts.preview.querySelector("video:not([poster])");
+    if (video) video.poster = posterHref;
+    const gif = parts.preview.querySelector("img[loading=eager]");
+    if (gif) showPosterBehind(gif);
+  }
+}
+
+const KBIT = 1000;
+
+function bitRate(bits) {
+  return bits >= 1000 * KBIT ? `${(bits / (1000 * KBIT)).toFixed(1)} Mbit/s` : `${Math.round(bits / KBIT)} kbit/s`;
+}
+
+// What the file is: size in pixels, codecs, bit rate and duration, as far as the output has them.
+function outputMeta(out) {
+  const meta = [];
+  if (out.width && out.height) meta.push(`${out.width} × ${out.height}`);
+  const codecs = [out.video_codec, out.audio_codec].filter(Boolean).map(codec);
+  if (codecs.length) meta.push(codecs.join(" + "));
+  if (out.bit_rate) meta.push(bitRate(out.bit_rate));
+  if (out.duration) meta.push(formatDuration(out.duration));
+  if (out.segments > 1) meta.push(`converted in ${out.segments} parts`);
+  return meta;
 }
 
 function completedFoot(out) {
-  const meta = [];
-  if (out.width && out.height) meta.push(`${out.width} × ${out.height}`);
-  if (out.duration && out.kind !== "image") meta.push(formatDuration(out.duration));
-  if (out.segments > 1) meta.push(`converted in ${out.segments} parts`);
+  const meta = outputMeta(out);
+  // The name comes from the link's own text (no aria-label), so what is read starts with what is seen.
   const link = el(
     "a",
-    {
-      class: "download button button--primary",
-      href: downloadHref(out),
-      download: out.filename,
-      "aria-label": `Download ${out.filename}${out.size_bytes ? `, ${formatBytes(out.size_bytes)}` : ""}`,
-    },
+    { class: "download button button--primary", href: downloadHref(out), download: out.filename },
     el("span", { "aria-hidden": "true", class: "download__icon" }, "↓"),
     " Download",
+    el("span", { class: "visually-hidden", text: ` ${out.filename}` }),
     out.size_bytes ? el("span", { class: "download__size" }, formatBytes(out.size_bytes)) : null,
   );
   return [
@@ -222,7 +265,7 @@ function completedFoot(out) {
       "div",
       { class: "card__file" },
       el("span", { class: "card__filename", text: out.filename }),
-      meta.length ? el("span", { class: "muted small", text: meta.join(" · ") }) : null,
+      meta.length ? el("span", { class: "card__meta muted small", dataset: { testid: "output-meta" }, text: meta.join(" · ") }) : null,
     ),
     link,
   ];
@@ -302,6 +345,7 @@ function render(job) {
     errorBox.hidden = false;
   }
   outputsSection.hidden = false;
+  applyPoster(job);
   for (const out of job.outputs) updateCard(out, initial);
   if (lastStatus !== job.status) {
     if (job.status === "completed") announce(`All ${job.outputs.length} conversions are ready to download.`);
@@ -347,7 +391,7 @@ function renderSummary(job, done) {
   summaryEl.textContent = parts.join(" · ");
   archiveLink.href = `/api/jobs/${encodeURIComponent(jobId)}/archive`;
   archiveLink.hidden = done < 2; // one file is its own download
-  archiveLink.setAttribute("aria-label", `Download all ${done} ready files as one ZIP`);
+  archiveLink.replaceChildren("Download all", el("span", { class: "visually-hidden", text: ` ${done} ready files,` }), " (.zip)");
   jobBar.hidden = false;
 }
 
@@ -373,8 +417,8 @@ deleteButton.addEventListener("click", async () => {
   forgetJob(jobId);
   finished = true;
   window.clearTimeout(timer);
-  showMissing("This job was deleted, with its original and every converted file. ");
-  jobBar.hidden = true;
+  showMissing("This job was deleted, with its original and every converted file.", "Job deleted", "deleted");
+  statusBadge.textContent = "Deleted";
   document.getElementById("main").focus();
 });
 

@@ -13,11 +13,13 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright import sync_api
 
 from tests.e2e.server import Server
@@ -77,8 +79,15 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser profile (own localStorage) per test; uncaught page errors fail the test."""
-    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
-    context.set_default_timeout(15_000)
+    with checked_page(browser, DESKTOP) as tab:
+        yield tab
+
+
+@contextmanager
+def checked_page(browser: Any, viewport: dict[str, int], timeout: float = 15_000) -> Iterator[Any]:
+    """A tab in a fresh profile at ``viewport``; JavaScript errors or policy reports on it fail the test."""
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
+    context.set_default_timeout(timeout)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -189,7 +198,9 @@ def test_upload_convert_preview_and_download(
     sync_api.expect(page.locator("article[data-format='mp3'] audio")).to_have_count(1)
     image = page.locator("article[data-format='thumbnail'] img")
     sync_api.expect(image).to_have_count(1)
-    assert image.get_attribute("loading") == "lazy" and video.get_attribute("preload") == "none"
+    assert image.get_attribute("loading") == "lazy"
+    # Before Play the video shows the job's thumbnail (its own first frame until that is ready).
+    sync_api.expect(video).to_have_attribute("poster", f"/api/jobs/{job_id}/outputs/thumbnail")
     image.scroll_into_view_if_needed()  # previews load lazily: only once they are near the view
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=15_000)
     assert image.evaluate("img => img.naturalWidth") == 320
@@ -662,3 +673,212 @@ def test_a_long_video_is_converted_in_parts_and_the_page_says_so(
     sync_api.expect(card.locator("video")).to_have_count(1)
     sync_api.expect(page.locator("article[data-format='thumbnail']")).not_to_contain_text("parts")
     shoot(page, "job-segmented-desktop")
+
+
+# --- the first screen, details and accessibility (issue 18) ------------------------------------------
+
+AXE = Axe()  # axe-core 4.12.1, as axe-playwright-python 0.1.8 ships it
+# Every rule axe runs by default, and the experimental one that checks a link's name starts with its text.
+AXE_OPTIONS = {"resultTypes": ["violations"], "rules": {"label-content-name-mismatch": {"enabled": True}}}
+
+
+def serious_violations(page: Any) -> list[str]:
+    """What axe-core finds serious or critical on the page as it is now."""
+    found = AXE.run(page, options=AXE_OPTIONS).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def serious_violations_light_and_dark(page: Any) -> list[str]:
+    """``serious_violations`` in the light scheme, then in the dark one (the page follows the system's)."""
+    found = serious_violations(page)
+    page.emulate_media(color_scheme="dark")
+    # Colours change with a transition: look once they have settled (the indicator of a running card
+    # pulses forever: only transitions count).
+    page.wait_for_function("() => !document.getAnimations().some((a) => a instanceof CSSTransition)")
+    found += [f"dark: {v}" for v in serious_violations(page)]
+    page.emulate_media(color_scheme="light")
+    return found
+
+
+def box(page: Any, selector: str) -> dict[str, float]:
+    found: dict[str, float] = page.locator(selector).first.evaluate(
+        "e => { const r = e.getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; }"
+    )
+    return found
+
+
+def bottom_of(locator: Any) -> float:
+    bottom: float = locator.evaluate("e => e.getBoundingClientRect().bottom")
+    return bottom
+
+
+def assert_nothing_under_the_bar(page: Any, *, whole_cards: bool) -> None:
+    """Each format reached by keyboard shows above the sticky Convert bar, not behind it (with
+    ``whole_cards``, its whole card: where the form fits the window); scrolled to the end, so does the
+    last one."""
+    for checkbox in page.locator("input[name=formats]").all():
+        checkbox.focus()
+        shown = checkbox.locator("xpath=ancestor::label[1]") if whole_cards else checkbox
+        bar_top = box(page, "#submit-bar")["top"]
+        assert bottom_of(shown) <= bar_top + 0.5, (checkbox.get_attribute("value"), bottom_of(shown), bar_top)
+    page.locator("#submit").scroll_into_view_if_needed()
+    assert bottom_of(page.locator("label.format").last) <= box(page, "#submit-bar")["top"] + 0.5
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
+def test_first_screen_details_and_accessibility(
+    server: Server, browser: Any, make_clip: Callable[..., Path], viewport: dict[str, int]
+) -> None:
+    """What a new user sees at both sizes: the recent jobs and the whole form (desktop), nothing behind the
+    sticky bar, the first output card in the first screen, posters and each file's codec, bit rate and
+    duration; axe-core finds nothing serious on any of these pages, nor during the upload, nor on the page
+    left after Delete, nor on the 404 page."""
+    size = "desktop" if viewport == DESKTOP else "phone"
+    clip = make_clip(f"first screen {size}.mp4", seconds=2, size="320x240")
+    earlier = httpx.post(f"{server.url}/api/jobs", data={"formats": ["mp3"]}, files={"file": clip.open("rb")}).json()
+    recent = json.dumps([{"id": earlier["job_id"], "filename": "earlier.mp4", "created": earlier["created_at"]}])
+    with checked_page(browser, viewport, timeout=20_000) as page:
+        page.add_init_script(f"localStorage.setItem('video-converter.recent-jobs', {json.dumps(recent)})")
+
+        page.goto(server.url + "/")
+        sync_api.expect(page.locator("#recent-list li")).to_have_count(1)
+        assert serious_violations(page) == []
+        page.set_input_files("#file", clip)
+        choose_formats(page, {"480p", "mp3", "gif", "thumbnail"})
+        sync_api.expect(page.locator("#submit")).to_be_enabled()
+        if viewport == DESKTOP:  # on a laptop all of it is in the first screen, without scrolling
+            sync_api.expect(page.locator("#recent")).to_be_in_viewport(ratio=1)
+            sync_api.expect(page.locator("#upload-form")).to_be_in_viewport(ratio=1)
+        assert_nothing_under_the_bar(page, whole_cards=viewport == DESKTOP)
+        assert serious_violations_light_and_dark(page) == []
+        shoot_view(page, f"first-screen-{size}")
+
+        # During the upload (held back, so the page stays in that state while axe looks at it).
+        held: list[Any] = []
+        page.route("**/files/uploads/**", lambda route: held.append(route))
+        page.locator("#submit").click()
+        sync_api.expect(page.locator("#upload-status")).to_be_visible()
+        sync_api.expect(page.locator("#cancel")).to_be_visible()
+        assert serious_violations(page) == []
+        shoot_view(page, f"uploading-{size}")
+        for _ in range(100):  # the route handler runs while Playwright waits; give it a moment to see the upload
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert len(held) == 1, "the upload was not sent"
+        held[0].continue_()
+        page.wait_for_url(JOB_URL, timeout=30_000)
+        job_id = page.url.rsplit("/", 1)[-1]
+        assert set(wait_until_finished(page).values()) == {"completed"}
+
+        first = page.locator("article[data-format]").first
+        sync_api.expect(first).to_be_in_viewport(ratio=1)  # the whole first card, without scrolling
+        video = page.locator("article[data-format='480p'] video")
+        thumbnail = f"/api/jobs/{job_id}/outputs/thumbnail"
+        sync_api.expect(video).to_have_attribute("poster", thumbnail)
+        poster = httpx.get(server.url + thumbnail, follow_redirects=True)
+        assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
+        gif = page.locator("article[data-format='gif'] img")
+        assert gif.get_attribute("loading") == "eager"  # the finished page shows it, not an empty box
+        sync_api.expect(gif).to_have_class(re.compile(r"\bpreview--poster\b"))  # over the thumbnail while loading
+        assert thumbnail in gif.evaluate("img => img.style.backgroundImage")
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=gif.element_handle())
+        assert_details(page, httpx.get(f"{server.url}/api/jobs/{job_id}").json())
+        assert serious_violations_light_and_dark(page) == []
+        shoot_view(page, f"finished-{size}")
+        assert_running_page_accessible(
+            page, server.url + f"/jobs/{job_id}", httpx.get(f"{server.url}/api/jobs/{job_id}").json()
+        )
+        page.goto(server.url + f"/jobs/{job_id}")
+        assert set(wait_until_finished(page).values()) == {"completed"}
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("#job-delete").click()
+        sync_api.expect(page.locator("#job-filename")).to_have_text("Job deleted")
+        sync_api.expect(page.locator("#job-created")).to_have_text("")  # no "Started ..." left of a deleted job
+        sync_api.expect(page.locator("#job-bar")).to_be_hidden()
+        sync_api.expect(page.locator("#outputs-section")).to_be_hidden()
+        sync_api.expect(page.locator("main a[href='/']:visible")).to_have_count(1)  # one way on, not two
+        assert serious_violations(page) == []
+        shoot_view(page, f"deleted-{size}")
+
+        response = page.goto(server.url + "/no/such/page")
+        assert response is not None and response.status == 404
+        sync_api.expect(page.get_by_role("heading", name="Nothing here")).to_be_visible()
+        sync_api.expect(page.locator("main a[href='/']")).to_be_visible()
+        assert serious_violations(page) == []
+
+
+def assert_running_page_accessible(page: Any, url: str, job: dict[str, Any]) -> None:
+    """The job page while it runs, in each state an output card can show (converting, waiting, retrying,
+    failed), from the job's real document with its outputs' states set: nothing serious for axe either."""
+    states = [
+        {"status": "processing", "progress": 42.0},
+        {"status": "queued", "progress": 0.0},
+        {"status": "queued", "progress": 0.0, "error": "FFmpeg stopped (killed); trying again."},
+        {"status": "failed", "progress": 0.0, "error": "The source has no audio track, so there is no MP3."},
+    ]
+    running = {
+        **job,
+        "status": "processing",
+        "outputs": [{**out, **state, "download_url": None} for out, state in zip(job["outputs"], states, strict=False)],
+    }
+    page.route("**/api/jobs/*", lambda route: route.fulfill(json=running))
+    page.goto(url)
+    sync_api.expect(page.locator("article[data-status='failed']")).to_have_count(1)
+    sync_api.expect(page.locator("article[data-status='processing'] progress")).to_be_visible()
+    assert serious_violations(page) == []
+    page.unroute("**/api/jobs/*")
+
+
+def assert_details(page: Any, job: dict[str, Any]) -> None:
+    """Each output's codec, bit rate and duration, in the job's JSON and on its card."""
+    outputs = {o["format"]: o for o in job["outputs"]}
+    video, audio, gif, still = outputs["480p"], outputs["mp3"], outputs["gif"], outputs["thumbnail"]
+    assert (video["video_codec"], video["audio_codec"]) == ("h264", "aac")
+    assert (audio["video_codec"], audio["audio_codec"]) == (None, "mp3")
+    assert gif["video_codec"] == "gif" and still["video_codec"] == "mjpeg"
+    for output in (video, audio, gif):
+        assert output["duration"] == pytest.approx(2.0, abs=0.2), output
+        assert output["bit_rate"] == round(output["size_bytes"] * 8 / output["duration"]), output
+    assert still["duration"] is None and still["bit_rate"] is None  # a still has neither
+    kbits = f"{round(video['bit_rate'] / 1000)} kbit/s"
+    meta = page.locator("article[data-format='480p'] [data-testid=output-meta]")
+    sync_api.expect(meta).to_have_text(re.compile(rf"320 \u00d7 240 · H\.264 \+ AAC · {kbits} · 2(\.\d)? s"))
+    sync_api.expect(page.locator("article[data-format='mp3'] [data-testid=output-meta]")).to_contain_text("MP3 · ")
+    sync_api.expect(page.locator("article[data-format='thumbnail'] [data-testid=output-meta]")).to_have_text(
+        "320 \u00d7 240 · JPEG"
+    )
+
+
+def test_api_docs_try_it_out_with_its_defaults_and_link_back(
+    server: Server, browser: Any, make_clip: Callable[..., Path]
+) -> None:
+    """Swagger UI's "Try it out" on POST /api/jobs, with only a file chosen: its default formats make a job."""
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    clip = make_clip("try it.mp4", seconds=1, size="160x120")
+    page.goto(server.url + "/docs#/jobs/create_job_api_jobs_post")
+    operation = page.locator("#operations-jobs-create_job_api_jobs_post")
+    sync_api.expect(operation.locator(".opblock-body")).to_be_visible()
+    operation.get_by_role("button", name="Try it out").click()
+    selected = operation.locator("select[multiple] option:checked")
+    sync_api.expect(selected).to_have_text(["720p", "mp3", "thumbnail"])  # the form's defaults, not "string"
+    operation.locator("input[type=file]").set_input_files(clip)
+    with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as answer:
+        operation.get_by_role("button", name="Execute").click()
+    assert answer.value.status == 201, answer.value.text()
+    job = answer.value.json()
+    assert [o["format"] for o in job["outputs"]] == ["720p", "mp3", "thumbnail"]
+    sync_api.expect(operation.locator(".live-responses-table tbody .response-col_status")).to_have_text("201")
+    sync_api.expect(page.locator(".information-container a[href='/']")).to_be_attached()  # in the description
+    page.get_by_role("navigation", name="Site").get_by_role("link", name="Video converter").click()  # back
+    page.wait_for_url(server.url + "/")
+    page.get_by_role("navigation", name="Site").get_by_role("link", name="API").click()  # and to the docs again
+    page.wait_for_url(server.url + "/docs")
+    context.close()
