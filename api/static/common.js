@@ -112,7 +112,9 @@ export async function api(path, options = {}) {
     const sentence = errorSentence(response.status, text, response.headers.get("content-type") || "");
     // This server wants a key: ask for one, then send the request again with it.
     if (response.status === 401 && isApi(path)) {
-      await signIn(apiKey() ? sentence : "");
+      const refused = apiKey();
+      if (refused) setApiKey(""); // mistyped or revoked: forget it
+      await signIn(refused ? sentence : "");
       continue;
     }
     return answer(response, text, sentence);
