@@ -17,26 +17,18 @@ from playwright import sync_api
 
 from tests.e2e.server import Server
 from tests.e2e.test_browser import (  # the same browser, page and helpers as the main browser tests
-    CHROMIUM,
     DESKTOP,
     JOB_URL,
     browser,
     choose_formats,
     csp_violations,
     page,
+    pytestmark,
     shoot,
     wait_until_finished,
 )
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("REQUIRE_BROWSER"),
-        reason=f"no Chromium at {CHROMIUM} (`make browser` installs it; CI requires it)",
-    ),
-]
-__all__ = ["browser", "page"]  # fixtures, used by name
+__all__ = ["browser", "page", "pytestmark"]  # fixtures used by name; the same marks (and Chromium skip)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ a revoked key is refused on its next request; cross-site cookie requests are ref
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.server import Server
+from tests.ownership import assert_looks_unknown, assert_same_timing
 
 pytestmark = pytest.mark.e2e
 
@@ -71,36 +70,6 @@ def finished_job(client: httpx.Client, clip: Path, formats: str = "mp3,thumbnail
         time.sleep(0.2)
 
 
-ROUTES = [("GET", ""), ("HEAD", ""), ("GET", "/outputs/mp3"), ("GET", "/archive"), ("POST", "/share"), ("DELETE", "")]
-
-
-def assert_looks_unknown(client: httpx.Client, job_id: str) -> None:
-    """Every job route answers for ``job_id`` exactly as for a job that does not exist."""
-    unknown = str(uuid.uuid4())
-    for method, suffix in ROUTES:
-        theirs = client.request(method, f"/api/jobs/{job_id}{suffix}")
-        nobody = client.request(method, f"/api/jobs/{unknown}{suffix}")
-        assert theirs.status_code == nobody.status_code == 404, (method, suffix)
-        assert theirs.content == nobody.content
-        skip = {"date", "set-cookie"}
-        assert {k: v for k, v in theirs.headers.items() if k not in skip} == {
-            k: v for k, v in nobody.headers.items() if k not in skip
-        }
-
-
-def median_ms(client: httpx.Client, foreign: str, tries: int = 100) -> tuple[float, float]:
-    """Median times of GETs of another owner's job and of unknown jobs, interleaved (a busy machine
-    slows both alike)."""
-    theirs: list[float] = []
-    nobody: list[float] = []
-    for _ in range(tries):
-        for path, times in ((f"/api/jobs/{foreign}", theirs), (f"/api/jobs/{uuid.uuid4()}", nobody)):
-            start = time.perf_counter()
-            assert client.get(path).status_code == 404
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(theirs), statistics.median(nobody)
-
-
 def test_two_keys_cannot_see_download_delete_or_list_each_others_jobs(
     server: Server, make_clip: Callable[..., Path]
 ) -> None:
@@ -113,8 +82,7 @@ def test_two_keys_cannot_see_download_delete_or_list_each_others_jobs(
         assert job_id not in {j["job_id"] for j in bob.get("/api/jobs").json()["jobs"]}
         assert alice.get("/api/jobs").json()["jobs"][0]["job_id"] == job_id
 
-        theirs, nobody = median_ms(bob, job_id)
-        assert abs(theirs - nobody) <= 0.25 * max(theirs, nobody) + 0.5, (theirs, nobody)
+        assert_same_timing(bob, job_id)
 
         assert alice.get(f"/api/jobs/{job_id}").json()["status"] == "completed"  # bob's DELETE did nothing
         assert alice.delete(f"/api/jobs/{job_id}").status_code == 204
