@@ -321,3 +321,10 @@ def test_a_key_record_keeps_its_limits() -> None:
     record = ApiKey(key_id="A" * 12, name="n", sha256="0" * 64, max_concurrent_jobs=1)
     assert record_key(record.key_id) == "identity/keys/AAAAAAAAAAAA.json"
     assert record.owner().quota.active_jobs == 1 and record.owner().quota.source_minutes_per_day is None
+
+
+def test_the_session_cookie_is_secure_behind_https(anonymous) -> None:
+    first, _, _ = anonymous
+    secure = TestClient(first.app, base_url="https://converter.example")
+    cookie = secure.get("/api/jobs").headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
