@@ -328,3 +328,11 @@ def test_the_session_cookie_is_secure_behind_https(anonymous) -> None:
     secure = TestClient(first.app, base_url="https://converter.example")
     cookie = secure.get("/api/jobs").headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_the_access_log_keeps_no_share_token() -> None:
+    from video_converter.logsafe import redact_target
+
+    assert redact_target("/share/abcDEF-_1") == "/share/[redacted]"
+    assert redact_target("/api/share/abcDEF-_1/outputs/mp3") == "/api/share/[redacted]/outputs/mp3"
+    assert redact_target("/api/jobs/x/share") == "/api/jobs/x/share"
