@@ -18,12 +18,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.templating import templates
 from video_converter.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     LinkExpired,
     NotFound,
     OutputNotReady,
     QueueUnavailable,
     RequestError,
+    Unauthorized,
     UploadTooLarge,
 )
 
@@ -38,6 +40,8 @@ STATUS: list[tuple[type[RequestError], int]] = [
     (OutputNotReady, 409),
     (Conflict, 409),
     (QueueUnavailable, 503),
+    (Unauthorized, 401),
+    (Forbidden, 403),
 ]
 RETRY_AFTER = {503: "30"}
 # The data folder cannot take writes: the service, not the request, is at fault, and it may pass.
@@ -82,6 +86,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("%s: %s", type(exc).__name__, exc, exc_info=exc.__cause__)
         headers = {"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else None
+        if status == 401:  # RFC 9110: a 401 names the scheme it wants
+            headers = {"WWW-Authenticate": 'Bearer realm="video-converter"'}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -51,3 +51,11 @@ class Conflict(RequestError):
 
 class QueueUnavailable(RequestError):
     """The queue refused a message (503)."""
+
+
+class Unauthorized(RequestError):
+    """No valid credentials: a missing, unknown or revoked API key (401)."""
+
+
+class Forbidden(RequestError):
+    """Credentials are fine but the request is refused: a cross-site request riding a cookie (403)."""

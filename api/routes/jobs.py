@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DocumentsDep, JobsDep
+from api.deps import DocumentsDep, JobDep, JobsDep, OwnerDep
 from api.errors import sentence
 from api.forms import multipart_upload
 from api.responses import (
@@ -26,8 +26,9 @@ from api.responses import (
 )
 from video_converter.errors import InvalidRequest
 from video_converter.keys import content_disposition
+from video_converter.ownerindex import MAX_PAGE, is_cursor
 from video_converter.presets import DEFAULT_FORMATS, PRESETS
-from video_converter.views import JobView
+from video_converter.views import JobList, JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -111,29 +112,44 @@ def _parse_json(body: bytes) -> JobFromUpload:
         UNAVAILABLE,
     ),
 )
-async def create_job(request: Request, jobs: JobsDep) -> JobView:
+async def create_job(request: Request, jobs: JobsDep, owner: OwnerDep) -> JobView:
     """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
-        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url)
+        return await run_in_threadpool(
+            jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url, owner
+        )
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
     async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
         callback_url = callback if isinstance(callback, str) and callback else None  # an empty field: none
-        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats, callback_url)
+        return await run_in_threadpool(
+            jobs.upload_and_create, upload.file, upload.filename, formats, callback_url, owner
+        )
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Jobs per page.")]
+
+
+@router.get("")
+async def list_jobs(documents: DocumentsDep, owner: OwnerDep, limit: Limit = 20, cursor: str | None = None) -> JobList:
+    """The caller's jobs, newest first (under AUTH=none, every job); ``next_cursor`` gives the next page."""
+    if cursor is not None and not is_cursor(cursor):
+        raise InvalidRequest("This cursor is not one a job list gave; start again without it.")
+    return await run_in_threadpool(documents.listing, owner, limit, cursor)
 
 
 @router.get("/{job_id}", responses=answers(example(200, JOB_EXAMPLE, "The job now."), NO_JOB))
-async def get_job(job_id: JobId, documents: DocumentsDep) -> JobView:
+async def get_job(job_id: JobId, _: JobDep, documents: DocumentsDep) -> JobView:
     """The job and each output's status; completed outputs carry a signed download URL."""
     return await run_in_threadpool(documents.view, job_id)
 
 
 @router.delete("/{job_id}", status_code=204, responses=NO_JOB)
-async def delete_job(job_id: JobId, jobs: JobsDep) -> Response:
+async def delete_job(job_id: JobId, _: JobDep, jobs: JobsDep) -> Response:
     """Cancel the job's conversions (a running FFmpeg is stopped within seconds) and delete its original,
     outputs and records. Afterwards the job answers 404 and its download links stop working."""
     await run_in_threadpool(jobs.delete_job, job_id)
@@ -149,7 +165,7 @@ async def delete_job(job_id: JobId, jobs: JobsDep) -> Response:
         **NOTHING_READY,
     },
 )
-async def download_archive(job_id: JobId, documents: DocumentsDep) -> StreamingResponse:
+async def download_archive(job_id: JobId, _: JobDep, documents: DocumentsDep) -> StreamingResponse:
     """Every completed output as one ZIP, streamed as it is made (never built whole in memory or on disk)."""
     filename, chunks = await run_in_threadpool(documents.archive, job_id)
     headers = {"Content-Disposition": content_disposition(filename), "Cache-Control": "no-store"}
@@ -157,7 +173,7 @@ async def download_archive(job_id: JobId, documents: DocumentsDep) -> StreamingR
 
 
 @router.head("/{job_id}", include_in_schema=False)
-async def head_job(job_id: str, documents: DocumentsDep) -> Response:
+async def head_job(job_id: str, _: JobDep, documents: DocumentsDep) -> Response:
     """Whether the job exists (200 or 404), without a body; asked of the store, as GET does."""
     await run_in_threadpool(documents.existing, job_id)
     return Response(status_code=200, media_type="application/json")
@@ -169,7 +185,7 @@ async def head_job(job_id: str, documents: DocumentsDep) -> Response:
     status_code=307,
     responses=answers(REDIRECT, NO_JOB, NOT_READY),
 )
-async def download_output(job_id: JobId, format_id: FormatId, documents: DocumentsDep) -> RedirectResponse:
+async def download_output(job_id: JobId, format_id: FormatId, _: JobDep, documents: DocumentsDep) -> RedirectResponse:
     """Redirect to a fresh, signed download URL once the output is ready (409 before)."""
     url = await run_in_threadpool(documents.output_url, job_id, format_id)
     return RedirectResponse(url, status_code=307)

@@ -6,6 +6,7 @@ from fastapi.responses import HTMLResponse
 from api.deps import JobsDep
 from api.templating import templates
 from video_converter.model import is_job_id
+from video_converter.owners import AuthMode
 from video_converter.presets import DEFAULT_FORMATS, PRESETS
 from video_converter.views import FormatView
 
@@ -21,6 +22,8 @@ def index(request: Request, jobs: JobsDep) -> HTMLResponse:
             "formats": [FormatView.of(p) for p in PRESETS.values()],
             "defaults": DEFAULT_FORMATS,
             "max_bytes": jobs.settings.max_upload_bytes,
+            # With owners (AUTH=keys), recent jobs are the owner's, from GET /api/jobs; else this browser's.
+            "recent_source": "server" if jobs.settings.auth_mode is AuthMode.KEYS else "browser",
         },
     )
 
@@ -34,4 +37,5 @@ def index_head() -> Response:
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     status = 200 if is_job_id(job_id) else 404
-    return templates.TemplateResponse(request, "job.html", {"job_id": job_id}, status_code=status)
+    context = {"job_id": job_id, "api_base": f"/api/jobs/{job_id}", "shared": False}
+    return templates.TemplateResponse(request, "job.html", context, status_code=status)

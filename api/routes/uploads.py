@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import UploadsDep
+from api.deps import OwnerDep, UploadsDep
 from api.responses import UNAVAILABLE, UPLOAD_EXAMPLE, answers, example
 from video_converter.views import UploadTicket
 
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/uploads", tags=["uploads"])
 @router.post(
     "", status_code=201, responses=answers(example(201, UPLOAD_EXAMPLE, "The ticket: send the file."), UNAVAILABLE)
 )
-async def create_upload(uploads: UploadsDep) -> UploadTicket:
+async def create_upload(uploads: UploadsDep, owner: OwnerDep) -> UploadTicket:
     """An upload ticket: POST the file straight to ``url`` with ``fields``, then create the job with
     ``upload_id``. On AWS the bytes go to S3 and never pass through this service."""
-    return await run_in_threadpool(uploads.ticket)
+    return await run_in_threadpool(uploads.ticket, owner)
