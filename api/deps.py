@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.responses import JobId
 from video_converter.auth import SESSION_COOKIE, Authenticator
 from video_converter.documents import JobDocuments
 from video_converter.errors import Forbidden
@@ -102,7 +103,7 @@ def get_owner(
 OwnerDep = Annotated[Owner, Depends(get_owner)]
 
 
-def get_owned_job(job_id: str, owner: OwnerDep, documents: DocumentsDep) -> JobRecord:
+def get_owned_job(job_id: JobId, owner: OwnerDep, documents: DocumentsDep) -> JobRecord:
     """The job a route names, if it is the caller's; 404 exactly as for an unknown job otherwise."""
     return documents.owned(job_id, owner)
 

@@ -6,8 +6,9 @@ Routes combine these (``responses=answers(NO_JOB, NOT_READY)``) instead of each 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
 from video_converter.presets import PRESETS
@@ -134,3 +135,9 @@ UPLOAD_EXAMPLE: dict[str, Any] = {
 def example(status: int, body: Any, description: str) -> Answers:
     """A successful answer's example body."""
     return {status: {"description": description, "content": {"application/json": {"example": body}}}}
+
+
+# The path parameter every job route takes (declared once, so the job-owner dependency and the routes agree).
+JobId = Annotated[
+    str, Path(description="The job's id, from its creation.", openapi_examples={"a job": {"value": JOB_ID}})
+]

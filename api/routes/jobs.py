@@ -14,13 +14,13 @@ from api.responses import (
     ALREADY_USED,
     INVALID,
     JOB_EXAMPLE,
-    JOB_ID,
     NO_JOB,
     NOT_READY,
     NOTHING_READY,
     REDIRECT,
     TOO_LARGE,
     UNAVAILABLE,
+    JobId,
     answers,
     example,
 )
@@ -43,9 +43,6 @@ FORMATS_DOC: dict[str, Any] = {
 }
 CALLBACK_DOC = "POSTed the job's JSON, signed (X-Signature), when the job is finished: the job-finished webhook."
 
-JobId = Annotated[
-    str, Path(description="The job's id, from its creation.", openapi_examples={"a job": {"value": JOB_ID}})
-]
 FormatId = Annotated[str, Path(description="One of the job's formats.", json_schema_extra=FORMAT_IDS)]
 
 
