@@ -11,7 +11,7 @@ import logging
 
 from . import keys, summary, webhooks
 from .documents import JobDocuments
-from .errors import Conflict, InvalidRequest, QueueUnavailable
+from .errors import Conflict, InvalidRequest, QueueUnavailable, RequestError
 from .model import JobRecord, OutputRecord, OutputStatus, is_job_id
 from .presets import PRESETS
 from .records import JobStore
@@ -121,7 +121,12 @@ class JobService:
         filename = validate_filename(filename)
         callback_url = self.check_callback(callback_url)  # before the upload is stored
         upload_id = self.uploads.store_new(stream)
-        return self.create_job(upload_id, filename, formats, callback_url)
+        try:
+            return self.create_job(upload_id, filename, formats, callback_url)
+        except RequestError:  # no one knows this upload's id: nothing may stay stored under it
+            if not self.rt.jobs.exists(upload_id):
+                self.rt.uploads.delete(keys.source_key(upload_id))
+            raise
 
     def check_callback(self, callback_url: str | None) -> str | None:
         """A callback URL this service will call, or None; refused with a sentence otherwise."""

@@ -25,10 +25,10 @@ from .diskspace import is_disk_full
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .ffmpeg.failures import is_certain
 from .limits import Limits, MediaRejected
-from .model import utcnow
+from .model import JobRecord, OutputStatus, utcnow
 from .outcome import Action, Outcome, Step
 from .output import Output, load_outputs
-from .presets import UnsuitableSource
+from .presets import PRESETS, UnsuitableSource
 from .queues import Message
 from .runtime import Runtime
 from .storage import ObjectNotFound
@@ -204,6 +204,8 @@ class _Attempt:
         except SourceRejected as exc:  # once per job: the other outputs fail fast without probing again
             self.rt.jobs.save_failure(self.work.job_id, str(exc))
             self.fail(NOT_CONVERTED)
+            job = self.outputs[0].job
+            fail_waiting(self.rt, job, dict.fromkeys(job.formats, NOT_CONVERTED))  # not after their turn
             return Outcome.finished("failed for good")
         except FFmpegError as exc:
             return self._ffmpeg_failed(exc)
@@ -303,6 +305,8 @@ def _convert(
     limits = Limits.from_settings(rt.settings)
     with conversion.fetched_source(rt.uploads, outputs[0], workdir) as source:
         facts = conversion.inspect(rt.ffmpeg, outputs, source, limits)
+        job = outputs[0].job
+        fail_waiting(rt, job, conversion.unsuitable([PRESETS[f] for f in job.formats], facts.info))
         outputs = conversion.suitable(outputs, facts.info)
         plan = segmenting.split_if_long(rt, outputs, source, facts, workdir, timeout=timeout, cancel=cancel)
         if plan is not None:
@@ -311,3 +315,15 @@ def _convert(
     for output, path in zip(outputs, paths, strict=True):
         conversion.publish(rt.converted, output, path, conversion.check_output(rt.ffmpeg, path))
     return Outcome.finished("completed")
+
+
+def fail_waiting(rt: Runtime, job: JobRecord, reasons: dict[str, str]) -> None:
+    """Fail at once the job's outputs still waiting in the queue that the probe showed cannot be made
+    (format id -> its own sentence): where the API cannot probe the upload (AWS), a video format of an
+    audio-only source fails when the first of the job's messages probes it, not after the other
+    conversions. Only a queued record is changed, so no worker holding its message is overruled; its
+    message, when it comes, finds the output done."""
+    for format_id, reason in reasons.items():
+        record = rt.jobs.find_output(job.job_id, format_id)
+        if record is not None and record.status is OutputStatus.QUEUED and format_id in PRESETS:
+            Output(rt.jobs, job, PRESETS[format_id], record).failed(reason)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from . import keys
 from .budget import check_budget
-from .conversion import source_problem
+from .conversion import source_problem, unsuitable
 from .errors import Conflict, InvalidRequest, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media, human_bytes
-from .model import is_job_id, new_job_id
+from .model import SourceInfo, is_job_id, new_job_id
+from .presets import PRESETS
 from .runtime import Runtime
 from .storage import LocalStorage, Readable
 from .views import UploadTicket
@@ -74,7 +75,8 @@ class Uploads:
     def check_media(self, upload_id: str, formats: list[str] | None = None) -> None:
         """Probe an upload the API can read in place; refuse (and delete) one that is not media, is over
         a limit or would cost more work in these ``formats`` than a job may (once a job asks for them),
-        with the sentence the worker would have recorded."""
+        with the sentence the worker would have recorded. Formats the file cannot give (a video format
+        of an audio-only file) are refused too, naming them; the upload is kept for another choice."""
         key = keys.source_key(upload_id)
         limits = Limits.from_settings(self.rt.settings)
         try:
@@ -82,6 +84,7 @@ class Uploads:
                 facts = self.rt.ffmpeg.inspect(path)
             check_media(facts, limits)
             if formats is not None:
+                check_formats(facts.info, formats)
                 check_budget(facts, formats, limits)
         except (InvalidMedia, MediaRejected) as exc:
             # The ticket stays spent (a re-upload could race a creation still probing the first file), and
@@ -115,6 +118,27 @@ class Uploads:
         that claims the ticket next never has its original deleted)."""
         self.rt.uploads.delete(keys.source_key(upload_id))
         self.rt.uploads.delete(keys.ticket_key(upload_id))
+
+
+def check_formats(source: SourceInfo, formats: list[str]) -> None:
+    """Refuse, naming them, the formats this source cannot give (video formats of an audio-only file,
+    an MP3 of a silent video), saying which it can."""
+    refused = unsuitable([PRESETS[f] for f in formats], source)
+    if not refused:
+        return
+    labels = [PRESETS[f].label for f in formats if f in refused]
+    possible = [p.label for p in PRESETS.values() if p.id not in unsuitable([p], source)]
+    what = "no video stream" if not source.has_video else "no audio track"
+    choose = f"choose {_listed(possible, 'or')} instead" if possible else "choose another file"
+    raise UnsuitableFormats(f"This file has {what}, so it cannot be converted to {_listed(labels, 'or')}; {choose}.")
+
+
+def _listed(items: list[str], last: str) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+class UnsuitableFormats(InvalidRequest):
+    """The file is fine media, but not for some of the formats asked (422; the upload is kept)."""
 
 
 class _TooLarge(Exception):
