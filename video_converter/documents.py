@@ -24,7 +24,7 @@ from .errors import JobNotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
 from .presets import PRESETS
 from .runtime import Runtime
-from .summary import Pieces
+from .summary import JobSummary, Pieces
 from .views import JobView, OutputView
 
 # Records kept per reader: job records and segment plans never change once written.
@@ -99,7 +99,11 @@ class JobDocuments:
         """Every output's record as the API reports it. Every output has a record from the job's creation
         on (once ``register_job`` has written them), so a missing one means the job is being created or
         was deleted (maybe by another API process, whose deletion this reader's cache did not see)."""
-        summarized = self._summarized(record)
+        found = self.rt.jobs.summary(record.job_id)
+        if found is not None and not set(found.outputs) <= set(record.formats):
+            self.forget(record.job_id)  # formats were added since this reader kept the record
+            record = self.job(record.job_id)
+        summarized = self._summarized(record, found)
         if summarized is not None:
             return summarized
         read = self._map(lambda format_id: self._current(record.job_id, format_id), record.formats)
@@ -108,10 +112,9 @@ class JobDocuments:
             raise JobNotFound(record.job_id)
         return [out or OutputRecord(format=f) for out, f in zip(read, record.formats, strict=True)]
 
-    def _summarized(self, record: JobRecord) -> list[OutputRecord] | None:
+    def _summarized(self, record: JobRecord, found: JobSummary | None) -> list[OutputRecord] | None:
         """Every output's record from the job's summary, in one read (``video_converter.summary``); None
         when there is none or it lacks an output (then the records are read one by one)."""
-        found = self.rt.jobs.summary(record.job_id)
         if found is None or not all(f in found.outputs for f in record.formats):
             return None
         outputs = []
@@ -184,6 +187,9 @@ class JobDocuments:
     def output_url(self, job_id: str, format_id: str) -> str:
         """A fresh signed link to a completed output; OutputNotReady says why there is none."""
         record = self.job(job_id)
+        if format_id not in record.formats:
+            self.forget(job_id)  # it may have been added since this reader kept the record
+            record = self.job(job_id)
         if format_id not in record.formats:
             raise JobNotFound(f"{job_id}/{format_id}")
         found = self._current(job_id, format_id)

@@ -16,6 +16,7 @@ import functools
 import logging
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from . import budget, conversion, diskspace, segmenting, telemetry, webhooks
@@ -153,7 +154,11 @@ class _Attempt:
         any more. A join still runs: it copies what is encoded already, in seconds."""
         if isinstance(self.work, Join):
             return False
-        return budget.past_deadline(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+        return budget.past_deadline(self._since(), self.rt.settings.job_seconds)
+
+    def _since(self) -> datetime:
+        """When these outputs' time budget started: the job's creation, or their retry or addition."""
+        return max([self.outputs[0].job.created_at, *(o.record.since for o in self.outputs if o.record.since)])
 
     def _timeout(self) -> float:
         """FFmpeg's time limit for this attempt: FFMPEG_TIMEOUT, the invocation's, and the job's own time
@@ -161,7 +166,7 @@ class _Attempt:
         timeout = time_left(self.rt.settings.ffmpeg_timeout, self.deadline)
         if isinstance(self.work, Join):
             return timeout
-        left = budget.seconds_left(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+        left = budget.seconds_left(self._since(), self.rt.settings.job_seconds)
         return max(1.0, min(timeout, left))
 
     def unfinished(self) -> list[Output]:

@@ -85,7 +85,8 @@ class SourceInfo(BaseModel):
 
 
 class JobRecord(BaseModel):
-    """Written once when the job is created; never changed afterwards (so writers never race)."""
+    """Written when the job is created. Its one change: formats added to it later (``JobService.add_outputs``,
+    with a compare-and-swap, so two additions never lose one another); workers never write it."""
 
     job_id: str
     filename: str  # as the user named it, for display only
@@ -119,6 +120,9 @@ class OutputRecord(BaseModel):
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
     started_at: datetime | None = None  # when the attempt that is converting it started (metrics)
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
+    # When the output was retried or added to its job (JobService): its time budget (MAX_JOB_SECONDS)
+    # counts from then, not from the job's creation. None: an output of the job as created.
+    since: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
     # The state changes a worker makes, as typed methods: each returns the changed copy to save.

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from . import keys
-from .budget import check_budget
+from .budget import Budget, OverBudget, check_budget, job_work
 from .conversion import source_problem, unsuitable
 from .errors import Conflict, InvalidRequest, UploadTooLarge
 from .ffmpeg import InvalidMedia
+from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media, human_bytes
 from .model import SourceInfo, is_job_id, new_job_id
 from .presets import PRESETS
@@ -80,8 +81,7 @@ class Uploads:
         key = keys.source_key(upload_id)
         limits = Limits.from_settings(self.rt.settings)
         try:
-            with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
-                facts = self.rt.ffmpeg.inspect(path)
+            facts = self._probe(upload_id)
             check_media(facts, limits)
             if formats is not None:
                 check_formats(facts.info, formats)
@@ -91,6 +91,33 @@ class Uploads:
             # an original that a concurrent creation's probe accepted is kept.
             if not self.rt.jobs.exists(upload_id):
                 self.rt.uploads.delete(key)
+            raise InvalidRequest(source_problem(exc)) from None
+
+    def _probe(self, upload_id: str) -> ProbeFacts:
+        key = keys.source_key(upload_id)
+        with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
+            return self.rt.ffmpeg.inspect(path)
+
+    def check_added(self, job_id: str, formats: list[str], added: list[str], source: SourceInfo | None) -> None:
+        """Formats ``added`` to a job (``formats``: all of them, with the new ones): those the original
+        cannot give are refused naming them, and the whole job must still fit the work budget. Probed
+        again where the API can read the original; else judged from what a worker's probe recorded
+        (``source``; before any probe the worker checks, as it does for a new job)."""
+        limits = Limits.from_settings(self.rt.settings)
+        try:
+            if self.rt.probe_uploads:
+                facts = self._probe(job_id)
+                check_formats(facts.info, added)
+                check_budget(facts, formats, limits)
+            elif source is not None:
+                check_formats(source, added)
+                seconds = min(source.duration or limits.max_duration, limits.max_duration)
+                budget = Budget(job_work(formats, source, seconds), limits.max_job_work_minutes, seconds, source)
+                if not budget.fits:
+                    raise OverBudget(budget.refusal(source))
+        except OverBudget as exc:
+            raise InvalidRequest(f"{exc} Nothing was added.") from None
+        except InvalidMedia as exc:
             raise InvalidRequest(source_problem(exc)) from None
 
     def store_new(self, stream: Readable) -> str:

@@ -116,3 +116,36 @@ async def download_output(job_id: str, format_id: str, documents: DocumentsDep) 
     """Redirect to a fresh, signed download URL once the output is ready (409 before)."""
     url = await run_in_threadpool(documents.output_url, job_id, format_id)
     return RedirectResponse(url, status_code=307)
+
+
+class MoreFormats(BaseModel):
+    formats: list[str] = Field(description="Formats to add to the job, converted from its stored original.")
+
+
+@router.post(
+    "/{job_id}/outputs/{format_id}/retry",
+    status_code=202,
+    responses={
+        404: {"description": "No such job, or the job has no such output."},
+        409: {"description": "The output is not failed, or the original is gone or could not be used."},
+    },
+)
+async def retry_output(job_id: str, format_id: str, jobs: JobsDep) -> JobView:
+    """Convert a failed output again from the stored original (fresh attempts and time budget); the job
+    document, with that output queued."""
+    return await run_in_threadpool(jobs.retry_output, job_id, format_id)
+
+
+@router.post(
+    "/{job_id}/outputs",
+    status_code=201,
+    responses={
+        404: {"description": "No such job."},
+        409: {"description": "The job has one of these formats already, or its original is gone or unusable."},
+        422: {"description": "Unknown formats, formats the original cannot give, or over the work budget."},
+    },
+)
+async def add_outputs(job_id: str, body: MoreFormats, jobs: JobsDep) -> JobView:
+    """Add formats to an existing job, converted from its stored original (no second upload); checked
+    as a new job's formats are. The job document, with the new outputs queued."""
+    return await run_in_threadpool(jobs.add_outputs, job_id, _split(body.formats))
