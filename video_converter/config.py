@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
 
+    # Where people and webhook receivers reach this service ("https://video.example.com", no trailing
+    # slash needed): the webhook's links are made absolute with it. Unset: the origin of the request that
+    # created the job (right unless a proxy rewrites the Host header).
+    public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$")
+
     @property
     def job_seconds(self) -> float:
         """The time a job's conversions may take from its creation (MAX_JOB_SECONDS or its default)."""

@@ -18,14 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
 
-from . import segmenting
+from . import keys, segmenting
 from .archive import Member, zip_stream
 from .errors import JobNotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
 from .presets import PRESETS
 from .runtime import Runtime
+from .storage import ObjectNotFound
 from .summary import JobSummary, Pieces
-from .views import JobView, OutputView
+from .views import JobView, OutputView, WebhookDelivery
 
 # Records kept per reader: job records and segment plans never change once written.
 CACHE_SIZE = 1024
@@ -156,15 +157,26 @@ class JobDocuments:
         outputs = self.outputs(record)
         source: SourceInfo | None = next((o.source for o in outputs if o.source is not None), None)
         failed = any(o.status is OutputStatus.FAILED for o in outputs)
+        status = job_status(o.status for o in outputs)
         return JobView(
             job_id=record.job_id,
             filename=record.filename,
             error=self.rt.jobs.failure(job_id) if failed else None,  # read only when it can exist
-            status=job_status(o.status for o in outputs),
+            status=status,
             created_at=record.created_at,
             source=source,
             outputs=[self._output_view(record, o) for o in outputs],
+            webhook=self._webhook(record) if status.finished else None,  # read only when it can exist
         )
+
+    def _webhook(self, record: JobRecord) -> WebhookDelivery | None:
+        """The finished job's webhook delivery (None without a callback_url, or before it is queued)."""
+        if not record.callback_url:
+            return None
+        try:
+            return WebhookDelivery.model_validate_json(self.rt.converted.get_bytes(keys.webhook_key(record.job_id)))
+        except (ObjectNotFound, ValueError):
+            return None
 
     def _output_view(self, record: JobRecord, out: OutputRecord) -> OutputView:
         preset = PRESETS[out.format]

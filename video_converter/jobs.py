@@ -86,8 +86,17 @@ class JobService:
         self.documents = documents or JobDocuments(rt)
         self.uploads = uploads or Uploads(rt)
 
-    def create_job(self, upload_id: str, filename: str, formats: list[str], callback_url: str | None = None) -> JobView:
-        """Create a job from an original already in the upload store, and queue its messages.
+    def create_job(
+        self,
+        upload_id: str,
+        filename: str,
+        formats: list[str],
+        callback_url: str | None = None,
+        *,
+        origin: str | None = None,
+    ) -> JobView:
+        """Create a job from an original already in the upload store, and queue its messages. ``origin``:
+        of the creating request (``https://host``), for the webhook's absolute links.
 
         Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
         queues its messages; the others raise Conflict."""
@@ -99,7 +108,9 @@ class JobService:
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
         if self.rt.probe_uploads:  # refused (and deleted) before any job or message exists
             self.uploads.check_media(upload_id, formats)
-        record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
+        record = new_job(upload_id, filename, formats, size).model_copy(
+            update={"callback_url": callback_url, "origin": origin}
+        )
         register_job(self.rt.jobs, record)
         self._enqueue(record)
         log.info("job %s created: %r -> %s", record.job_id, filename, ",".join(formats))
@@ -116,14 +127,20 @@ class JobService:
         return size
 
     def upload_and_create(
-        self, stream: Readable, filename: str | None, formats: list[str], callback_url: str | None = None
+        self,
+        stream: Readable,
+        filename: str | None,
+        formats: list[str],
+        callback_url: str | None = None,
+        *,
+        origin: str | None = None,
     ) -> JobView:
         formats = validate_formats(formats)
         filename = validate_filename(filename)
         callback_url = self.check_callback(callback_url)  # before the upload is stored
         upload_id = self.uploads.store_new(stream)
         try:
-            return self.create_job(upload_id, filename, formats, callback_url)
+            return self.create_job(upload_id, filename, formats, callback_url, origin=origin)
         except RequestError:  # no one knows this upload's id: nothing may stay stored under it
             if not self.rt.jobs.exists(upload_id):
                 self.rt.uploads.delete(keys.source_key(upload_id))

@@ -36,6 +36,10 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     PARTIAL = "partial"  # finished, some outputs failed
 
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.PROCESSING)
+
 
 class OutputStatus(StrEnum):
     QUEUED = "queued"
@@ -96,6 +100,9 @@ class JobRecord(BaseModel):
     source_key: str  # key of the original in the upload store
     source_size: int
     callback_url: str | None = None  # POSTed the job's JSON when it is finished (video_converter.webhooks)
+    # The origin of the request that created the job ("https://video.example.com"), so that the webhook's
+    # links are absolute when PUBLIC_URL is not set. None: not created over HTTP (scripts, tests).
+    origin: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     def download_filename(self, format_id: str, extension: str) -> str:

@@ -1,5 +1,7 @@
-"""Jobs: create one (multipart upload, or JSON naming an upload), follow it, download its outputs."""
+"""Jobs: create one (multipart upload, or JSON naming an upload), follow it, download its outputs, retry a
+failed output or add formats."""
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,7 +24,8 @@ class JobFromUpload(BaseModel):
     filename: str
     formats: list[str]
     callback_url: str | None = Field(
-        default=None, description="POSTed the job's JSON, signed (X-Signature), when the job is finished."
+        default=None,
+        description="POSTed a signed event with the job's JSON (X-Webhook-Signature), when the job is finished.",
     )
 
 
@@ -63,16 +66,19 @@ def _parse_json(body: bytes) -> JobFromUpload:
 async def create_job(request: Request, jobs: JobsDep) -> JobView:
     """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``."""
     content_type = request.headers.get("content-type", "")
+    origin = str(request.base_url).rstrip("/")  # for the webhook's absolute links (PUBLIC_URL wins)
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
-        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url)
+        create = functools.partial(jobs.create_job, origin=origin)
+        return await run_in_threadpool(create, body.upload_id, body.filename, body.formats, body.callback_url)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
     async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
         callback_url = callback if isinstance(callback, str) else None
-        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats, callback_url)
+        upload_and_create = functools.partial(jobs.upload_and_create, origin=origin)
+        return await run_in_threadpool(upload_and_create, upload.file, upload.filename, formats, callback_url)
 
 
 @router.get("/{job_id}")
