@@ -1,5 +1,5 @@
 """Command line: ``serve`` (API + workers, what ``make run`` starts), ``worker`` (workers only) and
-``webhook-secret`` (the key webhook receivers verify ``X-Signature`` with)."""
+``webhook-secret`` (the key webhook receivers verify ``X-Webhook-Signature`` with)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the web UI and API, with WORKERS conversions at a time")
     sub.add_parser("worker", help="only convert: poll the queue with WORKERS workers")
-    sub.add_parser("webhook-secret", help="print the key webhook receivers verify X-Signature with")
+    sub.add_parser("webhook-secret", help="print the key webhook receivers verify X-Webhook-Signature with")
     args = parser.parse_args(argv)
     settings = get_settings()
     if args.command == "webhook-secret":
