@@ -167,6 +167,25 @@ function markSizes(chosen) {
   }
   if (chosen && isAudioFile(chosen)) return probeSoundOnly(chosen);
   if (!chosen || !(chosen.type || "").startsWith("video/")) return;
+  readHeader(chosen, (probe) => {
+    const short = Math.min(probe.videoWidth, probe.videoHeight);
+    if (short <= 0) return;
+    for (const box of boxes) {
+      if (Number(box.dataset.size) <= short) continue;
+      box.classList.add("format--not-larger");
+      const note = box.querySelector(".format__size-note");
+      note.textContent = `Your video is ${short}p, so this one stays ${short}p (never upscaled).`;
+      note.hidden = false;
+    }
+  });
+}
+
+/**
+ * Read the chosen file's header in the browser (a media element, metadata only: nothing is uploaded)
+ * and hand the element to ``seen`` once it is known, unless another file was chosen meanwhile. When
+ * the browser cannot read the format, nothing happens: the server will say.
+ */
+function readHeader(chosen, seen) {
   const probe = document.createElement("video");
   probe.preload = "metadata";
   probe.muted = true;
@@ -176,16 +195,7 @@ function markSizes(chosen) {
     if (sizeProbe === probe) sizeProbe = null;
   };
   probe.addEventListener("loadedmetadata", () => {
-    const short = Math.min(probe.videoWidth, probe.videoHeight);
-    if (sizeProbe === probe && short > 0) {
-      for (const box of boxes) {
-        if (Number(box.dataset.size) <= short) continue;
-        box.classList.add("format--not-larger");
-        const note = box.querySelector(".format__size-note");
-        note.textContent = `Your video is ${short}p, so this one stays ${short}p (never upscaled).`;
-        note.hidden = false;
-      }
-    }
+    if (sizeProbe === probe && file === chosen) seen(probe);
     done();
   });
   probe.addEventListener("error", done);
@@ -197,22 +207,11 @@ function isAudioFile(candidate) {
   return (candidate.type || "").toLowerCase().startsWith("audio/") || AUDIO_EXTENSIONS.has(ext);
 }
 
-/** Read a sound file's header in the browser: when it has no picture, turn the video formats off. */
+/** A sound file whose header shows no picture: turn the video formats off. */
 function probeSoundOnly(chosen) {
-  const probe = document.createElement("video");
-  probe.preload = "metadata";
-  probe.muted = true;
-  sizeProbe = probe;
-  const done = () => {
-    URL.revokeObjectURL(probe.src);
-    if (sizeProbe === probe) sizeProbe = null;
-  };
-  probe.addEventListener("loadedmetadata", () => {
-    if (sizeProbe === probe && file === chosen && !probe.videoWidth && !probe.videoHeight) markSoundOnly(true);
-    done();
+  readHeader(chosen, (probe) => {
+    if (!probe.videoWidth && !probe.videoHeight) markSoundOnly(true);
   });
-  probe.addEventListener("error", done); // the browser cannot read it: the server will say
-  probe.src = URL.createObjectURL(chosen);
 }
 
 let untickedForSound = []; // video formats this form unticked for a sound-only file, ticked again after
