@@ -136,3 +136,26 @@ def test_a_failed_output_is_retried_and_formats_are_added_on_the_job_page(
     assert wait_until_finished(page) == dict.fromkeys(["360p", "thumbnail", "gif", "mp3"], "completed")
     sync_api.expect(add.get_by_label("GIF")).to_have_count(0)  # the form offers only what the job lacks
     shoot(page, f"added-{viewport['width']}")
+
+
+def test_a_sound_only_file_the_browser_cannot_tell_is_refused_by_the_server_next_to_the_formats(
+    server: Server, page: Any, make_clip: Callable[..., Path]
+) -> None:
+    """Sound in an .mp4 looks like a video to the browser: the server's probe at creation decides, and
+    its sentence, naming the formats, goes next to the formats."""
+    song = make_clip("voice.mp4", seconds=1, video=False)
+    page.goto(server.url + "/")
+    page.set_input_files("#file", song)
+    for box in page.locator("input[name=formats]").all():
+        box.set_checked(box.get_attribute("value") in {"480p", "mp3"})
+    page.locator("#submit").click()
+    error = page.locator("#formats-error")
+    sync_api.expect(error).to_have_text(
+        "This file has no video stream, so it cannot be converted to MP4 480p; choose MP3 instead."
+    )
+    sync_api.expect(page.locator("#file-error")).to_be_hidden()
+    page.locator("input[name=formats][value='480p']").uncheck()
+    sync_api.expect(error).to_be_hidden()
+    page.locator("#submit").click()
+    page.wait_for_url(JOB_URL)
+    assert wait_until_finished(page) == {"mp3": "completed"}
