@@ -1,5 +1,6 @@
 """Jobs: creating one over an uploaded original (validated, probed where the API can read it, queued
-as the messages ``work.divide`` makes) and deleting one.
+as the messages ``work.divide`` makes), deleting one, and a second chance from its stored original:
+retrying a failed output, adding formats.
 
 Routes only translate HTTP to these calls; every error raised here is a ``RequestError`` carrying a
 sentence for the person who sent the request.
