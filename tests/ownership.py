@@ -10,7 +10,16 @@ import uuid
 import httpx
 
 # Every job route (the others' new routes join this list as they come).
-ROUTES = [("GET", ""), ("HEAD", ""), ("GET", "/outputs/mp3"), ("GET", "/archive"), ("POST", "/share"), ("DELETE", "")]
+ROUTES = [
+    ("GET", ""),
+    ("HEAD", ""),
+    ("GET", "/outputs/mp3"),
+    ("GET", "/archive"),
+    ("POST", "/share"),
+    ("POST", "/outputs/mp3/retry"),
+    ("POST", "/outputs"),
+    ("DELETE", ""),
+]
 _VARYING = {"date", "set-cookie"}
 
 

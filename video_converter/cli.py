@@ -1,5 +1,5 @@
 """Command line: ``serve`` (API + workers, what ``make run`` starts), ``worker`` (workers only),
-``webhook-secret`` (the key webhook receivers verify ``X-Signature`` with) and ``keys`` (API keys:
+``webhook-secret`` (the key webhook receivers verify ``X-Webhook-Signature`` with) and ``keys`` (API keys:
 create, list, revoke, in the stores the server reads: the same DATA_DIR / BACKEND settings)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the web UI and API, with WORKERS conversions at a time")
     sub.add_parser("worker", help="only convert: poll the queue with WORKERS workers")
-    sub.add_parser("webhook-secret", help="print the key webhook receivers verify X-Signature with")
+    sub.add_parser("webhook-secret", help="print the key webhook receivers verify X-Webhook-Signature with")
     _keys_parser(sub.add_parser("keys", help="API keys (AUTH=keys): create, list, revoke"))
     args = parser.parse_args(argv)
     settings = get_settings()

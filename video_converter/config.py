@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # 1080p30 work (MAX_JOB_WORK_MINUTES x 60, 10 h by default).
     max_job_seconds: int | None = Field(default=None, gt=0)
 
-    # Webhooks (video_converter.webhooks): the key of X-Signature (unset, local mode derives one from the
+    # Webhooks (video_converter.webhooks): the key of X-Webhook-Signature (unset, local mode derives one from the
     # signing secret, runtime.webhook_secret; AWS mode needs it set to accept callback_url), and whether
     # callbacks may go to private, loopback or link-local addresses (only for a receiver on the operator's
     # own network, or tests)
@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         if self.auth is not None:
             return self.auth
         return AuthMode.KEYS if self.backend == "aws" else AuthMode.NONE
+
+    # Where people and webhook receivers reach this service ("https://video.example.com", no trailing
+    # slash needed): the webhook's links are made absolute with it. Unset: the origin of the request that
+    # created the job (right unless a proxy rewrites the Host header).
+    public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$")
 
     @property
     def job_seconds(self) -> float:

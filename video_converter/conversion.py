@@ -22,7 +22,7 @@ from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import OutputRecord, SourceInfo
 from .output import Output
-from .presets import UnsuitableSource, pictures_once, recipes_of
+from .presets import Preset, UnsuitableSource, pictures_once, recipes_of
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,20 @@ NOT_CONVERTED = "Not converted: the original could not be used (the job's error 
 
 
 def source_problem(exc: Exception) -> str:
-    """The one sentence for an unusable original, the same from the API's upload check and a worker."""
+    """The one sentence for an unusable original, the same from the API's upload check and a worker: in
+    plain words, never FFmpeg's (its exit code and last lines are in the log, not for the person)."""
     if isinstance(exc, OverBudget):  # the sentence says what would fit
         return f"{exc} Nothing was converted."
-    message = str(exc) if isinstance(exc, MediaRejected) else f"{exc}."
-    return f"{message} Nothing was converted; upload a video or audio file."
+    if isinstance(exc, MediaRejected):
+        return f"{exc} Nothing was converted; upload a video or audio file."
+    if isinstance(exc, InvalidMedia) and exc.returncode is not None:  # ffprobe could not read it at all
+        log.info("an original was refused: %s", exc)
+        return NOT_MEDIA
+    summary = exc.summary if isinstance(exc, FFmpegError) else str(exc)
+    return f"{summary}, so nothing was converted; choose a video or audio file."
+
+
+NOT_MEDIA = "This file is not a video or audio file that can be converted; choose a video or audio file."
 
 
 def inspect(ffmpeg: FFmpeg, outputs: list[Output], source_path: Path, limits: Limits) -> ProbeFacts:
@@ -92,20 +101,27 @@ def inspect(ffmpeg: FFmpeg, outputs: list[Output], source_path: Path, limits: Li
 
 
 def suitable(outputs: list[Output], source: SourceInfo) -> list[Output]:
-    """The outputs whose format the source can give; the others fail with the reason. When none can,
-    UnsuitableSource is raised, for the caller to record as any final failure."""
-    reasons = {}
-    for output in outputs:
-        try:
-            output.preset.check_source(source)
-        except UnsuitableSource as exc:
-            reasons[output.format_id] = exc
-    if len(reasons) == len(outputs):
-        raise next(iter(reasons.values()))
+    """The outputs whose format the source can give; the others fail, each with its own reason (naming
+    its own format). When none can, UnsuitableSource is raised (every output already failed), for the
+    caller to end the attempt as any final failure."""
+    reasons = unsuitable([output.preset for output in outputs], source)
     for output in outputs:
         if output.format_id in reasons:
-            output.failed(str(reasons[output.format_id]))
+            output.failed(reasons[output.format_id])
+    if len(reasons) == len(outputs):
+        raise UnsuitableSource(next(iter(reasons.values())))
     return [output for output in outputs if output.format_id not in reasons]
+
+
+def unsuitable(presets: list[Preset], source: SourceInfo) -> dict[str, str]:
+    """Why the source cannot give each of these formats it cannot give (format id -> sentence)."""
+    reasons = {}
+    for preset in presets:
+        try:
+            preset.check_source(source)
+        except UnsuitableSource as exc:
+            reasons[preset.id] = str(exc)
+    return reasons
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
 
-from . import ownerindex, segmenting
+from . import keys, ownerindex, segmenting
 from .archive import Member, zip_stream
 from .errors import JobNotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
 from .owners import Owner
 from .presets import PRESETS
 from .runtime import Runtime
-from .summary import Pieces
-from .views import JobBrief, JobList, JobView, OutputView
+from .storage import ObjectNotFound
+from .summary import JobSummary, Pieces
+from .views import JobBrief, JobList, JobView, OutputView, WebhookDelivery
 
 # Records kept per reader: job records and segment plans never change once written.
 CACHE_SIZE = 1024
@@ -100,7 +101,11 @@ class JobDocuments:
         """Every output's record as the API reports it. Every output has a record from the job's creation
         on (once ``register_job`` has written them), so a missing one means the job is being created or
         was deleted (maybe by another API process, whose deletion this reader's cache did not see)."""
-        summarized = self._summarized(record)
+        found = self.rt.jobs.summary(record.job_id)
+        if found is not None and not set(found.outputs) <= set(record.formats):
+            self.forget(record.job_id)  # formats were added since this reader kept the record
+            record = self.job(record.job_id)
+        summarized = self._summarized(record, found)
         if summarized is not None:
             return summarized
         read = self._map(lambda format_id: self._current(record.job_id, format_id), record.formats)
@@ -109,10 +114,9 @@ class JobDocuments:
             raise JobNotFound(record.job_id)
         return [out or OutputRecord(format=f) for out, f in zip(read, record.formats, strict=True)]
 
-    def _summarized(self, record: JobRecord) -> list[OutputRecord] | None:
+    def _summarized(self, record: JobRecord, found: JobSummary | None) -> list[OutputRecord] | None:
         """Every output's record from the job's summary, in one read (``video_converter.summary``); None
         when there is none or it lacks an output (then the records are read one by one)."""
-        found = self.rt.jobs.summary(record.job_id)
         if found is None or not all(f in found.outputs for f in record.formats):
             return None
         outputs = []
@@ -154,15 +158,26 @@ class JobDocuments:
         outputs = self.outputs(record)
         source: SourceInfo | None = next((o.source for o in outputs if o.source is not None), None)
         failed = any(o.status is OutputStatus.FAILED for o in outputs)
+        status = job_status(o.status for o in outputs)
         return JobView(
             job_id=record.job_id,
             filename=record.filename,
             error=self.rt.jobs.failure(job_id) if failed else None,  # read only when it can exist
-            status=job_status(o.status for o in outputs),
+            status=status,
             created_at=record.created_at,
             source=source,
             outputs=[self._output_view(record, o) for o in outputs],
+            webhook=self._webhook(record) if status.finished else None,  # read only when it can exist
         )
+
+    def _webhook(self, record: JobRecord) -> WebhookDelivery | None:
+        """The finished job's webhook delivery (None without a callback_url, or before it is queued)."""
+        if not record.callback_url:
+            return None
+        try:
+            return WebhookDelivery.model_validate_json(self.rt.converted.get_bytes(keys.webhook_key(record.job_id)))
+        except (ObjectNotFound, ValueError):
+            return None
 
     def _output_view(self, record: JobRecord, out: OutputRecord) -> OutputView:
         preset = PRESETS[out.format]
@@ -185,6 +200,9 @@ class JobDocuments:
     def output_url(self, job_id: str, format_id: str) -> str:
         """A fresh signed link to a completed output; OutputNotReady says why there is none."""
         record = self.job(job_id)
+        if format_id not in record.formats:
+            self.forget(job_id)  # it may have been added since this reader kept the record
+            record = self.job(job_id)
         if format_id not in record.formats:
             raise JobNotFound(f"{job_id}/{format_id}")
         found = self._current(job_id, format_id)

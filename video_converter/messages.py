@@ -16,6 +16,7 @@ import functools
 import logging
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from . import budget, conversion, diskspace, segmenting, telemetry, webhooks
@@ -25,10 +26,10 @@ from .diskspace import is_disk_full
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .ffmpeg.failures import is_certain
 from .limits import Limits, MediaRejected
-from .model import utcnow
+from .model import JobRecord, OutputStatus, utcnow
 from .outcome import Action, Outcome, Step
 from .output import Output, load_outputs
-from .presets import UnsuitableSource
+from .presets import PRESETS, UnsuitableSource
 from .queues import Message
 from .runtime import Runtime
 from .storage import ObjectNotFound
@@ -153,7 +154,11 @@ class _Attempt:
         any more. A join still runs: it copies what is encoded already, in seconds."""
         if isinstance(self.work, Join):
             return False
-        return budget.past_deadline(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+        return budget.past_deadline(self._since(), self.rt.settings.job_seconds)
+
+    def _since(self) -> datetime:
+        """When these outputs' time budget started: the job's creation, or their retry or addition."""
+        return max([self.outputs[0].job.created_at, *(o.record.since for o in self.outputs if o.record.since)])
 
     def _timeout(self) -> float:
         """FFmpeg's time limit for this attempt: FFMPEG_TIMEOUT, the invocation's, and the job's own time
@@ -161,7 +166,7 @@ class _Attempt:
         timeout = time_left(self.rt.settings.ffmpeg_timeout, self.deadline)
         if isinstance(self.work, Join):
             return timeout
-        left = budget.seconds_left(self.outputs[0].job.created_at, self.rt.settings.job_seconds)
+        left = budget.seconds_left(self._since(), self.rt.settings.job_seconds)
         return max(1.0, min(timeout, left))
 
     def unfinished(self) -> list[Output]:
@@ -204,6 +209,8 @@ class _Attempt:
         except SourceRejected as exc:  # once per job: the other outputs fail fast without probing again
             self.rt.jobs.save_failure(self.work.job_id, str(exc))
             self.fail(NOT_CONVERTED)
+            job = self.outputs[0].job
+            fail_waiting(self.rt, job, dict.fromkeys(job.formats, NOT_CONVERTED))  # not after their turn
             return Outcome.finished("failed for good")
         except FFmpegError as exc:
             return self._ffmpeg_failed(exc)
@@ -303,6 +310,8 @@ def _convert(
     limits = Limits.from_settings(rt.settings)
     with conversion.fetched_source(rt.uploads, outputs[0], workdir) as source:
         facts = conversion.inspect(rt.ffmpeg, outputs, source, limits)
+        job = outputs[0].job
+        fail_waiting(rt, job, conversion.unsuitable([PRESETS[f] for f in job.formats], facts.info))
         outputs = conversion.suitable(outputs, facts.info)
         plan = segmenting.split_if_long(rt, outputs, source, facts, workdir, timeout=timeout, cancel=cancel)
         if plan is not None:
@@ -311,3 +320,15 @@ def _convert(
     for output, path in zip(outputs, paths, strict=True):
         conversion.publish(rt.converted, output, path, conversion.check_output(rt.ffmpeg, path))
     return Outcome.finished("completed")
+
+
+def fail_waiting(rt: Runtime, job: JobRecord, reasons: dict[str, str]) -> None:
+    """Fail at once the job's outputs still waiting in the queue that the probe showed cannot be made
+    (format id -> its own sentence): where the API cannot probe the upload (AWS), a video format of an
+    audio-only source fails when the first of the job's messages probes it, not after the other
+    conversions. Only a queued record is changed, so no worker holding its message is overruled; its
+    message, when it comes, finds the output done."""
+    for format_id, reason in reasons.items():
+        record = rt.jobs.find_output(job.job_id, format_id)
+        if record is not None and record.status is OutputStatus.QUEUED and format_id in PRESETS:
+            Output(rt.jobs, job, PRESETS[format_id], record).failed(reason)

@@ -36,6 +36,10 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     PARTIAL = "partial"  # finished, some outputs failed
 
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.PROCESSING)
+
 
 class OutputStatus(StrEnum):
     QUEUED = "queued"
@@ -85,7 +89,8 @@ class SourceInfo(BaseModel):
 
 
 class JobRecord(BaseModel):
-    """Written once when the job is created; never changed afterwards (so writers never race)."""
+    """Written when the job is created. Its one change: formats added to it later (``JobService.add_outputs``,
+    with a compare-and-swap, so two additions never lose one another); workers never write it."""
 
     job_id: str
     filename: str  # as the user named it, for display only
@@ -96,6 +101,9 @@ class JobRecord(BaseModel):
     source_size: int
     callback_url: str | None = None  # POSTed the job's JSON when it is finished (video_converter.webhooks)
     owner: str | None = None  # the owner id (video_converter.owners); None: made before owners existed
+    # The origin of the request that created the job ("https://video.example.com"), so that the webhook's
+    # links are absolute when PUBLIC_URL is not set. None: not created over HTTP (scripts, tests).
+    origin: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     def download_filename(self, format_id: str, extension: str) -> str:
@@ -122,6 +130,9 @@ class OutputRecord(BaseModel):
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
     started_at: datetime | None = None  # when the attempt that is converting it started (metrics)
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
+    # When the output was retried or added to its job (JobService): its time budget (MAX_JOB_SECONDS)
+    # counts from then, not from the job's creation. None: an output of the job as created.
+    since: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
     # The state changes a worker makes, as typed methods: each returns the changed copy to save.

@@ -173,7 +173,7 @@ class Runtime:
 
     @cached_property
     def webhook_secret(self) -> str:
-        """The key of the webhook's X-Signature (``webhook_secret``). Empty: webhooks are off."""
+        """The key of the webhook's X-Webhook-Signature (``webhook_secret``). Empty: webhooks are off."""
         return webhook_secret(self.settings)
 
     def health_problem(self) -> str | None:

@@ -14,13 +14,15 @@ import time
 from pathlib import Path
 
 from . import keys
-from .budget import check_budget
-from .conversion import source_problem
+from .budget import Budget, OverBudget, check_budget, job_work
+from .conversion import source_problem, unsuitable
 from .errors import Conflict, InvalidRequest, UploadTooLarge
 from .ffmpeg import InvalidMedia
+from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media, human_bytes
-from .model import is_job_id, new_job_id
+from .model import SourceInfo, is_job_id, new_job_id
 from .owners import EVERYONE, Owner, OwnerKind, is_owner_id
+from .presets import PRESETS
 from .runtime import Runtime
 from .storage import LocalStorage, ObjectNotFound, Readable
 from .views import UploadTicket
@@ -77,20 +79,48 @@ class Uploads:
     def check_media(self, upload_id: str, formats: list[str] | None = None) -> None:
         """Probe an upload the API can read in place; refuse (and delete) one that is not media, is over
         a limit or would cost more work in these ``formats`` than a job may (once a job asks for them),
-        with the sentence the worker would have recorded."""
+        with the sentence the worker would have recorded. Formats the file cannot give (a video format
+        of an audio-only file) are refused too, naming them; the upload is kept for another choice."""
         key = keys.source_key(upload_id)
         limits = Limits.from_settings(self.rt.settings)
         try:
-            with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
-                facts = self.rt.ffmpeg.inspect(path)
+            facts = self._probe(upload_id)
             check_media(facts, limits)
             if formats is not None:
+                check_formats(facts.info, formats)
                 check_budget(facts, formats, limits)
         except (InvalidMedia, MediaRejected) as exc:
             # The ticket stays spent (a re-upload could race a creation still probing the first file), and
             # an original that a concurrent creation's probe accepted is kept.
             if not self.rt.jobs.exists(upload_id):
                 self.rt.uploads.delete(key)
+            raise InvalidRequest(source_problem(exc)) from None
+
+    def _probe(self, upload_id: str) -> ProbeFacts:
+        key = keys.source_key(upload_id)
+        with self.rt.scratch.workdir("probe-") as workdir, self.rt.uploads.local_path(key, workdir) as path:
+            return self.rt.ffmpeg.inspect(path)
+
+    def check_added(self, job_id: str, formats: list[str], added: list[str], source: SourceInfo | None) -> None:
+        """Formats ``added`` to a job (``formats``: all of them, with the new ones): those the original
+        cannot give are refused naming them, and the whole job must still fit the work budget. Probed
+        again where the API can read the original; else judged from what a worker's probe recorded
+        (``source``; before any probe the worker checks, as it does for a new job)."""
+        limits = Limits.from_settings(self.rt.settings)
+        try:
+            if self.rt.probe_uploads:
+                facts = self._probe(job_id)
+                check_formats(facts.info, added)
+                check_budget(facts, formats, limits)
+            elif source is not None:
+                check_formats(source, added)
+                seconds = min(source.duration or limits.max_duration, limits.max_duration)
+                budget = Budget(job_work(formats, source, seconds), limits.max_job_work_minutes, seconds, source)
+                if not budget.fits:
+                    raise OverBudget(budget.refusal(source))
+        except OverBudget as exc:
+            raise InvalidRequest(f"{exc} Nothing was added.") from None
+        except InvalidMedia as exc:
             raise InvalidRequest(source_problem(exc)) from None
 
     def store_new(self, stream: Readable, owner: Owner = EVERYONE) -> str:
@@ -136,6 +166,27 @@ class Uploads:
         except (ObjectNotFound, UnicodeDecodeError):
             return None
         return owner_id if is_owner_id(owner_id) else None
+
+
+def check_formats(source: SourceInfo, formats: list[str]) -> None:
+    """Refuse, naming them, the formats this source cannot give (video formats of an audio-only file,
+    an MP3 of a silent video), saying which it can."""
+    refused = unsuitable([PRESETS[f] for f in formats], source)
+    if not refused:
+        return
+    labels = [PRESETS[f].label for f in formats if f in refused]
+    possible = [p.label for p in PRESETS.values() if p.id not in unsuitable([p], source)]
+    what = "no video stream" if not source.has_video else "no audio track"
+    choose = f"choose {_listed(possible, 'or')} instead" if possible else "choose another file"
+    raise UnsuitableFormats(f"This file has {what}, so it cannot be converted to {_listed(labels, 'or')}; {choose}.")
+
+
+def _listed(items: list[str], last: str) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+class UnsuitableFormats(InvalidRequest):
+    """The file is fine media, but not for some of the formats asked (422; the upload is kept)."""
 
 
 class _TooLarge(Exception):

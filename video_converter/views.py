@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer
@@ -105,6 +106,24 @@ class OutputView(BaseModel):
         )
 
 
+class WebhookState(StrEnum):
+    QUEUED = "queued"  # the job finished; the notice waits for a worker
+    RETRYING = "retrying"  # an attempt failed; the queue tries again after its back-off
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # given up: every attempt failed, or the URL was refused
+
+
+class WebhookDelivery(BaseModel):
+    """The job-finished webhook's delivery as it stands (``video_converter.webhooks`` keeps it)."""
+
+    state: WebhookState
+    attempts: int = Field(default=0, description="Attempts made so far.")
+    result: str | None = Field(default=None, description='What the last attempt got: "HTTP 204", "Timeout: …".')
+    at: IsoDatetime = Field(description="When this state was reached.")
+    event_id: str | None = Field(default=None, description="The event's id, as the body and X-Webhook-Id carry it.")
+    created_at: IsoDatetime | None = Field(default=None, description="When the event was made (the job finished).")
+
+
 class JobView(BaseModel):
     """A job: its status, derived from its outputs', what the source is, and each output."""
 
@@ -119,6 +138,10 @@ class JobView(BaseModel):
     created_at: IsoDatetime
     source: SourceInfo | None = Field(default=None, description="What ffprobe saw in the upload, once probed.")
     outputs: list[OutputView]
+    webhook: WebhookDelivery | None = Field(
+        default=None,
+        description="The delivery of the job-finished webhook, once the job with a callback_url is finished.",
+    )
 
 
 class UploadTicket(BaseModel):

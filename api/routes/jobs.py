@@ -1,5 +1,7 @@
-"""Jobs: create one (multipart upload, or JSON naming an upload), follow it, download its outputs."""
+"""Jobs: create one (multipart upload, or JSON naming an upload), follow it, download its outputs, retry a
+failed output or add formats."""
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -41,7 +43,7 @@ FORMATS_DOC: dict[str, Any] = {
     "description": "Output formats (GET /api/formats); repeat the field or separate them with commas.",
     "examples": [DEFAULT_FORMATS],
 }
-CALLBACK_DOC = "POSTed the job's JSON, signed (X-Signature), when the job is finished: the job-finished webhook."
+CALLBACK_DOC = "POSTed a signed event with the job's JSON (X-Webhook-Signature) when the job is finished."
 
 FormatId = Annotated[str, Path(description="One of the job's formats.", json_schema_extra=FORMAT_IDS)]
 
@@ -112,20 +114,19 @@ def _parse_json(body: bytes) -> JobFromUpload:
 async def create_job(request: Request, jobs: JobsDep, owner: OwnerDep) -> JobView:
     """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``."""
     content_type = request.headers.get("content-type", "")
+    origin = str(request.base_url).rstrip("/")  # for the webhook's absolute links (PUBLIC_URL wins)
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
-        return await run_in_threadpool(
-            jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url, owner
-        )
+        create = functools.partial(jobs.create_job, owner=owner, origin=origin)
+        return await run_in_threadpool(create, body.upload_id, body.filename, body.formats, body.callback_url)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
     async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
         callback_url = callback if isinstance(callback, str) and callback else None  # an empty field: none
-        return await run_in_threadpool(
-            jobs.upload_and_create, upload.file, upload.filename, formats, callback_url, owner
-        )
+        upload_and_create = functools.partial(jobs.upload_and_create, owner=owner, origin=origin)
+        return await run_in_threadpool(upload_and_create, upload.file, upload.filename, formats, callback_url)
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Jobs per page.")]
@@ -186,3 +187,36 @@ async def download_output(job_id: JobId, format_id: FormatId, _: JobDep, documen
     """Redirect to a fresh, signed download URL once the output is ready (409 before)."""
     url = await run_in_threadpool(documents.output_url, job_id, format_id)
     return RedirectResponse(url, status_code=307)
+
+
+class MoreFormats(BaseModel):
+    formats: list[str] = Field(description="Formats to add to the job, converted from its stored original.")
+
+
+@router.post(
+    "/{job_id}/outputs/{format_id}/retry",
+    status_code=202,
+    responses={
+        404: {"description": "No such job, or the job has no such output."},
+        409: {"description": "The output is not failed, or the original is gone or could not be used."},
+    },
+)
+async def retry_output(job_id: JobId, format_id: FormatId, _: JobDep, jobs: JobsDep) -> JobView:
+    """Convert a failed output again from the stored original (fresh attempts and time budget); the job
+    document, with that output queued."""
+    return await run_in_threadpool(jobs.retry_output, job_id, format_id)
+
+
+@router.post(
+    "/{job_id}/outputs",
+    status_code=201,
+    responses={
+        404: {"description": "No such job."},
+        409: {"description": "The job has one of these formats already, or its original is gone or unusable."},
+        422: {"description": "Unknown formats, formats the original cannot give, or over the work budget."},
+    },
+)
+async def add_outputs(job_id: JobId, body: MoreFormats, _: JobDep, jobs: JobsDep) -> JobView:
+    """Add formats to an existing job, converted from its stored original (no second upload); checked
+    as a new job's formats are. The job document, with the new outputs queued."""
+    return await run_in_threadpool(jobs.add_outputs, job_id, _split(body.formats))

@@ -319,8 +319,10 @@ function updateCard(out, initial) {
     parts.note.className = "card__note msg msg--error";
     parts.note.textContent = out.error || "The conversion failed.";
     parts.note.hidden = false;
+    showRetry(card, out);
     return;
   }
+  if (card.retry) card.retry.hidden = true;
   parts.progressRow.hidden = false;
   const percent = Math.max(0, Math.min(100, Math.floor(Number(out.progress) || 0)));
   if (out.status === "processing" && percent === 0) {
@@ -347,6 +349,7 @@ function updateCard(out, initial) {
 
 function render(job) {
   const initial = lastStatus === null;
+  lastJob = job;
   filenameEl.textContent = job.filename;
   createdEl.textContent = job.created_at ? `Started ${formatTime(job.created_at)}` : "";
   setBadge(statusBadge, job.status);
@@ -362,6 +365,7 @@ function render(job) {
   outputsSection.hidden = false;
   applyPoster(job);
   for (const out of job.outputs) updateCard(out, initial);
+  renderAdd(job);
   if (lastStatus !== job.status) {
     if (job.status === "completed") announce(`All ${job.outputs.length} conversions are ready to download.`);
     else if (job.status === "partial") announce(`Finished: ${done} of ${job.outputs.length} conversions are ready; some failed.`);
@@ -525,6 +529,113 @@ shareButton?.addEventListener("click", async () => {
     shareButton.disabled = false;
   }
 });
+
+// ---- a second chance: retry a failed output, add formats (from the stored original) ----
+
+let lastJob = null;
+
+/** Whether the source can give this output at all (an audio-only file has no picture for a video). */
+function sourceCanGive(source, kind) {
+  if (!source) return true; // not probed yet: the server decides
+  return kind === "audio" ? Boolean(source.audio_codec) : Boolean(source.video_codec);
+}
+
+function showRetry(card, out) {
+  const usable = !shared && lastJob && !lastJob.error && sourceCanGive(lastJob.source, out.kind);
+  if (!card.retry) {
+    card.retry = el("button", { type: "button", class: "button button--small card__retry", text: "Retry" });
+    card.retry.setAttribute("aria-label", `Retry ${out.label}`);
+    card.retry.addEventListener("click", () => retry(card, out.format));
+    card.node.append(card.retry);
+  }
+  card.retry.disabled = false;
+  card.retry.hidden = !usable;
+}
+
+/** After a retry or an addition: show the job as the server answered, and follow it again. */
+function reopened(job) {
+  finished = false;
+  unchanged = 0;
+  render(job);
+  schedule(POLL_VISIBLE_MS);
+}
+
+async function retry(card, format) {
+  card.retry.disabled = true;
+  try {
+    reopened(await api(`/api/jobs/${encodeURIComponent(jobId)}/outputs/${encodeURIComponent(format)}/retry`, { method: "POST" }));
+    announce(`${card.node.querySelector(".card__title").textContent}: queued again.`);
+  } catch (error) {
+    card.retry.disabled = false;
+    card.parts.note.textContent = error.message;
+  }
+}
+
+let addBox = null; // the "Add formats" form, made once the formats are known
+let allFormats = null;
+
+async function renderAdd(job) {
+  if (shared) return; // a shared page is read-only
+  if (allFormats === null) {
+    allFormats = [];
+    try {
+      allFormats = await api("/api/formats");
+    } catch {
+      return; // no list, no form: the API route still works
+    }
+  }
+  const missing = allFormats.filter((f) => !job.outputs.some((out) => out.format === f.id) && sourceCanGive(job.source, f.kind));
+  if (!addBox) {
+    if (!missing.length) return;
+    addBox = el("details", { class: "panel add-formats", dataset: { testid: "add-formats" } });
+    outputsSection.after(addBox);
+  }
+  addBox.hidden = Boolean(job.error) || !missing.length;
+  const shown = [...addBox.querySelectorAll('input[name="add"]')].map((box) => box.value).join();
+  if (shown === missing.map((f) => f.id).join()) return; // unchanged: keep what is ticked
+  const error = el("p", { class: "msg msg--error", role: "alert", hidden: true });
+  const submit = el("button", { type: "submit", class: "button button--primary", text: "Add" });
+  const form = el(
+    "form",
+    { class: "add-formats__form" },
+    el(
+      "fieldset",
+      {},
+      el("legend", { class: "visually-hidden", text: "Formats to add" }),
+      ...missing.map((f) =>
+        el("label", { class: "add-formats__choice" }, el("input", { type: "checkbox", name: "add", value: f.id }), ` ${f.label}`),
+      ),
+    ),
+    error,
+    submit,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const formats = [...form.querySelectorAll('input[name="add"]:checked')].map((box) => box.value);
+    if (!formats.length) {
+      error.textContent = "Pick at least one format to add.";
+      error.hidden = false;
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const added = await api(`/api/jobs/${encodeURIComponent(jobId)}/outputs`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ formats }),
+      });
+      addBox.open = false;
+      reopened(added);
+      announce(`Added ${formats.length === 1 ? "1 format" : `${formats.length} formats`}.`);
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  addBox.replaceChildren(el("summary", { text: "Add formats" }), el("p", { class: "muted small", text: "Made from the file you uploaded: no second upload." }), form);
+}
 
 if (shared || JOB_ID.test(jobId)) poll();
 else showMissing();

@@ -39,13 +39,19 @@ const MEDIA_EXTENSIONS = new Set(
   "mp4 m4v mov qt mkv webm avi wmv flv f4v mpg mpeg mpe m2v ts mts m2ts vob 3gp 3g2 ogv ogg oga opus mp3 m4a aac wav flac wma aiff aif amr mxf dv asf rm rmvb".split(" "),
 );
 
+// Sound-only files: the browser reads the header of a file with one of these types or extensions, and
+// one without a picture gets the video formats turned off (the server refuses them anyway: 422).
+const AUDIO_EXTENSIONS = new Set("mp3 m4a aac wav flac oga opus wma aiff aif amr".split(" "));
+
 let file = null;
 let uploading = null; // the XMLHttpRequest while an upload runs
+let refusal = null; // {file, message}: the server refused this very file (not media): another is needed
+let stage = "upload"; // what the request that failed was doing: "upload" (the file) or "create" (the job)
 
 for (const node of document.querySelectorAll("[data-bytes]")) node.textContent = formatBytes(node.dataset.bytes);
 
 function selectedFormats() {
-  return [...form.querySelectorAll('input[name="formats"]:checked')].map((box) => box.value);
+  return [...form.querySelectorAll('input[name="formats"]:checked:not([data-unavailable])')].map((box) => box.value);
 }
 
 const ERROR_BOXES = { file: fileError, formats: formatsError, form: errorBox };
@@ -63,7 +69,7 @@ function showError(message, where = "form") {
 
 /** Which part of the form a blocking problem is about. */
 function problemField() {
-  if (!file || file.size === 0 || file.size > maxBytes) return "file";
+  if (!file || file.size === 0 || file.size > maxBytes || refused()) return "file";
   return "formats";
 }
 
@@ -81,9 +87,15 @@ function looksLikeMedia(candidate) {
   return false;
 }
 
+/** The server's refusal of the chosen file, if it refused this very one. */
+function refused() {
+  return refusal && refusal.file === file ? refusal.message : "";
+}
+
 /** Problems that block submitting, as one sentence (or "" when the form is ready). */
 function blockingProblem() {
   if (!file) return "Choose a file to convert.";
+  if (refused()) return refused();
   if (file.size === 0) return "This file is empty. Choose another one.";
   if (file.size > maxBytes) {
     return `This file is ${formatBytes(file.size)}, larger than the ${formatBytes(maxBytes)} upload limit.`;
@@ -96,12 +108,20 @@ function refresh() {
   const problem = blockingProblem();
   submit.disabled = Boolean(problem) || Boolean(uploading);
   const count = selectedFormats().length;
-  hint.textContent = uploading
-    ? "Uploading… keep this page open."
-    : problem || `Ready: ${count} format${count === 1 ? "" : "s"}.`;
+  // A refused file's sentence is in its own box, next to the file: the hint only says what to do.
+  const says = refused() ? "Choose another file." : problem;
+  hint.textContent = uploading ? "Uploading… keep this page open." : says || `Ready: ${count} format${count === 1 ? "" : "s"}.`;
   hint.classList.toggle("hint--ready", !problem && !uploading);
   // A file that is chosen but unusable is an error worth saying out loud, not just a hint.
   if (file && (file.size === 0 || file.size > maxBytes)) showError(problem, "file");
+}
+
+/** The server refused the chosen file itself (not media, too large): one box by the file, no "Ready". */
+function refuseFile(message) {
+  refusal = { file, message };
+  showWarning("");
+  showError(message, "file");
+  refresh();
 }
 
 function setFile(candidate) {
@@ -141,11 +161,32 @@ function markSizes(chosen) {
     box.classList.remove("format--not-larger");
     box.querySelector(".format__size-note").hidden = true;
   }
+  markSoundOnly(false);
   if (sizeProbe) {
     URL.revokeObjectURL(sizeProbe.src);
     sizeProbe = null;
   }
+  if (chosen && isAudioFile(chosen)) return probeSoundOnly(chosen);
   if (!chosen || !(chosen.type || "").startsWith("video/")) return;
+  readHeader(chosen, (probe) => {
+    const short = Math.min(probe.videoWidth, probe.videoHeight);
+    if (short <= 0) return;
+    for (const box of boxes) {
+      if (Number(box.dataset.size) <= short) continue;
+      box.classList.add("format--not-larger");
+      const note = box.querySelector(".format__size-note");
+      note.textContent = `Your video is ${short}p, so this one stays ${short}p (never upscaled).`;
+      note.hidden = false;
+    }
+  });
+}
+
+/**
+ * Read the chosen file's header in the browser (a media element, metadata only: nothing is uploaded)
+ * and hand the element to ``seen`` once it is known, unless another file was chosen meanwhile. When
+ * the browser cannot read the format, nothing happens: the server will say.
+ */
+function readHeader(chosen, seen) {
   const probe = document.createElement("video");
   probe.preload = "metadata";
   probe.muted = true;
@@ -155,20 +196,57 @@ function markSizes(chosen) {
     if (sizeProbe === probe) sizeProbe = null;
   };
   probe.addEventListener("loadedmetadata", () => {
-    const short = Math.min(probe.videoWidth, probe.videoHeight);
-    if (sizeProbe === probe && short > 0) {
-      for (const box of boxes) {
-        if (Number(box.dataset.size) <= short) continue;
-        box.classList.add("format--not-larger");
-        const note = box.querySelector(".format__size-note");
-        note.textContent = `Your video is ${short}p, so this one stays ${short}p (never upscaled).`;
-        note.hidden = false;
-      }
-    }
+    if (sizeProbe === probe && file === chosen) seen(probe);
     done();
   });
   probe.addEventListener("error", done);
   probe.src = URL.createObjectURL(chosen);
+}
+
+function isAudioFile(candidate) {
+  const ext = candidate.name.includes(".") ? candidate.name.split(".").pop().toLowerCase() : "";
+  return (candidate.type || "").toLowerCase().startsWith("audio/") || AUDIO_EXTENSIONS.has(ext);
+}
+
+/** A sound file whose header shows no picture: turn the video formats off. */
+function probeSoundOnly(chosen) {
+  readHeader(chosen, (probe) => {
+    if (!probe.videoWidth && !probe.videoHeight) markSoundOnly(true);
+  });
+}
+
+let untickedForSound = []; // video formats this form unticked for a sound-only file, ticked again after
+
+/** Turn the formats that need a picture off (sound-only file) or back on, saying why beside each. */
+function markSoundOnly(soundOnly) {
+  const boxes = [...form.querySelectorAll('.format:not([data-kind="audio"]) input[name="formats"]')];
+  for (const box of boxes) {
+    const label = box.closest(".format");
+    const note = label.querySelector(".format__size-note");
+    if (soundOnly) {
+      if (box.checked) untickedForSound.push(box);
+      box.checked = false;
+      box.disabled = true;
+      box.dataset.unavailable = "";
+      label.classList.add("format--unavailable");
+      note.textContent = "This file has sound only: there is no picture to convert.";
+      note.hidden = false;
+    } else if ("unavailable" in box.dataset) {
+      delete box.dataset.unavailable;
+      box.disabled = Boolean(uploading);
+      label.classList.remove("format--unavailable");
+      note.hidden = true;
+    }
+  }
+  if (soundOnly) {
+    const sound = form.querySelector('.format[data-kind="audio"] input[name="formats"]');
+    if (sound && !selectedFormats().length) sound.checked = true;
+    showWarning(`“${file.name}” has sound only, so the video formats are turned off${sound ? ": MP3 is what can be made of it" : ""}.`);
+  } else {
+    for (const box of untickedForSound) box.checked = true;
+    untickedForSound = [];
+  }
+  refresh();
 }
 
 input.addEventListener("change", () => setFile(input.files && input.files[0]));
@@ -223,7 +301,7 @@ window.addEventListener("drop", (event) => {
 function setBusy(busy) {
   form.classList.toggle("is-busy", busy);
   input.disabled = busy;
-  for (const box of form.querySelectorAll('input[name="formats"]')) box.disabled = busy;
+  for (const box of form.querySelectorAll('input[name="formats"]')) box.disabled = busy || "unavailable" in box.dataset;
   cancel.hidden = !busy;
   progressBox.hidden = !busy && progress.value === 0;
   refresh();
@@ -314,6 +392,7 @@ form.addEventListener("submit", async (event) => {
   setBusy(true);
   document.getElementById("submit-bar").scrollIntoView({ block: "nearest" });
   window.addEventListener("beforeunload", warnBeforeLeaving);
+  stage = "upload";
   try {
     const ticket = await api("/api/uploads", { method: "POST" });
     if (ticket.max_bytes && chosen.size > ticket.max_bytes) {
@@ -324,6 +403,7 @@ form.addEventListener("submit", async (event) => {
     progressText.textContent = "100% · Upload complete. Starting the conversion…";
     announcer.textContent = "Upload complete. Starting the conversion.";
     uploading = true; // the XHR is done; still busy until the job exists
+    stage = "create";
     cancel.hidden = true;
     const job = await api("/api/jobs", {
       method: "POST",
@@ -345,14 +425,23 @@ form.addEventListener("submit", async (event) => {
     setBusy(false);
     progressBox.hidden = true;
     if (error instanceof ApiError && error.status === -1) showWarning("Upload cancelled. Nothing was sent for conversion.");
-    else {
-      // The file's own problems (too large, not media) go next to the file; the rest next to the button.
-      const aboutFile = error instanceof ApiError && [413, 422].includes(error.status);
-      showError(error instanceof ApiError ? error.message : "Something went wrong. Please try again.", aboutFile ? "file" : "form");
-    }
+    else showFailure(error);
     submit.focus();
   }
 });
+
+/**
+ * Where a failed submission's sentence goes: the file's own problems (too large, not media: the upload
+ * was refused) next to the file, and the form then agrees (no "Ready", Convert off until another file);
+ * the job's refusal of formats (ones the file cannot give, over the work budget) next to the formats;
+ * the rest next to the button.
+ */
+function showFailure(error) {
+  if (!(error instanceof ApiError)) return showError("Something went wrong. Please try again.", "form");
+  if (stage === "upload" && [413, 422].includes(error.status)) return refuseFile(error.message);
+  showWarning("");
+  showError(error.message, stage === "create" && error.status === 422 ? "formats" : "form");
+}
 
 cancel.addEventListener("click", () => {
   if (uploading instanceof XMLHttpRequest) uploading.abort();

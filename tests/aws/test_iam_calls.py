@@ -273,6 +273,12 @@ def flow(
     recorder.role = "api"
     assert client.get(f"/api/jobs/{job_id}").json()["status"] == "completed"
     assert client.get(f"/api/jobs/{job_id}/outputs/thumbnail", follow_redirects=False).status_code == 307
+    # A second chance: formats added and a failed output retried, from the original in S3.
+    added = client.post(f"/api/jobs/{job_id}/outputs", json={"formats": ["mp3"]})
+    assert added.status_code == 201, added.text
+    api_runtime.jobs.save_output(job_id, api_runtime.jobs.output(job_id, "thumbnail").failed("A fault."))
+    retried = client.post(f"/api/jobs/{job_id}/outputs/thumbnail/retry")
+    assert retried.status_code == 202, retried.text
     assert client.delete(f"/api/jobs/{job_id}").status_code == 204  # the original, outputs and records
     assert client.get(f"/api/jobs/{job_id}").status_code == 404
     assert aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{job_id}/").get("KeyCount") == 0

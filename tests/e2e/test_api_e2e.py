@@ -123,30 +123,36 @@ def test_odd_and_portrait_sources_keep_aspect_with_even_sizes(client, make_clip,
     assert notes["1080p"] is not None and "720x1280" in notes["1080p"] and "never upscaled" in notes["1080p"]
 
 
-def test_silent_video_gives_silent_mp4_and_mp3_fails_with_reason(client, make_clip, probe, tmp_path):
-    job = submit(client, make_clip(seconds=2, audio=False), ["480p", "mp3"])
+def refused(client: TestClient, path: Path, formats: list[str]) -> str:
+    """A job the API refuses at creation (local mode probes the file): the sentence of its 422."""
+    with path.open("rb") as fh:
+        response = client.post("/api/jobs", files={"file": (path.name, fh)}, data={"formats": formats})
+    assert response.status_code == 422, response.text
+    return str(response.json()["detail"])
+
+
+def test_silent_video_gives_silent_mp4_and_refuses_mp3_with_reason(client, make_clip, probe, tmp_path):
+    clip = make_clip(seconds=2, audio=False)
+    detail = refused(client, clip, ["480p", "mp3"])
+    assert detail == "This file has no audio track, so it cannot be converted to MP3; " + (
+        "choose MP4 1080p, MP4 720p, MP4 480p, MP4 360p, WebM, GIF or Thumbnail instead."
+    )
+    job = submit(client, clip, ["480p"])
     done = wait_for_job(client, job["job_id"])
-    assert done["status"] == "partial"
-    outputs = {o["format"]: o for o in done["outputs"]}
-    assert outputs["480p"]["status"] == "completed"
-    assert outputs["mp3"]["status"] == "failed"
-    assert "no audio" in outputs["mp3"]["error"]
-    assert outputs["mp3"]["download_url"] is None
+    assert done["status"] == "completed"
     info = probe(download(client, job["job_id"], "480p", tmp_path)[0])
     assert [s["codec_type"] for s in info["streams"]] == ["video"]
-    not_ready = client.get(f"/api/jobs/{job['job_id']}/outputs/mp3", follow_redirects=False)
-    assert not_ready.status_code == 409 and "no audio" in not_ready.json()["detail"]
 
 
-def test_audio_only_source_gives_mp3_and_video_formats_fail(client, make_clip, probe, tmp_path):
-    job = submit(client, make_clip("song.mp3", seconds=2, video=False), ["mp3", "720p", "thumbnail"])
-    done = wait_for_job(client, job["job_id"])
-    assert done["status"] == "partial"
-    outputs = {o["format"]: o for o in done["outputs"]}
-    assert outputs["mp3"]["status"] == "completed"
-    for fmt in ("720p", "thumbnail"):
-        assert outputs[fmt]["status"] == "failed"
-        assert "no video" in outputs[fmt]["error"]
+def test_audio_only_source_refuses_the_video_formats_and_gives_mp3(client, make_clip):
+    song = make_clip("song.mp3", seconds=2, video=False)
+    detail = refused(client, song, ["mp3", "720p", "thumbnail"])
+    assert (
+        detail
+        == "This file has no video stream, so it cannot be converted to MP4 720p or Thumbnail; choose MP3 instead."
+    )
+    done = wait_for_job(client, submit(client, song, ["mp3"])["job_id"])
+    assert done["status"] == "completed" and [o["format"] for o in done["outputs"]] == ["mp3"]
     assert done["source"]["video_codec"] is None and done["source"]["audio_codec"] == "mp3"
 
 

@@ -19,6 +19,7 @@ from api.main import create_app
 from tests.conftest import FakeBinary, MemoryParts, make_clip_file, memory_runtime
 from video_converter import keys
 from video_converter.config import Settings
+from video_converter.conversion import NOT_MEDIA
 from video_converter.ffmpeg import FFmpeg
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.queues import SqliteQueue
@@ -400,7 +401,7 @@ def test_a_local_upload_is_probed_before_it_counts_as_received(local: tuple[Test
     ticket = client.post("/api/uploads").json()
     refused = _upload(client, ticket, b"#!/bin/sh\necho not a video\n" * 100)
     detail = assert_sentence(refused, 422)
-    assert detail.endswith("Nothing was converted; upload a video or audio file.")
+    assert detail == NOT_MEDIA  # one plain sentence, not FFmpeg's words
     assert rt.uploads.size(keys.source_key(ticket["upload_id"])) is None
     assert not rt.jobs.exists(ticket["upload_id"])
     # The ticket stays spent: a re-upload could race a job creation still probing the first file.
@@ -584,8 +585,7 @@ def test_health_says_unhealthy_when_the_disk_is_full(
 def test_local_mode_refuses_what_is_not_media_at_once(local: tuple[TestClient, Runtime]) -> None:
     client, rt = local
     detail = assert_sentence(post_job(client, ["720p", "mp3"], data=b"just some notes\n" * 100, name="notes.mp4"), 422)
-    assert detail.startswith("This file is not a video or audio file that FFmpeg can read")
-    assert detail.endswith("Nothing was converted; upload a video or audio file.")
+    assert detail == NOT_MEDIA
     assert str(rt.settings.data_dir) not in detail  # no server paths
     assert isinstance(rt.queue, SqliteQueue) and rt.queue.counts()["visible"] == 0
     assert not any(p.is_file() for p in (Path(rt.settings.data_dir) / "uploads").rglob("*"))  # nothing kept

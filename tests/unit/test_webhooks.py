@@ -91,11 +91,23 @@ def job_with_callback(env: Env, clip: Path, url: str, formats: list[str]) -> str
 
 def test_signature_round_trip() -> None:
     body = b'{"job_id": "x"}'
-    signature = webhooks.sign(SECRET, body)
+    now = int(time.time())
+    signature = webhooks.sign(SECRET, now, body)
     assert signature.startswith("sha256=") and len(signature) == 7 + 64
-    assert webhooks.verify(SECRET, body, signature)
-    assert not webhooks.verify(SECRET, body + b" ", signature)
-    assert not webhooks.verify("other", body, signature)
+    expected = hmac.new(SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    assert signature == f"sha256={expected}"  # as Stripe signs: "<timestamp>.<raw body>"
+    assert webhooks.verify(SECRET, body, str(now), signature)
+    assert not webhooks.verify(SECRET, body + b" ", str(now), signature)
+    assert not webhooks.verify("other", body, str(now), signature)
+    assert not webhooks.verify(SECRET, body, str(now + 1), signature)  # the timestamp is signed too
+
+
+def test_a_replayed_request_is_refused_by_its_timestamp() -> None:
+    body, then = b"{}", int(time.time()) - 301
+    old = webhooks.sign(SECRET, then, body)
+    assert not webhooks.verify(SECRET, body, str(then), old)  # older than the 5 minutes a receiver accepts
+    assert webhooks.verify(SECRET, body, str(then), old, tolerance=600)
+    assert not webhooks.verify(SECRET, body, "not-a-number", old)
 
 
 def marker(env: Env, job_id: str) -> dict[str, Any]:
@@ -126,8 +138,14 @@ def test_the_last_output_queues_one_notice_delivered_signed_after_retries(env: E
     assert last["path"] == "/hooks/video?token=abc"
     assert last["headers"]["Content-Type"] == "application/json"
     # What a receiver does: HMAC-SHA256 of the raw body under the shared secret, compared in constant time.
-    assert webhooks.verify(SECRET, last["body"], last["headers"]["X-Signature"])
-    job = json.loads(last["body"])
+    headers = last["headers"]
+    assert webhooks.verify(SECRET, last["body"], headers["X-Webhook-Timestamp"], headers["X-Webhook-Signature"])
+    event = json.loads(last["body"])
+    assert event["type"] == headers["X-Webhook-Event"] == "job.completed"
+    assert event["id"] == headers["X-Webhook-Id"] and event["id"].startswith("evt_")
+    assert str(event["timestamp"]) == headers["X-Webhook-Timestamp"]
+    assert {json.loads(r["body"])["id"] for r in receiver.requests} == {event["id"]}  # one event, three attempts
+    job = event["job"]
     assert job["job_id"] == job_id and job["status"] == "completed"
     assert {out["format"]: out["status"] for out in job["outputs"]} == {"thumbnail": "completed", "mp3": "completed"}
     assert all(out["download_url"] for out in job["outputs"])
@@ -143,7 +161,8 @@ def test_a_failed_job_is_reported_too_and_giving_up_is_recorded(env: Env, clip: 
         outcomes = [env.outcome(Notify(job_id), n).action for n in range(1, webhooks.ATTEMPTS + 1)]
     assert outcomes == [Action.RETRY] * (webhooks.ATTEMPTS - 1) + [Action.ACK]
     assert len(receiver.requests) == webhooks.ATTEMPTS
-    assert json.loads(receiver.requests[0]["body"])["status"] == "failed"
+    assert json.loads(receiver.requests[0]["body"])["job"]["status"] == "failed"
+    assert json.loads(receiver.requests[0]["body"])["type"] == "job.failed"
     assert marker(env, job_id) == {**marker(env, job_id), "state": "failed", "result": "HTTP 500", "attempts": 4}
 
 

@@ -13,6 +13,7 @@ class FFmpegError(RuntimeError):
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+        self.summary = message  # the sentence without FFmpeg's own words (exit code, last lines)
         detail = f" (exit code {returncode})" if returncode is not None else ""
         tail = f": {stderr_tail}" if stderr_tail else ""
         super().__init__(f"{message}{detail}{tail}")
