@@ -24,6 +24,7 @@ from api.responses import (
     UNAVAILABLE,
     JobId,
     answers,
+    error,
     example,
 )
 from video_converter.errors import InvalidRequest
@@ -189,6 +190,10 @@ async def download_output(job_id: JobId, format_id: FormatId, _: JobDep, documen
     return RedirectResponse(url, status_code=307)
 
 
+NOT_FAILED = "The mp3 output is completed; only a failed output can be retried."
+HAS_ALREADY = "This job has mp3 already; retry a failed output instead of adding it."
+
+
 class MoreFormats(BaseModel):
     formats: list[str] = Field(description="Formats to add to the job, converted from its stored original.")
 
@@ -196,10 +201,10 @@ class MoreFormats(BaseModel):
 @router.post(
     "/{job_id}/outputs/{format_id}/retry",
     status_code=202,
-    responses={
-        404: {"description": "No such job, or the job has no such output."},
-        409: {"description": "The output is not failed, or the original is gone or could not be used."},
-    },
+    responses=answers(
+        NO_JOB,
+        error(409, "The output is not failed, or the original is gone or could not be used.", NOT_FAILED),
+    ),
 )
 async def retry_output(job_id: JobId, format_id: FormatId, _: JobDep, jobs: JobsDep) -> JobView:
     """Convert a failed output again from the stored original (fresh attempts and time budget); the job
@@ -210,11 +215,11 @@ async def retry_output(job_id: JobId, format_id: FormatId, _: JobDep, jobs: Jobs
 @router.post(
     "/{job_id}/outputs",
     status_code=201,
-    responses={
-        404: {"description": "No such job."},
-        409: {"description": "The job has one of these formats already, or its original is gone or unusable."},
-        422: {"description": "Unknown formats, formats the original cannot give, or over the work budget."},
-    },
+    responses=answers(
+        NO_JOB,
+        error(409, "The job has one of these formats already, or its original is gone or unusable.", HAS_ALREADY),
+        INVALID,
+    ),
 )
 async def add_outputs(job_id: JobId, body: MoreFormats, _: JobDep, jobs: JobsDep) -> JobView:
     """Add formats to an existing job, converted from its stored original (no second upload); checked
