@@ -21,6 +21,7 @@ from video_converter.errors import (
     LinkExpired,
     NotFound,
     OutputNotReady,
+    OverLimit,
     QueueUnavailable,
     RequestError,
     UploadTooLarge,
@@ -37,6 +38,7 @@ STATUS: list[tuple[type[RequestError], int]] = [
     (OutputNotReady, 409),
     (Conflict, 409),
     (QueueUnavailable, 503),
+    (OverLimit, 429),
 ]
 RETRY_AFTER = {503: "30"}
 # The data folder cannot take writes: the service, not the request, is at fault, and it may pass.
@@ -72,6 +74,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("%s: %s", type(exc).__name__, exc, exc_info=exc.__cause__)
         headers = {"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else None
+        if isinstance(exc, OverLimit):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

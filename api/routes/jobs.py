@@ -7,11 +7,13 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DocumentsDep, JobsDep
+from api.deps import CallerDep, DocumentsDep, JobsDep, QuotasDep, RateLimited
 from api.errors import sentence
 from api.forms import multipart_upload
+from video_converter import keys
 from video_converter.errors import InvalidRequest
 from video_converter.keys import content_disposition
+from video_converter.model import is_job_id
 from video_converter.views import JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -59,20 +61,36 @@ def _parse_json(body: bytes) -> JobFromUpload:
         raise InvalidRequest(sentence(exc.errors())) from None
 
 
-@router.post("", status_code=201, openapi_extra=_BODY_DOC)
-async def create_job(request: Request, jobs: JobsDep) -> JobView:
-    """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``."""
+def _uploaded_bytes(jobs: JobsDep, upload_id: str) -> int:
+    """The size of the original an upload ticket stored (0: none, refused by the creation itself)."""
+    return (jobs.rt.uploads.size(keys.source_key(upload_id)) or 0) if is_job_id(upload_id) else 0
+
+
+@router.post("", status_code=201, openapi_extra=_BODY_DOC, dependencies=[RateLimited])
+async def create_job(request: Request, jobs: JobsDep, owner: CallerDep, quotas: QuotasDep) -> JobView:
+    """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``. Past a
+    quota or the rate limit: 429 with Retry-After and a sentence saying which limit and when it frees."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
-        return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url)
+        size = await run_in_threadpool(_uploaded_bytes, jobs, body.upload_id)
+
+        def create() -> JobView:
+            return jobs.create_job(body.upload_id, body.filename, body.formats, body.callback_url)
+
+        return await run_in_threadpool(quotas.create_within, owner, size, create)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
+    await run_in_threadpool(quotas.check, owner)  # refused before the file is received
     async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
         callback_url = callback if isinstance(callback, str) else None
-        return await run_in_threadpool(jobs.upload_and_create, upload.file, upload.filename, formats, callback_url)
+
+        def upload_and_create() -> JobView:
+            return jobs.upload_and_create(upload.file, upload.filename, formats, callback_url)
+
+        return await run_in_threadpool(quotas.create_within, owner, 0, upload_and_create)
 
 
 @router.get("/{job_id}")
@@ -82,10 +100,11 @@ async def get_job(job_id: str, documents: DocumentsDep) -> JobView:
 
 
 @router.delete("/{job_id}", status_code=204, responses={404: {"description": "No such job (or already deleted)."}})
-async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+async def delete_job(job_id: str, jobs: JobsDep, owner: CallerDep, quotas: QuotasDep) -> Response:
     """Cancel the job's conversions (a running FFmpeg is stopped within seconds) and delete its original,
     outputs and records. Afterwards the job answers 404 and its download links stop working."""
     await run_in_threadpool(jobs.delete_job, job_id)
+    await run_in_threadpool(quotas.release, owner, job_id)  # its place and its bytes are free at once
     return Response(status_code=204)
 
 
