@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_converter.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     LinkExpired,
     NotFound,
@@ -24,6 +25,7 @@ from video_converter.errors import (
     OverLimit,
     QueueUnavailable,
     RequestError,
+    Unauthorized,
     UploadTooLarge,
 )
 
@@ -39,6 +41,8 @@ STATUS: list[tuple[type[RequestError], int]] = [
     (Conflict, 409),
     (QueueUnavailable, 503),
     (OverLimit, 429),
+    (Unauthorized, 401),
+    (Forbidden, 403),
 ]
 RETRY_AFTER = {503: "30"}
 # The data folder cannot take writes: the service, not the request, is at fault, and it may pass.
@@ -76,6 +80,8 @@ def install(app: FastAPI) -> None:
         headers = {"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else None
         if isinstance(exc, OverLimit):
             headers = {"Retry-After": str(exc.retry_after)}
+        if status == 401:  # RFC 9110: a 401 names the scheme it wants
+            headers = {"WWW-Authenticate": 'Bearer realm="video-converter"'}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     # ANONYMOUS=true beside keys gives a visitor without a key a session owner of its own.
     auth: AuthMode | None = None  # unset: none locally, keys when BACKEND=aws (see ``auth_mode``)
     anonymous: bool = False
+    # API keys (video_converter.apikeys): how long an API process trusts what it read of a key, so a
+    # revocation takes effect everywhere within this many seconds.
+    key_cache_seconds: float = Field(default=5, ge=0)
+    # Share links (video_converter.shares): how long one lasts unless asked otherwise (at most the
+    # retention, RETENTION_DAYS).
+    share_link_days: float = Field(default=7, gt=0)
 
     @property
     def auth_mode(self) -> AuthMode:

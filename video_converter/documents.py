@@ -18,14 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
 
-from . import segmenting
+from . import ownerindex, segmenting
 from .archive import Member, zip_stream
 from .errors import JobNotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
+from .owners import Owner
 from .presets import PRESETS
 from .runtime import Runtime
 from .summary import Pieces
-from .views import JobView, OutputView
+from .views import JobBrief, JobList, JobView, OutputView
 
 # Records kept per reader: job records and segment plans never change once written.
 CACHE_SIZE = 1024
@@ -213,3 +214,52 @@ class JobDocuments:
         if not members:
             raise OutputNotReady("No output of this job is ready yet, so there is nothing to put in an archive.")
         return f"{record.download_stem or record.stem}.zip", zip_stream(self.rt.converted, members)
+
+    # Owners (video_converter.owners): every job route looks a job up through ``owned``.
+
+    def owned(self, job_id: str, owner: Owner) -> JobRecord:
+        """The job's record if it is ``owner``'s; JobNotFound, exactly as for an unknown id, otherwise.
+        A record that is not the caller's is read from the store again, never answered from the cache, so
+        that another owner's job costs the one store read an unknown id costs: the answer and its timing
+        say nothing about whether the job exists."""
+        with self._jobs.lock:
+            cached = self._jobs.get(job_id)
+        if cached is not None and owner.owns(cached.owner):
+            return cached
+        record = self.rt.jobs.job(job_id)  # raises JobNotFound for an unknown id
+        if not owner.owns(record.owner):
+            raise JobNotFound(job_id)
+        self._jobs.get_or_read(job_id, lambda: record)
+        return record
+
+    def listing(self, owner: Owner, limit: int, cursor: str | None = None) -> JobList:
+        """The owner's jobs, newest first (``video_converter.ownerindex``); entries whose job is gone are
+        dropped on the way."""
+        names, more = ownerindex.page(self.rt.converted, owner.id, limit, cursor)
+        briefs = self._map(self._brief, [ownerindex.job_of(name) for name in names])
+        for name, brief in zip(names, briefs, strict=True):
+            if brief is None:
+                ownerindex.drop(self.rt.converted, owner.id, name)
+        return JobList(jobs=[b for b in briefs if b is not None], next_cursor=names[-1] if more and names else None)
+
+    def _brief(self, job_id: str) -> JobBrief | None:
+        """A job as a listing shows it, from its summary (one read); None when the job is gone."""
+        try:
+            record = self.job(job_id)
+        except JobNotFound:
+            return None
+        found = self.rt.jobs.summary(job_id)
+        if found is None or not all(f in found.outputs for f in record.formats):
+            if not self.rt.jobs.exists(job_id):
+                self.forget(job_id)
+                return None
+            statuses = [(self.rt.jobs.find_output(job_id, f) or OutputRecord(format=f)).status for f in record.formats]
+        else:
+            statuses = [self._effective(found.outputs[f]).status for f in record.formats]
+        return JobBrief(
+            job_id=job_id,
+            filename=record.filename,
+            status=job_status(statuses),
+            formats=record.formats,
+            created_at=record.created_at,
+        )

@@ -60,3 +60,11 @@ class OverLimit(RequestError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = max(1, round(retry_after))
+
+
+class Unauthorized(RequestError):
+    """No valid credentials: a missing, unknown or revoked API key (401)."""
+
+
+class Forbidden(RequestError):
+    """Credentials are fine but the request is refused: a cross-site request riding a cookie (403)."""

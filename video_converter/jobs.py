@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from . import keys, summary, webhooks
+from . import keys, ownerindex, summary, webhooks
 from .documents import JobDocuments
 from .errors import Conflict, InvalidRequest, QueueUnavailable
 from .model import JobRecord, OutputRecord, OutputStatus, is_job_id
+from .owners import EVERYONE, Owner
 from .presets import PRESETS
 from .records import JobStore
 from .runtime import Runtime
@@ -24,6 +25,7 @@ from .work import divide, to_body
 log = logging.getLogger(__name__)
 
 JOB_EXISTS = "A job already exists for this upload."
+NOTHING_UPLOADED = "Nothing was uploaded for this upload id (or the upload expired)."
 
 
 def validate_formats(formats: list[str]) -> list[str]:
@@ -85,21 +87,32 @@ class JobService:
         self.documents = documents or JobDocuments(rt)
         self.uploads = uploads or Uploads(rt)
 
-    def create_job(self, upload_id: str, filename: str, formats: list[str], callback_url: str | None = None) -> JobView:
-        """Create a job from an original already in the upload store, and queue its messages.
+    def create_job(
+        self,
+        upload_id: str,
+        filename: str,
+        formats: list[str],
+        callback_url: str | None = None,
+        owner: Owner = EVERYONE,
+    ) -> JobView:
+        """Create a job for ``owner`` from an original already in the upload store, and queue its messages.
 
         Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
-        queues its messages; the others raise Conflict."""
+        queues its messages; the others raise Conflict. Another owner's upload is refused as unknown."""
         formats = validate_formats(formats)
         filename = validate_filename(filename)
         callback_url = self.check_callback(callback_url)
+        if not owner.owns(self.uploads.owner_of(upload_id)):
+            raise InvalidRequest(NOTHING_UPLOADED)
         size = self._uploaded_size(upload_id)
         if self.rt.jobs.exists(upload_id):
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
         if self.rt.probe_uploads:  # refused (and deleted) before any job or message exists
             self.uploads.check_media(upload_id, formats)
-        record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
+        update = {"callback_url": callback_url, "owner": owner.id}
+        record = new_job(upload_id, filename, formats, size).model_copy(update=update)
         register_job(self.rt.jobs, record)
+        ownerindex.add(self.rt.converted, record)
         self._enqueue(record)
         log.info("job %s created: %r -> %s", record.job_id, filename, ",".join(formats))
         return self.documents.view(record.job_id)
@@ -109,19 +122,24 @@ class JobService:
             raise InvalidRequest("Unknown upload id.")
         size = self.rt.uploads.size(keys.source_key(upload_id))
         if size is None:
-            raise InvalidRequest("Nothing was uploaded for this upload id (or the upload expired).")
+            raise InvalidRequest(NOTHING_UPLOADED)
         if size == 0:
             raise InvalidRequest("The uploaded file is empty.")
         return size
 
     def upload_and_create(
-        self, stream: Readable, filename: str | None, formats: list[str], callback_url: str | None = None
+        self,
+        stream: Readable,
+        filename: str | None,
+        formats: list[str],
+        callback_url: str | None = None,
+        owner: Owner = EVERYONE,
     ) -> JobView:
         formats = validate_formats(formats)
         filename = validate_filename(filename)
         callback_url = self.check_callback(callback_url)  # before the upload is stored
-        upload_id = self.uploads.store_new(stream)
-        return self.create_job(upload_id, filename, formats, callback_url)
+        upload_id = self.uploads.store_new(stream, owner)
+        return self.create_job(upload_id, filename, formats, callback_url, owner)
 
     def check_callback(self, callback_url: str | None) -> str | None:
         """A callback URL this service will call, or None; refused with a sentence otherwise."""
@@ -152,6 +170,7 @@ class JobService:
         record = self.rt.jobs.job(job_id)  # from the store, not the cache: 404 if already deleted
         self.documents.forget(job_id)
         self.rt.jobs.delete_job(job_id)
+        ownerindex.remove(self.rt.converted, record)
         self.rt.uploads.delete_prefix(job_id)
         # The upload ticket stays spent: a still-valid upload link must not bring the id back as a new job.
         self.rt.uploads.create_bytes(keys.ticket_key(job_id), b"")

@@ -2,6 +2,7 @@
 
 Upload store:     {job_id}/source                       the original
                   {job_id}/ticket-used                  empty: an upload claimed this upload ticket
+                  {job_id}/owner                        the owner id the upload ticket was given to
                   {job_id}/segments/...                 a long source split for segmenting
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
@@ -9,6 +10,10 @@ Converted store:  {job_id}/job.json                     the job record
                   {job_id}/webhook.json                 the job-finished webhook's marker and outcome
                   {job_id}/segments/...                 encoded pieces of long videos, until joined
                   {job_id}/{stem}_{format}.{ext}        the result
+                  identity/keys/{key_id}.json           an API key's record (video_converter.apikeys)
+                  identity/signing.key                  AWS: signs sessions and share links (auth)
+                  owners/{owner hash}/{entry}           each owner's jobs, newest first (ownerindex)
+                  usage/{owner}.json                    what each owner with a quota uses (quotas)
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ def source_key(job_id: str) -> str:
 
 def ticket_key(job_id: str) -> str:
     return f"{job_id}/ticket-used"
+
+
+def ticket_owner_key(job_id: str) -> str:
+    return f"{job_id}/owner"
 
 
 def job_key(job_id: str) -> str:

@@ -20,8 +20,9 @@ from .errors import Conflict, InvalidRequest, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media, human_bytes
 from .model import is_job_id, new_job_id
+from .owners import EVERYONE, Owner, OwnerKind, is_owner_id
 from .runtime import Runtime
-from .storage import LocalStorage, Readable
+from .storage import LocalStorage, ObjectNotFound, Readable
 from .views import UploadTicket
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,12 @@ class Uploads:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def ticket(self) -> UploadTicket:
-        """Where the browser sends the original directly (S3 presigned POST, or a signed local URL)."""
+    def ticket(self, owner: Owner = EVERYONE) -> UploadTicket:
+        """Where the browser sends the original directly (S3 presigned POST, or a signed local URL); the
+        ticket is ``owner``'s, and only its owner can make a job of it."""
         settings = self.rt.settings
         upload_id = new_job_id()
+        self.claim(upload_id, owner)
         url, fields = self.rt.uploads.upload_form(
             keys.source_key(upload_id), settings.max_upload_bytes, settings.upload_url_ttl
         )
@@ -90,10 +93,11 @@ class Uploads:
                 self.rt.uploads.delete(key)
             raise InvalidRequest(source_problem(exc)) from None
 
-    def store_new(self, stream: Readable) -> str:
+    def store_new(self, stream: Readable, owner: Owner = EVERYONE) -> str:
         """Stream an original under a new id no one else knows (no ticket to claim); return the id."""
         upload_id = new_job_id()
         self._store(upload_id, stream)
+        self.claim(upload_id, owner)  # after: a refused upload leaves nothing behind
         return upload_id
 
     def _store(self, upload_id: str, stream: Readable) -> int:
@@ -115,6 +119,23 @@ class Uploads:
         that claims the ticket next never has its original deleted)."""
         self.rt.uploads.delete(keys.source_key(upload_id))
         self.rt.uploads.delete(keys.ticket_key(upload_id))
+
+    def claim(self, upload_id: str, owner: Owner) -> None:
+        """Record whose upload this is (``keys.ticket_owner_key``), before anything can be uploaded. Not
+        under AUTH=none, where every upload is everyone's (and the store stays as it always was)."""
+        if owner.kind is not OwnerKind.EVERYONE:
+            self.rt.uploads.put_bytes(keys.ticket_owner_key(upload_id), owner.id.encode(), "text/plain")
+
+    def owner_of(self, upload_id: str) -> str | None:
+        """The owner id the upload's ticket was given to; None for an unknown id (or a ticket from before
+        owners, which only AUTH=none accepts)."""
+        if not is_job_id(upload_id):
+            return None
+        try:
+            owner_id = self.rt.uploads.get_bytes(keys.ticket_owner_key(upload_id)).decode()
+        except (ObjectNotFound, UnicodeDecodeError):
+            return None
+        return owner_id if is_owner_id(owner_id) else None
 
 
 class _TooLarge(Exception):

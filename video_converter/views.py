@@ -146,3 +146,29 @@ class MeView(BaseModel):
     owner: OwnerView
     limits: LimitsView
     usage: UsageView | None
+
+
+class JobBrief(BaseModel):
+    """One job of a listing (GET /api/jobs): enough to show it in a list; its document has the rest."""
+
+    job_id: str
+    filename: str
+    status: JobStatus
+    formats: list[str]
+    created_at: IsoDatetime
+
+
+class JobList(BaseModel):
+    """The caller's jobs, newest first. ``next_cursor``: pass it as ``cursor`` for the next page (null on
+    the last one)."""
+
+    jobs: list[JobBrief]
+    next_cursor: str | None = None
+
+
+class ShareLink(BaseModel):
+    """A read-only link to a job: its page (``url``) and its JSON (``api_url``), until ``expires_at``."""
+
+    url: str = Field(description="The job's read-only page: status, previews, downloads.")
+    api_url: str = Field(description="The same job as JSON, with /outputs/{format} and /archive under it.")
+    expires_at: IsoDatetime

@@ -5,7 +5,7 @@ import time
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, QuotasDep
+from api.deps import OwnerDep, QuotasDep
 from api.rate_limit import RateLimiter
 from video_converter.owners import Owner
 from video_converter.quotas import DAY, Quotas, quota_of
@@ -34,7 +34,7 @@ def _me(owner: Owner, quotas: Quotas, per_minute: int | None, now: float) -> MeV
 
 
 @router.get("")
-async def get_me(request: Request, owner: CallerDep, quotas: QuotasDep) -> MeView:
+async def get_me(request: Request, owner: OwnerDep, quotas: QuotasDep) -> MeView:
     """The owner the request acts for (its key, its session, or everyone with AUTH=none), its limits
     (null: none) and its usage: unfinished jobs, the last 24 hours' work and the bytes its jobs keep."""
     limiter: RateLimiter = request.app.state.rate_limiter

@@ -33,4 +33,5 @@ def index_head() -> Response:
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     status = 200 if is_job_id(job_id) else 404
-    return templates.TemplateResponse(request, "job.html", {"job_id": job_id}, status_code=status)
+    context = {"job_id": job_id, "api_base": f"/api/jobs/{job_id}", "shared": False}
+    return templates.TemplateResponse(request, "job.html", context, status_code=status)
