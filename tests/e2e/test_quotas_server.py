@@ -69,8 +69,9 @@ def test_quotas_and_rate_limit_over_http(tmp_path: Path, make_clip: ClipFactory)
     data = tmp_path / "data"
     keys = make_keys(data)
     clip = make_clip(seconds=1.0, size="160x120")
-    env = {"AUTH": "keys", "QUOTA_ACTIVE_JOBS": "1", "RATE_LIMIT_PER_MINUTE": "8"}
-    with Server(data, workers=0, **env) as server:  # no worker: jobs stay unfinished
+    with Server(
+        data, workers=0, AUTH="keys", QUOTA_ACTIVE_JOBS="1", RATE_LIMIT_PER_MINUTE="8"
+    ) as server:  # no worker: jobs stay unfinished
         alice, bob = keys["alice"], keys["bob"]
         first = post_job(server, alice, clip).json()["job_id"]
         assert post_job(server, alice, clip).status_code == 201
@@ -96,7 +97,7 @@ def test_quotas_and_rate_limit_over_http(tmp_path: Path, make_clip: ClipFactory)
         assert 1 <= retry <= 60
 
     # A worker in a new server process finishes bob's job; the place it held frees.
-    with Server(data, workers=1, **env) as server:
+    with Server(data, workers=1, AUTH="keys", QUOTA_ACTIVE_JOBS="1") as server:
         listing = httpx.get(f"{server.url}/api/jobs", headers={"Authorization": f"Bearer {bob}"}).json()
         (job,) = listing["jobs"]
         wait_finished(server, bob, job["job_id"])
