@@ -6,6 +6,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.rate_limit import RateLimiter, client_address
 from video_converter.auth import SESSION_COOKIE, Authenticator
@@ -73,7 +74,14 @@ def same_origin(request: Request) -> bool:
     return origin != "null" and urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
-def get_owner(request: Request, response: Response) -> Owner:
+# Declares the Bearer scheme in the OpenAPI document (Swagger UI's "Authorize" then sends the key); the
+# header itself is read by ``get_owner``, which answers a missing key with its own sentence.
+BEARER = HTTPBearer(auto_error=False, description="An API key from `video-converter keys create` (AUTH=keys).")
+
+
+def get_owner(
+    request: Request, response: Response, _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+) -> Owner:
     """The caller's owner: the Bearer key's, the session cookie's (a new session with ANONYMOUS), or
     everyone's under AUTH=none; 401 with a sentence without one in keys mode. A cookie-authenticated
     request that changes something must be same-origin (CSRF); Bearer requests need no such check."""

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from . import ownerindex
 from .recovery import reconcile
 from .retention import purge_expired
 from .runtime import CONVERTED_DIR, UPLOADS_DIR, Runtime
@@ -48,6 +49,10 @@ def start_background(rt: Runtime, stop: threading.Event) -> list[threading.Threa
     if rt.settings.retention_days > 0:
         sweep = functools.partial(purge_expired, [data / UPLOADS_DIR, data / CONVERTED_DIR], rt.settings.retention_days)
         threads.append(every(SWEEP_INTERVAL, sweep, stop, name="retention"))
+        # The owners' job lists: entries of jobs created a day longer ago than the retention (a job's age
+        # is that of its newest file, so a long job may outlive its creation by up to a day).
+        index = functools.partial(ownerindex.purge_older, rt.converted, rt.settings.retention_days + 1)
+        threads.append(every(SWEEP_INTERVAL, index, stop, name="owner-index"))
     threads.append(every(UNCLAIMED_INTERVAL, functools.partial(purge_unclaimed, rt), stop, name="unclaimed-uploads"))
     if rt.settings.workers > 0:
         threads.append(every(RECONCILE_INTERVAL, functools.partial(reconcile, rt), stop, name="reconcile"))

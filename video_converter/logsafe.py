@@ -5,18 +5,22 @@ from users: file names, paths, exception messages quoting them); tracebacks stay
 
 The access log keeps no signed link: a signed URL is a credential for as long as it is valid (local
 mode's /files/... links, S3-style X-Amz-* parameters), so the query string of a /files/... request is
-dropped whole and the signing parameters of any other request are replaced by ``[redacted]``. Job ids
+dropped whole, a share link's token in the path is replaced by ``[redacted]``, and so are the signing
+parameters of any other request. Job ids
 in paths stay: they say what a request was about, and reading a job takes its id, not a log line.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 ACCESS_LOGGER = "uvicorn.access"
 REDACTED = "[redacted]"
 SIGNED_PATHS = ("/files/",)  # local mode's signed downloads and uploads: every parameter is part of the link
+# A share link's token is in its path (/share/<token>, /api/share/<token>/...): a credential too.
+SHARE_TOKEN = re.compile(r"^(/(?:api/)?share/)[^/?]+")
 SIGNING_PARAMETERS = frozenset(
     {"signature", "expires", "policy", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-amz-date"}
 )
@@ -55,6 +59,7 @@ def install(logger: logging.Logger | None = None) -> None:
 
 def redact_target(target: str) -> str:
     """A request target (path and query string) as the access log may keep it."""
+    target = SHARE_TOKEN.sub(rf"\1{REDACTED}", target)
     path, sep, query = target.partition("?")
     if not sep:
         return target

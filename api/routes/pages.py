@@ -8,6 +8,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.deps import JobsDep
 from video_converter.model import is_job_id
+from video_converter.owners import AuthMode
 from video_converter.presets import PRESETS
 from video_converter.views import FormatView
 
@@ -20,7 +21,12 @@ def index(request: Request, jobs: JobsDep) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"formats": [FormatView.of(p) for p in PRESETS.values()], "max_bytes": jobs.settings.max_upload_bytes},
+        {
+            "formats": [FormatView.of(p) for p in PRESETS.values()],
+            "max_bytes": jobs.settings.max_upload_bytes,
+            # With owners (AUTH=keys), recent jobs are the owner's, from GET /api/jobs; else this browser's.
+            "recent_source": "server" if jobs.settings.auth_mode is AuthMode.KEYS else "browser",
+        },
     )
 
 

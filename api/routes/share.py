@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import DocumentsDep, JobDep, SharesDep
 from api.routes.pages import templates
-from video_converter.errors import InvalidRequest, JobNotFound, NotFound
+from video_converter.errors import JobNotFound, NotFound
 from video_converter.keys import content_disposition
 from video_converter.model import JobRecord
 from video_converter.views import JobView, ShareLink
@@ -27,7 +27,9 @@ DEAD_LINK = "This share link has expired, or its job was deleted."
 
 class ShareRequest(BaseModel):
     expires_in: int | None = Field(
-        default=None, gt=0, description="Seconds the link lasts: 7 days unless given, at most the retention."
+        default=None,
+        gt=0,
+        description="Seconds the link lasts: SHARE_LINK_DAYS (7) unless given, never past the retention.",
     )
 
 
@@ -43,11 +45,9 @@ def share_job(
     """A signed link that shows this job read-only (status, previews, downloads) until it expires or the
     job is deleted. Only the job's owner can make one."""
     settings = request.app.state.runtime.settings
-    longest = _max_seconds(request)
     seconds = body.expires_in if body and body.expires_in else int(settings.share_link_days * 86400)
-    if body and body.expires_in and longest is not None and body.expires_in > longest:
-        raise InvalidRequest(f"A share link lasts at most {longest} seconds here: jobs are kept that long.")
-    if longest is not None:
+    longest = _max_seconds(request)
+    if longest is not None:  # never past the job's own retention (expires_at says when it ends)
         seconds = min(seconds, longest)
     expires_at = int(time.time()) + seconds
     token = shares.issue(job.job_id, expires_at)

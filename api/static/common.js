@@ -97,26 +97,150 @@ export function errorSentence(status, body, contentType = "") {
 }
 
 export async function api(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, {
-      cache: "no-store",
-      ...options,
-      headers: { Accept: "application/json", ...(options.headers || {}) },
-    });
-  } catch {
-    throw new ApiError(errorSentence(0), 0);
+  for (;;) {
+    let response;
+    try {
+      response = await fetch(path, {
+        cache: "no-store",
+        ...options,
+        headers: { Accept: "application/json", ...authHeaders(path), ...(options.headers || {}) },
+      });
+    } catch {
+      throw new ApiError(errorSentence(0), 0);
+    }
+    const text = await response.text().catch(() => "");
+    const sentence = errorSentence(response.status, text, response.headers.get("content-type") || "");
+    // This server wants a key: ask for one, then send the request again with it.
+    if (response.status === 401 && isApi(path)) {
+      const refused = apiKey();
+      if (refused) setApiKey(""); // mistyped or revoked: forget it
+      await signIn(refused ? sentence : "");
+      continue;
+    }
+    return answer(response, text, sentence);
   }
-  const text = await response.text().catch(() => "");
-  if (!response.ok) {
-    throw new ApiError(errorSentence(response.status, text, response.headers.get("content-type") || ""), response.status);
-  }
+}
+
+function answer(response, text, sentence) {
+  if (!response.ok) throw new ApiError(sentence, response.status);
   try {
     return text ? JSON.parse(text) : null;
   } catch {
     throw new ApiError("The server sent an unreadable answer.", response.status);
   }
 }
+
+// ---- sign-in (AUTH=keys): the key lives in this tab's sessionStorage only, goes out as a Bearer
+// header to this site's /api (never to storage, never in a URL), and is gone when the tab closes.
+
+const KEY_ITEM = "video-converter.api-key";
+
+function isApi(path) {
+  return path.startsWith("/api/");
+}
+
+export function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_ITEM) || "";
+  } catch {
+    return "";
+  }
+}
+
+function setApiKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY_ITEM, key);
+    else sessionStorage.removeItem(KEY_ITEM);
+  } catch {
+    /* storage disabled: the key lasts as long as this page */
+  }
+  showSignOut();
+}
+
+function authHeaders(path) {
+  const key = apiKey();
+  return key && isApi(path) ? { Authorization: `Bearer ${key}` } : {};
+}
+
+let pendingSignIn = null;
+
+/** Show the sign-in panel (with ``problem`` if the last key was refused); resolves once a key is entered. */
+function signIn(problem) {
+  if (!pendingSignIn) {
+    pendingSignIn = new Promise((resolve) => {
+      const { panel, form, input, error } = signInPanel();
+      error.textContent = problem ? `That key was not accepted. ${problem}` : "";
+      error.hidden = !problem;
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const key = input.value.trim();
+        if (!key) {
+          error.textContent = "Paste your access key first.";
+          error.hidden = false;
+          input.focus();
+          return;
+        }
+        setApiKey(key);
+        panel.remove();
+        document.body.classList.remove("signing-in");
+        pendingSignIn = null;
+        resolve();
+      });
+      document.body.classList.add("signing-in");
+      document.getElementById("main").prepend(panel);
+      input.focus();
+    });
+  }
+  return pendingSignIn;
+}
+
+function signInPanel() {
+  const input = el("input", {
+    id: "sign-in-key",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    autocapitalize: "off",
+    "aria-describedby": "sign-in-help",
+  });
+  const error = el("p", { class: "msg msg--error", id: "sign-in-error", role: "alert", hidden: true });
+  const form = el(
+    "form",
+    { class: "sign-in__form", novalidate: true },
+    el("label", { for: "sign-in-key", text: "Access key" }),
+    input,
+    error,
+    el("button", { type: "submit", class: "button button--primary", text: "Sign in" }),
+  );
+  const panel = el(
+    "section",
+    { class: "panel sign-in", id: "sign-in", "aria-labelledby": "sign-in-title" },
+    el("h1", { id: "sign-in-title", text: "Sign in to convert" }),
+    el("p", {
+      class: "muted",
+      id: "sign-in-help",
+      text: "This converter is for people with an access key. Paste the key you were given; it stays in this tab only and is forgotten when you close it.",
+    }),
+    form,
+  );
+  return { panel, form, input, error };
+}
+
+/** A "Sign out" link in the header while a key is in use. */
+function showSignOut() {
+  const nav = document.querySelector(".site-header nav");
+  let link = document.getElementById("sign-out");
+  if (!apiKey()) {
+    if (link) link.remove();
+    return;
+  }
+  if (link || !nav) return;
+  link = el("a", { href: "/", id: "sign-out", text: "Sign out" });
+  link.addEventListener("click", () => setApiKey(""));
+  nav.append(link);
+}
+
+showSignOut();
 
 // ---- recent jobs (this browser only) ----
 

@@ -2,6 +2,7 @@
 import {
   api,
   ApiError,
+  apiKey,
   el,
   FINISHED,
   forgetJob,
@@ -28,7 +29,18 @@ const announcer = document.getElementById("announcer");
 const jobBar = document.getElementById("job-bar");
 const summaryEl = document.getElementById("job-summary");
 const archiveLink = document.getElementById("job-archive");
-const deleteButton = document.getElementById("job-delete");
+const deleteButton = document.getElementById("job-delete"); // absent on a shared page
+const shareButton = document.getElementById("job-share");
+const shareBox = document.getElementById("share-box");
+const shareUrl = document.getElementById("share-url");
+const shareStatus = document.getElementById("share-status");
+// The job's JSON: /api/jobs/{id} for its owner, /api/share/{token} on a shared (read-only) page.
+const apiBase = root.dataset.api || `/api/jobs/${encodeURIComponent(jobId)}`;
+const shared = root.dataset.shared === "1";
+// Where previews and downloads are fetched from. A browser sends no Bearer header with <video src> or a
+// link, so a page signed in with a key links them through a short-lived share link of its own.
+let linkBase = apiBase;
+const VIEW_LINK_SECONDS = 12 * 3600;
 
 const POLL_VISIBLE_MS = 1000;
 const POLL_HIDDEN_MS = 5000;
@@ -84,7 +96,10 @@ function showMissing(message) {
   filenameEl.textContent = "No such job";
   document.title = "No such job · Video converter";
   errorBox.replaceChildren(
-    message || "There is no conversion job at this address. The link may be mistyped, or the job has expired. ",
+    message ||
+      (shared
+        ? "This share link has expired, or its job was deleted. "
+        : "There is no conversion job at this address. The link may be mistyped, or the job has expired. "),
     el("a", { href: "/", text: "Start a new conversion" }),
     ".",
   );
@@ -139,7 +154,7 @@ function renderSource(source) {
 // of use: a link signed earlier can stop working before its own expiry (on AWS it dies with the task
 // role's session), and the job document's download_url is only as fresh as the last poll.
 function downloadHref(out) {
-  return `/api/jobs/${encodeURIComponent(jobId)}/outputs/${encodeURIComponent(out.format)}`;
+  return `${linkBase}/outputs/${encodeURIComponent(out.format)}`;
 }
 
 function createCard(out) {
@@ -345,13 +360,13 @@ function renderSummary(job, done) {
     if (left) parts.push(`about ${aboutTime(left)} left`);
   }
   summaryEl.textContent = parts.join(" · ");
-  archiveLink.href = `/api/jobs/${encodeURIComponent(jobId)}/archive`;
+  archiveLink.href = `${linkBase}/archive`;
   archiveLink.hidden = done < 2; // one file is its own download
   archiveLink.setAttribute("aria-label", `Download all ${done} ready files as one ZIP`);
   jobBar.hidden = false;
 }
 
-deleteButton.addEventListener("click", async () => {
+deleteButton?.addEventListener("click", async () => {
   const name = filenameEl.textContent;
   const running = lastStatus && !FINISHED.has(lastStatus);
   const question = running
@@ -360,7 +375,7 @@ deleteButton.addEventListener("click", async () => {
   if (!window.confirm(question)) return;
   deleteButton.disabled = true;
   try {
-    await api(`/api/jobs/${encodeURIComponent(jobId)}`, { method: "DELETE" });
+    await api(apiBase, { method: "DELETE" });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 404) {
       deleteButton.disabled = false;
@@ -396,12 +411,13 @@ async function poll() {
   if (finished) return;
   window.clearTimeout(timer);
   try {
-    const job = await api(`/api/jobs/${encodeURIComponent(jobId)}`);
+    const job = await api(apiBase);
+    if (lastStatus === null && apiKey() && !shared) linkBase = await viewLink();
     if (failures) {
       failures = 0;
       networkBox.hidden = true;
     }
-    if (lastStatus === null) rememberJob({ id: job.job_id, filename: job.filename, created: job.created_at });
+    if (lastStatus === null && !shared) rememberJob({ id: job.job_id, filename: job.filename, created: job.created_at });
     render(job);
     if (FINISHED.has(job.status)) {
       finished = true;
@@ -429,5 +445,42 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden && !finished && !failures) poll(); // catch up at once when the tab comes back
 });
 
-if (JOB_ID.test(jobId)) poll();
+/** A share link's path for this page's own previews and downloads (signed in with a key). */
+async function viewLink() {
+  const link = await share(VIEW_LINK_SECONDS);
+  return new URL(link.api_url, window.location.href).pathname;
+}
+
+function share(seconds) {
+  return api(`${apiBase}/share`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(seconds ? { expires_in: seconds } : {}),
+  });
+}
+
+shareButton?.addEventListener("click", async () => {
+  shareButton.disabled = true;
+  try {
+    const link = await share(0);
+    shareUrl.value = link.url;
+    shareBox.hidden = false;
+    const until = formatTime(link.expires_at);
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(link.url);
+      copied = true;
+    } catch {
+      shareUrl.select(); // no clipboard here (an http page, or refused): the link is selected to copy
+    }
+    shareStatus.textContent = `${copied ? "Link copied. " : "Copy this link. "}Anyone with it can watch and download these files until ${until}; they cannot delete the job.`;
+  } catch (error) {
+    shareBox.hidden = false;
+    shareStatus.textContent = `No share link could be made: ${error.message}`;
+  } finally {
+    shareButton.disabled = false;
+  }
+});
+
+if (shared || JOB_ID.test(jobId)) poll();
 else showMissing();

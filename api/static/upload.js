@@ -9,6 +9,7 @@ import {
   formatBytes,
   formatTime,
   loadRecent,
+  RECENT_LIMIT,
   rememberJob,
   STATUS_TEXT,
 } from "./common.js";
@@ -449,6 +450,10 @@ const observer =
     : null;
 
 function renderRecent() {
+  if (recentSection.dataset.source === "server") {
+    renderServerRecent();
+    return;
+  }
   const items = loadRecent();
   recentSection.hidden = !items.length;
   recentList.replaceChildren();
@@ -485,7 +490,43 @@ function renderRecent() {
   }
 }
 
-recentClear.addEventListener("click", () => {
+// With owners (AUTH=keys) the list is the owner's jobs from the server, so it follows a key from one
+// browser to another; it carries each job's status, so no row asks for its own.
+let serverTimer = null;
+
+async function renderServerRecent() {
+  window.clearTimeout(serverTimer);
+  let list;
+  try {
+    list = await api(`/api/jobs?limit=${RECENT_LIMIT}`);
+  } catch {
+    return; // the list is a convenience: the form works without it
+  }
+  recentSection.hidden = !list.jobs.length;
+  recentList.replaceChildren(
+    ...list.jobs.map((job) => {
+      const when = formatTime(job.created_at);
+      const row = el(
+        "li",
+        { class: "recent__item", dataset: { jobId: job.job_id, testid: "recent-job", status: job.status } },
+        el(
+          "div",
+          { class: "recent__main" },
+          el("a", { href: `/jobs/${encodeURIComponent(job.job_id)}`, class: "recent__link", text: job.filename }),
+          el("span", { class: "recent__meta muted small", text: when }),
+        ),
+        el("span", { class: "badge" }),
+      );
+      setRowStatus(row, job.status);
+      return row;
+    }),
+  );
+  if (list.jobs.some((job) => ["queued", "processing"].includes(job.status))) {
+    serverTimer = window.setTimeout(renderServerRecent, RECENT_REFRESH_MS);
+  }
+}
+
+recentClear?.addEventListener("click", () => {
   clearRecent();
   renderRecent();
   input.focus();

@@ -22,6 +22,7 @@ from moto.server import ThreadedMotoServer
 
 from api.main import create_app
 from tests.aws.conftest import settings_for
+from video_converter.apikeys import KeyStore
 from video_converter.aws import AwsConfigError
 from video_converter.config import Settings
 from video_converter.jobs import JobService
@@ -54,7 +55,8 @@ def resources(moto_server: str, create_aws_resources):
 def client(resources, tmp_path: Path) -> Iterator[TestClient]:
     rt = build_runtime(settings_for(resources, tmp_path, max_upload_bytes=50 * 1024 * 1024))
     assert isinstance(rt.uploads, S3Storage)
-    with TestClient(create_app(rt)) as test_client:
+    _, key = KeyStore(rt.converted).create("the flow")  # AUTH=keys, the default on AWS
+    with TestClient(create_app(rt), headers={"Authorization": f"Bearer {key}"}) as test_client:
         yield test_client
     rt.close()
 

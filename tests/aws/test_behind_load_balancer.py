@@ -96,4 +96,6 @@ def test_the_page_links_outputs_through_the_api_redirect():
     script = (ROOT / "api" / "static" / "job.js").read_text()
     assert not re.search(r"(src|href)\s*[:=]\s*out\.download_url", script)
     assert "src," in script and "href: downloadHref(out)" in script
-    assert "/api/jobs/${encodeURIComponent(jobId)}/outputs/${encodeURIComponent(out.format)}" in script
+    # Through the API: the job's own routes, or (signed in with a key) a share link's, both redirecting.
+    assert "${linkBase}/outputs/${encodeURIComponent(out.format)}" in script
+    assert "let linkBase = apiBase;" in script and "new URL(link.api_url, window.location.href).pathname" in script

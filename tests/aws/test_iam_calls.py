@@ -33,6 +33,7 @@ from samtranslator.yaml_helper import yaml_parse
 from api.main import create_app
 from tests.aws.conftest import CRASHING_FFMPEG, settings_for
 from video_converter import aws as aws_module
+from video_converter.apikeys import KeyStore
 from video_converter.conversion import fetched_source
 from video_converter.queues import sqs as sqs_module
 from video_converter.runtime import build_runtime
@@ -200,9 +201,11 @@ def flow(
     ssm.put_parameter(Name=WEBHOOK_SECRET, Value="s3cret", Type="SecureString")
     monkeypatch.setenv("WEBHOOK_SECRET_PARAMETER", WEBHOOK_SECRET)
 
-    recorder.role = "api"
     api_runtime = build_runtime(settings_for(aws, tmp_path))
-    client = TestClient(create_app(api_runtime))
+    operator = s3_module.S3Storage(aws.converted_bucket, client=aws.s3)  # not recorded: `video-converter keys`
+    _, key = KeyStore(operator).create("the flow")
+    recorder.role = "api"
+    client = TestClient(create_app(api_runtime), headers={"Authorization": f"Bearer {key}"})  # AUTH=keys on AWS
     ticket = client.post("/api/uploads").json()  # presigned POST
     aws.s3.put_object(Bucket=aws.upload_bucket, Key=ticket["fields"]["key"], Body=clip.read_bytes())  # the browser
     job = client.post(
@@ -213,6 +216,8 @@ def flow(
     with clip.open("rb") as fh:  # the curl path: streamed into S3 by the API
         second = client.post("/api/jobs", files={"file": ("clip.mp4", fh, "video/mp4")}, data={"formats": "mp3"})
     assert second.status_code == 201, second.text
+    assert [j["job_id"] for j in client.get("/api/jobs").json()["jobs"]] == [second.json()["job_id"], job_id]
+    assert client.post(f"/api/jobs/{job_id}/share").status_code == 201
     empty = client.post("/api/jobs", files={"file": ("empty.mp4", b"", "video/mp4")}, data={"formats": "mp3"})
     assert empty.status_code == 422  # refused, and the empty upload deleted
 

@@ -359,6 +359,7 @@ def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tmp_path_factory.mktemp("browser-aws") / "data",
         workers=1,
         BACKEND="aws",
+        AUTH="none",  # about S3 uploads and downloads; the page under AUTH=keys: test_browser_auth.py
         UPLOAD_BUCKET="vc-browser-upload",
         CONVERTED_BUCKET="vc-browser-converted",
         QUEUE_URL=queue_url,

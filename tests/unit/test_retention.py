@@ -86,7 +86,7 @@ def test_the_sweep_runs_at_start_and_stops_when_asked(settings: Settings, tmp_pa
     job_files(uploads, job_id, 10, "source")
     stop = threading.Event()
     threads = start_background(rt, stop)
-    assert [t.name for t in threads] == ["retention", "unclaimed-uploads"]
+    assert [t.name for t in threads] == ["retention", "owner-index", "unclaimed-uploads"]
     # Either sweep takes the 10-day-old original (the unclaimed-uploads one keeps the folder for the
     # ticket's mark, so the folder itself is not what to wait for).
     deadline = time.monotonic() + 30
@@ -127,3 +127,24 @@ def test_an_upload_no_job_was_made_from_within_an_hour_is_deleted(settings: Sett
     finally:
         service.documents.close()
         rt.close()
+
+
+def test_the_owners_lists_lose_the_entries_of_jobs_past_the_retention(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from video_converter import ownerindex
+    from video_converter.model import JobRecord
+    from video_converter.storage import MemoryStorage
+
+    store = MemoryStorage()
+    now = time.time()
+    for age_days in (1, 9):
+        created = datetime.fromtimestamp(now - age_days * 86400, UTC)
+        record = JobRecord(
+            job_id=str(uuid.uuid4()), filename="a", stem="a", formats=["mp3"], source_key="k", source_size=1,
+            owner="key:abc", created_at=created,
+        )  # fmt: skip
+        ownerindex.add(store, record)
+    assert ownerindex.purge_older(store, 8, now=now) == 2  # the old job's entry, under its owner and everyone
+    names, more = ownerindex.page(store, "key:abc", 10)
+    assert len(names) == 1 and not more
