@@ -3,6 +3,7 @@ saying which limit and when it frees, and frees when it should (TestClient over 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,8 +17,10 @@ from api.rate_limit import RateLimiter
 from tests.conftest import memory_runtime
 from video_converter.config import Settings
 from video_converter.errors import OverLimit
+from video_converter.jobs import JobService
 from video_converter.model import OutputRecord, OutputStatus, SourceInfo
 from video_converter.owners import EVERYONE, AuthMode, Owner, OwnerKind, Quota
+from video_converter.queues import MemoryQueue
 from video_converter.quotas import ANONYMOUS_DEFAULTS, DAY, KEY_DEFAULTS, Quotas, quota_of, usage_key
 from video_converter.runtime import Runtime
 
@@ -277,3 +280,15 @@ def test_rate_limiter_forgets_idle_addresses(clock: Clock, monkeypatch: pytest.M
     clock.now += 61
     limiter.hit("10.0.1.1")
     assert len(limiter._hits) == 1
+
+
+# --- the owner reaches the queue -----------------------------------------------------------------------------
+
+
+def test_a_jobs_messages_carry_its_owner_for_fair_scheduling(mem_runtime: Runtime) -> None:
+    service = JobService(mem_runtime)
+    job_id = service.uploads.store_new(io.BytesIO(b"data"), ALICE)
+    service.create_job(job_id, "a.mp4", ["720p", "gif"], owner=ALICE)
+    assert isinstance(mem_runtime.queue, MemoryQueue)
+    entries = list(mem_runtime.queue.entries.values())
+    assert [(e.group, e.owner) for e in entries] == [(job_id, ALICE.id), (job_id, ALICE.id)]
