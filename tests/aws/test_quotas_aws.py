@@ -5,7 +5,6 @@ sentence, and frees when the job finishes or is deleted."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from tests.aws.conftest import AwsResources, settings_for
+from tests.quota_race import admitted
 from video_converter.apikeys import KeyStore
-from video_converter.errors import OverLimit
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.quotas import Quotas, usage_key
 from video_converter.runtime import Runtime, build_runtime
@@ -93,12 +92,4 @@ def test_concurrent_creations_on_two_tasks_take_exactly_the_places_left(
     assert owner is not None
     quotas = [Quotas(rt.jobs, rt.settings), Quotas(rt2.jobs, rt2.settings)]
 
-    def reserve(n: int) -> bool:
-        try:
-            quotas[n % 2].reserve(owner)
-        except OverLimit:
-            return False
-        return True
-
-    with ThreadPoolExecutor(4) as pool:
-        assert list(pool.map(reserve, range(8))).count(True) == 2
+    assert admitted(quotas, owner, 8) == 2

@@ -3,6 +3,7 @@ SqsQueue too (moto), and SqliteQueue's own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -450,20 +451,21 @@ def test_without_an_owner_each_job_is_its_own_owner(make_queue) -> None:
     assert [must_receive(q).body["job"] for _ in range(3)] == ["big", "small", "big"]
 
 
+# The table as files made before owners had it (groups, no owner_key).
+_BEFORE_OWNERS = (
+    "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, state TEXT NOT NULL "
+    "DEFAULT 'ready', visible_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, "
+    "created_at REAL NOT NULL, group_key TEXT NOT NULL DEFAULT '')"
+)
+
+
 def test_sqlite_files_from_before_owners_count_each_job_as_its_owner(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "q.sqlite3"
-    old = sqlite3.connect(path)
-    old.executescript(
-        "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, state TEXT NOT NULL "
-        "DEFAULT 'ready', visible_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, "
-        "created_at REAL NOT NULL, group_key TEXT NOT NULL DEFAULT '');"
-        "INSERT INTO messages (body, visible_at, created_at, group_key) VALUES ('{\"n\": \"1\"}', 0, 0, 'big');"
-        "INSERT INTO messages (body, visible_at, created_at, group_key) VALUES ('{\"n\": \"2\"}', 0, 0, 'big');"
-        "INSERT INTO messages (body, visible_at, created_at, group_key) VALUES ('{\"n\": \"3\"}', 0, 0, 'small');"
-    )
-    old.commit()
-    old.close()
+    with contextlib.closing(sqlite3.connect(path)) as old, old:
+        old.execute(_BEFORE_OWNERS)
+        rows = [('{"n": "1"}', "big"), ('{"n": "2"}', "big"), ('{"n": "3"}', "small")]
+        old.executemany("INSERT INTO messages (body, visible_at, created_at, group_key) VALUES (?, 0, 0, ?)", rows)
     q = SqliteQueue(path)
     assert [must_receive(q).body["n"] for _ in range(3)] == ["1", "3", "2"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.rate_limit import RateLimiter
 from tests.conftest import memory_runtime
+from tests.quota_race import admitted
 from video_converter.config import Settings
 from video_converter.errors import OverLimit
 from video_converter.jobs import JobService
@@ -152,16 +152,7 @@ def test_concurrent_creations_on_many_tasks_take_exactly_the_places_left(make_ap
     _, rt = make_app()
     tasks = [Quotas(rt.jobs, settings.model_copy(update={"quota_active_jobs": 4})) for _ in range(2)]
 
-    def reserve(n: int) -> bool:
-        try:
-            tasks[n % 2].reserve(EVERYONE)
-        except OverLimit:
-            return False
-        return True
-
-    with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(reserve, range(12)))
-    assert results.count(True) == 4
+    assert admitted(tasks, EVERYONE, 12, threads=6) == 4
     assert tasks[0].usage(EVERYONE).unfinished() == 4
 
 
