@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.rate_limit import RateLimiter, client_address
 from api.responses import JobId
 from video_converter.auth import SESSION_COOKIE, Authenticator
 from video_converter.documents import JobDocuments
@@ -15,6 +16,7 @@ from video_converter.errors import Forbidden
 from video_converter.jobs import JobService
 from video_converter.model import JobRecord
 from video_converter.owners import Owner
+from video_converter.quotas import Quotas
 from video_converter.runtime import Runtime
 from video_converter.shares import ShareTokens
 from video_converter.uploads import Uploads
@@ -118,3 +120,21 @@ def get_shares(request: Request) -> ShareTokens:
 
 
 SharesDep = Annotated[ShareTokens, Depends(get_shares)]
+
+
+# --- quotas and rate limits ----------------------------------------------------------------------------------
+
+
+def get_quotas(request: Request) -> Quotas:
+    quotas: Quotas = request.app.state.quotas
+    return quotas
+
+
+def rate_limited(request: Request) -> None:
+    """Count a job creation or upload ticket against its client address (429 past RATE_LIMIT_PER_MINUTE)."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.hit(client_address(request))
+
+
+QuotasDep = Annotated[Quotas, Depends(get_quotas)]
+RateLimited = Depends(rate_limited)

@@ -23,6 +23,7 @@ from video_converter.errors import (
     LinkExpired,
     NotFound,
     OutputNotReady,
+    OverLimit,
     QueueUnavailable,
     RequestError,
     Unauthorized,
@@ -40,6 +41,7 @@ STATUS: list[tuple[type[RequestError], int]] = [
     (OutputNotReady, 409),
     (Conflict, 409),
     (QueueUnavailable, 503),
+    (OverLimit, 429),
     (Unauthorized, 401),
     (Forbidden, 403),
 ]
@@ -86,6 +88,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("%s: %s", type(exc).__name__, exc, exc_info=exc.__cause__)
         headers = {"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else None
+        if isinstance(exc, OverLimit):
+            headers = {"Retry-After": str(exc.retry_after)}
         if status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="video-converter"'}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)

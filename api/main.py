@@ -12,13 +12,15 @@ from fastapi.staticfiles import StaticFiles
 from api import errors
 from api.headers import SecurityHeaders, content_security_policy, signed_origins
 from api.logfields import JobLogFields
+from api.rate_limit import RateLimiter, per_minute
 from api.request_limits import RequestLimits
-from api.routes import docs, files, formats, health, jobs, pages, share, uploads
+from api.routes import docs, files, formats, health, jobs, me, pages, share, uploads
 from video_converter import __version__
 from video_converter.auth import Authenticator, signing_secret
 from video_converter.config import get_settings
 from video_converter.documents import JobDocuments
 from video_converter.jobs import JobService
+from video_converter.quotas import Quotas
 from video_converter.runtime import Runtime, build_runtime
 from video_converter.shares import ShareTokens
 
@@ -51,6 +53,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     secret = signing_secret(rt)  # sessions and share links, the same on every API process
     app.state.auth = Authenticator.for_runtime(rt, secret)
     app.state.shares = ShareTokens(secret)
+    app.state.quotas = Quotas(rt.jobs, rt.settings)
+    app.state.rate_limiter = RateLimiter(per_minute(rt.settings))
     errors.install(app)
     app.add_middleware(
         RequestLimits,
@@ -64,7 +68,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.add_middleware(JobLogFields)  # the job (and format) a request is about, on its log lines
     app.add_middleware(SecurityHeaders, csp=csp)  # added last, so outermost: refusals carry the headers too
-    for module in (health, formats, uploads, jobs, share, files, pages, docs):
+    for module in (health, formats, uploads, jobs, share, files, pages, docs, me):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")

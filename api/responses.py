@@ -71,6 +71,12 @@ UNAVAILABLE = error(
 
 
 # Examples of successful answers, shown beside each route's schema (tests check they match the models).
+OVER_LIMIT = error(
+    429,
+    "Over a quota of the caller's (unfinished jobs, work per day, bytes stored) or the rate limit.",
+    "You have 10 unfinished jobs, the most at once for this key; one frees when a job finishes or is deleted.",
+    RETRY_AFTER,
+)
 JOB_ID = "3f2b8c1e-5d4a-4e7b-9c21-0a6d8e4f1b37"
 _OUTPUT = {
     "format": "720p",

@@ -1,5 +1,5 @@
 """Benchmarks with targets: conversion speed per format, segmenting, several renditions from one source (speed
-and quality), and server memory during a large upload.
+and quality), server memory during a large upload, and the cost of the API-key check on a job poll.
 
 Run with ``make bench`` (all of them) or ``python bench/run.py renditions segments`` (those named). Targets
 are for the reference machine (2 cores); results go to stdout and ``bench-results/latest.json``. Exits
@@ -32,12 +32,14 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import H264_ULTRAFAST, make_clip_file  # noqa: E402
 from tests.e2e.server import Server  # noqa: E402
 from video_converter import segments  # noqa: E402
+from video_converter.apikeys import KeyStore  # noqa: E402
+from video_converter.auth import Authenticator, signing_secret  # noqa: E402
 from video_converter.config import Settings  # noqa: E402
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path  # noqa: E402
 from video_converter.jobs import JobService  # noqa: E402
 from video_converter.model import SourceInfo  # noqa: E402
 from video_converter.presets import PRESETS  # noqa: E402
-from video_converter.runtime import build_runtime  # noqa: E402
+from video_converter.runtime import Runtime, build_runtime  # noqa: E402
 from video_converter.worker import start_workers, stop_workers  # noqa: E402
 
 # Seconds to convert a 10 s 1280x720 clip with audio, on 2 cores.
@@ -411,6 +413,124 @@ def bench_upload(work: Path) -> dict[str, float]:
     }
 
 
+# The API-key check on a job poll: p99 latency of GET /api/jobs/{id} with a Bearer key (AUTH=keys) against
+# the same poll under AUTH=none, both servers up at once and polled in turn (the order swapped every time),
+# so the machine's load falls on both alike. A p99 is the few slowest requests, which a burst of another
+# process makes on a shared machine whatever the request does, so two figures are kept: the raw p99s, and
+# the p99 of the best of AUTH_REPEATS back-to-back polls (a cost every request pays, as the key check,
+# stays in it; a moment the process was not scheduled does not). The target holds the second, the median
+# of AUTH_ROUNDS rounds.
+AUTH_POLLS = 200  # samples per mode and round
+AUTH_REPEATS = 3
+AUTH_ROUNDS = 5
+AUTH_WARMUP = 50
+AUTH_P99_TARGET = 1.2
+
+
+def _percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def _poll_target(server: Server, clip: Path, headers: dict[str, str]) -> tuple[httpx.Client, str]:
+    """A client of ``server`` and the URL of a job it created there (the poll the bench times)."""
+    client = httpx.Client(base_url=server.url, headers=headers, timeout=30)
+    with clip.open("rb") as fh:
+        response = client.post("/api/jobs", data={"formats": "thumbnail"}, files={"file": (clip.name, fh)})
+    response.raise_for_status()
+    return client, f"/api/jobs/{response.json()['job_id']}"
+
+
+def _poll_rounds(targets: dict[str, tuple[httpx.Client, str]]) -> list[dict[str, list[list[float]]]]:
+    """Each round's samples per mode: the seconds of AUTH_REPEATS back-to-back polls each."""
+    for client, url in targets.values():
+        for _ in range(AUTH_WARMUP):
+            client.get(url).raise_for_status()
+    rounds = []
+    for _ in range(AUTH_ROUNDS):
+        samples: dict[str, list[list[float]]] = {mode: [] for mode in targets}
+        for n in range(AUTH_POLLS):
+            for mode in sorted(targets, reverse=n % 2 == 1):
+                client, url = targets[mode]
+                polls = []
+                for _ in range(AUTH_REPEATS):
+                    started = time.perf_counter()
+                    client.get(url).raise_for_status()
+                    polls.append(time.perf_counter() - started)
+                samples[mode].append(polls)
+        rounds.append(samples)
+    return rounds
+
+
+def _auth_figures(rounds: list[dict[str, list[list[float]]]]) -> dict[str, float]:
+    def ratio(samples: dict[str, list[list[float]]]) -> float:
+        best = {mode: [min(polls) for polls in values] for mode, values in samples.items()}
+        return _percentile(best["keys"], 0.99) / _percentile(best["none"], 0.99)
+
+    figures: dict[str, float] = {}
+    for mode in ("none", "keys"):
+        every = [t for r in rounds for polls in r[mode] for t in polls]
+        best = [min(polls) for r in rounds for polls in r[mode]]
+        figures |= {
+            f"{mode}_p50_ms": round(_percentile(every, 0.5) * 1000, 2),
+            f"{mode}_p99_ms": round(_percentile(every, 0.99) * 1000, 2),
+            f"{mode}_best_p99_ms": round(_percentile(best, 0.99) * 1000, 2),
+        }
+    ratios = sorted(ratio(r) for r in rounds)
+    figures["raw_p99_ratio"] = round(figures["keys_p99_ms"] / figures["none_p99_ms"], 3)
+    figures["p99_ratio"] = round(ratios[len(ratios) // 2], 3)
+    figures["p99_ratio_min"], figures["p99_ratio_max"] = round(ratios[0], 3), round(ratios[-1], 3)
+    figures["target_p99_ratio"] = AUTH_P99_TARGET
+    return figures
+
+
+def _check_cost(rt: Runtime, key: str) -> dict[str, float]:
+    """The key check alone, in process, as each request makes it (the key record cached for seconds)."""
+    authenticator = Authenticator.for_runtime(rt, signing_secret(rt))
+    times = []
+    for _ in range(AUTH_WARMUP + 5000):
+        started = time.perf_counter()
+        authenticator.caller(f"Bearer {key}", None)
+        times.append(time.perf_counter() - started)
+    checks = times[AUTH_WARMUP:]
+    return {
+        "check_p50_us": round(_percentile(checks, 0.5) * 1e6, 1),
+        "check_p99_us": round(_percentile(checks, 0.99) * 1e6, 1),
+    }
+
+
+def bench_auth(work: Path) -> dict[str, float]:
+    clip = make_clip_file(work / "clip.mp4", seconds=1.0, size="160x120")
+    keyed = work / "keys"
+    rt = build_runtime(Settings(data_dir=keyed, workers=0, auth="keys", _env_file=None))
+    key = KeyStore(rt.converted).create("bench")[1]
+    check = _check_cost(rt, key)
+    rt.close()
+    with Server(work / "none", workers=0, AUTH="none") as open_, Server(keyed, workers=0, AUTH="keys") as locked:
+        targets = {
+            "none": _poll_target(open_, clip, {}),
+            "keys": _poll_target(locked, clip, {"Authorization": f"Bearer {key}"}),
+        }
+        rounds = _poll_rounds(targets)
+        for client, _ in targets.values():
+            client.close()
+    return _auth_figures(rounds) | check
+
+
+def report_auth(auth: dict[str, float]) -> list[str]:
+    ok = auth["p99_ratio"] <= AUTH_P99_TARGET
+    print(
+        f"\nauth: a job poll (GET /api/jobs/{{id}}), AUTH=none against AUTH=keys with a Bearer key, polled in turn: "
+        f"p50 {auth['none_p50_ms']} / {auth['keys_p50_ms']} ms, p99 {auth['none_p99_ms']} / {auth['keys_p99_ms']} ms "
+        f"(raw ratio {auth['raw_p99_ratio']:.2f}); p99 of the best of {AUTH_REPEATS} {auth['none_best_p99_ms']} / "
+        f"{auth['keys_best_p99_ms']} ms: keys/none {auth['p99_ratio']:.2f} (median of {AUTH_ROUNDS} rounds, "
+        f"{auth['p99_ratio_min']:.2f}-{auth['p99_ratio_max']:.2f}; target <= {AUTH_P99_TARGET:.2f}) "
+        f"{'ok' if ok else 'MISSED'}; the check alone, in process: p50 {auth['check_p50_us']} us, p99 "
+        f"{auth['check_p99_us']} us"
+    )
+    return [] if ok else ["auth-p99"]
+
+
 def report_formats(formats: dict[str, dict[str, float]]) -> list[str]:
     print(f"{'format':<10} {'seconds':>8} {'target':>7} {'x realtime':>11} {'size':>10}")
     missed = []
@@ -517,6 +637,7 @@ BENCHES: dict[str, Callable[[Path], tuple[object, list[str]]]] = {
     "segments": _bench(bench_segments, report_segments),
     "renditions": _bench(bench_renditions, report_renditions),
     "upload": _bench(bench_upload, report_upload),
+    "auth": _bench(bench_auth, report_auth),
 }
 
 

@@ -70,8 +70,11 @@ deploy: sam-build ## sam deploy (default config: shows and confirms the change s
 # ALARM_EMAIL (CI: the repository variable ALARM_EMAIL) subscribes an address to the alarms;
 # WEBHOOK_SECRET_PARAMETER (CI: the variable of that name) names the SSM SecureString of the webhook
 # key. Both may be empty (no e-mail; webhooks off): quoted, so SAM receives Key="" rather than Key=.
+# MONTHLY_BUDGET (CI: the variable of that name; 0 or empty: none) is the optional AWS Budgets alarm, in US
+# dollars a month (README, Security).
 ALARM_EMAIL ?=
 WEBHOOK_SECRET_PARAMETER ?=
+MONTHLY_BUDGET ?= 0
 PROD_OVERRIDES = $(shell $(TOOLS_PYTHON) -c 'import tomllib; \
 	print(" ".join(tomllib.load(open("samconfig.toml", "rb"))["prod"]["deploy"]["parameters"]["parameter_overrides"]))')
 
@@ -79,4 +82,5 @@ deploy-prod: sam-build ## sam deploy --config-env prod ALLOWED_ORIGIN=https://<t
 	@case "$(ALLOWED_ORIGIN)" in https://*) ;; *) echo "Set ALLOWED_ORIGIN to the api's https:// URL."; exit 2;; esac
 	$(SAM_CLI_ENV) $(SAM) deploy --config-env prod --no-confirm-changeset --no-fail-on-empty-changeset \
 		--parameter-overrides $(PROD_OVERRIDES) AllowedOrigin=$(ALLOWED_ORIGIN) \
-		'AlarmEmail="$(ALARM_EMAIL)"' 'WebhookSecretParameter="$(WEBHOOK_SECRET_PARAMETER)"'
+		'AlarmEmail="$(ALARM_EMAIL)"' 'WebhookSecretParameter="$(WEBHOOK_SECRET_PARAMETER)"' \
+		MonthlyBudget=$(or $(MONTHLY_BUDGET),0)

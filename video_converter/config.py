@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
 
+    # Quotas per owner (video_converter.quotas) and requests per client address (api.rate_limit). Unset:
+    # the defaults of the mode (AUTH=none: no limit, one person on a laptop; keys: the values in
+    # ``quotas``); 0: no limit. A key's own limits (keys create --max-...) override these for its owner.
+    quota_active_jobs: int | None = Field(default=None, ge=0)  # unfinished jobs at once
+    quota_source_minutes_per_day: float | None = Field(default=None, ge=0)  # 1080p30 minutes, last 24 h
+    quota_storage_bytes: int | None = Field(default=None, ge=0)  # originals and outputs kept
+    # The same for anonymous sessions (ANONYMOUS=true): lower defaults, a visitor is no one known.
+    anonymous_quota_active_jobs: int | None = Field(default=None, ge=0)
+    anonymous_quota_source_minutes_per_day: float | None = Field(default=None, ge=0)
+    anonymous_quota_storage_bytes: int | None = Field(default=None, ge=0)
+    # Job creations and upload tickets per client address per minute (unset: 30 with keys, off with none)
+    rate_limit_per_minute: int | None = Field(default=None, ge=0)
+
     # Who may do what (video_converter.owners): AUTH=none (default locally) or keys (default on AWS);
     # ANONYMOUS=true beside keys gives a visitor without a key a session owner of its own.
     auth: AuthMode | None = None  # unset: none locally, keys when BACKEND=aws (see ``auth_mode``)

@@ -53,6 +53,15 @@ class QueueUnavailable(RequestError):
     """The queue refused a message (503)."""
 
 
+class OverLimit(RequestError):
+    """A quota or rate limit is reached (429); the sentence says which and when it frees, ``retry_after``
+    the seconds until then (the Retry-After header)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, round(retry_after))
+
+
 class Unauthorized(RequestError):
     """No valid credentials: a missing, unknown or revoked API key (401)."""
 

@@ -167,7 +167,7 @@ class JobService:
         messages = divide(record.job_id, record.formats)
         for n, work in enumerate(messages):
             try:
-                self.rt.queue.send(to_body(work), group=record.job_id)
+                self.rt.queue.send(to_body(work), group=record.job_id, owner=record.owner or "")
             except Exception as exc:
                 # Never leave an output "queued" with no message behind it.
                 for unsent in (f for w in messages[n:] for f in w.formats):

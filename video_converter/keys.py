@@ -13,6 +13,7 @@ Converted store:  {job_id}/job.json                     the job record
                   identity/keys/{key_id}.json           an API key's record (video_converter.apikeys)
                   identity/signing.key                  AWS: signs sessions and share links (auth)
                   owners/{owner hash}/{entry}           each owner's jobs, newest first (ownerindex)
+                  usage/{owner}.json                    what each owner with a quota uses (quotas)
 """
 
 from __future__ import annotations

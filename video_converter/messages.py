@@ -242,7 +242,8 @@ class _Attempt:
         for output in outputs:
             if self.whole:
                 output.released()
-            self.rt.queue.send(to_body(alone(self.work, output.format_id)), group=output.job_id)
+            work = alone(self.work, output.format_id)
+            self.rt.queue.send(to_body(work), group=output.job_id, owner=output.job.owner or "")
         return Outcome.ack("one by one")
 
     @property

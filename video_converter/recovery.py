@@ -68,6 +68,14 @@ def lost_work(
                 yield Convert(job_id, (format_id,))
 
 
+def _owner(jobs: JobStore, job_id: str) -> str:
+    """Whose job it is, for the queue's fairness ("": the job counts as its own owner)."""
+    try:
+        return jobs.job(job_id).owner or ""
+    except JobNotFound:
+        return ""
+
+
 def reconcile(rt: Runtime) -> int:
     """Local mode: send again every message the queue lost; return how many. One process at a time does
     it (a lock beside the queue file)."""
@@ -87,7 +95,7 @@ def reconcile(rt: Runtime) -> int:
         lost: list[Task] = list(lost_work(rt.jobs, rt.uploads, job_ids, queued, stale_after=stale))
         lost += [Notify(j) for j in job_ids if Notify(j) not in tasks and webhooks.notice_due(rt, j, QUEUED_GRACE)]
         for work in lost:
-            rt.queue.send(to_body(work), group=work.job_id)
+            rt.queue.send(to_body(work), group=work.job_id, owner=_owner(rt.jobs, work.job_id))
         if lost:
             log.warning("sent %d message(s) again that the queue had lost", len(lost))
         return len(lost)

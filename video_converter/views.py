@@ -159,6 +159,37 @@ class Health(BaseModel):
     detail: str | None = None
 
 
+class LimitsView(BaseModel):
+    """An owner's limits; null is no limit."""
+
+    active_jobs: int | None = Field(description="Unfinished jobs at once.")
+    source_minutes_per_day: float | None = Field(
+        description="Work over the last 24 hours, in minutes of 1080p at 30 fps (as the per-job budget counts it)."
+    )
+    storage_bytes: int | None = Field(description="Originals and outputs kept.")
+    requests_per_minute: int | None = Field(description="Job creations and upload tickets per client address.")
+
+
+class UsageView(BaseModel):
+    active_jobs: int
+    source_minutes_today: float = Field(description="Work of the jobs created in the last 24 hours.")
+    storage_bytes: int
+
+
+class OwnerView(BaseModel):
+    id: str = Field(examples=["key:3f9a1c"])
+    kind: str = Field(examples=["key"])
+    name: str
+
+
+class MeView(BaseModel):
+    """Who the caller is, its limits and its usage (null when it has no limit: nothing is counted)."""
+
+    owner: OwnerView
+    limits: LimitsView
+    usage: UsageView | None
+
+
 class JobBrief(BaseModel):
     """One job of a listing (GET /api/jobs): enough to show it in a list; its document has the rest."""
 

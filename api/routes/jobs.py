@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DocumentsDep, JobDep, JobsDep, OwnerDep
+from api.deps import DocumentsDep, JobDep, JobsDep, OwnerDep, QuotasDep, RateLimited
 from api.errors import sentence
 from api.forms import multipart_upload
 from api.responses import (
@@ -19,6 +19,7 @@ from api.responses import (
     NO_JOB,
     NOT_READY,
     NOTHING_READY,
+    OVER_LIMIT,
     REDIRECT,
     TOO_LARGE,
     UNAVAILABLE,
@@ -27,8 +28,10 @@ from api.responses import (
     error,
     example,
 )
+from video_converter import keys
 from video_converter.errors import InvalidRequest
 from video_converter.keys import content_disposition
+from video_converter.model import is_job_id
 from video_converter.ownerindex import MAX_PAGE, is_cursor
 from video_converter.presets import DEFAULT_FORMATS, PRESETS
 from video_converter.views import JobList, JobView
@@ -100,34 +103,48 @@ def _parse_json(body: bytes) -> JobFromUpload:
         raise InvalidRequest(sentence(exc.errors())) from None
 
 
+def _uploaded_bytes(jobs: JobsDep, upload_id: str) -> int:
+    """The size of the original an upload ticket stored (0: none, refused by the creation itself)."""
+    return (jobs.rt.uploads.size(keys.source_key(upload_id)) or 0) if is_job_id(upload_id) else 0
+
+
 @router.post(
     "",
     status_code=201,
     openapi_extra=_BODY_DOC,
+    dependencies=[RateLimited],
     responses=answers(
         example(201, JOB_EXAMPLE, "The job, queued: follow it with GET /api/jobs/{job_id}."),
         ALREADY_USED,
         TOO_LARGE,
         INVALID,
+        OVER_LIMIT,
         UNAVAILABLE,
     ),
 )
-async def create_job(request: Request, jobs: JobsDep, owner: OwnerDep) -> JobView:
-    """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``."""
+async def create_job(request: Request, jobs: JobsDep, owner: OwnerDep, quotas: QuotasDep) -> JobView:
+    """Create a job: multipart with ``file`` and ``formats``, or JSON naming an ``upload_id``. Past a
+    quota or the rate limit: 429 with Retry-After and a sentence saying which limit and when it frees."""
     content_type = request.headers.get("content-type", "")
     origin = str(request.base_url).rstrip("/")  # for the webhook's absolute links (PUBLIC_URL wins)
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
-        create = functools.partial(jobs.create_job, owner=owner, origin=origin)
-        return await run_in_threadpool(create, body.upload_id, body.filename, body.formats, body.callback_url)
+        size = await run_in_threadpool(_uploaded_bytes, jobs, body.upload_id)
+        create = functools.partial(
+            jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url, owner, origin=origin
+        )
+        return await run_in_threadpool(quotas.create_within, owner, size, create)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
+    await run_in_threadpool(quotas.check, owner)  # refused before the file is received
     async with multipart_upload(request) as (upload, form):
         formats = _split([v for v in form.getlist("formats") if isinstance(v, str)])
         callback = form.get("callback_url")
         callback_url = callback if isinstance(callback, str) and callback else None  # an empty field: none
-        upload_and_create = functools.partial(jobs.upload_and_create, owner=owner, origin=origin)
-        return await run_in_threadpool(upload_and_create, upload.file, upload.filename, formats, callback_url)
+        upload_and_create = functools.partial(
+            jobs.upload_and_create, upload.file, upload.filename, formats, callback_url, owner, origin=origin
+        )
+        return await run_in_threadpool(quotas.create_within, owner, 0, upload_and_create)
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Jobs per page.")]
@@ -148,10 +165,11 @@ async def get_job(job_id: JobId, _: JobDep, documents: DocumentsDep) -> JobView:
 
 
 @router.delete("/{job_id}", status_code=204, responses=NO_JOB)
-async def delete_job(job_id: JobId, _: JobDep, jobs: JobsDep) -> Response:
+async def delete_job(job_id: JobId, _: JobDep, jobs: JobsDep, owner: OwnerDep, quotas: QuotasDep) -> Response:
     """Cancel the job's conversions (a running FFmpeg is stopped within seconds) and delete its original,
     outputs and records. Afterwards the job answers 404 and its download links stop working."""
     await run_in_threadpool(jobs.delete_job, job_id)
+    await run_in_threadpool(quotas.release, owner, job_id)  # its place and its bytes are free at once
     return Response(status_code=204)
 
 

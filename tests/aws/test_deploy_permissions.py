@@ -95,6 +95,12 @@ FEATURE_ONLY: dict[str, dict[str, tuple[str, ...]]] = {
     "AWS::SNS::Topic": {"DataProtectionPolicy": ("sns:PutDataProtectionPolicy",)},
 }
 
+# type -> the services whose actions its handler calls for the resources this project points it at. A
+# web ACL association's handler lists the actions of every kind of resource WAF protects (API Gateway,
+# AppSync, Cognito, App Runner, Verified Access, Amplify, ...) and calls those of its ResourceArn's
+# service only: here a load balancer (checked below), so only WAF's and Elastic Load Balancing's.
+TARGET_ONLY: dict[str, tuple[str, ...]] = {"AWS::WAFv2::WebACLAssociation": ("wafv2", "elasticloadbalancing")}
+
 
 class _NoManagedPolicies:
     def load(self) -> dict[str, str]:
@@ -179,6 +185,8 @@ def required_actions(types: set[str]) -> dict[str, set[str]]:
                 if not is_iam_action(action):
                     continue
                 if handler != "read" and feature_only(type_, action):
+                    continue
+                if type_ in TARGET_ONLY and action.partition(":")[0].lower() not in TARGET_ONLY[type_]:
                     continue
                 needs.setdefault(action, set()).add(type_)
     return needs
@@ -308,3 +316,12 @@ def test_the_handlers_calls_are_granted_on_their_resources(action: str, arn: str
         and any(fnmatch.fnmatchcase(arn, r) for r in _arns(s))
         for s in statements
     ), f"{action} on {arn}"
+
+
+def test_web_acl_associations_point_at_the_load_balancer():
+    """What ``TARGET_ONLY`` relies on: the association protects the service's load balancer, nothing else."""
+    associations = [r for r in deployed_resources() if r["Type"] == "AWS::WAFv2::WebACLAssociation"]
+    assert associations
+    for res in associations:
+        arn = res["Properties"]["ResourceArn"]
+        assert arn == {"Fn::GetAtt": ["Service", "ECSManagedResourceArns.IngressPath.LoadBalancerArn"]}

@@ -116,3 +116,14 @@ def test_every_sample_event_is_a_well_formed_sqs_event():
             assert record["eventSourceARN"].endswith(":video-converter-ConvertQueue")
             assert record["attributes"]["ApproximateReceiveCount"].isdigit()
             assert {"messageId", "receiptHandle", "body", "md5OfBody", "awsRegion"} <= set(record)
+
+
+def test_the_owner_is_the_message_group(queue: SqsQueue, aws):
+    """SQS fair queues: the tenant is the owner, so one client's many jobs share one tenant's part."""
+    queue.send({"job_id": JOB_ID, "format": "720p"}, group=JOB_ID, owner="key:alice")
+    queue.send({"job_id": JOB_ID, "format": "gif"}, group=JOB_ID)  # no owner: the job is its own
+    raw = aws.sqs.receive_message(
+        QueueUrl=aws.queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["MessageGroupId"]
+    )["Messages"]
+    groups = {json.loads(m["Body"])["format"]: m["Attributes"]["MessageGroupId"] for m in raw}
+    assert groups == {"720p": "key:alice", "gif": JOB_ID}

@@ -301,10 +301,10 @@ def test_upload_ticket(conv: JobService) -> None:
 class BrokenQueue(MemoryQueue):
     """Accepts the first message, then the queue service goes away."""
 
-    def send(self, body: dict[str, str], group: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
         if self.entries:
             raise ConnectionError("queue unreachable")
-        super().send(body, group)
+        super().send(body, group, owner)
 
 
 def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settings: Settings, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ SqsQueue too (moto), and SqliteQueue's own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -403,3 +404,68 @@ def test_sqlite_files_from_before_groups_gain_the_column(tmp_path: Path) -> None
     old.close()
     q = SqliteQueue(path)
     assert must_receive(q).body == {"n": "old"}
+
+
+def test_receive_shares_the_workers_between_owners_then_their_jobs(make_queue) -> None:
+    """One client submitting many jobs does not take every worker (README: scheduling): the owner with
+    the fewest in flight first, then its job with the fewest, then the oldest."""
+    q = make_queue()
+    for job in ("a1", "a2", "a3"):  # alice: three jobs of two messages, all sent first
+        for n in range(2):
+            q.send({"owner": "alice", "job": job, "n": str(n)}, group=job, owner="key:alice")
+    q.send({"owner": "bob", "job": "b1", "n": "0"}, group="b1", owner="key:bob")
+    q.send({"owner": "bob", "job": "b1", "n": "1"}, group="b1", owner="key:bob")
+    got = [must_receive(q).body for _ in range(4)]
+    # alice's oldest; then bob (alice has one in flight); then alice's next job, not her first job's second
+    # message (her a1 has one in flight, a2 none); then bob again (1 in flight against alice's 2).
+    assert [(b["owner"], b["job"], b["n"]) for b in got] == [
+        ("alice", "a1", "0"),
+        ("bob", "b1", "0"),
+        ("alice", "a2", "0"),
+        ("bob", "b1", "1"),
+    ]
+    assert [(b["job"], b["n"]) for b in (must_receive(q).body for _ in range(4))] == [
+        ("a3", "0"),
+        ("a1", "1"),
+        ("a2", "1"),
+        ("a3", "1"),
+    ]
+
+
+def test_acked_messages_no_longer_count_against_their_owner(make_queue) -> None:
+    q = make_queue()
+    for n in range(3):
+        q.send({"owner": "alice", "n": str(n)}, group=f"a{n}", owner="key:alice")
+    q.send({"owner": "bob", "n": "0"}, group="b0", owner="key:bob")
+    first = must_receive(q)
+    q.ack(first)  # done: alice has nothing in flight again, and her next is older than bob's
+    assert must_receive(q).body == {"owner": "alice", "n": "1"}
+    assert must_receive(q).body == {"owner": "bob", "n": "0"}
+
+
+def test_without_an_owner_each_job_is_its_own_owner(make_queue) -> None:
+    q = make_queue()
+    for n in range(3):
+        q.send({"job": "big", "n": str(n)}, group="big")
+    q.send({"job": "small", "n": "0"}, group="small")
+    assert [must_receive(q).body["job"] for _ in range(3)] == ["big", "small", "big"]
+
+
+# The table as files made before owners had it (groups, no owner_key).
+_BEFORE_OWNERS = (
+    "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, state TEXT NOT NULL "
+    "DEFAULT 'ready', visible_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, "
+    "created_at REAL NOT NULL, group_key TEXT NOT NULL DEFAULT '')"
+)
+
+
+def test_sqlite_files_from_before_owners_count_each_job_as_its_owner(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "q.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as old, old:
+        old.execute(_BEFORE_OWNERS)
+        rows = [('{"n": "1"}', "big"), ('{"n": "2"}', "big"), ('{"n": "3"}', "small")]
+        old.executemany("INSERT INTO messages (body, visible_at, created_at, group_key) VALUES (?, 0, 0, ?)", rows)
+    q = SqliteQueue(path)
+    assert [must_receive(q).body["n"] for _ in range(3)] == ["1", "3", "2"]

@@ -28,8 +28,9 @@ def decode_body(text: str) -> dict[str, str]:
 
 
 class Queue(Protocol):
-    def send(self, body: dict[str, str], group: str = "") -> None:
-        """Queue a message. Messages of one ``group`` (a job) share the workers fairly with other groups."""
+    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
+        """Queue a message. Owners share the workers fairly first (``owner``: whose job it is; none: the
+        group is its own owner), then the groups (jobs) of one owner among themselves."""
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         """The next visible message, hidden for the visibility timeout; None if none came in time."""

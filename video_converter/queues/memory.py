@@ -16,6 +16,7 @@ from .base import Message
 class _Entry:
     body: dict[str, str]
     group: str = ""
+    owner: str = ""  # the group's, when sent without one
     visible_at: float = 0.0
     receive_count: int = 0
     receipt: str | None = None
@@ -31,21 +32,22 @@ class MemoryQueue:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def send(self, body: dict[str, str], group: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
         with self._lock:
-            self.entries[str(next(self._ids))] = _Entry(body=dict(body), group=group)
+            self.entries[str(next(self._ids))] = _Entry(body=dict(body), group=group, owner=owner or group)
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         deadline = time.monotonic() + wait_seconds
         while True:
             with self._lock:
                 now = time.time()
-                in_flight = Counter(
-                    e.group for e in self.entries.values() if not e.dead and e.receipt and e.visible_at > now
-                )
+                flying = [e for e in self.entries.values() if not e.dead and e.receipt and e.visible_at > now]
+                owners, groups = Counter(e.owner for e in flying), Counter(e.group for e in flying)
                 ready = [(k, e) for k, e in self.entries.items() if not e.dead and e.visible_at <= now]
-                # As SqliteQueue: the group with the fewest in flight first, then the oldest.
-                for msg_id, entry in sorted(ready, key=lambda item: (in_flight[item[1].group], item[1].visible_at)):
+                # As SqliteQueue: the owner with the fewest in flight first, then the group, then the oldest.
+                for msg_id, entry in sorted(
+                    ready, key=lambda item: (owners[item[1].owner], groups[item[1].group], item[1].visible_at)
+                ):
                     if entry.receive_count >= self.max_receives:
                         entry.dead = True
                         continue

@@ -4,9 +4,11 @@ Semantics follow SQS: a received message is hidden for ``visibility_timeout`` se
 dies, it becomes visible again with a higher receive count; after ``max_receives`` deliveries it moves
 to the dead-letter state instead of being delivered again.
 
-Fair between groups (jobs): of the messages ready now, ``receive`` hands out one whose group has the
-fewest messages in flight, oldest first, so a job of eight outputs never holds every worker while a
-later job waits. Within a group the order stays first in, first out.
+Fair between owners, then between groups (jobs): of the messages ready now, ``receive`` hands out one
+whose owner has the fewest messages in flight, then whose group has, then the oldest, so one client
+submitting many jobs never holds every worker while another's job waits, and a job of eight outputs
+never holds all of its owner's share while the owner's later job waits. Within a group the order stays
+first in, first out. A message sent without an owner counts its group as its owner (as before owners).
 
 The file is state that can be lost, never the truth (the status records are): a file that is corrupt
 is moved aside and started afresh, and a file deleted or replaced while running is noticed on the next
@@ -37,24 +39,32 @@ CREATE TABLE IF NOT EXISTS messages (
     receive_count INTEGER NOT NULL DEFAULT 0,
     receipt       TEXT,
     created_at    REAL    NOT NULL,
-    group_key     TEXT    NOT NULL DEFAULT ''
+    group_key     TEXT    NOT NULL DEFAULT '',
+    owner_key     TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (state, visible_at, id);
 """
-# Files made before groups existed gain the column (and its index) on open.
+# Files made before groups (or owners) existed gain the columns (and their indexes) on open.
 _GROUP_INDEX = "CREATE INDEX IF NOT EXISTS messages_group ON messages (group_key, state, visible_at)"
+_OWNER_INDEX = "CREATE INDEX IF NOT EXISTS messages_owner ON messages (owner_key, state, visible_at)"
 
-# Of the ready messages, the one whose group has the fewest in flight (received, still hidden), then the
-# oldest. The sub-select uses messages_group.
-_NEXT = """
-SELECT m.id, m.body, m.receive_count FROM messages AS m
-WHERE m.state = 'ready' AND m.visible_at <= :now
-ORDER BY (
+# Messages in flight (received, still hidden) of the candidate's owner, or of its group.
+_OWNER_IN_FLIGHT = """(
+    SELECT COUNT(*) FROM messages AS f
+    WHERE f.owner_key = m.owner_key AND f.state = 'ready' AND f.visible_at > :now AND f.receipt IS NOT NULL
+)"""
+_GROUP_IN_FLIGHT = """(
     SELECT COUNT(*) FROM messages AS f
     WHERE f.group_key = m.group_key AND f.state = 'ready' AND f.visible_at > :now AND f.receipt IS NOT NULL
-), m.visible_at, m.id
+)"""
+# Of the ready messages: the one whose owner has the fewest in flight, then whose group (job) has, then the
+# oldest. The sub-selects use messages_owner and messages_group.
+_NEXT = f"""
+SELECT m.id, m.body, m.receive_count FROM messages AS m
+WHERE m.state = 'ready' AND m.visible_at <= :now
+ORDER BY {_OWNER_IN_FLIGHT}, {_GROUP_IN_FLIGHT}, m.visible_at, m.id
 LIMIT 1
-"""
+"""  # noqa: S608 (constant SQL, no input in it)
 
 
 class SqliteQueue:
@@ -80,7 +90,11 @@ class SqliteQueue:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
         if "group_key" not in columns:
             conn.execute("ALTER TABLE messages ADD COLUMN group_key TEXT NOT NULL DEFAULT ''")
+        if "owner_key" not in columns:
+            conn.execute("ALTER TABLE messages ADD COLUMN owner_key TEXT NOT NULL DEFAULT ''")
+            conn.execute("UPDATE messages SET owner_key = group_key")  # each job its own owner, as before
         conn.execute(_GROUP_INDEX)
+        conn.execute(_OWNER_INDEX)
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("quick_check failed")
 
@@ -135,12 +149,12 @@ class SqliteQueue:
             raise
         conn.execute("COMMIT")
 
-    def send(self, body: dict[str, str], group: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
         now = time.time()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO messages (body, visible_at, created_at, group_key) VALUES (?, ?, ?, ?)",
-                (encode_body(body), now, now, group),
+                "INSERT INTO messages (body, visible_at, created_at, group_key, owner_key) VALUES (?, ?, ?, ?, ?)",
+                (encode_body(body), now, now, group, owner or group),
             )
         with self._sent:
             self._sent.notify_all()

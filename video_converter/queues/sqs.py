@@ -79,12 +79,14 @@ class SqsQueue:
         """Created on first use, so tests can start moto first and importing needs no AWS setup."""
         return self._client or make_sqs_client()
 
-    def send(self, body: dict[str, str], group: str = "") -> None:
-        # On a standard queue a MessageGroupId makes SQS a fair queue: one job's burst of messages does not
-        # hold back the messages of other jobs (it adds no FIFO ordering or throughput limit there).
+    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
+        # On a standard queue a MessageGroupId makes SQS a fair queue: one tenant's burst of messages does
+        # not hold back the messages of the others (it adds no FIFO ordering or throughput limit there).
+        # The tenant is the owner (one client's many jobs are one), or the job when there is none. SQS has
+        # one level of fairness only: jobs of one owner share its part first in, first out.
         params = {"QueueUrl": self.queue_url, "MessageBody": encode_body(body)}
-        if group:
-            params["MessageGroupId"] = group
+        if owner or group:
+            params["MessageGroupId"] = owner or group
         self.client.send_message(**params)
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
