@@ -19,7 +19,7 @@ from .runtime import Runtime
 from .storage import Readable
 from .uploads import Uploads
 from .views import JobView
-from .work import divide, to_body
+from .work import divide, send
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class JobService:
         messages = divide(record.job_id, record.formats)
         for n, work in enumerate(messages):
             try:
-                self.rt.queue.send(to_body(work), group=record.job_id)
+                send(self.rt.queue, work)
             except Exception as exc:
                 # Never leave an output "queued" with no message behind it.
                 for unsent in (f for w in messages[n:] for f in w.formats):

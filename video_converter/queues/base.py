@@ -28,8 +28,11 @@ def decode_body(text: str) -> dict[str, str]:
 
 
 class Queue(Protocol):
-    def send(self, body: dict[str, str], group: str = "") -> None:
-        """Queue a message. Messages of one ``group`` (a job) share the workers fairly with other groups."""
+    def send(self, body: dict[str, str], group: str = "", priority: int = 0) -> None:
+        """Queue a message. Messages of one ``group`` (a job) share the workers fairly with other groups;
+        between messages whose groups are served alike, a higher ``priority`` goes first (quick work, so
+        a thumbnail never waits behind a long encode), then the oldest. SQS keeps neither order: there
+        every message is handed to a Lambda at once, up to the function's concurrency."""
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         """The next visible message, hidden for the visibility timeout; None if none came in time."""

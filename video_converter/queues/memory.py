@@ -16,6 +16,7 @@ from .base import Message
 class _Entry:
     body: dict[str, str]
     group: str = ""
+    priority: int = 0
     visible_at: float = 0.0
     receive_count: int = 0
     receipt: str | None = None
@@ -31,9 +32,9 @@ class MemoryQueue:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def send(self, body: dict[str, str], group: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", priority: int = 0) -> None:
         with self._lock:
-            self.entries[str(next(self._ids))] = _Entry(body=dict(body), group=group)
+            self.entries[str(next(self._ids))] = _Entry(body=dict(body), group=group, priority=priority)
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         deadline = time.monotonic() + wait_seconds
@@ -44,8 +45,10 @@ class MemoryQueue:
                     e.group for e in self.entries.values() if not e.dead and e.receipt and e.visible_at > now
                 )
                 ready = [(k, e) for k, e in self.entries.items() if not e.dead and e.visible_at <= now]
-                # As SqliteQueue: the group with the fewest in flight first, then the oldest.
-                for msg_id, entry in sorted(ready, key=lambda item: (in_flight[item[1].group], item[1].visible_at)):
+                # As SqliteQueue: the group with the fewest in flight first, then the highest priority, then
+                # the oldest.
+                ready.sort(key=lambda item: (in_flight[item[1].group], -item[1].priority, item[1].visible_at))
+                for msg_id, entry in ready:
                     if entry.receive_count >= self.max_receives:
                         entry.dead = True
                         continue

@@ -5,8 +5,9 @@ dies, it becomes visible again with a higher receive count; after ``max_receives
 to the dead-letter state instead of being delivered again.
 
 Fair between groups (jobs): of the messages ready now, ``receive`` hands out one whose group has the
-fewest messages in flight, oldest first, so a job of eight outputs never holds every worker while a
-later job waits. Within a group the order stays first in, first out.
+fewest messages in flight, so a job of eight outputs never holds every worker while a later job waits;
+of those, the highest ``priority`` first (a job's quick work, the thumbnail, MP3 and GIF, before its long
+encodes), then the oldest. Within a group and a priority the order stays first in, first out.
 
 The file is state that can be lost, never the truth (the status records are): a file that is corrupt
 is moved aside and started afresh, and a file deleted or replaced while running is noticed on the next
@@ -37,22 +38,24 @@ CREATE TABLE IF NOT EXISTS messages (
     receive_count INTEGER NOT NULL DEFAULT 0,
     receipt       TEXT,
     created_at    REAL    NOT NULL,
-    group_key     TEXT    NOT NULL DEFAULT ''
+    group_key     TEXT    NOT NULL DEFAULT '',
+    priority      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (state, visible_at, id);
 """
-# Files made before groups existed gain the column (and its index) on open.
+# Files made before groups (or priorities) existed gain the column (and its index) on open.
 _GROUP_INDEX = "CREATE INDEX IF NOT EXISTS messages_group ON messages (group_key, state, visible_at)"
 
 # Of the ready messages, the one whose group has the fewest in flight (received, still hidden), then the
-# oldest. The sub-select uses messages_group.
+# highest priority, then the oldest. Each is its own ORDER BY term: fairness first, so no priority lets one
+# job take every worker. The sub-select uses messages_group.
 _NEXT = """
 SELECT m.id, m.body, m.receive_count FROM messages AS m
 WHERE m.state = 'ready' AND m.visible_at <= :now
 ORDER BY (
     SELECT COUNT(*) FROM messages AS f
     WHERE f.group_key = m.group_key AND f.state = 'ready' AND f.visible_at > :now AND f.receipt IS NOT NULL
-), m.visible_at, m.id
+), m.priority DESC, m.visible_at, m.id
 LIMIT 1
 """
 
@@ -80,6 +83,8 @@ class SqliteQueue:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
         if "group_key" not in columns:
             conn.execute("ALTER TABLE messages ADD COLUMN group_key TEXT NOT NULL DEFAULT ''")
+        if "priority" not in columns:
+            conn.execute("ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
         conn.execute(_GROUP_INDEX)
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("quick_check failed")
@@ -135,12 +140,12 @@ class SqliteQueue:
             raise
         conn.execute("COMMIT")
 
-    def send(self, body: dict[str, str], group: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", priority: int = 0) -> None:
         now = time.time()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO messages (body, visible_at, created_at, group_key) VALUES (?, ?, ?, ?)",
-                (encode_body(body), now, now, group),
+                "INSERT INTO messages (body, visible_at, created_at, group_key, priority) VALUES (?, ?, ?, ?, ?)",
+                (encode_body(body), now, now, group, priority),
             )
         with self._sent:
             self._sent.notify_all()
