@@ -96,9 +96,12 @@ class JobService:
         size = self._uploaded_size(upload_id)
         if self.rt.jobs.exists(upload_id):
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
+        source = None
         if self.rt.probe_uploads:  # refused (and deleted) before any job or message exists
-            self.uploads.check_media(upload_id, formats)
-        record = new_job(upload_id, filename, formats, size).model_copy(update={"callback_url": callback_url})
+            source = self.uploads.check_media(upload_id, formats)
+        record = new_job(upload_id, filename, formats, size).model_copy(
+            update={"callback_url": callback_url, "source": source}
+        )
         register_job(self.rt.jobs, record)
         self._enqueue(record)
         log.info("job %s created: %r -> %s", record.job_id, filename, ",".join(formats))

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import budget, conversion, diskspace, segmenting, telemetry, webhooks
+from . import budget, conversion, diskspace, estimate, segmenting, telemetry, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .diskspace import is_disk_full
@@ -308,6 +308,6 @@ def _convert(
         if plan is not None:
             return segmenting.queue_parts(rt, outputs, plan)
         paths = conversion.encode(rt.ffmpeg, outputs, source, facts, limits, workdir, timeout=timeout, cancel=cancel)
-    for output, path in zip(outputs, paths, strict=True):
-        conversion.publish(rt.converted, output, path, conversion.check_output(rt.ffmpeg, path))
+    conversion.publish_all(rt.ffmpeg, rt.converted, outputs, paths)
+    estimate.learn_from(estimate.SpeedBook(rt.converted), outputs, facts.info)
     return Outcome.finished("completed")

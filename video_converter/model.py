@@ -95,6 +95,9 @@ class JobRecord(BaseModel):
     source_key: str  # key of the original in the upload store
     source_size: int
     callback_url: str | None = None  # POSTed the job's JSON when it is finished (video_converter.webhooks)
+    # What the API's probe saw at creation (local mode), so the page shows the source and an estimate
+    # before a worker has probed it; None on AWS (the workers probe there) and in older records.
+    source: SourceInfo | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     def download_filename(self, format_id: str, extension: str) -> str:
@@ -119,6 +122,9 @@ class OutputRecord(BaseModel):
     source: SourceInfo | None = None  # probe result, recorded by whichever worker probed
     started_at: datetime | None = None  # when the attempt that is converting it started (metrics)
     note: str | None = None  # e.g. why the output is smaller than its name (never upscaled)
+    # The format of this job whose file this output is (the same encode, stored once): 1080p and 720p of
+    # a 720p source. Its ``key`` is that format's.
+    same_as: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
     # The state changes a worker makes, as typed methods: each returns the changed copy to save.
@@ -134,7 +140,7 @@ class OutputRecord(BaseModel):
     def progressed(self, percent: float) -> OutputRecord:
         return self._changed(progress=min(percent, 99.0))
 
-    def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
+    def completed(self, key: str, size: int, result: SourceInfo, same_as: str | None = None) -> OutputRecord:
         return self._changed(
             status=OutputStatus.COMPLETED,
             progress=100.0,
@@ -143,6 +149,7 @@ class OutputRecord(BaseModel):
             width=result.width,
             height=result.height,
             duration=result.duration,
+            same_as=same_as,
         )
 
     def segmented(self, count: int) -> OutputRecord:

@@ -19,7 +19,7 @@ from .conversion import source_problem
 from .errors import Conflict, InvalidRequest, UploadTooLarge
 from .ffmpeg import InvalidMedia
 from .limits import Limits, MediaRejected, check_media, human_bytes
-from .model import is_job_id, new_job_id
+from .model import SourceInfo, is_job_id, new_job_id
 from .runtime import Runtime
 from .storage import LocalStorage, Readable
 from .views import UploadTicket
@@ -71,7 +71,7 @@ class Uploads:
             self.check_media(upload_id)
         return size
 
-    def check_media(self, upload_id: str, formats: list[str] | None = None) -> None:
+    def check_media(self, upload_id: str, formats: list[str] | None = None) -> SourceInfo:
         """Probe an upload the API can read in place; refuse (and delete) one that is not media, is over
         a limit or would cost more work in these ``formats`` than a job may (once a job asks for them),
         with the sentence the worker would have recorded."""
@@ -89,6 +89,7 @@ class Uploads:
             if not self.rt.jobs.exists(upload_id):
                 self.rt.uploads.delete(key)
             raise InvalidRequest(source_problem(exc)) from None
+        return facts.info
 
     def store_new(self, stream: Readable) -> str:
         """Stream an original under a new id no one else knows (no ticket to claim); return the id."""

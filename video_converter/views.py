@@ -67,6 +67,13 @@ class OutputView(BaseModel):
         "(renditions are never upscaled: 1080p of a 1280x720 source stays 1280x720).",
     )
     segments: int = Field(default=0, description="Converted in this many parts at once (0: in one piece).")
+    same_as: str | None = Field(
+        default=None,
+        description="The format of this job whose file this output is, stored once: sizes the source is too small "
+        "for are one encode (1080p of a 720p source is the 720p file). Its download works under its own name; "
+        "the ZIP holds the file once.",
+        examples=["720p"],
+    )
 
     @classmethod
     def of(cls, preset: Preset, out: OutputRecord, *, download_url: str | None, filename: str) -> OutputView:
@@ -80,10 +87,27 @@ class OutputView(BaseModel):
             progress=100.0 if download_url else out.progress,
             download_url=download_url,
             filename=filename,
+            same_as=out.same_as,
             **out.model_dump(
                 include={"error", "size_bytes", "width", "height", "duration", "attempts", "note", "segments"}
             ),
         )
+
+
+class EstimateView(BaseModel):
+    """How long the job is expected to take from now, from the probed duration and the measured speed of
+    each format on this server (each output converted corrects it), laid over its workers."""
+
+    seconds_left: float = Field(ge=0, description="Seconds until every output is expected to be ready.")
+    finish_at: IsoDatetime = Field(description="When that is.")
+    outputs: dict[str, float] = Field(
+        description="Seconds until each unfinished output is expected to be ready, by format.",
+        examples=[{"thumbnail": 1.0, "mp3": 3.5, "720p": 48.0}],
+    )
+    calibrated: bool = Field(
+        description="From speeds measured on this server (false: from the reference machine's, until an output "
+        "of that kind has been converted here)."
+    )
 
 
 class JobView(BaseModel):
@@ -100,6 +124,9 @@ class JobView(BaseModel):
     created_at: IsoDatetime
     source: SourceInfo | None = Field(default=None, description="What ffprobe saw in the upload, once probed.")
     outputs: list[OutputView]
+    estimate: EstimateView | None = Field(
+        default=None, description="How long it is expected to take; null once finished or before the upload is probed."
+    )
 
 
 class UploadTicket(BaseModel):

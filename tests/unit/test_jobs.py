@@ -134,7 +134,8 @@ def test_limit_message_is_human(settings: Settings, tmp_path: Path) -> None:
 
 def test_job_view_shape(conv: JobService) -> None:
     view = create(conv, ["720p", "mp3"], name="../Holiday Video.MOV")
-    assert set(view) == {"job_id", "filename", "status", "error", "created_at", "source", "outputs"}
+    assert set(view) == {"job_id", "filename", "status", "error", "created_at", "source", "outputs", "estimate"}
+    assert view["estimate"] is None  # not probed yet (the API probes media, these are bytes)
     assert view["filename"] == "../Holiday Video.MOV"  # shown as given
     assert view["status"] == "queued"
     assert view["source"] is None
