@@ -68,7 +68,7 @@ class JobDocuments:
         self._pool = ThreadPoolExecutor(read_threads, thread_name_prefix="records") if read_threads > 1 else None
         self._jobs: _Recent[JobRecord] = _Recent()
         self._plans: _Recent[SegmentPlan] = _Recent()
-        self.speeds = estimate.SpeedBook(rt.converted)
+        self.speeds = estimate.SpeedBook.of(rt.converted)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -33,9 +33,11 @@ from .work import divide
 log = logging.getLogger(__name__)
 
 SPEEDS_KEY = "speeds.json"
-# Seconds of wall time per minute of 1080p30 work (budget.job_work), by family, measured with one worker
-# on a 20 s 1280x720 H.264 clip on the reference machine (bench: "quick").
-DEFAULT_RATES = {"h264": 39.0, "webm": 150.0, "mp3": 40.0, "gif": 240.0, "thumbnail": 20.0}
+# Seconds of wall time per minute of 1080p30 work (budget.job_work), by family, on the reference machine
+# (2 shared cores, WORKERS=2) with real footage: a 55 s 720p trailer to every format took 49 s for the
+# MP4 sizes and 164 s for WebM, run side by side. FFmpeg's synthetic test pattern encodes 2-3x faster
+# (39 and 150), so a server that converts only such clips learns that within a few jobs.
+DEFAULT_RATES = {"h264": 80.0, "webm": 400.0, "mp3": 40.0, "gif": 600.0, "thumbnail": 40.0}
 STARTUP = 0.3  # seconds of every message: fetch, probe, FFmpeg's start
 # How much one finished message moves its family's factor (a running mean over the first few, then this).
 LEARNING = 0.3
@@ -90,7 +92,19 @@ def message_work(job_formats: list[str], formats: tuple[str, ...], source: Sourc
 
 
 class SpeedBook:
-    """The speeds kept in a store: read (and cached for ``RELOAD_SECONDS``) by the API, corrected by workers."""
+    """The speeds kept in a store: read (and cached for ``RELOAD_SECONDS``) by the API, corrected by workers.
+    ``of`` gives one book per store in a process, so the API sees at once what its own workers learn."""
+
+    _books: dict[int, SpeedBook] = {}
+    _books_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, store: Storage) -> SpeedBook:
+        with cls._books_lock:
+            book = cls._books.get(id(store))
+            if book is None or book.store is not store:  # an id is reused once its object is gone
+                book = cls._books[id(store)] = cls(store)
+            return book
 
     def __init__(self, store: Storage) -> None:
         self.store = store

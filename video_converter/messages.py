@@ -309,5 +309,5 @@ def _convert(
             return segmenting.queue_parts(rt, outputs, plan)
         paths = conversion.encode(rt.ffmpeg, outputs, source, facts, limits, workdir, timeout=timeout, cancel=cancel)
     conversion.publish_all(rt.ffmpeg, rt.converted, outputs, paths)
-    estimate.learn_from(estimate.SpeedBook(rt.converted), outputs, facts.info)
+    estimate.learn_from(estimate.SpeedBook.of(rt.converted), outputs, facts.info)
     return Outcome.finished("completed")
