@@ -353,8 +353,10 @@ function renderSummary(job, done) {
   }
   summaryEl.textContent = parts.join(" · ");
   archiveLink.href = `/api/jobs/${encodeURIComponent(jobId)}/archive`;
-  archiveLink.hidden = done < 2; // one file is its own download
-  archiveLink.setAttribute("aria-label", `Download all ${done} ready files as one ZIP`);
+  // An output that is another's file (same_as) is in the ZIP once.
+  const files = job.outputs.filter((out) => out.status === "completed" && !out.same_as).length;
+  archiveLink.hidden = files < 2; // one file is its own download
+  archiveLink.setAttribute("aria-label", `Download all ${files} ready files as one ZIP`);
   jobBar.hidden = false;
 }
 
