@@ -43,7 +43,7 @@ from .output import Output
 from .presets import PRESETS, Preset, VideoRecipe, recipes_of
 from .runtime import Runtime
 from .storage import ObjectNotFound, Storage
-from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, to_body
+from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, send, to_body
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ class _Parts:
         """Whoever stores the last piece (or sound part) asks for the join; two asking at once is harmless."""
         for output, recipe in zip(self.outputs, self.recipes, strict=True):
             if ready_to_join(self.rt.converted, self.plan, output.job_id, output.format_id, recipe):
-                self.rt.queue.send(to_body(Join(output.job_id, output.format_id)), group=output.job_id)
+                send(self.rt.queue, Join(output.job_id, output.format_id))  # quick: a copy, then it is ready
 
     def join(self, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
         """Join the encoded pieces with the sound into the output, publish it, and clear the pieces away."""

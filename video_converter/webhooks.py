@@ -40,7 +40,7 @@ from .model import utcnow
 from .outcome import Outcome
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Notify, to_body
+from .work import Notify, send
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def notify_if_finished(rt: Runtime, job_id: str) -> bool:
     if not rt.converted.create_bytes(keys.webhook_key(job_id), _state("queued")):
         return False  # another worker finished the last output at the same time and queued it
     try:
-        rt.queue.send(to_body(Notify(job_id)), group=job_id)
+        send(rt.queue, Notify(job_id))  # with the priority of quick work
     except Exception:
         _record(rt, job_id, "failed", 0, "the notice could not be queued")
         raise
