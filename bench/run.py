@@ -1,5 +1,6 @@
 """Benchmarks with targets: conversion speed per format, segmenting, several renditions from one source (speed
-and quality), server memory during a large upload, and the cost of the API-key check on a job poll.
+and quality), server memory during a large upload, the cost of the API-key check on a job poll, and
+quick outputs first (bench/quick.py).
 
 Run with ``make bench`` (all of them) or ``python bench/run.py renditions segments`` (those named). Targets
 are for the reference machine (2 cores); results go to stdout and ``bench-results/latest.json``. Exits
@@ -29,6 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.quick import bench_quick, report_quick  # noqa: E402
 from tests.conftest import H264_ULTRAFAST, make_clip_file  # noqa: E402
 from tests.e2e.server import Server  # noqa: E402
 from video_converter import segments  # noqa: E402
@@ -638,6 +640,7 @@ BENCHES: dict[str, Callable[[Path], tuple[object, list[str]]]] = {
     "renditions": _bench(bench_renditions, report_renditions),
     "upload": _bench(bench_upload, report_upload),
     "auth": _bench(bench_auth, report_auth),
+    "quick": _bench(bench_quick, report_quick),
 }
 
 

@@ -171,21 +171,23 @@ def encode(
     cancel: threading.Event | None = None,
 ) -> list[Path]:
     """Run the presets' FFmpeg command into ``workdir``: one output, or several renditions from one
-    decode; return the outputs' paths."""
+    decode; return the outputs' paths. Renditions that are one encode (sizes the source is too small for)
+    get one path, the file of the smallest of them (``publish_all`` stores it once)."""
     run = Encode(ffmpeg, outputs, source_path, facts, limits, timeout, cancel)
     finals = [workdir / keys.output_filename(o.job.stem, o.preset.id, o.preset.extension) for o in outputs]
     if len(outputs) == 1:
         run.run([outputs[0].preset.output_args(facts.info)], finals)
         return finals
-    _encode_together(run, workdir, finals)
-    return finals
+    shares = _encode_together(run, workdir, finals)
+    return [finals[share] for share in shares]
 
 
-def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> None:
+def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> list[int]:
     """Renditions from one decode (one filter graph splits the picture, so the source is decoded and
     filtered once). Each distinct picture is encoded once (sizes the source is too small for are one
     picture), and the sound once, since it is encoded the same way for all (the MP4 sizes); then each
-    rendition is a copy of its picture with that sound: a fraction of a second."""
+    distinct picture is copied with that sound into its file: a fraction of a second. Returns, for each
+    rendition, the index of the one whose file it is."""
     source, outputs = run.facts.info, run.outputs
     recipes = recipes_of([o.preset for o in outputs])
     if len({tuple(r.audio(source)) for r in recipes}) > 1:  # groups are the MP4 sizes (``decode_group``)
@@ -206,16 +208,17 @@ def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> None:
         raise RenditionsFailed(
             exc, frozenset(o.format_id for o, bad in zip(outputs, named, strict=True) if bad)
         ) from exc
-    for recipe, share, final in zip(recipes, shares, finals, strict=True):
+    for share in pictures:
         run.ffmpeg.convert(
             alone[share],
-            final,
-            recipe.assembly(source, with_audio=source.has_audio),
+            finals[share],
+            recipes[share].assembly(source, with_audio=source.has_audio),
             timeout=run.timeout,
             cancel=run.cancel,
             extra_inputs=[([], sound)] if source.has_audio else [],
             trusted=True,
         )
+    return shares
 
 
 @contextlib.contextmanager
@@ -245,6 +248,25 @@ def check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:
         return ffmpeg.probe(path, trusted=True)
     except InvalidMedia as exc:
         raise FFmpegError("The converted file could not be read back", stderr_tail=exc.stderr_tail) from exc
+
+
+def publish_all(ffmpeg: FFmpeg, converted: Storage, outputs: list[Output], paths: list[Path]) -> None:
+    """Check and publish each output's file (``paths``, as ``encode`` gave them); an output whose file is
+    another's (one encode for both) is stored once: it is completed with that file, ``same_as`` its format."""
+    owners = {path: output for output, path in zip(outputs, paths, strict=True) if path.name == _own_name(output)}
+    published: dict[Path, tuple[OutputRecord, SourceInfo]] = {}
+    for output, path in sorted(zip(outputs, paths, strict=True), key=lambda pair: owners.get(pair[1]) is not pair[0]):
+        if path in published:
+            record, result = published[path]
+            assert record.key is not None and record.size_bytes is not None
+            output.completed(record.key, record.size_bytes, result, same_as=owners[path].format_id)
+            continue
+        result = check_output(ffmpeg, path)
+        published[path] = (publish(converted, output, path, result), result)
+
+
+def _own_name(output: Output) -> str:
+    return keys.output_filename(output.job.stem, output.preset.id, output.preset.extension)
 
 
 def publish(converted: Storage, output: Output, path: Path, result: SourceInfo) -> OutputRecord:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
 
-from . import keys, ownerindex, segmenting
+from . import estimate, keys, ownerindex, segmenting
 from .archive import Member, zip_stream
 from .errors import JobNotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
@@ -27,7 +27,7 @@ from .presets import PRESETS
 from .runtime import Runtime
 from .storage import ObjectNotFound
 from .summary import JobSummary, Pieces
-from .views import JobBrief, JobList, JobView, OutputView, WebhookDelivery
+from .views import EstimateView, JobBrief, JobList, JobView, OutputView, WebhookDelivery
 
 # Records kept per reader: job records and segment plans never change once written.
 CACHE_SIZE = 1024
@@ -70,6 +70,7 @@ class JobDocuments:
         self._pool = ThreadPoolExecutor(read_threads, thread_name_prefix="records") if read_threads > 1 else None
         self._jobs: _Recent[JobRecord] = _Recent()
         self._plans: _Recent[SegmentPlan] = _Recent()
+        self.speeds = estimate.SpeedBook.of(rt.converted)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -156,7 +157,7 @@ class JobDocuments:
         """The job document: GET /api/jobs/{id}, and the webhook's body."""
         record = self.job(job_id)
         outputs = self.outputs(record)
-        source: SourceInfo | None = next((o.source for o in outputs if o.source is not None), None)
+        source: SourceInfo | None = next((o.source for o in outputs if o.source is not None), record.source)
         failed = any(o.status is OutputStatus.FAILED for o in outputs)
         status = job_status(o.status for o in outputs)
         return JobView(
@@ -168,6 +169,33 @@ class JobDocuments:
             source=source,
             outputs=[self._output_view(record, o) for o in outputs],
             webhook=self._webhook(record) if status.finished else None,  # read only when it can exist
+            estimate=self._estimate(record, outputs, source),
+        )
+
+    def _estimate(
+        self, record: JobRecord, outputs: list[OutputRecord], source: SourceInfo | None
+    ) -> EstimateView | None:
+        """The job's forecast (``video_converter.estimate``), over this server's workers (on AWS: each
+        message has its own Lambda)."""
+        settings = self.rt.settings
+        workers = None if settings.backend == "aws" else max(1, settings.workers)
+        now = utcnow()
+        found = estimate.forecast(
+            record,
+            outputs,
+            source,
+            self.speeds.current(),
+            workers=workers,
+            segment_seconds=settings.segment_seconds,
+            now=now,
+        )
+        if found is None or not found.outputs:
+            return None
+        return EstimateView(
+            seconds_left=round(found.seconds_left, 1),
+            finish_at=now + timedelta(seconds=found.seconds_left),
+            outputs={f: round(seconds, 1) for f, seconds in found.outputs.items()},
+            calibrated=found.calibrated,
         )
 
     def _webhook(self, record: JobRecord) -> WebhookDelivery | None:
@@ -217,8 +245,11 @@ class JobDocuments:
         return self._download_url(record, out)
 
     def archive(self, job_id: str) -> tuple[str, Iterator[bytes]]:
-        """The archive's download name and its bytes, streamed: every completed output of the job."""
+        """The archive's download name and its bytes, streamed: every completed output of the job, a file
+        that is several outputs' (``same_as``) once."""
         record = self.job(job_id)
+        completed = [out for out in self.outputs(record) if out.status is OutputStatus.COMPLETED and out.key]
+        keys = {out.key for out in completed if out.same_as is None}
         members = [
             Member(
                 name=record.download_filename(out.format, PRESETS[out.format].extension),
@@ -226,8 +257,8 @@ class JobDocuments:
                 size=out.size_bytes or 0,
                 modified=out.updated_at,
             )
-            for out in self.outputs(record)
-            if out.status is OutputStatus.COMPLETED and out.key is not None and out.size_bytes is not None
+            for out in completed
+            if out.key is not None and out.size_bytes is not None and (out.same_as is None or out.key not in keys)
         ]
         if not members:
             raise OutputNotReady("No output of this job is ready yet, so there is nothing to put in an archive.")

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import ownerindex
+from . import ownerindex, recovery
 from .recovery import reconcile
 from .retention import purge_expired
 from .runtime import CONVERTED_DIR, UPLOADS_DIR, Runtime
@@ -19,21 +19,34 @@ from .uploads import purge_unclaimed
 log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL = 300.0  # seconds between reconciliations of the queue with the status records
+# The reconciliation at start skips queued records younger than recovery.QUEUED_GRACE (a job may be being
+# created), so work queued just before a stop whose message was lost is looked at again this long after
+# the grace has passed, not one whole interval later.
+FOLLOW_UP_MARGIN = 5.0
 SWEEP_INTERVAL = 3600.0  # seconds between retention sweeps
 UNCLAIMED_INTERVAL = 600.0  # seconds between sweeps of uploads no job was made from (within an hour)
 
 
-def every(interval: float, task: Callable[[], object], stop: threading.Event, *, name: str) -> threading.Thread:
-    """Run ``task`` now and then every ``interval`` seconds until ``stop``; a failure is logged, not fatal."""
+def every(
+    interval: float, task: Callable[[], object], stop: threading.Event, *, name: str, follow_up: float | None = None
+) -> threading.Thread:
+    """Run ``task`` now (and again ``follow_up`` seconds later, if given), then every ``interval`` seconds
+    until ``stop``; a failure is logged, not fatal."""
+
+    def run() -> None:
+        try:
+            task()
+        except Exception:
+            log.exception("%s failed", name)
 
     def loop() -> None:
-        while True:
-            try:
-                task()
-            except Exception:
-                log.exception("%s failed", name)
-            if stop.wait(interval):
+        run()
+        if follow_up is not None:
+            if stop.wait(follow_up):
                 return
+            run()
+        while not stop.wait(interval):
+            run()
 
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
@@ -55,5 +68,8 @@ def start_background(rt: Runtime, stop: threading.Event) -> list[threading.Threa
         threads.append(every(SWEEP_INTERVAL, index, stop, name="owner-index"))
     threads.append(every(UNCLAIMED_INTERVAL, functools.partial(purge_unclaimed, rt), stop, name="unclaimed-uploads"))
     if rt.settings.workers > 0:
-        threads.append(every(RECONCILE_INTERVAL, functools.partial(reconcile, rt), stop, name="reconcile"))
+        follow_up = recovery.QUEUED_GRACE.total_seconds() + FOLLOW_UP_MARGIN
+        threads.append(
+            every(RECONCILE_INTERVAL, functools.partial(reconcile, rt), stop, name="reconcile", follow_up=follow_up)
+        )
     return threads

@@ -22,7 +22,7 @@ from .runtime import Runtime
 from .storage import ObjectNotFound, Readable
 from .uploads import Uploads
 from .views import JobView
-from .work import divide, to_body
+from .work import divide, send
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,10 @@ class JobService:
         size = self._uploaded_size(upload_id)
         if self.rt.jobs.exists(upload_id):
             raise Conflict(JOB_EXISTS)  # answered before probing the file again; register_job decides races
+        source = None
         if self.rt.probe_uploads:  # refused (and deleted) before any job or message exists
-            self.uploads.check_media(upload_id, formats)
-        update = {"callback_url": callback_url, "owner": owner.id, "origin": origin}
+            source = self.uploads.check_media(upload_id, formats)
+        update = {"callback_url": callback_url, "owner": owner.id, "origin": origin, "source": source}
         record = new_job(upload_id, filename, formats, size).model_copy(update=update)
         register_job(self.rt.jobs, record)
         ownerindex.add(self.rt.converted, record)
@@ -167,7 +168,7 @@ class JobService:
         messages = divide(record.job_id, record.formats)
         for n, work in enumerate(messages):
             try:
-                self.rt.queue.send(to_body(work), group=record.job_id, owner=record.owner or "")
+                send(self.rt.queue, work, record.owner)
             except Exception as exc:
                 # Never leave an output "queued" with no message behind it.
                 for unsent in (f for w in messages[n:] for f in w.formats):

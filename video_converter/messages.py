@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import budget, conversion, diskspace, segmenting, telemetry, webhooks
+from . import budget, conversion, diskspace, estimate, segmenting, telemetry, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .diskspace import is_disk_full
@@ -33,7 +33,7 @@ from .presets import PRESETS, UnsuitableSource
 from .queues import Message
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Convert, Join, Notify, Work, alone, from_body, to_body
+from .work import Convert, Join, Notify, Work, alone, from_body, send
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class _Attempt:
             if self.whole:
                 output.released()
             work = alone(self.work, output.format_id)
-            self.rt.queue.send(to_body(work), group=output.job_id, owner=output.job.owner or "")
+            send(self.rt.queue, work, output.job.owner)
         return Outcome.ack("one by one")
 
     @property
@@ -318,8 +318,8 @@ def _convert(
         if plan is not None:
             return segmenting.queue_parts(rt, outputs, plan)
         paths = conversion.encode(rt.ffmpeg, outputs, source, facts, limits, workdir, timeout=timeout, cancel=cancel)
-    for output, path in zip(outputs, paths, strict=True):
-        conversion.publish(rt.converted, output, path, conversion.check_output(rt.ffmpeg, path))
+    conversion.publish_all(rt.ffmpeg, rt.converted, outputs, paths)
+    estimate.learn_from(estimate.SpeedBook.of(rt.converted), outputs, facts.info)
     return Outcome.finished("completed")
 
 

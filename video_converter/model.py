@@ -104,6 +104,9 @@ class JobRecord(BaseModel):
     # The origin of the request that created the job ("https://video.example.com"), so that the webhook's
     # links are absolute when PUBLIC_URL is not set. None: not created over HTTP (scripts, tests).
     origin: str | None = None
+    # What the API's probe saw at creation (local mode), so the page shows the source and an estimate
+    # before a worker has probed it; None on AWS (the workers probe there) and in older records.
+    source: SourceInfo | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
     def download_filename(self, format_id: str, extension: str) -> str:
@@ -133,6 +136,9 @@ class OutputRecord(BaseModel):
     # When the output was retried or added to its job (JobService): its time budget (MAX_JOB_SECONDS)
     # counts from then, not from the job's creation. None: an output of the job as created.
     since: datetime | None = None
+    # The format of this job whose file this output is (the same encode, stored once): 1080p and 720p of
+    # a 720p source. Its ``key`` is that format's.
+    same_as: str | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
     # The state changes a worker makes, as typed methods: each returns the changed copy to save.
@@ -148,7 +154,7 @@ class OutputRecord(BaseModel):
     def progressed(self, percent: float) -> OutputRecord:
         return self._changed(progress=min(percent, 99.0))
 
-    def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
+    def completed(self, key: str, size: int, result: SourceInfo, same_as: str | None = None) -> OutputRecord:
         return self._changed(
             status=OutputStatus.COMPLETED,
             progress=100.0,
@@ -159,6 +165,7 @@ class OutputRecord(BaseModel):
             duration=result.duration,
             video_codec=result.video_codec,
             audio_codec=result.audio_codec,
+            same_as=same_as,
         )
 
     def segmented(self, count: int) -> OutputRecord:

@@ -63,9 +63,9 @@ class Output:
     def progressed(self, percent: float) -> OutputRecord:
         return self._save(self.record.progressed(percent), progress_only=True)
 
-    def completed(self, key: str, size: int, result: SourceInfo) -> OutputRecord:
+    def completed(self, key: str, size: int, result: SourceInfo, same_as: str | None = None) -> OutputRecord:
         log.info("job %s: %s done (%d bytes)", self.job_id, self.format_id, size)
-        saved = self._save(self.record.completed(key, size, result))
+        saved = self._save(self.record.completed(key, size, result, same_as))
         values = {"OutputsCompleted": (1.0, "Count"), "SecondsConverted": (result.duration or 0.0, "Seconds")}
         if saved.started_at is not None:
             values["ConversionSeconds"] = ((saved.updated_at - saved.started_at).total_seconds(), "Seconds")

@@ -24,7 +24,7 @@ from .queues import SqliteQueue
 from .records import JobStore
 from .runtime import Runtime
 from .storage import LocalStorage, Storage
-from .work import Convert, Notify, Task, Work, from_body, to_body
+from .work import Convert, Notify, Task, Work, from_body, send
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def reconcile(rt: Runtime) -> int:
         lost: list[Task] = list(lost_work(rt.jobs, rt.uploads, job_ids, queued, stale_after=stale))
         lost += [Notify(j) for j in job_ids if Notify(j) not in tasks and webhooks.notice_due(rt, j, QUEUED_GRACE)]
         for work in lost:
-            rt.queue.send(to_body(work), group=work.job_id, owner=_owner(rt.jobs, work.job_id))
+            send(rt.queue, work, _owner(rt.jobs, work.job_id))
         if lost:
             log.warning("sent %d message(s) again that the queue had lost", len(lost))
         return len(lost)

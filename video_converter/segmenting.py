@@ -43,7 +43,7 @@ from .output import Output
 from .presets import PRESETS, Preset, VideoRecipe, recipes_of
 from .runtime import Runtime
 from .storage import ObjectNotFound, Storage
-from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, to_body
+from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, send
 
 log = logging.getLogger(__name__)
 
@@ -330,12 +330,12 @@ def queue_parts(rt: Runtime, outputs: list[Output], plan: SegmentPlan) -> Outcom
     source can give, one message each for all of them."""
     going = [output for output in outputs if output.record.segments]
     job_id, formats = outputs[0].job_id, tuple(output.format_id for output in going)
-    owner = outputs[0].job.owner or ""
+    owner = outputs[0].job.owner
     parts = max(segments.sound_parts(recipe, plan) for recipe in recipes_of([o.preset for o in going]))
     for index in range(parts):
-        rt.queue.send(to_body(SoundPart(job_id, formats, index)), group=job_id, owner=owner)
+        send(rt.queue, SoundPart(job_id, formats, index), owner)
     for index in range(plan.count):
-        rt.queue.send(to_body(Piece(job_id, formats, index)), group=job_id, owner=owner)
+        send(rt.queue, Piece(job_id, formats, index), owner)
     log.info("job %s: %s in %d parts", job_id, ",".join(formats), plan.count)
     return Outcome.ack(f"split into {plan.count} parts")
 
@@ -429,8 +429,8 @@ class _Parts:
         """Whoever stores the last piece (or sound part) asks for the join; two asking at once is harmless."""
         for output, recipe in zip(self.outputs, self.recipes, strict=True):
             if ready_to_join(self.rt.converted, self.plan, output.job_id, output.format_id, recipe):
-                join = to_body(Join(output.job_id, output.format_id))
-                self.rt.queue.send(join, group=output.job_id, owner=output.job.owner or "")
+                # quick: a copy, then it is ready
+                send(self.rt.queue, Join(output.job_id, output.format_id), output.job.owner)
 
     def join(self, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
         """Join the encoded pieces with the sound into the output, publish it, and clear the pieces away."""

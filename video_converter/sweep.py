@@ -35,7 +35,7 @@ from .output import Output, load_outputs
 from .presets import PRESETS
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Convert, Notify, Work, from_body, to_body
+from .work import Convert, Notify, Work, from_body, send
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def sweep_job(rt: Runtime, job_id: str, *, now: datetime) -> tuple[int, int]:
         lost = _lost_work(rt, output)
         output.sent_again()  # counted first: a crash after the send cannot make it free
         for work in lost:
-            rt.queue.send(to_body(work), group=job_id, owner=job.owner or "")
+            send(rt.queue, work, job.owner)
         log.warning("job %s: %s lost its work, sent %d message(s) again", job_id, format_id, len(lost))
         sent += len(lost)
     if failed:

@@ -76,7 +76,7 @@ class Uploads:
             self.check_media(upload_id)
         return size
 
-    def check_media(self, upload_id: str, formats: list[str] | None = None) -> None:
+    def check_media(self, upload_id: str, formats: list[str] | None = None) -> SourceInfo:
         """Probe an upload the API can read in place; refuse (and delete) one that is not media, is over
         a limit or would cost more work in these ``formats`` than a job may (once a job asks for them),
         with the sentence the worker would have recorded. Formats the file cannot give (a video format
@@ -95,6 +95,7 @@ class Uploads:
             if not self.rt.jobs.exists(upload_id):
                 self.rt.uploads.delete(key)
             raise InvalidRequest(source_problem(exc)) from None
+        return facts.info
 
     def _probe(self, upload_id: str) -> ProbeFacts:
         key = keys.source_key(upload_id)

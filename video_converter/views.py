@@ -73,6 +73,13 @@ class OutputView(BaseModel):
         "(renditions are never upscaled: 1080p of a 1280x720 source stays 1280x720).",
     )
     segments: int = Field(default=0, description="Converted in this many parts at once (0: in one piece).")
+    same_as: str | None = Field(
+        default=None,
+        description="The format of this job whose file this output is, stored once: sizes the source is too small "
+        "for are one encode (1080p of a 720p source is the 720p file). Its download works under its own name; "
+        "the ZIP holds the file once.",
+        examples=["720p"],
+    )
 
     @classmethod
     def of(cls, preset: Preset, out: OutputRecord, *, download_url: str | None, filename: str) -> OutputView:
@@ -90,6 +97,7 @@ class OutputView(BaseModel):
             filename=filename,
             duration=duration,
             bit_rate=round(out.size_bytes * 8 / duration) if out.size_bytes and duration else None,
+            same_as=out.same_as,
             **out.model_dump(
                 include={
                     "error",
@@ -124,6 +132,22 @@ class WebhookDelivery(BaseModel):
     created_at: IsoDatetime | None = Field(default=None, description="When the event was made (the job finished).")
 
 
+class EstimateView(BaseModel):
+    """How long the job is expected to take from now, from the probed duration and the measured speed of
+    each format on this server (each output converted corrects it), laid over its workers."""
+
+    seconds_left: float = Field(ge=0, description="Seconds until every output is expected to be ready.")
+    finish_at: IsoDatetime = Field(description="When that is.")
+    outputs: dict[str, float] = Field(
+        description="Seconds until each unfinished output is expected to be ready, by format.",
+        examples=[{"thumbnail": 1.0, "mp3": 3.5, "720p": 48.0}],
+    )
+    calibrated: bool = Field(
+        description="From speeds measured on this server (false: from the reference machine's, until an output "
+        "of that kind has been converted here)."
+    )
+
+
 class JobView(BaseModel):
     """A job: its status, derived from its outputs', what the source is, and each output."""
 
@@ -141,6 +165,9 @@ class JobView(BaseModel):
     webhook: WebhookDelivery | None = Field(
         default=None,
         description="The delivery of the job-finished webhook, once the job with a callback_url is finished.",
+    )
+    estimate: EstimateView | None = Field(
+        default=None, description="How long it is expected to take; null once finished or before the upload is probed."
     )
 
 

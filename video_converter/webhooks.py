@@ -47,7 +47,7 @@ from .outcome import Outcome
 from .runtime import Runtime
 from .storage import ObjectNotFound
 from .views import IsoDatetime, JobView, WebhookDelivery, WebhookState
-from .work import Notify, to_body
+from .work import Notify, send
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ def notify_if_finished(rt: Runtime, job_id: str) -> bool:
     ):
         return False  # another worker finished the last output at the same time and queued it
     try:
-        rt.queue.send(to_body(Notify(job_id)), group=job_id)
+        send(rt.queue, Notify(job_id), record.owner)  # with the priority of quick work
     except Exception:
         _record(rt, job_id, queued, WebhookState.FAILED, 0, "the notice could not be queued")
         raise

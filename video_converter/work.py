@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import IntEnum
 
 from .presets import PRESETS
+from .queues.base import Queue
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,43 @@ def from_body(body: dict[str, str]) -> Task | None:
     return None
 
 
+# The formats from the cheapest to the dearest, as a job's messages are sent: the shortest work first
+# gives every output its earliest finish on average, and the quick outputs (a thumbnail is one frame, an
+# MP3 decodes only the sound, a GIF at most GIF_MAX_SECONDS of the picture) never wait for a long encode.
+# The whole job is not later for it: the quick work is seconds, done while the long encodes run.
+CHEAPEST_FIRST = ("thumbnail", "mp3", "gif", "360p", "480p", "720p", "1080p", "webm")
+
+
+class Priority(IntEnum):
+    """How soon a message goes, between jobs the queue serves alike (``Queue.send``): higher first."""
+
+    LONG = 0  # an encode of the picture: a whole video format, or a piece of one
+    QUICK = 1  # seconds of work that makes an output (or the job's webhook) ready
+
+
+def priority(task: Task) -> Priority:
+    """Quick: the outputs that are not a video encode, a join (a copy of encoded parts) and a webhook."""
+    if isinstance(task, Notify | Join):
+        return Priority.QUICK
+    if isinstance(task, Convert) and all(PRESETS[f].recipe is None for f in task.formats):
+        return Priority.QUICK
+    return Priority.LONG
+
+
+def send(queue: Queue, task: Task, owner: str | None) -> None:
+    """Queue ``task`` in its job's group, as its job's ``owner``'s, with its priority."""
+    queue.send(to_body(task), group=task.job_id, owner=owner or "", priority=priority(task))
+
+
+def _cost_rank(work: Convert) -> int:
+    return min(CHEAPEST_FIRST.index(f) if f in CHEAPEST_FIRST else len(CHEAPEST_FIRST) for f in work.formats)
+
+
 def divide(job_id: str, formats: list[str]) -> list[Convert]:
-    """How a job is divided into messages: the renditions of one decode group (the MP4 sizes) in one,
-    converted together from one decode; every other format (WebM, MP3, GIF, thumbnail) in its own, so
-    workers convert them side by side. A group's message goes where its first format was asked for."""
+    """How a job is divided into messages, in the order they are sent: the renditions of one decode
+    group (the MP4 sizes) in one, converted together from one decode; every other format (WebM, MP3,
+    GIF, thumbnail) in its own, so workers convert them side by side; the cheapest first
+    (``CHEAPEST_FIRST``)."""
     groups: dict[str, list[str]] = {}
     order: list[list[str]] = []
     for format_id in formats:
@@ -140,4 +175,4 @@ def divide(job_id: str, formats: list[str]) -> list[Convert]:
         else:
             groups[group] = [format_id]
             order.append(groups[group])
-    return [Convert(job_id, tuple(members)) for members in order]
+    return sorted((Convert(job_id, tuple(members)) for members in order), key=_cost_rank)

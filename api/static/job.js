@@ -296,8 +296,9 @@ function updateCard(out, initial) {
   }
   card.status = out.status;
   node.dataset.status = out.status;
-  parts.sizeNote.textContent = out.note || "";
-  parts.sizeNote.hidden = !out.note;
+  const same = out.same_as ? ` It is the same file as ${labelOf(out.same_as)}, stored once.` : "";
+  parts.sizeNote.textContent = `${out.note || ""}${same}`.trim();
+  parts.sizeNote.hidden = !parts.sizeNote.textContent;
   setBadge(parts.badge, out.status);
 
   if (out.status === "completed") {
@@ -331,7 +332,7 @@ function updateCard(out, initial) {
   } else {
     parts.progress.value = percent;
     parts.progress.textContent = `${percent}%`;
-    parts.percent.textContent = out.status === "queued" ? "Waiting for a worker" : `${percent}%`;
+    parts.percent.textContent = out.status === "queued" ? waitingText(out) : `${percent}%`;
   }
   // A queued output with an error is waiting for another attempt.
   if (out.status === "queued" && out.error) {
@@ -347,9 +348,23 @@ function updateCard(out, initial) {
   } else parts.note.hidden = true;
 }
 
+let labels = {}; // format id -> label, from the last document
+let readyIn = {}; // format id -> seconds until it is expected to be ready, from the last document
+
+function waitingText(out) {
+  const seconds = readyIn[out.format];
+  return seconds ? `Waiting for a worker · ready in about ${aboutTime(seconds)}` : "Waiting for a worker";
+}
+
+function labelOf(format) {
+  return labels[format] || format;
+}
+
 function render(job) {
   const initial = lastStatus === null;
   lastJob = job;
+  labels = Object.fromEntries(job.outputs.map((out) => [out.format, out.label]));
+  readyIn = job.estimate ? job.estimate.outputs : {};
   filenameEl.textContent = job.filename;
   createdEl.textContent = job.created_at ? `Started ${formatTime(job.created_at)}` : "";
   setBadge(statusBadge, job.status);
@@ -375,22 +390,14 @@ function render(job) {
   lastStatus = job.status;
 }
 
-// Time left: each running output's pace so far (percent per second since it was first seen running).
-const started = new Map(); // format -> [time ms, progress] when first seen processing
+// Time left: the server's estimate (the probed duration and this server's measured speed of each
+// format, laid over its workers, corrected by each output's progress), counted down between polls.
+let estimate = null; // [seconds left, at Date.now()]
 
 function secondsLeft(job) {
-  const now = Date.now();
-  let longest = 0;
-  for (const out of job.outputs) {
-    if (out.status !== "processing") continue;
-    const progress = Number(out.progress) || 0;
-    if (!started.has(out.format)) started.set(out.format, [now, progress]);
-    const [t0, p0] = started.get(out.format);
-    const elapsed = (now - t0) / 1000;
-    if (elapsed < 2 || progress <= p0) return null; // too early to tell
-    longest = Math.max(longest, ((100 - progress) * elapsed) / (progress - p0));
-  }
-  return job.outputs.some((out) => out.status === "queued") ? null : longest;
+  if (job.estimate) estimate = [Number(job.estimate.seconds_left) || 0, Date.now()];
+  if (!estimate) return null;
+  return Math.max(0, estimate[0] - (Date.now() - estimate[1]) / 1000);
 }
 
 function aboutTime(seconds) {
@@ -405,12 +412,14 @@ function renderSummary(job, done) {
   if (failed) parts.push(`${failed} failed`);
   if (!FINISHED.has(job.status)) {
     const left = secondsLeft(job);
-    if (left) parts.push(`about ${aboutTime(left)} left`);
+    if (left !== null) parts.push(left > 0 ? `about ${aboutTime(left)} left` : "almost done");
   }
   summaryEl.textContent = parts.join(" · ");
   archiveLink.href = `${linkBase}/archive`;
-  archiveLink.hidden = done < 2; // one file is its own download
-  archiveLink.replaceChildren("Download all", el("span", { class: "visually-hidden", text: ` ${done} ready files,` }), " (.zip)");
+  // An output that is another's file (same_as) is in the ZIP once.
+  const files = job.outputs.filter((out) => out.status === "completed" && !out.same_as).length;
+  archiveLink.hidden = files < 2; // one file is its own download
+  archiveLink.replaceChildren("Download all", el("span", { class: "visually-hidden", text: ` ${files} ready files,` }), " (.zip)");
   jobBar.hidden = false;
 }
 
@@ -448,7 +457,8 @@ function schedule(delay) {
 
 // The next poll's delay: back off (doubling, up to POLL_MAX_MS) while nothing changes.
 function nextDelay(job) {
-  const seen = JSON.stringify(job, (key, value) => (key === "download_url" ? undefined : value));
+  // The estimate moves with the clock: only the rest of the document says whether anything changed.
+  const seen = JSON.stringify(job, (key, value) => (key === "download_url" || key === "estimate" ? undefined : value));
   unchanged = seen === lastSeen ? unchanged + 1 : 0;
   lastSeen = seen;
   const base = document.hidden ? POLL_HIDDEN_MS : POLL_VISIBLE_MS;

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,30 @@ def test_webm_gif_and_capped_renditions(client, make_clip, probe, tmp_path):
     assert (streams(big, "video")[0]["width"], streams(big, "video")[0]["height"]) == (640, 360)
     small = probe(download(client, job["job_id"], "360p", tmp_path)[0])
     assert streams(small, "video")[0]["height"] == 360
+
+
+def test_an_output_identical_to_another_is_stored_once_and_downloads_under_both_names(
+    client, make_clip, probe, tmp_path
+):
+    """1080p of a 720p source is the 720p encode (never upscaled): one file, ``same_as`` in the job JSON,
+    both download names work, the ZIP holds it once."""
+    clip = make_clip("trailer.mp4", seconds=2, size="1280x720")
+    job = submit(client, clip, ["1080p", "720p", "480p"])
+    done = wait_for_job(client, job["job_id"])
+    assert done["status"] == "completed", done
+    by_format = {o["format"]: o for o in done["outputs"]}
+    assert by_format["1080p"]["same_as"] == "720p"
+    assert by_format["720p"]["same_as"] is None and by_format["480p"]["same_as"] is None
+    assert by_format["1080p"]["size_bytes"] == by_format["720p"]["size_bytes"]
+    big, big_name = download(client, job["job_id"], "1080p", tmp_path)
+    hd, hd_name = download(client, job["job_id"], "720p", tmp_path)
+    assert 'filename="trailer_1080p.mp4"' in big_name and 'filename="trailer_720p.mp4"' in hd_name
+    assert big.read_bytes() == hd.read_bytes()
+    assert (streams(probe(big), "video")[0]["width"], streams(probe(big), "video")[0]["height"]) == (1280, 720)
+    response = client.get(f"/api/jobs/{job['job_id']}/archive")
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archived:
+        assert sorted(archived.namelist()) == ["trailer_480p.mp4", "trailer_720p.mp4"]
 
 
 def test_odd_and_portrait_sources_keep_aspect_with_even_sizes(client, make_clip, probe, tmp_path):

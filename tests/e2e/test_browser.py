@@ -884,3 +884,42 @@ def test_api_docs_try_it_out_with_its_defaults_and_link_back(
     page.get_by_role("navigation", name="Site").get_by_role("link", name="API").click()  # and to the docs again
     page.wait_for_url(server.url + "/docs")
     context.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_quick_outputs_first_an_estimate_from_the_start_and_one_file_for_identical_sizes(
+    server: Server, page: Any, make_clip: Callable[..., Path], viewport: dict[str, int]
+) -> None:
+    """The summary gives the time left from the first poll; the thumbnail is ready while the long encodes
+    still run; 720p of a 360-line clip is the 360p file, said on its card and zipped once."""
+    page.set_viewport_size(viewport)
+    clip = make_clip("harbour.mp4", seconds=10, size="640x360")
+    assert clip.stat().st_size < MAX_UPLOAD_BYTES
+    page.goto(server.url + "/")
+    page.set_input_files("#file", clip)
+    choose_formats(page, {"720p", "360p", "webm", "thumbnail"})
+    page.locator("#submit").click()
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    summary = page.locator("#job-summary")
+    sync_api.expect(summary).to_contain_text(re.compile(r"[01] of 4 ready · about \d+ (s|min) left"))
+    # The thumbnail comes first, while the WebM is still converting.
+    page.wait_for_function(
+        """() => {
+            const status = (f) => document.querySelector(`article[data-format='${f}']`).dataset.status;
+            return status("thumbnail") === "completed" && status("webm") !== "completed";
+        }""",
+        timeout=60_000,
+    )
+    shoot(page, f"quick-first-{'phone' if viewport is PHONE else 'desktop'}")
+    statuses = wait_until_finished(page)
+    assert set(statuses.values()) == {"completed"}, page.content()
+    same = page.locator("article[data-format='720p'] [data-testid=size-note]")
+    sync_api.expect(same).to_contain_text("It is the same file as MP4 360p, stored once.")
+    sync_api.expect(page.locator("article[data-format='360p'] [data-testid=size-note]")).not_to_contain_text("same")
+    sync_api.expect(summary).not_to_contain_text("left")
+    job_id = page.url.rsplit("/", 1)[-1]
+    outputs = {o["format"]: o for o in httpx.get(f"{server.url}/api/jobs/{job_id}").json()["outputs"]}
+    assert outputs["720p"]["same_as"] == "360p"
+    zipped = httpx.get(server.url + page.locator("#job-archive").get_attribute("href"), timeout=30)
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archived:
+        assert sorted(archived.namelist()) == ["harbour_360p.mp4", "harbour_thumbnail.jpg", "harbour_webm.webm"]

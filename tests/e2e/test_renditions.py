@@ -155,25 +155,32 @@ def test_a_redelivery_after_a_crash_redoes_only_the_renditions_not_done(make_env
         assert record.status is OutputStatus.COMPLETED and record.attempts == 2
 
 
-def test_sizes_the_source_is_too_small_for_are_one_picture(env: Env, tmp_path: Path) -> None:
+def test_sizes_the_source_is_too_small_for_are_one_picture_stored_once(env: Env, tmp_path: Path) -> None:
     """From a 320x240 clip, 720p, 480p and 360p all keep its size (nothing is upscaled): the picture is
-    encoded once, with the 360p settings (its bit rate cap is the one meant for that size), for all."""
+    encoded once, with the 360p settings (its bit rate cap is the one meant for that size), and stored once,
+    as the 360p file; 720p and 480p are that file (``same_as``), each downloaded under its own name."""
     small = make_clip_file(tmp_path / "small.mp4", seconds=1.0, size="320x240")
     job_id = env.create(small, RENDITIONS)
     (task,) = env.created
     assert env.deliver(task) is Action.ACK
-    assert runs(env) == [2, 1, 1, 1]  # one picture and the sound; three copies
-    pictures = set()
-    for format_id in RENDITIONS:
-        record = env.rt.jobs.output(job_id, format_id)
+    assert runs(env) == [2, 1]  # one picture and the sound; one copy into the file
+    records = {format_id: env.rt.jobs.output(job_id, format_id) for format_id in RENDITIONS}
+    for record in records.values():
         assert record.status is OutputStatus.COMPLETED and (record.width, record.height) == (320, 240)
-        assert record.key is not None
-        path = tmp_path / f"{format_id}.mp4"
-        path.write_bytes(env.rt.converted.get_bytes(record.key))
-        argv = [ffmpeg_path(), "-v", "error", "-i", str(path), "-map", "0:v", "-c", "copy", "-f", "data", "-"]
-        pictures.add(subprocess.run(argv, check=True, capture_output=True, timeout=60).stdout)
-    assert len(pictures) == 1  # the same encoded picture in each
-    assert (record.note or "").startswith("The source is 320x240")
+    assert records["360p"].same_as is None
+    assert records["720p"].same_as == records["480p"].same_as == "360p"
+    assert {r.key for r in records.values()} == {records["360p"].key}
+    assert {r.size_bytes for r in records.values()} == {records["360p"].size_bytes}
+    videos = [item.key for item in env.rt.converted.list(f"{job_id}/") if item.key.endswith(".mp4")]
+    assert videos == [records["360p"].key]  # one file
+    assert probe_file_from(env, str(records["360p"].key), tmp_path)["streams"]
+    assert (records["720p"].note or "").startswith("The source is 320x240")
+
+
+def probe_file_from(env: Env, key: str, tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "stored.mp4"
+    path.write_bytes(env.rt.converted.get_bytes(key))
+    return probe_file(path)
 
 
 def test_a_certain_failure_of_one_rendition_fails_it_at_once_and_only_the_others_go_again(

@@ -82,11 +82,11 @@ def test_formats_are_deduplicated_and_stripped() -> None:
 def test_one_message_per_format(conv: JobService) -> None:
     view = create(conv, ["mp3", "720p", "mp3", "gif"])
     assert MemoryParts(conv.rt).queue.pending() == [
-        {"job_id": view["job_id"], "format": "mp3"},
-        {"job_id": view["job_id"], "format": "720p"},
+        {"job_id": view["job_id"], "format": "mp3"},  # sent the cheapest first
         {"job_id": view["job_id"], "format": "gif"},
+        {"job_id": view["job_id"], "format": "720p"},
     ]
-    assert [o["format"] for o in view["outputs"]] == ["mp3", "720p", "gif"]
+    assert [o["format"] for o in view["outputs"]] == ["mp3", "720p", "gif"]  # listed as asked
 
 
 def test_empty_file_is_refused_and_nothing_stored(conv: JobService) -> None:
@@ -134,8 +134,19 @@ def test_limit_message_is_human(settings: Settings, tmp_path: Path) -> None:
 
 def test_job_view_shape(conv: JobService) -> None:
     view = create(conv, ["720p", "mp3"], name="../Holiday Video.MOV")
-    assert set(view) == {"job_id", "filename", "status", "error", "created_at", "source", "outputs", "webhook"}
+    assert set(view) == {
+        "job_id",
+        "filename",
+        "status",
+        "error",
+        "created_at",
+        "source",
+        "outputs",
+        "webhook",
+        "estimate",
+    }
     assert view["webhook"] is None  # no callback_url
+    assert view["estimate"] is None  # not probed yet (the API probes media, these are bytes)
     assert view["filename"] == "../Holiday Video.MOV"  # shown as given
     assert view["status"] == "queued"
     assert view["source"] is None
@@ -301,21 +312,21 @@ def test_upload_ticket(conv: JobService) -> None:
 class BrokenQueue(MemoryQueue):
     """Accepts the first message, then the queue service goes away."""
 
-    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "", priority: int = 0) -> None:
         if self.entries:
             raise ConnectionError("queue unreachable")
-        super().send(body, group, owner)
+        super().send(body, group, owner, priority)
 
 
 def test_queue_outage_fails_unsent_outputs_instead_of_leaving_them_queued(settings: Settings, tmp_path: Path) -> None:
     conv = service(settings, tmp_path, queue=BrokenQueue())
     with pytest.raises(QueueUnavailable, match="try again"):
-        create(conv, ["720p", "480p", "gif", "mp3"])
+        create(conv, ["720p", "480p", "mp3", "gif"])
     (job_id,) = {key.split("/")[0] for key in MemoryParts(conv.rt).converted.objects if is_job_id(key.split("/")[0])}
     view = view_of(conv, job_id)
-    # 720p and 480p went in the first message (converted together), the others never left.
-    assert [o["status"] for o in view["outputs"]] == ["queued", "queued", "failed", "failed"]
-    assert view["outputs"][2]["error"] == "It could not be queued."
+    # The MP3 went first (the cheapest first), the others never left.
+    assert [o["status"] for o in view["outputs"]] == ["failed", "failed", "queued", "failed"]
+    assert view["outputs"][0]["error"] == "It could not be queued."
 
 
 def test_an_upload_link_cannot_replace_the_source_of_an_existing_job(conv: JobService) -> None:
@@ -358,7 +369,8 @@ def test_concurrent_creations_from_one_upload_make_one_job(conv: JobService, mon
     winners = [r for r in results if r != "A job already exists for this upload."]
     assert len(winners) == 1
     formats = ["720p", "mp3"] if winners == ["720p"] else ["gif"]
-    assert MemoryParts(conv.rt).queue.pending() == [{"job_id": upload_id, "format": f} for f in formats]
+    sent = sorted(formats, key=lambda f: f != "mp3")  # the cheapest first
+    assert MemoryParts(conv.rt).queue.pending() == [{"job_id": upload_id, "format": f} for f in sent]
     assert [o["format"] for o in view_of(conv, upload_id)["outputs"]] == formats
 
 

@@ -366,6 +366,24 @@ def test_receive_shares_the_workers_between_groups(make_queue) -> None:
     assert [must_receive(q).body["n"] for _ in range(3)] == ["1", "2", "3"]  # in order within a group
 
 
+def test_priority_goes_first_within_a_group_and_after_fairness(make_queue) -> None:
+    """A job's quick work before its long encodes; between jobs, fairness first (no priority lets one job
+    take every worker), then priority, then the oldest."""
+    q = make_queue()
+    q.send({"n": "long"}, group="a")
+    q.send({"n": "quick"}, group="a", priority=1)
+    q.send({"n": "b-long"}, group="b")
+    q.send({"n": "b-quick"}, group="b", priority=1)
+    order = [must_receive(q).body["n"] for _ in range(4)]
+    assert order == ["quick", "b-quick", "long", "b-long"]
+
+
+def test_priority_is_accepted_by_every_queue(make_any_queue) -> None:
+    q = make_any_queue()
+    q.send({"n": "1"}, group="a", priority=1)
+    assert must_receive(q).body == {"n": "1"}
+
+
 def test_sqlite_queue_file_deleted_while_running_is_reopened(tmp_path: Path) -> None:
     q = SqliteQueue(tmp_path / "q.sqlite3")
     q.send({"n": "1"})
@@ -404,6 +422,8 @@ def test_sqlite_files_from_before_groups_gain_the_column(tmp_path: Path) -> None
     old.close()
     q = SqliteQueue(path)
     assert must_receive(q).body == {"n": "old"}
+    q.send({"n": "quick"}, priority=1)  # and the priority column
+    assert must_receive(q).body == {"n": "quick"}
 
 
 def test_receive_shares_the_workers_between_owners_then_their_jobs(make_queue) -> None:

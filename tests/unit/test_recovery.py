@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from video_converter import keys
+from video_converter import housekeeping, keys, recovery
 from video_converter.config import Settings
 from video_converter.jobs import JobService, new_job
 from video_converter.model import OutputRecord, OutputStatus, utcnow
@@ -100,3 +102,42 @@ def test_renditions_converted_together_are_covered_by_their_one_message() -> Non
     jobs.save_job(record)
     together: set[Work] = {Convert(job_id, ("1080p", "720p"))}  # 480p's message is the one lost
     assert list(lost_work(jobs, MemoryStorage(), [job_id], together, stale_after=STALE)) == [Convert(job_id, ("480p",))]
+
+
+def test_work_queued_before_a_restart_is_sent_again_once_the_grace_has_passed(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconciliation at start skips queued records younger than the grace (a job may be being created);
+    a follow-up once it has passed sends what the lost queue file held, not one interval (5 min) later."""
+    grace = timedelta(seconds=4)
+    monkeypatch.setattr(recovery, "QUEUED_GRACE", grace)
+    job_id = JobService(rt).upload_and_create(io.BytesIO(b"x"), "a.mp4", ["mp3"]).job_id  # queued just now
+    path = Path(rt.settings.data_dir) / "queue.sqlite3"
+    for suffix in ("", "-wal", "-shm"):  # the queue file is lost over the restart
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    runs: list[int] = []
+    sent = threading.Event()
+
+    def counted(runtime: Runtime) -> int:
+        runs.append(reconcile(runtime))
+        if runs[-1]:
+            sent.set()
+        return runs[-1]
+
+    monkeypatch.setattr(housekeeping, "reconcile", counted)
+    stop = threading.Event()
+    started = time.monotonic()
+    threads = housekeeping.start_background(rt, stop)
+    try:
+        assert sent.wait(timeout=grace.total_seconds() + housekeeping.FOLLOW_UP_MARGIN + 60)
+        assert time.monotonic() - started < housekeeping.RECONCILE_INTERVAL
+        assert runs[0] == 0 and runs[-1] == 1  # skipped at start (too young), sent by the follow-up
+        assert queue_of(rt).bodies() == [{"job_id": job_id, "format": "mp3"}]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+def test_the_follow_up_comes_within_two_minutes_of_a_start() -> None:
+    assert recovery.QUEUED_GRACE.total_seconds() + housekeeping.FOLLOW_UP_MARGIN <= 120

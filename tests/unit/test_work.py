@@ -6,16 +6,30 @@ from __future__ import annotations
 import pytest
 
 from video_converter.presets import PRESETS
-from video_converter.work import Convert, Join, Notify, Piece, SoundPart, Task, divide, from_body, to_body
+from video_converter.queues import MemoryQueue
+from video_converter.work import (
+    Convert,
+    Join,
+    Notify,
+    Piece,
+    Priority,
+    SoundPart,
+    Task,
+    divide,
+    from_body,
+    priority,
+    send,
+    to_body,
+)
 
 
 def test_a_job_is_divided_into_one_message_for_the_mp4_sizes_and_one_per_other_format() -> None:
     tasks = divide("j", ["gif", "1080p", "webm", "480p", "mp3", "720p"])
-    assert tasks == [
-        Convert("j", ("gif",)),
-        Convert("j", ("1080p", "480p", "720p")),  # where the first MP4 was asked for
-        Convert("j", ("webm",)),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
+    assert tasks == [  # the cheapest first
         Convert("j", ("mp3",)),
+        Convert("j", ("gif",)),
+        Convert("j", ("1080p", "480p", "720p")),  # in the order they were asked for
+        Convert("j", ("webm",)),  # VP9 is ~5x slower than x264: together, every MP4 would wait for it
     ]
     assert divide("j", ["720p"]) == [Convert("j", ("720p",))]
     assert from_body(to_body(tasks[1])) == tasks[1]
@@ -51,3 +65,23 @@ def test_work_bodies_round_trip_and_odd_ones_are_malformed(body: dict[str, str],
     assert from_body(body) == task
     if task is not None:
         assert from_body(to_body(task)) == task
+
+
+def test_quick_work_is_sent_first_and_with_priority() -> None:
+    """The thumbnail, MP3 and GIF never queue behind a long encode of their job (README: scheduling)."""
+    tasks = divide("j", list(PRESETS))
+    assert [t.formats for t in tasks] == [
+        ("thumbnail",),
+        ("mp3",),
+        ("gif",),
+        ("1080p", "720p", "480p", "360p"),
+        ("webm",),
+    ]
+    assert [priority(t) for t in tasks] == [Priority.QUICK] * 3 + [Priority.LONG] * 2
+    assert priority(Join("j", "720p")) is priority(Notify("j")) is Priority.QUICK
+    assert priority(Piece("j", ("720p",), 0)) is priority(SoundPart("j", ("720p",), 0)) is Priority.LONG
+    queue = MemoryQueue()
+    for task in reversed(tasks):  # sent dearest first: the quick ones still go first (then the oldest)
+        send(queue, task, "everyone")
+    received = [queue.receive() for _ in tasks]
+    assert [from_body(m.body) for m in received if m] == [*reversed(tasks[:3]), tasks[4], tasks[3]]

@@ -28,9 +28,12 @@ def decode_body(text: str) -> dict[str, str]:
 
 
 class Queue(Protocol):
-    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "", priority: int = 0) -> None:
         """Queue a message. Owners share the workers fairly first (``owner``: whose job it is; none: the
-        group is its own owner), then the groups (jobs) of one owner among themselves."""
+        group is its own owner), then the groups (jobs) of one owner among themselves; between messages
+        served alike, a higher ``priority`` goes first (quick work, so a thumbnail never waits behind a
+        long encode), then the oldest. SQS keeps no order: there every message is handed to a Lambda at
+        once, up to the function's concurrency."""
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         """The next visible message, hidden for the visibility timeout; None if none came in time."""

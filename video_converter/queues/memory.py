@@ -17,6 +17,7 @@ class _Entry:
     body: dict[str, str]
     group: str = ""
     owner: str = ""  # the group's, when sent without one
+    priority: int = 0
     visible_at: float = 0.0
     receive_count: int = 0
     receipt: str | None = None
@@ -32,9 +33,10 @@ class MemoryQueue:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "", priority: int = 0) -> None:
         with self._lock:
-            self.entries[str(next(self._ids))] = _Entry(body=dict(body), group=group, owner=owner or group)
+            entry = _Entry(body=dict(body), group=group, owner=owner or group, priority=priority)
+            self.entries[str(next(self._ids))] = entry
 
     def receive(self, wait_seconds: float = 0.0) -> Message | None:
         deadline = time.monotonic() + wait_seconds
@@ -44,9 +46,16 @@ class MemoryQueue:
                 flying = [e for e in self.entries.values() if not e.dead and e.receipt and e.visible_at > now]
                 owners, groups = Counter(e.owner for e in flying), Counter(e.group for e in flying)
                 ready = [(k, e) for k, e in self.entries.items() if not e.dead and e.visible_at <= now]
-                # As SqliteQueue: the owner with the fewest in flight first, then the group, then the oldest.
+                # As SqliteQueue: the owner with the fewest in flight first, then the group, then the highest
+                # priority, then the oldest.
                 for msg_id, entry in sorted(
-                    ready, key=lambda item: (owners[item[1].owner], groups[item[1].group], item[1].visible_at)
+                    ready,
+                    key=lambda item: (
+                        owners[item[1].owner],
+                        groups[item[1].group],
+                        -item[1].priority,
+                        item[1].visible_at,
+                    ),
                 ):
                     if entry.receive_count >= self.max_receives:
                         entry.dead = True

@@ -5,10 +5,12 @@ dies, it becomes visible again with a higher receive count; after ``max_receives
 to the dead-letter state instead of being delivered again.
 
 Fair between owners, then between groups (jobs): of the messages ready now, ``receive`` hands out one
-whose owner has the fewest messages in flight, then whose group has, then the oldest, so one client
-submitting many jobs never holds every worker while another's job waits, and a job of eight outputs
-never holds all of its owner's share while the owner's later job waits. Within a group the order stays
-first in, first out. A message sent without an owner counts its group as its owner (as before owners).
+whose owner has the fewest messages in flight, then whose group has, so one client submitting many jobs
+never holds every worker while another's job waits, and a job of eight outputs never holds all of its
+owner's share while the owner's later job waits; of those, the highest ``priority`` first (a job's quick
+work, the thumbnail, MP3 and GIF, before its long encodes), then the oldest. Within a group and a
+priority the order stays first in, first out. A message sent without an owner counts its group as its
+owner (as before owners).
 
 The file is state that can be lost, never the truth (the status records are): a file that is corrupt
 is moved aside and started afresh, and a file deleted or replaced while running is noticed on the next
@@ -40,11 +42,12 @@ CREATE TABLE IF NOT EXISTS messages (
     receipt       TEXT,
     created_at    REAL    NOT NULL,
     group_key     TEXT    NOT NULL DEFAULT '',
-    owner_key     TEXT    NOT NULL DEFAULT ''
+    owner_key     TEXT    NOT NULL DEFAULT '',
+    priority      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (state, visible_at, id);
 """
-# Files made before groups (or owners) existed gain the columns (and their indexes) on open.
+# Files made before groups (or owners, or priorities) existed gain the columns (and their indexes) on open.
 _GROUP_INDEX = "CREATE INDEX IF NOT EXISTS messages_group ON messages (group_key, state, visible_at)"
 _OWNER_INDEX = "CREATE INDEX IF NOT EXISTS messages_owner ON messages (owner_key, state, visible_at)"
 
@@ -58,11 +61,12 @@ _GROUP_IN_FLIGHT = """(
     WHERE f.group_key = m.group_key AND f.state = 'ready' AND f.visible_at > :now AND f.receipt IS NOT NULL
 )"""
 # Of the ready messages: the one whose owner has the fewest in flight, then whose group (job) has, then the
-# oldest. The sub-selects use messages_owner and messages_group.
+# highest priority, then the oldest. Each is its own ORDER BY term: fairness first, so no priority lets
+# one job take every worker. The sub-selects use messages_owner and messages_group.
 _NEXT = f"""
 SELECT m.id, m.body, m.receive_count FROM messages AS m
 WHERE m.state = 'ready' AND m.visible_at <= :now
-ORDER BY {_OWNER_IN_FLIGHT}, {_GROUP_IN_FLIGHT}, m.visible_at, m.id
+ORDER BY {_OWNER_IN_FLIGHT}, {_GROUP_IN_FLIGHT}, m.priority DESC, m.visible_at, m.id
 LIMIT 1
 """  # noqa: S608 (constant SQL, no input in it)
 
@@ -93,6 +97,8 @@ class SqliteQueue:
         if "owner_key" not in columns:
             conn.execute("ALTER TABLE messages ADD COLUMN owner_key TEXT NOT NULL DEFAULT ''")
             conn.execute("UPDATE messages SET owner_key = group_key")  # each job its own owner, as before
+        if "priority" not in columns:
+            conn.execute("ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
         conn.execute(_GROUP_INDEX)
         conn.execute(_OWNER_INDEX)
         if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
@@ -149,12 +155,13 @@ class SqliteQueue:
             raise
         conn.execute("COMMIT")
 
-    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "", priority: int = 0) -> None:
         now = time.time()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO messages (body, visible_at, created_at, group_key, owner_key) VALUES (?, ?, ?, ?, ?)",
-                (encode_body(body), now, now, group, owner or group),
+                "INSERT INTO messages (body, visible_at, created_at, group_key, owner_key, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (encode_body(body), now, now, group, owner or group, priority),
             )
         with self._sent:
             self._sent.notify_all()

@@ -79,7 +79,9 @@ class SqsQueue:
         """Created on first use, so tests can start moto first and importing needs no AWS setup."""
         return self._client or make_sqs_client()
 
-    def send(self, body: dict[str, str], group: str = "", owner: str = "") -> None:
+    def send(self, body: dict[str, str], group: str = "", owner: str = "", priority: int = 0) -> None:
+        # ``priority`` is not kept: a standard queue has no order, and the event source hands a job's
+        # messages to Lambdas side by side (a job's quick work is sent first, so it starts first).
         # On a standard queue a MessageGroupId makes SQS a fair queue: one tenant's burst of messages does
         # not hold back the messages of the others (it adds no FIFO ordering or throughput limit there).
         # The tenant is the owner (one client's many jobs are one), or the job when there is none. SQS has
