@@ -9,7 +9,8 @@ any number of ``mdat`` boxes, and the chunk offsets of the new index point into 
 
 S3 takes parts of at least 5 MiB (all but the last): the leading part (``ftyp`` + ``moov``) is padded
 with a ``free`` box to that size, and a piece too small to be a part of its own is carried in the
-leading part instead (read through the function, counted in ``Layout.carried``). Formats other than
+leading part instead (read through the function, counted in ``Layout.carried``). An output so small
+that the padding would be more than ``PAD_SHARE`` of it is carried whole, unpadded. Formats other than
 MP4 are not joined here: WebM (Matroska) has no index of byte offsets to rewrite and puts each
 cluster's timestamps in the media itself, and a GIF is not encoded in pieces.
 
@@ -25,6 +26,9 @@ from dataclasses import dataclass, field
 
 MIN_PART = 5 * 1024 * 1024  # S3's smallest part (all but the last of an upload)
 MAX_PART = 5 * 1024**3  # and its largest
+# A leading part padded to S3's minimum makes a small output larger; past this share of the output's
+# size the padding is not worth it, and the pieces are carried instead (a small output: read once).
+PAD_SHARE = 0.02
 MOVIE_TIMESCALE = 1000  # as FFmpeg's MP4 muxer writes mvhd
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
 HEADER_READ = 16  # a box header: size, type and, for a 64-bit size, the size
@@ -335,6 +339,7 @@ class Layout:
     parts: list[Part]
     size: int
     carried: int  # bytes of the inputs read into the leading part (through the function that joins)
+    duration: float  # seconds, as the joined index says (its longest track, edits included)
 
     @property
     def copied(self) -> int:
@@ -562,6 +567,8 @@ def join(
         tracks.append(_sound(list(sound), len(video), audio_delay, sound_skip))
     carried, copied = _placement(inputs, min_part)
     media = sum(index.mdat_size for index in inputs)
+    if min_part > PAD_SHARE * media:  # too small to pad the leading part: everything is carried in it
+        carried, copied = list(range(len(inputs))), []
     wide = media + 2 * min_part + 64 * 1024 * 1024 > 0xFFFFFFFF
     ftyp = video[0].ftyp
     probe = _moov(tracks, dict.fromkeys(range(len(inputs)), 0), wide)
@@ -579,4 +586,43 @@ def join(
     if pad:
         head.append(free_box(pad))
     parts = [tuple(head), *(part for n in copied for part in _copies(inputs[n], n))]
-    return Layout(parts, at, sum(inputs[n].mdat_size for n in carried))
+    duration = max(sum(d for d, _ in t.edits) for t in tracks) / MOVIE_TIMESCALE
+    return Layout(parts, at, sum(inputs[n].mdat_size for n in carried), duration)
+
+
+def picture_size(index: Index) -> tuple[int, int]:
+    """The display width and height of a picture track (its tkhd's 16.16 fixed-point numbers)."""
+    width, height = struct.unpack(">II", index.track.tkhd[-8:])
+    return width >> 16, height >> 16
+
+
+class BlockReader:
+    """Reads an input in aligned blocks and keeps them, so walking its box headers and reading its
+    index costs a few range requests (each header would otherwise be one) and never the media."""
+
+    def __init__(self, read: Reader, size: int, block: int = 4096) -> None:
+        self._read, self._size, self._block = read, size, block
+        self._blocks: dict[int, bytes] = {}
+        self.fetched = 0  # bytes asked of the store
+
+    def __call__(self, start: int, length: int) -> bytes:
+        end = min(self._size, start + length)
+        first, last = start // self._block, (max(start, end - 1)) // self._block
+        missing = [n for n in range(first, last + 1) if n not in self._blocks]
+        if missing:  # one request for the run of blocks not read yet
+            at = missing[0] * self._block
+            data = self._read(at, (missing[-1] + 1) * self._block - at)
+            self.fetched += len(data)
+            for n in missing:
+                self._blocks[n] = data[(n - missing[0]) * self._block : (n - missing[0] + 1) * self._block]
+        joined = b"".join(self._blocks[n] for n in range(first, last + 1))
+        return joined[start - first * self._block : end - first * self._block]
+
+
+_CODECS = {b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc", b"mp4a": "aac"}
+
+
+def codec_name(index: Index) -> str:
+    """FFmpeg's name of the codec of the input's track (from its sample entry), or the entry's type."""
+    entry = index.track.stsd[20:24]
+    return _CODECS.get(entry, entry.decode(errors="replace"))

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import segments
+from . import mp4join, segments
 from .conversion import check_output, publish, suitable
 from .ffmpeg import ConversionCancelled
 from .ffmpeg.parse import ProbeFacts
-from .keys import output_filename
+from .keys import output_filename, output_key
 from .limits import MediaRejected
 from .model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
 from .outcome import Outcome, Step
@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
 SPLIT_POLL = 0.5  # seconds between looks for the plan while another worker splits the original
-_PIECE = re.compile(r"(\d{5})\.nut")
-_SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut)")
+_PIECE = re.compile(r"(\d{5})\.(?:nut|mp4)")
+_SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut|m4a)")
 
 
 # --- keys -----------------------------------------------------------------------------------------------
@@ -88,12 +88,15 @@ def encoded_prefix(job_id: str, format_id: str) -> str:
 
 
 def encoded_piece_key(job_id: str, format_id: str, index: int) -> str:
-    return f"{encoded_prefix(job_id, format_id)}{index:05d}.nut"
+    """An encoded piece: an MP4 for the formats joined by copy, else NUT (``segments.piece_extension``)."""
+    recipe = PRESETS[format_id].recipe
+    extension = segments.piece_extension(recipe) if recipe is not None else "nut"
+    return f"{encoded_prefix(job_id, format_id)}{index:05d}.{extension}"
 
 
 def encoded_sound_key(job_id: str, format_id: str, index: int, extension: str) -> str:
-    """Part ``index`` of an output's encoded sound (``aac``: frames ready to splice; ``nut``: the whole
-    sound in one part), until it is joined."""
+    """Part ``index`` of an output's encoded sound (``m4a``: frames ready to splice or copy; ``nut``: the
+    whole sound in one part), until it is joined."""
     return f"{encoded_prefix(job_id, format_id)}sound-{index:05d}.{extension}"
 
 
@@ -401,11 +404,11 @@ class _Parts:
         rt, plan, job_id = self.rt, self.plan, self.job_id
         done: dict[tuple[str, ...], Path] = {}
         for output, recipe in zip(self.outputs, self.recipes, strict=True):
-            key = encoded_sound_key(job_id, output.format_id, index, recipe.sound_extension)
+            key = encoded_sound_key(job_id, output.format_id, index, segments.sound_extension(recipe))
             if index >= segments.sound_parts(recipe, plan) or rt.converted.size(key) is not None:
                 continue  # an output whose sound has fewer parts (one, for WebM), or done already
             spliced = segments.spliced(recipe, plan)
-            how = (*recipe.sound(plan.source), recipe.sound_extension, str(spliced))
+            how = (*recipe.sound(plan.source), segments.sound_extension(recipe), str(spliced))
             if how not in done:
                 folder = workdir / f"sound-{len(done)}"
                 folder.mkdir()
@@ -431,11 +434,44 @@ class _Parts:
                 self.rt.queue.send(to_body(Join(output.job_id, output.format_id)), group=output.job_id)
 
     def join(self, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
-        """Join the encoded pieces with the sound into the output, publish it, and clear the pieces away."""
+        """Join the encoded pieces with the sound into the output, publish it, and clear the pieces away:
+        an MP4 by copy (its media never pass through here), else (or if that cannot be) with FFmpeg."""
         rt, plan, output, recipe = self.rt, self.plan, self.outputs[0], self.recipes[0]
         job_id, format_id = output.job_id, output.format_id
         if not ready_to_join(rt.converted, plan, job_id, format_id, recipe):
             raise RuntimeError("Some parts (or the sound) are not encoded yet")
+        pieces = [encoded_piece_key(job_id, format_id, i) for i in range(plan.count)]
+        extension = segments.sound_extension(recipe)
+        sounds = [encoded_sound_key(job_id, format_id, i, extension) for i in range(segments.sound_parts(recipe, plan))]
+        if not (segments.joined_by_copy(recipe) and self._join_by_copy(pieces, sounds)):
+            self._assemble(pieces, sounds, workdir, timeout, cancel)
+        tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
+        return Outcome.finished("completed")
+
+    def _join_by_copy(self, pieces: list[str], sounds: list[str]) -> bool:
+        """The output written by the store from the pieces' media and one new index; False (nothing
+        published) when the pieces cannot be joined that way."""
+        output = self.outputs[0]
+        preset = output.preset
+        key = output_key(output.job_id, output.job.stem, preset.id, preset.extension)
+        try:
+            joined = segments.join_by_copy(self.rt.converted, self.plan, pieces, sounds, key, preset.media_type)
+        except mp4join.NotJoinable as exc:
+            log.warning("job %s: %s joined by FFmpeg: %s", output.job_id, output.format_id, exc)
+            return False
+        log.info(
+            "job %s: %s joined by copy (%d bytes; %d read: index %d, small pieces %d)",
+            output.job_id, output.format_id, joined.size, joined.index_bytes + joined.carried,
+            joined.index_bytes, joined.carried,
+        )  # fmt: skip
+        output.completed(key, joined.size, joined.info)
+        return True
+
+    def _assemble(
+        self, pieces: list[str], sounds: list[str], workdir: Path, timeout: float, cancel: threading.Event | None
+    ) -> None:
+        """Today's join: every part fetched, muxed by FFmpeg, the file checked and stored."""
+        rt, plan, output = self.rt, self.plan, self.outputs[0]
         with contextlib.ExitStack() as stack:
 
             def fetched(key: str, name: str) -> Path:
@@ -443,13 +479,8 @@ class _Parts:
                 folder.mkdir()
                 return stack.enter_context(rt.converted.local_path(key, folder))
 
-            pieces = [fetched(encoded_piece_key(job_id, format_id, i), f"part-{i:05d}") for i in range(plan.count)]
-            sounds = [
-                fetched(encoded_sound_key(job_id, format_id, i, recipe.sound_extension), f"s{i}")
-                for i in range(segments.sound_parts(recipe, plan))
-            ]
+            parts = [fetched(key, f"part-{i:05d}") for i, key in enumerate(pieces)]
+            sound = [fetched(key, f"s{i}") for i, key in enumerate(sounds)]
             path = workdir / output_filename(output.job.stem, output.preset.id, output.preset.extension)
-            segments.assemble(rt.ffmpeg, output.preset, plan, pieces, sounds, path, timeout=timeout, cancel=cancel)
+            segments.assemble(rt.ffmpeg, output.preset, plan, parts, sound, path, timeout=timeout, cancel=cancel)
             publish(rt.converted, output, path, check_output(rt.ffmpeg, path))
-        tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
-        return Outcome.finished("completed")

@@ -25,16 +25,19 @@ deterministic, stored whole (atomically), and a repeated message finds its work 
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import mp4join
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
-from .model import SegmentPlan
+from .model import SegmentPlan, SourceInfo
 from .presets import Preset, VideoRecipe, downmix_filter, pictures_once, recipes_of
+from .storage import ByteRange, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ AAC_PRIMING = 1024  # FFmpeg's AAC encoder starts with one frame of priming (its
 # with none, the 90 ms around a join lose ~12 dB SNR against the source; with these, ~1.5 dB).
 PRE_ROLL_FRAMES = 8
 POST_ROLL_FRAMES = 2
+M4A = ["-f", "mp4"]  # a sound part for a join by copy: its frames as they are, in an MP4 with its index
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
@@ -150,9 +154,11 @@ def encode_piece(
 ) -> list[Path]:
     """One piece's picture, encoded with each format's settings from one decode, its original
     timestamps kept; one file per preset."""
-    shares, pictures = pictures_once(plan.source, recipes_of(presets))  # too small for several: one picture
-    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.nut" for i in pictures}
-    args, paths = list(pictures.values()), list(outputs.values())
+    recipes = recipes_of(presets)
+    shares, pictures = pictures_once(plan.source, recipes)  # too small for several: one picture
+    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.{piece_extension(recipes[i])}" for i in pictures}
+    args = [_piece_container(pictures[i], recipes[i]) for i in pictures]
+    paths = list(outputs.values())
     ffmpeg.convert(
         piece,
         paths[-1],
@@ -164,6 +170,33 @@ def encode_piece(
         more_outputs=list(zip(args[:-1], paths[:-1], strict=True)),
     )
     return [outputs[share] for share in shares]
+
+
+def joined_by_copy(recipe: VideoRecipe) -> bool:
+    """MP4 outputs are joined by copying the pieces' media into place (``mp4join``), so their pieces
+    and sound parts are MP4s too. WebM is not: Matroska has no index of byte offsets to rewrite (each
+    cluster carries its own timestamps, relative to the cluster, and the cues their positions), so
+    its pieces are joined by FFmpeg as before (``assemble``)."""
+    return tuple(recipe.container[-2:]) == ("-f", "mp4")
+
+
+def piece_extension(recipe: VideoRecipe) -> str:
+    return "mp4" if joined_by_copy(recipe) else "nut"
+
+
+def sound_extension(recipe: VideoRecipe) -> str:
+    """An MP4 format's sound parts are M4As (their frames copied into the output as they are); WebM's
+    sound is one NUT file."""
+    return "m4a" if joined_by_copy(recipe) else "nut"
+
+
+def _piece_container(args: list[str], recipe: VideoRecipe) -> list[str]:
+    """A piece's output arguments in the container its join wants: NUT (timestamps kept), or for a
+    join by copy an MP4 (no +faststart: its index is read from wherever the muxer put it)."""
+    if not joined_by_copy(recipe):
+        return args
+    assert args[-2:] == ["-f", "nut"]
+    return [*args[:-2], "-f", "mp4"]
 
 
 def spliced(recipe: VideoRecipe, plan: SegmentPlan) -> bool:
@@ -193,19 +226,25 @@ def encode_sound(
     (the neighbours' frames its encoder read are dropped), otherwise the whole sound."""
     recipe = preset.recipe
     assert recipe is not None
-    output = workdir / f"sound-{index:05d}.{recipe.sound_extension}"
+    output = workdir / f"sound-{index:05d}.{sound_extension(recipe)}"
+    frames = workdir / "frames.aac" if joined_by_copy(recipe) else output
     if not spliced(recipe, plan):
-        ffmpeg.convert(audio, output, recipe.sound(plan.source), duration=plan.duration, timeout=timeout, cancel=cancel)
-        return output
-    stereo = plan.source.model_copy(update={"audio_channels": 2, "audio_layout": "stereo"})  # downmixed by the split
-    encoded = workdir / "encoded.aac"
-    ffmpeg.convert(audio, encoded, recipe.sound(stereo), timeout=timeout, cancel=cancel)
-    frames = adts_frames(encoded.read_bytes())
-    first, end = _own_frames(plan, index)
-    kept = frames[first:end]
-    if not kept:
-        raise FFmpegError(f"The encoded sound part {index + 1} has no frames of its own")
-    output.write_bytes(b"".join(kept))
+        ffmpeg.convert(audio, frames, recipe.sound(plan.source), duration=plan.duration, timeout=timeout, cancel=cancel)
+    else:
+        stereo = plan.source.model_copy(
+            update={"audio_channels": 2, "audio_layout": "stereo"}
+        )  # downmixed by the split
+        encoded = workdir / "encoded.aac"
+        ffmpeg.convert(audio, encoded, recipe.sound(stereo), timeout=timeout, cancel=cancel)
+        first, end = _own_frames(plan, index)
+        kept = adts_frames(encoded.read_bytes())[first:end]
+        if not kept:
+            raise FFmpegError(f"The encoded sound part {index + 1} has no frames of its own")
+        frames.write_bytes(b"".join(kept))
+    if frames != output:  # the frames into an M4A, whose media are copied into the output by the join
+        ffmpeg.convert(
+            frames, output, ["-map", "0:a:0", "-c", "copy", *M4A], timeout=timeout, cancel=cancel, trusted=True
+        )
     return output
 
 
@@ -254,25 +293,25 @@ def assemble(
     recipe = preset.recipe
     assert recipe is not None
     starts = plan.starts
-    listing = output.with_name("pieces.ffconcat")
-    lines = ["ffconcat version 1.0"]
-    for index, piece in enumerate(pieces):
-        lines.append(f"file '{piece.resolve()}'")
-        if index + 1 < len(pieces):
-            lines.append(f"duration {starts[index + 1] - starts[index]:.6f}")
-    listing.write_text("\n".join(lines) + "\n")
+    gaps = [f"{starts[i + 1] - starts[i]:.6f}" for i in range(len(pieces) - 1)]
+    listing = _listing(output.with_name("pieces.ffconcat"), pieces, gaps)
     # Whichever of picture and sound started later in the original starts later here by the same amount.
     video_delay, audio_delay = max(0.0, -plan.audio_offset), max(0.0, plan.audio_offset)
+    # Neither ADTS nor our M4A parts say that their first frame is the encoder's priming: start it that
+    # much earlier, and the MP4 muxer's edit list hides it, as it does for a whole-file encode.
+    primed = f"{audio_delay - AAC_PRIMING / (plan.sound_rate or 48000):.6f}"
     extra: list[tuple[list[str], Path]] = []
-    if sounds and spliced(recipe, plan):
+    if sounds and joined_by_copy(recipe):  # M4A parts (this join is the fallback of the join by copy)
+        extra = [
+            (["-f", "concat", "-safe", "0", "-itsoffset", primed], _listing(output.with_name("sound.ffconcat"), sounds))
+        ]
+    elif sounds and spliced(recipe, plan):
         sound = output.with_name("sound.aac")
         with sound.open("wb") as joined:
             for part in sounds:
                 with part.open("rb") as frames:
                     shutil.copyfileobj(frames, joined)
-        # ADTS does not say that its first frame is the encoder's priming: start it that much earlier,
-        # and the MP4 muxer's edit list hides it, as it does for a whole-file encode.
-        extra = [(["-itsoffset", f"{audio_delay - AAC_PRIMING / plan.sound_rate:.6f}"], sound)]
+        extra = [(["-itsoffset", primed], sound)]
     elif sounds:
         extra = [(["-itsoffset", f"{audio_delay:.6f}"], sounds[0])]
     ffmpeg.convert(
@@ -287,3 +326,67 @@ def assemble(
         trusted=True,
     )
     return output
+
+
+def _listing(path: Path, files: list[Path], gaps: list[str] | None = None) -> Path:
+    """A concat demuxer list of our own files, each but the last lasting its gap when ``gaps`` says."""
+    lines = ["ffconcat version 1.0"]
+    for index, file in enumerate(files):
+        lines.append(f"file '{file.resolve()}'")
+        if gaps is not None and index < len(gaps):
+            lines.append(f"duration {gaps[index]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A join by copy, done: the output's size and what it is, and what passed through this process."""
+
+    size: int
+    info: SourceInfo
+    carried: int  # media bytes of pieces too small to be copied as parts of their own (S3's 5 MiB)
+    index_bytes: int  # bytes of the pieces' indexes (and box headers) read
+
+
+def join_by_copy(
+    store: Storage, plan: SegmentPlan, pieces: list[str], sounds: list[str], key: str, media_type: str
+) -> Joined:
+    """Join an MP4 output's encoded pieces and sound parts (keys of ``store``) into ``key`` without
+    reading their media: one index is made from theirs (``mp4join``) and the store writes the file from
+    it and byte ranges of theirs. Raises ``mp4join.NotJoinable`` when they cannot be joined so."""
+    keys, indexes, read = [*pieces, *sounds], [], 0
+    for name in keys:
+        size = store.size(name)
+        if size is None:
+            raise ObjectNotFound(name)
+        reader = mp4join.BlockReader(functools.partial(store.read_range, name), size)
+        indexes.append(mp4join.read_index(reader, size))
+        read += reader.fetched
+    video, sound = indexes[: len(pieces)], indexes[len(pieces) :]
+    layout = mp4join.join(
+        video,
+        plan.starts,
+        sound,
+        video_delay=max(0.0, -plan.audio_offset),
+        audio_delay=max(0.0, plan.audio_offset),
+        sound_skip=AAC_PRIMING,  # the first part keeps its encoder's priming frame: the edit list hides it
+        min_part=mp4join.MIN_PART,
+    )
+    parts = [
+        [s if isinstance(s, bytes) else ByteRange(keys[s.source], s.start, s.end) for s in part]
+        for part in layout.parts
+    ]
+    written = store.compose(key, parts, media_type)
+    if written != layout.size:
+        raise FFmpegError(f"The joined file has {written} bytes where its index counts {layout.size}")
+    width, height = mp4join.picture_size(video[0])
+    info = SourceInfo(
+        duration=round(layout.duration, 3),
+        width=width,
+        height=height,
+        video_codec=mp4join.codec_name(video[0]),
+        audio_codec=mp4join.codec_name(sound[0]) if sound else None,
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+    )
+    return Joined(written, info, layout.carried, read)
