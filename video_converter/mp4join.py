@@ -19,6 +19,7 @@ Everything here is pure: bytes in, bytes and numbers out.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -626,3 +627,149 @@ def codec_name(index: Index) -> str:
     """FFmpeg's name of the codec of the input's track (from its sample entry), or the entry's type."""
     entry = index.track.stsd[20:24]
     return _CODECS.get(entry, entry.decode(errors="replace"))
+
+
+# --- pieces cut from an original by byte range ------------------------------------------------------------
+
+
+@dataclass
+class Movie:
+    """An original's index: its ``ftyp`` and every track (pieces are cut from one of them)."""
+
+    ftyp: bytes
+    tracks: list[Track]
+
+    def first(self, handler: bytes) -> Track | None:
+        return next((track for track in self.tracks if track.handler == handler), None)
+
+
+def read_movie(read: Reader, size: int) -> Movie:
+    """An original's index, read by range: its box headers, its ``ftyp`` and its ``moov``; NotJoinable
+    when it is not an MP4 or MOV whose index can be read so (then it is split by FFmpeg)."""
+    found: dict[bytes, tuple[int, int]] = {}
+    for kind, start, end in top_level(read, size):
+        found.setdefault(kind, (start, end))
+        if b"moov" in found and b"ftyp" in found:
+            break
+    if b"moov" not in found or b"ftyp" not in found:
+        raise NotJoinable("The original is not an MP4 or MOV with an index")
+    (f0, f1), (m0, m1) = found[b"ftyp"], found[b"moov"]
+    moov = read(m0, m1 - m0)
+    (root,) = children(moov)
+    if child(moov, root, b"mvex") is not None:
+        raise NotJoinable("The original is fragmented; its index is spread through the file")
+    traks = [box for box in children(moov, root.body, root.end) if box.kind == b"trak"]
+    tracks = []
+    for trak in traks:
+        with contextlib.suppress(NotJoinable):  # a timed-metadata or subtitle track is not cut
+            tracks.append(parse_track(moov, trak))
+    return Movie(read(f0, f1 - f0), tracks)
+
+
+def _expand(rows: list[tuple[int, int]]) -> list[int]:
+    return [value for count, value in rows for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A track's samples one by one: where each is in the file, how big, when it is decoded and shown."""
+
+    offsets: list[int]
+    sizes: list[int]
+    dts: list[int]
+    shifts: list[int]
+    sync: set[int]  # 0-based
+
+    @classmethod
+    def of(cls, track: Track) -> Samples:
+        per_chunk, offsets = [], []
+        for n, (first, count, _) in enumerate(track.chunks):
+            last = track.chunks[n + 1][0] if n + 1 < len(track.chunks) else len(track.chunk_offsets) + 1
+            per_chunk += [count] * (last - first)
+        at = 0
+        for chunk, count in zip(track.chunk_offsets, per_chunk, strict=False):
+            for size in track.sizes[at : at + count]:
+                offsets.append(chunk)
+                chunk += size
+            at += count
+        deltas = _expand(track.deltas)
+        if len(offsets) != track.samples or len(deltas) != track.samples:
+            raise NotJoinable("The original's sample tables do not agree")
+        dts = list(itertools.accumulate(deltas, initial=0))[:-1]
+        shifts = _expand(track.offsets) if track.offsets else [0] * track.samples
+        sync = {n - 1 for n in track.sync} if track.sync is not None else set(range(track.samples))
+        return cls(offsets, track.sizes, dts, shifts[: track.samples], sync)
+
+    def shown(self, n: int) -> int:
+        return self.dts[n] + self.shifts[n]
+
+    def duration(self, n: int, track: Track) -> int:
+        """How long sample ``n`` lasts: to the next one's decode time (the last: as the table says)."""
+        return self.dts[n + 1] - self.dts[n] if n + 1 < len(self.dts) else track.deltas[-1][1]
+
+
+def cut_points(samples: Samples, timescale: int, seconds: float) -> list[int]:
+    """The samples pieces start at: the first, then the first sync sample shown at or after each
+    multiple of ``seconds`` (as FFmpeg's segment muxer cuts); a grid of other times can be given the
+    same way, by the times it wants (``cut_at``)."""
+    first = samples.shown(0)
+    total = samples.dts[-1] - samples.dts[0] if samples.dts else 0
+    grid = [first + round(k * seconds * timescale) for k in range(1, int(total / (seconds * timescale)) + 1)]
+    return cut_at(samples, grid)
+
+
+def cut_at(samples: Samples, times: list[int]) -> list[int]:
+    """Sample 0, then for each time (track units) the first sync sample shown at or after it."""
+    keys = sorted(samples.sync)
+    points = [0]
+    for time in times:
+        later = next((k for k in keys if samples.shown(k) >= time and k > points[-1]), None)
+        if later is not None and later not in points:
+            points.append(later)
+    return points
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Samples ``first``..``end`` of a track as a file of its own: ``head`` (``ftyp``, ``moov`` and the
+    ``mdat`` header), then bytes ``start``..``stop`` of the original, which hold those samples."""
+
+    head: bytes
+    start: int
+    stop: int
+
+
+def cut(movie: Movie, track: Track, samples: Samples, first: int, end: int) -> Cut:
+    """The piece of ``track`` from sample ``first`` (a sync sample) to ``end`` (excluded): its media are
+    one byte range of the original (with the other tracks' samples between them, unread by FFmpeg)."""
+    start = min(samples.offsets[first:end])
+    stop = max(o + s for o, s in zip(samples.offsets[first:end], samples.sizes[first:end], strict=True))
+    own = Track(
+        handler=track.handler,
+        timescale=track.timescale,
+        tkhd=track.tkhd,
+        mdhd=track.mdhd,
+        hdlr=track.hdlr,
+        media_header=track.media_header,
+        dinf=track.dinf,
+        stsd=track.stsd,
+        deltas=_rle([(1, samples.duration(n, track)) for n in range(first, end)]),
+        offsets=_rle([(1, samples.shifts[n]) for n in range(first, end)]) if track.offsets else None,
+        offsets_version=track.offsets_version,
+        sync=[n - first + 1 for n in range(first, end) if n in samples.sync] if track.sync is not None else None,
+        sizes=samples.sizes[first:end],
+        chunks=[(1, 1, 1)],
+        chunk_offsets=samples.offsets[first:end],
+    )
+    joined = _Joined(
+        own,
+        [0],
+        [own],
+        own.deltas,
+        [(round(own.media_duration * MOVIE_TIMESCALE / track.timescale), samples.shifts[first])],
+    )
+    probe = _moov([joined], {0: 0}, True)
+    data_at = len(movie.ftyp) + len(probe) + 16
+    moov = _moov([joined], {0: data_at - start}, True)
+    mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + stop - start)
+    return Cut(movie.ftyp + moov + mdat, start, stop)
