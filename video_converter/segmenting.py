@@ -27,12 +27,13 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import mp4join, segments
-from .conversion import check_output, publish, suitable
+from .conversion import SourceReplaced, check_output, publish, suitable
 from .ffmpeg import ConversionCancelled
 from .ffmpeg.parse import ProbeFacts
 from .keys import output_filename, output_key
@@ -48,6 +49,7 @@ from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, to_body
 log = logging.getLogger(__name__)
 
 ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
+RANGE_CHUNK = 8 * 1024 * 1024  # a piece's bytes of the original are fetched this much per request
 SPLIT_POLL = 0.5  # seconds between looks for the plan while another worker splits the original
 _PIECE = re.compile(r"(\d{5})\.(?:nut|mp4)")
 _SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut|m4a)")
@@ -71,6 +73,8 @@ def split_claim_key(job_id: str) -> str:
 
 
 def source_piece_key(job_id: str, index: int) -> str:
+    """A piece of the original: the piece itself (copied out by the split), or when the plan has byte
+    ranges its head only (``ftyp``, ``moov``, ``mdat`` header), its media being read from the original."""
     return f"{job_id}/segments/source/{index:05d}.mp4"
 
 
@@ -114,6 +118,8 @@ def store_split(uploads: Storage, job_id: str, done: segments.Split) -> None:
     """The pieces and the audio first, the plan last: a plan in the store means everything is there."""
     for index, piece in enumerate(done.pieces):
         uploads.put_file(source_piece_key(job_id, index), piece, "video/mp4")
+    for index, head in enumerate(done.heads):
+        uploads.put_bytes(source_piece_key(job_id, index), head, "video/mp4")
     if done.audio is not None:
         uploads.put_file(audio_key(job_id), done.audio, "application/octet-stream")
     for index, part in enumerate(done.sound_parts):
@@ -264,7 +270,10 @@ def split_if_long(
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
         return _split_by_another(rt, outputs, timeout, cancel)
     spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
+    seconds, original = rt.settings.segment_seconds, lead.job.source_key
+    read = functools.partial(rt.uploads.read_range, original)
     try:
+        cuts = segments.cut_original(read, lead.job.source_size, facts, seconds)
         done = segments.split(
             rt.ffmpeg,
             source_path,
@@ -274,6 +283,7 @@ def split_if_long(
             timeout=timeout,
             cancel=cancel,
             sound_in_parts=spliced,
+            cuts=cuts,
         )
         if done.plan.count <= 1:
             return None  # one piece only: converted whole
@@ -386,7 +396,7 @@ class _Parts:
             raise MediaRejected(f"There is no part {index + 1}; the video has {plan.count}.")
         todo = [o for o in self.outputs if rt.converted.size(encoded_piece_key(job_id, o.format_id, index)) is None]
         if todo:
-            with rt.uploads.local_path(source_piece_key(job_id, index), workdir) as piece:
+            with self._source_piece(index, workdir) as piece:
                 encoded = segments.encode_piece(
                     rt.ffmpeg, [o.preset for o in todo], plan, index, piece, workdir, timeout=timeout, cancel=cancel
                 )
@@ -397,6 +407,26 @@ class _Parts:
                 self._summarize(output.format_id, index)
         self._join_when_ready()
         return Outcome.ack("part encoded")
+
+    @contextlib.contextmanager
+    def _source_piece(self, index: int, workdir: Path) -> Iterator[Path]:
+        """Piece ``index`` of the original as a file: copied out by the split, or its head followed by
+        its byte range of the original, read in chunks (nothing else of the original is read)."""
+        uploads, key = self.rt.uploads, source_piece_key(self.job_id, index)
+        if not self.plan.ranges:
+            with uploads.local_path(key, workdir) as path:
+                yield path
+            return
+        job = self.outputs[0].job
+        if uploads.size(job.source_key) != job.source_size:
+            raise SourceReplaced
+        start, stop = self.plan.ranges[index]
+        path = workdir / f"piece-{index:05d}.mp4"
+        with path.open("wb") as out:
+            out.write(uploads.get_bytes(key))
+            for at in range(start, stop, RANGE_CHUNK):
+                out.write(uploads.read_range(job.source_key, at, min(RANGE_CHUNK, stop - at)))
+        yield path
 
     def sound(self, index: int, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
         """Encode one part of the sound for the outputs that lack it (unless an earlier delivery did):

@@ -26,10 +26,11 @@ deterministic, stored whole (atomically), and a repeated message finds its work 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import mp4join
@@ -55,9 +56,39 @@ AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 1200
 @dataclass
 class Split:
     plan: SegmentPlan
-    pieces: list[Path]
+    pieces: list[Path]  # the pieces copied out, or none when they are cut from the original (``heads``)
     audio: Path | None
     sound_parts: list[Path]
+    heads: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """The pieces of an original cut by byte range from its index: each one's head and range, and when
+    each starts on the original's timeline."""
+
+    cuts: list[mp4join.Cut]
+    starts: list[float]
+
+
+def cut_original(read: mp4join.Reader, size: int, facts: ProbeFacts, seconds: float) -> Cuts | None:
+    """Where an MP4 or MOV original is cut into pieces of about ``seconds``, from its index alone (read
+    by range: no media); None for other containers, which the split copies into pieces."""
+    try:
+        movie = mp4join.read_movie(read, size)
+        pictures = [track for track in movie.tracks if track.handler == b"vide"]
+        if len(pictures) != 1 or facts.video is None:
+            return None  # which track FFmpeg calls the video is then not certain
+        track = pictures[0]
+        samples = mp4join.Samples.of(track)
+        points = mp4join.cut_points(samples, track.timescale, seconds)
+        bounds = [*points, track.samples]
+        cuts = [mp4join.cut(movie, track, samples, a, b) for a, b in itertools.pairwise(bounds)]
+    except mp4join.NotJoinable as exc:
+        log.info("the original is split by FFmpeg: %s", exc)
+        return None
+    start, first = facts.video.start_time or 0.0, samples.shown(0)
+    return Cuts(cuts, [round(start + (samples.shown(k) - first) / track.timescale, 6) for k in points])
 
 
 def sound_layout(facts: ProbeFacts, seconds: float) -> tuple[int, list[int]]:
@@ -95,9 +126,12 @@ def split(
     timeout: float,
     cancel: threading.Event | None = None,
     sound_in_parts: bool = True,
+    cuts: Cuts | None = None,
 ) -> Split:
-    """Cut the original's video at keyframes about every ``segment_seconds`` and copy its audio out; with
-    ``sound_in_parts`` (a format of the job splices its sound), decode the sound into parts too."""
+    """Copy the original's audio out and, with ``sound_in_parts`` (a format of the job splices its
+    sound), decode the sound into parts; and cut its video at keyframes about every
+    ``segment_seconds``: by ``cuts`` (pieces read their byte range of the original; nothing of the
+    picture is copied here), else copied into pieces by FFmpeg."""
     source = facts.info
     folder = workdir / "split"
     folder.mkdir()
@@ -105,40 +139,55 @@ def split(
     rate, starts = sound_layout(facts, segment_seconds) if audio is not None and sound_in_parts else (0, [])
     sound_parts = [folder / f"sound-{index:05d}.flac" for index in range(len(starts))]
     graph = ["-filter_complex", _sound_graph(facts, rate, starts)] if sound_parts else []  # global: anywhere
-    outputs: list[tuple[list[str], Path]] = [
-        (
+    outputs: list[tuple[list[str], Path]] = []
+    if cuts is None:
+        outputs.append((
             [
-                *graph, "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
+                "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
                 "-f", "segment", "-segment_time", f"{segment_seconds:.3f}", "-reset_timestamps", "0",
                 "-segment_format", "mp4",
             ],
             folder / "piece-%05d.mp4",
-        )
-    ]  # fmt: skip
+        ))  # fmt: skip
     outputs += [(["-map", f"[s{index}]", "-c:a", "flac", "-f", "flac"], part) for index, part in enumerate(sound_parts)]
     if audio is not None:
         outputs.append((["-map", "0:a:0", "-c", "copy", "-vn", "-sn", "-dn", "-f", "nut"], audio))
-    *more, (last_args, last) = outputs
-    ffmpeg.convert(
-        source_path, last, last_args, duration=source.duration, timeout=timeout, cancel=cancel, more_outputs=more
-    )
+    if outputs:
+        (first_args, first), *more = outputs
+        ffmpeg.convert(
+            source_path,
+            first,
+            [*graph, *first_args],
+            duration=source.duration,
+            timeout=timeout,
+            cancel=cancel,
+            more_outputs=more,
+        )
     pieces = sorted(folder.glob("piece-*.mp4"))
-    if not pieces:
+    if cuts is None and not pieces:
         raise RuntimeError("Splitting the original produced no pieces")
+    times = cuts.starts if cuts is not None else [ffmpeg.first_video_time(piece) for piece in pieces]
+    plan = _plan(facts, times, audio is not None, rate, starts, cuts)
+    return Split(plan, pieces, audio, sound_parts, [c.head for c in cuts.cuts] if cuts is not None else [])
+
+
+def _plan(
+    facts: ProbeFacts, times: list[float], has_audio: bool, rate: int, sound_starts: list[int], cuts: Cuts | None
+) -> SegmentPlan:
     video, sound = facts.video, next((s for s in facts.streams if s.kind == "audio"), None)
     offset = 0.0
     if video is not None and sound is not None:
         offset = (sound.start_time or 0.0) - (video.start_time or 0.0)
-    plan = SegmentPlan(
-        source=source,
-        starts=[ffmpeg.first_video_time(piece) for piece in pieces],
-        duration=source.duration or 0.0,
-        has_audio=audio is not None,
+    return SegmentPlan(
+        source=facts.info,
+        starts=times,
+        duration=facts.info.duration or 0.0,
+        has_audio=has_audio,
         audio_offset=round(offset, 6),
         sound_rate=rate,
-        sound_starts=starts,
+        sound_starts=sound_starts,
+        ranges=[(c.start, c.stop) for c in cuts.cuts] if cuts is not None else [],
     )
-    return Split(plan, pieces, audio, sound_parts)
 
 
 def encode_piece(
