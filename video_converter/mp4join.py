@@ -601,7 +601,7 @@ class BlockReader:
     """Reads an input in aligned blocks and keeps them, so walking its box headers and reading its
     index costs a few range requests (each header would otherwise be one) and never the media."""
 
-    def __init__(self, read: Reader, size: int, block: int = 4096) -> None:
+    def __init__(self, read: Reader, size: int, block: int = 512) -> None:
         self._read, self._size, self._block = read, size, block
         self._blocks: dict[int, bytes] = {}
         self.fetched = 0  # bytes asked of the store
