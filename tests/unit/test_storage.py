@@ -411,14 +411,3 @@ def test_compose_of_a_range_past_the_end_fails_and_writes_nothing(store: Storage
     with pytest.raises(ValueError, match="past the end"):
         store.compose("job/joined.mp4", [(ByteRange("job/segments/1.mp4", 0, 10),)])
     assert store.size("job/joined.mp4") is None
-
-
-def test_media_input_is_where_ffmpeg_reads_the_object(store: Storage, tmp_path: Path) -> None:
-    store.put_bytes("job/source", b"video")
-    with store.media_input("job/source", tmp_path, 60) as where:
-        if isinstance(store, S3Storage):  # a presigned GET of exactly that object, over HTTPS
-            assert where.startswith("https://") and "/job/source?" in where and "X-Amz-Signature" in where
-        else:
-            assert Path(where).read_bytes() == b"video"
-    with pytest.raises(ObjectNotFound), store.media_input("job/missing", tmp_path, 60):
-        pass

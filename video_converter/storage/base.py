@@ -118,17 +118,14 @@ class Storage(Protocol):
     # --- ranges and objects composed by copy (long videos: pieces and joins that move no media) ---------
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        """``length`` bytes of the object from byte ``start`` (fewer past its end): an index or a box
-        header, never a whole video; raise ObjectNotFound."""
+        """``length`` bytes of the object from byte ``start`` (fewer past its end), held in memory: an
+        index, a box header, a few MB of a piece's range at a time, never a whole video; raise
+        ObjectNotFound."""
 
     def compose(self, key: str, parts: Composed, content_type: str | None = None) -> int:
         """Write ``key`` from ``parts`` in order, each a list of bytes and ranges of this store's objects,
         and return its size. A part that is one range is copied inside the store (S3: UploadPartCopy), so
         its bytes never pass through this process; on S3 every part but the last must be 5 MiB or more."""
-
-    def media_input(self, key: str, workdir: Path, expires_in: int) -> AbstractContextManager[str]:
-        """Where FFmpeg reads the object from, seeking in it as it needs: its file on disk, or on S3 a
-        presigned HTTPS GET (``runner.remote_input`` admits exactly that); raise ObjectNotFound."""
 
 
 def top_folders(keys: Iterable[str], start_after: str, limit: int) -> list[str]:

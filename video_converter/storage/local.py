@@ -230,10 +230,3 @@ class LocalStorage:
             src.seek(at)
             for chunk in range_chunks(src, left):
                 out.write(chunk)
-
-    @contextlib.contextmanager
-    def media_input(self, key: str, workdir: Path, expires_in: int) -> Iterator[str]:
-        path = self.path(key)
-        if not path.is_file():
-            raise ObjectNotFound(key)
-        yield str(path)

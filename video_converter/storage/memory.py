@@ -142,12 +142,3 @@ class MemoryStorage:
                     data += piece
         self.put_bytes(key, bytes(data), content_type)
         return len(data)
-
-    @contextlib.contextmanager
-    def media_input(self, key: str, workdir: Path, expires_in: int) -> Iterator[str]:
-        path = workdir / "media"
-        path.write_bytes(self.get_bytes(key))
-        try:
-            yield str(path)
-        finally:
-            path.unlink(missing_ok=True)

@@ -355,9 +355,3 @@ class S3Storage:
         with contextlib.closing(response["Body"]) as body:
             for chunk in iter_chunks(body):
                 spool.write(chunk)
-
-    @contextlib.contextmanager
-    def media_input(self, key: str, workdir: Path, expires_in: int) -> Iterator[str]:
-        if self.size(key) is None:
-            raise ObjectNotFound(key)
-        yield self._presigned_get(key, expires_in)
