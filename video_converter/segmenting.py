@@ -11,11 +11,13 @@ the job is final). While the pieces are encoded, the output's record says only t
 its progress and its last sign of life are read from the encoded pieces.
 
 Keys (upload store):    {job_id}/segments/plan.json             the plan (written last)
-                        {job_id}/segments/source/{n}.mp4        the video in pieces cut at keyframes
+                        {job_id}/segments/source/{n}.mp4        each piece's head (an MP4 or MOV original:
+                                                                its media are a byte range of the original),
+                                                                or the piece copied out (other containers)
                         {job_id}/segments/audio.nut             the audio track (stream copy)
                         {job_id}/segments/sound/{n}.flac        or the sound in overlapping lossless parts
-Keys (converted store): {job_id}/segments/{format}/{n}.nut      encoded pieces, until they are joined
-                        {job_id}/segments/{format}/sound-{n}.{aac|nut}  and the encoded sound (parts)
+Keys (converted store): {job_id}/segments/{format}/{n}.{mp4|nut}  encoded pieces, until they are joined
+                        {job_id}/segments/{format}/sound-{n}.{m4a|nut}  and the encoded sound (parts)
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 (what is queued when, and where the pieces are kept, is ``segmenting``).
 
 A video format of a source longer than SEGMENT_SECONDS is not encoded in one run. The first worker to
-need it splits the original once (stream copy, so seconds of I/O): the video into pieces that start at
-keyframes (MP4, which keeps rotation and the exact time base) and the audio track whole (NUT). Every
-piece is then its own queue message, encoded by whichever worker or Lambda takes it, with the same
-encoder settings as a whole-file encode and its original timestamps kept (NUT again).
+need it splits the original once: an MP4 or MOV is cut by its index (``cut_original``: each piece a
+small head and a byte range of the original, nothing copied); other containers are stream-copied into
+pieces that start at keyframes (MP4, which keeps rotation and the exact time base). The audio track is
+copied out whole (NUT). Every piece is then its own queue message, encoded by whichever worker or
+Lambda takes it, with the same encoder settings as a whole-file encode (an MP4 for the MP4 formats,
+NUT with the original timestamps for WebM).
 
 The sound is encoded beside the pieces. For AAC it is cut into parts too: decoded once (FLAC, lossless)
 and cut at exact samples on AAC frame boundaries, each part with a few frames of its neighbours before
@@ -15,9 +17,11 @@ join (AAC frames decode alone; only their windows overlap, and both sides encode
 Opus frames predict from the frame before, so WebM's sound stays one part. A single AAC encode would
 be the slowest task of a long video (the encoder is single-threaded, ~10x realtime on a pure tone).
 
-The worker that stores the last piece or sound part sends the assemble message; assembling joins the
-pieces with the concat demuxer, spaced by the original's timestamps, so no frame is repeated, lost or
-shifted at a join, and copies the sound in: a join encodes nothing.
+The worker that stores the last piece or sound part sends the assemble message. An MP4 output is joined
+by copy (``join_by_copy``, ``mp4join``): one index made from the pieces', the media copied into place by
+the store. WebM (and an MP4 whose pieces cannot be joined so) is assembled with the concat demuxer,
+spaced by the original's timestamps, so no frame is repeated, lost or shifted at a join, and the sound
+copied in: a join encodes nothing.
 
 Nothing here is written twice by two workers in a way that matters: the pieces and the plan are
 deterministic, stored whole (atomically), and a repeated message finds its work already done.
