@@ -478,7 +478,8 @@ def report_segments(segmented: dict[str, float]) -> list[str]:
          f" / whole"),
         ("workers_ratio", f"wall of the job with WORKERS=2: {segmented['segmented_job_wall']} s / "
          f"{segmented['whole_job_wall']} s unsegmented"),
-        ("split_read_share", f"bytes the split read of the original (its index: {segmented['split_read_bytes']}) / "
+        ("split_read_share", f"bytes the split read by range to cut the picture (its index: "
+         f"{segmented['split_read_bytes']}; its FFmpeg run still decodes the sound from the file) / "
          f"{segmented['original_bytes']}"),
         ("join_index_share", f"bytes of the pieces' indexes the join read ({segmented['join_index_bytes']}) / "
          f"output {segmented['output_bytes']} (media copied by the store; carried, under S3's 5 MiB part "
