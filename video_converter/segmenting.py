@@ -420,7 +420,10 @@ class _Parts:
                 yield path
             return
         job = self.outputs[0].job
-        if uploads.size(job.source_key) != job.source_size:
+        size = uploads.size(job.source_key)
+        if size is None:
+            raise ObjectNotFound(job.source_key)  # gone (expired): the piece is missing
+        if size != job.source_size:  # the ranges are of the file the job was made from
             raise SourceReplaced
         start, stop = self.plan.ranges[index]
         path = workdir / f"piece-{index:05d}.mp4"

@@ -446,3 +446,16 @@ def test_an_original_without_an_index_is_split_by_ffmpeg_and_joined_by_copy(env:
     joined = tmp_path / "joined.mp4"
     joined.write_bytes(env.rt.converted.get_bytes(record.key))
     assert abs(frames_of(joined) - SECONDS * RATE) <= 2
+
+
+def test_a_piece_whose_original_is_gone_fails_its_output_with_the_reason(env: Env, long_clip: Path) -> None:
+    """Pieces read their range of the original: once it has expired, they say a piece is missing."""
+    job_id = env.create(long_clip, ["360p"])
+    env.deliver(Convert(job_id, ("360p",)))
+    pieces = [t for t in env.pending() if isinstance(t, Piece)]
+    env.queue.entries.clear()
+    env.rt.uploads.delete(env.rt.jobs.job(job_id).source_key)
+    assert env.deliver(pieces[0]) is Action.ACK
+    failed = env.rt.jobs.output(job_id, "360p")
+    assert failed.status is OutputStatus.FAILED
+    assert failed.error == "A piece of the original is missing (it may have expired)."
