@@ -42,6 +42,7 @@ from video_converter.jobs import JobService  # noqa: E402
 from video_converter.model import SourceInfo  # noqa: E402
 from video_converter.presets import PRESETS  # noqa: E402
 from video_converter.runtime import Runtime, build_runtime  # noqa: E402
+from video_converter.storage import LocalStorage  # noqa: E402
 from video_converter.worker import start_workers, stop_workers  # noqa: E402
 
 # Seconds to convert a 10 s 1280x720 clip with audio, on 2 cores.
@@ -59,7 +60,15 @@ UPLOAD_BYTES = 512 * 1024 * 1024
 RSS_TARGET_MB = 250  # the API's peak resident memory while receiving UPLOAD_BYTES
 
 
-SEGMENT_TARGETS = {"cpu_ratio": 1.10, "fan_out_ratio": 0.25, "workers_ratio": 1.10}
+SEGMENT_TARGETS = {
+    "cpu_ratio": 1.10,
+    "fan_out_ratio": 0.25,
+    "workers_ratio": 1.10,
+    # Bytes, not seconds: what the split reads of the original (its index), and what the join by copy
+    # reads (the pieces' indexes), each against the original's or the output's size.
+    "split_read_share": 0.01,
+    "join_index_share": 0.01,
+}
 
 # Several MP4 renditions of one source in one job (default WORKERS, no segmenting) against the same renditions
 # made by separate FFmpeg runs one after another: ratios job / separate, at most these. A case without
@@ -197,14 +206,19 @@ def bench_segments(work: Path) -> dict[str, float]:
     before = encode_whole()
     pieces_dir = work / "segmented"
     pieces_dir.mkdir()
+    original = Counted(clip)
     with measured() as split_cost:
-        split = segments.split(ffmpeg, clip, facts, pieces_dir, 10, timeout=600)
+        cuts = segments.cut_original(original.read, clip.stat().st_size, facts, 10)
+        split = segments.split(ffmpeg, clip, facts, pieces_dir, 10, timeout=600, cuts=cuts)
+    split_read = original.read_bytes
     encoded, piece_walls = [], []
     with measured() as parts_cost:
-        for index, piece in enumerate(split.pieces):
+        for index, (head, (start, stop)) in enumerate(zip(split.heads, split.plan.ranges, strict=True)):
             folder = pieces_dir / f"part-{index:05d}"
             folder.mkdir()
             started = time.perf_counter()
+            piece = folder / "piece.mp4"  # its head and its byte range of the original, as a piece task reads
+            piece.write_bytes(head + original.read(start, stop - start))
             encoded += segments.encode_piece(ffmpeg, [preset], split.plan, index, piece, folder, timeout=600)
             piece_walls.append(time.perf_counter() - started)
     sound_walls = []
@@ -216,8 +230,14 @@ def bench_segments(work: Path) -> dict[str, float]:
             started = time.perf_counter()
             sounds.append(segments.encode_sound(ffmpeg, preset, split.plan, index, part, folder, timeout=600))
             sound_walls.append(time.perf_counter() - started)
-    with measured() as join_cost:
-        segments.assemble(ffmpeg, preset, split.plan, encoded, sounds, pieces_dir / "joined.mp4", timeout=600)
+    store = LocalStorage(pieces_dir / "store")
+    keys = [f"j/{path.parent.name}/{path.name}" for path in [*encoded, *sounds]]
+    for key, path in zip(keys, [*encoded, *sounds], strict=True):
+        store.put_file(key, path)
+    with measured() as join_cost:  # by copy, with S3's part minimum: locally, file copies
+        joined = segments.join_by_copy(
+            store, split.plan, keys[: len(encoded)], keys[len(encoded) :], "j/joined.mp4", "video/mp4"
+        )
     segmented_cpu = split_cost["cpu"] + parts_cost["cpu"] + sound_cost["cpu"] + join_cost["cpu"]
     after = encode_whole()
     whole = {key: (before[key] + after[key]) / 2 for key in ("cpu", "wall")}
@@ -227,7 +247,14 @@ def bench_segments(work: Path) -> dict[str, float]:
         run_job(work, clip, ["720p"], workers=2, segment_seconds=seconds).cost["wall"] for seconds in (0, 10)
     )
     return {
-        "parts": len(split.pieces),
+        "parts": split.plan.count,
+        "original_bytes": clip.stat().st_size,
+        "split_read_bytes": split_read,
+        "split_read_share": round(split_read / clip.stat().st_size, 4),
+        "output_bytes": joined.size,
+        "join_index_bytes": joined.index_bytes,
+        "join_carried_bytes": joined.carried,
+        "join_index_share": round(joined.index_bytes / joined.size, 4),
         "whole_cpu": round(whole["cpu"], 1),
         "whole_wall": round(whole["wall"], 1),
         "segmented_cpu": round(segmented_cpu, 1),
@@ -243,6 +270,20 @@ def bench_segments(work: Path) -> dict[str, float]:
         "segmented_job_wall": round(segmented_job, 1),
         "workers_ratio": round(segmented_job / whole_job, 3),
     }
+
+
+class Counted:
+    """Reads of a file by byte range, counted (what a store's read_range would carry)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.read_bytes = path, 0
+
+    def read(self, start: int, length: int) -> bytes:
+        with self.path.open("rb") as fh:
+            fh.seek(start)
+            data = fh.read(length)
+        self.read_bytes += len(data)
+        return data
 
 
 _SSIM_SUMMARY = re.compile(r"\bSSIM Y:.*\bAll:(\d+(?:\.\d+)?)")
@@ -559,6 +600,12 @@ def report_segments(segmented: dict[str, float]) -> list[str]:
          f" / whole"),
         ("workers_ratio", f"wall of the job with WORKERS=2: {segmented['segmented_job_wall']} s / "
          f"{segmented['whole_job_wall']} s unsegmented"),
+        ("split_read_share", f"bytes the split read by range to cut the picture (its index: "
+         f"{segmented['split_read_bytes']}; its FFmpeg run still decodes the sound from the file) / "
+         f"{segmented['original_bytes']}"),
+        ("join_index_share", f"bytes of the pieces' indexes the join read ({segmented['join_index_bytes']}) / "
+         f"output {segmented['output_bytes']} (media copied by the store; carried, under S3's 5 MiB part "
+         f"minimum: {segmented['join_carried_bytes']})"),
     ):  # fmt: skip
         ok = segmented[name] <= SEGMENT_TARGETS[name]
         missed += [] if ok else [name]

@@ -217,6 +217,10 @@ class SegmentPlan(BaseModel):
     # at ``sound_rate``. Empty: the sound is encoded in one part (Opus; plans from before the parts).
     sound_rate: int = 0
     sound_starts: list[int] = Field(default_factory=list)
+    # Pieces cut from the original by byte range (an MP4 or MOV, from its index): for each piece, the
+    # bytes of the original it reads, beside its head (``segmenting.source_piece_key``). Empty: the
+    # split copied the pieces out (other containers; plans from before).
+    ranges: list[tuple[int, int]] = Field(default_factory=list)
 
     @property
     def count(self) -> int:

@@ -193,10 +193,6 @@ class VideoRecipe:
         container = list(self.container) if alone else frames
         return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, *container]
 
-    @property
-    def sound_extension(self) -> str:
-        return "aac" if self.spliced_sound else "nut"
-
     def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
         """Input 0: the encoded picture (a rendition's, or the segments concatenated); input 1 (if any):
         the encoded sound. Both copied."""

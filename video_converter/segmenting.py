@@ -11,11 +11,13 @@ the job is final). While the pieces are encoded, the output's record says only t
 its progress and its last sign of life are read from the encoded pieces.
 
 Keys (upload store):    {job_id}/segments/plan.json             the plan (written last)
-                        {job_id}/segments/source/{n}.mp4        the video in pieces cut at keyframes
+                        {job_id}/segments/source/{n}.mp4        each piece's head (an MP4 or MOV original:
+                                                                its media are a byte range of the original),
+                                                                or the piece copied out (other containers)
                         {job_id}/segments/audio.nut             the audio track (stream copy)
                         {job_id}/segments/sound/{n}.flac        or the sound in overlapping lossless parts
-Keys (converted store): {job_id}/segments/{format}/{n}.nut      encoded pieces, until they are joined
-                        {job_id}/segments/{format}/sound-{n}.{aac|nut}  and the encoded sound (parts)
+Keys (converted store): {job_id}/segments/{format}/{n}.{mp4|nut}  encoded pieces, until they are joined
+                        {job_id}/segments/{format}/sound-{n}.{m4a|nut}  and the encoded sound (parts)
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import segments
-from .conversion import check_output, publish, suitable
+from . import mp4join, segments
+from .conversion import SourceReplaced, check_output, publish, suitable
 from .ffmpeg import ConversionCancelled
 from .ffmpeg.parse import ProbeFacts
-from .keys import output_filename
+from .keys import output_filename, output_key
 from .limits import MediaRejected
 from .model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
 from .outcome import Outcome, Step
@@ -48,9 +51,10 @@ from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, send
 log = logging.getLogger(__name__)
 
 ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
+RANGE_CHUNK = 8 * 1024 * 1024  # a piece's bytes of the original are fetched this much per request
 SPLIT_POLL = 0.5  # seconds between looks for the plan while another worker splits the original
-_PIECE = re.compile(r"(\d{5})\.nut")
-_SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut)")
+_PIECE = re.compile(r"(\d{5})\.(?:nut|mp4)")
+_SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut|m4a)")
 
 
 # --- keys -----------------------------------------------------------------------------------------------
@@ -71,6 +75,8 @@ def split_claim_key(job_id: str) -> str:
 
 
 def source_piece_key(job_id: str, index: int) -> str:
+    """A piece of the original: the piece itself (copied out by the split), or when the plan has byte
+    ranges its head only (``ftyp``, ``moov``, ``mdat`` header), its media being read from the original."""
     return f"{job_id}/segments/source/{index:05d}.mp4"
 
 
@@ -88,12 +94,15 @@ def encoded_prefix(job_id: str, format_id: str) -> str:
 
 
 def encoded_piece_key(job_id: str, format_id: str, index: int) -> str:
-    return f"{encoded_prefix(job_id, format_id)}{index:05d}.nut"
+    """An encoded piece: an MP4 for the formats joined by copy, else NUT (``segments.piece_extension``)."""
+    recipe = PRESETS[format_id].recipe
+    extension = segments.piece_extension(recipe) if recipe is not None else "nut"
+    return f"{encoded_prefix(job_id, format_id)}{index:05d}.{extension}"
 
 
 def encoded_sound_key(job_id: str, format_id: str, index: int, extension: str) -> str:
-    """Part ``index`` of an output's encoded sound (``aac``: frames ready to splice; ``nut``: the whole
-    sound in one part), until it is joined."""
+    """Part ``index`` of an output's encoded sound (``m4a``: frames ready to splice or copy; ``nut``: the
+    whole sound in one part), until it is joined."""
     return f"{encoded_prefix(job_id, format_id)}sound-{index:05d}.{extension}"
 
 
@@ -111,6 +120,8 @@ def store_split(uploads: Storage, job_id: str, done: segments.Split) -> None:
     """The pieces and the audio first, the plan last: a plan in the store means everything is there."""
     for index, piece in enumerate(done.pieces):
         uploads.put_file(source_piece_key(job_id, index), piece, "video/mp4")
+    for index, head in enumerate(done.heads):
+        uploads.put_bytes(source_piece_key(job_id, index), head, "video/mp4")
     if done.audio is not None:
         uploads.put_file(audio_key(job_id), done.audio, "application/octet-stream")
     for index, part in enumerate(done.sound_parts):
@@ -261,7 +272,10 @@ def split_if_long(
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
         return _split_by_another(rt, outputs, timeout, cancel)
     spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
+    seconds, original = rt.settings.segment_seconds, lead.job.source_key
+    read = functools.partial(rt.uploads.read_range, original)
     try:
+        cuts = segments.cut_original(read, lead.job.source_size, facts, seconds)
         done = segments.split(
             rt.ffmpeg,
             source_path,
@@ -271,6 +285,7 @@ def split_if_long(
             timeout=timeout,
             cancel=cancel,
             sound_in_parts=spliced,
+            cuts=cuts,
         )
         if done.plan.count <= 1:
             return None  # one piece only: converted whole
@@ -384,7 +399,7 @@ class _Parts:
             raise MediaRejected(f"There is no part {index + 1}; the video has {plan.count}.")
         todo = [o for o in self.outputs if rt.converted.size(encoded_piece_key(job_id, o.format_id, index)) is None]
         if todo:
-            with rt.uploads.local_path(source_piece_key(job_id, index), workdir) as piece:
+            with self._source_piece(index, workdir) as piece:
                 encoded = segments.encode_piece(
                     rt.ffmpeg, [o.preset for o in todo], plan, index, piece, workdir, timeout=timeout, cancel=cancel
                 )
@@ -396,17 +411,40 @@ class _Parts:
         self._join_when_ready()
         return Outcome.ack("part encoded")
 
+    @contextlib.contextmanager
+    def _source_piece(self, index: int, workdir: Path) -> Iterator[Path]:
+        """Piece ``index`` of the original as a file: copied out by the split, or its head followed by
+        its byte range of the original, read in chunks (nothing else of the original is read)."""
+        uploads, key = self.rt.uploads, source_piece_key(self.job_id, index)
+        if not self.plan.ranges:
+            with uploads.local_path(key, workdir) as path:
+                yield path
+            return
+        job = self.outputs[0].job
+        size = uploads.size(job.source_key)
+        if size is None:
+            raise ObjectNotFound(job.source_key)  # gone (expired): the piece is missing
+        if size != job.source_size:  # the ranges are of the file the job was made from
+            raise SourceReplaced
+        start, stop = self.plan.ranges[index]
+        path = workdir / f"piece-{index:05d}.mp4"
+        with path.open("wb") as out:
+            out.write(uploads.get_bytes(key))
+            for at in range(start, stop, RANGE_CHUNK):
+                out.write(uploads.read_range(job.source_key, at, min(RANGE_CHUNK, stop - at)))
+        yield path
+
     def sound(self, index: int, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
         """Encode one part of the sound for the outputs that lack it (unless an earlier delivery did):
         once for all the outputs whose sound is encoded the same way (the MP4 sizes), stored for each."""
         rt, plan, job_id = self.rt, self.plan, self.job_id
         done: dict[tuple[str, ...], Path] = {}
         for output, recipe in zip(self.outputs, self.recipes, strict=True):
-            key = encoded_sound_key(job_id, output.format_id, index, recipe.sound_extension)
+            key = encoded_sound_key(job_id, output.format_id, index, segments.sound_extension(recipe))
             if index >= segments.sound_parts(recipe, plan) or rt.converted.size(key) is not None:
                 continue  # an output whose sound has fewer parts (one, for WebM), or done already
             spliced = segments.spliced(recipe, plan)
-            how = (*recipe.sound(plan.source), recipe.sound_extension, str(spliced))
+            how = (*recipe.sound(plan.source), segments.sound_extension(recipe), str(spliced))
             if how not in done:
                 folder = workdir / f"sound-{len(done)}"
                 folder.mkdir()
@@ -433,11 +471,44 @@ class _Parts:
                 send(self.rt.queue, Join(output.job_id, output.format_id), output.job.owner)
 
     def join(self, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
-        """Join the encoded pieces with the sound into the output, publish it, and clear the pieces away."""
+        """Join the encoded pieces with the sound into the output, publish it, and clear the pieces away:
+        an MP4 by copy (its media never pass through here), else (or if that cannot be) with FFmpeg."""
         rt, plan, output, recipe = self.rt, self.plan, self.outputs[0], self.recipes[0]
         job_id, format_id = output.job_id, output.format_id
         if not ready_to_join(rt.converted, plan, job_id, format_id, recipe):
             raise RuntimeError("Some parts (or the sound) are not encoded yet")
+        pieces = [encoded_piece_key(job_id, format_id, i) for i in range(plan.count)]
+        extension = segments.sound_extension(recipe)
+        sounds = [encoded_sound_key(job_id, format_id, i, extension) for i in range(segments.sound_parts(recipe, plan))]
+        if not (segments.joined_by_copy(recipe) and self._join_by_copy(pieces, sounds)):
+            self._assemble(pieces, sounds, workdir, timeout, cancel)
+        tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
+        return Outcome.finished("completed")
+
+    def _join_by_copy(self, pieces: list[str], sounds: list[str]) -> bool:
+        """The output written by the store from the pieces' media and one new index; False (nothing
+        published) when the pieces cannot be joined that way."""
+        output = self.outputs[0]
+        preset = output.preset
+        key = output_key(output.job_id, output.job.stem, preset.id, preset.extension)
+        try:
+            joined = segments.join_by_copy(self.rt.converted, self.plan, pieces, sounds, key, preset.media_type)
+        except mp4join.NotJoinable as exc:
+            log.warning("job %s: %s joined by FFmpeg: %s", output.job_id, output.format_id, exc)
+            return False
+        log.info(
+            "job %s: %s joined by copy (%d bytes; %d read: index %d, small pieces %d)",
+            output.job_id, output.format_id, joined.size, joined.index_bytes + joined.carried,
+            joined.index_bytes, joined.carried,
+        )  # fmt: skip
+        output.completed(key, joined.size, joined.info)
+        return True
+
+    def _assemble(
+        self, pieces: list[str], sounds: list[str], workdir: Path, timeout: float, cancel: threading.Event | None
+    ) -> None:
+        """Today's join: every part fetched, muxed by FFmpeg, the file checked and stored."""
+        rt, plan, output = self.rt, self.plan, self.outputs[0]
         with contextlib.ExitStack() as stack:
 
             def fetched(key: str, name: str) -> Path:
@@ -445,13 +516,8 @@ class _Parts:
                 folder.mkdir()
                 return stack.enter_context(rt.converted.local_path(key, folder))
 
-            pieces = [fetched(encoded_piece_key(job_id, format_id, i), f"part-{i:05d}") for i in range(plan.count)]
-            sounds = [
-                fetched(encoded_sound_key(job_id, format_id, i, recipe.sound_extension), f"s{i}")
-                for i in range(segments.sound_parts(recipe, plan))
-            ]
+            parts = [fetched(key, f"part-{i:05d}") for i, key in enumerate(pieces)]
+            sound = [fetched(key, f"s{i}") for i, key in enumerate(sounds)]
             path = workdir / output_filename(output.job.stem, output.preset.id, output.preset.extension)
-            segments.assemble(rt.ffmpeg, output.preset, plan, pieces, sounds, path, timeout=timeout, cancel=cancel)
+            segments.assemble(rt.ffmpeg, output.preset, plan, parts, sound, path, timeout=timeout, cancel=cancel)
             publish(rt.converted, output, path, check_output(rt.ffmpeg, path))
-        tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
-        return Outcome.finished("completed")

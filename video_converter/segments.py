@@ -2,10 +2,12 @@
 (what is queued when, and where the pieces are kept, is ``segmenting``).
 
 A video format of a source longer than SEGMENT_SECONDS is not encoded in one run. The first worker to
-need it splits the original once (stream copy, so seconds of I/O): the video into pieces that start at
-keyframes (MP4, which keeps rotation and the exact time base) and the audio track whole (NUT). Every
-piece is then its own queue message, encoded by whichever worker or Lambda takes it, with the same
-encoder settings as a whole-file encode and its original timestamps kept (NUT again).
+need it splits the original once: an MP4 or MOV is cut by its index (``cut_original``: each piece a
+small head and a byte range of the original, nothing copied); other containers are stream-copied into
+pieces that start at keyframes (MP4, which keeps rotation and the exact time base). The audio track is
+copied out whole (NUT). Every piece is then its own queue message, encoded by whichever worker or
+Lambda takes it, with the same encoder settings as a whole-file encode (an MP4 for the MP4 formats,
+NUT with the original timestamps for WebM).
 
 The sound is encoded beside the pieces. For AAC it is cut into parts too: decoded once (FLAC, lossless)
 and cut at exact samples on AAC frame boundaries, each part with a few frames of its neighbours before
@@ -15,9 +17,11 @@ join (AAC frames decode alone; only their windows overlap, and both sides encode
 Opus frames predict from the frame before, so WebM's sound stays one part. A single AAC encode would
 be the slowest task of a long video (the encoder is single-threaded, ~10x realtime on a pure tone).
 
-The worker that stores the last piece or sound part sends the assemble message; assembling joins the
-pieces with the concat demuxer, spaced by the original's timestamps, so no frame is repeated, lost or
-shifted at a join, and copies the sound in: a join encodes nothing.
+The worker that stores the last piece or sound part sends the assemble message. An MP4 output is joined
+by copy (``join_by_copy``, ``mp4join``): one index made from the pieces', the media copied into place by
+the store. WebM (and an MP4 whose pieces cannot be joined so) is assembled with the concat demuxer,
+spaced by the original's timestamps, so no frame is repeated, lost or shifted at a join, and the sound
+copied in: a join encodes nothing.
 
 Nothing here is written twice by two workers in a way that matters: the pieces and the plan are
 deterministic, stored whole (atomically), and a repeated message finds its work already done.
@@ -25,16 +29,20 @@ deterministic, stored whole (atomically), and a repeated message finds its work 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import mp4join
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
-from .model import SegmentPlan
+from .model import SegmentPlan, SourceInfo
 from .presets import Preset, VideoRecipe, downmix_filter, pictures_once, recipes_of
+from .storage import ByteRange, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +53,46 @@ AAC_PRIMING = 1024  # FFmpeg's AAC encoder starts with one frame of priming (its
 # with none, the 90 ms around a join lose ~12 dB SNR against the source; with these, ~1.5 dB).
 PRE_ROLL_FRAMES = 8
 POST_ROLL_FRAMES = 2
+M4A = ["-f", "mp4"]  # a sound part for a join by copy: its frames as they are, in an MP4 with its index
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
 @dataclass
 class Split:
     plan: SegmentPlan
-    pieces: list[Path]
+    pieces: list[Path]  # the pieces copied out, or none when they are cut from the original (``heads``)
     audio: Path | None
     sound_parts: list[Path]
+    heads: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """The pieces of an original cut by byte range from its index: each one's head and range, and when
+    each starts on the original's timeline."""
+
+    cuts: list[mp4join.Cut]
+    starts: list[float]
+
+
+def cut_original(read: mp4join.Reader, size: int, facts: ProbeFacts, seconds: float) -> Cuts | None:
+    """Where an MP4 or MOV original is cut into pieces of about ``seconds``, from its index alone (read
+    by range: no media); None for other containers, which the split copies into pieces."""
+    try:
+        movie = mp4join.read_movie(read, size)
+        pictures = [track for track in movie.tracks if track.handler == b"vide"]
+        if len(pictures) != 1 or facts.video is None:
+            return None  # which track FFmpeg calls the video is then not certain
+        track = pictures[0]
+        samples = mp4join.Samples.of(track)
+        points = mp4join.cut_points(samples, track.timescale, seconds)
+        bounds = [*points, track.samples]
+        cuts = [mp4join.cut(movie, track, samples, a, b) for a, b in itertools.pairwise(bounds)]
+    except mp4join.NotJoinable as exc:
+        log.info("the original is split by FFmpeg: %s", exc)
+        return None
+    start, first = facts.video.start_time or 0.0, samples.shown(0)
+    return Cuts(cuts, [round(start + (samples.shown(k) - first) / track.timescale, 6) for k in points])
 
 
 def sound_layout(facts: ProbeFacts, seconds: float) -> tuple[int, list[int]]:
@@ -91,9 +130,12 @@ def split(
     timeout: float,
     cancel: threading.Event | None = None,
     sound_in_parts: bool = True,
+    cuts: Cuts | None = None,
 ) -> Split:
-    """Cut the original's video at keyframes about every ``segment_seconds`` and copy its audio out; with
-    ``sound_in_parts`` (a format of the job splices its sound), decode the sound into parts too."""
+    """Copy the original's audio out and, with ``sound_in_parts`` (a format of the job splices its
+    sound), decode the sound into parts; and cut its video at keyframes about every
+    ``segment_seconds``: by ``cuts`` (pieces read their byte range of the original; nothing of the
+    picture is copied here), else copied into pieces by FFmpeg."""
     source = facts.info
     folder = workdir / "split"
     folder.mkdir()
@@ -101,40 +143,55 @@ def split(
     rate, starts = sound_layout(facts, segment_seconds) if audio is not None and sound_in_parts else (0, [])
     sound_parts = [folder / f"sound-{index:05d}.flac" for index in range(len(starts))]
     graph = ["-filter_complex", _sound_graph(facts, rate, starts)] if sound_parts else []  # global: anywhere
-    outputs: list[tuple[list[str], Path]] = [
-        (
+    outputs: list[tuple[list[str], Path]] = []
+    if cuts is None:
+        outputs.append((
             [
-                *graph, "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
+                "-map", "0:v:0", "-c", "copy", "-an", "-sn", "-dn",
                 "-f", "segment", "-segment_time", f"{segment_seconds:.3f}", "-reset_timestamps", "0",
                 "-segment_format", "mp4",
             ],
             folder / "piece-%05d.mp4",
-        )
-    ]  # fmt: skip
+        ))  # fmt: skip
     outputs += [(["-map", f"[s{index}]", "-c:a", "flac", "-f", "flac"], part) for index, part in enumerate(sound_parts)]
     if audio is not None:
         outputs.append((["-map", "0:a:0", "-c", "copy", "-vn", "-sn", "-dn", "-f", "nut"], audio))
-    *more, (last_args, last) = outputs
-    ffmpeg.convert(
-        source_path, last, last_args, duration=source.duration, timeout=timeout, cancel=cancel, more_outputs=more
-    )
+    if outputs:
+        (first_args, first), *more = outputs
+        ffmpeg.convert(
+            source_path,
+            first,
+            [*graph, *first_args],
+            duration=source.duration,
+            timeout=timeout,
+            cancel=cancel,
+            more_outputs=more,
+        )
     pieces = sorted(folder.glob("piece-*.mp4"))
-    if not pieces:
+    if cuts is None and not pieces:
         raise RuntimeError("Splitting the original produced no pieces")
+    times = cuts.starts if cuts is not None else [ffmpeg.first_video_time(piece) for piece in pieces]
+    plan = _plan(facts, times, audio is not None, rate, starts, cuts)
+    return Split(plan, pieces, audio, sound_parts, [c.head for c in cuts.cuts] if cuts is not None else [])
+
+
+def _plan(
+    facts: ProbeFacts, times: list[float], has_audio: bool, rate: int, sound_starts: list[int], cuts: Cuts | None
+) -> SegmentPlan:
     video, sound = facts.video, next((s for s in facts.streams if s.kind == "audio"), None)
     offset = 0.0
     if video is not None and sound is not None:
         offset = (sound.start_time or 0.0) - (video.start_time or 0.0)
-    plan = SegmentPlan(
-        source=source,
-        starts=[ffmpeg.first_video_time(piece) for piece in pieces],
-        duration=source.duration or 0.0,
-        has_audio=audio is not None,
+    return SegmentPlan(
+        source=facts.info,
+        starts=times,
+        duration=facts.info.duration or 0.0,
+        has_audio=has_audio,
         audio_offset=round(offset, 6),
         sound_rate=rate,
-        sound_starts=starts,
+        sound_starts=sound_starts,
+        ranges=[(c.start, c.stop) for c in cuts.cuts] if cuts is not None else [],
     )
-    return Split(plan, pieces, audio, sound_parts)
 
 
 def encode_piece(
@@ -150,9 +207,11 @@ def encode_piece(
 ) -> list[Path]:
     """One piece's picture, encoded with each format's settings from one decode, its original
     timestamps kept; one file per preset."""
-    shares, pictures = pictures_once(plan.source, recipes_of(presets))  # too small for several: one picture
-    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.nut" for i in pictures}
-    args, paths = list(pictures.values()), list(outputs.values())
+    recipes = recipes_of(presets)
+    shares, pictures = pictures_once(plan.source, recipes)  # too small for several: one picture
+    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.{piece_extension(recipes[i])}" for i in pictures}
+    args = [_piece_container(pictures[i], recipes[i]) for i in pictures]
+    paths = list(outputs.values())
     ffmpeg.convert(
         piece,
         paths[-1],
@@ -164,6 +223,33 @@ def encode_piece(
         more_outputs=list(zip(args[:-1], paths[:-1], strict=True)),
     )
     return [outputs[share] for share in shares]
+
+
+def joined_by_copy(recipe: VideoRecipe) -> bool:
+    """MP4 outputs are joined by copying the pieces' media into place (``mp4join``), so their pieces
+    and sound parts are MP4s too. WebM is not: Matroska has no index of byte offsets to rewrite (each
+    cluster carries its own timestamps, relative to the cluster, and the cues their positions), so
+    its pieces are joined by FFmpeg as before (``assemble``)."""
+    return tuple(recipe.container[-2:]) == ("-f", "mp4")
+
+
+def piece_extension(recipe: VideoRecipe) -> str:
+    return "mp4" if joined_by_copy(recipe) else "nut"
+
+
+def sound_extension(recipe: VideoRecipe) -> str:
+    """An MP4 format's sound parts are M4As (their frames copied into the output as they are); WebM's
+    sound is one NUT file."""
+    return "m4a" if joined_by_copy(recipe) else "nut"
+
+
+def _piece_container(args: list[str], recipe: VideoRecipe) -> list[str]:
+    """A piece's output arguments in the container its join wants: NUT (timestamps kept), or for a
+    join by copy an MP4 (no +faststart: its index is read from wherever the muxer put it)."""
+    if not joined_by_copy(recipe):
+        return args
+    assert args[-2:] == ["-f", "nut"]
+    return [*args[:-2], "-f", "mp4"]
 
 
 def spliced(recipe: VideoRecipe, plan: SegmentPlan) -> bool:
@@ -193,19 +279,25 @@ def encode_sound(
     (the neighbours' frames its encoder read are dropped), otherwise the whole sound."""
     recipe = preset.recipe
     assert recipe is not None
-    output = workdir / f"sound-{index:05d}.{recipe.sound_extension}"
+    output = workdir / f"sound-{index:05d}.{sound_extension(recipe)}"
+    frames = workdir / "frames.aac" if joined_by_copy(recipe) else output
     if not spliced(recipe, plan):
-        ffmpeg.convert(audio, output, recipe.sound(plan.source), duration=plan.duration, timeout=timeout, cancel=cancel)
-        return output
-    stereo = plan.source.model_copy(update={"audio_channels": 2, "audio_layout": "stereo"})  # downmixed by the split
-    encoded = workdir / "encoded.aac"
-    ffmpeg.convert(audio, encoded, recipe.sound(stereo), timeout=timeout, cancel=cancel)
-    frames = adts_frames(encoded.read_bytes())
-    first, end = _own_frames(plan, index)
-    kept = frames[first:end]
-    if not kept:
-        raise FFmpegError(f"The encoded sound part {index + 1} has no frames of its own")
-    output.write_bytes(b"".join(kept))
+        ffmpeg.convert(audio, frames, recipe.sound(plan.source), duration=plan.duration, timeout=timeout, cancel=cancel)
+    else:
+        stereo = plan.source.model_copy(
+            update={"audio_channels": 2, "audio_layout": "stereo"}
+        )  # downmixed by the split
+        encoded = workdir / "encoded.aac"
+        ffmpeg.convert(audio, encoded, recipe.sound(stereo), timeout=timeout, cancel=cancel)
+        first, end = _own_frames(plan, index)
+        kept = adts_frames(encoded.read_bytes())[first:end]
+        if not kept:
+            raise FFmpegError(f"The encoded sound part {index + 1} has no frames of its own")
+        frames.write_bytes(b"".join(kept))
+    if frames != output:  # the frames into an M4A, whose media are copied into the output by the join
+        ffmpeg.convert(
+            frames, output, ["-map", "0:a:0", "-c", "copy", *M4A], timeout=timeout, cancel=cancel, trusted=True
+        )
     return output
 
 
@@ -254,25 +346,25 @@ def assemble(
     recipe = preset.recipe
     assert recipe is not None
     starts = plan.starts
-    listing = output.with_name("pieces.ffconcat")
-    lines = ["ffconcat version 1.0"]
-    for index, piece in enumerate(pieces):
-        lines.append(f"file '{piece.resolve()}'")
-        if index + 1 < len(pieces):
-            lines.append(f"duration {starts[index + 1] - starts[index]:.6f}")
-    listing.write_text("\n".join(lines) + "\n")
+    gaps = [f"{starts[i + 1] - starts[i]:.6f}" for i in range(len(pieces) - 1)]
+    listing = _listing(output.with_name("pieces.ffconcat"), pieces, gaps)
     # Whichever of picture and sound started later in the original starts later here by the same amount.
     video_delay, audio_delay = max(0.0, -plan.audio_offset), max(0.0, plan.audio_offset)
+    # Neither ADTS nor our M4A parts say that their first frame is the encoder's priming: start it that
+    # much earlier, and the MP4 muxer's edit list hides it, as it does for a whole-file encode.
+    primed = f"{audio_delay - AAC_PRIMING / (plan.sound_rate or 48000):.6f}"
     extra: list[tuple[list[str], Path]] = []
-    if sounds and spliced(recipe, plan):
+    if sounds and joined_by_copy(recipe):  # M4A parts (this join is the fallback of the join by copy)
+        extra = [
+            (["-f", "concat", "-safe", "0", "-itsoffset", primed], _listing(output.with_name("sound.ffconcat"), sounds))
+        ]
+    elif sounds and spliced(recipe, plan):
         sound = output.with_name("sound.aac")
         with sound.open("wb") as joined:
             for part in sounds:
                 with part.open("rb") as frames:
                     shutil.copyfileobj(frames, joined)
-        # ADTS does not say that its first frame is the encoder's priming: start it that much earlier,
-        # and the MP4 muxer's edit list hides it, as it does for a whole-file encode.
-        extra = [(["-itsoffset", f"{audio_delay - AAC_PRIMING / plan.sound_rate:.6f}"], sound)]
+        extra = [(["-itsoffset", primed], sound)]
     elif sounds:
         extra = [(["-itsoffset", f"{audio_delay:.6f}"], sounds[0])]
     ffmpeg.convert(
@@ -287,3 +379,67 @@ def assemble(
         trusted=True,
     )
     return output
+
+
+def _listing(path: Path, files: list[Path], gaps: list[str] | None = None) -> Path:
+    """A concat demuxer list of our own files, each but the last lasting its gap when ``gaps`` says."""
+    lines = ["ffconcat version 1.0"]
+    for index, file in enumerate(files):
+        lines.append(f"file '{file.resolve()}'")
+        if gaps is not None and index < len(gaps):
+            lines.append(f"duration {gaps[index]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A join by copy, done: the output's size and what it is, and what passed through this process."""
+
+    size: int
+    info: SourceInfo
+    carried: int  # media bytes of pieces too small to be copied as parts of their own (S3's 5 MiB)
+    index_bytes: int  # bytes of the pieces' indexes (and box headers) read
+
+
+def join_by_copy(
+    store: Storage, plan: SegmentPlan, pieces: list[str], sounds: list[str], key: str, media_type: str
+) -> Joined:
+    """Join an MP4 output's encoded pieces and sound parts (keys of ``store``) into ``key`` without
+    reading their media: one index is made from theirs (``mp4join``) and the store writes the file from
+    it and byte ranges of theirs. Raises ``mp4join.NotJoinable`` when they cannot be joined so."""
+    keys, indexes, read = [*pieces, *sounds], [], 0
+    for name in keys:
+        size = store.size(name)
+        if size is None:
+            raise ObjectNotFound(name)
+        reader = mp4join.BlockReader(functools.partial(store.read_range, name), size)
+        indexes.append(mp4join.read_index(reader, size))
+        read += reader.fetched
+    video, sound = indexes[: len(pieces)], indexes[len(pieces) :]
+    layout = mp4join.join(
+        video,
+        plan.starts,
+        sound,
+        video_delay=max(0.0, -plan.audio_offset),
+        audio_delay=max(0.0, plan.audio_offset),
+        sound_skip=AAC_PRIMING,  # the first part keeps its encoder's priming frame: the edit list hides it
+        min_part=mp4join.MIN_PART,
+    )
+    parts = [
+        [s if isinstance(s, bytes) else ByteRange(keys[s.source], s.start, s.end) for s in part]
+        for part in layout.parts
+    ]
+    written = store.compose(key, parts, media_type)
+    if written != layout.size:
+        raise FFmpegError(f"The joined file has {written} bytes where its index counts {layout.size}")
+    width, height = mp4join.picture_size(video[0])
+    info = SourceInfo(
+        duration=round(layout.duration, 3),
+        width=width,
+        height=height,
+        video_codec=mp4join.codec_name(video[0]),
+        audio_codec=mp4join.codec_name(sound[0]) if sound else None,
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+    )
+    return Joined(written, info, layout.carried, read)

@@ -27,16 +27,19 @@ from typing import Any
 import boto3
 import pytest
 from fastapi.testclient import TestClient
+from moto.s3 import models as moto_s3_models
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from api.main import create_app
 from tests.aws.conftest import CRASHING_FFMPEG, settings_for
 from video_converter import aws as aws_module
+from video_converter import mp4join
 from video_converter.apikeys import KeyStore
 from video_converter.conversion import fetched_source
 from video_converter.queues import sqs as sqs_module
 from video_converter.runtime import build_runtime
+from video_converter.storage import ByteRange
 from video_converter.storage import s3 as s3_module
 
 pytestmark = pytest.mark.aws
@@ -69,6 +72,13 @@ CALLS: dict[str, tuple[tuple[str, str], ...]] = {
     # The webhook key: WEBHOOK_SECRET_PARAMETER names an SSM SecureString, read WithDecryption (KMS is
     # then called by SSM, under the function role's kms:Decrypt for that parameter).
     "get_parameter": (("ssm:GetParameter", "parameter"),),
+    # A long video's join by copy: a multipart upload whose parts are the pieces' media copied inside
+    # S3 (UploadPartCopy reads its source with s3:GetObject) and a leading part it uploads.
+    "create_multipart_upload": (("s3:PutObject", "object"),),
+    "upload_part": (("s3:PutObject", "object"),),
+    "upload_part_copy": (("s3:PutObject", "object"), ("s3:GetObject", "copy_source")),
+    "complete_multipart_upload": (("s3:PutObject", "object"),),
+    "abort_multipart_upload": (("s3:AbortMultipartUpload", "object"),),
 }
 
 # Called only by `video-converter worker` polling SQS itself (a container no stack here deploys); in
@@ -196,6 +206,10 @@ def flow(
     clip = make_clip("clip.mp4", seconds=1.0, size="160x120")
     long_clip = make_clip("long.mp4", seconds=5.0, size="160x120", extra=("-g", "25"))
     monkeypatch.setenv("SEGMENT_SECONDS", "2")  # before the function's first invocation builds its runtime
+    # Parts as small as these pieces (S3's and moto's minimum is 5 MiB), so the join copies them by range.
+    monkeypatch.setattr(mp4join, "MIN_PART", 256)
+    monkeypatch.setattr(mp4join, "PAD_SHARE", 1.0)
+    monkeypatch.setattr(moto_s3_models, "S3_UPLOAD_PART_MIN_SIZE", 256)
     # The webhook key as prod gives it: a SecureString the function reads once when it starts.
     ssm = boto3.client("ssm", region_name=REGION)  # not recorded: the operator made it
     ssm.put_parameter(Name=WEBHOOK_SECRET, Value="s3cret", Type="SecureString")
@@ -244,6 +258,10 @@ def flow(
             aws.sqs.delete_message(QueueUrl=aws.queue_url, ReceiptHandle=message["ReceiptHandle"])
     recorder.role = "api"
     assert client.get(f"/api/jobs/{long_job.json()['job_id']}").json()["status"] == "completed"
+    recorder.role = "lambda"  # a join by copy that fails (a piece gone) aborts its upload
+    lost = ByteRange(f"{long_job.json()['job_id']}/segments/360p/00000.mp4", 0, 300)
+    with pytest.raises(Exception, match=r"NoSuchKey|Not Found"):
+        build_runtime(settings_for(aws, tmp_path)).converted.compose("x/joined.mp4", [(b"head",), (lost,)])
 
     recorder.role = "lambda"
     broken_ffmpeg()  # a retryable failure: the handler brings the retry forward on the queue
@@ -425,6 +443,8 @@ def required(call: Call) -> list[tuple[str, str]]:
             needs.append((action, f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}"))
         elif kind == "bucket":
             needs.append((action, f"arn:aws:s3:::{params['Bucket']}"))
+        elif kind == "copy_source":
+            needs.append((action, f"arn:aws:s3:::{params['CopySource']['Bucket']}/{params['CopySource']['Key']}"))
         elif call.method == "delete_objects":
             needs += [(action, f"arn:aws:s3:::{params['Bucket']}/{o['Key']}") for o in params["Delete"]["Objects"]]
         else:

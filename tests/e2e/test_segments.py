@@ -202,6 +202,13 @@ def test_pieces_are_queued_redelivered_pieces_are_no_ops_and_the_last_queues_the
     sounds, pieces = [t for t in sent if isinstance(t, SoundPart)], [t for t in sent if isinstance(t, Piece)]
     plan = segmenting.load_plan(env.rt.uploads, job_id)
     assert plan is not None and [t.index for t in pieces] == list(range(plan.count))
+    # Cut from the original's index: each piece is a head of a few KB and a range of the original, the
+    # ranges in order and covering the picture's bytes; nothing of the picture was copied.
+    assert len(plan.ranges) == plan.count and [a for a, _ in plan.ranges] == sorted(a for a, _ in plan.ranges)
+    assert all(
+        (env.rt.uploads.size(segmenting.source_piece_key(job_id, n)) or 0) in range(1, 16_000)
+        for n in range(plan.count)
+    )
     # The sound in parts too (AAC splices), queued first, beside the pieces.
     assert sent[: len(sounds)] == sounds == [SoundPart(job_id, ("360p",), n) for n in range(len(plan.sound_starts))]
     assert len(sounds) == SECONDS // 2
@@ -337,9 +344,11 @@ def test_renditions_of_a_long_video_share_each_piece_and_sound_part(
     assert all(t.formats == ("360p", "480p") for t in sent) and len(sent) == plan.count + len(plan.sound_starts)
     runs.clear()
     run_all(env, job_id)
-    pieces_and_sounds, joins = runs[: len(sent)], runs[len(sent) :]
-    assert sorted(pieces_and_sounds) == [1] * len(plan.sound_starts) + [2] * plan.count  # sound once, pieces x2
-    assert joins == [1, 1]
+    # Each sound part once for both (its encode, then its frames copied into an M4A), each piece once for
+    # both sizes; the joins are by copy: no FFmpeg run at all.
+    sounds = 2 * len(plan.sound_starts)
+    assert len(runs) == sounds + plan.count
+    assert sorted(runs) == [1] * sounds + [2] * plan.count
     for format_id in ("360p", "480p"):
         record = env.rt.jobs.output(job_id, format_id)
         assert record.status is OutputStatus.COMPLETED and record.segments == plan.count and record.key
@@ -421,3 +430,32 @@ def test_two_formats_racing_for_the_split_split_the_original_once(
         assert sorted(w.index for w in queued if isinstance(w, Piece) and w.formats == (format_id,)) == list(
             range(plan.count)
         )
+
+
+def test_an_original_without_an_index_is_split_by_ffmpeg_and_joined_by_copy(env: Env, tmp_path: Path) -> None:
+    """MPEG-TS has no index to cut by: the split copies its pieces out as before; the MP4 output is
+    still joined by copy, and is the source's video frame for frame."""
+    clip = make_clip_file(tmp_path / "long.ts", seconds=SECONDS, size="320x240", rate=RATE, extra=("-g", str(RATE)))
+    job_id = env.create(clip, ["360p"])
+    env.deliver(Convert(job_id, ("360p",)))
+    plan = segmenting.load_plan(env.rt.uploads, job_id)
+    assert plan is not None and plan.count >= 3 and plan.ranges == []
+    run_all(env, job_id)
+    record = env.rt.jobs.output(job_id, "360p")
+    assert record.status is OutputStatus.COMPLETED and record.key is not None
+    joined = tmp_path / "joined.mp4"
+    joined.write_bytes(env.rt.converted.get_bytes(record.key))
+    assert abs(frames_of(joined) - SECONDS * RATE) <= 2
+
+
+def test_a_piece_whose_original_is_gone_fails_its_output_with_the_reason(env: Env, long_clip: Path) -> None:
+    """Pieces read their range of the original: once it has expired, they say a piece is missing."""
+    job_id = env.create(long_clip, ["360p"])
+    env.deliver(Convert(job_id, ("360p",)))
+    pieces = [t for t in env.pending() if isinstance(t, Piece)]
+    env.queue.entries.clear()
+    env.rt.uploads.delete(env.rt.jobs.job(job_id).source_key)
+    assert env.deliver(pieces[0]) is Action.ACK
+    failed = env.rt.jobs.output(job_id, "360p")
+    assert failed.status is OutputStatus.FAILED
+    assert failed.error == "A piece of the original is missing (it may have expired)."

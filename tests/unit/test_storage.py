@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from tests.aws.conftest import UPLOAD_BUCKET, use_fake_credentials
 from video_converter.signing import Signer
-from video_converter.storage import LocalStorage, MemoryStorage, ObjectNotFound, Storage, validate_key
+from video_converter.storage import ByteRange, LocalStorage, MemoryStorage, ObjectNotFound, Storage, validate_key
 from video_converter.storage.base import CHUNK
 from video_converter.storage.s3 import PART_SIZE, S3Storage
 
@@ -375,3 +375,39 @@ def test_folders_are_listed_as_s3_lists_them(tmp_path):
         assert store.folders() == ["a", "b.c", "b", "c"]  # in key order: "b.c/" before "b/"
         assert store.folders(limit=2) == ["a", "b.c"]
         assert store.folders("b.c", limit=2) == ["b", "c"]
+
+
+# --- ranges and objects composed by copy, every implementation ---------------------------------------
+
+MiB = 1024 * 1024
+
+
+def test_read_range_reads_only_what_is_asked(store: Storage) -> None:
+    store.put_bytes("job/segments/a.mp4", bytes(range(256)) * 4)
+    assert store.read_range("job/segments/a.mp4", 10, 5) == bytes(range(10, 15))
+    assert store.read_range("job/segments/a.mp4", 1020, 100) == bytes(range(252, 256))  # fewer at the end
+    assert store.read_range("job/segments/a.mp4", 2000, 10) == b""
+    with pytest.raises(ObjectNotFound):
+        store.read_range("job/segments/missing.mp4", 0, 8)
+
+
+def test_compose_writes_bytes_and_copied_ranges_in_order(store: Storage) -> None:
+    """Two sources of 5 MiB and more (S3's part minimum) copied by range after a leading part that mixes
+    bytes and a small range; the last part may be small."""
+    first, second = bytes([1]) * (5 * MiB + 10), bytes([2]) * (6 * MiB)
+    store.put_bytes("job/segments/1.mp4", first)
+    store.put_bytes("job/segments/2.mp4", second)
+    lead = (b"head", ByteRange("job/segments/2.mp4", 0, 3), b"\0" * (5 * MiB))
+    parts = [lead, (ByteRange("job/segments/1.mp4", 5, 5 * MiB + 10),), (ByteRange("job/segments/2.mp4", 7, 9),)]
+    size = store.compose("job/joined.mp4", parts, "video/mp4")
+    expected = b"head" + second[:3] + b"\0" * (5 * MiB) + first[5:] + second[7:9]
+    assert size == len(expected) == store.size("job/joined.mp4")
+    assert store.get_bytes("job/joined.mp4") == expected
+
+
+@pytest.mark.parametrize("store", ["local", "memory"], indirect=True)  # S3 itself answers InvalidRange (moto does not)
+def test_compose_of_a_range_past_the_end_fails_and_writes_nothing(store: Storage) -> None:
+    store.put_bytes("job/segments/1.mp4", b"abc")
+    with pytest.raises(ValueError, match="past the end"):
+        store.compose("job/joined.mp4", [(ByteRange("job/segments/1.mp4", 0, 10),)])
+    assert store.size("job/joined.mp4") is None

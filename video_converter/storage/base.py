@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,22 @@ class Listed:
 
 class ObjectNotFound(KeyError):
     pass
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes ``start``..``end`` (end excluded) of the object ``key`` of the same store."""
+
+    key: str
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+Composed = Sequence[Sequence[bytes | ByteRange]]  # the parts of an object made by ``compose``, in order
 
 
 def validate_prefix(prefix: str) -> str:
@@ -99,6 +115,18 @@ class Storage(Protocol):
     def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
         """Where a browser POSTs a multipart form (``fields`` first, then ``file``) to store ``key``."""
 
+    # --- ranges and objects composed by copy (long videos: pieces and joins that move no media) ---------
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from byte ``start`` (fewer past its end), held in memory: an
+        index, a box header, a few MB of a piece's range at a time, never a whole video; raise
+        ObjectNotFound."""
+
+    def compose(self, key: str, parts: Composed, content_type: str | None = None) -> int:
+        """Write ``key`` from ``parts`` in order, each a list of bytes and ranges of this store's objects,
+        and return its size. A part that is one range is copied inside the store (S3: UploadPartCopy), so
+        its bytes never pass through this process; on S3 every part but the last must be 5 MiB or more."""
+
 
 def top_folders(keys: Iterable[str], start_after: str, limit: int) -> list[str]:
     """``Storage.folders`` over a sorted or unsorted set of keys (the memory and local stores)."""
@@ -116,6 +144,13 @@ def folder_prefix(prefix: str) -> str:
     """A folder of keys from ``job_id`` or ``job_id/``: a valid key followed by one slash (never the whole
     store), as ``delete_prefix`` takes it."""
     return validate_prefix(validate_key(prefix.rstrip("/")) + "/")
+
+
+def range_chunks(read: Readable, length: int, size: int = CHUNK) -> Iterator[bytes]:
+    """At most ``length`` bytes of ``read`` in chunks (a range of an object opened at its start)."""
+    while length > 0 and (chunk := read.read(min(size, length))):
+        length -= len(chunk)
+        yield chunk
 
 
 def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:

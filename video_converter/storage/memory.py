@@ -11,6 +11,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .base import (
+    ByteRange,
+    Composed,
     Listed,
     ObjectNotFound,
     Readable,
@@ -121,3 +123,22 @@ class MemoryStorage:
 
     def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
         return f"memory://{quote(validate_key(key))}", {"max_bytes": str(max_bytes)}
+
+    # --- ranges and objects composed by copy ------------------------------------------------------------
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        return self.get_bytes(key)[start : start + max(0, length)]
+
+    def compose(self, key: str, parts: Composed, content_type: str | None = None) -> int:
+        data = bytearray()
+        for part in parts:
+            for piece in part:
+                if isinstance(piece, ByteRange):
+                    source = self.get_bytes(piece.key)
+                    if piece.end > len(source):
+                        raise ValueError(f"The range {piece.start}-{piece.end} runs past the end of {piece.key}")
+                    data += source[piece.start : piece.end]
+                else:
+                    data += piece
+        self.put_bytes(key, bytes(data), content_type)
+        return len(data)

@@ -10,13 +10,24 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..awserrors import error_code
 from ..keys import content_disposition
-from .base import Listed, ObjectNotFound, Readable, folder_prefix, validate_key, validate_prefix
+from .base import (
+    ByteRange,
+    Composed,
+    Listed,
+    ObjectNotFound,
+    Readable,
+    folder_prefix,
+    iter_chunks,
+    validate_key,
+    validate_prefix,
+)
 
 # Parts of 8 MiB, at most 4 in flight: a non-seekable stream (an HTTP upload) is buffered one part per
 # thread, so one put_stream holds about 32 MiB at most, whatever the file size (4 GiB = 512 parts).
@@ -250,15 +261,17 @@ class S3Storage:
             yield body
 
     def download_url(self, key: str, filename: str, media_type: str, expires_in: int) -> str:
+        return self._presigned_get(
+            key,
+            expires_in,
+            ResponseContentDisposition=content_disposition(filename),
+            ResponseContentType=media_type,
+        )
+
+    def _presigned_get(self, key: str, expires_in: int, **params: str) -> str:
+        """A presigned GetObject URL: the only request this store signs for others to make."""
         url: str = self.client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": validate_key(key),
-                "ResponseContentDisposition": content_disposition(filename),
-                "ResponseContentType": media_type,
-            },
-            ExpiresIn=expires_in,
+            "get_object", Params={"Bucket": self.bucket, "Key": validate_key(key), **params}, ExpiresIn=expires_in
         )
         return url
 
@@ -272,3 +285,73 @@ class S3Storage:
             ExpiresIn=expires_in,
         )
         return post["url"], {str(k): str(v) for k, v in post["fields"].items()}
+
+    # --- ranges and objects composed by copy ------------------------------------------------------------
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=validate_key(key), Range=f"bytes={start}-{start + length - 1}"
+            )
+        except Exception as exc:
+            if _is_not_found(exc):
+                raise ObjectNotFound(key) from None
+            if error_code(exc) == "InvalidRange":  # starts at or past the end
+                return b""
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            data: bytes = body.read()
+        return data
+
+    def compose(self, key: str, parts: Composed, content_type: str | None = None) -> int:
+        """A multipart upload: a part that is one range is UploadPartCopy (S3 copies it; nothing passes
+        through here), any other is assembled in a temporary file and uploaded. Aborted on failure."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key)}
+        if content_type:
+            params["ContentType"] = content_type
+        upload = self.client.create_multipart_upload(**params)["UploadId"]
+        done, size = [], 0
+        try:
+            for number, part in enumerate(parts, start=1):
+                etag, written = self._compose_part(key, upload, number, part)
+                done.append({"PartNumber": number, "ETag": etag})
+                size += written
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+            raise
+        return size
+
+    def _compose_part(self, key: str, upload: str, number: int, part: Any) -> tuple[str, int]:
+        where = {"Bucket": self.bucket, "Key": key, "UploadId": upload, "PartNumber": number}
+        if len(part) == 1 and isinstance(part[0], ByteRange):
+            copied: ByteRange = part[0]
+            response = self.client.upload_part_copy(
+                **where,
+                CopySource={"Bucket": self.bucket, "Key": validate_key(copied.key)},
+                CopySourceRange=f"bytes={copied.start}-{copied.end - 1}",
+            )
+            return str(response["CopyPartResult"]["ETag"]), copied.size
+        with tempfile.TemporaryFile() as spool:  # a part is never held in memory whole
+            for piece in part:
+                if isinstance(piece, ByteRange):
+                    self._spool_range(piece, spool)
+                else:
+                    spool.write(piece)
+            written = spool.tell()
+            spool.seek(0)
+            response = self.client.upload_part(**where, Body=spool, ContentLength=written)
+        return str(response["ETag"]), written
+
+    def _spool_range(self, piece: ByteRange, spool: Any) -> None:
+        response = self.client.get_object(
+            Bucket=self.bucket, Key=validate_key(piece.key), Range=f"bytes={piece.start}-{piece.end - 1}"
+        )
+        with contextlib.closing(response["Body"]) as body:
+            for chunk in iter_chunks(body):
+                spool.write(chunk)
