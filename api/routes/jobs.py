@@ -222,11 +222,15 @@ class MoreFormats(BaseModel):
     responses=answers(
         NO_JOB,
         error(409, "The output is not failed, or the original is gone or could not be used.", NOT_FAILED),
+        OVER_LIMIT,
     ),
 )
-async def retry_output(job_id: JobId, format_id: FormatId, _: JobDep, jobs: JobsDep) -> JobView:
+async def retry_output(
+    job_id: JobId, format_id: FormatId, _: JobDep, jobs: JobsDep, owner: OwnerDep, quotas: QuotasDep
+) -> JobView:
     """Convert a failed output again from the stored original (fresh attempts and time budget); the job
-    document, with that output queued."""
+    document, with that output queued. Within the caller's quotas, as a new job is."""
+    await run_in_threadpool(quotas.check, owner)
     return await run_in_threadpool(jobs.retry_output, job_id, format_id)
 
 
@@ -237,9 +241,14 @@ async def retry_output(job_id: JobId, format_id: FormatId, _: JobDep, jobs: Jobs
         NO_JOB,
         error(409, "The job has one of these formats already, or its original is gone or unusable.", HAS_ALREADY),
         INVALID,
+        OVER_LIMIT,
     ),
 )
-async def add_outputs(job_id: JobId, body: MoreFormats, _: JobDep, jobs: JobsDep) -> JobView:
+async def add_outputs(
+    job_id: JobId, body: MoreFormats, _: JobDep, jobs: JobsDep, owner: OwnerDep, quotas: QuotasDep
+) -> JobView:
     """Add formats to an existing job, converted from its stored original (no second upload); checked
-    as a new job's formats are. The job document, with the new outputs queued."""
+    as a new job's formats are, and within the caller's quotas. The job document, with the new outputs
+    queued."""
+    await run_in_threadpool(quotas.check, owner)
     return await run_in_threadpool(jobs.add_outputs, job_id, _split(body.formats))
