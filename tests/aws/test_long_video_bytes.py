@@ -21,6 +21,7 @@ from moto.s3 import models as moto_s3_models
 from api.main import create_app
 from tests.aws.conftest import settings_for
 from video_converter import mp4join, segmenting
+from video_converter.owners import AuthMode
 from video_converter.ffmpeg import ffmpeg_path
 from video_converter.ffmpeg.runner import child_env
 from video_converter.messages import process_message
@@ -112,7 +113,7 @@ def test_a_long_video_moves_only_its_index_and_its_ranges(
     traffic = Traffic()
     make = s3_module.make_s3_client
     monkeypatch.setattr(s3_module, "make_s3_client", lambda: CountingClient(make(), traffic))
-    rt = build_runtime(settings_for(aws, tmp_path, segment_seconds=2))
+    rt = build_runtime(settings_for(aws, tmp_path, segment_seconds=2, auth=AuthMode.NONE))  # about bytes, not keys
     with noisy_720p.open("rb") as fh:
         created = TestClient(create_app(rt)).post(
             "/api/jobs", files={"file": ("long.mp4", fh)}, data={"formats": "720p"}
