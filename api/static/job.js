@@ -112,6 +112,7 @@ function showMissing(message, title = "No such job", status = "missing") {
   sourceSection.hidden = true;
   outputsSection.hidden = true;
   jobBar.hidden = true;
+  if (deleteButton) deleteButton.hidden = true;
   document.getElementById("job-api").hidden = true;
 }
 
@@ -421,6 +422,7 @@ function renderSummary(job, done) {
   archiveLink.hidden = files < 2; // one file is its own download
   archiveLink.replaceChildren("Download all", el("span", { class: "visually-hidden", text: ` ${files} ready files,` }), " (.zip)");
   jobBar.hidden = false;
+  if (deleteButton) deleteButton.hidden = false;
 }
 
 deleteButton?.addEventListener("click", async () => {
