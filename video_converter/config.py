@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
 
+    # Adaptive streams (video_converter.streams): segments of this many seconds, a multiple of the
+    # renditions' fixed 2 s keyframe interval (presets.GOP_SECONDS), so each starts with a keyframe.
+    hls_segment_seconds: int = Field(default=6, ge=2, le=30, multiple_of=2)
+
     @property
     def job_seconds(self) -> float:
         """The time a job's conversions may take from its creation (MAX_JOB_SECONDS or its default)."""

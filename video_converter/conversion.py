@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import keys
+from . import keys, streams
 from .budget import OverBudget, check_budget
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.failures import failed_outputs
@@ -22,7 +22,7 @@ from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import OutputRecord, SourceInfo
 from .output import Output
-from .presets import UnsuitableSource, pictures_once, recipes_of
+from .presets import UnsuitableSource, VideoRecipe, pictures_once, recipes_of
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,9 @@ class Encode:
             output.progressed(percent)
 
 
+Result = Path | streams.Package  # a file to publish, or a packaged stream's folder
+
+
 def encode(
     ffmpeg: FFmpeg,
     outputs: list[Output],
@@ -153,31 +156,62 @@ def encode(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
-) -> list[Path]:
+    segment_seconds: int = streams.DEFAULT_SEGMENT_SECONDS,
+) -> list[Result]:
     """Run the presets' FFmpeg command into ``workdir``: one output, or several renditions from one
-    decode; return the outputs' paths."""
+    decode (a stream's too); return each output's file, or its packaged stream."""
     run = Encode(ffmpeg, outputs, source_path, facts, limits, timeout, cancel)
     finals = [workdir / keys.output_filename(o.job.stem, o.preset.id, o.preset.extension) for o in outputs]
-    if len(outputs) == 1:
+    if len(outputs) == 1 and outputs[0].preset.stream is None:
         run.run([outputs[0].preset.output_args(facts.info)], finals)
-        return finals
-    _encode_together(run, workdir, finals)
-    return finals
+        return list(finals)
+    return _encode_together(run, workdir, finals, segment_seconds)
 
 
-def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> None:
+@dataclass(frozen=True)
+class _Together:
+    """The renditions of one decode: the recipes encoded (each distinct picture once), and for each
+    output the indices of the recipes it takes (an MP4 size: its own; a stream: its ladder's)."""
+
+    recipes: list[VideoRecipe]
+    takes: list[list[int]]
+
+    @classmethod
+    def of(cls, outputs: list[Output], source: SourceInfo) -> _Together:
+        """With a stream among them, every rendition has its keyframes on the stream's grid, so the MP4
+        sizes the job asks for are the stream's renditions of those sizes, encoded once."""
+        streamed = any(o.preset.stream is not None for o in outputs)
+        recipes: list[VideoRecipe] = []
+        takes = []
+        for output in outputs:
+            stream, recipe = output.preset.stream, output.preset.recipe
+            wanted = stream.renditions(source) if stream else recipes_of([output.preset])
+            wanted = [r.aligned() if streamed and recipe is not None else r for r in wanted]
+            takes.append([cls._index(recipes, r) for r in wanted])
+        return cls(recipes, takes)
+
+    @staticmethod
+    def _index(recipes: list[VideoRecipe], recipe: VideoRecipe) -> int:
+        if recipe not in recipes:
+            recipes.append(recipe)
+        return recipes.index(recipe)
+
+
+def _encode_together(run: Encode, workdir: Path, finals: list[Path], segment_seconds: int) -> list[Result]:
     """Renditions from one decode (one filter graph splits the picture, so the source is decoded and
     filtered once). Each distinct picture is encoded once (sizes the source is too small for are one
     picture), and the sound once, since it is encoded the same way for all (the MP4 sizes); then each
-    rendition is a copy of its picture with that sound: a fraction of a second."""
+    rendition is a copy of its picture with that sound, and a stream a packaging of its renditions'
+    pictures and that sound: a fraction of a second each."""
     source, outputs = run.facts.info, run.outputs
-    recipes = recipes_of([o.preset for o in outputs])
+    together = _Together.of(outputs, source)
+    recipes = together.recipes
     if len({tuple(r.audio(source)) for r in recipes}) > 1:  # groups are the MP4 sizes (``decode_group``)
         raise ValueError("Renditions converted together share one sound")
     shares, pictures = pictures_once(source, recipes)
-    alone = {i: workdir / f"picture-{outputs[i].preset.id}.nut" for i in pictures}
+    alone = {i: workdir / f"picture-{recipes[i].size}.nut" for i in pictures}
     args, paths = list(pictures.values()), list(alone.values())
-    sound = workdir / f"sound.{outputs[0].preset.extension}"
+    sound = workdir / "sound.mp4"
     if source.has_audio:
         args.append(recipes[0].sound(source, alone=True))
         paths.append(sound)
@@ -187,19 +221,31 @@ def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> None:
         if type(exc) is not FFmpegError:
             raise  # a limit, a timeout: not one rendition's doing
         named = [list(pictures).index(share) in failed_outputs(exc.stderr_tail) for share in shares]
-        raise RenditionsFailed(
-            exc, frozenset(o.format_id for o, bad in zip(outputs, named, strict=True) if bad)
-        ) from exc
-    for recipe, share, final in zip(recipes, shares, finals, strict=True):
+        at_fault = [any(named[i] for i in takes) for takes in together.takes]
+        blamed = frozenset(o.format_id for o, bad in zip(outputs, at_fault, strict=True) if bad)
+        raise RenditionsFailed(exc, blamed) from exc
+    results: list[Result] = []
+    for output, takes, final in zip(outputs, together.takes, finals, strict=True):
+        if output.preset.stream is not None:
+            ladder = [(recipes[i], alone[shares[i]]) for i in takes]
+            heard = sound if source.has_audio else None
+            folder = workdir / output.preset.id
+            packaged = streams.package(
+                run.ffmpeg, ladder, heard, folder, segment_seconds, timeout=run.timeout, cancel=run.cancel
+            )
+            results.append(packaged)
+            continue
         run.ffmpeg.convert(
-            alone[share],
+            alone[shares[takes[0]]],
             final,
-            recipe.assembly(source, with_audio=source.has_audio),
+            recipes[takes[0]].assembly(source, with_audio=source.has_audio),
             timeout=run.timeout,
             cancel=run.cancel,
             extra_inputs=[([], sound)] if source.has_audio else [],
             trusted=True,
         )
+        results.append(final)
+    return results
 
 
 @contextlib.contextmanager
@@ -229,6 +275,13 @@ def check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:
         return ffmpeg.probe(path, trusted=True)
     except InvalidMedia as exc:
         raise FFmpegError("The converted file could not be read back", stderr_tail=exc.stderr_tail) from exc
+
+
+def finish(ffmpeg: FFmpeg, converted: Storage, output: Output, result: Result) -> OutputRecord:
+    """Check an encoded output and publish it: a file, or every file of a packaged stream."""
+    if isinstance(result, streams.Package):
+        return streams.publish(converted, output, result)
+    return publish(converted, output, result, check_output(ffmpeg, result))
 
 
 def publish(converted: Storage, output: Output, path: Path, result: SourceInfo) -> OutputRecord:

@@ -307,7 +307,10 @@ def _convert(
         plan = segmenting.split_if_long(rt, outputs, source, facts, workdir, timeout=timeout, cancel=cancel)
         if plan is not None:
             return segmenting.queue_parts(rt, outputs, plan)
-        paths = conversion.encode(rt.ffmpeg, outputs, source, facts, limits, workdir, timeout=timeout, cancel=cancel)
-    for output, path in zip(outputs, paths, strict=True):
-        conversion.publish(rt.converted, output, path, conversion.check_output(rt.ffmpeg, path))
+        results = conversion.encode(
+            rt.ffmpeg, outputs, source, facts, limits, workdir,
+            timeout=timeout, cancel=cancel, segment_seconds=rt.settings.hls_segment_seconds,
+        )  # fmt: skip
+    for output, result in zip(outputs, results, strict=True):
+        conversion.finish(rt.ffmpeg, rt.converted, output, result)
     return Outcome.finished("completed")
