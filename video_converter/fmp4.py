@@ -184,7 +184,7 @@ def _trun_duration(moof: bytes, trun: Box, default: int) -> int:
     _, flags = _full(moof, trun)
     (count,) = struct.unpack_from(">I", moof, trun.body + 4)
     if not flags & 0x100:
-        return count * default
+        return int(count) * default
     at = trun.body + 8 + (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
     per_sample = 4 * bin(flags & 0xF00).count("1")
     return sum(int(struct.unpack_from(">I", moof, at + n * per_sample)[0]) for n in range(count))
