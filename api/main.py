@@ -13,7 +13,7 @@ from api import errors
 from api.headers import SecurityHeaders, content_security_policy, signed_origins
 from api.logfields import JobLogFields
 from api.request_limits import RequestLimits
-from api.routes import docs, files, formats, health, jobs, pages, uploads
+from api.routes import docs, files, formats, health, jobs, pages, streams, uploads
 from video_converter import __version__
 from video_converter.config import get_settings
 from video_converter.documents import JobDocuments
@@ -60,7 +60,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.add_middleware(JobLogFields)  # the job (and format) a request is about, on its log lines
     app.add_middleware(SecurityHeaders, csp=csp)  # added last, so outermost: refusals carry the headers too
-    for module in (health, formats, uploads, jobs, files, pages, docs):
+    for module in (health, formats, uploads, jobs, streams, files, pages, docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")

@@ -127,6 +127,9 @@ def job_work(formats: list[str], source: SourceInfo, seconds: float) -> dict[str
     """Each format's work (minutes of 1080p30), in the order asked: its encode, and its share of the
     decode it is converted from."""
     work = {format_id: format_work(format_id, source, seconds) for format_id in formats}
+    for format_id in formats:
+        if PRESETS[format_id].stream is not None and work[format_id] > 0:
+            work[format_id] = _stream_work(format_id, formats, source, seconds)
     decodes: dict[str, list[str]] = {}  # one decode per decode group, and one per other video format
     for format_id in formats:
         preset = PRESETS[format_id]
@@ -137,6 +140,28 @@ def job_work(formats: list[str], source: SourceInfo, seconds: float) -> dict[str
         for format_id in members:
             work[format_id] += once / len(members)
     return work
+
+
+def _stream_work(format_id: str, formats: list[str], source: SourceInfo, seconds: float) -> float:
+    """A stream's work in a job: its renditions that no MP4 size of the job encodes already (those are
+    shared, ``conversion``). Sizes at or above the source's short side are all one picture."""
+    stream = PRESETS[format_id].stream
+    assert stream is not None
+    side = min(source.width or 0, source.height or 0)
+
+    def picture(size: int) -> int:
+        return min(size, side) if side else size
+
+    asked = {
+        picture(r.size)
+        for f in formats
+        if (r := PRESETS[f].recipe) is not None and r.decode_group == stream.decode_group
+    }
+    return sum(
+        format_work(mp4_id(recipe.size), source, seconds)
+        for recipe in stream.renditions(source)
+        if picture(recipe.size) not in asked
+    )
 
 
 def source_seconds(facts: ProbeFacts, limits: Limits) -> float:

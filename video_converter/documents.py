@@ -18,14 +18,30 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
 
-from . import segmenting
+from . import playback, segmenting, streams
 from .archive import Member, zip_stream
-from .errors import JobNotFound, OutputNotReady
+from .errors import JobNotFound, NotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
 from .presets import PRESETS
 from .runtime import Runtime
+from .storage import ObjectNotFound
 from .summary import Pieces
 from .views import JobView, OutputView
+
+HLS_FORMAT = "hls"
+STORYBOARD_FORMAT = "storyboard"
+
+
+def stream_links(job_id: str, format_id: str) -> dict[str, str]:
+    """The API's addresses of a completed output's stream files: the HLS master playlist and the DASH
+    manifest of a stream, the WebVTT track of a storyboard (relative: the API is where they are)."""
+    base = f"/api/jobs/{job_id}"
+    if format_id == HLS_FORMAT:
+        return {"playlist_url": f"{base}/stream/{streams.MASTER}", "dash_url": f"{base}/stream/{streams.MANIFEST}"}
+    if format_id == STORYBOARD_FORMAT:
+        return {"track_url": f"{base}/storyboard.vtt"}
+    return {}
+
 
 # Records kept per reader: job records and segment plans never change once written.
 CACHE_SIZE = 1024
@@ -168,12 +184,18 @@ class JobDocuments:
         completed = out.status is OutputStatus.COMPLETED and out.key is not None
         link = self._download_url(record, out) if completed else None
         return OutputView.of(
-            preset, out, download_url=link, filename=record.download_filename(out.format, preset.extension)
+            preset,
+            out,
+            download_url=link,
+            filename=record.download_filename(out.format, preset.extension),
+            links=stream_links(record.job_id, out.format) if completed else {},
         )
 
     def _download_url(self, record: JobRecord, out: OutputRecord) -> str:
         preset = PRESETS[out.format]
         assert out.key is not None
+        if preset.stream is not None:  # many files: the API's master playlist, which signs them
+            return stream_links(record.job_id, out.format)["playlist_url"]
         return self.rt.converted.download_url(
             out.key,
             record.download_filename(out.format, preset.extension),
@@ -181,8 +203,10 @@ class JobDocuments:
             self.rt.settings.download_url_ttl,
         )
 
-    def output_url(self, job_id: str, format_id: str) -> str:
-        """A fresh signed link to a completed output; OutputNotReady says why there is none."""
+    def completed_output(self, job_id: str, format_id: str) -> tuple[JobRecord, OutputRecord]:
+        """A completed output of the job and the job's record; OutputNotReady says why there is none.
+        Every route that serves an output's files asks here (downloads, stream playlists, storyboard
+        tracks): the one place that decides who may have them."""
         record = self.job(job_id)
         if format_id not in record.formats:
             raise JobNotFound(f"{job_id}/{format_id}")
@@ -191,11 +215,41 @@ class JobDocuments:
             self.forget(job_id)
             raise JobNotFound(job_id)
         out = found or OutputRecord(format=format_id)
+        if out.status is not OutputStatus.COMPLETED:  # the summary learns of a completion first
+            summarized = self.rt.jobs.summary(job_id)
+            done = summarized.outputs.get(format_id) if summarized is not None else None
+            out = done if done is not None and done.status is OutputStatus.COMPLETED else out
         if out.status is OutputStatus.FAILED:
             raise OutputNotReady(f"The {format_id} output failed: {out.error}")
         if out.status is not OutputStatus.COMPLETED or out.key is None:
             raise OutputNotReady(f"The {format_id} output is not ready yet ({out.status.value}).")
-        return self._download_url(record, out)
+        return record, out
+
+    def output_url(self, job_id: str, format_id: str) -> str:
+        """A fresh signed link to a completed output; OutputNotReady says why there is none."""
+        return self._download_url(*self.completed_output(job_id, format_id))
+
+    def stream_document(self, job_id: str, name: str) -> str:
+        """A playlist or the manifest of the job's stream (``name``, checked by the caller against
+        ``playback``'s names), its media files' URLs signed afresh."""
+        self.completed_output(job_id, HLS_FORMAT)
+        prefix, converted, ttl = streams.stream_prefix(job_id), self.rt.converted, self.rt.settings.download_url_ttl
+        try:
+            text = converted.get_bytes(prefix + name).decode()
+        except ObjectNotFound:
+            raise NotFound("The stream has no such file.") from None
+
+        def sign(file: str) -> str:
+            return converted.download_url(prefix + file, file, streams.media_type(file), ttl)
+
+        return (
+            playback.signed_manifest(text, sign) if name == streams.MANIFEST else playback.signed_playlist(text, sign)
+        )
+
+    def storyboard_track(self, job_id: str) -> str:
+        """The WebVTT thumbnails track of the job's storyboard, naming its sprite by a fresh link."""
+        record, out = self.completed_output(job_id, STORYBOARD_FORMAT)
+        return playback.storyboard_track(out, self._download_url(record, out))
 
     def archive(self, job_id: str) -> tuple[str, Iterator[bytes]]:
         """The archive's download name and its bytes, streamed: every completed output of the job."""

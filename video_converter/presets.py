@@ -494,18 +494,6 @@ PRESETS: dict[str, Preset] = {
     for p in (
         *MP4_SIZES,
         Preset(
-            id="hls",
-            label="HLS + DASH stream",
-            extension="m3u8",
-            media_type="application/vnd.apple.mpegurl",
-            kind=Kind.VIDEO,
-            description="Adaptive streaming: the MP4 sizes the source allows (never upscaled), H.264 + AAC "
-            "in CMAF (one fragmented MP4 per size and one for the sound), with an HLS playlist and a DASH "
-            "manifest over the same files.",
-            output_args=_packaged,
-            stream=HLS,
-        ),
-        Preset(
             id="webm",
             label="WebM",
             extension="webm",
@@ -548,6 +536,18 @@ PRESETS: dict[str, Preset] = {
             output_args=_thumbnail_args,
             input_args=_thumbnail_input_args,
             max_width=THUMBNAIL_MAX_SIDE,
+        ),
+        Preset(
+            id="hls",
+            label="HLS + DASH stream",
+            extension="m3u8",
+            media_type="application/vnd.apple.mpegurl",
+            kind=Kind.VIDEO,
+            description="Adaptive streaming: the MP4 sizes the source allows (never upscaled), H.264 + AAC "
+            "in CMAF (one fragmented MP4 per size and one for the sound), with an HLS playlist and a DASH "
+            "manifest over the same files.",
+            output_args=_packaged,
+            stream=HLS,
         ),
         Preset(
             id="storyboard",

@@ -44,6 +44,11 @@ SOUND_FRAGMENTS = ["-movflags", "+cmaf+empty_moov+default_base_moof", "-frag_dur
 MEDIA_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".mpd": "application/dash+xml", ".mp4": "video/mp4"}
 
 
+def media_type(name: str) -> str:
+    """The Content-Type of a file of the stream."""
+    return "audio/mp4" if name == f"{AUDIO}.mp4" else MEDIA_TYPES[Path(name).suffix]
+
+
 def stream_prefix(job_id: str) -> str:
     return f"{job_id}/hls/"
 
@@ -311,8 +316,7 @@ def publish(converted: Storage, output: Output, done: Package) -> OutputRecord:
     prefix = stream_prefix(output.job_id)
     total = 0
     for path in done.files:
-        media_type = "audio/mp4" if path.name == f"{AUDIO}.mp4" else MEDIA_TYPES[path.suffix]
-        converted.put_file(f"{prefix}{path.name}", path, media_type)
+        converted.put_file(f"{prefix}{path.name}", path, media_type(path.name))
         total += path.stat().st_size
     top = done.videos[0]
     result = (top.picture or SourceInfo()).model_copy(update={"duration": top.duration})

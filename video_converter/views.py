@@ -67,9 +67,29 @@ class OutputView(BaseModel):
         "(renditions are never upscaled: 1080p of a 1280x720 source stays 1280x720).",
     )
     segments: int = Field(default=0, description="Converted in this many parts at once (0: in one piece).")
+    playlist_url: str | None = Field(
+        default=None,
+        description="An adaptive stream (hls), once completed: its HLS master playlist, served by the API with "
+        "fresh signed URLs of the media files on each request.",
+        examples=["/api/jobs/0b5e.../stream/master.m3u8"],
+    )
+    dash_url: str | None = Field(
+        default=None, description="An adaptive stream (hls): its DASH manifest, the same files."
+    )
+    track_url: str | None = Field(
+        default=None, description="A storyboard, once completed: its WebVTT thumbnails track (cues name sprite tiles)."
+    )
 
     @classmethod
-    def of(cls, preset: Preset, out: OutputRecord, *, download_url: str | None, filename: str) -> OutputView:
+    def of(
+        cls,
+        preset: Preset,
+        out: OutputRecord,
+        *,
+        download_url: str | None,
+        filename: str,
+        links: dict[str, str] | None = None,
+    ) -> OutputView:
         """An output as the API shows it: its format's names, its record, and its link once completed."""
         return cls(
             format=out.format,
@@ -80,6 +100,7 @@ class OutputView(BaseModel):
             progress=100.0 if download_url else out.progress,
             download_url=download_url,
             filename=filename,
+            **(links or {}),
             **out.model_dump(
                 include={"error", "size_bytes", "width", "height", "duration", "attempts", "note", "segments"}
             ),
