@@ -179,7 +179,22 @@ function createCard(out) {
   return card;
 }
 
+// The stream's player (static/player.js): the thumbnail as its poster, the storyboard on its scrub bar.
+function streamPreview(out) {
+  const done = (format) => currentOutputs.find((o) => o.format === format && o.status === "completed");
+  const thumbnail = done("thumbnail");
+  const storyboard = done("storyboard");
+  return window.StreamPlayer.create({
+    src: out.playlist_url,
+    poster: thumbnail ? downloadHref(thumbnail) : null,
+    track: storyboard ? storyboard.track_url : null,
+    link: out.playlist_url,
+    title: `Stream of ${out.filename}`,
+  });
+}
+
 function previewFor(out) {
+  if (out.playlist_url && window.StreamPlayer) return streamPreview(out);
   const src = downloadHref(out);
   const size = out.width && out.height ? { width: String(out.width), height: String(out.height) } : {};
   if (out.kind === "video") {
@@ -287,6 +302,8 @@ function updateCard(out, initial) {
   } else parts.note.hidden = true;
 }
 
+let currentOutputs = []; // the last poll's outputs: a stream's player takes its poster and storyboard there
+
 function render(job) {
   const initial = lastStatus === null;
   filenameEl.textContent = job.filename;
@@ -302,6 +319,7 @@ function render(job) {
     errorBox.hidden = false;
   }
   outputsSection.hidden = false;
+  currentOutputs = job.outputs;
   for (const out of job.outputs) updateCard(out, initial);
   if (lastStatus !== job.status) {
     if (job.status === "completed") announce(`All ${job.outputs.length} conversions are ready to download.`);

@@ -662,3 +662,61 @@ def test_a_long_video_is_converted_in_parts_and_the_page_says_so(
     sync_api.expect(card.locator("video")).to_have_count(1)
     sync_api.expect(page.locator("article[data-format='thumbnail']")).not_to_contain_text("parts")
     shoot(page, "job-segmented-desktop")
+
+
+def play_for(page: Any, seconds: float) -> None:
+    """Play the stream until it has advanced ``seconds`` from where it is (muted: autoplay allows it)."""
+    start = page.evaluate(
+        "() => { const v = document.querySelector('.player video'); v.muted = true; v.play(); return v.currentTime; }"
+    )
+    page.wait_for_function(
+        f"() => document.querySelector('.player video').currentTime > {start + seconds}", timeout=30_000
+    )
+
+
+def test_the_stream_plays_on_the_job_page_at_each_quality(
+    server: Server, page: Any, make_clip: Callable[..., Path]
+) -> None:
+    small = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "32", "-pix_fmt", "yuv420p")
+    clip = make_clip("stream.mp4", seconds=13, size="854x480", rate=25, encoder=small)
+    assert clip.stat().st_size < MAX_UPLOAD_BYTES
+    with clip.open("rb") as handle:
+        created = httpx.post(
+            f"{server.url}/api/jobs",
+            files={"file": (clip.name, handle, "video/mp4")},
+            data={"formats": "hls,thumbnail,storyboard"},
+            timeout=30,
+        )
+    job_id = created.json()["job_id"]
+    page.goto(f"{server.url}/jobs/{job_id}")
+    assert wait_until_finished(page, timeout=180_000) == {
+        "hls": "completed",
+        "thumbnail": "completed",
+        "storyboard": "completed",
+    }
+    player = page.locator("[data-testid=stream-player]")
+    page.wait_for_selector("[data-testid=stream-player][data-engine='hls.js']")
+    assert "/outputs/thumbnail" in (player.locator("video").get_attribute("poster") or "")  # the thumbnail as poster
+    quality = player.locator("[data-testid=quality]")
+    quality.locator("option").nth(2).wait_for(state="attached")
+    labels = quality.locator("option").all_inner_texts()
+    assert labels[0] == "Auto" and sorted(label.split("p")[0] for label in labels[1:]) == ["360", "480"]
+    play_for(page, 1.0)
+    for height in ("360", "480"):  # forcing the lowest, then the highest level: each plays
+        quality.select_option(label=next(label for label in labels if label.startswith(f"{height}p")))
+        page.wait_for_function(
+            f"() => document.querySelector('[data-testid=stream-player]').dataset.level === '{height}'"
+        )
+        play_for(page, 1.0)
+    # The storyboard on the scrub bar: hovering its middle shows that part's frame
+    scrub = player.locator("[data-testid=scrub]")
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=scrub]').dataset.cues) > 0")
+    box = scrub.bounding_box()
+    scrub.hover(position={"x": box["width"] * 0.55, "y": box["height"] / 2})  # scrolled into view first
+    preview = player.locator("[data-testid=storyboard-preview]")
+    assert preview.is_visible() and preview.get_attribute("data-tile") not in (None, "0,0")
+    # "Copy link" holds the master playlist's absolute address; the embed code names it
+    link = player.locator(".player__link").input_value()
+    assert link == f"{server.url}/api/jobs/{job_id}/stream/master.m3u8"
+    assert link in player.locator("[data-testid=embed-code]").text_content()
+    shoot(page, "stream-player")
