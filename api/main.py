@@ -22,13 +22,17 @@ from video_converter.runtime import Runtime, build_runtime
 
 READ_THREADS = 16
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The stream player's files, as a stream's bundle holds them (video_converter.bundle)
+PLAYER_ASSETS = {
+    name: STATIC_DIR / name for name in ("player.js", "player.css", "vendor/hls.js/hls.min.js", "vendor/hls.js/LICENSE")
+}
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     """The app over ``runtime``; without one it builds its own from the environment (and closes it)."""
     rt = runtime or build_runtime(get_settings())
     # Status records are read in parallel: a poll of an 8-format job costs one S3 round trip, not eight.
-    service = JobService(rt, JobDocuments(rt, read_threads=READ_THREADS))
+    service = JobService(rt, JobDocuments(rt, read_threads=READ_THREADS, player_assets=PLAYER_ASSETS))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
-from . import playback, segmenting, streams
+from . import bundle, playback, segmenting, streams
 from .archive import Member, zip_stream
 from .errors import JobNotFound, NotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
@@ -79,8 +80,10 @@ class JobDocuments:
     """Reads jobs for the API and the webhook. With ``read_threads`` > 1, an output's records are read
     in parallel: a poll of an 8-format job then costs one S3 round trip, not eight."""
 
-    def __init__(self, rt: Runtime, *, read_threads: int = 1) -> None:
+    def __init__(self, rt: Runtime, *, read_threads: int = 1, player_assets: Mapping[str, Path] | None = None) -> None:
         self.rt = rt
+        # The stream player's files (name in a bundle -> file), which the API serves (api/static)
+        self.player_assets = player_assets or {}
         self._pool = ThreadPoolExecutor(read_threads, thread_name_prefix="records") if read_threads > 1 else None
         self._jobs: _Recent[JobRecord] = _Recent()
         self._plans: _Recent[SegmentPlan] = _Recent()
@@ -252,18 +255,19 @@ class JobDocuments:
         return playback.storyboard_track(out, self._download_url(record, out))
 
     def archive(self, job_id: str) -> tuple[str, Iterator[bytes]]:
-        """The archive's download name and its bytes, streamed: every completed output of the job."""
+        """The archive's download name and its bytes, streamed: every completed output of the job; a
+        stream as its bundle, a folder that plays from any static host (``bundle``)."""
         record = self.job(job_id)
-        members = [
-            Member(
-                name=record.download_filename(out.format, PRESETS[out.format].extension),
-                key=out.key,
-                size=out.size_bytes or 0,
-                modified=out.updated_at,
-            )
-            for out in self.outputs(record)
-            if out.status is OutputStatus.COMPLETED and out.key is not None and out.size_bytes is not None
-        ]
+        outputs = self.outputs(record)
+        members = []
+        for out in outputs:
+            if out.status is not OutputStatus.COMPLETED or out.key is None or out.size_bytes is None:
+                continue
+            if PRESETS[out.format].stream is not None:
+                members += bundle.members(self.rt.converted, record, out, outputs, self.player_assets)
+                continue
+            name = record.download_filename(out.format, PRESETS[out.format].extension)
+            members.append(Member(name=name, key=out.key, size=out.size_bytes, modified=out.updated_at))
         if not members:
             raise OutputNotReady("No output of this job is ready yet, so there is nothing to put in an archive.")
         return f"{record.download_stem or record.stem}.zip", zip_stream(self.rt.converted, members)
