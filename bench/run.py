@@ -530,9 +530,11 @@ def bare_hls_runs(work: Path, clip: Path) -> dict[str, float]:
 
 
 def bench_hls(work: Path) -> dict[str, float]:
-    # A camera-like source: 1080p H.264 (veryfast, CABAC, B-frames), whose decode each bare run repeats.
+    # A phone-like source: 2160p H.264 (veryfast, CABAC, B-frames), whose decode each bare run repeats.
     camera = ("-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p")
-    clip = make_clip_file(work / "hls.mp4", seconds=12, size="1920x1080", encoder=camera, extra=("-ac", "2"))
+    clip = make_clip_file(
+        work / "hls.mp4", seconds=8, size="3840x2160", encoder=camera, extra=("-ac", "2"), timeout=600
+    )
     ladder = run_job(work, clip, HLS_LADDER, workers=1, segment_seconds=0)
     both = run_job(work, clip, [*HLS_LADDER, "hls"], workers=1, segment_seconds=0)
     alone = run_job(work, clip, ["hls"], workers=1, segment_seconds=0)
@@ -552,7 +554,7 @@ def bench_hls(work: Path) -> dict[str, float]:
 
 
 def report_hls(results: dict[str, float]) -> list[str]:
-    print(f"\nhls: 12 s 1920x1080 -> {','.join(HLS_LADDER)} and/or hls (CPU-seconds, WORKERS=1)")
+    print(f"\nhls: 8 s 3840x2160 -> {','.join(HLS_LADDER)} and/or hls (CPU-seconds, WORKERS=1)")
     lines = {
         "with_ladder_ratio": f"ladder + hls {results['with_ladder_cpu']} / ladder alone {results['ladder_cpu']}",
         "alone_ratio": f"hls alone {results['alone_cpu']} / bare ffmpeg -f hls per rendition {results['bare_cpu']}",
