@@ -45,7 +45,8 @@ def content_security_policy(upload_origins: Iterable[str] = (), media_origins: I
             "img-src": ["'self'", *media],
             # blob: lets the page read the size of the video a person picked, locally, before uploading it
             "media-src": ["'self'", "blob:", *media],
-            "connect-src": ["'self'", *uploads],
+            # the converted bucket too: the stream player (hls.js) fetches the media files itself
+            "connect-src": ["'self'", *uploads, *media],
             "object-src": ["'none'"],
             "frame-ancestors": ["'none'"],
             "base-uri": ["'none'"],

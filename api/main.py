@@ -14,7 +14,7 @@ from api.headers import SecurityHeaders, content_security_policy, signed_origins
 from api.logfields import JobLogFields
 from api.rate_limit import RateLimiter, per_minute
 from api.request_limits import RequestLimits
-from api.routes import docs, files, formats, health, jobs, me, pages, share, uploads
+from api.routes import docs, files, formats, health, jobs, me, pages, share, streams, uploads
 from video_converter import __version__
 from video_converter.auth import Authenticator, signing_secret
 from video_converter.config import get_settings
@@ -26,13 +26,17 @@ from video_converter.shares import ShareTokens
 
 READ_THREADS = 16
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The stream player's files, as a stream's bundle holds them (video_converter.bundle)
+PLAYER_ASSETS = {
+    name: STATIC_DIR / name for name in ("player.js", "player.css", "vendor/hls.js/hls.min.js", "vendor/hls.js/LICENSE")
+}
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
     """The app over ``runtime``; without one it builds its own from the environment (and closes it)."""
     rt = runtime or build_runtime(get_settings())
     # Status records are read in parallel: a poll of an 8-format job costs one S3 round trip, not eight.
-    service = JobService(rt, JobDocuments(rt, read_threads=READ_THREADS))
+    service = JobService(rt, JobDocuments(rt, read_threads=READ_THREADS, player_assets=PLAYER_ASSETS))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -68,7 +72,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.add_middleware(JobLogFields)  # the job (and format) a request is about, on its log lines
     app.add_middleware(SecurityHeaders, csp=csp)  # added last, so outermost: refusals carry the headers too
-    for module in (health, formats, uploads, jobs, share, files, pages, docs, me):
+    for module in (health, formats, uploads, jobs, streams, share, files, pages, docs, me):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")

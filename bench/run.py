@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bench.quick import bench_quick, report_quick  # noqa: E402
 from tests.conftest import H264_ULTRAFAST, make_clip_file  # noqa: E402
 from tests.e2e.server import Server  # noqa: E402
-from video_converter import segments  # noqa: E402
+from video_converter import segments, streams  # noqa: E402
 from video_converter.apikeys import KeyStore  # noqa: E402
 from video_converter.auth import Authenticator, signing_secret  # noqa: E402
 from video_converter.config import Settings  # noqa: E402
@@ -177,6 +177,12 @@ def run_job(work: Path, clip: Path, formats: list[str], *, workers: int, segment
             assert key is not None
             with rt.converted.local_path(key, folder) as path:
                 outputs[format_id] = Path(shutil.copy(path, folder / f"{format_id}.{PRESETS[format_id].extension}"))
+            if PRESETS[format_id].stream is not None:  # each rendition's track, as "hls:video_720p"
+                for item in rt.converted.list(streams.stream_prefix(job_id)):
+                    name = item.key.rsplit("/", 1)[-1]
+                    if name.startswith("video_") and name.endswith(".mp4"):
+                        with rt.converted.local_path(item.key, folder) as path:
+                            outputs[f"{format_id}:{name[:-4]}"] = Path(shutil.copy(path, folder / name))
     finally:
         stop_workers(threads, stop)
         service.documents.close()
@@ -381,6 +387,8 @@ def bench_formats(work: Path) -> dict[str, dict[str, float]]:
     source = ffmpeg.probe(clip)
     results = {}
     for format_id, preset in PRESETS.items():
+        if preset.stream is not None:  # many files from renditions: the hls bench
+            continue
         out = work / f"out.{preset.extension}"
         started = time.perf_counter()
         ffmpeg.convert(clip, out, preset.output_args(source), input_args=preset.input_args(source))
@@ -666,6 +674,73 @@ def report_upload(upload: dict[str, float]) -> list[str]:
     return [] if ok else ["upload-rss"]
 
 
+# hls: the MP4 ladder plus hls against the ladder alone, and hls alone against bare `ffmpeg -f hls`
+# runs, one per rendition, with the same encoder settings (CPU-seconds); every output's SSIM.
+HLS_TARGETS = {"with_ladder_ratio": 1.05, "alone_ratio": 0.70, "ssim": 0.95}
+HLS_LADDER = ["1080p", "720p", "480p", "360p"]
+
+
+def bare_hls_runs(work: Path, clip: Path) -> dict[str, float]:
+    """One bare FFmpeg HLS run per rendition (fMP4, one file, 6 s segments), as a script would do it."""
+    ffmpeg = FFmpeg()
+    info = ffmpeg.probe(clip)
+    stream = PRESETS["hls"].stream
+    assert stream is not None
+    with measured() as cost:
+        for recipe in stream.renditions(info):
+            folder = work / f"bare-{recipe.size}"
+            folder.mkdir()
+            args = [
+                *recipe.video(info), "-map", "0:a:0", *recipe.audio(info), "-f", "hls", "-hls_time", "6",
+                "-hls_segment_type", "fmp4", "-hls_flags", "single_file", "-hls_playlist_type", "vod",
+            ]  # fmt: skip
+            ffmpeg.convert(clip, folder / "index.m3u8", args)
+    return cost
+
+
+def bench_hls(work: Path) -> dict[str, float]:
+    # A phone-like source: 2160p H.264 (veryfast, CABAC, B-frames), whose decode each bare run repeats.
+    camera = ("-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p")
+    clip = make_clip_file(
+        work / "hls.mp4", seconds=8, size="3840x2160", encoder=camera, extra=("-ac", "2"), timeout=600
+    )
+    ladder = run_job(work, clip, HLS_LADDER, workers=1, segment_seconds=0)
+    both = run_job(work, clip, [*HLS_LADDER, "hls"], workers=1, segment_seconds=0)
+    alone = run_job(work, clip, ["hls"], workers=1, segment_seconds=0)
+    bare = bare_hls_runs(work, clip)
+    outputs = {**{f: p for f, p in both.outputs.items() if f != "hls"}, **alone.outputs}
+    scores = {f: ssim(path, clip) for f, path in outputs.items() if path.suffix == ".mp4"}
+    return {
+        "ladder_cpu": round(ladder.cost["cpu"], 1),
+        "with_ladder_cpu": round(both.cost["cpu"], 1),
+        "alone_cpu": round(alone.cost["cpu"], 1),
+        "bare_cpu": round(bare["cpu"], 1),
+        "with_ladder_ratio": round(both.cost["cpu"] / ladder.cost["cpu"], 3),
+        "alone_ratio": round(alone.cost["cpu"] / bare["cpu"], 3),
+        "ssim": round(min(scores.values()), 4),
+        **{f"ssim {name}": round(value, 4) for name, value in scores.items()},
+    }
+
+
+def report_hls(results: dict[str, float]) -> list[str]:
+    print(f"\nhls: 8 s 3840x2160 -> {','.join(HLS_LADDER)} and/or hls (CPU-seconds, WORKERS=1)")
+    lines = {
+        "with_ladder_ratio": f"ladder + hls {results['with_ladder_cpu']} / ladder alone {results['ladder_cpu']}",
+        "alone_ratio": f"hls alone {results['alone_cpu']} / bare ffmpeg -f hls per rendition {results['bare_cpu']}",
+    }
+    missed = []
+    for name, label in lines.items():
+        ok = results[name] <= HLS_TARGETS[name]
+        missed += [] if ok else [f"hls {name}"]
+        print(f"  {results[name]:>6.3f}  (target <= {HLS_TARGETS[name]:.2f})  {label} {'' if ok else 'MISSED'}")
+    ok = results["ssim"] >= HLS_TARGETS["ssim"]
+    missed += [] if ok else ["hls ssim"]
+    scores = ", ".join(f"{k[5:]} {v:.4f}" for k, v in results.items() if k.startswith("ssim "))
+    verdict = "" if ok else "MISSED"
+    print(f"  {results['ssim']:>6.4f}  (target >= {HLS_TARGETS['ssim']:.2f})  lowest SSIM: {scores} {verdict}")
+    return missed
+
+
 Results = TypeVar("Results")
 
 
@@ -688,6 +763,7 @@ BENCHES: dict[str, Callable[[Path], tuple[object, list[str]]]] = {
     "upload": _bench(bench_upload, report_upload),
     "auth": _bench(bench_auth, report_auth),
     "quick": _bench(bench_quick, report_quick),
+    "hls": _bench(bench_hls, report_hls),
 }
 
 

@@ -28,7 +28,17 @@ from datetime import UTC, datetime, timedelta
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, human_duration, span
 from .model import SourceInfo
-from .presets import GIF_FPS, GIF_MAX_SECONDS, MAX_FPS, PRESETS, THUMBNAIL_MAX_SIDE, Kind, Preset, UnsuitableSource
+from .presets import (
+    GIF_FPS,
+    GIF_MAX_SECONDS,
+    MAX_FPS,
+    PRESETS,
+    THUMBNAIL_MAX_SIDE,
+    Kind,
+    Preset,
+    UnsuitableSource,
+    mp4_id,
+)
 
 REFERENCE_PIXELS = 1920 * 1080
 REFERENCE_FPS = 30.0
@@ -92,6 +102,10 @@ def format_work(format_id: str, source: SourceInfo, seconds: float) -> float:
         return 0.0
     if preset.kind is Kind.AUDIO:
         return seconds / 60 * AUDIO_WORK
+    if preset.stream is not None:  # its renditions, each the work of the MP4 size it is encoded as
+        return sum(format_work(mp4_id(recipe.size), source, seconds) for recipe in preset.stream.renditions(source))
+    if preset.id == "storyboard":  # every frame decoded, a few scaled
+        return decode_work(source, seconds)
     width, height = picture_size(preset, source)
     area = width * height / REFERENCE_PIXELS
     if preset.id == "gif":
@@ -113,16 +127,41 @@ def job_work(formats: list[str], source: SourceInfo, seconds: float) -> dict[str
     """Each format's work (minutes of 1080p30), in the order asked: its encode, and its share of the
     decode it is converted from."""
     work = {format_id: format_work(format_id, source, seconds) for format_id in formats}
+    for format_id in formats:
+        if PRESETS[format_id].stream is not None and work[format_id] > 0:
+            work[format_id] = _stream_work(format_id, formats, source, seconds)
     decodes: dict[str, list[str]] = {}  # one decode per decode group, and one per other video format
     for format_id in formats:
-        recipe = PRESETS[format_id].recipe
-        if recipe is not None and work[format_id] > 0:
-            decodes.setdefault(recipe.decode_group or format_id, []).append(format_id)
+        preset = PRESETS[format_id]
+        if (preset.recipe or preset.stream) is not None and work[format_id] > 0:
+            decodes.setdefault(preset.decode_group or format_id, []).append(format_id)
     once = decode_work(source, seconds)
     for members in decodes.values():
         for format_id in members:
             work[format_id] += once / len(members)
     return work
+
+
+def _stream_work(format_id: str, formats: list[str], source: SourceInfo, seconds: float) -> float:
+    """A stream's work in a job: its renditions that no MP4 size of the job encodes already (those are
+    shared, ``conversion``). Sizes at or above the source's short side are all one picture."""
+    stream = PRESETS[format_id].stream
+    assert stream is not None
+    side = min(source.width or 0, source.height or 0)
+
+    def picture(size: int) -> int:
+        return min(size, side) if side else size
+
+    asked = {
+        picture(r.size)
+        for f in formats
+        if (r := PRESETS[f].recipe) is not None and r.decode_group == stream.decode_group
+    }
+    return sum(
+        format_work(mp4_id(recipe.size), source, seconds)
+        for recipe in stream.renditions(source)
+        if picture(recipe.size) not in asked
+    )
 
 
 def source_seconds(facts: ProbeFacts, limits: Limits) -> float:

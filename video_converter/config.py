@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     # created the job (right unless a proxy rewrites the Host header).
     public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$")
 
+    # Adaptive streams (video_converter.streams): segments of this many seconds, a multiple of the
+    # renditions' fixed 2 s keyframe interval (presets.GOP_SECONDS), so each starts with a keyframe.
+    hls_segment_seconds: int = Field(default=6, ge=2, le=30, multiple_of=2)
+
     @property
     def job_seconds(self) -> float:
         """The time a job's conversions may take from its creation (MAX_JOB_SECONDS or its default)."""

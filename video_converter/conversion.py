@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import keys
+from . import keys, streams
 from .budget import OverBudget, check_budget
 from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.failures import failed_outputs
@@ -22,7 +22,7 @@ from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import OutputRecord, SourceInfo
 from .output import Output
-from .presets import Preset, UnsuitableSource, pictures_once, recipes_of
+from .presets import Preset, UnsuitableSource, VideoRecipe, pictures_once, recipes_of
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,9 @@ class Encode:
             output.progressed(percent)
 
 
+Result = Path | streams.Package  # a file to publish, or a packaged stream's folder
+
+
 def encode(
     ffmpeg: FFmpeg,
     outputs: list[Output],
@@ -169,33 +172,76 @@ def encode(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
-) -> list[Path]:
+    segment_seconds: int = streams.DEFAULT_SEGMENT_SECONDS,
+) -> list[Result]:
     """Run the presets' FFmpeg command into ``workdir``: one output, or several renditions from one
-    decode; return the outputs' paths. Renditions that are one encode (sizes the source is too small for)
-    get one path, the file of the smallest of them (``publish_all`` stores it once)."""
+    decode (a stream's too); return each output's file, or its packaged stream. Renditions that are one
+    encode (sizes the source is too small for) get one file, named for the size whose picture it is
+    (``publish_all`` stores it once)."""
     run = Encode(ffmpeg, outputs, source_path, facts, limits, timeout, cancel)
     finals = [workdir / keys.output_filename(o.job.stem, o.preset.id, o.preset.extension) for o in outputs]
-    if len(outputs) == 1:
+    if len(outputs) == 1 and outputs[0].preset.stream is None:
         run.run([outputs[0].preset.output_args(facts.info)], finals)
-        return finals
-    shares = _encode_together(run, workdir, finals)
-    return [finals[share] for share in shares]
+        return list(finals)
+    return _encode_together(run, workdir, finals, segment_seconds)
 
 
-def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> list[int]:
+@dataclass(frozen=True)
+class _Together:
+    """The renditions of one decode: the recipes encoded (each distinct picture once), and for each
+    output the indices of the recipes it takes (an MP4 size: its own; a stream: its ladder's)."""
+
+    recipes: list[VideoRecipe]
+    takes: list[list[int]]
+
+    @classmethod
+    def of(cls, outputs: list[Output], source: SourceInfo) -> _Together:
+        """With a stream among them, every rendition has its keyframes on the stream's grid, so the MP4
+        sizes the job asks for are the stream's renditions of those sizes, encoded once."""
+        streamed = any(o.preset.stream is not None for o in outputs)
+        recipes: list[VideoRecipe] = []
+        takes = []
+        for output in outputs:
+            stream, recipe = output.preset.stream, output.preset.recipe
+            wanted = stream.renditions(source) if stream else recipes_of([output.preset])
+            wanted = [r.aligned() if streamed and recipe is not None else r for r in wanted]
+            takes.append([cls._index(recipes, r) for r in wanted])
+        return cls(recipes, takes)
+
+    @staticmethod
+    def _index(recipes: list[VideoRecipe], recipe: VideoRecipe) -> int:
+        if recipe not in recipes:
+            recipes.append(recipe)
+        return recipes.index(recipe)
+
+
+def _files_of(together: _Together, shares: list[int], outputs: list[Output], finals: list[Path]) -> dict[int, Path]:
+    """For each encoded picture, the file its MP4 sizes share: the one of the size whose picture it is
+    (1080p and 720p of a 720p source: the 720p file), else the first size that takes it."""
+    files: dict[int, Path] = {}
+    for output, takes, final in zip(outputs, together.takes, finals, strict=True):
+        if output.preset.stream is None:
+            picture = shares[takes[0]]
+            if picture not in files or takes[0] == picture:
+                files[picture] = final
+    return files
+
+
+def _encode_together(run: Encode, workdir: Path, finals: list[Path], segment_seconds: int) -> list[Result]:
     """Renditions from one decode (one filter graph splits the picture, so the source is decoded and
     filtered once). Each distinct picture is encoded once (sizes the source is too small for are one
     picture), and the sound once, since it is encoded the same way for all (the MP4 sizes); then each
-    distinct picture is copied with that sound into its file: a fraction of a second. Returns, for each
-    rendition, the index of the one whose file it is."""
+    rendition is a copy of its picture with that sound, and a stream a packaging of its renditions'
+    pictures and that sound: a fraction of a second each."""
     source, outputs = run.facts.info, run.outputs
-    recipes = recipes_of([o.preset for o in outputs])
+    together = _Together.of(outputs, source)
+    recipes = together.recipes
     if len({tuple(r.audio(source)) for r in recipes}) > 1:  # groups are the MP4 sizes (``decode_group``)
         raise ValueError("Renditions converted together share one sound")
     shares, pictures = pictures_once(source, recipes)
-    alone = {i: workdir / f"picture-{outputs[i].preset.id}.nut" for i in pictures}
+    alone = {i: workdir / f"picture-{recipes[i].size}.nut" for i in pictures}
     args, paths = list(pictures.values()), list(alone.values())
-    sound = workdir / f"sound.{outputs[0].preset.extension}"
+    sound = workdir / "sound.mp4"
     if source.has_audio:
         args.append(recipes[0].sound(source, alone=True))
         paths.append(sound)
@@ -205,20 +251,37 @@ def _encode_together(run: Encode, workdir: Path, finals: list[Path]) -> list[int
         if type(exc) is not FFmpegError:
             raise  # a limit, a timeout: not one rendition's doing
         named = [list(pictures).index(share) in failed_outputs(exc.stderr_tail) for share in shares]
-        raise RenditionsFailed(
-            exc, frozenset(o.format_id for o, bad in zip(outputs, named, strict=True) if bad)
-        ) from exc
-    for share in pictures:
+        at_fault = [any(named[i] for i in takes) for takes in together.takes]
+        blamed = frozenset(o.format_id for o, bad in zip(outputs, at_fault, strict=True) if bad)
+        raise RenditionsFailed(exc, blamed) from exc
+    results: list[Result] = []
+    files = _files_of(together, shares, outputs, finals)
+    made: set[Path] = set()
+    for output, takes in zip(outputs, together.takes, strict=True):
+        if output.preset.stream is not None:
+            ladder = [(recipes[i], alone[shares[i]]) for i in takes]
+            heard = sound if source.has_audio else None
+            folder = workdir / output.preset.id
+            packaged = streams.package(
+                run.ffmpeg, ladder, heard, folder, segment_seconds, timeout=run.timeout, cancel=run.cancel
+            )
+            results.append(packaged)
+            continue
+        file = files[shares[takes[0]]]
+        results.append(file)
+        if file in made:
+            continue  # the same encode as an output before it: one file for both
+        made.add(file)
         run.ffmpeg.convert(
-            alone[share],
-            finals[share],
-            recipes[share].assembly(source, with_audio=source.has_audio),
+            alone[shares[takes[0]]],
+            file,
+            recipes[takes[0]].assembly(source, with_audio=source.has_audio),
             timeout=run.timeout,
             cancel=run.cancel,
             extra_inputs=[([], sound)] if source.has_audio else [],
             trusted=True,
         )
-    return shares
+    return results
 
 
 @contextlib.contextmanager
@@ -250,19 +313,26 @@ def check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:
         raise FFmpegError("The converted file could not be read back", stderr_tail=exc.stderr_tail) from exc
 
 
-def publish_all(ffmpeg: FFmpeg, converted: Storage, outputs: list[Output], paths: list[Path]) -> None:
-    """Check and publish each output's file (``paths``, as ``encode`` gave them); an output whose file is
-    another's (one encode for both) is stored once: it is completed with that file, ``same_as`` its format."""
-    owners = {path: output for output, path in zip(outputs, paths, strict=True) if path.name == _own_name(output)}
+def publish_all(ffmpeg: FFmpeg, converted: Storage, outputs: list[Output], results: list[Result]) -> None:
+    """Check and publish each output (``results``, as ``encode`` gave them): a packaged stream as every
+    file of it; an output whose file is another's (one encode for both) is stored once: it is completed
+    with that file, ``same_as`` its format."""
+    files: list[tuple[Output, Path]] = []
+    for output, result in zip(outputs, results, strict=True):
+        if isinstance(result, streams.Package):
+            streams.publish(converted, output, result)
+        else:
+            files.append((output, result))
+    owners = {path: output for output, path in files if path.name == _own_name(output)}
     published: dict[Path, tuple[OutputRecord, SourceInfo]] = {}
-    for output, path in sorted(zip(outputs, paths, strict=True), key=lambda pair: owners.get(pair[1]) is not pair[0]):
+    for output, path in sorted(files, key=lambda pair: owners.get(pair[1]) is not pair[0]):
         if path in published:
-            record, result = published[path]
+            record, info = published[path]
             assert record.key is not None and record.size_bytes is not None
-            output.completed(record.key, record.size_bytes, result, same_as=owners[path].format_id)
+            output.completed(record.key, record.size_bytes, info, same_as=owners[path].format_id)
             continue
-        result = check_output(ffmpeg, path)
-        published[path] = (publish(converted, output, path, result), result)
+        info = check_output(ffmpeg, path)
+        published[path] = (publish(converted, output, path, info), info)
 
 
 def _own_name(output: Output) -> str:

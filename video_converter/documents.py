@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
-from . import estimate, keys, ownerindex, segmenting
+from . import bundle, estimate, keys, ownerindex, playback, segmenting, streams
 from .archive import Member, zip_stream
-from .errors import JobNotFound, OutputNotReady
+from .errors import JobNotFound, NotFound, OutputNotReady
 from .model import JobRecord, OutputRecord, OutputStatus, SegmentPlan, SourceInfo, job_status, utcnow
 from .owners import Owner
 from .presets import PRESETS
@@ -28,6 +29,21 @@ from .runtime import Runtime
 from .storage import ObjectNotFound
 from .summary import JobSummary, Pieces
 from .views import EstimateView, JobBrief, JobList, JobView, OutputView, WebhookDelivery
+
+HLS_FORMAT = "hls"
+STORYBOARD_FORMAT = "storyboard"
+
+
+def stream_links(job_id: str, format_id: str) -> dict[str, str]:
+    """The API's addresses of a completed output's stream files: the HLS master playlist and the DASH
+    manifest of a stream, the WebVTT track of a storyboard (relative: the API is where they are)."""
+    base = f"/api/jobs/{job_id}"
+    if format_id == HLS_FORMAT:
+        return {"playlist_url": f"{base}/stream/{streams.MASTER}", "dash_url": f"{base}/stream/{streams.MANIFEST}"}
+    if format_id == STORYBOARD_FORMAT:
+        return {"track_url": f"{base}/storyboard.vtt"}
+    return {}
+
 
 # Records kept per reader: job records and segment plans never change once written.
 CACHE_SIZE = 1024
@@ -65,8 +81,10 @@ class JobDocuments:
     """Reads jobs for the API and the webhook. With ``read_threads`` > 1, an output's records are read
     in parallel: a poll of an 8-format job then costs one S3 round trip, not eight."""
 
-    def __init__(self, rt: Runtime, *, read_threads: int = 1) -> None:
+    def __init__(self, rt: Runtime, *, read_threads: int = 1, player_assets: Mapping[str, Path] | None = None) -> None:
         self.rt = rt
+        # The stream player's files (name in a bundle -> file), which the API serves (api/static)
+        self.player_assets = player_assets or {}
         self._pool = ThreadPoolExecutor(read_threads, thread_name_prefix="records") if read_threads > 1 else None
         self._jobs: _Recent[JobRecord] = _Recent()
         self._plans: _Recent[SegmentPlan] = _Recent()
@@ -212,12 +230,18 @@ class JobDocuments:
         completed = out.status is OutputStatus.COMPLETED and out.key is not None
         link = self._download_url(record, out) if completed else None
         return OutputView.of(
-            preset, out, download_url=link, filename=record.download_filename(out.format, preset.extension)
+            preset,
+            out,
+            download_url=link,
+            filename=record.download_filename(out.format, preset.extension),
+            links=stream_links(record.job_id, out.format) if completed else {},
         )
 
     def _download_url(self, record: JobRecord, out: OutputRecord) -> str:
         preset = PRESETS[out.format]
         assert out.key is not None
+        if preset.stream is not None:  # many files: the API's master playlist, which signs them
+            return stream_links(record.job_id, out.format)["playlist_url"]
         return self.rt.converted.download_url(
             out.key,
             record.download_filename(out.format, preset.extension),
@@ -225,8 +249,10 @@ class JobDocuments:
             self.rt.settings.download_url_ttl,
         )
 
-    def output_url(self, job_id: str, format_id: str) -> str:
-        """A fresh signed link to a completed output; OutputNotReady says why there is none."""
+    def completed_output(self, job_id: str, format_id: str) -> tuple[JobRecord, OutputRecord]:
+        """A completed output of the job and the job's record; OutputNotReady says why there is none.
+        Every route that serves an output's files asks here (downloads, stream playlists, storyboard
+        tracks): the one place that decides who may have them."""
         record = self.job(job_id)
         if format_id not in record.formats:
             self.forget(job_id)  # it may have been added since this reader kept the record
@@ -238,28 +264,59 @@ class JobDocuments:
             self.forget(job_id)
             raise JobNotFound(job_id)
         out = found or OutputRecord(format=format_id)
+        if out.status is not OutputStatus.COMPLETED:  # the summary learns of a completion first
+            summarized = self.rt.jobs.summary(job_id)
+            done = summarized.outputs.get(format_id) if summarized is not None else None
+            out = done if done is not None and done.status is OutputStatus.COMPLETED else out
         if out.status is OutputStatus.FAILED:
             raise OutputNotReady(f"The {format_id} output failed: {out.error}")
         if out.status is not OutputStatus.COMPLETED or out.key is None:
             raise OutputNotReady(f"The {format_id} output is not ready yet ({out.status.value}).")
-        return self._download_url(record, out)
+        return record, out
+
+    def output_url(self, job_id: str, format_id: str) -> str:
+        """A fresh signed link to a completed output; OutputNotReady says why there is none."""
+        return self._download_url(*self.completed_output(job_id, format_id))
+
+    def stream_document(self, job_id: str, name: str) -> str:
+        """A playlist or the manifest of the job's stream (``name``, checked by the caller against
+        ``playback``'s names), its media files' URLs signed afresh."""
+        self.completed_output(job_id, HLS_FORMAT)
+        prefix, converted, ttl = streams.stream_prefix(job_id), self.rt.converted, self.rt.settings.download_url_ttl
+        try:
+            text = converted.get_bytes(prefix + name).decode()
+        except ObjectNotFound:
+            raise NotFound("The stream has no such file.") from None
+
+        def sign(file: str) -> str:
+            return converted.download_url(prefix + file, file, streams.media_type(file), ttl)
+
+        return (
+            playback.signed_manifest(text, sign) if name == streams.MANIFEST else playback.signed_playlist(text, sign)
+        )
+
+    def storyboard_track(self, job_id: str) -> str:
+        """The WebVTT thumbnails track of the job's storyboard, naming its sprite by a fresh link."""
+        record, out = self.completed_output(job_id, STORYBOARD_FORMAT)
+        return playback.storyboard_track(out, self._download_url(record, out))
 
     def archive(self, job_id: str) -> tuple[str, Iterator[bytes]]:
         """The archive's download name and its bytes, streamed: every completed output of the job, a file
-        that is several outputs' (``same_as``) once."""
+        that is several outputs' (``same_as``) once; a stream as its bundle, a folder that plays from any
+        static host (``bundle``)."""
         record = self.job(job_id)
-        completed = [out for out in self.outputs(record) if out.status is OutputStatus.COMPLETED and out.key]
-        keys = {out.key for out in completed if out.same_as is None}
-        members = [
-            Member(
-                name=record.download_filename(out.format, PRESETS[out.format].extension),
-                key=out.key,
-                size=out.size_bytes or 0,
-                modified=out.updated_at,
-            )
-            for out in completed
-            if out.key is not None and out.size_bytes is not None and (out.same_as is None or out.key not in keys)
-        ]
+        outputs = self.outputs(record)
+        members = []
+        for out in outputs:
+            if out.status is not OutputStatus.COMPLETED or out.key is None or out.size_bytes is None:
+                continue
+            if out.same_as is not None and any(o.format == out.same_as and o.key == out.key for o in outputs):
+                continue  # its file is in the archive under the output it is the same as
+            if PRESETS[out.format].stream is not None:
+                members += bundle.members(self.rt.converted, record, out, outputs, self.player_assets)
+                continue
+            name = record.download_filename(out.format, PRESETS[out.format].extension)
+            members.append(Member(name=name, key=out.key, size=out.size_bytes, modified=out.updated_at))
         if not members:
             raise OutputNotReady("No output of this job is ready yet, so there is nothing to put in an archive.")
         return f"{record.download_stem or record.stem}.zip", zip_stream(self.rt.converted, members)

@@ -317,8 +317,11 @@ def _convert(
         plan = segmenting.split_if_long(rt, outputs, source, facts, workdir, timeout=timeout, cancel=cancel)
         if plan is not None:
             return segmenting.queue_parts(rt, outputs, plan)
-        paths = conversion.encode(rt.ffmpeg, outputs, source, facts, limits, workdir, timeout=timeout, cancel=cancel)
-    conversion.publish_all(rt.ffmpeg, rt.converted, outputs, paths)
+        results = conversion.encode(
+            rt.ffmpeg, outputs, source, facts, limits, workdir,
+            timeout=timeout, cancel=cancel, segment_seconds=rt.settings.hls_segment_seconds,
+        )  # fmt: skip
+    conversion.publish_all(rt.ffmpeg, rt.converted, outputs, results)
     estimate.learn_from(estimate.SpeedBook.of(rt.converted), outputs, facts.info)
     return Outcome.finished("completed")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +26,9 @@ GIF_FPS = 12
 WEBM_MAX_HEIGHT = 720
 THUMBNAIL_MAX_SIDE = 1280
 MAX_FPS = 60  # video outputs never carry more frames per second than this
+# Renditions of an adaptive stream have a keyframe every GOP_SECONDS of their timeline, and nowhere
+# else: every rendition then has the same boundaries, so a player can switch at any segment.
+GOP_SECONDS = 2
 
 # No source metadata in outputs (GPS location, serial numbers, comments, chapters): only what playback
 # needs. Rotation is not metadata here: FFmpeg turns the picture upright before encoding.
@@ -165,13 +169,23 @@ class VideoRecipe:
     # Renditions of one group are converted together, from one decode (``pictures_once``). Only encoders
     # of about the same speed share one: in one run every output goes at the pace of the slowest.
     decode_group: str | None = None
+    # Keyframes on a fixed grid of this many seconds (a stream's renditions), else where the encoder likes.
+    gop_seconds: int | None = None
+
+    def aligned(self) -> VideoRecipe:
+        """The same recipe with keyframes on the stream's grid (``GOP_SECONDS``)."""
+        return dataclasses.replace(self, gop_seconds=GOP_SECONDS)
+
+    def encoding(self, source: SourceInfo) -> list[str]:
+        """The video encoder's options, with the keyframe grid when the recipe has one."""
+        return [*self.encoder(source), *(fixed_keyframes(self.gop_seconds) if self.gop_seconds else [])]
 
     def filters(self, source: SourceInfo) -> str:
         return f"{shared_picture(source)},{_sized(source, self.size)}"
 
     def video(self, source: SourceInfo) -> list[str]:
         """The picture from input 0, filtered and encoded."""
-        return ["-map", "0:v:0", "-vf", self.filters(source), *self.encoder(source)]
+        return ["-map", "0:v:0", "-vf", self.filters(source), *self.encoding(source)]
 
     def whole(self, source: SourceInfo) -> list[str]:
         """One output of the original: picture and sound."""
@@ -182,7 +196,7 @@ class VideoRecipe:
         """The picture alone, timestamps kept (NUT keeps the stream's exact time base), no sound: one
         segment of a long video, or a rendition whose sound is encoded beside it and muxed in after.
         ``picture`` maps a filtered picture from a shared graph instead (``pictures_once``)."""
-        video = [*picture, *self.encoder(source)] if picture else self.video(source)
+        video = [*picture, *self.encoding(source)] if picture else self.video(source)
         return [*video, "-an", *VIDEO_TIMING, *NO_METADATA, "-sn", "-dn", "-f", "nut"]
 
     def sound(self, source: SourceInfo, *, alone: bool = False) -> list[str]:
@@ -201,6 +215,18 @@ class VideoRecipe:
         # otherwise lose the primaries and transfer, which VP9 itself does not store).
         picture = ["-map", "0:v:0", "-c:v", "copy", *_bt709_tags(source)]
         return [*picture, *sound, *NO_METADATA, "-sn", "-dn", *self.container]
+
+
+def fixed_keyframes(seconds: int) -> list[str]:
+    """x264 options for a keyframe at the first frame of every ``seconds`` of the timeline and nowhere
+    else: closed GOPs (IDR frames), no scene-cut keyframes, a maximum interval no source reaches first
+    (MAX_FPS frames a second). The grid is the timeline's, not counted from the first frame, so the
+    pieces of a long video cut on it give the same keyframes as one whole encode."""
+    grid = f"if(isnan(prev_forced_t),1,gte(floor(t/{seconds}),floor(prev_forced_t/{seconds})+1))"
+    return [
+        "-force_key_frames", f"expr:{grid}", "-forced-idr", "1",
+        "-g", str(4 * seconds * MAX_FPS), "-sc_threshold", "0", "-x264-params", "open-gop=0",
+    ]  # fmt: skip
 
 
 def pictures_once(source: SourceInfo, recipes: list[VideoRecipe]) -> tuple[list[int], dict[int, list[str]]]:
@@ -305,12 +331,86 @@ def _thumbnail_args(source: SourceInfo) -> list[str]:
     return ["-map", "0:v:0", "-vf", vf, *image]
 
 
+STORYBOARD_TILE_WIDTH = 160
+STORYBOARD_COLUMNS = 10
+STORYBOARD_MAX_TILES = 200
+STORYBOARD_INTERVAL = 5  # seconds between frames of a video of a minute or more
+
+
+@dataclass(frozen=True)
+class StoryboardLayout:
+    """Where the frames of a storyboard are: one every ``interval`` seconds, ``count`` of them, in a grid
+    ``columns`` wide, row by row. A function of the source's duration alone, so the worker that draws the
+    sprite and the API that writes its WebVTT track agree without storing it."""
+
+    interval: float
+    count: int
+    columns: int
+
+    @property
+    def rows(self) -> int:
+        return -(-self.count // self.columns)
+
+
+def storyboard_layout(source: SourceInfo) -> StoryboardLayout:
+    """About ten frames for a short clip, one every STORYBOARD_INTERVAL s for longer ones, and never more
+    than STORYBOARD_MAX_TILES (a two-hour film: one every 36 s)."""
+    duration = max(source.duration or 0.0, 0.001)
+    if duration < 10 * STORYBOARD_INTERVAL:
+        interval = max(1.0, float(-(-int(duration * 1000) // 10_000)))
+    else:
+        interval = float(max(STORYBOARD_INTERVAL, -(-int(duration) // STORYBOARD_MAX_TILES)))
+    count = max(1, -(-int(duration * 1000) // int(interval * 1000)))
+    return StoryboardLayout(interval, count, min(STORYBOARD_COLUMNS, count))
+
+
+def _storyboard_args(source: SourceInfo) -> list[str]:
+    layout = storyboard_layout(source)
+    # fps picks the frame nearest each interval's start; tile fills the grid row by row and, at the end of
+    # the video, sends the grid it has (the rest black).
+    vf = ",".join(
+        [
+            f"fps=1/{layout.interval:g}:round=down",
+            _picture(source),
+            f"scale=w={STORYBOARD_TILE_WIDTH}:h=-2:flags=bicubic",
+            "setsar=1",
+            *_sdr(source),
+            f"tile={layout.columns}x{layout.rows}",
+        ]
+    )
+    image = ["-frames:v", "1", "-q:v", "4", "-an", *NO_METADATA, "-f", "image2", "-update", "1"]
+    return ["-map", "0:v:0", "-vf", vf, *image]
+
+
 def _thumbnail_input_args(source: SourceInfo) -> list[str]:
     return ["-ss", str(thumbnail_time(source))]  # fast seek to the poster frame
 
 
 def _no_input_args(source: SourceInfo) -> list[str]:
     return []
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An adaptive stream's ladder: the video recipes of its renditions (H.264 MP4 sizes), largest
+    first, each with keyframes on the GOP grid so that their segments line up."""
+
+    ladder: tuple[VideoRecipe, ...]
+    decode_group: str
+
+    def renditions(self, source: SourceInfo) -> list[VideoRecipe]:
+        """The sizes this source allows, never upscaled: the sizes below its short side, and the smallest
+        of those at or above it once (which keeps the source's size); the same recipes as the MP4 sizes,
+        aligned, so a job's MP4 encodes of those sizes are the stream's renditions."""
+        side = short_side(source) or 0
+        below = [recipe for recipe in self.ladder if recipe.size < side]
+        above = [recipe for recipe in self.ladder if recipe.size >= side]
+        kept = [min(above, key=lambda recipe: recipe.size)] if above else []
+        return sorted([*kept, *below], key=lambda recipe: recipe.size, reverse=True)
+
+
+def _packaged(source: SourceInfo) -> list[str]:
+    raise ValueError("A stream has no single FFmpeg output: its renditions are encoded, then packaged")
 
 
 @dataclass(frozen=True)
@@ -329,6 +429,13 @@ class Preset:
     max_width: int | None = None
     max_seconds: float | None = None
     recipe: VideoRecipe | None = None  # video formats: long sources can be converted in segments
+    stream: Stream | None = None  # an adaptive stream: the renditions of a ladder, packaged (``streams``)
+
+    @property
+    def decode_group(self) -> str | None:
+        """Formats of one group are converted together, from one decode (``work.divide``)."""
+        holder = self.recipe or self.stream
+        return holder.decode_group if holder is not None else None
 
     def size_note(self, source: SourceInfo) -> str | None:
         """Why this output is smaller than its name says, or None: renditions are never upscaled."""
@@ -355,10 +462,15 @@ def recipes_of(presets: list[Preset]) -> list[VideoRecipe]:
     return recipes
 
 
+def mp4_id(height: int) -> str:
+    """The format id of the MP4 size ``height``."""
+    return f"{height}p"
+
+
 def _mp4(height: int, maxrate_kbps: int) -> Preset:
     recipe = _h264(height, maxrate_kbps)
     return Preset(
-        id=f"{height}p",
+        id=mp4_id(height),
         label=f"MP4 {height}p",
         extension="mp4",
         media_type="video/mp4",
@@ -370,13 +482,13 @@ def _mp4(height: int, maxrate_kbps: int) -> Preset:
     )
 
 
+MP4_SIZES = (_mp4(1080, 8000), _mp4(720, 5000), _mp4(480, 2500), _mp4(360, 1200))
+HLS = Stream(tuple(p.recipe.aligned() for p in MP4_SIZES if p.recipe is not None), decode_group="h264")
+
 PRESETS: dict[str, Preset] = {
     p.id: p
     for p in (
-        _mp4(1080, 8000),
-        _mp4(720, 5000),
-        _mp4(480, 2500),
-        _mp4(360, 1200),
+        *MP4_SIZES,
         Preset(
             id="webm",
             label="WebM",
@@ -420,6 +532,29 @@ PRESETS: dict[str, Preset] = {
             output_args=_thumbnail_args,
             input_args=_thumbnail_input_args,
             max_width=THUMBNAIL_MAX_SIDE,
+        ),
+        Preset(
+            id="hls",
+            label="HLS + DASH stream",
+            extension="m3u8",
+            media_type="application/vnd.apple.mpegurl",
+            kind=Kind.VIDEO,
+            description="Adaptive streaming: the MP4 sizes the source allows (never upscaled), H.264 + AAC "
+            "in CMAF (one fragmented MP4 per size and one for the sound), with an HLS playlist and a DASH "
+            "manifest over the same files.",
+            output_args=_packaged,
+            stream=HLS,
+        ),
+        Preset(
+            id="storyboard",
+            label="Storyboard",
+            extension="jpg",
+            media_type="image/jpeg",
+            kind=Kind.IMAGE,
+            description="Frames every few seconds in one JPEG sprite, with a WebVTT thumbnails track: "
+            "previews on a player's scrub bar.",
+            output_args=_storyboard_args,
+            max_width=STORYBOARD_TILE_WIDTH * STORYBOARD_COLUMNS,
         ),
     )
 }

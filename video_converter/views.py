@@ -80,9 +80,29 @@ class OutputView(BaseModel):
         "the ZIP holds the file once.",
         examples=["720p"],
     )
+    playlist_url: str | None = Field(
+        default=None,
+        description="An adaptive stream (hls), once completed: its HLS master playlist, served by the API with "
+        "fresh signed URLs of the media files on each request.",
+        examples=["/api/jobs/0b5e.../stream/master.m3u8"],
+    )
+    dash_url: str | None = Field(
+        default=None, description="An adaptive stream (hls): its DASH manifest, the same files."
+    )
+    track_url: str | None = Field(
+        default=None, description="A storyboard, once completed: its WebVTT thumbnails track (cues name sprite tiles)."
+    )
 
     @classmethod
-    def of(cls, preset: Preset, out: OutputRecord, *, download_url: str | None, filename: str) -> OutputView:
+    def of(
+        cls,
+        preset: Preset,
+        out: OutputRecord,
+        *,
+        download_url: str | None,
+        filename: str,
+        links: dict[str, str] | None = None,
+    ) -> OutputView:
         """An output as the API shows it: its format's names, its record, and its link once completed."""
         plays = preset.kind is not Kind.IMAGE or preset.max_seconds is not None  # a GIF plays; a JPEG does not
         duration = out.duration if plays else None
@@ -98,6 +118,7 @@ class OutputView(BaseModel):
             duration=duration,
             bit_rate=round(out.size_bytes * 8 / duration) if out.size_bytes and duration else None,
             same_as=out.same_as,
+            **(links or {}),
             **out.model_dump(
                 include={
                     "error",

@@ -166,8 +166,7 @@ def divide(job_id: str, formats: list[str]) -> list[Convert]:
     groups: dict[str, list[str]] = {}
     order: list[list[str]] = []
     for format_id in formats:
-        recipe = PRESETS[format_id].recipe
-        group = recipe.decode_group if recipe is not None else None
+        group = PRESETS[format_id].decode_group
         if group is None:
             order.append([format_id])
         elif group in groups:

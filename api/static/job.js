@@ -203,8 +203,22 @@ function createCard(out) {
 // A picture for a video before it plays: the job's thumbnail once it is ready, else the video's own first
 // frame (preload="metadata" fetches only enough to show it).
 let posterHref = null;
+// The stream's player (static/player.js): the thumbnail as its poster, the storyboard on its scrub bar.
+function streamPreview(out) {
+  const done = (format) => currentOutputs.find((o) => o.format === format && o.status === "completed");
+  const thumbnail = done("thumbnail");
+  const storyboard = done("storyboard");
+  return window.StreamPlayer.create({
+    src: out.playlist_url,
+    poster: thumbnail ? downloadHref(thumbnail) : null,
+    track: storyboard ? storyboard.track_url : null,
+    link: out.playlist_url,
+    title: `Stream of ${out.filename}`,
+  });
+}
 
 function previewFor(out) {
+  if (out.playlist_url && window.StreamPlayer) return streamPreview(out);
   const src = downloadHref(out);
   const size = out.width && out.height ? { width: String(out.width), height: String(out.height) } : {};
   if (out.kind === "video") {
@@ -360,6 +374,7 @@ function waitingText(out) {
 function labelOf(format) {
   return labels[format] || format;
 }
+let currentOutputs = []; // the last poll's outputs: a stream's player takes its poster and storyboard there
 
 function render(job) {
   const initial = lastStatus === null;
@@ -380,6 +395,7 @@ function render(job) {
   }
   outputsSection.hidden = false;
   applyPoster(job);
+  currentOutputs = job.outputs;
   for (const out of job.outputs) updateCard(out, initial);
   renderAdd(job);
   if (lastStatus !== job.status) {

@@ -297,3 +297,39 @@ def test_a_long_video_is_converted_in_parts_by_many_invocations(
     assert listing.get("KeyCount", 0) == 0  # the split is gone
     listing = resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/segments/")
     assert listing.get("KeyCount", 0) == 0  # and the encoded parts
+
+
+def test_the_stream_is_served_with_presigned_urls(
+    client: TestClient, resources, handler_env, convert_app, make_sqs_event, lambda_context, make_clip, tmp_path: Path
+):
+    """A job with hls on AWS: the API writes the playlists and the manifest with presigned S3 URLs of the
+    media files, fresh on each request, and the byte ranges come from S3 (moto) as a player asks."""
+    from tests.streamcheck import check_manifest, check_stream
+
+    clip = make_clip("stream.mp4", seconds=7.0, size="480x270", rate=25)
+    with clip.open("rb") as fh:
+        response = client.post("/api/jobs", files={"file": (clip.name, fh, "video/mp4")}, data={"formats": "hls"})
+    job_id = response.json()["job_id"]
+    messages = receive_all(resources, expected=1)
+    assert convert_app.handler(make_sqs_event(messages, resources.queue_arn), lambda_context()) == {
+        "batchItemFailures": []
+    }
+    stream = next(o for o in client.get(f"/api/jobs/{job_id}").json()["outputs"] if o["format"] == "hls")
+    assert stream["status"] == "completed", stream
+
+    def fetch(url: str, byte_range: tuple[int, int] | None) -> bytes:
+        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        answer = client.get(url, headers=headers) if url.startswith("/") else httpx.get(url, headers=headers)
+        assert answer.status_code == (206 if byte_range else 200), (url, answer.status_code)
+        return answer.content
+
+    checked = check_stream(fetch, stream["playlist_url"], tmp_path)
+    check_manifest(fetch, stream["dash_url"], checked)
+    media = client.get(f"/api/jobs/{job_id}/stream/video_360p.m3u8").text
+    signed = [line for line in media.splitlines() if line.startswith("http")]
+    assert signed and all(f"/{resources.converted_bucket}/{job_id}/hls/video_360p.mp4?" in u or
+                          f"{resources.converted_bucket}." in u for u in signed)  # fmt: skip
+    assert all("X-Amz-Signature=" in u for u in signed)
+    again = client.get(f"/api/jobs/{job_id}/stream/video_360p.m3u8").text
+    assert again.count("X-Amz-Signature=") == media.count("X-Amz-Signature=")  # signed on each request
+    assert client.get(f"/api/jobs/{job_id}/stream/master.m3u8").headers["cache-control"] == "no-store"

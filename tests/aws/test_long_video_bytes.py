@@ -21,11 +21,11 @@ from moto.s3 import models as moto_s3_models
 from api.main import create_app
 from tests.aws.conftest import settings_for
 from video_converter import mp4join, segmenting
-from video_converter.owners import AuthMode
 from video_converter.ffmpeg import ffmpeg_path
 from video_converter.ffmpeg.runner import child_env
 from video_converter.messages import process_message
 from video_converter.model import OutputStatus
+from video_converter.owners import AuthMode
 from video_converter.runtime import build_runtime
 from video_converter.storage import s3 as s3_module
 from video_converter.work import Convert, Join, Piece, SoundPart, from_body

@@ -705,3 +705,12 @@ def test_sweep_functions(cfn: dict[str, Any]):
     granted = {a for p in role["Policies"] for st in statements(p["PolicyDocument"]) for a in as_list(st["Action"])}
     assert "s3:PutObject" in granted and "sqs:SendMessage" in granted
     assert not granted & {"sqs:ChangeMessageVisibility", "s3:AbortMultipartUpload"}  # it converts nothing
+
+
+def test_the_converted_bucket_serves_byte_ranges_to_the_stream_player(cfn: dict[str, Any]):
+    """hls.js fetches the renditions by presigned URL with a Range header and reads the partial answer's
+    Content-Range and Content-Length: the bucket's CORS must allow and expose them."""
+    (cors,) = cfn["Resources"]["ConvertedBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert "GET" in cors["AllowedMethods"]
+    assert cors["AllowedHeaders"] == ["*"] or "Range" in cors["AllowedHeaders"]
+    assert {"Content-Range", "Content-Length"} <= set(cors["ExposedHeaders"])

@@ -10,7 +10,10 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +25,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright import sync_api
 
-from tests.e2e.server import Server
+from tests.e2e.server import Server, free_port
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")  # any Chromium or Chrome
 CHROMIUM_ARGS = [
@@ -923,3 +926,114 @@ def test_quick_outputs_first_an_estimate_from_the_start_and_one_file_for_identic
     zipped = httpx.get(server.url + page.locator("#job-archive").get_attribute("href"), timeout=30)
     with zipfile.ZipFile(io.BytesIO(zipped.content)) as archived:
         assert sorted(archived.namelist()) == ["harbour_360p.mp4", "harbour_thumbnail.jpg", "harbour_webm.webm"]
+
+
+def play_for(page: Any, seconds: float) -> None:
+    """Play the stream until it has advanced ``seconds`` from where it is (muted: autoplay allows it)."""
+    start = page.evaluate(
+        "() => { const v = document.querySelector('.player video'); v.muted = true; v.play(); return v.currentTime; }"
+    )
+    page.wait_for_function(
+        f"() => document.querySelector('.player video').currentTime > {start + seconds}", timeout=30_000
+    )
+
+
+@pytest.fixture(scope="module")
+def stream_job(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A finished job with a stream (two renditions, three segments), its poster and its storyboard."""
+    from tests.conftest import make_clip_file
+
+    small = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "32", "-pix_fmt", "yuv420p")
+    clip = make_clip_file(tmp_path_factory.mktemp("stream") / "stream.mp4", seconds=13, size="854x480", encoder=small)
+    assert clip.stat().st_size < MAX_UPLOAD_BYTES
+    with clip.open("rb") as handle:
+        created = httpx.post(
+            f"{server.url}/api/jobs",
+            files={"file": (clip.name, handle, "video/mp4")},
+            data={"formats": "hls,thumbnail,storyboard"},
+            timeout=30,
+        )
+    job_id: str = created.json()["job_id"]
+    deadline = time.monotonic() + 180
+    while (job := httpx.get(f"{server.url}/api/jobs/{job_id}").json())["status"] not in (
+        "completed",
+        "failed",
+        "partial",
+    ):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.25)
+    assert job["status"] == "completed", job
+    return job_id
+
+
+def test_the_stream_plays_on_the_job_page_at_each_quality(server: Server, page: Any, stream_job: str) -> None:
+    job_id = stream_job
+    page.goto(f"{server.url}/jobs/{job_id}")
+    assert wait_until_finished(page, timeout=180_000) == {
+        "hls": "completed",
+        "thumbnail": "completed",
+        "storyboard": "completed",
+    }
+    player = page.locator("[data-testid=stream-player]")
+    page.wait_for_selector("[data-testid=stream-player][data-engine='hls.js']")
+    assert "/outputs/thumbnail" in (player.locator("video").get_attribute("poster") or "")  # the thumbnail as poster
+    quality = player.locator("[data-testid=quality]")
+    quality.locator("option").nth(2).wait_for(state="attached")
+    labels = quality.locator("option").all_inner_texts()
+    assert labels[0] == "Auto" and sorted(label.split("p")[0] for label in labels[1:]) == ["360", "480"]
+    play_for(page, 1.0)
+    for height in ("360", "480"):  # forcing the lowest, then the highest level: each plays
+        quality.select_option(label=next(label for label in labels if label.startswith(f"{height}p")))
+        page.wait_for_function(
+            f"() => document.querySelector('[data-testid=stream-player]').dataset.level === '{height}'"
+        )
+        play_for(page, 1.0)
+    # The storyboard on the scrub bar: hovering its middle shows that part's frame
+    scrub = player.locator("[data-testid=scrub]")
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=scrub]').dataset.cues) > 0")
+    box = scrub.bounding_box()
+    scrub.hover(position={"x": box["width"] * 0.55, "y": box["height"] / 2})  # scrolled into view first
+    preview = player.locator("[data-testid=storyboard-preview]")
+    assert preview.is_visible() and preview.get_attribute("data-tile") not in (None, "0,0")
+    # "Copy link" holds the master playlist's absolute address; the embed code names it
+    link = player.locator(".player__link").input_value()
+    assert link == f"{server.url}/api/jobs/{job_id}/stream/master.m3u8"
+    assert link in player.locator("[data-testid=embed-code]").text_content()
+    shoot(page, "stream-player")
+
+
+def test_the_bundle_plays_from_a_plain_static_server(
+    server: Server, page: Any, stream_job: str, tmp_path: Path
+) -> None:
+    archive = httpx.get(f"{server.url}/api/jobs/{stream_job}/archive", timeout=60)
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as archived:
+        archived.extractall(tmp_path)
+    folder = tmp_path / "stream_stream"
+    names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"index.html", "master.m3u8", "manifest.mpd", "poster.jpg", "storyboard.jpg", "storyboard.vtt",
+            "player.js", "player.css", "vendor/hls.js/hls.min.js", "vendor/hls.js/LICENSE"} <= names  # fmt: skip
+    assert "?" not in (folder / "video_480p.m3u8").read_text()  # relative, unsigned: plays from anywhere
+    port = free_port()
+    static = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the static server did not come up"
+                time.sleep(0.1)
+        page.goto(f"http://127.0.0.1:{port}/index.html")
+        page.wait_for_selector("[data-testid=stream-player][data-engine='hls.js']")
+        assert page.locator(".player video").get_attribute("poster") == "poster.jpg"
+        page.locator("[data-testid=quality] option").nth(2).wait_for(state="attached")
+        play_for(page, 1.5)
+        page.wait_for_function("() => Number(document.querySelector('[data-testid=scrub]').dataset.cues) > 0")
+    finally:
+        static.terminate()
+        static.wait(timeout=10)

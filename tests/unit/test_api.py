@@ -76,7 +76,7 @@ def test_health(client: TestClient) -> None:
 
 def test_formats(client: TestClient) -> None:
     formats = client.get("/api/formats").json()
-    assert [f["id"] for f in formats] == FORMAT_IDS
+    assert [f["id"] for f in formats] == [*FORMAT_IDS, "hls", "storyboard"]
     assert {f["kind"] for f in formats} == {"video", "audio", "image"}
 
 

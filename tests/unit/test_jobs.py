@@ -26,7 +26,7 @@ from video_converter.model import OutputRecord, OutputStatus, SourceInfo, is_job
 from video_converter.queues import MemoryQueue
 from video_converter.runtime import Runtime
 
-ALL = "1080p, 720p, 480p, 360p, webm, mp3, gif, thumbnail"
+ALL = "1080p, 720p, 480p, 360p, webm, mp3, gif, thumbnail, hls, storyboard"
 
 
 class CountingStream(io.RawIOBase):
