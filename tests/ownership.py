@@ -18,6 +18,8 @@ ROUTES = [
     ("POST", "/share"),
     ("POST", "/outputs/mp3/retry"),
     ("POST", "/outputs"),
+    ("GET", "/stream/master.m3u8"),
+    ("GET", "/storyboard.vtt"),
     ("DELETE", ""),
 ]
 _VARYING = {"date", "set-cookie"}

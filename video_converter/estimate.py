@@ -37,7 +37,9 @@ SPEEDS_KEY = "speeds.json"
 # (2 shared cores, WORKERS=2) with real footage: a 55 s 720p trailer to every format took 49 s for the
 # MP4 sizes and 164 s for WebM, run side by side. FFmpeg's synthetic test pattern encodes 2-3x faster
 # (39 and 150), so a server that converts only such clips learns that within a few jobs.
-DEFAULT_RATES = {"h264": 80.0, "webm": 400.0, "mp3": 40.0, "gif": 600.0, "thumbnail": 40.0}
+# The storyboard's is not measured yet: a frame every few seconds from a decode of the whole source, taken
+# as the thumbnail's until a run here corrects it.
+DEFAULT_RATES = {"h264": 80.0, "webm": 400.0, "mp3": 40.0, "gif": 600.0, "thumbnail": 40.0, "storyboard": 40.0}
 STARTUP = 0.3  # seconds of every message: fetch, probe, FFmpeg's start
 # How much one finished message moves its family's factor (a running mean over the first few, then this).
 LEARNING = 0.3
@@ -49,8 +51,7 @@ FACTOR_RANGE = (0.1, 20.0)
 
 def family(format_id: str) -> str:
     """The kind of encode a format is: the MP4 sizes (converted together) are one."""
-    recipe = PRESETS[format_id].recipe
-    return (recipe.decode_group if recipe is not None else None) or format_id
+    return PRESETS[format_id].decode_group or format_id
 
 
 class Speeds(BaseModel):
@@ -85,9 +86,10 @@ def message_work(job_formats: list[str], formats: tuple[str, ...], source: Sourc
     seconds = source.duration or 0.0
     work = job_work(job_formats, source, seconds)
     total = sum(work[f] for f in formats if f in work)
-    if len(formats) > 1:  # the MP4 sizes of one run
-        shares = shared_pictures(source, recipes_of([PRESETS[f] for f in formats]))
-        total -= sum(format_work(f, source, seconds) for i, f in enumerate(formats) if shares[i] != i)
+    sizes = [f for f in formats if PRESETS[f].recipe is not None]  # a stream's work is counted by job_work
+    if len(sizes) > 1:  # the MP4 sizes of one run
+        shares = shared_pictures(source, recipes_of([PRESETS[f] for f in sizes]))
+        total -= sum(format_work(f, source, seconds) for i, f in enumerate(sizes) if shares[i] != i)
     return total
 
 

@@ -130,7 +130,7 @@ def from_body(body: dict[str, str]) -> Task | None:
 # gives every output its earliest finish on average, and the quick outputs (a thumbnail is one frame, an
 # MP3 decodes only the sound, a GIF at most GIF_MAX_SECONDS of the picture) never wait for a long encode.
 # The whole job is not later for it: the quick work is seconds, done while the long encodes run.
-CHEAPEST_FIRST = ("thumbnail", "mp3", "gif", "360p", "480p", "720p", "1080p", "webm")
+CHEAPEST_FIRST = ("thumbnail", "mp3", "gif", "storyboard", "360p", "480p", "720p", "1080p", "hls", "webm")
 
 
 class Priority(IntEnum):
@@ -144,7 +144,7 @@ def priority(task: Task) -> Priority:
     """Quick: the outputs that are not a video encode, a join (a copy of encoded parts) and a webhook."""
     if isinstance(task, Notify | Join):
         return Priority.QUICK
-    if isinstance(task, Convert) and all(PRESETS[f].recipe is None for f in task.formats):
+    if isinstance(task, Convert) and all((PRESETS[f].recipe or PRESETS[f].stream) is None for f in task.formats):
         return Priority.QUICK
     return Priority.LONG
 

@@ -35,7 +35,7 @@ def queued(formats: list[str]) -> list[OutputRecord]:
 
 
 def test_the_mp4_sizes_are_one_family_and_the_others_their_own() -> None:
-    assert {family(f) for f in ("1080p", "720p", "480p", "360p")} == {"h264"}
+    assert {family(f) for f in ("1080p", "720p", "480p", "360p", "hls")} == {"h264"}
     assert [family(f) for f in ("webm", "mp3", "gif", "thumbnail")] == ["webm", "mp3", "gif", "thumbnail"]
     assert set(DEFAULT_RATES) == {family(f) for f in PRESETS}
 

@@ -74,14 +74,16 @@ def test_quick_work_is_sent_first_and_with_priority() -> None:
         ("thumbnail",),
         ("mp3",),
         ("gif",),
-        ("1080p", "720p", "480p", "360p"),
+        ("storyboard",),
+        ("1080p", "720p", "480p", "360p", "hls"),
         ("webm",),
     ]
-    assert [priority(t) for t in tasks] == [Priority.QUICK] * 3 + [Priority.LONG] * 2
+    assert [priority(t) for t in tasks] == [Priority.QUICK] * 4 + [Priority.LONG] * 2
+    assert priority(Convert("j", ("hls",))) is Priority.LONG  # a stream is video encodes
     assert priority(Join("j", "720p")) is priority(Notify("j")) is Priority.QUICK
     assert priority(Piece("j", ("720p",), 0)) is priority(SoundPart("j", ("720p",), 0)) is Priority.LONG
     queue = MemoryQueue()
     for task in reversed(tasks):  # sent dearest first: the quick ones still go first (then the oldest)
         send(queue, task, "everyone")
     received = [queue.receive() for _ in tasks]
-    assert [from_body(m.body) for m in received if m] == [*reversed(tasks[:3]), tasks[4], tasks[3]]
+    assert [from_body(m.body) for m in received if m] == [*reversed(tasks[:4]), tasks[5], tasks[4]]
