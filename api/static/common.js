@@ -157,7 +157,8 @@ function setApiKey(key) {
   showSignOut();
 }
 
-function authHeaders(path) {
+/** The key's header for a request to this server's API (none elsewhere, or without a key). */
+export function authHeaders(path) {
   const key = apiKey();
   return key && isApi(path) ? { Authorization: `Bearer ${key}` } : {};
 }

@@ -3,6 +3,7 @@ import {
   api,
   ApiError,
   apiKey,
+  authHeaders,
   el,
   FINISHED,
   forgetJob,
@@ -214,6 +215,11 @@ function streamPreview(out) {
     track: storyboard ? storyboard.track_url : null,
     link: out.playlist_url,
     title: `Stream of ${out.filename}`,
+    // With a key (AUTH=keys) the playlists the API writes need it; same-origin /api/ requests only.
+    headers: (url) => {
+      const target = new URL(url, window.location.href);
+      return target.origin === window.location.origin ? authHeaders(target.pathname) : {};
+    },
   });
 }
 

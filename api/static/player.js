@@ -88,10 +88,15 @@
     return node("label", { class: "player__menu" }, "Quality ", select, playing);
   }
 
-  function attachHls(root, video, src, controls) {
+  // ``headers(url)``: what a request of the player needs (the page's API key, for the playlists the API
+  // writes); the media files are signed URLs and need nothing.
+  function attachHls(root, video, src, controls, headers) {
     return loadHls().then((Hls) => {
       if (!Hls.isSupported()) return false;
-      const hls = new Hls({ enableWorker: false, capLevelToPlayerSize: false });
+      const xhrSetup = (xhr, url) => {
+        for (const [name, value] of Object.entries(headers(url))) xhr.setRequestHeader(name, value);
+      };
+      const hls = new Hls({ enableWorker: false, capLevelToPlayerSize: false, xhrSetup });
       root.hls = hls;
       let reloads = 0;
       hls.on(Hls.Events.MANIFEST_PARSED, () => controls.prepend(qualityMenu(root, video, hls)));
@@ -112,7 +117,7 @@
     });
   }
 
-  function scrubBar(video, trackUrl) {
+  function scrubBar(video, trackUrl, headers) {
     const fill = node("div", { class: "scrub__fill" });
     const thumb = node("div", { class: "scrub__thumb", hidden: true, "data-testid": "storyboard-preview" });
     const label = node("span", { class: "scrub__time" });
@@ -125,7 +130,7 @@
     );
     let cues = [];
     if (trackUrl) {
-      fetch(trackUrl)
+      fetch(trackUrl, { headers: headers(new URL(trackUrl, document.baseURI).href) })
         .then((answer) => (answer.ok ? answer.text() : ""))
         .then((text) => {
           cues = parseTrack(text, new URL(trackUrl, document.baseURI).href);
@@ -202,7 +207,7 @@
   }
 
   function create(options) {
-    const { src, poster, track, link, title = "Video" } = options;
+    const { src, poster, track, link, title = "Video", headers = () => ({}) } = options;
     const video = node("video", { class: "preview", controls: true, playsinline: true, preload: "metadata", poster, "aria-label": title });
     const controls = node("div", { class: "player__controls" });
     const root = node("div", { class: "player", "data-testid": "stream-player" }, video, scrubBar(video, track), controls);
@@ -214,7 +219,7 @@
         root.dataset.engine = "native";
       } else root.dataset.error = "This browser cannot play HLS streams.";
     };
-    attachHls(root, video, src, controls)
+    attachHls(root, video, src, controls, headers)
       .then((attached) => (attached ? (root.dataset.engine = "hls.js") : native()))
       .catch(native);
     return root;
