@@ -210,7 +210,7 @@
     const { src, poster, track, link, title = "Video", headers = () => ({}) } = options;
     const video = node("video", { class: "preview", controls: true, playsinline: true, preload: "metadata", poster, "aria-label": title });
     const controls = node("div", { class: "player__controls" });
-    const root = node("div", { class: "player", "data-testid": "stream-player" }, video, scrubBar(video, track), controls);
+    const root = node("div", { class: "player", "data-testid": "stream-player" }, video, scrubBar(video, track, headers), controls);
     root.video = video;
     if (link) controls.append(sharing(link, title));
     const native = () => {
