@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,18 @@ class Listed:
 
 class ObjectNotFound(KeyError):
     pass
+
+
+@dataclass(frozen=True)
+class Part:
+    """One received part of a multipart upload: its number (1-10,000), size and ETag (quoted, as S3's)."""
+
+    number: int
+    size: int
+    etag: str
+
+
+PartList = list[Part]  # (a name of its own: inside the store classes ``list`` is their method)
 
 
 def validate_prefix(prefix: str) -> str:
@@ -99,6 +111,28 @@ class Storage(Protocol):
     def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
         """Where a browser POSTs a multipart form (``fields`` first, then ``file``) to store ``key``."""
 
+    # --- multipart uploads (S3's protocol; local and memory stores keep the parts beside the objects) ---
+
+    def start_multipart(self, key: str, content_type: str | None = None) -> str:
+        """Begin a multipart upload of ``key``; return its upload id (S3's UploadId)."""
+
+    def part_url(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        """A time-limited URL that takes a PUT of part ``number`` of exactly ``size`` bytes and answers
+        its ``ETag`` (an S3 presigned UploadPart; local mode's signed stand-in)."""
+
+    def put_part(self, key: str, upload_id: str, number: int, stream: Readable) -> Part:
+        """Store part ``number`` from a stream read in chunks (replacing an earlier copy of it, which is
+        kept until the new one is whole); raise ObjectNotFound for an unknown upload."""
+
+    def list_parts(self, key: str, upload_id: str) -> PartList:
+        """The parts received so far, by number; raise ObjectNotFound for an unknown (or finished) upload."""
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        """Join these parts (by number and ETag, in order) into the object ``key``; the upload ends."""
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and its parts; nothing happens if it is already gone."""
+
 
 def top_folders(keys: Iterable[str], start_after: str, limit: int) -> list[str]:
     """``Storage.folders`` over a sorted or unsorted set of keys (the memory and local stores)."""
@@ -121,3 +155,12 @@ def folder_prefix(prefix: str) -> str:
 def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
+
+
+MAX_PARTS = 10_000  # S3's most parts in one multipart upload
+
+
+def check_part_number(number: int) -> int:
+    if not 1 <= number <= MAX_PARTS:
+        raise ValueError(f"A part number is 1 to {MAX_PARTS}, not {number}.")
+    return number

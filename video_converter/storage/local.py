@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO
@@ -16,7 +18,10 @@ from ..signing import Signer
 from .base import (
     Listed,
     ObjectNotFound,
+    Part,
+    PartList,
     Readable,
+    check_part_number,
     folder_prefix,
     iter_chunks,
     tag_of,
@@ -193,3 +198,124 @@ class LocalStorage:
         except ValueError:
             return False
         return self._signer.verify(path, expires, signature, None, **params)  # None: the real clock
+
+    # --- multipart uploads: the parts of ``{folder}/{name}`` wait in ``{folder}/.multipart-{id}/`` (hidden
+    # from listings; removed with the folder), each written whole under a lock, then joined in the kernel.
+
+    def _parts_dir(self, key: str, upload_id: str) -> Path:
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise ObjectNotFound(key)
+        folder = self.path(key).parent / f"{MULTIPART_DIR}{upload_id}"
+        try:
+            target = (folder / ".target").read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+        if target != validate_key(key):
+            raise ObjectNotFound(key)
+        return folder
+
+    @contextlib.contextmanager
+    def _parts_lock(self, folder: Path) -> Iterator[None]:
+        fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def start_multipart(self, key: str, content_type: str | None = None) -> str:
+        upload_id = uuid.uuid4().hex
+        folder = self.path(key).parent / f"{MULTIPART_DIR}{upload_id}"
+        folder.mkdir(parents=True)
+        (folder / ".target").write_text(validate_key(key))
+        return upload_id
+
+    def part_url(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        if self._signer is None:
+            raise RuntimeError("This store has no signer, so it cannot hand out URLs")
+        path = f"{self._url_prefix}/{validate_key(key)}"
+        return self._signer.sign(path, expires_in, upload=upload_id, part=str(number), size=str(size))
+
+    def put_part(self, key: str, upload_id: str, number: int, stream: Readable) -> Part:
+        folder = self._parts_dir(key, upload_id)
+        check_part_number(number)
+        tmp = folder / f".{number:05d}.{uuid.uuid4().hex}.part"
+        digest, size = hashlib.md5(usedforsecurity=False), 0
+        try:
+            with tmp.open("wb") as fh:
+                for chunk in iter_chunks(stream):
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            etag = digest.hexdigest()
+            with self._parts_lock(folder):
+                if not (folder / ".target").exists():
+                    raise ObjectNotFound(key)  # completed or aborted meanwhile
+                for old in folder.glob(f".{number:05d}-*"):
+                    old.unlink(missing_ok=True)
+                tmp.rename(folder / f".{number:05d}-{etag}")
+        finally:
+            tmp.unlink(missing_ok=True)
+        return Part(number, size, f'"{etag}"')
+
+    def list_parts(self, key: str, upload_id: str) -> PartList:
+        folder = self._parts_dir(key, upload_id)
+        parts = []
+        for path in sorted(folder.glob(".[0-9][0-9][0-9][0-9][0-9]-*")):
+            number, etag = path.name[1:].split("-", 1)
+            with contextlib.suppress(FileNotFoundError):  # replaced just now
+                parts.append(Part(int(number), path.stat().st_size, f'"{etag}"'))
+        return parts
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        folder = self._parts_dir(key, upload_id)
+        with self._parts_lock(folder):
+            paths = [folder / f".{p.number:05d}-{p.etag.strip(chr(34))}" for p in parts]
+            missing = [p.number for p, f in zip(parts, paths, strict=True) if not _received(f)]
+            if missing:
+                raise ValueError(f"Parts not received as named: {missing[:10]}")
+            with self._atomic(key) as out:
+                for path in paths:
+                    with path.open("rb") as src:
+                        _copy(src, out)
+            (folder / ".target").unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            folder = self._parts_dir(key, upload_id)
+        except ObjectNotFound:
+            return
+        with self._parts_lock(folder):
+            (folder / ".target").unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def unfinished_multipart(self) -> Unfinished:
+        """Local mode's janitor: every multipart upload not completed or aborted, as (key, upload id, when
+        its last part or its start was written)."""
+        found: Unfinished = []
+        for target in self.root.glob(f"*/{MULTIPART_DIR}*/.target"):
+            with contextlib.suppress(FileNotFoundError):  # finished meanwhile
+                changed = max(p.stat().st_mtime for p in target.parent.iterdir())
+                found.append((target.read_text(), target.parent.name.removeprefix(MULTIPART_DIR), changed))
+        return found
+
+
+MULTIPART_DIR = ".multipart-"
+Unfinished = list[tuple[str, str, float]]
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+_PART_NAME = re.compile(r"\.[0-9]{5}-[0-9a-f]{32}")
+
+
+def _received(path: Path) -> bool:
+    return bool(_PART_NAME.fullmatch(path.name)) and path.is_file()
+
+
+def _copy(src: BinaryIO, out: BinaryIO) -> None:
+    """Append ``src`` to ``out`` in the kernel (copy_file_range: no bytes through Python), or in chunks."""
+    out.flush()
+    try:
+        while os.copy_file_range(src.fileno(), out.fileno(), 1 << 30):
+            pass
+    except OSError:  # another filesystem or an old kernel
+        shutil.copyfileobj(src, out, length=1024 * 1024)

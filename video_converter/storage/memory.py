@@ -6,14 +6,18 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 from .base import (
     Listed,
     ObjectNotFound,
+    Part,
+    PartList,
     Readable,
+    check_part_number,
     folder_prefix,
     iter_chunks,
     tag_of,
@@ -29,6 +33,7 @@ class MemoryStorage:
         self.content_types: dict[str, str | None] = {}
         self.modified: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.uploads: dict[str, tuple[str, dict[int, bytes]]] = {}  # multipart: id -> (key, parts)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         with self._lock:
@@ -121,3 +126,46 @@ class MemoryStorage:
 
     def upload_form(self, key: str, max_bytes: int, expires_in: int) -> tuple[str, dict[str, str]]:
         return f"memory://{quote(validate_key(key))}", {"max_bytes": str(max_bytes)}
+
+    # --- multipart uploads ---
+
+    def _parts(self, key: str, upload_id: str) -> dict[int, bytes]:
+        target, parts = self.uploads.get(upload_id, ("", {}))
+        if target != validate_key(key):
+            raise ObjectNotFound(key)
+        return parts
+
+    def start_multipart(self, key: str, content_type: str | None = None) -> str:
+        upload_id = uuid.uuid4().hex
+        with self._lock:
+            self.uploads[upload_id] = (validate_key(key), {})
+        return upload_id
+
+    def part_url(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        return f"memory://{quote(validate_key(key))}?upload={upload_id}&part={number}&size={size}"
+
+    def put_part(self, key: str, upload_id: str, number: int, stream: Readable) -> Part:
+        check_part_number(number)
+        data = b"".join(iter_chunks(stream))
+        with self._lock:
+            self._parts(key, upload_id)[number] = data
+        return Part(number, len(data), tag_of(data))
+
+    def list_parts(self, key: str, upload_id: str) -> PartList:
+        with self._lock:
+            parts = dict(self._parts(key, upload_id))
+        return [Part(n, len(data), tag_of(data)) for n, data in sorted(parts.items())]
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        with self._lock:
+            received = self._parts(key, upload_id)
+            if any(p.number not in received or tag_of(received[p.number]) != p.etag for p in parts):
+                raise ValueError("Parts not received as named.")
+            data = b"".join(received[p.number] for p in parts)
+            del self.uploads[upload_id]
+        self.put_bytes(key, data)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            if self.uploads.get(upload_id, ("",))[0] == key:
+                del self.uploads[upload_id]
