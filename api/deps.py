@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from video_converter.documents import JobDocuments
 from video_converter.jobs import JobService
+from video_converter.multipart import Multipart
 from video_converter.runtime import Runtime
 from video_converter.uploads import Uploads
 
@@ -32,7 +33,13 @@ def get_uploads(request: Request) -> Uploads:
     return uploads
 
 
+def get_multipart(request: Request) -> Multipart:
+    multipart: Multipart = request.app.state.multipart
+    return multipart
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 DocumentsDep = Annotated[JobDocuments, Depends(get_documents)]
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]
+MultipartDep = Annotated[Multipart, Depends(get_multipart)]

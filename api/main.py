@@ -18,6 +18,7 @@ from video_converter import __version__
 from video_converter.config import get_settings
 from video_converter.documents import JobDocuments
 from video_converter.jobs import JobService
+from video_converter.multipart import Multipart
 from video_converter.runtime import Runtime, build_runtime
 
 READ_THREADS = 16
@@ -47,6 +48,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = rt
     app.state.jobs = service
+    app.state.multipart = Multipart(rt, service.uploads)
     errors.install(app)
     app.add_middleware(
         RequestLimits,

@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)  # JSON and form bodies, except the file uploads
     max_request_headers: int = Field(default=100, gt=0)  # header lines per request
 
+    # Multipart uploads and imports (video_converter.multipart, video_converter.imports). An unfinished
+    # multipart upload is dropped this long after it began (local mode's janitor; on AWS the upload
+    # bucket's lifecycle rule aborts them after a day, so keep this at most 86400 there).
+    multipart_ttl: int = Field(default=86400, ge=60)
+    # Imports from a URL: whether the link may point to a private, loopback or link-local address (a file
+    # server on the operator's own network, or tests; metadata addresses never), and the time one
+    # import may take in all.
+    import_allow_private: bool = False
+    import_timeout: int = Field(default=3600, gt=0)
+
     @property
     def job_seconds(self) -> float:
         """The time a job's conversions may take from its creation (MAX_JOB_SECONDS or its default)."""

@@ -1,6 +1,6 @@
 """Local mode's housekeeping threads: the retention sweep (on AWS, the buckets' lifecycle rules), the
-sweep of uploads no job was made from, and, where the process converts, the reconciliation of the queue
-with the status records."""
+sweep of uploads no job was made from, the janitor of unfinished multipart uploads, and, where the
+process converts, the reconciliation of the queue with the status records."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from .multipart import purge_abandoned
 from .recovery import reconcile
 from .retention import purge_expired
 from .runtime import CONVERTED_DIR, UPLOADS_DIR, Runtime
@@ -49,6 +50,7 @@ def start_background(rt: Runtime, stop: threading.Event) -> list[threading.Threa
         sweep = functools.partial(purge_expired, [data / UPLOADS_DIR, data / CONVERTED_DIR], rt.settings.retention_days)
         threads.append(every(SWEEP_INTERVAL, sweep, stop, name="retention"))
     threads.append(every(UNCLAIMED_INTERVAL, functools.partial(purge_unclaimed, rt), stop, name="unclaimed-uploads"))
+    threads.append(every(UNCLAIMED_INTERVAL, functools.partial(purge_abandoned, rt), stop, name="abandoned-multipart"))
     if rt.settings.workers > 0:
         threads.append(every(RECONCILE_INTERVAL, functools.partial(reconcile, rt), stop, name="reconcile"))
     return threads

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from . import keys, summary, webhooks
+from . import keys, multipart, summary, webhooks
 from .documents import JobDocuments
 from .errors import Conflict, InvalidRequest, QueueUnavailable
 from .model import JobRecord, OutputRecord, OutputStatus, is_job_id
@@ -85,13 +85,15 @@ class JobService:
         self.documents = documents or JobDocuments(rt)
         self.uploads = uploads or Uploads(rt)
 
-    def create_job(self, upload_id: str, filename: str, formats: list[str], callback_url: str | None = None) -> JobView:
+    def create_job(
+        self, upload_id: str, filename: str | None, formats: list[str], callback_url: str | None = None
+    ) -> JobView:
         """Create a job from an original already in the upload store, and queue its messages.
 
         Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
         queues its messages; the others raise Conflict."""
         formats = validate_formats(formats)
-        filename = validate_filename(filename)
+        filename = validate_filename(filename or multipart.filename_of(self.rt, upload_id))
         callback_url = self.check_callback(callback_url)
         size = self._uploaded_size(upload_id)
         if self.rt.jobs.exists(upload_id):

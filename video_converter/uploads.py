@@ -30,6 +30,16 @@ TICKET_USED = "This upload link was already used; ask for a new one."
 UNCLAIMED_AFTER = 3600.0  # seconds an uploaded original waits for its job before the sweep deletes it
 
 
+def admit_upload(rt: Runtime, size: int | None) -> None:
+    """The one place an upload is let in, before any byte of it is stored: a one-request ticket, a
+    multipart upload (its announced ``size``) and an import from a URL (size unknown until fetched, then
+    held to the same limit on the stream). Refused with a sentence (413) when it cannot be; owners and
+    their quotas are checked here too."""
+    limit = rt.settings.max_upload_bytes
+    if size is not None and size > limit:
+        raise UploadTooLarge(f"The file is {human_bytes(size)}, larger than the {human_bytes(limit)} limit.")
+
+
 class Uploads:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -37,6 +47,7 @@ class Uploads:
     def ticket(self) -> UploadTicket:
         """Where the browser sends the original directly (S3 presigned POST, or a signed local URL)."""
         settings = self.rt.settings
+        admit_upload(self.rt, None)
         upload_id = new_job_id()
         url, fields = self.rt.uploads.upload_form(
             keys.source_key(upload_id), settings.max_upload_bytes, settings.upload_url_ttl

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 class JobFromUpload(BaseModel):
     upload_id: str
-    filename: str
+    filename: str | None = Field(default=None, description="Needed unless a multipart upload named it.")
     formats: list[str]
     callback_url: str | None = Field(
         default=None, description="POSTed the job's JSON, signed (X-Signature), when the job is finished."
