@@ -83,7 +83,7 @@ class Multipart:
             raise UploadTooLarge("The file is too large for one upload.")
         upload_id = new_job_id()
         self.rt.uploads.create_bytes(keys.ticket_key(upload_id), b"")  # its one-request ticket is spent
-        storage_id = self.rt.uploads.start_multipart(keys.source_key(upload_id), content_type)
+        storage_id = self.rt.uploads.start_multipart(keys.source_key(upload_id), part_size, content_type)
         now = utcnow()
         record = MultipartRecord(
             storage_id=storage_id,
@@ -115,13 +115,18 @@ class Multipart:
             ]
         )
 
-    def receive_part(self, upload_id: str, storage_id: str, number: int, stream: Readable) -> Part:
+    def receive_part(
+        self, upload_id: str, storage_id: str, number: int, stream: Readable, declared: int | None = None
+    ) -> Part:
         """Local mode's part PUT (its URL signed by ``part_urls``): streamed to disk, refused unless it is
-        exactly the part's size (then the part's earlier copy, if any, stays)."""
+        exactly the part's size: up front when its Content-Length (``declared``) says otherwise (an earlier
+        copy stays), else when it ends (the part then counts as not received)."""
         record = self._open(upload_id)
         if storage_id != record.storage_id or not 1 <= number <= record.parts:
             raise NotFound(UNKNOWN)
         expected = record.part_size_of(number)
+        if declared is not None and declared != expected:
+            raise InvalidRequest(f"Part {number} is {expected} bytes; this one says {declared}.")
         try:
             return self.rt.uploads.put_part(keys.source_key(upload_id), storage_id, number, _Exact(stream, expected))
         except _WrongSize as exc:

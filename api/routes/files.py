@@ -78,6 +78,9 @@ async def upload_part(
     params = {"upload": upload, "part": str(part), "size": str(size)}
     if not storage.verify(f"{upload_id}/source", expires, signature, **params):
         raise LinkExpired
-    received = await run_in_threadpool(multipart.receive_part, upload_id, upload, part, BodyStream(request))
-    body = {"number": received.number, "size": received.size, "etag": received.etag}
-    return JSONResponse(body, headers={"ETag": received.etag})
+    length = request.headers.get("content-length", "")
+    declared = int(length) if length.isdigit() else None
+    body = BodyStream(request)
+    received = await run_in_threadpool(multipart.receive_part, upload_id, upload, part, body, declared)
+    answer = {"number": received.number, "size": received.size, "etag": received.etag}
+    return JSONResponse(answer, headers={"ETag": received.etag})

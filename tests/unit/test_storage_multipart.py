@@ -16,27 +16,28 @@ from video_converter.storage.base import Part
 
 KEY = "0b7e0e36-2a52-4f3e-9e39-4d1f4a0a8c11/source"
 MIB = 1024 * 1024
+PART = 5 * MIB  # S3's smallest part (but the last)
 
 store = test_storage.store  # the fixture: every implementation
 
 
 def test_parts_are_listed_and_joined_in_order(store: Storage) -> None:
-    upload = store.start_multipart(KEY, "video/mp4")
-    first = store.put_part(KEY, upload, 1, CountingStream(5 * MIB + 3))
+    upload = store.start_multipart(KEY, PART, "video/mp4")
+    first = store.put_part(KEY, upload, 1, CountingStream(PART))
     third = store.put_part(KEY, upload, 3, io.BytesIO(b"tail"))
-    assert [(p.number, p.size) for p in store.list_parts(KEY, upload)] == [(1, 5 * MIB + 3), (3, 4)]
-    second = store.put_part(KEY, upload, 2, io.BytesIO(b"x" * (5 * MIB)))
+    assert [(p.number, p.size) for p in store.list_parts(KEY, upload)] == [(1, PART), (3, 4)]
+    second = store.put_part(KEY, upload, 2, io.BytesIO(b"x" * PART))
     assert store.list_parts(KEY, upload) == [first, second, third]
     assert store.size(KEY) is None  # nothing is visible before it is complete
     store.complete_multipart(KEY, upload, [first, second, third])
     data = store.get_bytes(KEY)
-    assert len(data) == 10 * MIB + 7 and data.endswith(b"x" * 10 + b"tail")
+    assert len(data) == 2 * PART + 4 and data.startswith(b"\x01") and data.endswith(b"x" * 10 + b"tail")
     with pytest.raises(ObjectNotFound):
         store.list_parts(KEY, upload)  # the upload is over
 
 
 def test_a_part_sent_again_replaces_the_first_copy(store: Storage) -> None:
-    upload = store.start_multipart(KEY)
+    upload = store.start_multipart(KEY, PART)
     old = store.put_part(KEY, upload, 1, io.BytesIO(b"a" * 10))
     new = store.put_part(KEY, upload, 1, io.BytesIO(b"b" * 12))
     assert old.etag != new.etag
@@ -46,7 +47,7 @@ def test_a_part_sent_again_replaces_the_first_copy(store: Storage) -> None:
 
 
 def test_completing_with_a_wrong_etag_is_refused(store: Storage) -> None:
-    upload = store.start_multipart(KEY)
+    upload = store.start_multipart(KEY, PART)
     part = store.put_part(KEY, upload, 1, io.BytesIO(b"a" * 10))
     with pytest.raises(ValueError):
         store.complete_multipart(KEY, upload, [Part(1, 10, '"' + "0" * 32 + '"')])
@@ -58,7 +59,7 @@ def test_completing_with_a_wrong_etag_is_refused(store: Storage) -> None:
 
 
 def test_abort_drops_the_parts_and_is_idempotent(store: Storage) -> None:
-    upload = store.start_multipart(KEY)
+    upload = store.start_multipart(KEY, PART)
     store.put_part(KEY, upload, 1, io.BytesIO(b"a" * 10))
     store.abort_multipart(KEY, upload)
     store.abort_multipart(KEY, upload)  # nothing left: fine
@@ -76,7 +77,7 @@ def test_an_unknown_upload_is_not_found(store: Storage) -> None:
 # KeyError); S3 answers NoSuchUpload for both.
 @pytest.mark.parametrize("store", ["local", "memory"], indirect=True)
 def test_an_upload_belongs_to_its_key(store: Storage) -> None:
-    upload = store.start_multipart(KEY)
+    upload = store.start_multipart(KEY, PART)
     other = KEY.replace("source", "other")
     with pytest.raises(ObjectNotFound):
         store.list_parts(other, upload)
@@ -86,15 +87,32 @@ def test_an_upload_belongs_to_its_key(store: Storage) -> None:
         store.put_part(KEY, "0" * 32, 1, io.BytesIO(b"x"))
 
 
+# Not S3: its part URLs are signed for the part's size (ContentLength), which moto does not check.
+@pytest.mark.parametrize("store", ["local", "memory"], indirect=True)
+def test_parts_are_held_to_the_part_size(store: Storage) -> None:
+    upload = store.start_multipart(KEY, 10)
+    with pytest.raises(ValueError):
+        store.put_part(KEY, upload, 1, io.BytesIO(b"a" * 11))
+    short = store.put_part(KEY, upload, 1, io.BytesIO(b"a" * 9))
+    last = store.put_part(KEY, upload, 2, io.BytesIO(b"b" * 3))
+    with pytest.raises(ValueError):
+        store.complete_multipart(KEY, upload, [short, last])  # only the last part may be short
+    with pytest.raises(ValueError):
+        store.complete_multipart(KEY, upload, [last])  # numbered from 1, without gaps
+    whole = store.put_part(KEY, upload, 1, io.BytesIO(b"a" * 10))
+    store.complete_multipart(KEY, upload, [whole, last])
+    assert store.get_bytes(KEY) == b"a" * 10 + b"b" * 3
+
+
 @pytest.mark.parametrize("number", [0, 10_001, -1])
 def test_part_numbers_are_1_to_10000(store: Storage, number: int) -> None:
-    upload = store.start_multipart(KEY)
+    upload = store.start_multipart(KEY, PART)
     with pytest.raises(ValueError):
         store.put_part(KEY, upload, number, io.BytesIO(b"x"))
 
 
 def test_part_urls_name_the_upload_and_the_part(store: Storage) -> None:
-    upload = store.start_multipart(KEY)
+    upload = store.start_multipart(KEY, PART)
     url = store.part_url(KEY, upload, 7, 8 * MIB, 600)
     assert "7" in url and upload in url
 
@@ -104,7 +122,7 @@ def test_part_urls_name_the_upload_and_the_part(store: Storage) -> None:
 
 def test_local_parts_stream_in_chunks_and_stay_out_of_listings(tmp_path: Path) -> None:
     disk = local(tmp_path)
-    upload = disk.start_multipart(KEY)
+    upload = disk.start_multipart(KEY, 3 * MIB)
     stream = CountingStream(3 * MIB)
     disk.put_part(KEY, upload, 1, stream)
     assert stream.largest_read <= MIB  # read in chunks, never whole
@@ -115,19 +133,22 @@ def test_local_parts_stream_in_chunks_and_stay_out_of_listings(tmp_path: Path) -
     assert disk.unfinished_multipart() == []  # removed with the job's folder
 
 
-def test_local_a_failed_part_leaves_the_earlier_copy(tmp_path: Path) -> None:
+def test_local_a_part_cut_short_is_not_received(tmp_path: Path) -> None:
     disk = local(tmp_path)
-    upload = disk.start_multipart(KEY)
-    good = disk.put_part(KEY, upload, 1, io.BytesIO(b"a" * 10))
+    upload = disk.start_multipart(KEY, 3 * MIB)
+    good = disk.put_part(KEY, upload, 2, io.BytesIO(b"a" * 10))
+    disk.put_part(KEY, upload, 1, io.BytesIO(b"b" * 3 * MIB))
     with pytest.raises(ConnectionResetError):
         disk.put_part(KEY, upload, 1, CountingStream(3 * MIB, fail_after_reads=2))
-    assert disk.list_parts(KEY, upload) == [good]
-    assert not [p for p in disk.path(KEY).parent.rglob("*.part")]
+    assert disk.list_parts(KEY, upload) == [good]  # sent again, never joined half-written
+    again = disk.put_part(KEY, upload, 1, io.BytesIO(b"c" * 3 * MIB))
+    disk.complete_multipart(KEY, upload, [again, good])
+    assert disk.get_bytes(KEY) == b"c" * 3 * MIB + b"a" * 10
 
 
 def test_local_part_url_is_signed_for_the_part_and_its_size(tmp_path: Path) -> None:
     disk = local(tmp_path)
-    upload = disk.start_multipart(KEY)
+    upload = disk.start_multipart(KEY, 3 * MIB)
     url = disk.part_url(KEY, upload, 2, 100, 60)
     path, query = url.split("?", 1)
     params = dict(p.split("=", 1) for p in query.split("&"))
@@ -142,7 +163,7 @@ def test_local_crafted_upload_ids_and_etags_reach_no_path(tmp_path: Path) -> Non
     assert isinstance(disk, LocalStorage)
     with pytest.raises(ObjectNotFound):
         disk.list_parts(KEY, "../../etc")
-    upload = disk.start_multipart(KEY)
+    upload = disk.start_multipart(KEY, 3 * MIB)
     disk.put_part(KEY, upload, 1, io.BytesIO(b"a"))
     with pytest.raises(ValueError):
         disk.complete_multipart(KEY, upload, [Part(1, 1, "../../../../etc/passwd")])

@@ -113,16 +113,18 @@ class Storage(Protocol):
 
     # --- multipart uploads (S3's protocol; local and memory stores keep the parts beside the objects) ---
 
-    def start_multipart(self, key: str, content_type: str | None = None) -> str:
-        """Begin a multipart upload of ``key``; return its upload id (S3's UploadId)."""
+    def start_multipart(self, key: str, part_size: int, content_type: str | None = None) -> str:
+        """Begin a multipart upload of ``key`` whose parts are all ``part_size`` bytes but the last (which may
+        be smaller) and numbered from 1 without gaps; return its upload id (S3's UploadId)."""
 
     def part_url(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
         """A time-limited URL that takes a PUT of part ``number`` of exactly ``size`` bytes and answers
         its ``ETag`` (an S3 presigned UploadPart; local mode's signed stand-in)."""
 
     def put_part(self, key: str, upload_id: str, number: int, stream: Readable) -> Part:
-        """Store part ``number`` from a stream read in chunks (replacing an earlier copy of it, which is
-        kept until the new one is whole); raise ObjectNotFound for an unknown upload."""
+        """Store part ``number`` from a stream read in chunks, replacing an earlier copy of it; a PUT cut
+        short leaves the part as it was (S3) or not received (disk), never half of it marked received.
+        Raise ObjectNotFound for an unknown upload, ValueError for a part over the part size."""
 
     def list_parts(self, key: str, upload_id: str) -> PartList:
         """The parts received so far, by number; raise ObjectNotFound for an unknown (or finished) upload."""

@@ -288,7 +288,7 @@ class S3Storage:
 
     # --- multipart uploads: the browser PUTs each part to a presigned UploadPart URL ---
 
-    def start_multipart(self, key: str, content_type: str | None = None) -> str:
+    def start_multipart(self, key: str, part_size: int, content_type: str | None = None) -> str:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key)}
         if content_type:
             params["ContentType"] = content_type
