@@ -7,6 +7,7 @@ Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
                   {job_id}/failure.json                 why no output of the job can be made, if so
                   {job_id}/webhook.json                 the job-finished webhook's marker and outcome
+                  {job_id}/import.json                  the link of an imported original, and the import's end
                   {job_id}/segments/...                 encoded pieces of long videos, until joined
                   {job_id}/{stem}_{format}.{ext}        the result
 """
@@ -81,6 +82,11 @@ def summary_key(job_id: str) -> str:
 def failure_key(job_id: str) -> str:
     """Why the whole job failed (the original is not usable), written once by the first worker to see it."""
     return f"{job_id}/failure.json"
+
+
+def import_key(job_id: str) -> str:
+    """The link a job's original is imported from, and how the import went (video_converter.imports)."""
+    return f"{job_id}/import.json"
 
 
 def webhook_key(job_id: str) -> str:

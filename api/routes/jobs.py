@@ -11,6 +11,7 @@ from api.deps import DocumentsDep, JobsDep
 from api.errors import sentence
 from api.forms import multipart_upload
 from video_converter.errors import InvalidRequest
+from video_converter.imports import create_import
 from video_converter.keys import content_disposition
 from video_converter.views import JobView
 
@@ -18,7 +19,10 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
 class JobFromUpload(BaseModel):
-    upload_id: str
+    upload_id: str | None = Field(default=None, description="An upload's id; or give ``source_url``.")
+    source_url: str | None = Field(
+        default=None, max_length=2048, description="Import the video from this http(s) link instead of an upload."
+    )
     filename: str | None = Field(default=None, description="Needed unless a multipart upload named it.")
     formats: list[str]
     callback_url: str | None = Field(
@@ -65,6 +69,12 @@ async def create_job(request: Request, jobs: JobsDep) -> JobView:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
+        if body.source_url:
+            return await run_in_threadpool(
+                create_import, jobs, body.source_url, body.formats, body.filename, body.callback_url
+            )
+        if not body.upload_id:
+            raise InvalidRequest("Give an upload_id (of an upload) or a source_url (a link to import from).")
         return await run_in_threadpool(jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("Send the video as multipart/form-data (a file field and formats), or JSON.")
