@@ -59,7 +59,9 @@ def create_import(
     callback_url = service.check_callback(callback_url)
     admit_upload(rt, None)  # the one place uploads are let in (size unknown until it is fetched)
     job_id = new_job_id()
-    record = new_job(job_id, name, formats, 0).model_copy(update={"callback_url": callback_url})
+    record = new_job(job_id, name, formats, 0).model_copy(
+        update={"callback_url": callback_url, "source_key": keys.imported_key(job_id)}
+    )
     rt.converted.put_bytes(keys.import_key(job_id), json.dumps({"url": url}).encode(), "application/json")
     register_job(rt.jobs, record)
     rt.queue.send(to_body(Import(job_id)), group=job_id)
@@ -87,7 +89,7 @@ def handle(rt: Runtime, work: Import, attempt: int, deadline: float | None = Non
     if deadline is not None:
         seconds = max(1.0, min(seconds, deadline - time.monotonic() - 30))
     try:
-        size = fetch(rt, url, keys.source_key(job_id), Deadline(seconds))
+        size = fetch(rt, url, record.source_key, Deadline(seconds))
     except ImportFailed as exc:
         return _fail(rt, job_id, str(exc))
     except (*FAILED, OSError) as exc:

@@ -2,6 +2,7 @@
 
 Upload store:     {job_id}/source                       the original
                   {job_id}/ticket-used                  empty: an upload claimed this upload ticket
+                  {job_id}/imported/source              an original imported from a link
                   {job_id}/segments/...                 a long source split for segmenting
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
@@ -60,6 +61,12 @@ def download_stem(filename: str) -> str:
 
 def source_key(job_id: str) -> str:
     return f"{job_id}/source"
+
+
+def imported_key(job_id: str) -> str:
+    """An original imported from a link: a key of its own, so the workers that write it never may write
+    (or replace) uploaded originals."""
+    return f"{job_id}/imported/source"
 
 
 def ticket_key(job_id: str) -> str:

@@ -213,13 +213,14 @@ def flow(
     clip = make_clip("clip.mp4", seconds=1.0, size="160x120")
     long_clip = make_clip("long.mp4", seconds=5.0, size="160x120", extra=("-g", "25"))
     monkeypatch.setenv("SEGMENT_SECONDS", "2")  # before the function's first invocation builds its runtime
+    monkeypatch.setenv("IMPORT_ALLOW_PRIVATE", "true")  # the import's link is a server on 127.0.0.1
     # The webhook key as prod gives it: a SecureString the function reads once when it starts.
     ssm = boto3.client("ssm", region_name=REGION)  # not recorded: the operator made it
     ssm.put_parameter(Name=WEBHOOK_SECRET, Value="s3cret", Type="SecureString")
     monkeypatch.setenv("WEBHOOK_SECRET_PARAMETER", WEBHOOK_SECRET)
 
     recorder.role = "api"
-    api_runtime = build_runtime(settings_for(aws, tmp_path))
+    api_runtime = build_runtime(settings_for(aws, tmp_path, import_allow_private=True))
     client = TestClient(create_app(api_runtime))
     ticket = client.post("/api/uploads").json()  # presigned POST
     aws.s3.put_object(Bucket=aws.upload_bucket, Key=ticket["fields"]["key"], Body=clip.read_bytes())  # the browser
@@ -292,8 +293,48 @@ def flow(
     assert aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
     left = aws.s3.list_objects_v2(Bucket=aws.upload_bucket, Prefix=f"{job_id}/").get("Contents", [])
     assert [o["Key"] for o in left] == [f"{job_id}/ticket-used"]  # the spent ticket stays spent
+    import_flow(client, recorder, aws, convert_app, make_sqs_event, lambda_context, clip)
     api_runtime.close()
     return recorder
+
+
+def import_flow(
+    client: TestClient, recorder: Recorder, aws: Any, app: Any, event: Any, context: Any, clip: Path
+) -> None:
+    """An import from a link: the API makes the job; the function streams the file into the upload store
+    and queues the conversion."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Serve(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = clip.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        recorder.role = "api"
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+        imported = client.post("/api/jobs", json={"source_url": url, "formats": ["mp3"]})
+        assert imported.status_code == 201, imported.text
+        import_id = imported.json()["job_id"]
+        recorder.role = "lambda"
+        batch = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        wanted = [m for m in batch.get("Messages", []) if import_id in m["Body"] and '"import"' in m["Body"]]
+        assert wanted
+        assert app.handler(event(wanted, aws.queue_arn), context()) == {"batchItemFailures": []}
+    finally:
+        server.shutdown()
+    head = aws.s3.head_object(Bucket=aws.upload_bucket, Key=f"{import_id}/imported/source")
+    assert head["ContentLength"] == clip.stat().st_size
+    recorder.role = "api"
 
 
 def multipart_flow(client: TestClient, data: bytes) -> None:
