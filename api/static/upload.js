@@ -406,6 +406,39 @@ window.addEventListener("pageshow", (event) => {
   renderRecent();
 });
 
+// ---- import from a link ----
+
+const importForm = document.getElementById("import-form");
+const importUrl = document.getElementById("import-url");
+const importError = document.getElementById("import-error");
+
+importForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  importError.hidden = true;
+  const formats = selectedFormats();
+  const sourceUrl = importUrl.value.trim();
+  const problem = !sourceUrl ? "Paste a link to a video." : formats.length ? "" : "Pick at least one format above.";
+  if (problem) {
+    importError.textContent = problem;
+    importError.hidden = false;
+    importUrl.focus();
+    return;
+  }
+  try {
+    const job = await api("/api/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ source_url: sourceUrl, formats }),
+    });
+    rememberJob({ id: job.job_id, filename: job.filename, created: job.created_at });
+    window.location.assign(`/jobs/${encodeURIComponent(job.job_id)}`);
+  } catch (error) {
+    importError.textContent = error instanceof ApiError ? error.message : "Something went wrong. Please try again.";
+    importError.hidden = false;
+    importUrl.focus();
+  }
+});
+
 // ---- recent jobs ----
 
 const recentSection = document.getElementById("recent");

@@ -168,3 +168,13 @@ def test_cancel_drops_the_upload(server: Server, page: Any, tmp_path: Path) -> N
     sync_api.expect(page.locator("#form-warning")).to_contain_text("Upload cancelled")
     page.wait_for_function(f"() => localStorage.getItem('{UPLOADS_KEY}') === '{{}}'")
     assert page.request.get(f"{server.url}/api/uploads/{upload_id}").status == 404
+
+
+def test_a_link_can_be_imported_from_the_page(server: Server, page: Any) -> None:
+    """Without IMPORT_ALLOW_PRIVATE a link to this machine is refused, with the server's sentence."""
+    page.goto(server.url + "/")
+    page.click("#import-submit")
+    sync_api.expect(page.locator("#import-error")).to_have_text("Paste a link to a video.")
+    page.fill("#import-url", "http://127.0.0.1:9/video.mp4")
+    page.click("#import-submit")
+    sync_api.expect(page.locator("#import-error")).to_contain_text("private, loopback")
