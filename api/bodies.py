@@ -17,18 +17,25 @@ class BodyStream:
 
     def __init__(self, request: Request) -> None:
         self._chunks: AsyncIterator[bytes] = request.stream().__aiter__()
-        self._buffer = bytearray()
+        self._rest = b""  # what the last read did not take
         self._ended = False
 
     async def _gather(self, size: int) -> bytes:
-        while len(self._buffer) < size and not self._ended:
+        pieces, have = [self._rest], len(self._rest)
+        while have < size and not self._ended:
             try:
-                self._buffer += await self._chunks.__anext__()
+                chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
                 self._ended = True
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
+                break
+            pieces.append(chunk)
+            have += len(chunk)
+        data = b"".join(pieces)
+        if len(data) <= size:
+            self._rest = b""
+            return data
+        self._rest = data[size:]
+        return data[:size]
 
     def read(self, size: int = -1) -> bytes:
         return from_thread.run(self._gather, size if size > 0 else CHUNK)

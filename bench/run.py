@@ -418,7 +418,7 @@ def _part_bytes(chunk: bytes, start: int, size: int) -> bytes:
     """``size`` bytes from ``start`` of the chunk repeated end to end (what the benchmark uploads)."""
     offset = start % len(chunk)
     repeats = (offset + size) // len(chunk) + 1
-    return (chunk * repeats)[offset : offset + size]
+    return memoryview(chunk * repeats)[offset : offset + size].tobytes()
 
 
 def _send_parts(url: str, upload_id: str, chunk: bytes, part_size: int, parts: int) -> dict[int, str]:
