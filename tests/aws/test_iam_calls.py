@@ -33,6 +33,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from api.main import create_app
 from tests.aws.conftest import CRASHING_FFMPEG, settings_for
+from tests.fileserver import serve_files
 from video_converter import aws as aws_module
 from video_converter.conversion import fetched_source
 from video_converter.queues import sqs as sqs_module
@@ -303,25 +304,9 @@ def import_flow(
 ) -> None:
     """An import from a link: the API makes the job; the function streams the file into the upload store
     and queues the conversion."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Serve(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            data = clip.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Serve)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serve_files({"/clip.mp4": clip.read_bytes()}) as site:
         recorder.role = "api"
-        url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+        url = f"{site}/clip.mp4"
         imported = client.post("/api/jobs", json={"source_url": url, "formats": ["mp3"]})
         assert imported.status_code == 201, imported.text
         import_id = imported.json()["job_id"]
@@ -330,8 +315,6 @@ def import_flow(
         wanted = [m for m in batch.get("Messages", []) if import_id in m["Body"] and '"import"' in m["Body"]]
         assert wanted
         assert app.handler(event(wanted, aws.queue_arn), context()) == {"batchItemFailures": []}
-    finally:
-        server.shutdown()
     head = aws.s3.head_object(Bucket=aws.upload_bucket, Key=f"{import_id}/imported/source")
     assert head["ContentLength"] == clip.stat().st_size
     recorder.role = "api"

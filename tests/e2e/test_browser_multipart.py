@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright import sync_api
 
+from tests.e2e import test_browser
 from tests.e2e.server import Server
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, JOB_URL, choose_formats
+from tests.e2e.test_browser import DESKTOP, JOB_URL, choose_formats
 from tests.e2e.test_browser import pytestmark as browser_marks
 from video_converter.ffmpeg import ffmpeg_path
 from video_converter.ffmpeg.runner import child_env
@@ -25,6 +26,8 @@ pytestmark = browser_marks
 PART = 8 * 1024 * 1024  # the server's part size for files under 8 GB
 UPLOADS_KEY = "video-converter.uploads"
 
+browser = test_browser.browser  # the fixture: one headless Chromium for the module
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -32,14 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     served = Server(data, workers=0, SECRET_KEY="x", BACKEND="local", LOG_LEVEL="WARNING").start()
     yield served
     served.stop(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -4,51 +4,25 @@ refusals without the allowance."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.conftest import ClipFactory
 from tests.e2e.conftest import served, wait_for_job
+from tests.fileserver import serve_files
 from video_converter.config import Settings
 from video_converter.work import Import, from_body, to_body
 
-
-class Files(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/hop/"):
-            left = int(self.path.rsplit("/", 1)[1])
-            self.send_response(302)
-            self.send_header("Location", f"/hop/{left - 1}" if left > 1 else "/clip.mp4")
-            self.end_headers()
-            return
-        data = self.files.get(self.path)
-        if data is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+CLIP: dict[str, bytes] = {}
 
 
 @pytest.fixture
 def site(make_clip: ClipFactory) -> Iterator[str]:
-    Files.files = {"/clip.mp4": make_clip("clip.mp4", seconds=1.0, size="160x120").read_bytes()}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    CLIP["/clip.mp4"] = make_clip("clip.mp4", seconds=1.0, size="160x120").read_bytes()
+    with serve_files(CLIP) as url:
+        yield url
 
 
 def allowed(settings: Settings, **more: Any) -> Settings:
@@ -68,7 +42,7 @@ def test_an_imported_video_is_converted(settings: Settings, site: str) -> None:
         assert job["filename"] == "3" and job["status"] == "queued"
         done = wait_for_job(client, job["job_id"])
         assert done["status"] == "completed", done
-        assert rt.jobs.job(job["job_id"]).source_size == len(Files.files["/clip.mp4"])
+        assert rt.jobs.job(job["job_id"]).source_size == len(CLIP["/clip.mp4"])
 
 
 def test_the_file_name_comes_from_the_link_or_the_request(settings: Settings, site: str) -> None:
