@@ -160,7 +160,9 @@ def test_create_job_json_missing_fields(client: TestClient, body: dict[str, obje
 
 def test_create_job_json_missing_fields_names_them(client: TestClient) -> None:
     detail = assert_sentence(client.post("/api/jobs", json={"filename": "a.mp4"}), 422)
-    assert "upload_id" in detail and "formats" in detail and "filename" not in detail
+    assert "formats" in detail and "filename" not in detail
+    detail = assert_sentence(client.post("/api/jobs", json={"filename": "a.mp4", "formats": ["mp3"]}), 422)
+    assert "upload_id" in detail and "source_url" in detail  # one or the other
 
 
 def test_create_job_malformed_json(client: TestClient) -> None:
