@@ -31,10 +31,10 @@ UNCLAIMED_AFTER = 3600.0  # seconds an uploaded original waits for its job befor
 
 
 def admit_upload(rt: Runtime, size: int | None) -> None:
-    """The one place an upload is let in, before any byte of it is stored: a one-request ticket, a
-    multipart upload (its announced ``size``) and an import from a URL (size unknown until fetched, then
-    held to the same limit on the stream). Refused with a sentence (413) when it cannot be; owners and
-    their quotas are checked here too."""
+    """The one place an upload is let in, before any byte of it is stored: a one-request ticket, a file
+    sent with ``POST /api/jobs``, a multipart upload (its announced ``size``) and an import from a URL
+    (size unknown until fetched; then, as a file sent whole, held to the same limit on the stream).
+    Refused with a sentence (413) when it cannot be; owners and their quotas are checked here too."""
     limit = rt.settings.max_upload_bytes
     if size is not None and size > limit:
         raise UploadTooLarge(f"The file is {human_bytes(size)}, larger than the {human_bytes(limit)} limit.")
@@ -103,6 +103,7 @@ class Uploads:
 
     def store_new(self, stream: Readable) -> str:
         """Stream an original under a new id no one else knows (no ticket to claim); return the id."""
+        admit_upload(self.rt, None)
         upload_id = new_job_id()
         self._store(upload_id, stream)
         return upload_id
