@@ -15,6 +15,7 @@ from video_converter.documents import JobDocuments
 from video_converter.errors import Forbidden
 from video_converter.jobs import JobService
 from video_converter.model import JobRecord
+from video_converter.multipart import Multipart
 from video_converter.owners import Owner
 from video_converter.quotas import Quotas
 from video_converter.runtime import Runtime
@@ -40,6 +41,11 @@ def get_documents(request: Request) -> JobDocuments:
 def get_uploads(request: Request) -> Uploads:
     uploads: Uploads = request.app.state.jobs.uploads
     return uploads
+
+
+def get_multipart(request: Request) -> Multipart:
+    multipart: Multipart = request.app.state.multipart
+    return multipart
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -138,3 +144,4 @@ def rate_limited(request: Request) -> None:
 
 QuotasDep = Annotated[Quotas, Depends(get_quotas)]
 RateLimited = Depends(rate_limited)
+MultipartDep = Annotated[Multipart, Depends(get_multipart)]

@@ -20,6 +20,7 @@ from video_converter.auth import Authenticator, signing_secret
 from video_converter.config import get_settings
 from video_converter.documents import JobDocuments
 from video_converter.jobs import JobService
+from video_converter.multipart import Multipart
 from video_converter.quotas import Quotas
 from video_converter.runtime import Runtime, build_runtime
 from video_converter.shares import ShareTokens
@@ -59,6 +60,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.shares = ShareTokens(secret)
     app.state.quotas = Quotas(rt.jobs, rt.settings)
     app.state.rate_limiter = RateLimiter(per_minute(rt.settings))
+    app.state.multipart = Multipart(rt, service.uploads)
     errors.install(app)
     app.add_middleware(
         RequestLimits,

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from video_converter.limits import UPLOAD_SLACK_BYTES, human_bytes
+from video_converter.multipart import MAX_PART
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 # uvicorn's h11 parser refuses more before buffering it (api/server.py); this checks every protocol.
 MAX_HEADER_BYTES = 32 * 1024
 _UPLOAD_ROUTES = re.compile(r"/api/jobs|/files/uploads/[^/]+/source")
+# Local mode's multipart part PUT: one part at most (video_converter.multipart checks its exact size).
+_PART_ROUTE = re.compile(r"/files/uploads/[^/]+/source")
 
 
 class BodyTooLarge(HTTPException):
@@ -53,6 +56,8 @@ class RequestLimits:
         ):
             sentence = f"The file is larger than the {human_bytes(self.max_upload_bytes)} limit."
             return self.max_upload_bytes + UPLOAD_SLACK_BYTES, sentence
+        if scope["method"] == "PUT" and _PART_ROUTE.fullmatch(scope["path"]):
+            return MAX_PART, f"A part is at most {human_bytes(MAX_PART)}."
         return self.max_body_bytes, f"The request body is larger than the {human_bytes(self.max_body_bytes)} limit."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

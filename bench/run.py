@@ -58,6 +58,9 @@ SPEED_TARGETS = {
 }
 UPLOAD_BYTES = 512 * 1024 * 1024
 RSS_TARGET_MB = 250  # the API's peak resident memory while receiving UPLOAD_BYTES
+MULTIPART_BYTES = 2 * 1024**3  # a multipart upload through local mode: 4 parts in flight, as the page sends
+MULTIPART_TARGET_MIB_S = 150  # from the first request to the completed (joined and probed) original
+MULTIPART_RSS_TARGET_MB = 150
 
 
 SEGMENT_TARGETS = {
@@ -582,6 +585,84 @@ def report_auth(auth: dict[str, float]) -> list[str]:
     return [] if ok else ["auth-p99"]
 
 
+def _part_bytes(chunk: bytes, start: int, size: int) -> bytes:
+    """``size`` bytes from ``start`` of the chunk repeated end to end (what the benchmark uploads)."""
+    offset = start % len(chunk)
+    repeats = (offset + size) // len(chunk) + 1
+    return memoryview(chunk * repeats)[offset : offset + size].tobytes()
+
+
+def _send_parts(url: str, upload_id: str, chunk: bytes, part_size: int, parts: int) -> dict[int, str]:
+    """PUT every part, four at a time, each from its own connection; return their ETags."""
+    numbers = list(range(1, parts + 1))
+    lock, etags = threading.Lock(), {}
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            while True:
+                with lock:
+                    if not numbers:
+                        return
+                    number = numbers.pop(0)
+                (part,) = client.post(f"/api/uploads/{upload_id}/parts", json={"numbers": [number]}).json()["parts"]
+                body = _part_bytes(chunk, (number - 1) * part_size, part["size"])
+                answer = client.put(part["url"], content=body)
+                answer.raise_for_status()
+                with lock:
+                    etags[number] = answer.headers["etag"]
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(etags) == parts, "a part failed"
+    return etags
+
+
+def bench_multipart(work: Path) -> dict[str, float]:
+    chunk = _ts_chunk(work)
+    size = MULTIPART_BYTES // len(chunk) * len(chunk)
+    with Server(work / "data", workers=0, MAX_UPLOAD_BYTES=str(size * 2)) as server:
+        assert server.proc is not None
+        before = _peak_rss_mb(server.proc.pid)
+        started = time.perf_counter()
+        ticket = httpx.post(f"{server.url}/api/uploads", json={"filename": "big.ts", "size": size}).json()
+        etags = _send_parts(server.url, ticket["upload_id"], chunk, ticket["part_size"], ticket["parts"])
+        sent = time.perf_counter()
+        parts = [{"number": n, "etag": e} for n, e in sorted(etags.items())]
+        done = httpx.post(
+            f"{server.url}/api/uploads/{ticket['upload_id']}/complete", json={"parts": parts}, timeout=300
+        )
+        done.raise_for_status()
+        seconds = time.perf_counter() - started
+        peak = _peak_rss_mb(server.proc.pid)
+    return {
+        "upload_mb": round(size / 1024**2, 1),
+        "parts": ticket["parts"],
+        "seconds": round(seconds, 2),
+        "parts_seconds": round(sent - started, 2),
+        "mb_per_second": round(size / 1024**2 / seconds, 1),
+        "rss_before_mb": round(before, 1),
+        "rss_peak_mb": round(peak, 1),
+        "target_mb_per_second": MULTIPART_TARGET_MIB_S,
+        "target_rss_mb": MULTIPART_RSS_TARGET_MB,
+    }
+
+
+def report_multipart(upload: dict[str, float]) -> list[str]:
+    fast = upload["mb_per_second"] >= MULTIPART_TARGET_MIB_S
+    small = upload["rss_peak_mb"] < MULTIPART_RSS_TARGET_MB
+    print(
+        f"\nmultipart upload {upload['upload_mb']:.0f} MiB in {upload['parts']:.0f} parts, 4 in flight, local mode: "
+        f"{upload['seconds']} s to the completed original (parts {upload['parts_seconds']} s), "
+        f"{upload['mb_per_second']} MiB/s (target >= {MULTIPART_TARGET_MIB_S}){'' if fast else ' MISSED'}; "
+        f"server RSS {upload['rss_before_mb']} -> peak {upload['rss_peak_mb']} MiB "
+        f"(target < {MULTIPART_RSS_TARGET_MB}){'' if small else ' MISSED'}"
+    )
+    return [name for name, ok in (("multipart-speed", fast), ("multipart-rss", small)) if not ok]
+
+
 def report_formats(formats: dict[str, dict[str, float]]) -> list[str]:
     print(f"{'format':<10} {'seconds':>8} {'target':>7} {'x realtime':>11} {'size':>10}")
     missed = []
@@ -764,6 +845,7 @@ BENCHES: dict[str, Callable[[Path], tuple[object, list[str]]]] = {
     "auth": _bench(bench_auth, report_auth),
     "quick": _bench(bench_quick, report_quick),
     "hls": _bench(bench_hls, report_hls),
+    "multipart": _bench(bench_multipart, report_multipart),
 }
 
 

@@ -124,6 +124,16 @@ class Settings(BaseSettings):
     # renditions' fixed 2 s keyframe interval (presets.GOP_SECONDS), so each starts with a keyframe.
     hls_segment_seconds: int = Field(default=6, ge=2, le=30, multiple_of=2)
 
+    # Multipart uploads and imports (video_converter.multipart, video_converter.imports). An unfinished
+    # multipart upload is dropped this long after it began (local mode's janitor; on AWS the upload
+    # bucket's lifecycle rule aborts them after a day, so keep this at most 86400 there).
+    multipart_ttl: int = Field(default=86400, ge=60)
+    # Imports from a URL: whether the link may point to a private, loopback or link-local address (a file
+    # server on the operator's own network, or tests; metadata addresses never), and the time one
+    # import may take in all.
+    import_allow_private: bool = False
+    import_timeout: int = Field(default=3600, gt=0)
+
     @property
     def job_seconds(self) -> float:
         """The time a job's conversions may take from its creation (MAX_JOB_SECONDS or its default)."""

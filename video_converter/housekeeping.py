@@ -1,6 +1,6 @@
 """Local mode's housekeeping threads: the retention sweep (on AWS, the buckets' lifecycle rules), the
-sweep of uploads no job was made from, and, where the process converts, the reconciliation of the queue
-with the status records."""
+sweep of uploads no job was made from, the janitor of unfinished multipart uploads, and, where the
+process converts, the reconciliation of the queue with the status records."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import ownerindex, recovery
+from .multipart import purge_abandoned
 from .recovery import reconcile
 from .retention import purge_expired
 from .runtime import CONVERTED_DIR, UPLOADS_DIR, Runtime
@@ -67,6 +68,7 @@ def start_background(rt: Runtime, stop: threading.Event) -> list[threading.Threa
         index = functools.partial(ownerindex.purge_older, rt.converted, rt.settings.retention_days + 1)
         threads.append(every(SWEEP_INTERVAL, index, stop, name="owner-index"))
     threads.append(every(UNCLAIMED_INTERVAL, functools.partial(purge_unclaimed, rt), stop, name="unclaimed-uploads"))
+    threads.append(every(UNCLAIMED_INTERVAL, functools.partial(purge_abandoned, rt), stop, name="abandoned-multipart"))
     if rt.settings.workers > 0:
         follow_up = recovery.QUEUED_GRACE.total_seconds() + FOLLOW_UP_MARGIN
         threads.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from . import keys, ownerindex, summary, webhooks
+from . import keys, multipart, ownerindex, summary, webhooks
 from .conversion import unsuitable
 from .documents import JobDocuments
 from .errors import Conflict, InvalidRequest, JobNotFound, NotFound, QueueUnavailable, RequestError
@@ -92,7 +92,7 @@ class JobService:
     def create_job(
         self,
         upload_id: str,
-        filename: str,
+        filename: str | None,
         formats: list[str],
         callback_url: str | None = None,
         owner: Owner = EVERYONE,
@@ -105,7 +105,7 @@ class JobService:
         Atomic per upload: of concurrent calls with one ``upload_id`` exactly one creates the job and
         queues its messages; the others raise Conflict. Another owner's upload is refused as unknown."""
         formats = validate_formats(formats)
-        filename = validate_filename(filename)
+        filename = validate_filename(filename or multipart.filename_of(self.rt, upload_id))
         callback_url = self.check_callback(callback_url)
         if not owner.owns(self.uploads.owner_of(upload_id)):
             raise InvalidRequest(NOTHING_UPLOADED)

@@ -3,11 +3,13 @@
 Upload store:     {job_id}/source                       the original
                   {job_id}/ticket-used                  empty: an upload claimed this upload ticket
                   {job_id}/owner                        the owner id the upload ticket was given to
+                  {job_id}/imported/source              an original imported from a link
                   {job_id}/segments/...                 a long source split for segmenting
 Converted store:  {job_id}/job.json                     the job record
                   {job_id}/status/{format}.json         one output record per format
                   {job_id}/failure.json                 why no output of the job can be made, if so
                   {job_id}/webhook.json                 the job-finished webhook's marker and outcome
+                  {job_id}/import.json                  the link of an imported original, and the import's end
                   {job_id}/segments/...                 encoded pieces of long videos, until joined
                   {job_id}/{stem}_{format}.{ext}        the result
                   identity/keys/{key_id}.json           an API key's record (video_converter.apikeys)
@@ -66,6 +68,12 @@ def source_key(job_id: str) -> str:
     return f"{job_id}/source"
 
 
+def imported_key(job_id: str) -> str:
+    """An original imported from a link: a key of its own, so the workers that write it never may write
+    (or replace) uploaded originals."""
+    return f"{job_id}/imported/source"
+
+
 def ticket_key(job_id: str) -> str:
     return f"{job_id}/ticket-used"
 
@@ -90,6 +98,11 @@ def summary_key(job_id: str) -> str:
 def failure_key(job_id: str) -> str:
     """Why the whole job failed (the original is not usable), written once by the first worker to see it."""
     return f"{job_id}/failure.json"
+
+
+def import_key(job_id: str) -> str:
+    """The link a job's original is imported from, and how the import went (video_converter.imports)."""
+    return f"{job_id}/import.json"
 
 
 def webhook_key(job_id: str) -> str:

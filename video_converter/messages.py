@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import budget, conversion, diskspace, estimate, segmenting, telemetry, webhooks
+from . import budget, conversion, diskspace, estimate, imports, segmenting, telemetry, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .diskspace import is_disk_full
@@ -33,7 +33,7 @@ from .presets import PRESETS, UnsuitableSource
 from .queues import Message
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Convert, Join, Notify, Work, alone, from_body, send
+from .work import Convert, Import, Join, Notify, Work, alone, from_body, send
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ def process_message(
         return Outcome.ack("malformed")
     if isinstance(work, Notify):
         return _notify(rt, work, message.receive_count)
+    if isinstance(work, Import):
+        outcome = imports.handle(rt, work, message.receive_count, deadline)
+        if outcome.final:
+            after_final(rt, work.job_id)
+        return outcome
     with telemetry.fields(job_id=work.job_id, format=",".join(work.formats), attempt=message.receive_count):
         attempt = _Attempt(rt, work, message.receive_count, deadline, cancel)
         try:

@@ -52,6 +52,8 @@ def lost_work(
             job = jobs.job(job_id)
         except JobNotFound:
             continue  # an upload that never became a job, or a job being deleted
+        if job.source_size == 0:
+            continue  # an import still fetching its original: its conversions are not queued yet
         for format_id in job.formats:
             if (job_id, format_id) in covered:
                 continue

@@ -35,7 +35,7 @@ from .output import Output, load_outputs
 from .presets import PRESETS
 from .runtime import Runtime
 from .storage import ObjectNotFound
-from .work import Convert, Notify, Work, from_body, send
+from .work import Convert, Import, Notify, Work, from_body, send
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,11 @@ def dead_lettered(rt: Runtime, body: dict[str, str]) -> int:
     if isinstance(work, Notify):  # a webhook notice that never got through: its marker says why
         log.warning("job %s: the webhook notice was dead-lettered", work.job_id)
         return 0
+    if isinstance(work, Import):  # the import never got through: the job's outputs fail
+        try:
+            work = Convert(work.job_id, tuple(rt.jobs.job(work.job_id).formats))
+        except JobNotFound:
+            return 0
     with telemetry.fields(job_id=work.job_id, format=",".join(work.formats)):
         outputs = [o for o in load_outputs(rt.jobs, work.job_id, work.formats) if not o.is_done(rt.converted)]
         if not outputs:

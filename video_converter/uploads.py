@@ -33,6 +33,16 @@ TICKET_USED = "This upload link was already used; ask for a new one."
 UNCLAIMED_AFTER = 3600.0  # seconds an uploaded original waits for its job before the sweep deletes it
 
 
+def admit_upload(rt: Runtime, size: int | None) -> None:
+    """The one place an upload is let in, before any byte of it is stored: a one-request ticket, a file
+    sent with ``POST /api/jobs``, a multipart upload (its announced ``size``) and an import from a URL
+    (size unknown until fetched; then, as a file sent whole, held to the same limit on the stream).
+    Refused with a sentence (413) when it cannot be; owners and their quotas are checked here too."""
+    limit = rt.settings.max_upload_bytes
+    if size is not None and size > limit:
+        raise UploadTooLarge(f"The file is {human_bytes(size)}, larger than the {human_bytes(limit)} limit.")
+
+
 class Uploads:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -41,6 +51,7 @@ class Uploads:
         """Where the browser sends the original directly (S3 presigned POST, or a signed local URL); the
         ticket is ``owner``'s, and only its owner can make a job of it."""
         settings = self.rt.settings
+        admit_upload(self.rt, None)
         upload_id = new_job_id()
         self.claim(upload_id, owner)
         url, fields = self.rt.uploads.upload_form(
@@ -126,6 +137,7 @@ class Uploads:
 
     def store_new(self, stream: Readable, owner: Owner = EVERYONE) -> str:
         """Stream an original under a new id no one else knows (no ticket to claim); return the id."""
+        admit_upload(self.rt, None)
         upload_id = new_job_id()
         self._store(upload_id, stream)
         self.claim(upload_id, owner)  # after: a refused upload leaves nothing behind

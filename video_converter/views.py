@@ -262,3 +262,46 @@ class ShareLink(BaseModel):
     url: str = Field(description="The job's read-only page: status, previews, downloads.")
     api_url: str = Field(description="The same job as JSON, with /outputs/{format} and /archive under it.")
     expires_at: IsoDatetime
+
+
+# --- multipart uploads (video_converter.multipart) ---
+
+
+class MultipartTicket(BaseModel):
+    """A multipart upload begun: send ``parts`` parts of ``part_size`` bytes (the last one the rest), each
+    PUT to a URL from ``POST /api/uploads/{upload_id}/parts``, then complete it."""
+
+    upload_id: str
+    part_size: int = Field(description="Bytes in every part but the last (8-64 MiB).")
+    parts: int = Field(description="How many parts (at most 10,000).")
+    expires_at: IsoDatetime = Field(description="When an unfinished upload is dropped.")
+
+
+class PartUrl(BaseModel):
+    number: int
+    url: str = Field(description="Relative in local mode; an S3 presigned UploadPart URL on AWS.")
+    method: str = "PUT"
+    size: int = Field(description="The part's exact size in bytes: other sizes are refused.")
+
+
+class PartUrls(BaseModel):
+    parts: list[PartUrl]
+
+
+class ReceivedPart(BaseModel):
+    number: int
+    size: int
+    etag: str = Field(description="As the PUT answered it (its ETag header), quotes included.")
+
+
+class MultipartView(BaseModel):
+    """A multipart upload and the parts received so far, so a client can resume with only the others."""
+
+    upload_id: str
+    filename: str
+    size: int
+    part_size: int
+    parts: int
+    state: str = Field(description='"uploading", or "complete" (then create the job).')
+    expires_at: IsoDatetime
+    received: list[ReceivedPart] = Field(description="While uploading: every part received, by number.")

@@ -5,6 +5,8 @@ divided into them.
   decode group (the MP4 sizes), converted together from one decode.
 - For a long video, split into pieces (``video_converter.segmenting``), the same formats' ``Piece``
   (one piece of the picture), ``SoundPart`` (one part of the sound) and, per output, its ``Join``.
+- ``Import``: fetch a job's original from its link, then queue its conversions (a notice-like body
+  ``{"job_id", "step": "import"}``).
 - ``Notify``: not conversion work: the delivery of a finished job's webhook (``video_converter.webhooks``),
   sent by the worker that made its last output final, so no conversion waits for a receiver.
 
@@ -79,10 +81,19 @@ class Notify:
     job_id: str
 
 
+@dataclass(frozen=True)
+class Import:
+    """Fetch the job's original from the link it was created with (``video_converter.imports``), then
+    queue its conversions."""
+
+    job_id: str
+
+
 Work = Convert | Piece | SoundPart | Join  # conversion work: it names outputs
 SegmentWork = Piece | SoundPart | Join
-Task = Work | Notify  # what a message names
+Task = Work | Notify | Import  # what a message names
 NOTIFY_STEP = "webhook"
+IMPORT_STEP = "import"
 
 
 def alone(work: Work, format_id: str) -> Work:
@@ -93,6 +104,8 @@ def alone(work: Work, format_id: str) -> Work:
 def to_body(work: Task) -> dict[str, str]:
     if isinstance(work, Notify):
         return {"job_id": work.job_id, "step": NOTIFY_STEP}
+    if isinstance(work, Import):
+        return {"job_id": work.job_id, "step": IMPORT_STEP}
     first, *rest = work.formats
     body = {"job_id": work.job_id, "format": first}
     if rest:
@@ -111,6 +124,8 @@ def from_body(body: dict[str, str]) -> Task | None:
     job_id, first = body.get("job_id"), body.get("format")
     if body.get("step") == NOTIFY_STEP:
         return Notify(job_id) if job_id and set(body) == {"job_id", "step"} else None
+    if body.get("step") == IMPORT_STEP:
+        return Import(job_id) if job_id and set(body) == {"job_id", "step"} else None
     segment, part, step = body.get("segment"), body.get("part"), body.get("step")
     if not job_id or not first or any(n is not None and not n.isdigit() for n in (segment, part)):
         return None

@@ -4,10 +4,11 @@ import mimetypes
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import RuntimeDep, UploadsDep
+from api.bodies import BodyStream
+from api.deps import MultipartDep, RuntimeDep, UploadsDep
 from api.forms import multipart_upload
 from video_converter.errors import LinkExpired, NotFound
 from video_converter.keys import content_disposition
@@ -57,3 +58,29 @@ async def upload(
     async with multipart_upload(request) as (file, _):
         await run_in_threadpool(uploads.store, upload_id, file.file)
     return Response(status_code=204)
+
+
+@router.put("/uploads/{upload_id}/source")
+async def upload_part(
+    upload_id: str,
+    request: Request,
+    upload: Annotated[str, Query(max_length=64)],
+    part: Annotated[int, Query(ge=1, le=10_000)],
+    size: Annotated[int, Query(ge=0)],
+    expires: str,
+    signature: Signature,
+    rt: RuntimeDep,
+    multipart: MultipartDep,
+) -> JSONResponse:
+    """One part of a multipart upload, as S3 takes an UploadPart PUT: written to disk as it arrives, and
+    answered with its ``ETag``."""
+    storage = _store(rt, "uploads")
+    params = {"upload": upload, "part": str(part), "size": str(size)}
+    if not storage.verify(f"{upload_id}/source", expires, signature, **params):
+        raise LinkExpired
+    length = request.headers.get("content-length", "")
+    declared = int(length) if length.isdigit() else None
+    body = BodyStream(request)
+    received = await run_in_threadpool(multipart.receive_part, upload_id, upload, part, body, declared)
+    answer = {"number": received.number, "size": received.size, "etag": received.etag}
+    return JSONResponse(answer, headers={"ETag": received.etag})

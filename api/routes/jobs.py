@@ -30,6 +30,7 @@ from api.responses import (
 )
 from video_converter import keys
 from video_converter.errors import InvalidRequest
+from video_converter.imports import create_import
 from video_converter.keys import content_disposition
 from video_converter.model import is_job_id
 from video_converter.ownerindex import MAX_PAGE, is_cursor
@@ -53,10 +54,20 @@ FormatId = Annotated[str, Path(description="One of the job's formats.", json_sch
 
 
 class JobFromUpload(BaseModel):
-    """A job for a file already sent with an upload ticket (POST /api/uploads)."""
+    """A job for a file sent with an upload ticket or a multipart upload (POST /api/uploads), or imported
+    from a link (``source_url``)."""
 
-    upload_id: str = Field(description="The ticket's upload_id.", examples=["b7e1c0d2-8a4f-4c3e-9d5b-2f6a1e0c9b84"])
-    filename: str = Field(description="The file's name, for display and download names.", examples=["holiday.mov"])
+    upload_id: str | None = Field(
+        default=None,
+        description="An upload's id; or give ``source_url``.",
+        examples=["b7e1c0d2-8a4f-4c3e-9d5b-2f6a1e0c9b84"],
+    )
+    source_url: str | None = Field(
+        default=None, max_length=2048, description="Import the video from this http(s) link instead of an upload."
+    )
+    filename: str | None = Field(
+        default=None, description="The file's name, unless a multipart upload named it.", examples=["holiday.mov"]
+    )
     formats: list[str] = Field(json_schema_extra=FORMATS_DOC)
     callback_url: str | None = Field(default=None, description=CALLBACK_DOC, examples=["https://example.com/hooks"])
 
@@ -129,6 +140,20 @@ async def create_job(request: Request, jobs: JobsDep, owner: OwnerDep, quotas: Q
     origin = str(request.base_url).rstrip("/")  # for the webhook's absolute links (PUBLIC_URL wins)
     if content_type.startswith("application/json"):
         body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
+        if body.source_url:
+            create = functools.partial(
+                create_import,
+                jobs,
+                body.source_url,
+                body.formats,
+                body.filename,
+                body.callback_url,
+                owner,
+                origin=origin,
+            )
+            return await run_in_threadpool(quotas.create_within, owner, 0, create)
+        if not body.upload_id:
+            raise InvalidRequest("Give an upload_id (of an upload) or a source_url (a link to import from).")
         size = await run_in_threadpool(_uploaded_bytes, jobs, body.upload_id)
         create = functools.partial(
             jobs.create_job, body.upload_id, body.filename, body.formats, body.callback_url, owner, origin=origin

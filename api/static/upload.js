@@ -13,6 +13,7 @@ import {
   rememberJob,
   STATUS_TEXT,
 } from "./common.js";
+import { MULTIPART_FROM, MultipartUpload, savedUpload } from "./multipart.js";
 
 const form = document.getElementById("upload-form");
 const input = document.getElementById("file");
@@ -44,7 +45,7 @@ const MEDIA_EXTENSIONS = new Set(
 const AUDIO_EXTENSIONS = new Set("mp3 m4a aac wav flac oga opus wma aiff aif amr".split(" "));
 
 let file = null;
-let uploading = null; // the XMLHttpRequest while an upload runs
+let uploading = null; // while an upload runs: its XMLHttpRequest or MultipartUpload (both have abort())
 let refusal = null; // {file, message}: the server refused this very file (not media): another is needed
 let stage = "upload"; // what the request that failed was doing: "upload" (the file) or "create" (the job)
 
@@ -137,7 +138,11 @@ function setFile(candidate) {
       el("span", { class: "file-summary__meta", text: [formatBytes(file.size), file.type].filter(Boolean).join(" · ") }),
     );
     const media = looksLikeMedia(file);
-    if (media === false) {
+    const resumable = file.size > MULTIPART_FROM ? savedUpload(file) : null;
+    if (resumable) {
+      const sent = resumable.received ? ` (${formatBytes(resumable.received)} of ${formatBytes(file.size)} sent)` : "";
+      showWarning(`The upload of this file was interrupted${sent}. Convert resumes it: only the rest is sent.`);
+    } else if (media === false) {
       showWarning(
         `“${file.name}” does not look like a video or audio file (${file.type}). You can still try; the conversion will fail if FFmpeg cannot read it.`,
       );
@@ -366,6 +371,29 @@ function sendFile(ticket, chosen) {
   });
 }
 
+/** A file of one part: one request, with an upload ticket. */
+async function sendWhole(chosen) {
+  const ticket = await api("/api/uploads", { method: "POST" });
+  if (ticket.max_bytes && chosen.size > ticket.max_bytes) {
+    throw new ApiError(`The file is larger than the ${formatBytes(ticket.max_bytes)} upload limit.`, 413);
+  }
+  await sendFile(ticket, chosen);
+  return ticket.upload_id;
+}
+
+/** A larger file: in parts, four at a time, resumed where an earlier attempt in this browser stopped. */
+async function sendParts(chosen) {
+  const transfer = new MultipartUpload(chosen, {
+    onProgress: setProgress,
+    onResume: (received) => {
+      samples = [];
+      if (received) announcer.textContent = `Resuming: ${formatBytes(received)} were sent before.`;
+    },
+  });
+  uploading = transfer;
+  return transfer.run();
+}
+
 function warnBeforeLeaving(event) {
   event.preventDefault();
   event.returnValue = "";
@@ -394,11 +422,7 @@ form.addEventListener("submit", async (event) => {
   window.addEventListener("beforeunload", warnBeforeLeaving);
   stage = "upload";
   try {
-    const ticket = await api("/api/uploads", { method: "POST" });
-    if (ticket.max_bytes && chosen.size > ticket.max_bytes) {
-      throw new ApiError(`The file is larger than the ${formatBytes(ticket.max_bytes)} upload limit.`, 413);
-    }
-    await sendFile(ticket, chosen);
+    const uploadId = chosen.size > MULTIPART_FROM ? await sendParts(chosen) : await sendWhole(chosen);
     setProgress(chosen.size, chosen.size);
     progressText.textContent = "100% · Upload complete. Starting the conversion…";
     announcer.textContent = "Upload complete. Starting the conversion.";
@@ -408,7 +432,7 @@ form.addEventListener("submit", async (event) => {
     const job = await api("/api/jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ upload_id: ticket.upload_id, filename: chosen.name, formats }),
+      body: JSON.stringify({ upload_id: uploadId, filename: chosen.name, formats }),
     });
     rememberJob({ id: job.job_id, filename: job.filename, created: job.created_at });
     try {
@@ -444,7 +468,7 @@ function showFailure(error) {
 }
 
 cancel.addEventListener("click", () => {
-  if (uploading instanceof XMLHttpRequest) uploading.abort();
+  if (uploading && typeof uploading.abort === "function") uploading.abort();
 });
 
 // Restore state after a back navigation (the browser may keep the chosen file and ticks).
@@ -470,6 +494,39 @@ window.addEventListener("pageshow", (event) => {
   }
   setFile(input.files && input.files[0]);
   renderRecent();
+});
+
+// ---- import from a link ----
+
+const importForm = document.getElementById("import-form");
+const importUrl = document.getElementById("import-url");
+const importError = document.getElementById("import-error");
+
+importForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  importError.hidden = true;
+  const formats = selectedFormats();
+  const sourceUrl = importUrl.value.trim();
+  const problem = !sourceUrl ? "Paste a link to a video." : formats.length ? "" : "Pick at least one format above.";
+  if (problem) {
+    importError.textContent = problem;
+    importError.hidden = false;
+    importUrl.focus();
+    return;
+  }
+  try {
+    const job = await api("/api/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ source_url: sourceUrl, formats }),
+    });
+    rememberJob({ id: job.job_id, filename: job.filename, created: job.created_at });
+    window.location.assign(`/jobs/${encodeURIComponent(job.job_id)}`);
+  } catch (error) {
+    importError.textContent = error instanceof ApiError ? error.message : "Something went wrong. Please try again.";
+    importError.hidden = false;
+    importUrl.focus();
+  }
 });
 
 // ---- recent jobs ----

@@ -26,6 +26,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from fastapi.testclient import TestClient
 from moto.s3 import models as moto_s3_models
 from samtranslator.translator.transform import transform
@@ -33,6 +34,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from api.main import create_app
 from tests.aws.conftest import CRASHING_FFMPEG, settings_for
+from tests.fileserver import serve_files
 from video_converter import aws as aws_module
 from video_converter import mp4join
 from video_converter.apikeys import KeyStore
@@ -63,7 +65,7 @@ CALLS: dict[str, tuple[tuple[str, str], ...]] = {
     "delete_object": (("s3:DeleteObject", "object"),),
     "delete_objects": (("s3:DeleteObject", "object"),),  # each key of the batch
     "list_objects_v2": (("s3:ListBucket", "bucket"),),
-    "generate_presigned_url": (("s3:GetObject", "object"),),  # only get_object is presigned (checked below)
+    "generate_presigned_url": (),  # the presigned operation's actions: PRESIGNED (checked below)
     "generate_presigned_post": (("s3:PutObject", "object"),),
     "send_message": (("sqs:SendMessage", "queue"),),
     "receive_message": (("sqs:ReceiveMessage", "queue"),),
@@ -72,18 +74,31 @@ CALLS: dict[str, tuple[tuple[str, str], ...]] = {
     # The webhook key: WEBHOOK_SECRET_PARAMETER names an SSM SecureString, read WithDecryption (KMS is
     # then called by SSM, under the function role's kms:Decrypt for that parameter).
     "get_parameter": (("ssm:GetParameter", "parameter"),),
-    # A long video's join by copy: a multipart upload whose parts are the pieces' media copied inside
+    # Multipart uploads: begun, parts PUT by the browser to presigned UploadPart URLs, listed, completed
+    # or aborted by the API (CreateMultipartUpload, UploadPart and CompleteMultipartUpload are s3:PutObject);
+    # and a long video's join by copy: a multipart upload whose parts are the pieces' media copied inside
     # S3 (UploadPartCopy reads its source with s3:GetObject) and a leading part it uploads.
     "create_multipart_upload": (("s3:PutObject", "object"),),
     "upload_part": (("s3:PutObject", "object"),),
     "upload_part_copy": (("s3:PutObject", "object"), ("s3:GetObject", "copy_source")),
+    "list_parts": (("s3:ListMultipartUploadParts", "object"),),
     "complete_multipart_upload": (("s3:PutObject", "object"),),
     "abort_multipart_upload": (("s3:AbortMultipartUpload", "object"),),
+}
+
+# What a presigned URL of each operation needs of the role that signs it (the browser's request runs
+# with the signer's permissions).
+PRESIGNED: dict[str, tuple[tuple[str, str], ...]] = {
+    "get_object": (("s3:GetObject", "object"),),
+    "upload_part": (("s3:PutObject", "object"),),
 }
 
 # Called only by `video-converter worker` polling SQS itself (a container no stack here deploys); in
 # AWS the function's event source mapping receives and deletes, with the function role (checked below).
 POLLER_ONLY = {"receive_message", "delete_message"}
+# S3Storage.put_part (UploadPart through the API) is the Storage contract's; on AWS no code path sends a
+# part itself: the browser PUTs them to presigned URLs (tests/aws/test_multipart_s3.py runs it on moto).
+CONTRACT_ONLY = {"upload_part"}
 
 # What the event source mapping does with the function's role (AWS: SQS event source permissions).
 EVENT_SOURCE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
@@ -126,9 +141,9 @@ def test_every_boto3_call_in_the_source_has_an_iam_mapping():
     assert not unmapped, f"add these boto3 calls to CALLS with the IAM actions they need: {unmapped}"
 
 
-def test_only_get_object_is_presigned_for_download():
+def test_only_downloads_and_parts_are_presigned():
     text = (ROOT / "video_converter" / "storage" / "s3.py").read_text()
-    assert re.findall(r'generate_presigned_url\(\s*"(\w+)"', text) == ["get_object"]
+    assert sorted(re.findall(r'generate_presigned_url\(\s*"(\w+)"', text)) == sorted(PRESIGNED)
 
 
 # --- 2. the calls the code makes, per role ---------------------------------------------------------------
@@ -210,12 +225,13 @@ def flow(
     monkeypatch.setattr(mp4join, "MIN_PART", 256)
     monkeypatch.setattr(mp4join, "PAD_SHARE", 1.0)
     monkeypatch.setattr(moto_s3_models, "S3_UPLOAD_PART_MIN_SIZE", 256)
+    monkeypatch.setenv("IMPORT_ALLOW_PRIVATE", "true")  # the import's link is a server on 127.0.0.1
     # The webhook key as prod gives it: a SecureString the function reads once when it starts.
     ssm = boto3.client("ssm", region_name=REGION)  # not recorded: the operator made it
     ssm.put_parameter(Name=WEBHOOK_SECRET, Value="s3cret", Type="SecureString")
     monkeypatch.setenv("WEBHOOK_SECRET_PARAMETER", WEBHOOK_SECRET)
 
-    api_runtime = build_runtime(settings_for(aws, tmp_path))
+    api_runtime = build_runtime(settings_for(aws, tmp_path, import_allow_private=True))
     operator = s3_module.S3Storage(aws.converted_bucket, client=aws.s3)  # not recorded: `video-converter keys`
     _, key = KeyStore(operator).create("the flow")
     recorder.role = "api"
@@ -234,6 +250,7 @@ def flow(
     assert client.post(f"/api/jobs/{job_id}/share").status_code == 201
     empty = client.post("/api/jobs", files={"file": ("empty.mp4", b"", "video/mp4")}, data={"formats": "mp3"})
     assert empty.status_code == 422  # refused, and the empty upload deleted
+    multipart_flow(client, clip.read_bytes())
 
     recorder.role = "lambda"
     messages = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])
@@ -302,8 +319,47 @@ def flow(
     assert aws.s3.list_objects_v2(Bucket=aws.converted_bucket, Prefix=f"{job_id}/").get("KeyCount") == 0
     left = aws.s3.list_objects_v2(Bucket=aws.upload_bucket, Prefix=f"{job_id}/").get("Contents", [])
     assert [o["Key"] for o in left] == [f"{job_id}/ticket-used"]  # the spent ticket stays spent
+    import_flow(client, recorder, aws, convert_app, make_sqs_event, lambda_context, clip)
     api_runtime.close()
     return recorder
+
+
+def import_flow(
+    client: TestClient, recorder: Recorder, aws: Any, app: Any, event: Any, context: Any, clip: Path
+) -> None:
+    """An import from a link: the API makes the job; the function streams the file into the upload store
+    and queues the conversion."""
+    with serve_files({"/clip.mp4": clip.read_bytes()}) as site:
+        recorder.role = "api"
+        url = f"{site}/clip.mp4"
+        imported = client.post("/api/jobs", json={"source_url": url, "formats": ["mp3"]})
+        assert imported.status_code == 201, imported.text
+        import_id = imported.json()["job_id"]
+        recorder.role = "lambda"
+        batch = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        wanted = [m for m in batch.get("Messages", []) if import_id in m["Body"] and '"import"' in m["Body"]]
+        assert wanted
+        assert app.handler(event(wanted, aws.queue_arn), context()) == {"batchItemFailures": []}
+    head = aws.s3.head_object(Bucket=aws.upload_bucket, Key=f"{import_id}/imported/source")
+    assert head["ContentLength"] == clip.stat().st_size
+    recorder.role = "api"
+
+
+def multipart_flow(client: TestClient, data: bytes) -> None:
+    """A multipart upload through the API (its one part PUT by the browser to the presigned URL), listed
+    and completed; and another one cancelled."""
+    ticket = client.post("/api/uploads", json={"filename": "clip.mp4", "size": len(data)}).json()
+    upload_id = ticket["upload_id"]
+    (part,) = client.post(f"/api/uploads/{upload_id}/parts", json={"numbers": [1]}).json()["parts"]
+    put = requests.put(part["url"], data=data, headers={"Content-Type": "application/octet-stream"}, timeout=30)
+    assert put.status_code == 200, put.text
+    assert [p["etag"] for p in client.get(f"/api/uploads/{upload_id}").json()["received"]] == [put.headers["ETag"]]
+    done = client.post(
+        f"/api/uploads/{upload_id}/complete", json={"parts": [{"number": 1, "etag": put.headers["ETag"]}]}
+    )
+    assert done.status_code == 200, done.text
+    other = client.post("/api/uploads", json={"filename": "clip.mp4", "size": len(data)}).json()
+    assert client.delete(f"/api/uploads/{other['upload_id']}").status_code == 204
 
 
 # --- 3. the roles, rendered ------------------------------------------------------------------------------
@@ -433,10 +489,10 @@ def required(call: Call) -> list[tuple[str, str]]:
     elif call.method == "download_file":
         params.update(Bucket=call.args[0], Key=call.args[1])
     elif call.method == "generate_presigned_url":
-        assert call.args[0] == "get_object"
         params.update(call.kwargs["Params"])
     needs = []
-    for action, kind in CALLS[call.method]:
+    actions = PRESIGNED[call.args[0]] if call.method == "generate_presigned_url" else CALLS[call.method]
+    for action, kind in actions:
         if kind == "queue":
             needs.append((action, queue_arn(params["QueueUrl"])))
         elif kind == "parameter":
@@ -467,7 +523,7 @@ def _check(policy: list[dict[str, Any]], calls: list[Call]) -> list[str]:
 def test_the_flow_reaches_every_call_in_the_source(flow: Recorder):
     seen = {c.method for c in flow.calls}
     assert seen <= set(CALLS), f"calls without an IAM mapping: {seen - set(CALLS)}"
-    missing = set(client_calls_in_source()) - seen - POLLER_ONLY
+    missing = set(client_calls_in_source()) - seen - POLLER_ONLY - CONTRACT_ONLY
     assert not missing, f"extend the flow so these calls are checked against a role: {missing}"
     assert {c.role for c in flow.calls} == {"api", "lambda"}
 

@@ -103,7 +103,10 @@ def pins(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("bucket", "methods", "expiry"),
-    [("UploadBucket", {"POST"}, "UploadExpirationDays"), ("ConvertedBucket", {"GET", "HEAD"}, "OutputExpirationDays")],
+    [
+        ("UploadBucket", {"POST", "PUT"}, "UploadExpirationDays"),
+        ("ConvertedBucket", {"GET", "HEAD"}, "OutputExpirationDays"),
+    ],
 )
 def test_buckets_are_private_encrypted_and_expire(cfn: dict[str, Any], bucket: str, methods: set[str], expiry: str):
     props = cfn["Resources"][bucket]["Properties"]
@@ -286,12 +289,14 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]):
     (decrypt,) = [s for s in statements(document) if s.get("Sid") == "DecryptWebhookSecret"]
     assert decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"] == parameter_arn
     assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}
-    # Writes go to the converted bucket, and to a long video's pieces beside its original; the
-    # originals themselves are read-only.
+    # Writes go to the converted bucket, to a long video's pieces beside its original and to an original
+    # imported from a link (its own key); uploaded originals themselves are read-only.
     pieces = {"Fn::Sub": "${UploadBucket.Arn}/*/segments/*"}
+    imported = {"Fn::Sub": "${UploadBucket.Arn}/*/imported/*"}
     converted = {"Fn::Sub": "${ConvertedBucket.Arn}/*"}
     for action in ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
-        assert sorted(map(json.dumps, granted[action])) == sorted(map(json.dumps, [pieces, converted])), action
+        expected = sorted(map(json.dumps, [pieces, imported, converted]))
+        assert sorted(map(json.dumps, granted[action])) == expected, action
     assert granted["s3:GetObject"] == [{"Fn::Sub": "${UploadBucket.Arn}/*"}, converted]
     assert granted["sqs:ReceiveMessage"] == [{"Fn::GetAtt": ["ConvertQueue", "Arn"]}]
     assert granted["sqs:SendMessage"] == [{"Fn::GetAtt": ["ConvertQueue", "Arn"]}]  # a long video's parts
@@ -579,6 +584,7 @@ def test_addon_grants_a_narrow_managed_policy(sam: dict[str, Any]):
         "s3:GetObject",
         "s3:DeleteObject",
         "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
         "s3:ListBucket",
         "sqs:SendMessage",
     }  # the API calls nothing else (tests/aws/test_iam_calls.py); Copilot's execution role reads SSM

@@ -73,7 +73,10 @@ def test_storage_origins_join_only_the_directives_that_need_them() -> None:
     )
     directives = dict(part.split(" ", 1) for part in policy.split("; "))
     # the converted bucket too: the stream player fetches the media files itself
-    assert directives["connect-src"] == "'self' https://up.s3.eu-west-1.amazonaws.com https://out.s3.eu-west-1.amazonaws.com"
+    assert (
+        directives["connect-src"]
+        == "'self' https://up.s3.eu-west-1.amazonaws.com https://out.s3.eu-west-1.amazonaws.com"
+    )
     assert directives["img-src"] == "'self' https://out.s3.eu-west-1.amazonaws.com"
     assert directives["media-src"] == "'self' blob: https://out.s3.eu-west-1.amazonaws.com"  # blob: the picked file
     assert directives["script-src"] == directives["style-src"] == "'self'"

@@ -50,6 +50,18 @@ class ByteRange:
 Composed = Sequence[Sequence[bytes | ByteRange]]  # the parts of an object made by ``compose``, in order
 
 
+@dataclass(frozen=True)
+class Part:
+    """One received part of a multipart upload: its number (1-10,000), size and ETag (quoted, as S3's)."""
+
+    number: int
+    size: int
+    etag: str
+
+
+PartList = list[Part]  # (a name of its own: inside the store classes ``list`` is their method)
+
+
 def validate_prefix(prefix: str) -> str:
     """A listing prefix: a valid key ending in ``/``."""
     if not prefix.endswith("/"):
@@ -127,6 +139,30 @@ class Storage(Protocol):
         and return its size. A part that is one range is copied inside the store (S3: UploadPartCopy), so
         its bytes never pass through this process; on S3 every part but the last must be 5 MiB or more."""
 
+    # --- multipart uploads (S3's protocol; local and memory stores keep the parts beside the objects) ---
+
+    def start_multipart(self, key: str, part_size: int, content_type: str | None = None) -> str:
+        """Begin a multipart upload of ``key`` whose parts are all ``part_size`` bytes but the last (which may
+        be smaller) and numbered from 1 without gaps; return its upload id (S3's UploadId)."""
+
+    def part_url(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        """A time-limited URL that takes a PUT of part ``number`` of exactly ``size`` bytes and answers
+        its ``ETag`` (an S3 presigned UploadPart; local mode's signed stand-in)."""
+
+    def put_part(self, key: str, upload_id: str, number: int, stream: Readable) -> Part:
+        """Store part ``number`` from a stream read in chunks, replacing an earlier copy of it; a PUT cut
+        short leaves the part as it was (S3) or not received (disk), never half of it marked received.
+        Raise ObjectNotFound for an unknown upload, ValueError for a part over the part size."""
+
+    def list_parts(self, key: str, upload_id: str) -> PartList:
+        """The parts received so far, by number; raise ObjectNotFound for an unknown (or finished) upload."""
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        """Join these parts (by number and ETag, in order) into the object ``key``; the upload ends."""
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and its parts; nothing happens if it is already gone."""
+
 
 def top_folders(keys: Iterable[str], start_after: str, limit: int) -> list[str]:
     """``Storage.folders`` over a sorted or unsorted set of keys (the memory and local stores)."""
@@ -156,3 +192,12 @@ def range_chunks(read: Readable, length: int, size: int = CHUNK) -> Iterator[byt
 def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
+
+
+MAX_PARTS = 10_000  # S3's most parts in one multipart upload
+
+
+def check_part_number(number: int) -> int:
+    if not 1 <= number <= MAX_PARTS:
+        raise ValueError(f"A part number is 1 to {MAX_PARTS}, not {number}.")
+    return number

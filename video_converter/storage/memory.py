@@ -6,7 +6,8 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,7 +16,10 @@ from .base import (
     Composed,
     Listed,
     ObjectNotFound,
+    Part,
+    PartList,
     Readable,
+    check_part_number,
     folder_prefix,
     iter_chunks,
     tag_of,
@@ -31,6 +35,7 @@ class MemoryStorage:
         self.content_types: dict[str, str | None] = {}
         self.modified: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.uploads: dict[str, tuple[str, int, dict[int, bytes]]] = {}  # multipart: id -> (key, part size, parts)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         with self._lock:
@@ -142,3 +147,53 @@ class MemoryStorage:
                     data += piece
         self.put_bytes(key, bytes(data), content_type)
         return len(data)
+
+    # --- multipart uploads ---
+
+    def _parts(self, key: str, upload_id: str) -> tuple[int, dict[int, bytes]]:
+        target, part_size, parts = self.uploads.get(upload_id, ("", 0, {}))
+        if target != validate_key(key):
+            raise ObjectNotFound(key)
+        return part_size, parts
+
+    def start_multipart(self, key: str, part_size: int, content_type: str | None = None) -> str:
+        upload_id = uuid.uuid4().hex
+        with self._lock:
+            self.uploads[upload_id] = (validate_key(key), part_size, {})
+        return upload_id
+
+    def part_url(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        return f"memory://{quote(validate_key(key))}?upload={upload_id}&part={number}&size={size}"
+
+    def put_part(self, key: str, upload_id: str, number: int, stream: Readable) -> Part:
+        check_part_number(number)
+        data = b"".join(iter_chunks(stream))
+        with self._lock:
+            part_size, parts = self._parts(key, upload_id)
+            if len(data) > part_size:
+                raise ValueError(f"A part of this upload is at most {part_size} bytes.")
+            parts[number] = data
+        return Part(number, len(data), tag_of(data))
+
+    def list_parts(self, key: str, upload_id: str) -> PartList:
+        with self._lock:
+            parts = dict(self._parts(key, upload_id)[1])
+        return [Part(n, len(data), tag_of(data)) for n, data in sorted(parts.items())]
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        with self._lock:
+            part_size, received = self._parts(key, upload_id)
+            if [p.number for p in parts] != list(range(1, len(parts) + 1)) or any(
+                p.number not in received or tag_of(received[p.number]) != p.etag for p in parts
+            ):
+                raise ValueError("Name every part from 1 on, in order, as it was received.")
+            if any(len(received[p.number]) != part_size for p in parts[:-1]):
+                raise ValueError(f"Every part but the last must be {part_size} bytes.")
+            data = b"".join(received[p.number] for p in parts)
+            del self.uploads[upload_id]
+        self.put_bytes(key, data)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            if self.uploads.get(upload_id, ("",))[0] == key:
+                del self.uploads[upload_id]

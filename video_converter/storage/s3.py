@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,10 @@ from .base import (
     Composed,
     Listed,
     ObjectNotFound,
+    Part,
+    PartList,
     Readable,
+    check_part_number,
     folder_prefix,
     iter_chunks,
     validate_key,
@@ -41,6 +44,7 @@ DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 _EXISTS = "PreconditionFailed"
 _CONFLICT = "ConditionalRequestConflict"
 CONFLICT_ATTEMPTS = 3
+_NO_UPLOAD = "NoSuchUpload"  # a multipart upload completed, aborted or never started
 
 
 def _endpoint_overridden() -> bool:
@@ -355,3 +359,82 @@ class S3Storage:
         with contextlib.closing(response["Body"]) as body:
             for chunk in iter_chunks(body):
                 spool.write(chunk)
+
+    # --- multipart uploads: the browser PUTs each part to a presigned UploadPart URL ---
+
+    def start_multipart(self, key: str, part_size: int, content_type: str | None = None) -> str:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key)}
+        if content_type:
+            params["ContentType"] = content_type
+        return str(self.client.create_multipart_upload(**params)["UploadId"])
+
+    def part_url(self, key: str, upload_id: str, number: int, size: int, expires_in: int) -> str:
+        # ContentLength is signed: S3 refuses a PUT of any other size (SignatureDoesNotMatch), so a part
+        # cannot be larger than the upload said; a browser sends a Blob's Content-Length itself.
+        url: str = self.client.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": self.bucket,
+                "Key": validate_key(key),
+                "UploadId": upload_id,
+                "PartNumber": check_part_number(number),
+                "ContentLength": size,
+            },
+            ExpiresIn=expires_in,
+        )
+        return url
+
+    def put_part(self, key: str, upload_id: str, number: int, stream: Readable) -> Part:
+        # UploadPart needs a body of known length: spooled to disk past 8 MiB, never held whole.
+        with tempfile.SpooledTemporaryFile(max_size=PART_SIZE) as body:
+            size = sum(body.write(chunk) for chunk in iter_chunks(stream))
+            body.seek(0)
+            try:
+                response = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=validate_key(key),
+                    UploadId=upload_id,
+                    PartNumber=check_part_number(number),
+                    Body=body,
+                    ContentLength=size,
+                )
+            except Exception as exc:
+                raise ObjectNotFound(key) if error_code(exc) == _NO_UPLOAD else exc from None
+        return Part(number, size, str(response["ETag"]))
+
+    def list_parts(self, key: str, upload_id: str) -> PartList:
+        parts: PartList = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": validate_key(key), "UploadId": upload_id}
+        while True:  # pages of 1,000 parts
+            try:
+                page = self.client.list_parts(**params)
+            except Exception as exc:
+                if error_code(exc) == _NO_UPLOAD:
+                    raise ObjectNotFound(key) from None
+                raise
+            parts += [Part(int(p["PartNumber"]), int(p["Size"]), str(p["ETag"])) for p in page.get("Parts", [])]
+            if not page.get("IsTruncated"):
+                return parts
+            params["PartNumberMarker"] = page["NextPartNumberMarker"]
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=validate_key(key),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
+            )
+        except Exception as exc:
+            if error_code(exc) == _NO_UPLOAD:
+                raise ObjectNotFound(key) from None
+            if error_code(exc) in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                raise ValueError(f"S3 refused the parts: {error_code(exc)}") from None
+            raise
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=validate_key(key), UploadId=upload_id)
+        except Exception as exc:
+            if error_code(exc) != _NO_UPLOAD:
+                raise
