@@ -73,7 +73,10 @@ def test_zero_retention_starts_no_retention_sweep(settings: Settings) -> None:
     stop = threading.Event()
     try:
         threads = start_background(rt, stop)
-        assert [t.name for t in threads] == ["unclaimed-uploads"]  # 0 keeps every job, not stray uploads
+        assert [t.name for t in threads] == [
+            "unclaimed-uploads",
+            "abandoned-multipart",
+        ]  # 0 keeps every job, not stray uploads
     finally:
         stop.set()
         rt.close()
@@ -86,7 +89,7 @@ def test_the_sweep_runs_at_start_and_stops_when_asked(settings: Settings, tmp_pa
     job_files(uploads, job_id, 10, "source")
     stop = threading.Event()
     threads = start_background(rt, stop)
-    assert [t.name for t in threads] == ["retention", "owner-index", "unclaimed-uploads"]
+    assert [t.name for t in threads] == ["retention", "owner-index", "unclaimed-uploads", "abandoned-multipart"]
     # Either sweep takes the 10-day-old original (the unclaimed-uploads one keeps the folder for the
     # ticket's mark, so the folder itself is not what to wait for).
     deadline = time.monotonic() + 30
