@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.responses import JOB_EXAMPLE
 from api.templating import templates
-from video_converter.views import JobView
+from video_converter.webhooks import WebhookEvent
 
 router = APIRouter(include_in_schema=False)
 webhooks = APIRouter()  # documented only (OpenAPI 3.1 ``webhooks``): what this service sends to receivers
@@ -82,6 +82,17 @@ TAGS = [
 ]
 
 
+# The body of a job-finished event, as a receiver gets it (the job's links made absolute).
+EVENT_EXAMPLE = {
+    "id": "evt_5b0c1f6e2a9d4c3b8e7f6a5d4c3b2a19",
+    "type": "job.completed",
+    "created_at": "2026-11-29T09:02:28+00:00",
+    "timestamp": 1795942948,
+    "job_url": f"https://video.example.com/api/jobs/{JOB_EXAMPLE['job_id']}",
+    "job": JOB_EXAMPLE,
+}
+
+
 @webhooks.post(
     "job-finished",
     response_class=Response,  # the receiver's answer has no body the service reads
@@ -89,17 +100,24 @@ TAGS = [
         200: {"description": "Received: any 2xx answer within 10 s ends the delivery (its body is not read)."},
         "default": {"description": "Any other answer, a redirect, or none within 10 s is retried (4 attempts)."},
     },
-    openapi_extra={"requestBody": {"content": {"application/json": {"example": JOB_EXAMPLE}}}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": EVENT_EXAMPLE}}}},
 )
 def job_finished(
-    job: JobView,
-    x_signature: Annotated[
-        str, Header(description="`sha256=<hex>`: HMAC-SHA256 of the raw body under the webhook key.")
+    event: WebhookEvent,
+    x_webhook_id: Annotated[str, Header(description="The event's id, the same on every attempt.")],
+    x_webhook_event: Annotated[str, Header(description="The event's type: job.completed, job.partial or job.failed.")],
+    x_webhook_timestamp: Annotated[str, Header(description="When this attempt was sent, seconds since the epoch.")],
+    x_webhook_signature: Annotated[
+        str,
+        Header(description="`sha256=<hex>`: HMAC-SHA256 of `<timestamp>.<raw body>` under the webhook key."),
     ],
 ) -> None:
-    """Sent to the job's `callback_url` once every output is final: the job's JSON, exactly as
-    `GET /api/jobs/{job_id}` answers it. Verify `X-Signature` against the raw body before trusting it;
-    answer 2xx within 10 s. Delivered at least once: a receiver may see a job twice (its `job_id` tells)."""
+    """Sent to the job's `callback_url` once every output is final: an event with the job's JSON as
+    `GET /api/jobs/{job_id}` answers it, its links absolute (`PUBLIC_URL`, else the creating request's
+    origin). Verify `X-Webhook-Signature` over `X-Webhook-Timestamp`, a dot and the raw body, and refuse a
+    timestamp more than 5 minutes from your clock (a replayed request); answer 2xx within 10 s. Delivered
+    at least once: a receiver may see an event twice (its `id` tells). The job's `webhook` field shows
+    the delivery as it stands."""
 
 
 STOCK_ERRORS = ("HTTPValidationError", "ValidationError")

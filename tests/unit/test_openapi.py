@@ -13,10 +13,12 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.responses import JOB_EXAMPLE, UPLOAD_EXAMPLE
+from api.routes.docs import EVENT_EXAMPLE
 from video_converter.model import OutputRecord, OutputStatus
 from video_converter.presets import DEFAULT_FORMATS, PRESETS
 from video_converter.runtime import Runtime
 from video_converter.views import JobView, OutputView, UploadTicket
+from video_converter.webhooks import EVENT_HEADER, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookEvent
 
 ERROR = {"$ref": "#/components/schemas/ErrorDetail"}
 HEALTH = {"$ref": "#/components/schemas/Health"}
@@ -116,9 +118,17 @@ def test_the_webhook_is_an_openapi_3_1_webhooks_entry(spec: dict[str, Any]) -> N
     assert spec["openapi"].startswith("3.1")
     hook = spec["webhooks"]["job-finished"]["post"]
     body = hook["requestBody"]["content"]["application/json"]
-    assert body["schema"] == {"$ref": "#/components/schemas/JobView"}  # the same document GET answers
-    assert body["example"] == JOB_EXAMPLE
-    assert [p["name"].lower() for p in hook["parameters"] if p["in"] == "header"] == ["x-signature"]
+    assert body["schema"] == {"$ref": "#/components/schemas/WebhookEvent"}  # the event the service signs
+    assert body["example"] == EVENT_EXAMPLE
+    assert WebhookEvent.model_validate(EVENT_EXAMPLE).job.job_id == JOB_EXAMPLE["job_id"]  # a real event
+    headers = [p["name"].lower() for p in hook["parameters"] if p["in"] == "header"]
+    assert headers == ["x-webhook-id", "x-webhook-event", "x-webhook-timestamp", "x-webhook-signature"]
+    assert [SIGNATURE_HEADER, TIMESTAMP_HEADER, EVENT_HEADER, ID_HEADER] == [
+        "X-Webhook-Signature",
+        "X-Webhook-Timestamp",
+        "X-Webhook-Event",
+        "X-Webhook-Id",
+    ]  # the names the service sends are the ones documented
     assert "callback_url" in hook["description"]
 
 
