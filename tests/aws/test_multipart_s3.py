@@ -18,6 +18,7 @@ from api.main import create_app
 from tests.aws import test_aws_flow
 from tests.aws.conftest import settings_for
 from tests.aws.test_aws_flow import receive_all
+from video_converter.apikeys import KeyStore
 from video_converter.runtime import build_runtime
 from video_converter.storage.s3 import S3Storage
 
@@ -31,7 +32,8 @@ moto_server, resources = test_aws_flow.moto_server, test_aws_flow.resources  # t
 def client(resources, tmp_path: Path) -> Iterator[TestClient]:
     rt = build_runtime(settings_for(resources, tmp_path))
     assert isinstance(rt.uploads, S3Storage)
-    with TestClient(create_app(rt)) as test_client:
+    _, key = KeyStore(rt.converted).create("multipart")  # AUTH=keys, the default on AWS
+    with TestClient(create_app(rt), headers={"Authorization": f"Bearer {key}"}) as test_client:
         yield test_client
     rt.close()
 
@@ -97,7 +99,9 @@ def test_an_aborted_multipart_upload_leaves_nothing(client: TestClient, resource
     assert not resources.s3.list_multipart_uploads(Bucket=resources.upload_bucket).get("Uploads")
     assert client.get(f"/api/uploads/{ticket['upload_id']}").status_code == 404
     left = resources.s3.list_objects_v2(Bucket=resources.upload_bucket, Prefix=f"{ticket['upload_id']}/")
-    assert [o["Key"] for o in left.get("Contents", [])] == [f"{ticket['upload_id']}/ticket-used"]
+    # Only the spent ticket's markers: used, and whose it was (so the id never comes back as a new upload)
+    upload_id = ticket["upload_id"]
+    assert [o["Key"] for o in left.get("Contents", [])] == [f"{upload_id}/owner", f"{upload_id}/ticket-used"]
 
 
 @pytest.mark.parametrize("region", ["eu-west-1", "us-east-1"])
