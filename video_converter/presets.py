@@ -539,9 +539,7 @@ PRESETS: dict[str, Preset] = {
             extension="m3u8",
             media_type="application/vnd.apple.mpegurl",
             kind=Kind.VIDEO,
-            description="Adaptive streaming: the MP4 sizes the source allows (never upscaled), H.264 + AAC "
-            "in CMAF (one fragmented MP4 per size and one for the sound), with an HLS playlist and a DASH "
-            "manifest over the same files.",
+            description="Plays at the quality the network allows: the MP4 sizes as one HLS and DASH stream.",
             output_args=_packaged,
             stream=HLS,
         ),
@@ -551,8 +549,7 @@ PRESETS: dict[str, Preset] = {
             extension="jpg",
             media_type="image/jpeg",
             kind=Kind.IMAGE,
-            description="Frames every few seconds in one JPEG sprite, with a WebVTT thumbnails track: "
-            "previews on a player's scrub bar.",
+            description="Frames every few seconds in one sprite: previews on a player's scrub bar.",
             output_args=_storyboard_args,
             max_width=STORYBOARD_TILE_WIDTH * STORYBOARD_COLUMNS,
         ),

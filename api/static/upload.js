@@ -180,7 +180,7 @@ function markSizes(chosen) {
       if (Number(box.dataset.size) <= short) continue;
       box.classList.add("format--not-larger");
       const note = box.querySelector(".format__size-note");
-      note.textContent = `Your video is ${short}p, so this one stays ${short}p (never upscaled).`;
+      note.textContent = `Kept at ${short}p: your video is ${short}p (never upscaled).`;
       note.hidden = false;
     }
   });

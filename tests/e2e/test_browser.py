@@ -149,7 +149,7 @@ def test_upload_convert_preview_and_download(
     # The page reads the picked video's size locally: a 320x240 video gives no 360p or larger.
     for format_id in ("1080p", "720p", "480p", "360p", "webm"):
         note = page.locator(f"label.format:has(input[value='{format_id}']) .format__size-note")
-        sync_api.expect(note).to_have_text("Your video is 240p, so this one stays 240p (never upscaled).")
+        sync_api.expect(note).to_have_text("Kept at 240p: your video is 240p (never upscaled).")
     sync_api.expect(page.locator("label.format:has(input[value='mp3']) .format__size-note")).to_be_hidden()
     shoot(page, "upload-sizes-desktop")
     choose_formats(page, set())
