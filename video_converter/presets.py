@@ -207,13 +207,13 @@ class VideoRecipe:
         container = list(self.container) if alone else frames
         return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, *container]
 
-    def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
-        """Input 0: the encoded picture (a rendition's, or the segments concatenated); input 1 (if any):
-        the encoded sound. Both copied."""
+    def assembly(self, source: SourceInfo, *, with_audio: bool, pictures: str = "0:v:0") -> list[str]:
+        """Input 0: the encoded picture (a rendition's, or the segments concatenated; ``pictures`` maps
+        more than one, a stream's renditions); input 1 (if any): the encoded sound. Both copied."""
         sound = ["-map", "1:a:0", "-c:a", "copy"] if with_audio else ["-an"]
         # The pieces (NUT) carry no colour tags: the container's are set again on the copy (WebM would
         # otherwise lose the primaries and transfer, which VP9 itself does not store).
-        picture = ["-map", "0:v:0", "-c:v", "copy", *_bt709_tags(source)]
+        picture = ["-map", pictures, "-c:v", "copy", *_bt709_tags(source)]
         return [*picture, *sound, *NO_METADATA, "-sn", "-dn", *self.container]
 
 
