@@ -462,6 +462,24 @@ def recipes_of(presets: list[Preset]) -> list[VideoRecipe]:
     return recipes
 
 
+def pictures_of(presets: list[Preset], source: SourceInfo) -> tuple[list[VideoRecipe], list[list[int]]]:
+    """The pictures video formats converted together are encoded to (each distinct recipe once) and,
+    for each format, the indices of those it takes: an MP4 size its own, a stream its renditions. With
+    a stream among them every picture has its keyframes on the stream's grid, so the MP4 sizes the job
+    asks for are the stream's renditions of those sizes, encoded once."""
+    streamed = any(preset.stream is not None for preset in presets)
+    recipes: list[VideoRecipe] = []
+    takes = []
+    for preset in presets:
+        wanted = preset.stream.renditions(source) if preset.stream is not None else recipes_of([preset])
+        aligned = [recipe.aligned() if streamed and preset.recipe is not None else recipe for recipe in wanted]
+        for recipe in aligned:
+            if recipe not in recipes:
+                recipes.append(recipe)
+        takes.append([recipes.index(recipe) for recipe in aligned])
+    return recipes, takes
+
+
 def mp4_id(height: int) -> str:
     """The format id of the MP4 size ``height``."""
     return f"{height}p"

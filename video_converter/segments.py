@@ -41,7 +41,7 @@ from . import mp4join
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
 from .model import SegmentPlan, SourceInfo
-from .presets import Preset, VideoRecipe, downmix_filter, pictures_once
+from .presets import Preset, VideoRecipe, downmix_filter, pictures_of, pictures_once
 from .storage import ByteRange, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -208,26 +208,6 @@ def piece_recipes(presets: list[Preset]) -> list[VideoRecipe]:
     return recipes
 
 
-def _ladders(presets: list[Preset], source: SourceInfo) -> tuple[list[VideoRecipe], list[list[int]]]:
-    """The pictures a piece is encoded to (each once) and, for each format, the indices of those it
-    takes: an MP4 size its own; a stream its renditions. Beside a stream every picture has its
-    keyframes on the stream's grid, so the MP4 sizes are the stream's renditions of those sizes."""
-    streamed = any(preset.stream is not None for preset in presets)
-    recipes: list[VideoRecipe] = []
-    takes = []
-    for preset in presets:
-        wanted = preset.stream.renditions(source) if preset.stream is not None else [preset.recipe]
-        indices = []
-        for recipe in wanted:
-            assert recipe is not None
-            recipe = recipe.aligned() if streamed else recipe
-            if recipe not in recipes:
-                recipes.append(recipe)
-            indices.append(recipes.index(recipe))
-        takes.append(indices)
-    return recipes, takes
-
-
 def encode_piece(
     ffmpeg: FFmpeg,
     presets: list[Preset],
@@ -242,7 +222,7 @@ def encode_piece(
     """One piece's picture, encoded with each format's settings from one decode, its original
     timestamps kept; one file per preset (a stream's: an MP4 with a video track per rendition,
     largest first, copied from the renditions' encodes)."""
-    recipes, takes = _ladders(presets, plan.source)
+    recipes, takes = pictures_of(presets, plan.source)
     shares, pictures = pictures_once(plan.source, recipes)  # too small for several: one picture
     outputs = {i: workdir / f"{index:05d}-{i}.{piece_extension(recipes[i])}" for i in pictures}
     args = [_piece_container(pictures[i], recipes[i]) for i in pictures]
