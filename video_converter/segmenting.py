@@ -273,7 +273,8 @@ def split_if_long(
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
         return _split_by_another(rt, outputs, timeout, cancel)
     spliced = any((r := segments.recipe_of(PRESETS[f])) is not None and r.spliced_sound for f in lead.job.formats)
-    seconds, original = _piece_seconds(rt, lead), lead.job.source_key
+    settings, original = rt.settings, lead.job.source_key
+    seconds = piece_seconds(lead.job.formats, settings.segment_seconds, settings.hls_segment_seconds)
     read = functools.partial(rt.uploads.read_range, original)
     try:
         cuts = segments.cut_original(read, lead.job.source_size, facts, seconds)
@@ -298,15 +299,14 @@ def split_if_long(
     return done.plan
 
 
-def _piece_seconds(rt: Runtime, lead: Output) -> float:
+def piece_seconds(formats: list[str], segment_seconds: float, stream_seconds: int) -> float:
     """How long the pieces are: SEGMENT_SECONDS, or for a job with a stream that rounded up to whole
-    stream segments (to whole GOPs when it is shorter than one), so that the pieces start on the
-    stream's keyframe grid wherever the original has a keyframe there."""
-    seconds = rt.settings.segment_seconds
-    if not any(PRESETS[f].stream is not None for f in lead.job.formats):
-        return seconds
-    grid = rt.settings.hls_segment_seconds if seconds >= rt.settings.hls_segment_seconds else GOP_SECONDS
-    return float(math.ceil(seconds / grid) * grid)
+    stream segments (``stream_seconds``; to whole GOPs when it is shorter than one), so that the pieces
+    start on the stream's keyframe grid wherever the original has a keyframe there."""
+    if not any(PRESETS[f].stream is not None for f in formats):
+        return segment_seconds
+    grid = stream_seconds if segment_seconds >= stream_seconds else GOP_SECONDS
+    return float(math.ceil(segment_seconds / grid) * grid)
 
 
 def _split_by_another(
