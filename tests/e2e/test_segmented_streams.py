@@ -63,16 +63,21 @@ def test_a_long_stream_is_converted_in_pieces_on_the_grid(
 
 
 def test_off_grid_keyframes_still_give_aligned_segments(segmented: tuple[TestClient, Runtime], tmp_path: Path) -> None:
-    """An original with a keyframe every 1.5 s is cut at 4.5 s, 9 s, 12 s: off the grid, each piece's
-    first frame is a keyframe in every rendition alike, so the segments still line up and start with one."""
+    """An original with a keyframe every 1.5 s (and no sound) is cut at 4.5 s, 9 s, 12 s: off the grid,
+    each piece's first frame is a keyframe in every rendition alike, so the segments still line up and
+    start with one."""
     client, _ = segmented
-    clip = make_clip_file(tmp_path / "odd.mp4", seconds=13, size="854x480", rate=30, extra=("-g", "45"))
+    clip = make_clip_file(tmp_path / "odd.mp4", seconds=13, size="854x480", rate=30, audio=False, extra=("-g", "45"))
     job = convert(client, clip, "hls")
     stream = output(job, "hls")
     assert stream["segments"] > 1
     fetch = fetcher(client)
     checked = check_stream(fetch, stream["playlist_url"], tmp_path)
     check_manifest(fetch, stream["dash_url"], checked)
-    assert checked.resolutions() == [(854, 480), (640, 360)]
+    assert checked.resolutions() == [(854, 480), (640, 360)] and checked.audio is None
     total = [sum(s.duration for s in p.segments) for p in checked.media.values()]
     assert total == pytest.approx([13.0, 13.0], abs=0.1)
+    # The grid's keyframes (0, 2, ..., 12 s) and the pieces' first frames off it (4.5 s and 9 s).
+    track = tmp_path / "track.mp4"
+    track.write_bytes(fetch(checked.media["video_360p.m3u8"].segment_map[0].absolute_uri, None))
+    assert len([p for p in video_packets(track) if ",K" in p]) == 9
