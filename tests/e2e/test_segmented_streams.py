@@ -51,8 +51,9 @@ def test_a_long_stream_is_converted_in_pieces_on_the_grid(
     keys = [p for p in video_packets(joined) if ",K" in p]
     assert len(keys) == 7  # 0, 2, ..., 12 s
     assert float(probe_file(joined)["format"]["duration"]) == pytest.approx(13.0, abs=0.1)
-    # The stream's 480p rendition is that picture, copied: the same packets (its keyframes carry the
-    # parameter sets in band too, the same few bytes on each, which the concat demuxer's copy adds).
+    # The stream's 480p rendition is that picture, copied: the same packets, but for the parameter sets
+    # the concat demuxer's copy puts in band at each keyframe (auto_convert: the same few bytes on each,
+    # which keep a piece decodable even if its encoder's parameter sets differed).
     track = tmp_path / "track.mp4"
     track.write_bytes(fetch(checked.media["video_480p.m3u8"].segment_map[0].absolute_uri, None))
     packets, joined_packets = video_packets(track), video_packets(joined)
