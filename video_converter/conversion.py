@@ -22,7 +22,7 @@ from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
 from .model import OutputRecord, SourceInfo
 from .output import Output
-from .presets import Preset, UnsuitableSource, VideoRecipe, pictures_once, recipes_of
+from .presets import Preset, UnsuitableSource, VideoRecipe, pictures_of, pictures_once
 from .storage import ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -198,21 +198,7 @@ class _Together:
     def of(cls, outputs: list[Output], source: SourceInfo) -> _Together:
         """With a stream among them, every rendition has its keyframes on the stream's grid, so the MP4
         sizes the job asks for are the stream's renditions of those sizes, encoded once."""
-        streamed = any(o.preset.stream is not None for o in outputs)
-        recipes: list[VideoRecipe] = []
-        takes = []
-        for output in outputs:
-            stream, recipe = output.preset.stream, output.preset.recipe
-            wanted = stream.renditions(source) if stream else recipes_of([output.preset])
-            wanted = [r.aligned() if streamed and recipe is not None else r for r in wanted]
-            takes.append([cls._index(recipes, r) for r in wanted])
-        return cls(recipes, takes)
-
-    @staticmethod
-    def _index(recipes: list[VideoRecipe], recipe: VideoRecipe) -> int:
-        if recipe not in recipes:
-            recipes.append(recipe)
-        return recipes.index(recipe)
+        return cls(*pictures_of([output.preset for output in outputs], source))
 
 
 def _files_of(together: _Together, shares: list[int], outputs: list[Output], finals: list[Path]) -> dict[int, Path]:

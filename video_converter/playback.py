@@ -9,6 +9,7 @@ The master playlist names the media playlists relatively too: served at
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from xml.sax.saxutils import escape
@@ -33,7 +34,9 @@ def _signed(name: str, sign: Sign) -> str:
 
 def signed_playlist(text: str, sign: Sign) -> str:
     """A media playlist with its file's URL signed: the segment lines and the EXT-X-MAP's URI. The
-    master playlist has no file of its own: it comes back unchanged."""
+    master playlist has no file of its own: it comes back unchanged. Each file is signed once: every
+    segment names the same URL (a signature made a second later would differ, and a player caches by URL)."""
+    sign = functools.cache(sign)
     lines = []
     for line in text.splitlines():
         if line.startswith("#EXT-X-MAP:"):
@@ -46,6 +49,7 @@ def signed_playlist(text: str, sign: Sign) -> str:
 
 def signed_manifest(text: str, sign: Sign) -> str:
     """The DASH manifest with each representation's BaseURL signed (escaped for XML)."""
+    sign = functools.cache(sign)
     return _BASE_URL.sub(lambda match: f"<BaseURL>{escape(_signed(match.group(1), sign))}</BaseURL>", text)
 
 

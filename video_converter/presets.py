@@ -207,13 +207,13 @@ class VideoRecipe:
         container = list(self.container) if alone else frames
         return ["-map", "0:a:0", *self.audio(source), "-vn", "-sn", "-dn", *NO_METADATA, *container]
 
-    def assembly(self, source: SourceInfo, *, with_audio: bool) -> list[str]:
-        """Input 0: the encoded picture (a rendition's, or the segments concatenated); input 1 (if any):
-        the encoded sound. Both copied."""
+    def assembly(self, source: SourceInfo, *, with_audio: bool, pictures: str = "0:v:0") -> list[str]:
+        """Input 0: the encoded picture (a rendition's, or the segments concatenated; ``pictures`` maps
+        more than one, a stream's renditions); input 1 (if any): the encoded sound. Both copied."""
         sound = ["-map", "1:a:0", "-c:a", "copy"] if with_audio else ["-an"]
         # The pieces (NUT) carry no colour tags: the container's are set again on the copy (WebM would
         # otherwise lose the primaries and transfer, which VP9 itself does not store).
-        picture = ["-map", "0:v:0", "-c:v", "copy", *_bt709_tags(source)]
+        picture = ["-map", pictures, "-c:v", "copy", *_bt709_tags(source)]
         return [*picture, *sound, *NO_METADATA, "-sn", "-dn", *self.container]
 
 
@@ -460,6 +460,24 @@ def recipes_of(presets: list[Preset]) -> list[VideoRecipe]:
     if len(recipes) != len(presets):
         raise ValueError("Only video formats are converted together")
     return recipes
+
+
+def pictures_of(presets: list[Preset], source: SourceInfo) -> tuple[list[VideoRecipe], list[list[int]]]:
+    """The pictures video formats converted together are encoded to (each distinct recipe once) and,
+    for each format, the indices of those it takes: an MP4 size its own, a stream its renditions. With
+    a stream among them every picture has its keyframes on the stream's grid, so the MP4 sizes the job
+    asks for are the stream's renditions of those sizes, encoded once."""
+    streamed = any(preset.stream is not None for preset in presets)
+    recipes: list[VideoRecipe] = []
+    takes = []
+    for preset in presets:
+        wanted = preset.stream.renditions(source) if preset.stream is not None else recipes_of([preset])
+        aligned = [recipe.aligned() if streamed and preset.recipe is not None else recipe for recipe in wanted]
+        for recipe in aligned:
+            if recipe not in recipes:
+                recipes.append(recipe)
+        takes.append([recipes.index(recipe) for recipe in aligned])
+    return recipes, takes
 
 
 def mp4_id(height: int) -> str:

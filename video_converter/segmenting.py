@@ -26,6 +26,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import mp4join, segments
+from . import mp4join, segments, streams
 from .conversion import SourceReplaced, check_output, publish, suitable
 from .ffmpeg import ConversionCancelled
 from .ffmpeg.parse import ProbeFacts
@@ -43,7 +44,7 @@ from .limits import MediaRejected
 from .model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
 from .outcome import Outcome, Step
 from .output import Output
-from .presets import PRESETS, Preset, VideoRecipe, recipes_of
+from .presets import GOP_SECONDS, PRESETS, Preset, VideoRecipe
 from .runtime import Runtime
 from .storage import ObjectNotFound, Storage
 from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, send
@@ -95,7 +96,7 @@ def encoded_prefix(job_id: str, format_id: str) -> str:
 
 def encoded_piece_key(job_id: str, format_id: str, index: int) -> str:
     """An encoded piece: an MP4 for the formats joined by copy, else NUT (``segments.piece_extension``)."""
-    recipe = PRESETS[format_id].recipe
+    recipe = segments.recipe_of(PRESETS[format_id])
     extension = segments.piece_extension(recipe) if recipe is not None else "nut"
     return f"{encoded_prefix(job_id, format_id)}{index:05d}.{extension}"
 
@@ -201,7 +202,7 @@ def fail(rt: Runtime, outputs: list[Output], reason: str) -> None:
 
 def _videos_final(rt: Runtime, output: Output) -> bool:
     """Every video output of the job is completed or failed: nothing needs the split any more."""
-    videos = [f for f in output.job.formats if PRESETS[f].recipe is not None]
+    videos = [f for f in output.job.formats if segments.recipe_of(PRESETS[f]) is not None]
     return all(rt.jobs.output(output.job_id, f).status.finished for f in videos)
 
 
@@ -209,7 +210,7 @@ def lost_parts(uploads: Storage, converted: Storage, job_id: str, format_id: str
     """The messages an output in pieces waits for that are neither done nor in the queue: its missing
     pieces and sound parts, or its join once all of them are there; the whole output again when its
     split is gone."""
-    plan, recipe = load_plan(uploads, job_id), PRESETS[format_id].recipe
+    plan, recipe = load_plan(uploads, job_id), segments.recipe_of(PRESETS[format_id])
     if plan is None or recipe is None:
         return [Convert(job_id, (format_id,))]
     ours = [w for w in queued if w.job_id == job_id and format_id in w.formats]
@@ -230,14 +231,14 @@ def wants_segments(preset: Preset, source: SourceInfo, segment_seconds: float) -
     """Long enough, and a format that can be encoded in pieces."""
     return (
         segment_seconds > 0
-        and preset.recipe is not None
+        and segments.recipe_of(preset) is not None
         and source.has_video
         and (source.duration or 0.0) > segment_seconds
     )
 
 
 def _all_video(outputs: list[Output]) -> bool:
-    return all(output.preset.recipe is not None for output in outputs)
+    return all(segments.recipe_of(output.preset) is not None for output in outputs)
 
 
 def split_already(rt: Runtime, outputs: list[Output]) -> SegmentPlan | None:
@@ -271,8 +272,9 @@ def split_if_long(
         return None
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
         return _split_by_another(rt, outputs, timeout, cancel)
-    spliced = any((r := PRESETS[f].recipe) is not None and r.spliced_sound for f in lead.job.formats)
-    seconds, original = rt.settings.segment_seconds, lead.job.source_key
+    spliced = any((r := segments.recipe_of(PRESETS[f])) is not None and r.spliced_sound for f in lead.job.formats)
+    settings, original = rt.settings, lead.job.source_key
+    seconds = piece_seconds(lead.job.formats, settings.segment_seconds, settings.hls_segment_seconds)
     read = functools.partial(rt.uploads.read_range, original)
     try:
         cuts = segments.cut_original(read, lead.job.source_size, facts, seconds)
@@ -281,7 +283,7 @@ def split_if_long(
             source_path,
             facts,
             workdir,
-            rt.settings.segment_seconds,
+            seconds,
             timeout=timeout,
             cancel=cancel,
             sound_in_parts=spliced,
@@ -295,6 +297,16 @@ def split_if_long(
     for output in outputs:
         output.segmented(done.plan.count)
     return done.plan
+
+
+def piece_seconds(formats: list[str], segment_seconds: float, stream_seconds: int) -> float:
+    """How long the pieces are: SEGMENT_SECONDS, or for a job with a stream that rounded up to whole
+    stream segments (``stream_seconds``; to whole GOPs when it is shorter than one), so that the pieces
+    start on the stream's keyframe grid wherever the original has a keyframe there."""
+    if not any(PRESETS[f].stream is not None for f in formats):
+        return segment_seconds
+    grid = stream_seconds if segment_seconds >= stream_seconds else GOP_SECONDS
+    return float(math.ceil(segment_seconds / grid) * grid)
 
 
 def _split_by_another(
@@ -346,7 +358,7 @@ def queue_parts(rt: Runtime, outputs: list[Output], plan: SegmentPlan) -> Outcom
     going = [output for output in outputs if output.record.segments]
     job_id, formats = outputs[0].job_id, tuple(output.format_id for output in going)
     owner = outputs[0].job.owner
-    parts = max(segments.sound_parts(recipe, plan) for recipe in recipes_of([o.preset for o in going]))
+    parts = max(segments.sound_parts(recipe, plan) for recipe in segments.piece_recipes([o.preset for o in going]))
     for index in range(parts):
         send(rt.queue, SoundPart(job_id, formats, index), owner)
     for index in range(plan.count):
@@ -362,7 +374,7 @@ def step(rt: Runtime, work: SegmentWork, outputs: list[Output]) -> Step | Outcom
     """The work of a piece, a sound part or a join, with its label; or the outcome when it cannot run
     (a message naming a format that is never segmented, or a split that is gone)."""
     try:
-        recipes = recipes_of([output.preset for output in outputs])
+        recipes = segments.piece_recipes([output.preset for output in outputs])
     except ValueError:
         return Outcome.ack("malformed")
     plan = load_plan(rt.uploads, work.job_id)
@@ -480,7 +492,9 @@ class _Parts:
         pieces = [encoded_piece_key(job_id, format_id, i) for i in range(plan.count)]
         extension = segments.sound_extension(recipe)
         sounds = [encoded_sound_key(job_id, format_id, i, extension) for i in range(segments.sound_parts(recipe, plan))]
-        if not (segments.joined_by_copy(recipe) and self._join_by_copy(pieces, sounds)):
+        # A stream is packaged from its pieces joined by FFmpeg (a copy): its files are fragmented MP4s.
+        by_copy = output.preset.stream is None and segments.joined_by_copy(recipe)
+        if not (by_copy and self._join_by_copy(pieces, sounds)):
             self._assemble(pieces, sounds, workdir, timeout, cancel)
         tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
         return Outcome.finished("completed")
@@ -519,5 +533,23 @@ class _Parts:
             parts = [fetched(key, f"part-{i:05d}") for i, key in enumerate(pieces)]
             sound = [fetched(key, f"s{i}") for i, key in enumerate(sounds)]
             path = workdir / output_filename(output.job.stem, output.preset.id, output.preset.extension)
+            if output.preset.stream is not None:
+                path = workdir / "ladder.mp4"
             segments.assemble(rt.ffmpeg, output.preset, plan, parts, sound, path, timeout=timeout, cancel=cancel)
+            if output.preset.stream is not None:
+                self._package(path, workdir, timeout, cancel)
+                return
             publish(rt.converted, output, path, check_output(rt.ffmpeg, path))
+
+    def _package(self, ladder: Path, workdir: Path, timeout: float, cancel: threading.Event | None) -> None:
+        """A stream's pieces joined (one MP4, a video track per rendition) packaged as the stream: its
+        renditions' pictures and its sound copied into their fragmented MP4s on the grid."""
+        rt, output = self.rt, self.outputs[0]
+        assert output.preset.stream is not None
+        renditions = output.preset.stream.renditions(self.plan.source)
+        pictures = [(recipe.aligned(), ladder) for recipe in renditions]
+        done = streams.package(
+            rt.ffmpeg, pictures, ladder if self.plan.has_audio else None, workdir / "stream",
+            rt.settings.hls_segment_seconds, timeout=timeout, cancel=cancel, tracks=list(range(len(pictures))),
+        )  # fmt: skip
+        streams.publish(rt.converted, output, done)

@@ -41,7 +41,7 @@ from . import mp4join
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
 from .model import SegmentPlan, SourceInfo
-from .presets import Preset, VideoRecipe, downmix_filter, pictures_once, recipes_of
+from .presets import Preset, VideoRecipe, downmix_filter, pictures_of, pictures_once
 from .storage import ByteRange, ObjectNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,20 @@ def _plan(
     )
 
 
+def recipe_of(preset: Preset) -> VideoRecipe | None:
+    """The recipe a format's pieces are made by and its sound is encoded with: its own, or a stream's
+    largest rendition's (every rendition of a stream has the same sound; its pieces are MP4s)."""
+    return preset.stream.ladder[0] if preset.stream is not None else preset.recipe
+
+
+def piece_recipes(presets: list[Preset]) -> list[VideoRecipe]:
+    """``recipe_of`` each of the video formats (a stream is one) of a message about pieces."""
+    recipes = [recipe for recipe in map(recipe_of, presets) if recipe is not None]
+    if len(recipes) != len(presets):
+        raise ValueError("Only video formats are converted in pieces")
+    return recipes
+
+
 def encode_piece(
     ffmpeg: FFmpeg,
     presets: list[Preset],
@@ -206,10 +220,11 @@ def encode_piece(
     cancel: threading.Event | None = None,
 ) -> list[Path]:
     """One piece's picture, encoded with each format's settings from one decode, its original
-    timestamps kept; one file per preset."""
-    recipes = recipes_of(presets)
+    timestamps kept; one file per preset (a stream's: an MP4 with a video track per rendition,
+    largest first, copied from the renditions' encodes)."""
+    recipes, takes = pictures_of(presets, plan.source)
     shares, pictures = pictures_once(plan.source, recipes)  # too small for several: one picture
-    outputs = {i: workdir / f"{index:05d}-{presets[i].id}.{piece_extension(recipes[i])}" for i in pictures}
+    outputs = {i: workdir / f"{index:05d}-{i}.{piece_extension(recipes[i])}" for i in pictures}
     args = [_piece_container(pictures[i], recipes[i]) for i in pictures]
     paths = list(outputs.values())
     ffmpeg.convert(
@@ -222,7 +237,33 @@ def encode_piece(
         cancel=cancel,
         more_outputs=list(zip(args[:-1], paths[:-1], strict=True)),
     )
-    return [outputs[share] for share in shares]
+    made = []
+    for preset, indices in zip(presets, takes, strict=True):
+        files = [outputs[shares[i]] for i in indices]
+        if preset.stream is None:
+            made.append(files[0])
+            continue
+        ladder = workdir / f"{index:05d}-{preset.id}.mp4"
+        _tracks_together(ffmpeg, files, ladder, timeout=timeout, cancel=cancel)
+        made.append(ladder)
+    return made
+
+
+def _tracks_together(
+    ffmpeg: FFmpeg, files: list[Path], output: Path, *, timeout: float, cancel: threading.Event | None
+) -> None:
+    """The pictures of ``files`` as the video tracks of one MP4, copied, timestamps kept."""
+    maps = [arg for i in range(len(files)) for arg in ("-map", f"{i}:v:0")]
+    ffmpeg.convert(
+        files[0],
+        output,
+        [*maps, "-c", "copy", "-f", "mp4"],
+        input_args=["-copyts"],
+        extra_inputs=[(["-copyts"], file) for file in files[1:]],
+        timeout=timeout,
+        cancel=cancel,
+        trusted=True,
+    )
 
 
 def joined_by_copy(recipe: VideoRecipe) -> bool:
@@ -277,7 +318,7 @@ def encode_sound(
 ) -> Path:
     """Part ``index`` of the sound, encoded: for a spliced format only the AAC frames of its own span
     (the neighbours' frames its encoder read are dropped), otherwise the whole sound."""
-    recipe = preset.recipe
+    recipe = recipe_of(preset)
     assert recipe is not None
     output = workdir / f"sound-{index:05d}.{sound_extension(recipe)}"
     frames = workdir / "frames.aac" if joined_by_copy(recipe) else output
@@ -342,8 +383,9 @@ def assemble(
     """Join the encoded pieces, spaced as the pieces of the original were (the concat demuxer lines each
     file's own start up with the end of the one before, so a constant shift inside a piece, such as the
     encoder's B-frame delay, cancels out), with the encoded sound (its parts' frames one after the
-    other), starting where it started against the video in the original. Nothing is encoded here."""
-    recipe = preset.recipe
+    other), starting where it started against the video in the original. Nothing is encoded here. A
+    stream's pieces give one MP4 with every rendition's picture, each a track (largest first)."""
+    recipe = recipe_of(preset)
     assert recipe is not None
     starts = plan.starts
     gaps = [f"{starts[i + 1] - starts[i]:.6f}" for i in range(len(pieces) - 1)]
@@ -370,7 +412,7 @@ def assemble(
     ffmpeg.convert(
         listing,
         output,
-        recipe.assembly(plan.source, with_audio=bool(extra)),
+        recipe.assembly(plan.source, with_audio=bool(extra), pictures="0:v" if preset.stream else "0:v:0"),
         input_args=["-f", "concat", "-safe", "0", "-itsoffset", f"{video_delay:.6f}"],
         duration=plan.duration,
         timeout=timeout,

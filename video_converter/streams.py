@@ -150,14 +150,17 @@ def package(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
+    tracks: Sequence[int] | None = None,
 ) -> Package:
-    """Copy each encoded picture (largest first) and the sound into its fragmented MP4 in ``folder``, in
-    one FFmpeg run, then check them and write the playlists and the manifest beside them."""
+    """Copy each encoded picture (largest first; video track ``tracks[i]`` of its file, else the
+    first) and the sound into its fragmented MP4 in ``folder``, in one FFmpeg run, then check them
+    and write the playlists and the manifest beside them."""
     folder.mkdir(parents=True, exist_ok=True)
     names = [track_name(recipe) for recipe, _ in pictures]
     inputs = [path for _, path in pictures] + ([sound] if sound else [])
-    outputs = [(["-map", f"{i}:v:0", "-c", "copy", *NO_METADATA, "-f", "mp4", *VIDEO_FRAGMENTS], folder / f"{n}.mp4")
-               for i, n in enumerate(names)]  # fmt: skip
+    chosen = list(tracks) if tracks is not None else [0] * len(names)
+    copied = ["-c", "copy", *NO_METADATA, "-f", "mp4", *VIDEO_FRAGMENTS]
+    outputs = [(["-map", f"{i}:v:{chosen[i]}", *copied], folder / f"{n}.mp4") for i, n in enumerate(names)]
     if sound is not None:
         sound_args = ["-map", f"{len(names)}:a:0", "-c", "copy", *NO_METADATA, "-f", "mp4", *SOUND_FRAGMENTS]
         outputs.append((sound_args, folder / f"{AUDIO}.mp4"))

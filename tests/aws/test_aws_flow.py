@@ -8,7 +8,7 @@ import json
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -261,6 +261,20 @@ def test_polling_worker_converts_from_sqs(aws, aws_settings: Settings, make_clip
     assert attrs["ApproximateNumberOfMessages"] == attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
+def invocations(resources, convert_app, make_sqs_event, lambda_context) -> Iterator[list[dict[str, Any]]]:
+    """Whole -> parts -> join: each round's messages (yielded first), handed to the handler in one batch
+    as SQS would, then deleted; until the queue is empty (at most four rounds)."""
+    for _ in range(4):
+        messages = receive_all(resources, expected=None)
+        if not messages:
+            return
+        yield messages
+        result = convert_app.handler(make_sqs_event(messages, resources.queue_arn), lambda_context())
+        assert result == {"batchItemFailures": []}
+        for message in messages:
+            resources.sqs.delete_message(QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
 def test_a_long_video_is_converted_in_parts_by_many_invocations(
     client: TestClient, resources, handler_env, convert_app, make_sqs_event, lambda_context, make_clip, monkeypatch
 ):
@@ -274,18 +288,11 @@ def test_a_long_video_is_converted_in_parts_by_many_invocations(
     job_id = response.json()["job_id"]
 
     rounds = []
-    for _ in range(4):  # whole -> parts -> join
-        messages = receive_all(resources, expected=None)
-        if not messages:
-            break
+    for messages in invocations(resources, convert_app, make_sqs_event, lambda_context):
         # fair queue: per owner (the key's), so one client's jobs share its part
         assert all(m["Attributes"].get("MessageGroupId", "").startswith("key:") for m in messages)
         bodies = [json.loads(m["Body"]) for m in messages]
         rounds.append(sorted(b.get("segment", f"{b.get('step', '')}{b.get('part', '')}") for b in bodies))
-        result = convert_app.handler(make_sqs_event(messages, resources.queue_arn), lambda_context())
-        assert result == {"batchItemFailures": []}
-        for message in messages:
-            resources.sqs.delete_message(QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
     sound = [r for r in rounds[1] if r.startswith("audio")]
     parts = len(rounds[1]) - len(sound)  # the parts, and the parts of the sound beside them
     assert rounds[0] == [""] and sound == ["audio0", "audio1", "audio2"] and parts >= 3, rounds
@@ -297,6 +304,18 @@ def test_a_long_video_is_converted_in_parts_by_many_invocations(
     assert listing.get("KeyCount", 0) == 0  # the split is gone
     listing = resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/segments/")
     assert listing.get("KeyCount", 0) == 0  # and the encoded parts
+
+
+def presigned_fetcher(client: TestClient) -> Callable[[str, tuple[int, int] | None], bytes]:
+    """A player's requests: the API's playlists through the app, the media by their presigned S3 URLs."""
+
+    def fetch(url: str, byte_range: tuple[int, int] | None) -> bytes:
+        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        answer = client.get(url, headers=headers) if url.startswith("/") else httpx.get(url, headers=headers)
+        assert answer.status_code == (206 if byte_range else 200), (url, answer.status_code)
+        return answer.content
+
+    return fetch
 
 
 def test_the_stream_is_served_with_presigned_urls(
@@ -317,12 +336,7 @@ def test_the_stream_is_served_with_presigned_urls(
     stream = next(o for o in client.get(f"/api/jobs/{job_id}").json()["outputs"] if o["format"] == "hls")
     assert stream["status"] == "completed", stream
 
-    def fetch(url: str, byte_range: tuple[int, int] | None) -> bytes:
-        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-        answer = client.get(url, headers=headers) if url.startswith("/") else httpx.get(url, headers=headers)
-        assert answer.status_code == (206 if byte_range else 200), (url, answer.status_code)
-        return answer.content
-
+    fetch = presigned_fetcher(client)
     checked = check_stream(fetch, stream["playlist_url"], tmp_path)
     check_manifest(fetch, stream["dash_url"], checked)
     media = client.get(f"/api/jobs/{job_id}/stream/video_360p.m3u8").text
@@ -333,3 +347,32 @@ def test_the_stream_is_served_with_presigned_urls(
     again = client.get(f"/api/jobs/{job_id}/stream/video_360p.m3u8").text
     assert again.count("X-Amz-Signature=") == media.count("X-Amz-Signature=")  # signed on each request
     assert client.get(f"/api/jobs/{job_id}/stream/master.m3u8").headers["cache-control"] == "no-store"
+
+
+def test_a_long_stream_is_converted_in_parts_and_served_presigned(
+    client: TestClient, resources, handler_env, convert_app, make_sqs_event, lambda_context, make_clip, monkeypatch,
+    tmp_path: Path,
+):  # fmt: skip
+    """hls on a long video on AWS: split, parts and join each their own invocations, the stream packaged
+    from the parts passes the packager's checks through presigned S3 URLs, and the parts are gone."""
+    from tests.streamcheck import check_manifest, check_stream
+
+    monkeypatch.setenv("SEGMENT_SECONDS", "4")
+    clip = make_clip("long-stream.mp4", seconds=9.0, size="480x270", rate=25, extra=("-g", "25"))
+    with clip.open("rb") as fh:
+        response = client.post("/api/jobs", files={"file": (clip.name, fh, "video/mp4")}, data={"formats": "hls"})
+    job_id = response.json()["job_id"]
+    steps = [
+        sorted(json.loads(m["Body"]).get("step", "") for m in messages)
+        for messages in invocations(resources, convert_app, make_sqs_event, lambda_context)
+    ]
+    assert steps[-1] == ["assemble"] and len(steps) == 3, steps
+    stream = next(o for o in client.get(f"/api/jobs/{job_id}").json()["outputs"] if o["format"] == "hls")
+    assert stream["status"] == "completed" and stream["segments"] == 3, stream
+
+    fetch = presigned_fetcher(client)
+    checked = check_stream(fetch, stream["playlist_url"], tmp_path)
+    check_manifest(fetch, stream["dash_url"], checked)
+    assert [s.duration for s in next(iter(checked.media.values())).segments] == pytest.approx([6.0, 3.0], abs=0.05)
+    listing = resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/segments/")
+    assert listing.get("KeyCount", 0) == 0  # the encoded parts are gone
