@@ -161,8 +161,7 @@ def test_silent_video_gives_silent_mp4_and_refuses_mp3_with_reason(client, make_
     clip = make_clip(seconds=2, audio=False)
     detail = refused(client, clip, ["480p", "mp3"])
     assert detail == "This file has no audio track, so it cannot be converted to MP3; " + (
-        "choose MP4 1080p, MP4 720p, MP4 480p, MP4 360p, WebM, GIF, Thumbnail, HLS + DASH stream or Storyboard "
-        "instead."
+        "choose MP4 1080p, MP4 720p, MP4 480p, MP4 360p, WebM, GIF, Thumbnail, HLS + DASH stream or Storyboard instead."
     )
     job = submit(client, clip, ["480p"])
     done = wait_for_job(client, job["job_id"])
