@@ -55,6 +55,7 @@ SPEED_TARGETS = {
     "mp3": 1.5,
     "gif": 4.0,
     "thumbnail": 1.5,
+    "storyboard": 2.0,  # a frame every few seconds of a 10 s clip, tiled into one sprite
 }
 UPLOAD_BYTES = 512 * 1024 * 1024
 RSS_TARGET_MB = 250  # the API's peak resident memory while receiving UPLOAD_BYTES
