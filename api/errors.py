@@ -8,11 +8,12 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.templating import templates
@@ -56,6 +57,17 @@ STORAGE_ERRORS = {
     errno.EACCES: _READ_ONLY,
     errno.EPERM: _READ_ONLY,
 }
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """A JSON request body as ``model``, or InvalidRequest (422) with one sentence naming the fields."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidRequest(sentence(exc.errors())) from None
 
 
 def sentence(errors: Sequence[Any]) -> str:

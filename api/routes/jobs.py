@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DocumentsDep, JobDep, JobsDep, OwnerDep, QuotasDep, RateLimited
-from api.errors import sentence
+from api.errors import parse_body
 from api.forms import multipart_upload
 from api.responses import (
     ALREADY_USED,
@@ -107,13 +107,6 @@ def _split(values: list[str]) -> list[str]:
     return [part for value in values for part in value.split(",")]
 
 
-def _parse_json(body: bytes) -> JobFromUpload:
-    try:
-        return JobFromUpload.model_validate_json(body)
-    except ValidationError as exc:
-        raise InvalidRequest(sentence(exc.errors())) from None
-
-
 def _uploaded_bytes(jobs: JobsDep, upload_id: str) -> int:
     """The size of the original an upload ticket stored (0: none, refused by the creation itself)."""
     return (jobs.rt.uploads.size(keys.source_key(upload_id)) or 0) if is_job_id(upload_id) else 0
@@ -139,7 +132,7 @@ async def create_job(request: Request, jobs: JobsDep, owner: OwnerDep, quotas: Q
     content_type = request.headers.get("content-type", "")
     origin = str(request.base_url).rstrip("/")  # for the webhook's absolute links (PUBLIC_URL wins)
     if content_type.startswith("application/json"):
-        body = await run_in_threadpool(_parse_json, await request.body())  # parsing off the event loop
+        body = await run_in_threadpool(parse_body, JobFromUpload, await request.body())  # parsing off the event loop
         if body.source_url:
             create = functools.partial(
                 create_import,

@@ -9,13 +9,12 @@ import functools
 from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import MultipartDep, OwnerDep, QuotasDep, RateLimited, UploadsDep
-from api.errors import sentence
+from api.errors import parse_body
 from api.responses import OVER_LIMIT, UNAVAILABLE, UPLOAD_EXAMPLE, answers, example
-from video_converter.errors import InvalidRequest
 from video_converter.views import MultipartTicket, MultipartView, PartUrls, UploadTicket
 
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
@@ -44,10 +43,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _parse(model: type[M], body: bytes) -> M:
-    try:
-        return model.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        raise InvalidRequest(sentence(exc.errors())) from None
+    return parse_body(model, body or b"{}")  # no body: an empty object (POST /api/uploads alone is a ticket)
 
 
 _NEW_UPLOAD_DOC = {"requestBody": {"content": {"application/json": {"schema": NewUpload.model_json_schema()}}}}
