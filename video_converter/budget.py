@@ -133,7 +133,7 @@ def job_work(formats: list[str], source: SourceInfo, seconds: float) -> dict[str
     decodes: dict[str, list[str]] = {}  # one decode per decode group, and one per other video format
     for format_id in formats:
         preset = PRESETS[format_id]
-        if (preset.recipe or preset.stream) is not None and work[format_id] > 0:
+        if preset.encodes_video and work[format_id] > 0:
             decodes.setdefault(preset.decode_group or format_id, []).append(format_id)
     once = decode_work(source, seconds)
     for members in decodes.values():

@@ -432,6 +432,11 @@ class Preset:
     stream: Stream | None = None  # an adaptive stream: the renditions of a ladder, packaged (``streams``)
 
     @property
+    def encodes_video(self) -> bool:
+        """A video encode (an MP4 size, WebM, a stream's renditions), as opposed to quick work (MP3, GIF, stills)."""
+        return (self.recipe or self.stream) is not None
+
+    @property
     def decode_group(self) -> str | None:
         """Formats of one group are converted together, from one decode (``work.divide``)."""
         holder = self.recipe or self.stream

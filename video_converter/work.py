@@ -159,7 +159,7 @@ def priority(task: Task) -> Priority:
     """Quick: the outputs that are not a video encode, a join (a copy of encoded parts) and a webhook."""
     if isinstance(task, Notify | Join):
         return Priority.QUICK
-    if isinstance(task, Convert) and all((PRESETS[f].recipe or PRESETS[f].stream) is None for f in task.formats):
+    if isinstance(task, Convert) and not any(PRESETS[f].encodes_video for f in task.formats):
         return Priority.QUICK
     return Priority.LONG
 
