@@ -179,7 +179,7 @@ def encode(
     encode (sizes the source is too small for) get one file, named for the size whose picture it is
     (``publish_all`` stores it once)."""
     run = Encode(ffmpeg, outputs, source_path, facts, limits, timeout, cancel)
-    finals = [workdir / keys.output_filename(o.job.stem, o.preset.id, o.preset.extension) for o in outputs]
+    finals = [workdir / _own_name(o) for o in outputs]
     if len(outputs) == 1 and outputs[0].preset.stream is None:
         run.run([outputs[0].preset.output_args(facts.info)], finals)
         return list(finals)
@@ -322,6 +322,8 @@ def publish_all(ffmpeg: FFmpeg, converted: Storage, outputs: list[Output], resul
 
 
 def _own_name(output: Output) -> str:
+    """The output's own file name (``encode`` writes each output's file under it; ``publish_all`` knows
+    the output a shared file belongs to by it)."""
     return keys.output_filename(output.job.stem, output.preset.id, output.preset.extension)
 
 
