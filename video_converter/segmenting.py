@@ -33,10 +33,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 
-from . import mp4join, segments, streams
-from .conversion import SourceReplaced, check_output, publish, suitable
+from . import indeximage, mp4join, segments, streams
+from .conversion import SourceReplaced, check_output, check_size, publish, suitable
 from .ffmpeg import ConversionCancelled
 from .ffmpeg.parse import ProbeFacts
 from .keys import output_filename, output_key
@@ -256,31 +257,59 @@ def split_already(rt: Runtime, outputs: list[Output]) -> SegmentPlan | None:
     return plan
 
 
+class Unsplit(Enum):
+    """Why ``split_if_long`` did not split the original."""
+
+    WHOLE = "converted whole"  # short, a format that is never segmented, or one piece only
+    NEEDS_ORIGINAL = "the split needs the original"  # to copy out its pieces or its sound
+
+
+def index_image(rt: Runtime, outputs: list[Output], workdir: Path) -> indeximage.Image | None:
+    """The image of the original (``indeximage``) when these outputs might be split without downloading
+    it: video formats only, segmenting on, an MP4 or MOV longer than SEGMENT_SECONDS by its index. None:
+    the original is fetched whole, as usual."""
+    seconds = rt.settings.segment_seconds
+    if seconds <= 0 or not _all_video(outputs):
+        return None
+    job = outputs[0].job
+    check_size(rt.uploads, job)
+    read = functools.partial(rt.uploads.read_range, job.source_key)
+    image = indeximage.make(read, job.source_size, workdir / "index-image.mp4")
+    if image is not None and not image.longer_than(seconds):
+        image.path.unlink()
+        return None
+    return image
+
+
 def split_if_long(
     rt: Runtime,
     outputs: list[Output],
-    source_path: Path,
     facts: ProbeFacts,
     workdir: Path,
     *,
+    read: mp4join.Reader,
+    original: Path | None,
     timeout: float,
     cancel: threading.Event | None,
-) -> SegmentPlan | None:
-    """Split a long original into pieces (once per job) and store them; None when it is converted whole."""
+) -> SegmentPlan | Unsplit:
+    """Split a long original into pieces (once per job) and store them; or say why not: it is converted
+    whole, or the split needs the ``original`` it was not given (the caller fetches it and asks again).
+    ``read`` reads the original's index by range: the image's, or the fetched file's."""
     lead = outputs[0]
     if not _all_video(outputs) or not wants_segments(lead.preset, facts.info, rt.settings.segment_seconds):
-        return None
+        return Unsplit.WHOLE
+    spliced = any((r := segments.recipe_of(PRESETS[f])) is not None and r.spliced_sound for f in lead.job.formats)
+    settings = rt.settings
+    seconds = piece_seconds(lead.job.formats, settings.segment_seconds, settings.hls_segment_seconds)
+    cuts = segments.cut_original(read, lead.job.source_size, facts, seconds)
+    if original is None and segments.split_needs_original(facts, cuts, spliced):
+        return Unsplit.NEEDS_ORIGINAL
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
         return _split_by_another(rt, outputs, timeout, cancel)
-    spliced = any((r := segments.recipe_of(PRESETS[f])) is not None and r.spliced_sound for f in lead.job.formats)
-    settings, original = rt.settings, lead.job.source_key
-    seconds = piece_seconds(lead.job.formats, settings.segment_seconds, settings.hls_segment_seconds)
-    read = functools.partial(rt.uploads.read_range, original)
     try:
-        cuts = segments.cut_original(read, lead.job.source_size, facts, seconds)
         done = segments.split(
             rt.ffmpeg,
-            source_path,
+            original,
             facts,
             workdir,
             seconds,
@@ -290,7 +319,7 @@ def split_if_long(
             cuts=cuts,
         )
         if done.plan.count <= 1:
-            return None  # one piece only: converted whole
+            return Unsplit.WHOLE  # one piece only
         store_split(rt.uploads, lead.job_id, done)
     finally:
         rt.uploads.delete(split_claim_key(lead.job_id))  # done (the plan is there) or failed: others go on

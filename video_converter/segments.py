@@ -120,9 +120,15 @@ def _sound_graph(facts: ProbeFacts, rate: int, starts: list[int]) -> str:
     return ";".join(graph)
 
 
+def split_needs_original(facts: ProbeFacts, cuts: Cuts | None, sound_in_parts: bool) -> bool:
+    """The split runs FFmpeg over the original (so the original must be fetched first): to copy out the
+    pieces of a container that cannot be cut by its index, or to copy out and decode the sound."""
+    return cuts is None or facts.info.has_audio
+
+
 def split(
     ffmpeg: FFmpeg,
-    source_path: Path,
+    source_path: Path | None,
     facts: ProbeFacts,
     workdir: Path,
     segment_seconds: float,
@@ -157,6 +163,8 @@ def split(
     if audio is not None:
         outputs.append((["-map", "0:a:0", "-c", "copy", "-vn", "-sn", "-dn", "-f", "nut"], audio))
     if outputs:
+        if source_path is None:
+            raise ValueError("The split needs the original (split_needs_original)")
         (first_args, first), *more = outputs
         ffmpeg.convert(
             source_path,
