@@ -4,15 +4,17 @@ downloads it.
 The split needs two things from the original: what ffprobe says of it (the limits are checked on that,
 and the plan keeps it) and its index (where the pieces are cut). Both come from an **image** of the
 original: a sparse file of the original's size holding its ``ftyp`` and ``moov`` where they are in the
-original, the header of every other top-level box, and the first sample of each track, read by range.
-Everything else is a hole: it reads as zeros and takes no disk. The first samples are there because
-FFmpeg takes some facts from the first frame rather than the index (an H.264 picture's field order, an
-MPEG-4 Part 2 picture's size); with them ffprobe says of the image what it says of the whole file (the
-tests compare the two on interlaced, rotated, HDR, MPEG-4 Part 2, PCM and MP3 originals).
+original, the header of every other top-level box, and the start of each track's first sample (its
+FIRST_BYTES), read by range. Everything else is a hole: it reads as zeros and takes no disk. The first
+samples' starts are there because FFmpeg takes some facts from the first frame rather than the index
+(an H.264 picture's field order from its slice header, an MPEG-4 Part 2 picture's size from its VOL
+header), and those headers open the frame; with them ffprobe says of the image what it says of the
+whole file (the tests compare the two on interlaced, rotated, HDR, MPEG-4 Part 2, PCM and MP3
+originals).
 
-An original that is no MP4 or MOV with an index before its end, or whose index or first samples are
-larger than a split should read (a crafted ``moov`` of gigabytes), gets no image: it is downloaded and
-probed whole, as every short original is.
+An original that is no MP4 or MOV with an index before its end, or whose index is larger than a split
+should read (a crafted ``moov`` of gigabytes), gets no image: it is downloaded and probed whole, as
+every short original is.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from . import mp4join
 # The largest index read by range: an hour of 60 fps video with its sound has about 2 MB of sample
 # tables, the longest original the limits admit (MAX_DURATION_SECONDS, 4 h by default) under 10 MB.
 MAX_INDEX_BYTES = 32 * 1024 * 1024
-MAX_FIRST_SAMPLE = 16 * 1024 * 1024  # a first keyframe of 8K HEVC is a few MB
+# A frame's parameter sets, SEI messages and first slice header are in its first few KB (a keyframe of
+# 1080p is a few hundred KB: its picture data is not needed).
+FIRST_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,15 +100,15 @@ def make(read: mp4join.Reader, size: int, path: Path) -> Image | None:
 
 
 def _first_samples(movie: mp4join.Movie, size: int) -> list[tuple[int, int]] | None:
-    """Where each track's first sample is (start, length); None when one is too large or outside the
-    file."""
+    """Where each track's first sample starts, and its first FIRST_BYTES (start, length); None when
+    one is outside the file."""
     found = []
     for track in movie.tracks:
         if not track.samples:
             continue
         samples = mp4join.Samples.of(track)  # NotJoinable when its tables do not agree
-        start, length = samples.offsets[0], samples.sizes[0]
-        if length > MAX_FIRST_SAMPLE or start + length > size:
+        start, length = samples.offsets[0], min(samples.sizes[0], FIRST_BYTES)
+        if start + length > size:
             return None
         found.append((start, length))
     return found
