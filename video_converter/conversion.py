@@ -20,7 +20,7 @@ from .ffmpeg import FFmpeg, FFmpegError, InvalidMedia
 from .ffmpeg.failures import failed_outputs
 from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected, check_media
-from .model import OutputRecord, SourceInfo
+from .model import JobRecord, OutputRecord, SourceInfo
 from .output import Output
 from .presets import Preset, UnsuitableSource, VideoRecipe, pictures_of, pictures_once
 from .storage import ObjectNotFound, Storage
@@ -278,15 +278,20 @@ def fetched_source(uploads: Storage, output: Output, workdir: Path) -> Iterator[
     ticket from replacing the original after the job exists; in local mode the upload route refuses a
     used ticket. The size is what the job recorded, so a replacement of another size is caught here,
     before the fetch and after it (one of the same size is not)."""
-    size = uploads.size(output.job.source_key)
-    if size is None:
-        raise ObjectNotFound(output.job.source_key)
-    if size != output.job.source_size:
-        raise SourceReplaced
+    check_size(uploads, output.job)
     with uploads.local_path(output.job.source_key, workdir) as path:
         if path.stat().st_size != output.job.source_size:  # replaced between the check and the fetch
             raise SourceReplaced
         yield path
+
+
+def check_size(uploads: Storage, job: JobRecord) -> None:
+    """The original is there, and of the size the job recorded (ObjectNotFound, SourceReplaced)."""
+    size = uploads.size(job.source_key)
+    if size is None:
+        raise ObjectNotFound(job.source_key)
+    if size != job.source_size:
+        raise SourceReplaced
 
 
 def check_output(ffmpeg: FFmpeg, path: Path) -> SourceInfo:

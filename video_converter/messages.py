@@ -19,14 +19,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import budget, conversion, diskspace, estimate, imports, segmenting, telemetry, webhooks
+from . import budget, conversion, diskspace, estimate, imports, indeximage, segmenting, telemetry, webhooks
 from .cancel import JobWatch
 from .conversion import NOT_CONVERTED, RenditionsFailed, SourceRejected, SourceReplaced
 from .diskspace import is_disk_full
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, InvalidMedia, LimitExceeded
 from .ffmpeg.failures import is_certain
+from .ffmpeg.parse import ProbeFacts
 from .limits import Limits, MediaRejected
-from .model import JobRecord, OutputStatus, utcnow
+from .model import JobRecord, OutputStatus, SegmentPlan, utcnow
 from .outcome import Action, Outcome, Step
 from .output import Output, load_outputs
 from .presets import PRESETS, UnsuitableSource
@@ -310,18 +311,25 @@ def _convert(
 ) -> Outcome:
     """Fetch and probe the original, encode, check each result, publish it: one output, or renditions of
     one job from one decode. A long video is split into pieces instead (once per job, by whichever of
-    its video formats comes first), and its pieces are queued."""
+    its video formats comes first), and its pieces are queued: a long MP4 or MOV is probed and split from
+    its index alone (``indeximage``), never fetched."""
     if (plan := segmenting.split_already(rt, outputs)) is not None:
         return segmenting.queue_parts(rt, outputs, plan)
-    limits = Limits.from_settings(rt.settings)
+    limits, facts = Limits.from_settings(rt.settings), None
+    split = functools.partial(segmenting.split_if_long, rt, workdir=workdir, timeout=timeout, cancel=cancel)
+    done: SegmentPlan | segmenting.Unsplit = segmenting.Unsplit.NEEDS_ORIGINAL
+    if (image := segmenting.index_image(rt, outputs, workdir)) is not None:  # a long MP4 or MOV, maybe
+        facts, outputs = _probe(rt, outputs, image.path, limits)
+        done = split(outputs, facts, read=image.read, original=None)
+    if isinstance(done, SegmentPlan):
+        return segmenting.queue_parts(rt, outputs, done)
     with conversion.fetched_source(rt.uploads, outputs[0], workdir) as source:
-        facts = conversion.inspect(rt.ffmpeg, outputs, source, limits)
-        job = outputs[0].job
-        fail_waiting(rt, job, conversion.unsuitable([PRESETS[f] for f in job.formats], facts.info))
-        outputs = conversion.suitable(outputs, facts.info)
-        plan = segmenting.split_if_long(rt, outputs, source, facts, workdir, timeout=timeout, cancel=cancel)
-        if plan is not None:
-            return segmenting.queue_parts(rt, outputs, plan)
+        if facts is None:  # the image's facts are the file's (``indeximage``): it is probed once
+            facts, outputs = _probe(rt, outputs, source, limits)
+        if done is segmenting.Unsplit.NEEDS_ORIGINAL:
+            done = split(outputs, facts, read=functools.partial(indeximage.read_file, source), original=source)
+        if isinstance(done, SegmentPlan):
+            return segmenting.queue_parts(rt, outputs, done)
         results = conversion.encode(
             rt.ffmpeg, outputs, source, facts, limits, workdir,
             timeout=timeout, cancel=cancel, segment_seconds=rt.settings.hls_segment_seconds,
@@ -329,6 +337,16 @@ def _convert(
     conversion.publish_all(rt.ffmpeg, rt.converted, outputs, results)
     estimate.learn_from(estimate.SpeedBook.of(rt.converted), outputs, facts.info)
     return Outcome.finished("completed")
+
+
+def _probe(rt: Runtime, outputs: list[Output], path: Path, limits: Limits) -> tuple[ProbeFacts, list[Output]]:
+    """Probe the original (or its image) and check it against the limits; fail at once every output of
+    the job it cannot give (those of this message, and those still waiting in the queue): the facts, and
+    the outputs of this message it can give."""
+    facts = conversion.inspect(rt.ffmpeg, outputs, path, limits)
+    job = outputs[0].job
+    fail_waiting(rt, job, conversion.unsuitable([PRESETS[f] for f in job.formats], facts.info))
+    return facts, conversion.suitable(outputs, facts.info)
 
 
 def fail_waiting(rt: Runtime, job: JobRecord, reasons: dict[str, str]) -> None:

@@ -201,6 +201,17 @@ class OutputRecord(BaseModel):
         return self.model_copy(update=changes)
 
 
+class SoundCut(BaseModel):
+    """A span of the original's sound read by byte range (an MP4 or MOV original): its head is stored
+    beside the pieces' and its media are ``ranges`` of the original. Decoded, its samples from ``skip``
+    on (``keep`` of them; None: to the end) are the same samples a decode of the whole sound gives there
+    (the ones before ``skip`` warm the decoder up)."""
+
+    ranges: list[tuple[int, int]]
+    skip: int
+    keep: int | None = None
+
+
 class SegmentPlan(BaseModel):
     """How a long source was split (written once, by whichever worker split it; read by the rest).
 
@@ -221,6 +232,11 @@ class SegmentPlan(BaseModel):
     # bytes of the original it reads, beside its head (``segmenting.source_piece_key``). Empty: the
     # split copied the pieces out (other containers; plans from before).
     ranges: list[tuple[int, int]] = Field(default_factory=list)
+    # The sound read by range too (an MP4 or MOV whose sound decodes exactly from a cut of it): each sound
+    # part's cut (beside ``sound_starts``), and the whole sound's for the formats that encode it in one part.
+    # Empty and None: the split decoded the parts (FLAC) and copied the track out.
+    sound_cuts: list[SoundCut] = Field(default_factory=list)
+    sound_track: SoundCut | None = None
 
     @property
     def count(self) -> int:

@@ -19,8 +19,10 @@ Everything here is pure: bytes in, bytes and numbers out.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
+import math
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -732,18 +734,47 @@ def cut_at(samples: Samples, times: list[int]) -> list[int]:
 @dataclass(frozen=True)
 class Cut:
     """Samples ``first``..``end`` of a track as a file of its own: ``head`` (``ftyp``, ``moov`` and the
-    ``mdat`` header), then bytes ``start``..``stop`` of the original, which hold those samples."""
+    ``mdat`` header), then byte ranges ``ranges`` of the original one after the other, which hold those
+    samples."""
 
     head: bytes
-    start: int
-    stop: int
+    ranges: list[tuple[int, int]]
+
+    @property
+    def size(self) -> int:
+        """The bytes of the original it reads."""
+        return sum(stop - start for start, stop in self.ranges)
 
 
-def cut(movie: Movie, track: Track, samples: Samples, first: int, end: int) -> Cut:
-    """The piece of ``track`` from sample ``first`` (a sync sample) to ``end`` (excluded): its media are
-    one byte range of the original (with the other tracks' samples between them, unread by FFmpeg)."""
-    start = min(samples.offsets[first:end])
-    stop = max(o + s for o, s in zip(samples.offsets[first:end], samples.sizes[first:end], strict=True))
+def spans(samples: Samples, first: int, end: int, gap: int | None) -> list[tuple[int, int]]:
+    """The byte ranges holding samples ``first``..``end``: one (from the first byte of any of them to the
+    last; ``gap`` None), or each run of them with less than ``gap`` bytes of other data between."""
+    found = sorted((samples.offsets[n], samples.offsets[n] + samples.sizes[n]) for n in range(first, end))
+    merged = [list(found[0])]
+    for start, stop in found[1:]:
+        if gap is None or start - merged[-1][1] < gap:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return [(start, stop) for start, stop in merged]
+
+
+def _positions(offsets: list[int], ranges: list[tuple[int, int]]) -> list[int]:
+    """Where each offset of the original is in the concatenation of ``ranges`` (sorted, disjoint)."""
+    bases = list(itertools.accumulate((stop - start for start, stop in ranges), initial=0))
+    starts = [start for start, _ in ranges]
+    found = []
+    for offset in offsets:
+        at = bisect.bisect_right(starts, offset) - 1
+        found.append(bases[at] + offset - starts[at])
+    return found
+
+
+def cut(movie: Movie, track: Track, samples: Samples, first: int, end: int, gap: int | None = None) -> Cut:
+    """The piece of ``track`` from sample ``first`` (a sync sample) to ``end`` (excluded). Its media are
+    one byte range of the original (with the other tracks' samples between them, unread by FFmpeg), or
+    with ``gap`` the runs of its samples (``spans``): a track of sound reads its own bytes only."""
+    ranges = spans(samples, first, end, gap)
     own = Track(
         handler=track.handler,
         timescale=track.timescale,
@@ -759,17 +790,17 @@ def cut(movie: Movie, track: Track, samples: Samples, first: int, end: int) -> C
         sync=[n - first + 1 for n in range(first, end) if n in samples.sync] if track.sync is not None else None,
         sizes=samples.sizes[first:end],
         chunks=[(1, 1, 1)],
-        chunk_offsets=samples.offsets[first:end],
+        chunk_offsets=_positions(samples.offsets[first:end], ranges),
     )
     joined = _Joined(
         own,
         [0],
         [own],
         own.deltas,
-        [(round(own.media_duration * MOVIE_TIMESCALE / track.timescale), samples.shifts[first])],
+        [(math.ceil(own.media_duration * MOVIE_TIMESCALE / track.timescale), samples.shifts[first])],  # never cut short
     )
     probe = _moov([joined], {0: 0}, True)
     data_at = len(movie.ftyp) + len(probe) + 16
-    moov = _moov([joined], {0: data_at - start}, True)
-    mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + stop - start)
-    return Cut(movie.ftyp + moov + mdat, start, stop)
+    moov = _moov([joined], {0: data_at}, True)
+    mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + sum(stop - start for start, stop in ranges))
+    return Cut(movie.ftyp + moov + mdat, ranges)

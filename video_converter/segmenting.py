@@ -14,8 +14,11 @@ Keys (upload store):    {job_id}/segments/plan.json             the plan (writte
                         {job_id}/segments/source/{n}.mp4        each piece's head (an MP4 or MOV original:
                                                                 its media are a byte range of the original),
                                                                 or the piece copied out (other containers)
+                        {job_id}/segments/source/sound-{n}.mp4  the head of each sound part's cut (its media:
+                        {job_id}/segments/source/sound.mp4      runs of the original's sound), and the
+                                                                whole sound's; or for other originals
                         {job_id}/segments/audio.nut             the audio track (stream copy)
-                        {job_id}/segments/sound/{n}.flac        or the sound in overlapping lossless parts
+                        {job_id}/segments/sound/{n}.flac        and the sound in overlapping lossless parts
 Keys (converted store): {job_id}/segments/{format}/{n}.{mp4|nut}  encoded pieces, until they are joined
                         {job_id}/segments/{format}/sound-{n}.{m4a|nut}  and the encoded sound (parts)
 """
@@ -33,15 +36,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 
-from . import mp4join, segments, streams
-from .conversion import SourceReplaced, check_output, publish, suitable
+from . import indeximage, mp4join, segments, streams
+from .conversion import SourceReplaced, check_output, check_size, publish, suitable
 from .ffmpeg import ConversionCancelled
 from .ffmpeg.parse import ProbeFacts
 from .keys import output_filename, output_key
 from .limits import MediaRejected
-from .model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
+from .model import OutputRecord, OutputStatus, SegmentPlan, SoundCut, SourceInfo
 from .outcome import Outcome, Step
 from .output import Output
 from .presets import GOP_SECONDS, PRESETS, Preset, VideoRecipe
@@ -79,6 +83,13 @@ def source_piece_key(job_id: str, index: int) -> str:
     """A piece of the original: the piece itself (copied out by the split), or when the plan has byte
     ranges its head only (``ftyp``, ``moov``, ``mdat`` header), its media being read from the original."""
     return f"{job_id}/segments/source/{index:05d}.mp4"
+
+
+def sound_cut_key(job_id: str, index: int | None) -> str:
+    """The head of a cut of the original's sound (``SegmentPlan.sound_cuts``): part ``index``'s, or
+    (None) the whole sound's (``SegmentPlan.sound_track``)."""
+    name = "sound" if index is None else f"sound-{index:05d}"
+    return f"{job_id}/segments/source/{name}.mp4"
 
 
 def audio_key(job_id: str) -> str:
@@ -123,6 +134,10 @@ def store_split(uploads: Storage, job_id: str, done: segments.Split) -> None:
         uploads.put_file(source_piece_key(job_id, index), piece, "video/mp4")
     for index, head in enumerate(done.heads):
         uploads.put_bytes(source_piece_key(job_id, index), head, "video/mp4")
+    for index, head in enumerate(done.sound_heads):
+        uploads.put_bytes(sound_cut_key(job_id, index), head, "audio/mp4")
+    if done.track_head is not None:
+        uploads.put_bytes(sound_cut_key(job_id, None), done.track_head, "audio/mp4")
     if done.audio is not None:
         uploads.put_file(audio_key(job_id), done.audio, "application/octet-stream")
     for index, part in enumerate(done.sound_parts):
@@ -256,31 +271,59 @@ def split_already(rt: Runtime, outputs: list[Output]) -> SegmentPlan | None:
     return plan
 
 
+class Unsplit(Enum):
+    """Why ``split_if_long`` did not split the original."""
+
+    WHOLE = "converted whole"  # short, a format that is never segmented, or one piece only
+    NEEDS_ORIGINAL = "the split needs the original"  # to copy out its pieces or its sound
+
+
+def index_image(rt: Runtime, outputs: list[Output], workdir: Path) -> indeximage.Image | None:
+    """The image of the original (``indeximage``) when these outputs might be split without downloading
+    it: video formats only, segmenting on, an MP4 or MOV longer than SEGMENT_SECONDS by its index. None:
+    the original is fetched whole, as usual."""
+    seconds = rt.settings.segment_seconds
+    if seconds <= 0 or not _all_video(outputs):
+        return None
+    job = outputs[0].job
+    check_size(rt.uploads, job)
+    read = functools.partial(rt.uploads.read_range, job.source_key)
+    image = indeximage.make(read, job.source_size, workdir / "index-image.mp4")
+    if image is not None and not image.longer_than(seconds):
+        image.path.unlink()
+        return None
+    return image
+
+
 def split_if_long(
     rt: Runtime,
     outputs: list[Output],
-    source_path: Path,
     facts: ProbeFacts,
     workdir: Path,
     *,
+    read: mp4join.Reader,
+    original: Path | None,
     timeout: float,
     cancel: threading.Event | None,
-) -> SegmentPlan | None:
-    """Split a long original into pieces (once per job) and store them; None when it is converted whole."""
+) -> SegmentPlan | Unsplit:
+    """Split a long original into pieces (once per job) and store them; or say why not: it is converted
+    whole, or the split needs the ``original`` it was not given (the caller fetches it and asks again).
+    ``read`` reads the original's index by range: the image's, or the fetched file's."""
     lead = outputs[0]
     if not _all_video(outputs) or not wants_segments(lead.preset, facts.info, rt.settings.segment_seconds):
-        return None
+        return Unsplit.WHOLE
+    spliced = any((r := segments.recipe_of(PRESETS[f])) is not None and r.spliced_sound for f in lead.job.formats)
+    settings = rt.settings
+    seconds = piece_seconds(lead.job.formats, settings.segment_seconds, settings.hls_segment_seconds)
+    cuts = segments.cut_original(read, lead.job.source_size, facts, seconds, sound_in_parts=spliced)
+    if original is None and segments.split_needs_original(facts, cuts):
+        return Unsplit.NEEDS_ORIGINAL
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
         return _split_by_another(rt, outputs, timeout, cancel)
-    spliced = any((r := segments.recipe_of(PRESETS[f])) is not None and r.spliced_sound for f in lead.job.formats)
-    settings, original = rt.settings, lead.job.source_key
-    seconds = piece_seconds(lead.job.formats, settings.segment_seconds, settings.hls_segment_seconds)
-    read = functools.partial(rt.uploads.read_range, original)
     try:
-        cuts = segments.cut_original(read, lead.job.source_size, facts, seconds)
         done = segments.split(
             rt.ffmpeg,
-            source_path,
+            original,
             facts,
             workdir,
             seconds,
@@ -290,7 +333,7 @@ def split_if_long(
             cuts=cuts,
         )
         if done.plan.count <= 1:
-            return None  # one piece only: converted whole
+            return Unsplit.WHOLE  # one piece only
         store_split(rt.uploads, lead.job_id, done)
     finally:
         rt.uploads.delete(split_claim_key(lead.job_id))  # done (the plan is there) or failed: others go on
@@ -426,25 +469,29 @@ class _Parts:
     @contextlib.contextmanager
     def _source_piece(self, index: int, workdir: Path) -> Iterator[Path]:
         """Piece ``index`` of the original as a file: copied out by the split, or its head followed by
-        its byte range of the original, read in chunks (nothing else of the original is read)."""
-        uploads, key = self.rt.uploads, source_piece_key(self.job_id, index)
+        its byte range of the original (nothing else of the original is read)."""
+        key = source_piece_key(self.job_id, index)
         if not self.plan.ranges:
-            with uploads.local_path(key, workdir) as path:
+            with self.rt.uploads.local_path(key, workdir) as path:
                 yield path
             return
-        job = self.outputs[0].job
+        yield self._cut(key, [self.plan.ranges[index]], workdir / f"piece-{index:05d}.mp4")
+
+    def _cut(self, head: str, ranges: list[tuple[int, int]], path: Path) -> Path:
+        """A cut of the original as a file at ``path``: its head (a key of the upload store), then its
+        byte ranges of the original, read in chunks."""
+        uploads, job = self.rt.uploads, self.outputs[0].job
         size = uploads.size(job.source_key)
         if size is None:
             raise ObjectNotFound(job.source_key)  # gone (expired): the piece is missing
         if size != job.source_size:  # the ranges are of the file the job was made from
             raise SourceReplaced
-        start, stop = self.plan.ranges[index]
-        path = workdir / f"piece-{index:05d}.mp4"
         with path.open("wb") as out:
-            out.write(uploads.get_bytes(key))
-            for at in range(start, stop, RANGE_CHUNK):
-                out.write(uploads.read_range(job.source_key, at, min(RANGE_CHUNK, stop - at)))
-        yield path
+            out.write(uploads.get_bytes(head))
+            for start, stop in ranges:
+                for at in range(start, stop, RANGE_CHUNK):
+                    out.write(uploads.read_range(job.source_key, at, min(RANGE_CHUNK, stop - at)))
+        return path
 
     def sound(self, index: int, workdir: Path, timeout: float, cancel: threading.Event | None) -> Outcome:
         """Encode one part of the sound for the outputs that lack it (unless an earlier delivery did):
@@ -460,13 +507,26 @@ class _Parts:
             if how not in done:
                 folder = workdir / f"sound-{len(done)}"
                 folder.mkdir()
-                with rt.uploads.local_path(sound_key(job_id, index) if spliced else audio_key(job_id), folder) as audio:
+                with self._sound_source(index if spliced else None, folder) as (audio, cut):
                     done[how] = segments.encode_sound(
-                        rt.ffmpeg, output.preset, plan, index, audio, folder, timeout=timeout, cancel=cancel
+                        rt.ffmpeg, output.preset, plan, index, audio, folder, timeout=timeout, cancel=cancel, cut=cut
                     )
             rt.converted.put_file(key, done[how], "application/octet-stream")
         self._join_when_ready()
         return Outcome.ack("sound encoded")
+
+    @contextlib.contextmanager
+    def _sound_source(self, part: int | None, workdir: Path) -> Iterator[tuple[Path, SoundCut | None]]:
+        """The sound to encode part ``part`` (None: the whole sound) from: its cut of the original, read
+        by range, with how to trim it; or what the split stored (a FLAC part, the copied track)."""
+        plan, job_id = self.plan, self.job_id
+        cut = plan.sound_track if part is None else (plan.sound_cuts[part] if plan.sound_cuts else None)
+        if cut is not None:
+            yield self._cut(sound_cut_key(job_id, part), cut.ranges, workdir / "sound-cut.mp4"), cut
+            return
+        stored = audio_key(job_id) if part is None else sound_key(job_id, part)
+        with self.rt.uploads.local_path(stored, workdir) as path:
+            yield path, None
 
     def _summarize(self, format_id: str, index: int) -> None:
         """The job's summary learns of the stored piece (readers count the progress from it, unlisted)."""

@@ -29,18 +29,20 @@ deterministic, stored whole (atomically), and a repeated message finds its work 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import logging
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import mp4join
 from .ffmpeg import FFmpeg, FFmpegError
 from .ffmpeg.parse import ProbeFacts
-from .model import SegmentPlan, SourceInfo
+from .model import SegmentPlan, SoundCut, SourceInfo
 from .presets import Preset, VideoRecipe, downmix_filter, pictures_of, pictures_once
 from .storage import ByteRange, ObjectNotFound, Storage
 
@@ -53,7 +55,12 @@ AAC_PRIMING = 1024  # FFmpeg's AAC encoder starts with one frame of priming (its
 # with none, the 90 ms around a join lose ~12 dB SNR against the source; with these, ~1.5 dB).
 PRE_ROLL_FRAMES = 8
 POST_ROLL_FRAMES = 2
+INDEX_READS = 10  # the pieces' indexes read at once by a join (an hour in minute pieces: 120 of them)
 M4A = ["-f", "mp4"]  # a sound part for a join by copy: its frames as they are, in an MP4 with its index
+# Packets of the original's sound decoded before a part's first sample, and thrown away: an AAC frame's
+# output overlaps the frame before it, so the decoder's state is a whole decode's after one.
+WARM_PACKETS = 4
+SOUND_GAP = 64 * 1024  # runs of a sound part's samples closer than this are read in one request
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
@@ -64,20 +71,39 @@ class Split:
     audio: Path | None
     sound_parts: list[Path]
     heads: list[bytes] = field(default_factory=list)
+    sound_heads: list[bytes] = field(default_factory=list)  # the sound parts' cuts (``Sound``)
+    track_head: bytes | None = None  # the whole sound's cut
+
+
+@dataclass(frozen=True)
+class Sound:
+    """The sound of an original cut by byte range from its index: the parts' cuts (their first samples
+    at ``rate``, as ``sound_layout`` puts them) and the whole sound's, with their heads."""
+
+    rate: int
+    starts: list[int]
+    parts: list[SoundCut]
+    part_heads: list[bytes]
+    track: SoundCut
+    track_head: bytes
 
 
 @dataclass(frozen=True)
 class Cuts:
     """The pieces of an original cut by byte range from its index: each one's head and range, and when
-    each starts on the original's timeline."""
+    each starts on the original's timeline; and its sound, when that can be cut so too."""
 
     cuts: list[mp4join.Cut]
     starts: list[float]
+    sound: Sound | None = None
 
 
-def cut_original(read: mp4join.Reader, size: int, facts: ProbeFacts, seconds: float) -> Cuts | None:
+def cut_original(
+    read: mp4join.Reader, size: int, facts: ProbeFacts, seconds: float, *, sound_in_parts: bool = True
+) -> Cuts | None:
     """Where an MP4 or MOV original is cut into pieces of about ``seconds``, from its index alone (read
-    by range: no media); None for other containers, which the split copies into pieces."""
+    by range: no media), and its sound (in parts too with ``sound_in_parts``); None for other
+    containers, which the split copies into pieces."""
     try:
         movie = mp4join.read_movie(read, size)
         pictures = [track for track in movie.tracks if track.handler == b"vide"]
@@ -88,11 +114,64 @@ def cut_original(read: mp4join.Reader, size: int, facts: ProbeFacts, seconds: fl
         points = mp4join.cut_points(samples, track.timescale, seconds)
         bounds = [*points, track.samples]
         cuts = [mp4join.cut(movie, track, samples, a, b) for a, b in itertools.pairwise(bounds)]
+        sound = cut_sound(movie, facts, seconds, sound_in_parts)
     except mp4join.NotJoinable as exc:
         log.info("the original is split by FFmpeg: %s", exc)
         return None
     start, first = facts.video.start_time or 0.0, samples.shown(0)
-    return Cuts(cuts, [round(start + (samples.shown(k) - first) / track.timescale, 6) for k in points])
+    return Cuts(cuts, [round(start + (samples.shown(k) - first) / track.timescale, 6) for k in points], sound)
+
+
+def _exact_sound(codec: str | None) -> bool:
+    """Sound whose decode from a few packets before a span gives that span's samples exactly as a whole
+    decode does: AAC (a frame overlaps only the one before it) and PCM. Others (MP3's bit reservoir,
+    Opus's prediction, AC-3...) are decoded whole by the split, as before."""
+    return codec == "aac" or (codec or "").startswith("pcm_")
+
+
+def cut_sound(movie: mp4join.Movie, facts: ProbeFacts, seconds: float, in_parts: bool) -> Sound | None:
+    """The sound's cuts, where reading it by range gives exactly the samples of a whole decode: one
+    sound track that FFmpeg's first, a codec ``_exact_sound`` admits, a rate AAC has (nothing to
+    resample) equal to the track's time scale, at most one edit. None: the split decodes it."""
+    streams = [s for s in facts.streams if s.kind == "audio"]
+    tracks = [t for t in movie.tracks if t.handler == b"soun"]
+    if not streams or len(streams) != len(tracks) or not _exact_sound(streams[0].codec):
+        return None
+    track, rate = tracks[0], streams[0].sample_rate
+    shown = [media for _, media in track.edits if media >= 0]
+    if rate not in AAC_RATES or rate != track.timescale or len(shown) > 1 or not track.samples:
+        return None
+    samples, origin = mp4join.Samples.of(track), shown[0] if shown else 0
+    starts = sound_layout(facts, seconds)[1] if in_parts else []
+
+    def span(first: int, end: int | None) -> tuple[SoundCut, bytes]:
+        """Samples ``first``..``end`` of the whole decode (which starts at the edit's media time)."""
+        at = origin + first
+        warm = max(0, bisect.bisect_right(samples.dts, at) - 1 - WARM_PACKETS)
+        last = track.samples if end is None else bisect.bisect_left(samples.dts, origin + end)
+        piece = mp4join.cut(movie, track, samples, warm, max(last, warm + 1), gap=SOUND_GAP)
+        keep = None if end is None else end - first
+        return SoundCut(ranges=piece.ranges, skip=at - samples.dts[warm], keep=keep), piece.head
+
+    parts = [
+        span(max(0, start - PRE_ROLL_FRAMES * AAC_FRAME), _roll_end(starts, index))
+        for index, start in enumerate(starts)
+    ]
+    whole, head = span(0, None)
+    return Sound(rate, starts, [c for c, _ in parts], [h for _, h in parts], whole, head)
+
+
+def _roll_end(starts: list[int], index: int) -> int | None:
+    """Where part ``index`` of the sound stops being read: a few frames into the next part (the last
+    part: at the end)."""
+    return starts[index + 1] + POST_ROLL_FRAMES * AAC_FRAME if index + 1 < len(starts) else None
+
+
+def trim_filter(cut: SoundCut, source: SourceInfo) -> str:
+    """The filter that makes a decoded cut the span of the whole decode it stands for, downmixed to
+    stereo as the split's parts are."""
+    keep = f":end_sample={cut.skip + cut.keep}" if cut.keep is not None else ""
+    return f"atrim=start_sample={cut.skip}{keep},{downmix_filter(source)}"
 
 
 def sound_layout(facts: ProbeFacts, seconds: float) -> tuple[int, list[int]]:
@@ -114,15 +193,22 @@ def _sound_graph(facts: ProbeFacts, rate: int, starts: list[int]) -> str:
     graph = [f"[0:a:0]{downmix_filter(facts.info)},aresample={rate},asplit={len(starts)}{labels}"]
     for index, start in enumerate(starts):
         trim = f"start_sample={max(0, start - PRE_ROLL_FRAMES * AAC_FRAME)}"
-        if index + 1 < len(starts):
-            trim += f":end_sample={starts[index + 1] + POST_ROLL_FRAMES * AAC_FRAME}"
+        if (end := _roll_end(starts, index)) is not None:
+            trim += f":end_sample={end}"
         graph.append(f"[c{index}]atrim={trim}[s{index}]")
     return ";".join(graph)
 
 
+def split_needs_original(facts: ProbeFacts, cuts: Cuts | None) -> bool:
+    """The split runs FFmpeg over the original (so the original must be fetched first): to copy out the
+    pieces of a container that cannot be cut by its index, or to copy out and decode a sound that
+    cannot be cut so either."""
+    return cuts is None or (facts.info.has_audio and cuts.sound is None)
+
+
 def split(
     ffmpeg: FFmpeg,
-    source_path: Path,
+    source_path: Path | None,
     facts: ProbeFacts,
     workdir: Path,
     segment_seconds: float,
@@ -135,7 +221,14 @@ def split(
     """Copy the original's audio out and, with ``sound_in_parts`` (a format of the job splices its
     sound), decode the sound into parts; and cut its video at keyframes about every
     ``segment_seconds``: by ``cuts`` (pieces read their byte range of the original; nothing of the
-    picture is copied here), else copied into pieces by FFmpeg."""
+    picture is copied here), else copied into pieces by FFmpeg. When ``cuts`` has the sound too, nothing
+    is run (``source_path`` may be None): the plan and the cuts' heads are the split."""
+    if cuts is not None and not split_needs_original(facts, cuts):
+        sound = cuts.sound
+        plan = _plan(facts, cuts.starts, facts.info.has_audio, sound.rate if sound else 0,
+                     sound.starts if sound else [], cuts)  # fmt: skip
+        heads = [c.head for c in cuts.cuts]
+        return Split(plan, [], None, [], heads, sound.part_heads if sound else [], sound.track_head if sound else None)
     source = facts.info
     folder = workdir / "split"
     folder.mkdir()
@@ -157,6 +250,8 @@ def split(
     if audio is not None:
         outputs.append((["-map", "0:a:0", "-c", "copy", "-vn", "-sn", "-dn", "-f", "nut"], audio))
     if outputs:
+        if source_path is None:
+            raise ValueError("The split needs the original (split_needs_original)")
         (first_args, first), *more = outputs
         ffmpeg.convert(
             source_path,
@@ -190,7 +285,9 @@ def _plan(
         audio_offset=round(offset, 6),
         sound_rate=rate,
         sound_starts=sound_starts,
-        ranges=[(c.start, c.stop) for c in cuts.cuts] if cuts is not None else [],
+        ranges=[c.ranges[0] for c in cuts.cuts] if cuts is not None else [],  # one range each
+        sound_cuts=cuts.sound.parts if cuts is not None and cuts.sound is not None else [],
+        sound_track=cuts.sound.track if cuts is not None and cuts.sound is not None else None,
     )
 
 
@@ -315,21 +412,24 @@ def encode_sound(
     *,
     timeout: float,
     cancel: threading.Event | None = None,
+    cut: SoundCut | None = None,
 ) -> Path:
     """Part ``index`` of the sound, encoded: for a spliced format only the AAC frames of its own span
-    (the neighbours' frames its encoder read are dropped), otherwise the whole sound."""
+    (the neighbours' frames its encoder read are dropped), otherwise the whole sound. ``audio`` is the
+    split's part (FLAC, downmixed) or track (NUT), or with ``cut`` that cut of the original, which is
+    trimmed to its span and downmixed here."""
     recipe = recipe_of(preset)
     assert recipe is not None
     output = workdir / f"sound-{index:05d}.{sound_extension(recipe)}"
     frames = workdir / "frames.aac" if joined_by_copy(recipe) else output
+    stereo = plan.source.model_copy(update={"audio_channels": 2, "audio_layout": "stereo"})
+    trim = ["-af", trim_filter(cut, plan.source)] if cut is not None else []
     if not spliced(recipe, plan):
-        ffmpeg.convert(audio, frames, recipe.sound(plan.source), duration=plan.duration, timeout=timeout, cancel=cancel)
-    else:
-        stereo = plan.source.model_copy(
-            update={"audio_channels": 2, "audio_layout": "stereo"}
-        )  # downmixed by the split
+        how = [*trim, *recipe.sound(stereo if cut is not None else plan.source)]
+        ffmpeg.convert(audio, frames, how, duration=plan.duration, timeout=timeout, cancel=cancel)
+    else:  # downmixed by the split, or by the trim
         encoded = workdir / "encoded.aac"
-        ffmpeg.convert(audio, encoded, recipe.sound(stereo), timeout=timeout, cancel=cancel)
+        ffmpeg.convert(audio, encoded, [*trim, *recipe.sound(stereo)], timeout=timeout, cancel=cancel)
         first, end = _own_frames(plan, index)
         kept = adts_frames(encoded.read_bytes())[first:end]
         if not kept:
@@ -444,20 +544,25 @@ class Joined:
     index_bytes: int  # bytes of the pieces' indexes (and box headers) read
 
 
+def _index_of(store: Storage, key: str) -> tuple[mp4join.Index, int]:
+    """The index of one of the store's MP4s, read by range, and the bytes that took."""
+    size = store.size(key)
+    if size is None:
+        raise ObjectNotFound(key)
+    reader = mp4join.BlockReader(functools.partial(store.read_range, key), size)
+    return mp4join.read_index(reader, size), reader.fetched
+
+
 def join_by_copy(
     store: Storage, plan: SegmentPlan, pieces: list[str], sounds: list[str], key: str, media_type: str
 ) -> Joined:
     """Join an MP4 output's encoded pieces and sound parts (keys of ``store``) into ``key`` without
     reading their media: one index is made from theirs (``mp4join``) and the store writes the file from
     it and byte ranges of theirs. Raises ``mp4join.NotJoinable`` when they cannot be joined so."""
-    keys, indexes, read = [*pieces, *sounds], [], 0
-    for name in keys:
-        size = store.size(name)
-        if size is None:
-            raise ObjectNotFound(name)
-        reader = mp4join.BlockReader(functools.partial(store.read_range, name), size)
-        indexes.append(mp4join.read_index(reader, size))
-        read += reader.fetched
+    keys = [*pieces, *sounds]
+    with ThreadPoolExecutor(max_workers=INDEX_READS) as pool:  # a few small requests each, side by side
+        found = list(pool.map(functools.partial(_index_of, store), keys))
+    indexes, read = [index for index, _ in found], sum(fetched for _, fetched in found)
     video, sound = indexes[: len(pieces)], indexes[len(pieces) :]
     layout = mp4join.join(
         video,

@@ -282,21 +282,26 @@ def run_all(env: Env, job_id: str) -> None:
             assert env.deliver(task) is Action.ACK
 
 
+@pytest.mark.parametrize("by_range", [True, False], ids=["cut-by-range", "decoded-by-the-split"])
 @pytest.mark.parametrize("roll", [True, False], ids=["with-roll", "without-roll"])
 def test_the_sound_in_parts_splices_with_no_shift_and_no_damage_at_the_joins(
-    env: Env, noisy_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roll: bool
+    env: Env, noisy_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roll: bool, by_range: bool
 ) -> None:
     """Against the source, the 85 ms around each join of the sound parts are as good as a whole-file
     encode's (within 3 dB) and the sound is not shifted (a shift of even one frame costs all its SNR on
     noise). Without the neighbours' frames the encoders read (``roll``), the joins do fail that bar:
-    the check can tell."""
+    the check can tell. Each part reads its own cut of the original's sound (``by_range``), or the
+    split decodes the sound into parts (the originals whose sound cannot be cut so)."""
     if not roll:
         monkeypatch.setattr(segments, "PRE_ROLL_FRAMES", 0)
         monkeypatch.setattr(segments, "POST_ROLL_FRAMES", 0)
+    if not by_range:
+        monkeypatch.setattr(segments, "cut_sound", lambda *_: None)
     job_id = env.create(noisy_clip, ["360p"])
     env.deliver(Convert(job_id, ("360p",)))
     plan = segmenting.load_plan(env.rt.uploads, job_id)
     assert plan is not None and plan.sound_rate == 48000 and len(plan.sound_starts) == SECONDS // 2
+    assert len(plan.sound_cuts) == (len(plan.sound_starts) if by_range else 0)
     run_all(env, job_id)
     record = env.rt.jobs.output(job_id, "360p")
     assert record.status is OutputStatus.COMPLETED and record.key is not None

@@ -160,11 +160,41 @@ def test_an_original_is_cut_at_sync_samples_into_heads_and_ranges(source: Path, 
     frames = 0
     for n, (first, end) in enumerate(itertools.pairwise(bounds)):
         cut = mp4join.cut(movie, track, samples, first, end)
-        assert cut.stop - cut.start < 0.5 * len(data) and len(cut.head) < 4096
+        (start, stop), *more = cut.ranges
+        assert not more and stop - start < 0.5 * len(data) and len(cut.head) < 4096
         path = tmp_path / f"cut{n}.mp4"
-        path.write_bytes(cut.head + data[cut.start : cut.stop])
+        path.write_bytes(cut.head + data[start:stop])
         frames += int(probe(path)["streams"][0]["nb_read_frames"])
     assert frames == 6 * RATE  # every frame in exactly one piece
+
+
+@pytest.mark.parametrize("gap", [0, 1 << 20], ids=["every-run", "runs-merged"])
+def test_a_sound_track_is_cut_into_the_runs_of_its_own_samples(source: Path, tmp_path: Path, gap: int) -> None:
+    """Cut with a gap, a track reads its own samples' runs (the sound between the picture's chunks), and
+    the head's chunk offsets point into their concatenation: the cut decodes to the track's packets."""
+    data = source.read_bytes()
+    movie = mp4join.read_movie(lambda at, n: data[at : at + n], len(data))
+    track = movie.first(b"soun")
+    assert track is not None
+    samples = mp4join.Samples.of(track)
+    cut = mp4join.cut(movie, track, samples, 10, track.samples - 5, gap=gap)
+    if gap == 0:
+        assert len(cut.ranges) > 1 and cut.size == sum(samples.sizes[10 : track.samples - 5])
+    else:
+        assert len(cut.ranges) == 1
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(cut.ranges))
+    path = tmp_path / "sound.m4a"
+    path.write_bytes(cut.head + b"".join(data[start:stop] for start, stop in cut.ranges))
+    packets = subprocess.run(
+        [ffprobe_path(), "-v", "error", "-select_streams", "a:0", "-show_entries", "packet=size", "-of", "csv=p=0",
+         str(path)], capture_output=True, text=True, check=True, env=child_env(),
+    ).stdout.split()  # fmt: skip
+    assert [int(size) for size in packets] == samples.sizes[10 : track.samples - 5]
+    decoded = subprocess.run(
+        [ffmpeg_path(), "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True,
+        env=child_env(),
+    )  # fmt: skip
+    assert decoded.returncode == 0 and decoded.stderr == ""
 
 
 def test_what_is_not_an_mp4_has_no_index_to_cut(tmp_path: Path) -> None:

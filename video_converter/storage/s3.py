@@ -12,6 +12,7 @@ import functools
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .base import (
 # thread, so one put_stream holds about 32 MiB at most, whatever the file size (4 GiB = 512 parts).
 PART_SIZE = 8 * 1024 * 1024
 MAX_CONCURRENCY = 4
+COMPOSE_CONCURRENCY = 10  # parts of a composed object copied (or uploaded) at once
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
@@ -316,12 +318,13 @@ class S3Storage:
         if content_type:
             params["ContentType"] = content_type
         upload = self.client.create_multipart_upload(**params)["UploadId"]
-        done, size = [], 0
         try:
-            for number, part in enumerate(parts, start=1):
-                etag, written = self._compose_part(key, upload, number, part)
-                done.append({"PartNumber": number, "ETag": etag})
-                size += written
+            # The parts side by side: S3 copies each in about a second whatever its size, so the join of
+            # an hour of video (60 parts) takes seconds, not a minute.
+            with ThreadPoolExecutor(max_workers=COMPOSE_CONCURRENCY) as pool:
+                made = list(pool.map(lambda item: self._compose_part(key, upload, *item), enumerate(parts, start=1)))
+            done = [{"PartNumber": number, "ETag": etag} for number, (etag, _) in enumerate(made, start=1)]
+            size = sum(written for _, written in made)
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}
             )
