@@ -30,15 +30,17 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from . import mp4join, segments, streams
+from . import mp4join, segments, streampieces, streams
 from .conversion import SourceReplaced, check_output, publish, suitable
-from .ffmpeg import ConversionCancelled
+from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, LimitExceeded
 from .ffmpeg.parse import ProbeFacts
+from .fmp4 import Malformed
 from .keys import output_filename, output_key
 from .limits import MediaRejected
 from .model import OutputRecord, OutputStatus, SegmentPlan, SourceInfo
@@ -50,6 +52,7 @@ from .storage import ObjectNotFound, Storage
 from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, send
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
 RANGE_CHUNK = 8 * 1024 * 1024  # a piece's bytes of the original are fetched this much per request
@@ -197,6 +200,9 @@ def fail(rt: Runtime, outputs: list[Output], reason: str) -> None:
     """Fail segmented outputs for good, and tidy their pieces away."""
     for output in outputs:
         output.failed(reason)
+        if output.preset.stream is not None:  # the files its pieces stored at the stream's prefix
+            with contextlib.suppress(Exception):
+                streampieces.remove_pieces(rt.converted, output.job_id)
         tidy(rt.uploads, rt.converted, output.job_id, output.format_id, all_final=_videos_final(rt, output))
 
 
@@ -416,6 +422,8 @@ class _Parts:
                     rt.ffmpeg, [o.preset for o in todo], plan, index, piece, workdir, timeout=timeout, cancel=cancel
                 )
             for output, path in zip(todo, encoded, strict=True):
+                if output.preset.stream is not None:  # its files first: a stored piece says it is all done
+                    self._stream_piece(index, path, workdir, timeout, cancel)
                 rt.converted.put_file(
                     encoded_piece_key(job_id, output.format_id, index), path, "application/octet-stream"
                 )
@@ -465,8 +473,75 @@ class _Parts:
                         rt.ffmpeg, output.preset, plan, index, audio, folder, timeout=timeout, cancel=cancel
                     )
             rt.converted.put_file(key, done[how], "application/octet-stream")
+        self._stream_sound(index, workdir, timeout, cancel)
         self._join_when_ready()
         return Outcome.ack("sound encoded")
+
+    def _stream_piece(
+        self, index: int, ladder: Path, workdir: Path, timeout: float, cancel: threading.Event | None
+    ) -> None:
+        """A stream's piece (one MP4, a video track per rendition) packaged where it is on the stream's
+        timeline, each rendition's file stored at the stream's prefix."""
+        output = self._stream_output()
+        assert output is not None and output.preset.stream is not None
+        names = [streams.track_name(recipe) for recipe in output.preset.stream.renditions(self.plan.source)]
+        at, folder = streampieces.picture_at(self.plan, index), workdir / f"stream-{index:05d}"
+        files = self._packaged(
+            f"piece {index + 1}",
+            lambda: streampieces.package_pictures(
+                self.rt.ffmpeg, ladder, names, index, at, folder, timeout=timeout, cancel=cancel
+            ),
+        )
+        for path in files or []:
+            self._store_stream_file(path)
+
+    def _stream_sound(self, index: int, workdir: Path, timeout: float, cancel: threading.Event | None) -> None:
+        """A stream's sound part (its M4A, as stored for the join) packaged where it is on the stream's
+        timeline, stored at the stream's prefix (unless an earlier delivery did)."""
+        output = self._stream_output()
+        if output is None:
+            return
+        recipe = self.recipes[self.outputs.index(output)]
+        name = streams.piece_file(streams.AUDIO, index)
+        if (
+            index >= segments.sound_parts(recipe, self.plan)
+            or self.rt.converted.size(self._stream_key(name)) is not None
+        ):
+            return
+        key = encoded_sound_key(self.job_id, output.format_id, index, segments.sound_extension(recipe))
+        folder = workdir / f"stream-sound-{index:05d}"
+        folder.mkdir()
+        at = streampieces.sound_at(self.plan, index)
+        with self.rt.converted.local_path(key, folder) as part:
+            path = self._packaged(
+                f"sound part {index + 1}",
+                lambda: streampieces.package_sound(
+                    self.rt.ffmpeg, part, index, at, folder / "packaged", timeout=timeout, cancel=cancel
+                ),
+            )
+        if path is not None:
+            self._store_stream_file(path)
+
+    def _packaged(self, what: str, package: Callable[[], _T]) -> _T | None:
+        """A part of a stream packaged, or None when FFmpeg or our reading of its file failed: logged, and
+        the join, finding its file missing, joins and packages the stream whole. A timeout or a limit is
+        not the part's doing: raised, and the task is tried again."""
+        try:
+            return package()
+        except (FFmpegError, Malformed) as exc:
+            if isinstance(exc, ConversionTimeout | LimitExceeded):
+                raise
+            log.warning("job %s: stream %s not packaged (the join will package it whole): %s", self.job_id, what, exc)
+            return None
+
+    def _stream_key(self, name: str) -> str:
+        return streams.stream_prefix(self.job_id) + name
+
+    def _store_stream_file(self, path: Path) -> None:
+        self.rt.converted.put_file(self._stream_key(path.name), path, streams.media_type(path.name))
+
+    def _stream_output(self) -> Output | None:
+        return next((o for o in self.outputs if o.preset.stream is not None), None)
 
     def _summarize(self, format_id: str, index: int) -> None:
         """The job's summary learns of the stored piece (readers count the progress from it, unlisted)."""
@@ -492,12 +567,32 @@ class _Parts:
         pieces = [encoded_piece_key(job_id, format_id, i) for i in range(plan.count)]
         extension = segments.sound_extension(recipe)
         sounds = [encoded_sound_key(job_id, format_id, i, extension) for i in range(segments.sound_parts(recipe, plan))]
-        # A stream is packaged from its pieces joined by FFmpeg (a copy): its files are fragmented MP4s.
-        by_copy = output.preset.stream is None and segments.joined_by_copy(recipe)
-        if not (by_copy and self._join_by_copy(pieces, sounds)):
+        if output.preset.stream is not None:
+            if not self._stream_from_pieces(workdir):  # else its pieces joined by FFmpeg (a copy), packaged
+                streampieces.remove_pieces(rt.converted, job_id)
+                self._assemble(pieces, sounds, workdir, timeout, cancel)
+        elif not (segments.joined_by_copy(recipe) and self._join_by_copy(pieces, sounds)):
             self._assemble(pieces, sounds, workdir, timeout, cancel)
         tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
         return Outcome.finished("completed")
+
+    def _stream_from_pieces(self, workdir: Path) -> bool:
+        """A stream's playlists and manifest over its pieces' files, from their indexes alone (read by
+        range: the media stay where the pieces stored them), published; False (nothing published) when
+        the pieces cannot be played so, logged with why."""
+        rt, plan, output, recipe = self.rt, self.plan, self.outputs[0], self.recipes[0]
+        assert output.preset.stream is not None
+        names = [streams.track_name(r) for r in output.preset.stream.renditions(plan.source)]
+        parts = segments.sound_parts(recipe, plan)
+        seconds, folder = rt.settings.hls_segment_seconds, workdir / "stream"
+        try:
+            done = streampieces.from_pieces(rt.converted, self.job_id, names, plan, parts, seconds, folder)
+        except (streampieces.NotStreamable, streams.StreamInvalid) as exc:
+            log.warning("job %s: the stream is joined and packaged whole: %s", self.job_id, exc)
+            return False
+        record = streams.publish(rt.converted, output, done)
+        log.info("job %s: stream published over its %d pieces (%d bytes)", self.job_id, plan.count, record.size_bytes)
+        return True
 
     def _join_by_copy(self, pieces: list[str], sounds: list[str]) -> bool:
         """The output written by the store from the pieces' media and one new index; False (nothing
