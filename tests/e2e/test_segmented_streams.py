@@ -20,8 +20,9 @@ from tests.conftest import make_clip_file
 from tests.e2e.conftest import served
 from tests.e2e.test_streams import convert, fetcher, output, video_packets
 from tests.streamcheck import Fetch, check_manifest, check_stream
+from video_converter import streampieces
 from video_converter.config import Settings
-from video_converter.ffmpeg import ffmpeg_path, ffprobe_path
+from video_converter.ffmpeg import FFmpegError, ffmpeg_path, ffprobe_path
 from video_converter.ffmpeg.runner import child_env
 from video_converter.runtime import Runtime
 
@@ -169,3 +170,28 @@ def test_off_grid_keyframes_still_give_aligned_segments(segmented: tuple[TestCli
     playlist = checked.media["video_360p.m3u8"]
     assert _continuous(_played(fetch, playlist, tmp_path / "track.mp4", "v:0")) == pytest.approx(13.0, abs=1 / 30)
     assert len([p for p in video_packets(tmp_path / "track.mp4") if ",K" in p]) == 9
+
+
+def test_a_stream_whose_pieces_were_not_all_packaged_is_joined_whole(
+    segmented: tuple[TestClient, Runtime], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A sound part that FFmpeg could not package leaves its file missing: the join says why, removes the
+    pieces' files and joins and packages the stream as before (one file per track)."""
+    client, rt = segmented
+
+    def broken(*_: Any, **__: Any) -> Path:
+        raise FFmpegError("could not package", stderr_tail="(a test)")
+
+    monkeypatch.setattr(streampieces, "package_sound", broken)
+    clip = make_clip_file(tmp_path / "long.mp4", seconds=9, size="640x360", rate=30, extra=("-g", "30"))
+    job = convert(client, clip, "hls")
+    assert "the stream is joined and packaged whole: audio-00000.mp4 was not packaged" in caplog.text
+    names = sorted(item.key.rsplit("/", 1)[-1] for item in rt.converted.list(f"{job['job_id']}/hls/"))
+    assert names == ["audio.m3u8", "audio.mp4", "manifest.mpd", "master.m3u8", "video_360p.m3u8", "video_360p.mp4"]
+    fetch = fetcher(client)
+    checked = check_stream(fetch, output(job, "hls")["playlist_url"], tmp_path)
+    check_manifest(fetch, output(job, "hls")["dash_url"], checked)
+    assert _continuous(_played(fetch, checked.media["video_360p.m3u8"], tmp_path / "v.mp4", "v:0")) == pytest.approx(
+        9.0, abs=1 / 30
+    )
