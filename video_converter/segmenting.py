@@ -7,8 +7,9 @@ original once and queues a ``Piece`` per piece and a ``SoundPart`` per part of t
 formats of its message; other video formats of the job find the plan and queue theirs without fetching
 the original. The worker that stores the last piece (or sound part) of an output queues its ``Join``;
 the join publishes the output and tidies its pieces away (the split too, once every video output of
-the job is final). While the pieces are encoded, the output's record says only that it is segmented:
-its progress and its last sign of life are read from the encoded pieces.
+the job is final). A stream's pieces and sound parts are also packaged by their tasks, at the stream's
+prefix: its join only writes the playlists over them. While the pieces are encoded, the output's record
+says only that it is segmented: its progress and its last sign of life are read from the encoded pieces.
 
 Keys (upload store):    {job_id}/segments/plan.json             the plan (written last)
                         {job_id}/segments/source/{n}.mp4        each piece's head (an MP4 or MOV original:
@@ -18,6 +19,8 @@ Keys (upload store):    {job_id}/segments/plan.json             the plan (writte
                         {job_id}/segments/sound/{n}.flac        or the sound in overlapping lossless parts
 Keys (converted store): {job_id}/segments/{format}/{n}.{mp4|nut}  encoded pieces, until they are joined
                         {job_id}/segments/{format}/sound-{n}.{m4a|nut}  and the encoded sound (parts)
+                        {job_id}/hls/{track}-{n}.mp4      a stream's pieces, packaged by the piece and sound
+                                                          part tasks where they stay (``streampieces``)
 """
 
 from __future__ import annotations

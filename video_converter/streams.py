@@ -9,10 +9,14 @@ grouped on the HLS_SEGMENT_SECONDS grid, read from the files' boxes (``fmp4``), 
 the same boundaries and each segment starts with a keyframe. The manifests name the files relatively,
 so the folder plays from any static host; the API serves them with signed URLs (``playback``).
 
+A long video's stream is packaged in pieces instead (``streampieces``): a file per piece and track,
+the playlists naming byte ranges of those files.
+
 Keys (converted store): {job_id}/hls/master.m3u8      the master playlist (the output's key; written last)
                         {job_id}/hls/manifest.mpd     the DASH manifest
                         {job_id}/hls/{track}.m3u8     a media playlist per track
                         {job_id}/hls/{track}.mp4      a track: video_{size}p or audio
+                        {job_id}/hls/{track}-{n}.mp4  or, of a stream in pieces, its piece n (``streampieces``)
 """
 
 from __future__ import annotations
