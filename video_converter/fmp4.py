@@ -223,38 +223,49 @@ def read_layout(path: Path) -> Layout:
 def layout_of(read: Reader, size: int) -> Layout:
     """The layout of one of our fragmented MP4 files of ``size`` bytes, read through ``read`` (by range,
     from a store): each top-level box's header, the ``moov`` and every ``moof`` whole, never an ``mdat``'s
-    content. A ``moof`` is read with the header of the box after it (its ``mdat``): two reads a fragment."""
-    heads: dict[int, bytes] = {}  # box headers read ahead, by offset
-
-    def box_at(offset: int) -> Box:
-        head = heads.pop(offset, None) or read(offset, min(16, size - offset))
-        return _box_at(head, offset, size)
-
+    content. One read a fragment, mostly: the header of a box after an ``mdat`` is read with as many bytes
+    as the last ``moof`` and the next ``mdat`` header took (fragments of one file are much alike)."""
+    ahead = _Ahead(read, size)
     movie: _Movie | None = None
-    init, offset = b"", 0
+    init, offset, guess = b"", 0, 16
     fragments: list[Fragment] = []
     while offset < size:
-        box = box_at(offset)
+        box = _box_at(ahead(offset, 16, guess), offset, size)
         if box.kind == "moov":  # read with what is before it (ftyp): the init, in one read
             init = read(0, box.end)
             movie = _movie(init[box.offset + box.header :])
         elif box.kind == "moof":
             if movie is None:
                 raise Malformed("a fragment before the movie box")
-            data = read(box.offset, min(box.size + 16, size - box.offset))
-            heads[box.end] = data[box.size :]
-            mdat = box_at(box.end) if box.end < size else None
+            data = ahead(box.offset, box.size + 16)  # and the header of its mdat
+            mdat = _box_at(data[box.size :], box.end, size) if box.end < size else None
             if mdat is None or mdat.kind != "mdat":
                 raise Malformed("a fragment without its media data")
             if not fragments and box.offset > len(init):  # boxes between the movie and the first fragment
                 init += read(len(init), box.offset - len(init))
             start, duration = _fragment_timing(data[box.header : box.size], movie.default_duration)
             fragments.append(Fragment(box.offset, mdat.end - box.offset, start, duration))
-            box = mdat
+            box, guess = mdat, box.size + 32
         offset = box.end
     if movie is None or not fragments:
         raise Malformed("not a fragmented MP4 (no movie or no fragment)")
     return Layout(len(init), movie.timescale, movie.codec, fragments, size, movie.width, movie.height, init)
+
+
+class _Ahead:
+    """Reads through ``read``, keeping the last bytes read: a read may ask for more than it needs now
+    (``more``), and a later one inside them costs nothing."""
+
+    def __init__(self, read: Reader, size: int) -> None:
+        self._read, self._size = read, size
+        self._at, self._data = 0, b""
+
+    def __call__(self, offset: int, length: int, more: int = 0) -> bytes:
+        start = offset - self._at
+        if start >= 0 and offset + length <= self._at + len(self._data):
+            return self._data[start : start + length]
+        self._at, self._data = offset, self._read(offset, min(self._size - offset, max(length, more)))
+        return self._data[:length]
 
 
 def shift_decode_times(path: Path, delta: int) -> None:
