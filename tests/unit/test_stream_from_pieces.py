@@ -15,9 +15,12 @@ import m3u8
 import pytest
 from mpegdash.parser import MPEGDASHParser
 
-from video_converter import playback, streampieces, streams
+from tests.conftest import Env
+from video_converter import playback, segmenting, streampieces, streams
 from video_converter.fmp4 import comparable_init, read_layout, shift_decode_times
-from video_converter.model import SegmentPlan, SourceInfo
+from video_converter.model import OutputStatus, SegmentPlan, SourceInfo
+from video_converter.output import Output
+from video_converter.presets import PRESETS
 from video_converter.storage.local import LocalStorage
 
 CAPTURED = json.loads((Path(__file__).parent / "data" / "stream_pieces.json").read_text())["files"]
@@ -184,3 +187,15 @@ def test_where_pieces_start_on_the_streams_timeline() -> None:
     assert [streampieces.sound_at(plan, n) * 44100 for n in range(3)] == pytest.approx([0, 177152, 353280])
     later = plan.model_copy(update={"audio_offset": 0.25})  # the sound started later in the original
     assert streampieces.sound_at(later, 0) == 0.25 and streampieces.picture_at(later, 1) == 4.0
+
+
+def test_a_failed_stream_output_takes_its_pieces_files_with_it(env: Env) -> None:
+    job_id = env.job(b"\x00" * 64, ["hls"])
+    prefix = streams.stream_prefix(job_id)
+    for name in ("video_360p-00000.mp4", "audio-00001.mp4"):
+        env.converted.put_bytes(prefix + name, b"piece", "video/mp4")
+    env.converted.put_bytes(f"{job_id}/segments/hls/00000.mp4", b"encoded", "application/octet-stream")
+    output = Output(env.rt.jobs, env.rt.jobs.job(job_id), PRESETS["hls"], env.record(job_id, "hls"))
+    segmenting.fail(env.rt, [output], "The pieces of the original are missing (they may have expired).")
+    assert env.record(job_id, "hls").status is OutputStatus.FAILED
+    assert not list(env.converted.list(prefix)) and not list(env.converted.list(f"{job_id}/segments/"))
