@@ -16,7 +16,7 @@ import m3u8
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_clip_file
+from tests.conftest import H264_ULTRAFAST, make_clip_file, probe_file
 from tests.e2e.conftest import served
 from tests.e2e.test_streams import convert, fetcher, output, video_packets
 from tests.streamcheck import Fetch, check_manifest, check_stream
@@ -195,3 +195,29 @@ def test_a_stream_whose_pieces_were_not_all_packaged_is_joined_whole(
     assert _continuous(_played(fetch, checked.media["video_360p.m3u8"], tmp_path / "v.mp4", "v:0")) == pytest.approx(
         9.0, abs=1 / 30
     )
+
+
+def test_sound_that_starts_late_keeps_its_place_against_the_picture(
+    segmented: tuple[TestClient, Runtime], tmp_path: Path
+) -> None:
+    """An original whose sound starts half a second after its picture: the stream's sound is placed as
+    far after the picture (as the MP4 join places it), and every part follows the one before with no gap.
+    (The same stream converted whole starts its sound at 0: ``streams.package`` keeps no offset.)"""
+    clip = tmp_path / "late.mp4"
+    subprocess.run(
+        [ffmpeg_path(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=13",
+         "-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=12",
+         *H264_ULTRAFAST, "-g", "30", "-c:a", "aac", str(clip)],
+        check=True, timeout=120, env=child_env(),
+    )  # fmt: skip
+    starts = {s["codec_type"]: float(s["start_time"]) for s in probe_file(clip)["streams"]}
+    client, _ = segmented
+    stream = output(convert(client, clip, "hls"), "hls")
+    fetch = fetcher(client)
+    checked = check_stream(fetch, stream["playlist_url"], tmp_path)
+    assert checked.audio is not None and len({s.uri.split("?")[0] for s in checked.audio.segments}) == 3
+    picture = _played(fetch, checked.media["video_360p.m3u8"], tmp_path / "v.mp4", "v:0")
+    sound = _played(fetch, checked.audio, tmp_path / "a.mp4", "a:0")
+    # Where the original's sound starts (its priming frame, which its edit list hides), against the picture
+    assert sound[0][0] - picture[0][0] == pytest.approx(starts["audio"] - starts["video"], abs=0.001)
+    assert _continuous(sound) == pytest.approx(12.0 + 1024 / 44100, abs=2048 / 44100)
