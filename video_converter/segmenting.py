@@ -19,6 +19,8 @@ Keys (upload store):    {job_id}/segments/plan.json             the plan (writte
                         {job_id}/segments/sound/{n}.flac        or the sound in overlapping lossless parts
 Keys (converted store): {job_id}/segments/{format}/{n}.{mp4|nut}  encoded pieces, until they are joined
                         {job_id}/segments/{format}/sound-{n}.{m4a|nut}  and the encoded sound (parts)
+                        {job_id}/segments/hls/unpackaged-{part}.txt     a stream's part its task could
+                                                                        not package, and why
                         {job_id}/hls/{track}-{n}.mp4      a stream's pieces, packaged by the piece and sound
                                                           part tasks where they stay (``streampieces``)
 """
@@ -59,9 +61,13 @@ _T = TypeVar("_T")
 
 ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
 RANGE_CHUNK = 8 * 1024 * 1024  # a piece's bytes of the original are fetched this much per request
+# Seconds after its last part was stored that the join of a stream waits for a part's packaged file
+# (a sound part's task packages it just after storing it) before joining and packaging it whole.
+PACKAGING_GRACE = 300.0
 SPLIT_POLL = 0.5  # seconds between looks for the plan while another worker splits the original
 _PIECE = re.compile(r"(\d{5})\.(?:nut|mp4)")
 _SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut|m4a)")
+_UNPACKAGED = re.compile(r"/unpackaged-[^/]+\.txt$")
 
 
 # --- keys -----------------------------------------------------------------------------------------------
@@ -105,6 +111,12 @@ def encoded_piece_key(job_id: str, format_id: str, index: int) -> str:
     recipe = segments.recipe_of(PRESETS[format_id])
     extension = segments.piece_extension(recipe) if recipe is not None else "nut"
     return f"{encoded_prefix(job_id, format_id)}{index:05d}.{extension}"
+
+
+def unpackaged_key(job_id: str, format_id: str, what: str) -> str:
+    """Why a part of a stream could not be packaged by its task (``what``: "piece 3", "sound part 2"):
+    its join then joins and packages the stream whole."""
+    return f"{encoded_prefix(job_id, format_id)}unpackaged-{what.replace(' ', '-')}.txt"
 
 
 def encoded_sound_key(job_id: str, format_id: str, index: int, extension: str) -> str:
@@ -526,15 +538,19 @@ class _Parts:
             self._store_stream_file(path)
 
     def _packaged(self, what: str, package: Callable[[], _T]) -> _T | None:
-        """A part of a stream packaged, or None when FFmpeg or our reading of its file failed: logged, and
-        the join, finding its file missing, joins and packages the stream whole. A timeout or a limit is
-        not the part's doing: raised, and the task is tried again."""
+        """A part of a stream packaged, or None when FFmpeg or our reading of its file failed: logged and
+        said beside the encoded parts (``unpackaged_key``), so the join joins and packages the stream
+        whole. A timeout or a limit is not the part's doing: raised, and the task is tried again."""
         try:
             return package()
         except (FFmpegError, Malformed) as exc:
             if isinstance(exc, ConversionTimeout | LimitExceeded):
                 raise
             log.warning("job %s: stream %s not packaged (the join will package it whole): %s", self.job_id, what, exc)
+            output = self._stream_output()
+            assert output is not None
+            reason = f"{what} could not be packaged: {exc}".encode()
+            self.rt.converted.put_bytes(unpackaged_key(self.job_id, output.format_id, what), reason, "text/plain")
             return None
 
     def _stream_key(self, name: str) -> str:
@@ -588,8 +604,21 @@ class _Parts:
         names = [streams.track_name(r) for r in output.preset.stream.renditions(plan.source)]
         parts = segments.sound_parts(recipe, plan)
         seconds, folder = rt.settings.hls_segment_seconds, workdir / "stream"
+        encoded = list(rt.converted.list(encoded_prefix(self.job_id, output.format_id)))
+        unpackaged = [item.key for item in encoded if _UNPACKAGED.search(item.key)]
+        if unpackaged:
+            why = rt.converted.get_bytes(unpackaged[0]).decode()
+            log.warning("job %s: the stream is joined and packaged whole: %s", self.job_id, why)
+            return False
         try:
             done = streampieces.from_pieces(rt.converted, self.job_id, names, plan, parts, seconds, folder)
+        except streampieces.NotPackaged as exc:
+            # A sound part's task packages it right after storing it: soon there. Long after the last
+            # part was stored (a job encoded before its parts were packaged), it never will be.
+            if time.time() - max(item.modified for item in encoded) < PACKAGING_GRACE:
+                raise RuntimeError(f"The stream's {exc} yet") from exc
+            log.warning("job %s: the stream is joined and packaged whole: %s", self.job_id, exc)
+            return False
         except (streampieces.NotStreamable, streams.StreamInvalid) as exc:
             log.warning("job %s: the stream is joined and packaged whole: %s", self.job_id, exc)
             return False

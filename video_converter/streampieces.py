@@ -57,6 +57,10 @@ class NotStreamable(Exception):
     """The pieces' files cannot be played as one stream as they are (the reason says why)."""
 
 
+class NotPackaged(NotStreamable):
+    """A piece's file is not in the store (yet: its task stores it after the part the join waits for)."""
+
+
 def picture_at(plan: SegmentPlan, index: int) -> float:
     """Where piece ``index``'s picture starts on the stream's timeline, in seconds: as far from the
     first piece as in the original, later by as much as the picture started after the sound there."""
@@ -141,7 +145,7 @@ def read_pieces(store: Storage, job_id: str, names: list[str]) -> list[PieceFile
         key = prefix + name
         size = store.size(key)
         if size is None:
-            raise NotStreamable(f"{name} was not packaged")
+            raise NotPackaged(f"{name} is not packaged")
         read = functools.partial(store.read_range, key)
         try:
             layout = layout_of(read, size)

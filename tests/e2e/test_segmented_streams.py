@@ -20,7 +20,7 @@ from tests.conftest import H264_ULTRAFAST, make_clip_file, probe_file
 from tests.e2e.conftest import served
 from tests.e2e.test_streams import convert, fetcher, output, video_packets
 from tests.streamcheck import Fetch, check_manifest, check_stream
-from video_converter import streampieces
+from video_converter import segmenting, streampieces
 from video_converter.config import Settings
 from video_converter.ffmpeg import FFmpegError, ffmpeg_path, ffprobe_path
 from video_converter.ffmpeg.runner import child_env
@@ -186,7 +186,7 @@ def test_a_stream_whose_pieces_were_not_all_packaged_is_joined_whole(
     monkeypatch.setattr(streampieces, "package_sound", broken)
     clip = make_clip_file(tmp_path / "long.mp4", seconds=9, size="640x360", rate=30, extra=("-g", "30"))
     job = convert(client, clip, "hls")
-    assert "the stream is joined and packaged whole: audio-00000.mp4 was not packaged" in caplog.text
+    assert "the stream is joined and packaged whole: sound part 1 could not be packaged" in caplog.text
     names = sorted(item.key.rsplit("/", 1)[-1] for item in rt.converted.list(f"{job['job_id']}/hls/"))
     assert names == ["audio.m3u8", "audio.mp4", "manifest.mpd", "master.m3u8", "video_360p.m3u8", "video_360p.mp4"]
     fetch = fetcher(client)
@@ -221,3 +221,19 @@ def test_sound_that_starts_late_keeps_its_place_against_the_picture(
     # Where the original's sound starts (its priming frame, which its edit list hides), against the picture
     assert sound[0][0] - picture[0][0] == pytest.approx(starts["audio"] - starts["video"], abs=0.001)
     assert _continuous(sound) == pytest.approx(12.0 + 1024 / 44100, abs=2048 / 44100)
+
+
+def test_a_stream_whose_sound_was_never_packaged_is_joined_whole_after_the_grace(
+    segmented: tuple[TestClient, Runtime], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A sound part stored without its packaged file and without a reason (a job whose parts were
+    encoded before they were packaged): once the grace for its task to package it is over, the join
+    joins and packages the stream whole."""
+    client, rt = segmented
+    monkeypatch.setattr(segmenting._Parts, "_stream_sound", lambda *_: None)
+    monkeypatch.setattr(segmenting, "PACKAGING_GRACE", 0.0)
+    clip = make_clip_file(tmp_path / "long.mp4", seconds=9, size="640x360", rate=30, extra=("-g", "30"))
+    job = convert(client, clip, "hls")
+    assert "the stream is joined and packaged whole: audio-00000.mp4 is not packaged" in caplog.text
+    assert "audio.mp4" in {item.key.rsplit("/", 1)[-1] for item in rt.converted.list(f"{job['job_id']}/hls/")}

@@ -170,7 +170,7 @@ def test_pieces_whose_inits_differ_but_for_bit_rates_are_refused(store: Recordin
 
 def test_a_missing_piece_file_is_said(store: Recording) -> None:
     store.delete(streams.stream_prefix(JOB) + "audio-00001.mp4")
-    with pytest.raises(streampieces.NotStreamable, match=re.escape("audio-00001.mp4 was not packaged")):
+    with pytest.raises(streampieces.NotPackaged, match=re.escape("audio-00001.mp4 is not packaged")):
         streampieces.read_pieces(store, JOB, names("audio", 3))
     streampieces.remove_pieces(store, JOB)
     assert not list(store.list(streams.stream_prefix(JOB)))
