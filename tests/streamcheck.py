@@ -25,7 +25,8 @@ class Checked:
     variants: list[m3u8.Playlist]
     media: dict[str, m3u8.M3U8] = field(default_factory=dict)  # playlist name -> parsed
     audio: m3u8.M3U8 | None = None
-    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # file -> (offset, length)
+    ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # init file -> (offset, length)
+    files: dict[str, list[str]] = field(default_factory=dict)  # init file -> each segment's file
 
     def resolutions(self) -> list[tuple[int, int]]:
         return [v.stream_info.resolution for v in self.variants]
@@ -55,13 +56,15 @@ def _check_media(fetch: Fetch, url: str, kind: str, target: int, folder: Path, c
     file_url = urljoin(url, init.uri)
     head = _ranged(fetch, file_url, init.byterange)
     name = init.uri.split("?")[0].rsplit("/", 1)[-1]
-    checked.ranges[name] = []
+    checked.ranges[name], checked.files[name] = [], []
+    assert len(playlist.segment_map) == 1  # one init for every segment (a stream in pieces: the first's)
     for n, segment in enumerate(playlist.segments):
         assert segment.duration <= target + 1, f"{url}: segment {n} lasts {segment.duration} s"
-        assert urljoin(url, segment.uri) == file_url  # one file per rendition
-        body = _ranged(fetch, file_url, segment.byterange)
+        segment_url = urljoin(url, segment.uri)  # the rendition's file, or a piece's of it
+        body = _ranged(fetch, segment_url, segment.byterange)
         length, offset = (int(part) for part in segment.byterange.split("@"))
         checked.ranges[name].append((offset, length))
+        checked.files[name].append(segment.uri.split("?")[0].rsplit("/", 1)[-1])
         assert first_packet_is_key(head + body, folder / f"{name}-{n}.mp4", kind), (
             f"{name}: segment {n} starts without a keyframe"
         )
@@ -102,9 +105,17 @@ def check_manifest(fetch: Fetch, mpd_url: str, checked: Checked) -> None:
     representations = [r for s in sets for r in s.representations]
     assert len(representations) == len(checked.ranges)
     for rep in representations:
-        base = rep.base_urls[0].base_url_value
+        listed = rep.segment_lists[0]
+        if rep.base_urls:  # one file
+            base = rep.base_urls[0].base_url_value
+            urls = [base] * len(listed.segment_urls)
+        else:  # a stream in pieces: each segment names its piece's file, the init the first's
+            base = listed.initializations[0].source_url
+            urls = [seg.media for seg in listed.segment_urls]
         name = base.split("?")[0].rsplit("/", 1)[-1]
-        ranges = [seg.media_range for seg in rep.segment_lists[0].segment_urls]
+        ranges = [seg.media_range for seg in listed.segment_urls]
         assert ranges == [f"{o}-{o + n - 1}" for o, n in checked.ranges[name]], name
-        first, last = (int(x) for x in ranges[0].split("-"))
-        assert len(fetch(urljoin(mpd_url, base), (first, last))) == last - first + 1
+        assert [u.split("?")[0].rsplit("/", 1)[-1] for u in urls] == checked.files[name], name
+        for url, media_range in zip(urls, ranges, strict=True):
+            first, last = (int(x) for x in media_range.split("-"))
+            assert len(fetch(urljoin(mpd_url, url), (first, last))) == last - first + 1

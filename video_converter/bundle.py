@@ -4,8 +4,9 @@ them, the player (its script, style and hls.js with its licence, from the app) a
 that plays the stream. Any static host serves it as it is (``python3 -m http.server`` in the folder,
 a bucket, a CDN); a browser cannot play it from ``file://`` (no fetch there), which the page says.
 
-Folder ({download stem}_stream/): index.html, master.m3u8, manifest.mpd, {track}.m3u8, {track}.mp4,
-poster.jpg, storyboard.jpg, storyboard.vtt, player.js, player.css, vendor/hls.js/{hls.min.js,LICENSE}
+Folder ({download stem}_stream/): index.html, master.m3u8, manifest.mpd, {track}.m3u8, {track}.mp4 (a
+long video's stream: {track}-{n}.mp4, a file per piece, named relatively by the playlists too), poster.jpg,
+storyboard.jpg, storyboard.vtt, player.js, player.css, vendor/hls.js/{hls.min.js,LICENSE}
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The files are our own (FFmpeg's mp4 muxer, fragmented); anything malformed raise
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -110,6 +110,9 @@ class Layout:
     codec: str  # the RFC 6381 codecs string ("avc1.64001f", "mp4a.40.2")
     fragments: list[Fragment]
     size: int
+    width: int = 0  # a video track's coded picture size, from its sample entry (0 for sound)
+    height: int = 0
+    init: bytes = field(default=b"", repr=False)  # the initialization part's bytes
 
 
 def _full(data: bytes, box: Box) -> tuple[int, int]:
@@ -123,6 +126,8 @@ class _Movie:
     timescale: int
     default_duration: int
     codec: str
+    width: int
+    height: int
 
 
 def _movie(moov: bytes) -> _Movie:
@@ -136,7 +141,18 @@ def _movie(moov: bytes) -> _Movie:
     (timescale,) = struct.unpack_from(">I", moov, mdhd.body + (20 if version == 1 else 12))
     trex = child(moov, top, "mvex", "trex")
     default = struct.unpack_from(">I", moov, trex.body + 12)[0] if trex is not None else 0
-    return _Movie(timescale, default, _codec(moov, stsd))
+    width, height = _picture_size(moov, stsd)
+    return _Movie(timescale, default, _codec(moov, stsd), width, height)
+
+
+def _picture_size(moov: bytes, stsd: Box) -> tuple[int, int]:
+    """A visual sample entry's width and height (after its 6 reserved bytes, data reference index and
+    16 bytes of pre-defined and reserved fields); (0, 0) for sound."""
+    entry = next(boxes_in(moov, _content(stsd), stsd.end), None)
+    if entry is None or entry.kind not in ("avc1", "avc3", "hvc1", "hev1") or entry.size < entry.header + 28:
+        return 0, 0
+    width, height = struct.unpack_from(">HH", moov, entry.body + 24)
+    return int(width), int(height)
 
 
 def _codec(moov: bytes, stsd: Box) -> str:
@@ -190,27 +206,135 @@ def _trun_duration(moof: bytes, trun: Box, default: int) -> int:
     return sum(int(struct.unpack_from(">I", moof, at + n * per_sample)[0]) for n in range(count))
 
 
+Reader = Callable[[int, int], bytes]  # (offset, length) -> those bytes of the file (fewer at its end)
+
+
 def read_layout(path: Path) -> Layout:
-    """The layout of one of our fragmented MP4 files."""
-    size = path.stat().st_size
+    """The layout of one of our fragmented MP4 files on disk."""
     with path.open("rb") as stream:
-        tops = list(file_boxes(stream, size))
-        moov = next((b for b in tops if b.kind == "moov"), None)
-        first = next((i for i, b in enumerate(tops) if b.kind == "moof"), None)
-        if moov is None or first is None:
-            raise Malformed("not a fragmented MP4 (no movie or no fragment)")
-        movie = _movie(_read(stream, moov)[moov.header :])
-        fragments = []
-        for index in range(first, len(tops)):
-            box = tops[index]
-            if box.kind != "moof":
-                continue
-            mdat = tops[index + 1] if index + 1 < len(tops) else None
+
+        def read(offset: int, length: int) -> bytes:
+            stream.seek(offset)
+            return stream.read(length)
+
+        return layout_of(read, path.stat().st_size)
+
+
+def layout_of(read: Reader, size: int) -> Layout:
+    """The layout of one of our fragmented MP4 files of ``size`` bytes, read through ``read`` (by range,
+    from a store): each top-level box's header, the ``moov`` and every ``moof`` whole, never an ``mdat``'s
+    content. One read a fragment, mostly: the header of a box after an ``mdat`` is read with as many bytes
+    as the last ``moof`` and the next ``mdat`` header took (fragments of one file are much alike)."""
+    ahead = _Ahead(read, size)
+    movie: _Movie | None = None
+    init, offset, guess = b"", 0, 16
+    fragments: list[Fragment] = []
+    while offset < size:
+        box = _box_at(ahead(offset, 16, guess), offset, size)
+        if box.kind == "moov":  # read with what is before it (ftyp): the init, in one read
+            init = read(0, box.end)
+            movie = _movie(init[box.offset + box.header :])
+        elif box.kind == "moof":
+            if movie is None:
+                raise Malformed("a fragment before the movie box")
+            data = ahead(box.offset, box.size + 16)  # and the header of its mdat
+            mdat = _box_at(data[box.size :], box.end, size) if box.end < size else None
             if mdat is None or mdat.kind != "mdat":
                 raise Malformed("a fragment without its media data")
-            start, duration = _fragment_timing(_read(stream, box)[box.header :], movie.default_duration)
+            if not fragments and box.offset > len(init):  # boxes between the movie and the first fragment
+                init += read(len(init), box.offset - len(init))
+            start, duration = _fragment_timing(data[box.header : box.size], movie.default_duration)
             fragments.append(Fragment(box.offset, mdat.end - box.offset, start, duration))
-    return Layout(tops[first].offset, movie.timescale, movie.codec, fragments, size)
+            box, guess = mdat, box.size + 32
+        offset = box.end
+    if movie is None or not fragments:
+        raise Malformed("not a fragmented MP4 (no movie or no fragment)")
+    return Layout(len(init), movie.timescale, movie.codec, fragments, size, movie.width, movie.height, init)
+
+
+class _Ahead:
+    """Reads through ``read``, keeping the last bytes read: a read may ask for more than it needs now
+    (``more``), and a later one inside them costs nothing."""
+
+    def __init__(self, read: Reader, size: int) -> None:
+        self._read, self._size = read, size
+        self._at, self._data = 0, b""
+
+    def __call__(self, offset: int, length: int, more: int = 0) -> bytes:
+        start = offset - self._at
+        if start >= 0 and offset + length <= self._at + len(self._data):
+            return self._data[start : start + length]
+        self._at, self._data = offset, self._read(offset, min(self._size - offset, max(length, more)))
+        return self._data[:length]
+
+
+def shift_decode_times(path: Path, delta: int) -> None:
+    """Add ``delta`` (in the track's timescale) to every fragment's decode time (``tfdt``), in place:
+    the fragments of a piece packaged alone (FFmpeg starts them at 0) moved to where the piece is on
+    the whole stream's timeline. Only the ``moof`` boxes are read and rewritten (same sizes)."""
+    size = path.stat().st_size
+    with path.open("r+b") as stream:
+        for box in list(file_boxes(stream, size)):
+            if box.kind != "moof":
+                continue
+            moof = bytearray(_read(stream, box)[box.header :])
+            tfdt = child(bytes(moof), Box("moof", 0, len(moof), 0), "traf", "tfdt")
+            if tfdt is None:
+                raise Malformed("a fragment without its decode time")
+            version, _ = _full(bytes(moof), tfdt)
+            layout = ">Q" if version == 1 else ">I"
+            (start,) = struct.unpack_from(layout, moof, tfdt.body + 4)
+            if start + delta < 0 or (version != 1 and start + delta >= 1 << 32):
+                raise Malformed(f"a decode time of {start + delta} does not fit the fragment's box")
+            struct.pack_into(layout, moof, tfdt.body + 4, start + delta)
+            stream.seek(box.offset + box.header)
+            stream.write(moof)
+
+
+def comparable_init(init: bytes) -> bytes:
+    """An initialization part with what differs between pieces of one encode and never matters to a
+    decoder blanked: the bit rates FFmpeg measures per file, in the ``btrt`` box and in an AAC track's
+    decoder configuration (``esds``: buffer size, maximum and average bit rates)."""
+    data = bytearray(init)
+    at = data.find(b"btrt")
+    while at >= 4:
+        data[at + 4 : at + 16] = bytes(12)
+        at = data.find(b"btrt", at + 16)
+    at = data.find(b"esds")
+    if at >= 4:
+        config = _decoder_config(data, at + 8)  # after the type and the full box's version and flags
+        if config is not None:
+            data[config + 2 : config + 13] = bytes(11)  # after the object and stream types
+    return bytes(data)
+
+
+def _descriptor(data: bytes | bytearray, at: int, tag: int) -> int | None:
+    """Where the body of the descriptor at ``at`` starts, if it is a ``tag`` one (ISO/IEC 14496-1: a
+    tag byte, then a length in 7-bit groups)."""
+    if at >= len(data) or data[at] != tag:
+        return None
+    at += 1
+    for _ in range(4):
+        if at >= len(data):
+            return None
+        more = data[at] & 0x80
+        at += 1
+        if not more:
+            return at
+    return None
+
+
+def _decoder_config(data: bytes | bytearray, at: int) -> int | None:
+    """The body of the DecoderConfigDescriptor inside the ES_Descriptor at ``at``, if there is one."""
+    body = _descriptor(data, at, 0x03)
+    if body is None or body + 3 > len(data):
+        return None
+    flags = data[body + 2]
+    after = body + 3 + (2 if flags & 0x80 else 0) + (2 if flags & 0x20 else 0)
+    if flags & 0x40 and after < len(data):  # a URL: its length, then itself
+        after += 1 + data[after]
+    config = _descriptor(data, after, 0x04)
+    return config if config is not None and config + 13 <= len(data) else None
 
 
 def _read(stream: BinaryIO, box: Box) -> bytes:

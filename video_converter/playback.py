@@ -12,18 +12,20 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 from .model import OutputRecord
 from .presets import StoryboardLayout, storyboard_layout
 
 Sign = Callable[[str], str]  # a file name of the stream -> its signed URL
 
-# Our own names only: a track's file (video_360p.mp4, audio.mp4) or playlist, and the manifests.
-FILE_NAME = re.compile(r"(?:video_\d{2,5}p|audio)\.mp4")
+# Our own names only: a track's file (video_360p.mp4, audio.mp4; a stream in pieces: video_360p-00003.mp4)
+# or playlist, and the manifests.
+FILE_NAME = re.compile(r"(?:video_\d{2,5}p|audio)(?:-\d{5})?\.mp4")
 PLAYLIST_NAME = re.compile(r"(?:video_\d{2,5}p|audio|master)\.m3u8")
 _MAP_URI = re.compile(r'URI="([^"]+)"')
 _BASE_URL = re.compile(r"<BaseURL>([^<]+)</BaseURL>")
+_FILE_ATTRIBUTE = re.compile(r'\b(media|sourceURL)="([^"]+)"')  # a stream in pieces: a file per segment
 
 
 def _signed(name: str, sign: Sign) -> str:
@@ -48,9 +50,11 @@ def signed_playlist(text: str, sign: Sign) -> str:
 
 
 def signed_manifest(text: str, sign: Sign) -> str:
-    """The DASH manifest with each representation's BaseURL signed (escaped for XML)."""
+    """The DASH manifest with each representation's BaseURL, or each segment's and init's file (a stream
+    in pieces), signed (escaped for XML)."""
     sign = functools.cache(sign)
-    return _BASE_URL.sub(lambda match: f"<BaseURL>{escape(_signed(match.group(1), sign))}</BaseURL>", text)
+    text = _BASE_URL.sub(lambda match: f"<BaseURL>{escape(_signed(match.group(1), sign))}</BaseURL>", text)
+    return _FILE_ATTRIBUTE.sub(lambda match: f"{match.group(1)}={quoteattr(_signed(match.group(2), sign))}", text)
 
 
 def _clock(seconds: float) -> str:

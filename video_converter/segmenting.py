@@ -7,8 +7,9 @@ original once and queues a ``Piece`` per piece and a ``SoundPart`` per part of t
 formats of its message; other video formats of the job find the plan and queue theirs without fetching
 the original. The worker that stores the last piece (or sound part) of an output queues its ``Join``;
 the join publishes the output and tidies its pieces away (the split too, once every video output of
-the job is final). While the pieces are encoded, the output's record says only that it is segmented:
-its progress and its last sign of life are read from the encoded pieces.
+the job is final). A stream's pieces and sound parts are also packaged by their tasks, at the stream's
+prefix: its join only writes the playlists over them. While the pieces are encoded, the output's record
+says only that it is segmented: its progress and its last sign of life are read from the encoded pieces.
 
 Keys (upload store):    {job_id}/segments/plan.json             the plan (written last)
                         {job_id}/segments/source/{n}.mp4        each piece's head (an MP4 or MOV original:
@@ -21,6 +22,10 @@ Keys (upload store):    {job_id}/segments/plan.json             the plan (writte
                         {job_id}/segments/sound/{n}.flac        and the sound in overlapping lossless parts
 Keys (converted store): {job_id}/segments/{format}/{n}.{mp4|nut}  encoded pieces, until they are joined
                         {job_id}/segments/{format}/sound-{n}.{m4a|nut}  and the encoded sound (parts)
+                        {job_id}/segments/hls/unpackaged-{part}.txt     a stream's part its task could
+                                                                        not package, and why
+                        {job_id}/hls/{track}-{n}.mp4      a stream's pieces, packaged by the piece and sound
+                                                          part tasks where they stay (``streampieces``)
 """
 
 from __future__ import annotations
@@ -33,16 +38,18 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
+from typing import TypeVar
 
-from . import indeximage, mp4join, segments, streams
+from . import indeximage, mp4join, segments, streampieces, streams
 from .conversion import SourceReplaced, check_output, check_size, publish, suitable
-from .ffmpeg import ConversionCancelled
+from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, LimitExceeded
 from .ffmpeg.parse import ProbeFacts
+from .fmp4 import Malformed
 from .keys import output_filename, output_key
 from .limits import MediaRejected
 from .model import OutputRecord, OutputStatus, SegmentPlan, SoundCut, SourceInfo
@@ -54,12 +61,17 @@ from .storage import ObjectNotFound, Storage
 from .work import Convert, Join, Piece, SegmentWork, SoundPart, Work, send
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ASSEMBLY_SHARE = 5.0  # percent of an output's progress that the join stands for
 RANGE_CHUNK = 8 * 1024 * 1024  # a piece's bytes of the original are fetched this much per request
+# Seconds after its last part was stored that the join of a stream waits for a part's packaged file
+# (a sound part's task packages it just after storing it) before joining and packaging it whole.
+PACKAGING_GRACE = 300.0
 SPLIT_POLL = 0.5  # seconds between looks for the plan while another worker splits the original
 _PIECE = re.compile(r"(\d{5})\.(?:nut|mp4)")
 _SOUND = re.compile(r"sound-(\d{5})\.(?:aac|nut|m4a)")
+_UNPACKAGED = re.compile(r"/unpackaged-[^/]+\.txt$")
 
 
 # --- keys -----------------------------------------------------------------------------------------------
@@ -110,6 +122,12 @@ def encoded_piece_key(job_id: str, format_id: str, index: int) -> str:
     recipe = segments.recipe_of(PRESETS[format_id])
     extension = segments.piece_extension(recipe) if recipe is not None else "nut"
     return f"{encoded_prefix(job_id, format_id)}{index:05d}.{extension}"
+
+
+def unpackaged_key(job_id: str, format_id: str, what: str) -> str:
+    """Why a part of a stream could not be packaged by its task (``what``: "piece 3", "sound part 2"):
+    its join then joins and packages the stream whole."""
+    return f"{encoded_prefix(job_id, format_id)}unpackaged-{what.replace(' ', '-')}.txt"
 
 
 def encoded_sound_key(job_id: str, format_id: str, index: int, extension: str) -> str:
@@ -212,6 +230,9 @@ def fail(rt: Runtime, outputs: list[Output], reason: str) -> None:
     """Fail segmented outputs for good, and tidy their pieces away."""
     for output in outputs:
         output.failed(reason)
+        if output.preset.stream is not None:  # the files its pieces stored at the stream's prefix
+            with contextlib.suppress(Exception):
+                streampieces.remove_pieces(rt.converted, output.job_id)
         tidy(rt.uploads, rt.converted, output.job_id, output.format_id, all_final=_videos_final(rt, output))
 
 
@@ -459,6 +480,8 @@ class _Parts:
                     rt.ffmpeg, [o.preset for o in todo], plan, index, piece, workdir, timeout=timeout, cancel=cancel
                 )
             for output, path in zip(todo, encoded, strict=True):
+                if output.preset.stream is not None:  # its files first: a stored piece says it is all done
+                    self._stream_piece(index, path, workdir, timeout, cancel)
                 rt.converted.put_file(
                     encoded_piece_key(job_id, output.format_id, index), path, "application/octet-stream"
                 )
@@ -512,6 +535,7 @@ class _Parts:
                         rt.ffmpeg, output.preset, plan, index, audio, folder, timeout=timeout, cancel=cancel, cut=cut
                     )
             rt.converted.put_file(key, done[how], "application/octet-stream")
+        self._stream_sound(index, workdir, timeout, cancel)
         self._join_when_ready()
         return Outcome.ack("sound encoded")
 
@@ -527,6 +551,76 @@ class _Parts:
         stored = audio_key(job_id) if part is None else sound_key(job_id, part)
         with self.rt.uploads.local_path(stored, workdir) as path:
             yield path, None
+
+    def _stream_piece(
+        self, index: int, ladder: Path, workdir: Path, timeout: float, cancel: threading.Event | None
+    ) -> None:
+        """A stream's piece (one MP4, a video track per rendition) packaged where it is on the stream's
+        timeline, each rendition's file stored at the stream's prefix."""
+        output = self._stream_output()
+        assert output is not None and output.preset.stream is not None
+        names = [streams.track_name(recipe) for recipe in output.preset.stream.renditions(self.plan.source)]
+        at, folder = streampieces.picture_at(self.plan, index), workdir / f"stream-{index:05d}"
+        files = self._packaged(
+            f"piece {index + 1}",
+            lambda: streampieces.package_pictures(
+                self.rt.ffmpeg, ladder, names, index, at, folder, timeout=timeout, cancel=cancel
+            ),
+        )
+        for path in files or []:
+            self._store_stream_file(path)
+
+    def _stream_sound(self, index: int, workdir: Path, timeout: float, cancel: threading.Event | None) -> None:
+        """A stream's sound part (its M4A, as stored for the join) packaged where it is on the stream's
+        timeline, stored at the stream's prefix (unless an earlier delivery did)."""
+        output = self._stream_output()
+        if output is None:
+            return
+        recipe = self.recipes[self.outputs.index(output)]
+        name = streams.piece_file(streams.AUDIO, index)
+        if (
+            index >= segments.sound_parts(recipe, self.plan)
+            or self.rt.converted.size(self._stream_key(name)) is not None
+        ):
+            return
+        key = encoded_sound_key(self.job_id, output.format_id, index, segments.sound_extension(recipe))
+        folder = workdir / f"stream-sound-{index:05d}"
+        folder.mkdir()
+        at = streampieces.sound_at(self.plan, index)
+        with self.rt.converted.local_path(key, folder) as part:
+            path = self._packaged(
+                f"sound part {index + 1}",
+                lambda: streampieces.package_sound(
+                    self.rt.ffmpeg, part, index, at, folder / "packaged", timeout=timeout, cancel=cancel
+                ),
+            )
+        if path is not None:
+            self._store_stream_file(path)
+
+    def _packaged(self, what: str, package: Callable[[], _T]) -> _T | None:
+        """A part of a stream packaged, or None when FFmpeg or our reading of its file failed: logged and
+        said beside the encoded parts (``unpackaged_key``), so the join joins and packages the stream
+        whole. A timeout or a limit is not the part's doing: raised, and the task is tried again."""
+        try:
+            return package()
+        except (FFmpegError, Malformed) as exc:
+            if isinstance(exc, ConversionTimeout | LimitExceeded):
+                raise
+            log.warning("job %s: stream %s not packaged (the join will package it whole): %s", self.job_id, what, exc)
+            output = self._stream_output()
+            assert output is not None
+            reason = f"{what} could not be packaged: {exc}".encode()
+            self.rt.converted.put_bytes(unpackaged_key(self.job_id, output.format_id, what), reason, "text/plain")
+            return None
+
+    def _stream_key(self, name: str) -> str:
+        return streams.stream_prefix(self.job_id) + name
+
+    def _store_stream_file(self, path: Path) -> None:
+        self.rt.converted.put_file(self._stream_key(path.name), path, streams.media_type(path.name))
+
+    def _stream_output(self) -> Output | None:
+        return next((o for o in self.outputs if o.preset.stream is not None), None)
 
     def _summarize(self, format_id: str, index: int) -> None:
         """The job's summary learns of the stored piece (readers count the progress from it, unlisted)."""
@@ -552,12 +646,45 @@ class _Parts:
         pieces = [encoded_piece_key(job_id, format_id, i) for i in range(plan.count)]
         extension = segments.sound_extension(recipe)
         sounds = [encoded_sound_key(job_id, format_id, i, extension) for i in range(segments.sound_parts(recipe, plan))]
-        # A stream is packaged from its pieces joined by FFmpeg (a copy): its files are fragmented MP4s.
-        by_copy = output.preset.stream is None and segments.joined_by_copy(recipe)
-        if not (by_copy and self._join_by_copy(pieces, sounds)):
+        if output.preset.stream is not None:
+            if not self._stream_from_pieces(workdir):  # else its pieces joined by FFmpeg (a copy), packaged
+                streampieces.remove_pieces(rt.converted, job_id)
+                self._assemble(pieces, sounds, workdir, timeout, cancel)
+        elif not (segments.joined_by_copy(recipe) and self._join_by_copy(pieces, sounds)):
             self._assemble(pieces, sounds, workdir, timeout, cancel)
         tidy(rt.uploads, rt.converted, job_id, format_id, all_final=_videos_final(rt, output))
         return Outcome.finished("completed")
+
+    def _stream_from_pieces(self, workdir: Path) -> bool:
+        """A stream's playlists and manifest over its pieces' files, from their indexes alone (read by
+        range: the media stay where the pieces stored them), published; False (nothing published) when
+        the pieces cannot be played so, logged with why."""
+        rt, plan, output, recipe = self.rt, self.plan, self.outputs[0], self.recipes[0]
+        assert output.preset.stream is not None
+        names = [streams.track_name(r) for r in output.preset.stream.renditions(plan.source)]
+        parts = segments.sound_parts(recipe, plan)
+        seconds, folder = rt.settings.hls_segment_seconds, workdir / "stream"
+        encoded = list(rt.converted.list(encoded_prefix(self.job_id, output.format_id)))
+        unpackaged = [item.key for item in encoded if _UNPACKAGED.search(item.key)]
+        if unpackaged:
+            why = rt.converted.get_bytes(unpackaged[0]).decode()
+            log.warning("job %s: the stream is joined and packaged whole: %s", self.job_id, why)
+            return False
+        try:
+            done = streampieces.from_pieces(rt.converted, self.job_id, names, plan, parts, seconds, folder)
+        except streampieces.NotPackaged as exc:
+            # A sound part's task packages it right after storing it: soon there. Long after the last
+            # part was stored (a job encoded before its parts were packaged), it never will be.
+            if time.time() - max(item.modified for item in encoded) < PACKAGING_GRACE:
+                raise RuntimeError(f"The stream's {exc} yet") from exc
+            log.warning("job %s: the stream is joined and packaged whole: %s", self.job_id, exc)
+            return False
+        except (streampieces.NotStreamable, streams.StreamInvalid) as exc:
+            log.warning("job %s: the stream is joined and packaged whole: %s", self.job_id, exc)
+            return False
+        record = streams.publish(rt.converted, output, done)
+        log.info("job %s: stream published over its %d pieces (%d bytes)", self.job_id, plan.count, record.size_bytes)
+        return True
 
     def _join_by_copy(self, pieces: list[str], sounds: list[str]) -> bool:
         """The output written by the store from the pieces' media and one new index; False (nothing

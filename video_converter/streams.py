@@ -9,10 +9,14 @@ grouped on the HLS_SEGMENT_SECONDS grid, read from the files' boxes (``fmp4``), 
 the same boundaries and each segment starts with a keyframe. The manifests name the files relatively,
 so the folder plays from any static host; the API serves them with signed URLs (``playback``).
 
+A long video's stream is packaged in pieces instead (``streampieces``): a file per piece and track,
+the playlists naming byte ranges of those files.
+
 Keys (converted store): {job_id}/hls/master.m3u8      the master playlist (the output's key; written last)
                         {job_id}/hls/manifest.mpd     the DASH manifest
                         {job_id}/hls/{track}.m3u8     a media playlist per track
                         {job_id}/hls/{track}.mp4      a track: video_{size}p or audio
+                        {job_id}/hls/{track}-{n}.mp4  or, of a stream in pieces, its piece n (``streampieces``)
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from .ffmpeg import FFmpeg, FFmpegError
-from .fmp4 import Layout, Malformed, read_layout
+from .fmp4 import Fragment, Layout, Malformed, read_layout
 from .model import OutputRecord, SourceInfo
 from .output import Output
 from .presets import GOP_SECONDS, MAX_FPS, NO_METADATA, VideoRecipe
@@ -46,7 +50,8 @@ MEDIA_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".mpd": "application/da
 
 def media_type(name: str) -> str:
     """The Content-Type of a file of the stream."""
-    return "audio/mp4" if name == f"{AUDIO}.mp4" else MEDIA_TYPES[Path(name).suffix]
+    sound = name.endswith(".mp4") and (name == f"{AUDIO}.mp4" or name.startswith(f"{AUDIO}-"))  # or a piece
+    return "audio/mp4" if sound else MEDIA_TYPES[Path(name).suffix]
 
 
 def stream_prefix(job_id: str) -> str:
@@ -55,6 +60,11 @@ def stream_prefix(job_id: str) -> str:
 
 def track_name(recipe: VideoRecipe) -> str:
     return f"video_{recipe.size}p"
+
+
+def piece_file(track: str, index: int) -> str:
+    """A track's piece ``index`` of a stream packaged in pieces (``video_720p-00003.mp4``)."""
+    return f"{track}-{index:05d}.mp4"
 
 
 class StreamInvalid(FFmpegError):
@@ -67,6 +77,7 @@ class Segment:
     duration: float
     offset: int
     length: int
+    file: str = ""  # the file its bytes are in, when it is not the track's own (a stream in pieces)
 
 
 @dataclass(frozen=True)
@@ -74,13 +85,19 @@ class Track:
     """One packaged file: its layout, its segments, and (video) what the master playlist says of it."""
 
     name: str
-    layout: Layout
+    layout: Layout  # of its file, or of its first piece's (whose init every piece's equals)
     segments: list[Segment]
     picture: SourceInfo | None = None
+    pieces: int = 0  # 0: one file of its own, packaged whole; else the files of its pieces
+    stored: int = 0  # bytes of its pieces' files, already in the store
 
     @property
     def file(self) -> str:
-        return f"{self.name}.mp4"
+        """Its file, or the file whose init every segment plays with (its first piece's)."""
+        return piece_file(self.name, 0) if self.pieces else f"{self.name}.mp4"
+
+    def file_of(self, segment: Segment) -> str:
+        return segment.file or self.file
 
     @property
     def playlist(self) -> str:
@@ -106,22 +123,31 @@ class Track:
 
 def segments_of(layout: Layout, seconds: int) -> list[Segment]:
     """The layout's fragments grouped into segments on a ``seconds`` grid from its first fragment."""
-    if not layout.fragments:
+    return segments_across([("", layout)], seconds)
+
+
+def segments_across(files: Sequence[tuple[str, Layout]], seconds: int) -> list[Segment]:
+    """The fragments of consecutive files of one track (a stream in pieces: each file's fragments on
+    the stream's timeline), grouped into segments on a ``seconds`` grid from the first fragment; a
+    segment is a byte range of one file, so one that a file starts inside is cut there."""
+    if not files or not all(layout.fragments for _, layout in files):
         raise StreamInvalid("A packaged track has no fragment")
-    scale, first = layout.timescale, layout.fragments[0].start
-    groups: dict[int, list[int]] = {}
-    for index, fragment in enumerate(layout.fragments):
-        groups.setdefault(math.floor(((fragment.start - first) / scale + GRID_SLACK) / seconds), []).append(index)
+    scale, first = files[0][1].timescale, files[0][1].fragments[0].start
+    groups: dict[tuple[int, int], list[Fragment]] = {}
+    for number, (_, layout) in enumerate(files):
+        for fragment in layout.fragments:
+            line = math.floor(((fragment.start - first) / scale + GRID_SLACK) / seconds)
+            groups.setdefault((line, number), []).append(fragment)
     segments = []
-    for members in groups.values():
-        head, tail = layout.fragments[members[0]], layout.fragments[members[-1]]
-        end = tail.start + tail.duration
+    for (_, number), members in groups.items():
+        head, tail = members[0], members[-1]
         segments.append(
             Segment(
                 start=(head.start - first) / scale,
-                duration=(end - head.start) / scale,
+                duration=(tail.start + tail.duration - head.start) / scale,
                 offset=head.offset,
                 length=tail.offset + tail.length - head.offset,
+                file=files[number][0],
             )
         )
     return segments
@@ -137,8 +163,14 @@ class Package:
     def files(self) -> list[Path]:
         """Every file, the master playlist last (published in this order)."""
         tracks = [*self.videos, *([self.audio] if self.audio else [])]
-        names = [t.file for t in tracks] + [t.playlist for t in tracks] + [MANIFEST, MASTER]
+        media = [t.file for t in tracks if not t.pieces]  # a stream in pieces has its media stored already
+        names = media + [t.playlist for t in tracks] + [MANIFEST, MASTER]
         return [self.folder / name for name in names]
+
+    @property
+    def stored(self) -> int:
+        """Bytes of its media already in the store (the pieces' files)."""
+        return sum(t.stored for t in [*self.videos, *([self.audio] if self.audio else [])])
 
 
 def package(
@@ -215,7 +247,8 @@ def write_manifests(done: Package, segment_seconds: int) -> None:
 
 
 def media_playlist(track: Track) -> str:
-    """A VOD media playlist of byte ranges into the track's one file (RFC 8216, version 7)."""
+    """A VOD media playlist of byte ranges into the track's one file, or its pieces' files (one
+    EXT-X-MAP: the pieces' inits are the same, ``pieced_track``) (RFC 8216, version 7)."""
     target = max(round(s.duration) for s in track.segments)
     lines = [
         "#EXTM3U",
@@ -227,7 +260,8 @@ def media_playlist(track: Track) -> str:
         f'#EXT-X-MAP:URI="{track.file}",BYTERANGE="{track.layout.init_length}@0"',
     ]
     for segment in track.segments:
-        lines += [f"#EXTINF:{segment.duration:.3f},", f"#EXT-X-BYTERANGE:{segment.length}@{segment.offset}", track.file]
+        file = track.file_of(segment)
+        lines += [f"#EXTINF:{segment.duration:.3f},", f"#EXT-X-BYTERANGE:{segment.length}@{segment.offset}", file]
     return "\n".join([*lines, "#EXT-X-ENDLIST", ""])
 
 
@@ -269,18 +303,21 @@ def _representation(track: Track, attributes: dict[str, str]) -> list[str]:
     layout, scale = track.layout, track.layout.timescale
     first = layout.fragments[0].start
     attrs = " ".join(f"{key}={quoteattr(value)}" for key, value in {"id": track.name, **attributes}.items())
-    lines = [
-        f"      <Representation {attrs}>",
-        f"        <BaseURL>{escape(track.file)}</BaseURL>",
-        f'        <SegmentList timescale="{scale}">',
-        f'          <Initialization range="0-{layout.init_length - 1}"/>',
-        "          <SegmentTimeline>",
-    ]
+    init = f'range="0-{layout.init_length - 1}"'
+    lines = [f"      <Representation {attrs}>"]
+    if track.pieces:  # each segment names its piece's file; one init (the first piece's) for all
+        init = f"sourceURL={quoteattr(track.file)} {init}"
+    else:
+        lines.append(f"        <BaseURL>{escape(track.file)}</BaseURL>")
+    lines += [f'        <SegmentList timescale="{scale}">', f"          <Initialization {init}/>"]
+    lines.append("          <SegmentTimeline>")
     lines += [
         f'            <S t="{first + round(s.start * scale)}" d="{round(s.duration * scale)}"/>' for s in track.segments
     ]
     lines.append("          </SegmentTimeline>")
-    lines += [f'          <SegmentURL mediaRange="{s.offset}-{s.offset + s.length - 1}"/>' for s in track.segments]
+    for s in track.segments:
+        media = f"media={quoteattr(track.file_of(s))} " if track.pieces else ""
+        lines.append(f'          <SegmentURL {media}mediaRange="{s.offset}-{s.offset + s.length - 1}"/>')
     return [*lines, "        </SegmentList>", "      </Representation>"]
 
 
@@ -314,10 +351,11 @@ def dash_manifest(videos: list[Track], audio: Track | None, segment_seconds: int
 
 
 def publish(converted: Storage, output: Output, done: Package) -> OutputRecord:
-    """Store every file of the stream, the master playlist last, then mark the output completed with the
-    master playlist's key and the stream's total size (the largest rendition's size and duration)."""
+    """Store every file of the stream (of a stream in pieces: its playlists and manifest, its media being
+    stored already), the master playlist last, then mark the output completed with the master playlist's
+    key and the stream's total size (the largest rendition's size and duration)."""
     prefix = stream_prefix(output.job_id)
-    total = 0
+    total = done.stored
     for path in done.files:
         converted.put_file(f"{prefix}{path.name}", path, media_type(path.name))
         total += path.stat().st_size

@@ -354,7 +354,8 @@ def test_a_long_stream_is_converted_in_parts_and_served_presigned(
     tmp_path: Path,
 ):  # fmt: skip
     """hls on a long video on AWS: split, parts and join each their own invocations, the stream packaged
-    from the parts passes the packager's checks through presigned S3 URLs, and the parts are gone."""
+    by the parts (the playlists name each piece's file in S3) passes the packager's checks through
+    presigned S3 URLs, and the encoded parts are gone."""
     from tests.streamcheck import check_manifest, check_stream
 
     monkeypatch.setenv("SEGMENT_SECONDS", "4")
@@ -373,6 +374,14 @@ def test_a_long_stream_is_converted_in_parts_and_served_presigned(
     fetch = presigned_fetcher(client)
     checked = check_stream(fetch, stream["playlist_url"], tmp_path)
     check_manifest(fetch, stream["dash_url"], checked)
-    assert [s.duration for s in next(iter(checked.media.values())).segments] == pytest.approx([6.0, 3.0], abs=0.05)
+    # cut on the 6 s grid and where each 4 s piece starts, each in its piece's file
+    playlist = next(iter(checked.media.values()))
+    assert [s.duration for s in playlist.segments] == pytest.approx([4.0, 2.0, 2.0, 1.0], abs=0.05)
+    assert [s.uri.split("?")[0].rsplit("/", 1)[-1][-9:-4] for s in playlist.segments] == [
+        "00000",
+        "00001",
+        "00001",
+        "00002",
+    ]
     listing = resources.s3.list_objects_v2(Bucket=resources.converted_bucket, Prefix=f"{job_id}/segments/")
     assert listing.get("KeyCount", 0) == 0  # the encoded parts are gone

@@ -6,6 +6,7 @@ Screenshots of the pages go to $UI_SCREENSHOT_DIR (default: the system temp dir)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -966,6 +967,39 @@ def stream_job(server: Server, tmp_path_factory: pytest.TempPathFactory) -> str:
     return job_id
 
 
+def test_a_long_videos_stream_plays_across_its_pieces(
+    segmenting_server: Server, page: Any, make_clip: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A stream converted in 2 s pieces, its playlists naming each piece's file: hls.js plays on across
+    the pieces' seams, from the start and after a seek, at each quality."""
+    clip = make_clip("long stream.mp4", seconds=9, size="640x360", extra=("-g", "25"))
+    page.goto(segmenting_server.url + "/")
+    page.set_input_files("#file", clip)
+    choose_formats(page, {"hls"})
+    page.locator("#submit").click()
+    page.wait_for_url(JOB_URL, timeout=30_000)
+    assert wait_until_finished(page, timeout=180_000) == {"hls": "completed"}
+    job_id = page.url.rsplit("/", 1)[-1]
+    playlist = httpx.get(f"{segmenting_server.url}/api/jobs/{job_id}/stream/video_360p.m3u8").text
+    assert "video_360p-00001.mp4" in playlist and playlist.count("#EXT-X-MAP") == 1  # the pieces' files
+    player = page.locator("[data-testid=stream-player]")
+    page.wait_for_selector("[data-testid=stream-player][data-engine='hls.js']")
+    play_for(page, 3.0)  # over the seams at 2 s
+    page.evaluate("() => { document.querySelector('.player video').currentTime = 5.5; }")
+    play_for(page, 1.5)  # and at 6 s, after a seek
+    assert player.locator("video").evaluate("(v) => v.error === null")
+    # Its bundle holds the pieces' files, named relatively: it plays from a plain static server too.
+    archive = httpx.get(f"{segmenting_server.url}/api/jobs/{job_id}/archive", timeout=60)
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as archived:
+        archived.extractall(tmp_path)
+    folder = tmp_path / "long_stream_stream"
+    assert (folder / "video_360p-00003.mp4").is_file() and "?" not in (folder / "video_360p.m3u8").read_text()
+    with static_server(folder) as url:
+        page.goto(f"{url}/index.html")
+        page.wait_for_selector("[data-testid=stream-player][data-engine='hls.js']")
+        play_for(page, 3.0)
+
+
 def test_the_stream_plays_on_the_job_page_at_each_quality(server: Server, page: Any, stream_job: str) -> None:
     job_id = stream_job
     page.goto(f"{server.url}/jobs/{job_id}")
@@ -1013,6 +1047,18 @@ def test_the_bundle_plays_from_a_plain_static_server(
     assert {"index.html", "master.m3u8", "manifest.mpd", "poster.jpg", "storyboard.jpg", "storyboard.vtt",
             "player.js", "player.css", "vendor/hls.js/hls.min.js", "vendor/hls.js/LICENSE"} <= names  # fmt: skip
     assert "?" not in (folder / "video_480p.m3u8").read_text()  # relative, unsigned: plays from anywhere
+    with static_server(folder) as url:
+        page.goto(f"{url}/index.html")
+        page.wait_for_selector("[data-testid=stream-player][data-engine='hls.js']")
+        assert page.locator(".player video").get_attribute("poster") == "poster.jpg"
+        page.locator("[data-testid=quality] option").nth(2).wait_for(state="attached")
+        play_for(page, 1.5)
+        page.wait_for_function("() => Number(document.querySelector('[data-testid=scrub]').dataset.cues) > 0")
+
+
+@contextlib.contextmanager
+def static_server(folder: Path) -> Iterator[str]:
+    """A plain static web server over ``folder`` (Python's), as anyone would host a bundle: its URL."""
     port = free_port()
     static = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
@@ -1028,12 +1074,7 @@ def test_the_bundle_plays_from_a_plain_static_server(
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, "the static server did not come up"
                 time.sleep(0.1)
-        page.goto(f"http://127.0.0.1:{port}/index.html")
-        page.wait_for_selector("[data-testid=stream-player][data-engine='hls.js']")
-        assert page.locator(".player video").get_attribute("poster") == "poster.jpg"
-        page.locator("[data-testid=quality] option").nth(2).wait_for(state="attached")
-        play_for(page, 1.5)
-        page.wait_for_function("() => Number(document.querySelector('[data-testid=scrub]').dataset.cues) > 0")
+        yield f"http://127.0.0.1:{port}"
     finally:
         static.terminate()
         static.wait(timeout=10)
