@@ -342,25 +342,22 @@ def split_if_long(
     if not _claim_split(rt, lead.job_id, timeout):  # another format's worker is splitting it: wait for it
         return _split_by_another(rt, outputs, timeout, cancel)
     try:
-        done = segments.split(
-            rt.ffmpeg,
-            original,
-            facts,
-            workdir,
-            seconds,
-            timeout=timeout,
-            cancel=cancel,
-            sound_in_parts=spliced,
-            cuts=cuts,
-        )
-        if done.plan.count <= 1:
-            return Unsplit.WHOLE  # one piece only
-        store_split(rt.uploads, lead.job_id, done)
+        # Split meanwhile by a worker that has let its claim go (a split from the index takes milliseconds)
+        plan = load_plan(rt.uploads, lead.job_id)
+        if plan is None:
+            done = segments.split(
+                rt.ffmpeg, original, facts, workdir, seconds,
+                timeout=timeout, cancel=cancel, sound_in_parts=spliced, cuts=cuts,
+            )  # fmt: skip
+            if done.plan.count <= 1:
+                return Unsplit.WHOLE  # one piece only
+            store_split(rt.uploads, lead.job_id, done)
+            plan = done.plan
     finally:
         rt.uploads.delete(split_claim_key(lead.job_id))  # done (the plan is there) or failed: others go on
     for output in outputs:
-        output.segmented(done.plan.count)
-    return done.plan
+        output.segmented(plan.count)
+    return plan
 
 
 def piece_seconds(formats: list[str], segment_seconds: float, stream_seconds: int) -> float:

@@ -224,11 +224,7 @@ def split(
     picture is copied here), else copied into pieces by FFmpeg. When ``cuts`` has the sound too, nothing
     is run (``source_path`` may be None): the plan and the cuts' heads are the split."""
     if cuts is not None and not split_needs_original(facts, cuts):
-        sound = cuts.sound
-        plan = _plan(facts, cuts.starts, facts.info.has_audio, sound.rate if sound else 0,
-                     sound.starts if sound else [], cuts)  # fmt: skip
-        heads = [c.head for c in cuts.cuts]
-        return Split(plan, [], None, [], heads, sound.part_heads if sound else [], sound.track_head if sound else None)
+        return _split_by_index(facts, cuts)
     source = facts.info
     folder = workdir / "split"
     folder.mkdir()
@@ -268,6 +264,16 @@ def split(
     times = cuts.starts if cuts is not None else [ffmpeg.first_video_time(piece) for piece in pieces]
     plan = _plan(facts, times, audio is not None, rate, starts, cuts)
     return Split(plan, pieces, audio, sound_parts, [c.head for c in cuts.cuts] if cuts is not None else [])
+
+
+def _split_by_index(facts: ProbeFacts, cuts: Cuts) -> Split:
+    """The split when the original's picture and sound are both cut by its index: the plan and the heads."""
+    sound = cuts.sound
+    plan = _plan(
+        facts, cuts.starts, facts.info.has_audio, sound.rate if sound else 0, sound.starts if sound else [], cuts
+    )
+    heads = [c.head for c in cuts.cuts]
+    return Split(plan, [], None, [], heads, sound.part_heads if sound else [], sound.track_head if sound else None)
 
 
 def _plan(
