@@ -34,6 +34,10 @@ MAX_PART = 5 * 1024**3  # and its largest
 PAD_SHARE = 0.02
 MOVIE_TIMESCALE = 1000  # as FFmpeg's MP4 muxer writes mvhd
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
+# The most samples of one track read from an index (4 h of 60 fps video is 864,000, of AAC 675,000):
+# PCM in a MOV has a sample per audio sample (an hour: 172 million), and a crafted table may declare
+# billions; such a track is not cut by its index (it is split by FFmpeg from the downloaded original).
+MAX_SAMPLES = 2_000_000
 HEADER_READ = 16  # a box header: size, type and, for a 64-bit size, the size
 
 
@@ -190,6 +194,8 @@ def _table(data: bytes, box: Box, width: int) -> tuple[int, list[tuple[int, ...]
 
 def _sizes(data: bytes, stsz: Box) -> list[int]:
     constant, count = struct.unpack(">II", data[stsz.body + 4 : stsz.body + 12])
+    if count > MAX_SAMPLES:  # a few bytes can declare billions of samples of one size
+        raise NotJoinable(f"The track has {count} samples, more than are read from an index")
     if constant:
         return [constant] * count
     return [row[0] for row in _u32s(data, stsz.body + 12, count)]
@@ -684,6 +690,9 @@ class Samples:
 
     @classmethod
     def of(cls, track: Track) -> Samples:
+        counted = (sum(count for count, _ in rows) for rows in (track.deltas, track.offsets or []))
+        if any(count > MAX_SAMPLES for count in counted):  # run lengths: a few bytes for billions
+            raise NotJoinable("The track's tables count more samples than are read from an index")
         per_chunk, offsets = [], []
         for n, (first, count, _) in enumerate(track.chunks):
             last = track.chunks[n + 1][0] if n + 1 < len(track.chunks) else len(track.chunk_offsets) + 1

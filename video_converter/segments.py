@@ -141,6 +141,8 @@ def cut_sound(movie: mp4join.Movie, facts: ProbeFacts, seconds: float, in_parts:
     shown = [media for _, media in track.edits if media >= 0]
     if rate not in AAC_RATES or rate != track.timescale or len(shown) > 1 or not track.samples:
         return None
+    if streams[0].codec == "aac" and {delta for _, delta in track.deltas[:-1]} - {AAC_FRAME}:
+        return None  # not plain AAC-LC frames (HE-AAC's are 2048 samples; its SBR keeps more state)
     samples, origin = mp4join.Samples.of(track), shown[0] if shown else 0
     starts = sound_layout(facts, seconds)[1] if in_parts else []
 

@@ -202,3 +202,20 @@ def test_what_is_not_an_mp4_has_no_index_to_cut(tmp_path: Path) -> None:
     data = clip.read_bytes()
     with pytest.raises(mp4join.NotJoinable):
         mp4join.read_movie(lambda at, n: data[at : at + n], len(data))
+
+
+def test_a_track_declaring_more_samples_than_an_index_holds_is_not_read(
+    source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few bytes of table may declare billions of samples (one size for all, or run lengths): such a
+    track is left out of the movie (the original is then split by FFmpeg), never expanded in memory."""
+    data = source.read_bytes()
+    movie = mp4join.read_movie(lambda at, n: data[at : at + n], len(data))
+    counts = sorted(track.samples for track in movie.tracks)
+    monkeypatch.setattr(mp4join, "MAX_SAMPLES", counts[0])
+    kept = mp4join.read_movie(lambda at, n: data[at : at + n], len(data)).tracks
+    assert [track.samples for track in kept] == [counts[0]]
+    (track,) = kept
+    monkeypatch.setattr(mp4join, "MAX_SAMPLES", counts[0] - 1)
+    with pytest.raises(mp4join.NotJoinable):
+        mp4join.Samples.of(track)
