@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 from bench.quick import bench_quick, report_quick  # noqa: E402
 from tests.conftest import H264_ULTRAFAST, make_clip_file  # noqa: E402
 from tests.e2e.server import Server  # noqa: E402
-from video_converter import segments, streams  # noqa: E402
+from video_converter import indeximage, segments, streams  # noqa: E402
 from video_converter.apikeys import KeyStore  # noqa: E402
 from video_converter.auth import Authenticator, signing_secret  # noqa: E402
 from video_converter.config import Settings  # noqa: E402
 from video_converter.ffmpeg import FFmpeg, ffmpeg_path  # noqa: E402
+from video_converter.ffmpeg.runner import child_env  # noqa: E402
 from video_converter.jobs import JobService  # noqa: E402
 from video_converter.model import SourceInfo  # noqa: E402
 from video_converter.presets import PRESETS  # noqa: E402
@@ -71,7 +72,9 @@ SEGMENT_TARGETS = {
     # Bytes, not seconds: what the split reads of the original (its index), and what the join by copy
     # reads (the pieces' indexes), each against the original's or the output's size.
     "split_read_share": 0.01,
+    "sound_read_share": 0.05,  # a sound part: its own sound (a few per cent of the original), not the picture
     "join_index_share": 0.01,
+    "hour_split_read_mb": 8.0,  # an hour's index (~3 MB): 1/500 of an hour of phone 1080p (4 GB)
 }
 
 # Several MP4 renditions of one source in one job (default WORKERS, no segmenting) against the same renditions
@@ -218,9 +221,9 @@ def bench_segments(work: Path) -> dict[str, float]:
     pieces_dir.mkdir()
     original = Counted(clip)
     with measured() as split_cost:
-        cuts = segments.cut_original(original.read, clip.stat().st_size, facts, 10)
-        split = segments.split(ffmpeg, clip, facts, pieces_dir, 10, timeout=600, cuts=cuts)
+        split = split_from_index(ffmpeg, original, pieces_dir, 10)
     split_read = original.read_bytes
+    sound_reads = []
     encoded, piece_walls = [], []
     with measured() as parts_cost:
         for index, (head, (start, stop)) in enumerate(zip(split.heads, split.plan.ranges, strict=True)):
@@ -234,11 +237,14 @@ def bench_segments(work: Path) -> dict[str, float]:
     sound_walls = []
     with measured() as sound_cost:
         sounds = []
-        for index, part in enumerate(split.sound_parts):
+        for index, (head, cut) in enumerate(zip(split.sound_heads, split.plan.sound_cuts, strict=True)):
             folder = pieces_dir / f"sound-{index:05d}"
             folder.mkdir()
-            started = time.perf_counter()
-            sounds.append(segments.encode_sound(ffmpeg, preset, split.plan, index, part, folder, timeout=600))
+            started, before_read = time.perf_counter(), original.read_bytes
+            part = folder / "cut.mp4"  # its head and the runs of its sound in the original
+            part.write_bytes(head + b"".join(original.read(start, stop - start) for start, stop in cut.ranges))
+            sound_reads.append(original.read_bytes - before_read)
+            sounds.append(segments.encode_sound(ffmpeg, preset, split.plan, index, part, folder, timeout=600, cut=cut))
             sound_walls.append(time.perf_counter() - started)
     store = LocalStorage(pieces_dir / "store")
     keys = [f"j/{path.parent.name}/{path.name}" for path in [*encoded, *sounds]]
@@ -256,9 +262,13 @@ def bench_segments(work: Path) -> dict[str, float]:
     whole_job, segmented_job = (
         run_job(work, clip, ["720p"], workers=2, segment_seconds=seconds).cost["wall"] for seconds in (0, 10)
     )
+    hour = bench_hour_split(work)
     return {
+        **hour,
         "parts": split.plan.count,
         "original_bytes": clip.stat().st_size,
+        "sound_read_bytes": max(sound_reads),
+        "sound_read_share": round(max(sound_reads) / clip.stat().st_size, 4),
         "split_read_bytes": split_read,
         "split_read_share": round(split_read / clip.stat().st_size, 4),
         "output_bytes": joined.size,
@@ -279,6 +289,45 @@ def bench_segments(work: Path) -> dict[str, float]:
         "whole_job_wall": round(whole_job, 1),
         "segmented_job_wall": round(segmented_job, 1),
         "workers_ratio": round(segmented_job / whole_job, 3),
+    }
+
+
+def split_from_index(ffmpeg: FFmpeg, original: Counted, folder: Path, seconds: float) -> segments.Split:
+    """The split as the split task makes it of an MP4: the original's index read by range into an image,
+    probed, cut (picture and sound); nothing downloaded, no FFmpeg run but the probe."""
+    size = original.path.stat().st_size
+    image = indeximage.make(original.read, size, folder / "image.mp4")
+    assert image is not None
+    facts = ffmpeg.inspect(image.path)
+    cuts = segments.cut_original(image.read, size, facts, seconds)
+    assert cuts is not None and not segments.split_needs_original(facts, cuts)
+    return segments.split(ffmpeg, None, facts, folder, seconds, timeout=600, cuts=cuts)
+
+
+def bench_hour_split(work: Path) -> dict[str, float]:
+    """The split of an hour-long MP4 (a tiny picture, so that it is quick to make: its index has an
+    hour's samples, 108,000 frames and 168,750 AAC frames, as an hour of 1080p's has) into minute pieces."""
+    clip = work / "hour.mp4"
+    subprocess.run(
+        [ffmpeg_path(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=30:duration=3600",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3600",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-c:a", "aac", "-b:a", "32k", str(clip)],
+        check=True, timeout=900, env=child_env(),
+    )  # fmt: skip
+    folder = work / "hour"
+    folder.mkdir()
+    original = Counted(clip)
+    with measured() as cost:
+        started = time.perf_counter()
+        split = split_from_index(FFmpeg(), original, folder, 60)
+        wall = time.perf_counter() - started
+    return {
+        "hour_split_read_mb": round(original.read_bytes / 1e6, 2),
+        "hour_split_wall": round(wall, 2),
+        "hour_split_pieces": split.plan.count,
+        "hour_split_sound_parts": len(split.plan.sound_cuts),
+        "hour_split_heads_bytes": sum(map(len, [*split.heads, *split.sound_heads])) + len(split.track_head or b""),
+        "hour_split_cpu": round(cost["cpu"], 2),
     }
 
 
@@ -690,12 +739,17 @@ def report_segments(segmented: dict[str, float]) -> list[str]:
          f" / whole"),
         ("workers_ratio", f"wall of the job with WORKERS=2: {segmented['segmented_job_wall']} s / "
          f"{segmented['whole_job_wall']} s unsegmented"),
-        ("split_read_share", f"bytes the split read by range to cut the picture (its index: "
-         f"{segmented['split_read_bytes']}; its FFmpeg run still decodes the sound from the file) / "
+        ("split_read_share", f"bytes the split read of the original (its index and the first frame's "
+         f"headers: {segmented['split_read_bytes']}; no FFmpeg run but the probe, nothing downloaded) / "
          f"{segmented['original_bytes']}"),
+        ("sound_read_share", f"bytes the largest sound part read of the original (the runs of its own "
+         f"sound: {segmented['sound_read_bytes']}) / {segmented['original_bytes']}"),
         ("join_index_share", f"bytes of the pieces' indexes the join read ({segmented['join_index_bytes']}) / "
          f"output {segmented['output_bytes']} (media copied by the store; carried, under S3's 5 MiB part "
          f"minimum: {segmented['join_carried_bytes']})"),
+        ("hour_split_read_mb", f"MB the split of an hour-long MP4 read ({segmented['hour_split_pieces']} pieces "
+         f"and {segmented['hour_split_sound_parts']} sound parts of a minute; {segmented['hour_split_wall']} s, "
+         f"heads written {segmented['hour_split_heads_bytes']} bytes)"),
     ):  # fmt: skip
         ok = segmented[name] <= SEGMENT_TARGETS[name]
         missed += [] if ok else [name]
