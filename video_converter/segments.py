@@ -60,7 +60,11 @@ M4A = ["-f", "mp4"]  # a sound part for a join by copy: its frames as they are, 
 # Packets of the original's sound decoded before a part's first sample, and thrown away: an AAC frame's
 # output overlaps the frame before it, so the decoder's state is a whole decode's after one.
 WARM_PACKETS = 4
-SOUND_GAP = 64 * 1024  # runs of a sound part's samples closer than this are read in one request
+# Runs of a sound part's samples with less picture than this between them are read in one request: a
+# request costs about what reading this much more does (a few ms at 100 MB/s). A camera's original
+# (a second of picture between its sound's chunks) is read as its sound alone, one that interleaves
+# frame by frame (FFmpeg's muxer) as the span's share of the original, as a piece reads its own.
+SOUND_GAP = 256 * 1024
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 
