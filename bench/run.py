@@ -179,9 +179,11 @@ def run_job(work: Path, clip: Path, formats: list[str], *, workers: int, segment
                 time.sleep(0.1)
         assert service.documents.view(job_id).status == "completed"
         outputs = {}
+        done = rt.jobs.summary(job_id)  # what the view is made of: the record itself is written after it
+        assert done is not None
         for format_id in formats:
-            key = rt.jobs.output(job_id, format_id).key
-            assert key is not None
+            key = done.outputs[format_id].key
+            assert key is not None, done.outputs[format_id]
             with rt.converted.local_path(key, folder) as path:
                 outputs[format_id] = Path(shutil.copy(path, folder / f"{format_id}.{PRESETS[format_id].extension}"))
             if PRESETS[format_id].stream is not None:  # each rendition's track, as "hls:video_720p"
