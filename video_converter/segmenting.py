@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from . import indeximage, mp4join, segments, streampieces, streams
-from .conversion import SourceReplaced, check_output, check_size, publish, suitable
+from .conversion import check_output, check_size, publish, suitable
 from .ffmpeg import ConversionCancelled, ConversionTimeout, FFmpegError, LimitExceeded
 from .ffmpeg.parse import ProbeFacts
 from .fmp4 import Malformed
@@ -501,11 +501,7 @@ class _Parts:
         """A cut of the original as a file at ``path``: its head (a key of the upload store), then its
         byte ranges of the original, read in chunks."""
         uploads, job = self.rt.uploads, self.outputs[0].job
-        size = uploads.size(job.source_key)
-        if size is None:
-            raise ObjectNotFound(job.source_key)  # gone (expired): the piece is missing
-        if size != job.source_size:  # the ranges are of the file the job was made from
-            raise SourceReplaced
+        check_size(uploads, job)  # gone (expired): the piece is missing; the ranges are of the job's file
         with path.open("wb") as out:
             out.write(uploads.get_bytes(head))
             for start, stop in ranges:
